@@ -1,0 +1,37 @@
+// Scheduler contract: from the gossiped swarm view, decide this node's stage and expose the view
+// to the pipeline router. Implemented by plugins/scheduler (gossipsub consensus).
+
+export type NodeState = 'joining' | 'serving' | 'leaving'
+
+export interface PeerStageInfo {
+  readonly peerId: string
+  readonly stage: number
+  /** Measured microbatches per second for that stage. */
+  readonly throughput: number
+  readonly queueLength: number
+  readonly state: NodeState
+  readonly version: string
+  /** Unix ms of the heartbeat. */
+  readonly time: number
+}
+
+export interface SwarmView {
+  readonly stages: number
+  readonly peers: readonly PeerStageInfo[]
+}
+
+export interface StageAssignment {
+  readonly stage: number
+  /** Why (for logs): 'pinned', 'join', 'rebalance', ... */
+  readonly reason: string
+}
+
+export interface Scheduler {
+  /** The current stage of this node, or undefined before assignment. */
+  currentStage(): number | undefined
+  view(): SwarmView
+  /** Peer ids serving `stage` (serving state), best first. */
+  peersForStage(stage: number): string[]
+  /** Called when this node's assignment changes. Returns an unsubscribe function. */
+  onAssignment(listener: (a: StageAssignment) => void): () => void
+}
