@@ -1,6 +1,13 @@
 // Every CLI command, one module each. A module exports `register(program)` adding its command.
 import type { Command } from 'commander'
+import { register as start } from './start.ts'
+import { register as status } from './status.ts'
+import { register as keys } from './keys.ts'
 
 export type RegisterCommand = (program: Command) => void
 
-export const commands: RegisterCommand[] = []
+export const commands: RegisterCommand[] = [
+  start,
+  status,
+  keys
+]

@@ -1,0 +1,287 @@
+// Configuration of `layerswarm start`, from four sources in order of precedence:
+//   flags > environment (LAYERSWARM_*) > config file (--config / LAYERSWARM_CONFIG, JSON) > defaults.
+// A list (listen, bootstrap, plugins, ...) from a higher source replaces the lower one's, never merges.
+// Paths in a config file are relative to that file; paths in flags and env are relative to cwd.
+// Everything is validated here so bad input is one ConfigError (exit 2) that says what and how to fix.
+import { readFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { dirname, resolve } from 'node:path'
+import { ConfigError } from '../core/errors.ts'
+import { isLogLevel, type LogFormat } from '../core/logger.ts'
+import type { LogLevel } from '../core/contracts/logger.ts'
+import type { CreateNodeOptions } from '../core/node/create-node.ts'
+import { BUILTIN_NETWORKS } from '../core/node/network-profile.ts'
+import { parseMultiaddrs } from '../core/node/multiaddrs.ts'
+import { isPathSpec } from '../core/node/plugin-registry.ts'
+import { isSwarmKeyText } from '../core/node/swarm-key.ts'
+
+/** Options as commander parses them from the `start` flags. */
+export interface StartFlags {
+  network?: string
+  listen?: string[]
+  announce?: string[]
+  bootstrap?: string[]
+  plugins?: string
+  backend?: string
+  dataDir?: string
+  bootstrapNode?: boolean
+  relay?: boolean
+  psk?: string
+  config?: string
+  logLevel?: string
+  logFormat?: string
+}
+
+export interface StartConfig {
+  /** Options for createNode (the logger is added by the command). */
+  node: Omit<CreateNodeOptions, 'logger'>
+  logLevel: LogLevel
+  logFormat: LogFormat
+  /** The config file read, if any. */
+  configFile?: string
+}
+
+/** Environment variables read by `start` (documented in docs/node.md). */
+export const ENV = {
+  config: 'LAYERSWARM_CONFIG',
+  network: 'LAYERSWARM_NETWORK',
+  listen: 'LAYERSWARM_LISTEN',
+  announce: 'LAYERSWARM_ANNOUNCE',
+  bootstrap: 'LAYERSWARM_BOOTSTRAP',
+  plugins: 'LAYERSWARM_PLUGINS',
+  backend: 'LAYERSWARM_BACKEND',
+  dataDir: 'LAYERSWARM_DATA_DIR',
+  bootstrapNode: 'LAYERSWARM_BOOTSTRAP_NODE',
+  relay: 'LAYERSWARM_RELAY',
+  psk: 'LAYERSWARM_PSK',
+  logLevel: 'LAYERSWARM_LOG_LEVEL',
+  logFormat: 'LAYERSWARM_LOG_FORMAT'
+} as const
+
+/** Keys a config file may hold. */
+const FILE_KEYS = new Set([
+  'network', 'listen', 'announce', 'bootstrap', 'plugins', 'pluginOptions', 'backend', 'dataDir', 'bootstrapNode',
+  'relay', 'psk', 'logLevel', 'logFormat', 'bootstrapRetry', 'runtime'
+])
+const LOG_LEVELS = 'trace, debug, info, warn, error, silent'
+
+/** One layer of settings, already normalized (paths absolute). */
+interface Layer {
+  network?: string
+  listen?: string[]
+  announce?: string[]
+  bootstrap?: string[]
+  plugins?: string[]
+  pluginOptions?: Record<string, Record<string, unknown>>
+  backend?: string
+  dataDir?: string
+  bootstrapNode?: boolean
+  relay?: boolean
+  psk?: string
+  logLevel?: string
+  logFormat?: string
+  bootstrapRetry?: CreateNodeOptions['bootstrapRetry']
+  runtime?: Record<string, unknown>
+}
+
+export async function resolveStartConfig (flags: StartFlags, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Promise<StartConfig> {
+  const fromFlags = flagLayer(flags, cwd)
+  const fromEnv = envLayer(env, cwd)
+  const configPath = flags.config ?? nonEmpty(env[ENV.config])
+  const configFile = configPath != null ? resolve(cwd, expandHome(configPath)) : undefined
+  const fromFile = configFile != null ? await fileLayer(configFile) : {}
+
+  const pick = <K extends keyof Layer>(k: K): Layer[K] => fromFlags[k] ?? fromEnv[k] ?? fromFile[k]
+  const logLevel = pick('logLevel') ?? 'info'
+  if (!isLogLevel(logLevel)) throw new ConfigError(`log level "${logLevel}" is not one of ${LOG_LEVELS}; fix --log-level, ${ENV.logLevel} or "logLevel"`)
+  const logFormat = pick('logFormat') ?? 'human'
+  if (logFormat !== 'human' && logFormat !== 'json') throw new ConfigError(`log format "${logFormat}" is not human or json; fix --log-format, ${ENV.logFormat} or "logFormat"`)
+
+  const node: Omit<CreateNodeOptions, 'logger'> = {
+    dataDir: pick('dataDir'),
+    network: pick('network') ?? 'local',
+    listen: pick('listen'),
+    announce: pick('announce'),
+    bootstrap: pick('bootstrap'),
+    bootstrapNode: pick('bootstrapNode') ?? false,
+    relayListen: pick('relay') ?? false,
+    psk: pick('psk'),
+    plugins: pick('plugins'),
+    backend: pick('backend'),
+    pluginOptions: fromFile.pluginOptions,
+    bootstrapRetry: fromFile.bootstrapRetry,
+    runtime: fromFile.runtime,
+    cwd
+  }
+  // check every multiaddr now, naming where it came from
+  for (const key of ['listen', 'announce', 'bootstrap'] as const) {
+    const where = fromFlags[key] != null ? `--${key}` : fromEnv[key] != null ? ENV[key] : `"${key}" of ${configFile ?? 'the config file'}`
+    parseMultiaddrs(node[key] ?? [], where)
+  }
+  return { node, logLevel, logFormat, configFile }
+}
+
+function flagLayer (f: StartFlags, cwd: string): Layer {
+  return {
+    network: f.network != null ? networkSpec(f.network, cwd) : undefined,
+    listen: f.listen != null ? splitList(f.listen.join(',')) : undefined,
+    announce: f.announce != null ? splitList(f.announce.join(',')) : undefined,
+    bootstrap: f.bootstrap != null ? splitList(f.bootstrap.join(',')) : undefined,
+    plugins: f.plugins != null ? splitList(f.plugins).map(p => pluginSpec(p, cwd)) : undefined,
+    backend: f.backend != null ? pluginSpec(f.backend, cwd) : undefined,
+    dataDir: f.dataDir != null ? resolve(cwd, expandHome(f.dataDir)) : undefined,
+    bootstrapNode: f.bootstrapNode === true ? true : undefined,
+    relay: f.relay === true ? true : undefined,
+    psk: f.psk != null ? pskSpec(f.psk, cwd) : undefined,
+    logLevel: f.logLevel,
+    logFormat: f.logFormat
+  }
+}
+
+function envLayer (env: NodeJS.ProcessEnv, cwd: string): Layer {
+  const get = (k: keyof typeof ENV): string | undefined => nonEmpty(env[ENV[k]])
+  const list = (k: keyof typeof ENV): string[] | undefined => {
+    // set but empty means "none" (e.g. LAYERSWARM_PLUGINS= runs without plugins)
+    const v = env[ENV[k]]
+    return v != null ? splitList(v) : undefined
+  }
+  const network = get('network')
+  const backend = get('backend')
+  const dataDir = get('dataDir')
+  const psk = get('psk')
+  return {
+    network: network != null ? networkSpec(network, cwd) : undefined,
+    listen: list('listen'),
+    announce: list('announce'),
+    bootstrap: list('bootstrap'),
+    plugins: list('plugins')?.map(p => pluginSpec(p, cwd)),
+    backend: backend != null ? pluginSpec(backend, cwd) : undefined,
+    dataDir: dataDir != null ? resolve(cwd, expandHome(dataDir)) : undefined,
+    bootstrapNode: envBool(env, ENV.bootstrapNode),
+    relay: envBool(env, ENV.relay),
+    psk: psk != null ? pskSpec(psk, cwd) : undefined,
+    logLevel: get('logLevel'),
+    logFormat: get('logFormat')
+  }
+}
+
+async function fileLayer (file: string): Promise<Layer> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err: any) {
+    throw new ConfigError(`config file ${file} cannot be read (${err?.code ?? err?.message}); check the --config path`, { cause: err })
+  }
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (err: any) {
+    throw new ConfigError(`config file ${file} is not valid JSON (${err?.message}); fix the syntax`, { cause: err })
+  }
+  const bad = (what: string): ConfigError => new ConfigError(`config file ${file}: ${what}`)
+  if (raw == null || typeof raw !== 'object' || Array.isArray(raw)) throw bad('must be a JSON object, e.g. {"network": "local", "listen": ["/ip4/0.0.0.0/tcp/4001"]}')
+  const o = raw as Record<string, unknown>
+  const unknown = Object.keys(o).filter(k => !FILE_KEYS.has(k))
+  if (unknown.length > 0) throw bad(`unknown key(s) ${unknown.join(', ')}; allowed: ${[...FILE_KEYS].join(', ')}`)
+  const base = dirname(file)
+  const str = (k: string): string | undefined => {
+    if (o[k] == null) return undefined
+    if (typeof o[k] !== 'string' || o[k] === '') throw bad(`"${k}" must be a non-empty string`)
+    return o[k] as string
+  }
+  const strList = (k: string): string[] | undefined => {
+    if (o[k] == null) return undefined
+    if (!Array.isArray(o[k]) || (o[k] as unknown[]).some(x => typeof x !== 'string')) throw bad(`"${k}" must be an array of strings`)
+    return o[k] as string[]
+  }
+  const bool = (k: string): boolean | undefined => {
+    if (o[k] == null) return undefined
+    if (typeof o[k] !== 'boolean') throw bad(`"${k}" must be true or false`)
+    return o[k] as boolean
+  }
+  const obj = (k: string): Record<string, unknown> | undefined => {
+    if (o[k] == null) return undefined
+    if (typeof o[k] !== 'object' || Array.isArray(o[k])) throw bad(`"${k}" must be an object`)
+    return o[k] as Record<string, unknown>
+  }
+
+  // "plugins": a list of specs, or an object spec -> that plugin's options
+  let plugins: string[] | undefined
+  let pluginOptions: Record<string, Record<string, unknown>> | undefined
+  if (Array.isArray(o.plugins)) {
+    plugins = strList('plugins')
+  } else if (o.plugins != null) {
+    const p = obj('plugins') ?? {}
+    plugins = Object.keys(p)
+    pluginOptions = {}
+    for (const [name, opts] of Object.entries(p)) {
+      if (opts == null || typeof opts !== 'object' || Array.isArray(opts)) throw bad(`"plugins.${name}" must be an options object ({} for none)`)
+      pluginOptions[name] = opts as Record<string, unknown>
+    }
+  }
+  const extraOptions = obj('pluginOptions') as Record<string, Record<string, unknown>> | undefined
+  if (extraOptions != null) pluginOptions = { ...pluginOptions, ...extraOptions }
+
+  const retry = obj('bootstrapRetry')
+  if (retry != null) {
+    for (const [k, v] of Object.entries(retry)) {
+      if (!['initialDelayMs', 'maxDelayMs', 'dialTimeoutMs'].includes(k)) throw bad(`unknown key bootstrapRetry.${k}; allowed: initialDelayMs, maxDelayMs, dialTimeoutMs`)
+      if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw bad(`"bootstrapRetry.${k}" must be a positive number of milliseconds`)
+    }
+  }
+  const network = str('network')
+  const dataDir = str('dataDir')
+  const psk = str('psk')
+  const backend = str('backend')
+  return {
+    network: network != null ? networkSpec(network, base) : undefined,
+    listen: strList('listen'),
+    announce: strList('announce'),
+    bootstrap: strList('bootstrap'),
+    plugins: plugins?.map(p => pluginSpec(p, base)),
+    pluginOptions,
+    backend: backend != null ? pluginSpec(backend, base) : undefined,
+    dataDir: dataDir != null ? resolve(base, expandHome(dataDir)) : undefined,
+    bootstrapNode: bool('bootstrapNode'),
+    relay: bool('relay'),
+    psk: psk != null ? pskSpec(psk, base) : undefined,
+    logLevel: str('logLevel'),
+    logFormat: str('logFormat'),
+    bootstrapRetry: retry as CreateNodeOptions['bootstrapRetry'],
+    runtime: obj('runtime')
+  }
+}
+
+function splitList (v: string): string[] {
+  return v.split(',').map(s => s.trim()).filter(s => s !== '')
+}
+
+function nonEmpty (v: string | undefined): string | undefined {
+  return v != null && v.trim() !== '' ? v.trim() : undefined
+}
+
+function envBool (env: NodeJS.ProcessEnv, name: string): boolean | undefined {
+  const v = nonEmpty(env[name])?.toLowerCase()
+  if (v == null) return undefined
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true
+  if (['0', 'false', 'no', 'off'].includes(v)) return false
+  throw new ConfigError(`${name}=${env[name]} is not a boolean; use true or false`)
+}
+
+function expandHome (p: string): string {
+  return p === '~' || p.startsWith('~/') ? homedir() + p.slice(1) : p
+}
+
+// A network is a built-in name or a file; files resolve against the layer's base dir.
+function networkSpec (v: string, base: string): string {
+  return (BUILTIN_NETWORKS as readonly string[]).includes(v) ? v : resolve(base, expandHome(v))
+}
+
+// Plugin paths resolve against the layer's base dir; names and packages stay as they are.
+function pluginSpec (v: string, base: string): string {
+  return isPathSpec(v) && !v.startsWith('file:') ? resolve(base, v) : v
+}
+
+function pskSpec (v: string, base: string): string {
+  return isSwarmKeyText(v) ? v : resolve(base, expandHome(v))
+}

@@ -1,0 +1,10 @@
+// The data pipeline: where training text enters a node. dataset-reader streams documents from
+// files, tokenizer turns them into ids, corpus builds the train / held-out token arrays, token-shard
+// cuts reproducible batches from them, unigram-baseline gives the loss to beat.
+export * from './data-errors.ts'
+export * from './tokenizer.ts'
+export * from './dataset-reader.ts'
+export * from './corpus.ts'
+export * from './token-shard.ts'
+export * from './unigram-baseline.ts'
+export { cyrb53, fnv1a64, splitmix64, below } from './prng.ts'

@@ -1,0 +1,316 @@
+// A Stage: one contiguous piece of the GPT (see stage-split.ts) with its parameters, gradient
+// buffers, activations for one microbatch, and its own AdamW state. The pipeline moves host
+// arrays between stages (they cross the network through codecs), so the boundary API is:
+//   forward({B, T, tokens | hidden, targets?}) -> { hidden [B,T,W] } or, on the last stage, { loss }
+//   backward(dout [B,T,W] | nothing on the last stage) -> dinput [B,T,W] (null on stage 0)
+// where W is the boundary width: C, or k with a bottleneck. One microbatch is in flight at a
+// time: backward uses the activations of the latest forward. Parameter gradients accumulate
+// over backward calls until zeroGrad.
+import type { ComputeBackend, Tensor } from '../contracts/backend.ts'
+import { LayerswarmError, NonFiniteError, ShapeError } from '../errors.ts'
+import {
+  allocBlockActivations, allocBlockScratch, allocHeadActivations, blockBackward, blockForward,
+  bottleneckBackward, bottleneckForward, embeddingBackward, embeddingForward, headBackward,
+  headForward, identityPart, lossForward,
+  type BlockActivations, type BlockParams, type BlockScratch, type BottleneckProjection,
+  type HeadActivations, type HeadParams, type Param
+} from './layers.ts'
+import { AdamW, type AdamWOptions, type StepOptions, type StepResult } from './optimizer.ts'
+import { blockParamNames, bottleneckParamNames, ParameterSet, stageParamSpecs } from './params.ts'
+import { boundaryWidth, isFirstStage, isLastStage, type StageLayout } from './stage-split.ts'
+
+/** A stage method was called out of order (backward before forward, loss without targets, ...). */
+export class StageStateError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_STAGE_STATE', message)
+  }
+}
+
+export interface StageInput {
+  readonly B: number
+  readonly T: number
+  /** Stage 0: token ids i32 [B,T], each in [0, V). */
+  readonly tokens?: Int32Array
+  /** Other stages: the previous stage's output f32 [B,T,W]. */
+  readonly hidden?: Float32Array
+  /** Last stage: next-token targets i32 [B,T]; < 0 = not counted. Without them only logits are computed. */
+  readonly targets?: Int32Array
+}
+
+export interface StageOutput {
+  /** Non-last stages: f32 [B,T,W] for the next stage. */
+  readonly hidden?: Float32Array
+  /** Last stage with targets: mean cross-entropy over counted targets (nats). */
+  readonly loss?: number
+  /** Last stage with targets: number of counted targets. */
+  readonly count?: number
+}
+
+export interface StageOptions {
+  /** Init seed (each tensor's values depend only on seed and name). Default 0. */
+  readonly seed?: number
+  /** Start from these values instead of the seeded init (e.g. a checkpoint). */
+  readonly params?: ReadonlyMap<string, Float32Array>
+  readonly optimizer?: Partial<AdamWOptions>
+}
+
+interface Activations {
+  B: number
+  T: number
+  tokens: Tensor | null // i32 [B,T] (stage 0)
+  input: Tensor // [B,T,C] encoded tokens (stage 0) or [B,T,W] received hidden
+  upOut: Tensor | null // [B,T,C] after the bottleneck up-projection
+  blocks: BlockActivations[]
+  scratch: BlockScratch
+  dres: Tensor // [B,T,C] residual-stream gradient, walked backward through the blocks
+  dinput: Tensor | null // [B,T,W] gradient w.r.t. a bottlenecked input
+  downOut: Tensor | null // [B,T,k] bottleneck output
+  ddown: Tensor | null // [B,T,k] gradient received for downOut
+  head: HeadActivations | null
+}
+
+export class Stage {
+  readonly layout: StageLayout
+  readonly params: ParameterSet
+  readonly optimizer: AdamW
+  private readonly blocks: BlockParams[] = []
+  private readonly wte: Param | null = null
+  private readonly wpe: Param | null = null
+  private readonly up: BottleneckProjection | null = null
+  private readonly down: BottleneckProjection | null = null
+  private readonly head: HeadParams | null = null
+  private acts: Activations | null = null
+  /** What the latest forward left for backward. */
+  private pending: { hasTargets: boolean, count: number } | null = null
+
+  constructor (private readonly backend: ComputeBackend, layout: StageLayout, opts: StageOptions = {}) {
+    this.layout = layout
+    this.params = new ParameterSet(backend, stageParamSpecs(layout), opts.seed ?? 0, opts.params)
+    this.optimizer = new AdamW(backend, this.params, opts.optimizer)
+    const P = (name: string): Param => ({ w: this.params.value(name), g: this.params.grad(name) })
+    const { range, bottleneck: k, config } = layout
+    const C = config.dModel
+    if (isFirstStage(layout)) {
+      this.wte = P('wte.weight')
+      this.wpe = P('wpe.weight')
+    } else if (k > 0) {
+      const n = bottleneckParamNames(range.firstBlock, 'up')
+      this.up = { w: P(n.w), b: P(n.b), eye: identityPart(backend, C, k), weff: backend.alloc([C, k]) }
+    }
+    for (let i = range.firstBlock; i < range.endBlock; i++) {
+      const n = blockParamNames(i)
+      this.blocks.push({
+        ln1w: P(n.ln1w), ln1b: P(n.ln1b), qkvw: P(n.qkvw), qkvb: P(n.qkvb),
+        attprojw: P(n.attprojw), attprojb: P(n.attprojb), ln2w: P(n.ln2w), ln2b: P(n.ln2b),
+        fcw: P(n.fcw), fcb: P(n.fcb), fcprojw: P(n.fcprojw), fcprojb: P(n.fcprojb)
+      })
+    }
+    if (isLastStage(layout)) {
+      this.head = { lnfw: P('ln_f.weight'), lnfb: P('ln_f.bias'), lmHead: P('lm_head.weight') }
+    } else if (k > 0) {
+      const n = bottleneckParamNames(range.endBlock - 1, 'down')
+      this.down = { w: P(n.w), b: P(n.b), eye: identityPart(backend, k, C), weff: backend.alloc([k, C]) }
+    }
+  }
+
+  get isFirst (): boolean { return isFirstStage(this.layout) }
+  get isLast (): boolean { return isLastStage(this.layout) }
+
+  /** Channels of the hidden input (non-first stages) and output (non-last stages). */
+  get boundaryWidth (): number { return boundaryWidth(this.layout) }
+
+  async forward (input: StageInput): Promise<StageOutput> {
+    const { B, T } = input
+    const { config } = this.layout
+    const NH = config.nHead
+    if (!Number.isSafeInteger(B) || B < 1) throw new ShapeError(`B must be a positive integer, got ${B}`)
+    if (!Number.isSafeInteger(T) || T < 1 || T > config.blockSize) throw new ShapeError(`T must be an integer in [1, ${config.blockSize}], got ${T}`)
+    this.pending = null
+    const a = this.activations(B, T)
+    const be = this.backend
+
+    if (this.isFirst) {
+      const tokens = input.tokens
+      if (tokens == null) throw new ShapeError('stage 0 needs tokens')
+      checkIds('tokens', tokens, B * T, 0, config.vocabSize)
+      await be.write(a.tokens as Tensor, tokens)
+      await embeddingForward(be, this.wte as Param, this.wpe as Param, a.input, a.tokens as Tensor)
+    } else {
+      const hidden = input.hidden
+      if (hidden == null) throw new ShapeError(`stage ${this.layout.range.index} needs hidden input`)
+      if (hidden.length !== B * T * this.boundaryWidth) {
+        throw new ShapeError(`hidden input: expected [${B},${T},${this.boundaryWidth}] (${B * T * this.boundaryWidth} values), got ${hidden.length}`)
+      }
+      checkFinite('hidden input', hidden)
+      await be.write(a.input, hidden)
+      if (this.up != null) await bottleneckForward(be, this.up, a.upOut as Tensor, a.input)
+    }
+
+    let x = a.upOut ?? a.input
+    for (let l = 0; l < this.blocks.length; l++) {
+      await blockForward(be, this.blocks[l], a.blocks[l], x, NH)
+      x = a.blocks[l].residual3
+    }
+
+    if (!this.isLast) {
+      let out = x
+      if (this.down != null) {
+        await bottleneckForward(be, this.down, a.downOut as Tensor, x)
+        out = a.downOut as Tensor
+      }
+      this.pending = { hasTargets: false, count: 0 }
+      return { hidden: await be.download(out) as Float32Array }
+    }
+
+    const h = a.head as HeadActivations
+    await headForward(be, this.head as HeadParams, h, x)
+    if (input.targets == null) {
+      this.pending = { hasTargets: false, count: 0 }
+      return {}
+    }
+    const count = checkIds('targets', input.targets, B * T, -Infinity, config.vocabSize)
+    await be.write(h.targets, input.targets)
+    await lossForward(be, h)
+    const losses = await be.download(h.losses) as Float32Array
+    let sum = 0
+    for (let i = 0; i < losses.length; i++) sum += losses[i]
+    this.pending = { hasTargets: true, count }
+    return { loss: count > 0 ? sum / count : 0, count }
+  }
+
+  /** Logits f32 [B,T,V] of the latest forward (last stage only). */
+  async logits (): Promise<Float32Array> {
+    if (!this.isLast) throw new StageStateError('logits exist only on the last stage')
+    if (this.pending == null || this.acts == null) throw new StageStateError('logits() before forward()')
+    return await this.backend.download((this.acts.head as HeadActivations).logits) as Float32Array
+  }
+
+  /**
+   * Backward of the latest forward. Last stage: no argument (the gradient of the mean loss);
+   * otherwise dout f32 [B,T,W]. Returns the gradient w.r.t. the hidden input, or null on stage 0.
+   */
+  async backward (dout?: Float32Array): Promise<Float32Array | null> {
+    const a = this.acts
+    if (this.pending == null || a == null) throw new StageStateError('backward() before forward()')
+    const { B, T } = a
+    const NH = this.layout.config.nHead
+    const be = this.backend
+    const last = this.blocks.length > 0 ? a.blocks[this.blocks.length - 1].residual3 : (a.upOut ?? a.input)
+
+    // gradient w.r.t. the last block's output into a.dres
+    await be.fill(a.dres, 0)
+    if (this.isLast) {
+      if (!this.pending.hasTargets) throw new StageStateError('backward() on the last stage needs a forward with targets')
+      if (dout != null) throw new ShapeError('the last stage takes no dout: it starts from the loss')
+      const scale = this.pending.count > 0 ? 1 / this.pending.count : 0
+      await headBackward(be, this.head as HeadParams, a.head as HeadActivations, last, a.dres, scale)
+    } else {
+      const W = this.boundaryWidth
+      if (dout == null) throw new ShapeError(`stage ${this.layout.range.index} backward needs dout [${B},${T},${W}]`)
+      if (dout.length !== B * T * W) throw new ShapeError(`dout: expected [${B},${T},${W}] (${B * T * W} values), got ${dout.length}`)
+      checkFinite('dout', dout)
+      if (this.down != null) {
+        await be.write(a.ddown as Tensor, dout)
+        await bottleneckBackward(be, this.down, a.dres, a.ddown as Tensor, last)
+      } else {
+        await be.write(a.dres, dout)
+      }
+    }
+
+    for (let l = this.blocks.length - 1; l >= 0; l--) {
+      const x = l > 0 ? a.blocks[l - 1].residual3 : (a.upOut ?? a.input)
+      await blockBackward(be, this.blocks[l], a.blocks[l], a.scratch, x, a.dres, NH)
+    }
+
+    if (this.isFirst) {
+      await embeddingBackward(be, this.wte as Param, this.wpe as Param, a.dres, a.tokens as Tensor)
+      return null
+    }
+    if (this.up != null) {
+      await be.fill(a.dinput as Tensor, 0)
+      await bottleneckBackward(be, this.up, a.dinput as Tensor, a.dres, a.input)
+      return await be.download(a.dinput as Tensor) as Float32Array
+    }
+    return await be.download(a.dres) as Float32Array
+  }
+
+  async zeroGrad (): Promise<void> {
+    await this.params.zeroGrad()
+  }
+
+  /** Sum of squares of this stage's accumulated gradients. */
+  async gradSumSquares (): Promise<number> {
+    return await this.optimizer.gradSumSquares()
+  }
+
+  /** AdamW update of this stage's parameters from the accumulated gradients. */
+  async update (opts: StepOptions): Promise<StepResult> {
+    return await this.optimizer.update(opts)
+  }
+
+  /** Frees every backend tensor the stage holds. */
+  dispose (): void {
+    this.freeActivations()
+    this.optimizer.free()
+    this.params.free()
+    for (const p of [this.up, this.down]) {
+      if (p == null) continue
+      this.backend.free(p.eye)
+      this.backend.free(p.weff)
+    }
+  }
+
+  private activations (B: number, T: number): Activations {
+    if (this.acts != null && this.acts.B === B && this.acts.T === T) return this.acts
+    this.freeActivations()
+    const be = this.backend
+    const { config, bottleneck: k } = this.layout
+    const C = config.dModel
+    const NH = config.nHead
+    const W = this.boundaryWidth
+    this.acts = {
+      B,
+      T,
+      tokens: this.isFirst ? be.alloc([B, T], 'i32') : null,
+      input: be.alloc(this.isFirst ? [B, T, C] : [B, T, W]),
+      upOut: this.up != null ? be.alloc([B, T, C]) : null,
+      blocks: this.blocks.map(() => allocBlockActivations(be, B, T, C, NH)),
+      scratch: allocBlockScratch(be, B, T, C, NH),
+      dres: be.alloc([B, T, C]),
+      dinput: this.up != null ? be.alloc([B, T, k]) : null,
+      downOut: this.down != null ? be.alloc([B, T, k]) : null,
+      ddown: this.down != null ? be.alloc([B, T, k]) : null,
+      head: this.isLast ? allocHeadActivations(be, B, T, C, config.vocabSize) : null
+    }
+    return this.acts
+  }
+
+  private freeActivations (): void {
+    const a = this.acts
+    if (a == null) return
+    const tensors: Array<Tensor | null> = [a.tokens, a.input, a.upOut, a.dres, a.dinput, a.downOut, a.ddown,
+      ...a.blocks.flatMap(b => Object.values(b)), ...Object.values(a.scratch), ...(a.head != null ? Object.values(a.head) : [])]
+    for (const t of tensors) if (t != null) this.backend.free(t)
+    this.acts = null
+    this.pending = null
+  }
+}
+
+/** Checks length and range [lo, hi) of integer ids; returns how many are >= 0. */
+function checkIds (name: string, ids: Int32Array, n: number, lo: number, hi: number): number {
+  if (!(ids instanceof Int32Array)) throw new ShapeError(`${name} must be an Int32Array`)
+  if (ids.length !== n) throw new ShapeError(`${name}: expected ${n} ids, got ${ids.length}`)
+  let count = 0
+  for (let i = 0; i < ids.length; i++) {
+    const v = ids[i]
+    if (v < lo || v >= hi) throw new ShapeError(`${name}[${i}] = ${v} is outside [${lo}, ${hi})`)
+    if (v >= 0) count++
+  }
+  return count
+}
+
+function checkFinite (name: string, x: Float32Array): void {
+  for (let i = 0; i < x.length; i++) {
+    if (!Number.isFinite(x[i])) throw new NonFiniteError(`${name}[${i}] is ${x[i]}`)
+  }
+}

@@ -1,0 +1,127 @@
+// Keeps this node connected to its bootstrap peers. Each address has its own loop: dial; on failure log
+// and retry after an exponential backoff (capped, with jitter so a restarted swarm does not redial in
+// lockstep); once connected, wait for the disconnect and start over. Never throws: an unreachable
+// bootstrap peer must not take the node down.
+import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Logger } from '../contracts/logger.ts'
+import { peerIdOf } from './multiaddrs.ts'
+
+export interface BootstrapDialerInit {
+  addrs: readonly Multiaddr[]
+  /** First retry delay; doubles per failure. Default 1000 ms. */
+  initialDelayMs?: number
+  /** Cap of the retry delay. Default 60000 ms. */
+  maxDelayMs?: number
+  /** Bound of one dial. Default 10000 ms. */
+  dialTimeoutMs?: number
+  /** Source of jitter in [0, 1) (tests pin it). */
+  random?: () => number
+}
+
+export interface BootstrapPeerState {
+  readonly addr: string
+  readonly connected: boolean
+  /** Failed dials since the last success. */
+  readonly failures: number
+  readonly lastError?: string
+  /** Unix ms of the next dial while disconnected. */
+  readonly nextDialAt?: number
+}
+
+/** Delay before retry `failures` (1-based): initial * 2^(failures-1), capped, times a jitter in [0.5, 1). */
+export function backoffDelay (failures: number, initialMs: number, maxMs: number, random: () => number): number {
+  const base = Math.min(maxMs, initialMs * 2 ** Math.max(0, failures - 1))
+  return Math.round(base * (0.5 + random() / 2))
+}
+
+export class BootstrapDialer {
+  private readonly libp2p: Libp2p
+  private readonly log: Logger
+  private readonly init: Required<BootstrapDialerInit>
+  private readonly states = new Map<string, { connected: boolean, failures: number, lastError?: string, nextDialAt?: number }>()
+  private controller?: AbortController
+  private loops: Array<Promise<void>> = []
+
+  constructor (libp2p: Libp2p, logger: Logger, init: BootstrapDialerInit) {
+    this.libp2p = libp2p
+    this.log = logger.forComponent('layerswarm:bootstrap')
+    this.init = { initialDelayMs: 1000, maxDelayMs: 60_000, dialTimeoutMs: 10_000, random: Math.random, ...init }
+  }
+
+  start (): void {
+    if (this.controller != null) return
+    this.controller = new AbortController()
+    const self = this.libp2p.peerId.toString()
+    for (const ma of this.init.addrs) {
+      if (peerIdOf(ma) === self) continue // a bootstrap node finds itself in its network's list
+      this.states.set(ma.toString(), { connected: false, failures: 0 })
+      this.loops.push(this.run(ma, this.controller.signal))
+    }
+  }
+
+  async stop (): Promise<void> {
+    this.controller?.abort()
+    await Promise.all(this.loops)
+    this.loops = []
+    this.controller = undefined
+  }
+
+  status (): BootstrapPeerState[] {
+    return [...this.states].map(([addr, s]) => ({ addr, ...s }))
+  }
+
+  private async run (ma: Multiaddr, signal: AbortSignal): Promise<void> {
+    const key = ma.toString()
+    const state = this.states.get(key)!
+    while (!signal.aborted) {
+      let delay: number
+      try {
+        const conn = await this.libp2p.dial(ma, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.init.dialTimeoutMs)]) })
+        if (state.failures > 0) this.log.info('bootstrap peer reachable again', { addr: key, after: state.failures })
+        else this.log.debug('connected to bootstrap peer', { addr: key })
+        Object.assign(state, { connected: true, failures: 0, lastError: undefined, nextDialAt: undefined })
+        await this.waitForDisconnect(conn.remotePeer, signal)
+        state.connected = false
+        if (signal.aborted) return
+        this.log.info('bootstrap peer disconnected; redialing', { addr: key })
+        delay = this.init.initialDelayMs
+      } catch (err: any) {
+        state.connected = false
+        if (signal.aborted) return
+        state.failures++
+        state.lastError = err?.message ?? String(err)
+        delay = backoffDelay(state.failures, this.init.initialDelayMs, this.init.maxDelayMs, this.init.random)
+        this.log.warn('bootstrap peer unreachable; will retry', {
+          addr: key, failures: state.failures, retryInS: delay / 1000, error: `${err?.name ?? 'Error'}: ${state.lastError}`
+        })
+      }
+      state.nextDialAt = Date.now() + delay
+      await sleep(delay, signal)
+    }
+  }
+
+  private async waitForDisconnect (peer: PeerId, signal: AbortSignal): Promise<void> {
+    await new Promise<void>(resolve => {
+      const done = (): void => {
+        this.libp2p.removeEventListener('peer:disconnect', onDisconnect)
+        signal.removeEventListener('abort', done)
+        resolve()
+      }
+      const onDisconnect = (evt: CustomEvent<PeerId>): void => { if (evt.detail.equals(peer)) done() }
+      this.libp2p.addEventListener('peer:disconnect', onDisconnect)
+      signal.addEventListener('abort', done, { once: true })
+      // the connection may have closed before the listener was attached
+      if (signal.aborted || this.libp2p.getConnections(peer).length === 0) done()
+    })
+  }
+}
+
+async function sleep (ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return
+  await new Promise<void>(resolve => {
+    const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
+    const onAbort = (): void => { clearTimeout(timer); resolve() }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}

@@ -1,0 +1,345 @@
+// createNode: assembles one layerswarm node: identity (data dir), libp2p (TCP + WebSockets + circuit
+// relay transports, noise, yamux, optional pre-shared key, identify, ping, the network's private
+// Kademlia DHT, gossipsub, relay server on bootstrap nodes), the plugin host (tsyringe container), the
+// bootstrap dialer and the local control endpoint. start() brings them up in that order, stop() takes
+// them down in reverse; a failed start() leaves nothing running.
+import '../polyfills.ts'
+import { createLibp2p, type Libp2p } from 'libp2p'
+import { tcp } from '@libp2p/tcp'
+import { webSockets } from '@libp2p/websockets'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@libp2p/yamux'
+import { identify, type Identify } from '@libp2p/identify'
+import { ping, type Ping } from '@libp2p/ping'
+import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
+import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { preSharedKey } from '@libp2p/pnet'
+import type { AbortOptions, ServiceMap } from '@libp2p/interface'
+import { container as rootContainer, type DependencyContainer } from 'tsyringe'
+import type { Logger } from '../contracts/logger.ts'
+import { Tokens } from '../contracts/tokens.ts'
+import { silentLogger } from '../logger.ts'
+import { PluginHost } from './plugin-host.ts'
+import { isBuiltinPlugin } from './plugin-registry.ts'
+import { PluginNotFoundError } from './plugin-errors.ts'
+import { defaultDataDir, ensureDataDir } from './data-dir.ts'
+import { loadOrCreateIdentity } from './identity.ts'
+import { lockDataDir, type DataDirLock } from './data-dir-lock.ts'
+import { loadNetworkProfile, loadSwarmKey, type NetworkProfile } from './network-profile.ts'
+import { parseMultiaddrs } from './multiaddrs.ts'
+import { BootstrapDialer, type BootstrapDialerInit, type BootstrapPeerState } from './bootstrap-dialer.ts'
+import { startControlServer, type ControlServer } from './control-endpoint.ts'
+import { NodeStateError } from './node-errors.ts'
+
+/** The plugin a training node loads when none are named. */
+export const DEFAULT_BACKEND_PLUGIN = 'backend-cpu'
+
+export interface CreateNodeOptions {
+  /** Identity key, lock and control socket live here. Default ~/.layerswarm. */
+  dataDir?: string
+  /** Built-in network name ('local', 'testnet'), a profile file path, or a loaded profile. Default 'local'. */
+  network?: string | NetworkProfile
+  /** Listen multiaddrs; default: the network profile's. */
+  listen?: readonly string[]
+  /** Addresses to announce instead of the listen addresses (public IP or DNS name behind a port forward). */
+  announce?: readonly string[]
+  /** Bootstrap multiaddrs, added to the network profile's. */
+  bootstrap?: readonly string[]
+  /** Serve others only: DHT server, gossip, relay server; no default plugins. */
+  bootstrapNode?: boolean
+  /** Serve as a circuit relay for peers behind NAT. Default: bootstrapNode. */
+  relayServer?: boolean
+  /** Reserve a slot on relays (listen on /p2p-circuit) so peers behind NAT are reachable. Default false. */
+  relayListen?: boolean
+  /** Pre-shared key (swarm.key text or path, relative to cwd); overrides the profile's. */
+  psk?: string
+  /** Plugin specs (built-in names, paths, packages). Default: ['backend-cpu'] when the registry knows it; none on a bootstrap node. */
+  plugins?: readonly string[]
+  /** Compute backend: a plugin name ('backend-cpu'), a short name ('cpu'), a path or a package. */
+  backend?: string
+  /** plugin name -> options. */
+  pluginOptions?: Record<string, Record<string, unknown>>
+  /** Tune bootstrap redials (tests shorten them). */
+  bootstrapRetry?: Omit<BootstrapDialerInit, 'addrs'>
+  /** Serve `layerswarm status` on a unix socket in the data dir. Default true. */
+  controlEndpoint?: boolean
+  /** Seam for the training runtime (stage, run manifest, ...): passed through in NodeConfig.runtime. */
+  runtime?: Readonly<Record<string, unknown>>
+  logger?: Logger
+  /** Base for relative paths (psk, network file, plugin paths). Default process.cwd(). */
+  cwd?: string
+}
+
+/** The resolved configuration, bound as Tokens.NodeConfig for plugins. */
+export interface NodeConfig {
+  readonly dataDir: string
+  readonly network: { readonly name: string, readonly protocolPrefix: string, readonly lan: boolean, readonly private: boolean }
+  readonly listen: readonly string[]
+  readonly announce: readonly string[]
+  readonly bootstrap: readonly string[]
+  readonly bootstrapNode: boolean
+  readonly relayServer: boolean
+  readonly relayListen: boolean
+  readonly plugins: readonly string[]
+  readonly backend?: string
+  readonly runtime: Readonly<Record<string, unknown>>
+}
+
+export interface NodeServices extends ServiceMap {
+  identify: Identify
+  ping: Ping
+  dht: KadDHT
+  pubsub: GossipSub
+}
+
+export interface NodeStatus {
+  peerId: string
+  network: string
+  protocolPrefix: string
+  bootstrapNode: boolean
+  started: boolean
+  addresses: string[]
+  peers: string[]
+  plugins: string[]
+  topics: string[]
+  dht: { mode: 'client' | 'server', protocol: string, routingTableSize: number }
+  bootstrap: BootstrapPeerState[]
+  dataDir: string
+  pid: number
+  uptimeS: number
+}
+
+export interface LayerswarmNode {
+  readonly peerId: string
+  readonly libp2p: Libp2p<NodeServices>
+  readonly plugins: PluginHost
+  readonly container: DependencyContainer
+  readonly config: NodeConfig
+  readonly network: NetworkProfile
+  /** Multiaddr strings (with /p2p/<peerId>) others can dial; empty until started. */
+  addresses(): string[]
+  status(): NodeStatus
+  isStarted(): boolean
+  start(options?: AbortOptions): Promise<void>
+  /** Idempotent. Order: bootstrap dialer, control endpoint, plugins (reverse), libp2p, lock. */
+  stop(): Promise<void>
+}
+
+/** Protocol id of a network's DHT; never the public IPFS one. */
+export function dhtProtocol (profile: Pick<NetworkProfile, 'protocolPrefix'>): string {
+  return `${profile.protocolPrefix}/kad/1.0.0`
+}
+
+/** The plugin spec a --backend value names: 'cpu' -> 'backend-cpu' when that is built in. */
+export function backendSpec (backend: string): string {
+  if (isBuiltinPlugin(backend)) return backend
+  if (isBuiltinPlugin(`backend-${backend}`)) return `backend-${backend}`
+  return backend
+}
+
+export async function createNode (options: CreateNodeOptions = {}): Promise<LayerswarmNode> {
+  const logger = options.logger ?? silentLogger
+  const log = logger.forComponent('layerswarm:node')
+  const cwd = options.cwd ?? process.cwd()
+
+  const network = typeof options.network === 'object' ? options.network : await loadNetworkProfile(options.network ?? 'local', cwd)
+  const listen = [...(options.listen ?? network.listen)]
+  const announce = [...(options.announce ?? [])]
+  const bootstrap = [...new Set([...network.bootstrap, ...(options.bootstrap ?? [])])]
+  parseMultiaddrs(listen, 'the listen addresses')
+  parseMultiaddrs(announce, 'the announce addresses')
+  const bootstrapAddrs = parseMultiaddrs(bootstrap, 'the bootstrap addresses')
+  const psk = options.psk != null ? await loadSwarmKey(options.psk, cwd, 'the pre-shared key option') : network.psk
+
+  const bootstrapNode = options.bootstrapNode === true
+  const relayServer = options.relayServer ?? bootstrapNode
+  const relayListen = options.relayListen === true
+  const defaults = options.plugins == null
+  const backend = options.backend != null ? backendSpec(options.backend) : undefined
+  let plugins: string[] = defaults
+    ? (bootstrapNode ? [] : [backend ?? DEFAULT_BACKEND_PLUGIN].filter(s => s !== DEFAULT_BACKEND_PLUGIN || isBuiltinPlugin(s)))
+    : [...options.plugins!]
+  if (backend != null && !plugins.includes(backend)) plugins.push(backend)
+  plugins = plugins.filter(p => p.trim() !== '')
+
+  const dataDir = await ensureDataDir(options.dataDir ?? defaultDataDir())
+  const identity = await loadOrCreateIdentity(dataDir)
+  if (identity.created) log.info('created a new identity', { peerId: identity.peerId, file: identity.file })
+
+  const config: NodeConfig = Object.freeze({
+    dataDir,
+    network: { name: network.name, protocolPrefix: network.protocolPrefix, lan: network.lan, private: psk != null },
+    listen,
+    announce,
+    bootstrap,
+    bootstrapNode,
+    relayServer,
+    relayListen,
+    plugins,
+    backend,
+    runtime: { ...options.runtime }
+  })
+
+  const services: Record<string, (components: any) => unknown> = {
+    identify: identify(),
+    ping: ping(),
+    dht: kadDHT({
+      protocol: dhtProtocol(network),
+      // a node of a private swarm is dialable by its peers, so serve the DHT from the start
+      clientMode: false,
+      // the default mapper drops private and loopback addresses: right on the internet, fatal on a LAN
+      peerInfoMapper: network.lan ? passthroughMapper : removePrivateAddressesMapper
+    }),
+    // a lone node (first of a swarm, or its peers all gone) publishes heartbeats without failing
+    pubsub: gossipsub({ allowPublishToZeroTopicPeers: true })
+  }
+  if (relayServer) services.relay = circuitRelayServer({ reservations: { maxReservations: 128 } })
+
+  const libp2p = await createLibp2p({
+    start: false,
+    privateKey: identity.privateKey,
+    addresses: {
+      listen: relayListen ? [...listen, '/p2p-circuit'] : listen,
+      announce
+    },
+    transports: [tcp(), webSockets(), circuitRelayTransport()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionProtector: psk != null ? preSharedKey({ psk }) : undefined,
+    services
+  }) as unknown as Libp2p<NodeServices>
+
+  const container = rootContainer.createChildContainer()
+  container.register(Tokens.Logger, { useValue: logger })
+  container.register(Tokens.NodeConfig, { useValue: config })
+  container.register(Tokens.Libp2p, { useValue: libp2p })
+  const choices: Record<string, string> = {}
+  if (backend != null && isBuiltinPlugin(backend)) choices[Tokens.ComputeBackend] = backend
+  const host = new PluginHost({ container, logger, choices, pluginOptions: options.pluginOptions, cwd })
+  try {
+    if (defaults) {
+      // a default plugin missing from this installation is not the user's error: run without it
+      for (const spec of plugins) {
+        try {
+          await host.load([spec])
+        } catch (err) {
+          if (!(err instanceof PluginNotFoundError)) throw err
+          log.warn('default plugin is not available; running without it', { plugin: spec, error: err.message })
+        }
+      }
+    } else {
+      await host.load(plugins)
+    }
+  } catch (err) {
+    await stopQuietly(libp2p)
+    throw err
+  }
+
+  const bootstrapDialer = new BootstrapDialer(libp2p as unknown as Libp2p, logger, { ...options.bootstrapRetry, addrs: bootstrapAddrs })
+  let state: 'idle' | 'starting' | 'started' | 'stopping' | 'stopped' = 'idle'
+  let lock: DataDirLock | undefined
+  let control: ControlServer | undefined
+  let startedAt = 0
+  let startPromise: Promise<void> | undefined
+  const startAbort = new AbortController()
+  let stopPromise: Promise<void> | undefined
+
+  const addresses = (): string[] => libp2p.getMultiaddrs().map(ma => ma.toString())
+  const status = (): NodeStatus => {
+    const dht = libp2p.services.dht as KadDHT & { routingTable?: { size: number } }
+    return {
+      peerId: identity.peerId,
+      network: network.name,
+      protocolPrefix: network.protocolPrefix,
+      bootstrapNode,
+      started: state === 'started',
+      addresses: addresses(),
+      peers: libp2p.getPeers().map(p => p.toString()),
+      plugins: host.names(),
+      topics: state === 'started' ? libp2p.services.pubsub.getTopics() : [],
+      dht: { mode: dht.getMode(), protocol: dhtProtocol(network), routingTableSize: dht.routingTable?.size ?? 0 },
+      bootstrap: bootstrapDialer.status(),
+      dataDir,
+      pid: process.pid,
+      uptimeS: startedAt > 0 ? Math.round((Date.now() - startedAt) / 1000) : 0
+    }
+  }
+
+  // Takes down whatever is up, last first; used by stop() and by a failed start().
+  const teardown = async (): Promise<void> => {
+    await bootstrapDialer.stop()
+    await control?.close().catch(err => { log.warn('closing the control endpoint failed', { error: String(err) }) })
+    control = undefined
+    await host.stop().catch(err => { log.warn('stopping plugins failed', { error: (err as Error).message }) })
+    await stopQuietly(libp2p, err => { log.warn('stopping libp2p failed', { error: String(err) }) })
+    await lock?.release()
+    lock = undefined
+  }
+
+  const node: LayerswarmNode = {
+    peerId: identity.peerId,
+    libp2p,
+    plugins: host,
+    container,
+    config,
+    network,
+    addresses,
+    status,
+    isStarted: () => state === 'started',
+    async start (opts: AbortOptions = {}) {
+      if (state !== 'idle') throw new NodeStateError(`start() is allowed once, on a new node (this node is ${state})`)
+      state = 'starting'
+      startPromise = bringUp(opts)
+      await startPromise
+    },
+    async stop () {
+      if (stopPromise != null) return await stopPromise
+      stopPromise = (async () => {
+        startAbort.abort()
+        await startPromise?.catch(() => {}) // a stop during start cuts it short, then undoes it
+        if (state === 'stopped') return
+        if (state === 'idle') { state = 'stopped'; await stopQuietly(libp2p); return }
+        state = 'stopping'
+        log.info('node stopping', { peerId: identity.peerId })
+        await teardown()
+        state = 'stopped'
+        log.info('node stopped', { peerId: identity.peerId })
+      })()
+      return await stopPromise
+    }
+  }
+
+  async function bringUp (opts: AbortOptions): Promise<void> {
+    const signal = AbortSignal.any([startAbort.signal, ...(opts.signal != null ? [opts.signal] : [])])
+    try {
+      signal.throwIfAborted()
+      lock = await lockDataDir(dataDir)
+      await libp2p.start()
+      signal.throwIfAborted()
+      await host.start()
+      signal.throwIfAborted()
+      if (options.controlEndpoint !== false) control = await startControlServer(dataDir, status, logger)
+      bootstrapDialer.start()
+      startedAt = Date.now()
+      state = 'started'
+      log.info('node started', {
+        peerId: identity.peerId, network: network.name, bootstrapNode, plugins: host.names(), addrs: addresses()
+      })
+    } catch (err) {
+      state = 'stopping'
+      await teardown()
+      state = 'stopped'
+      throw err
+    }
+  }
+  return node
+}
+
+async function stopQuietly (libp2p: { stop: () => void | Promise<void> }, onError: (err: unknown) => void = () => {}): Promise<void> {
+  try {
+    await libp2p.stop()
+  } catch (err) {
+    onError(err)
+  }
+}

@@ -1,0 +1,6 @@
+// `layerswarm/testing`: the backend compliance suite and the float64 reference kernels it checks
+// against. Plugin authors run `backendCompliance('my-backend', () => createMyBackend())` in a mocha test.
+export { backendCompliance } from './compliance.ts'
+export type { ComplianceOptions } from './compliance.ts'
+export * as reference from './reference.ts'
+export { rng, randF32, randInts, assertClose, numericGrad } from './gradcheck.ts'

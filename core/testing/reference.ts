@@ -1,0 +1,236 @@
+// Float64 reference kernels for the backend compliance suite. Written for clarity, independently of
+// any backend: each returns fresh Float64Arrays (no accumulation), so a test checks
+// `backend result = initial contents + reference`. Shapes: B, T, C, NH, hs = C/NH, V, N = B*T, OC.
+// These follow llm.c's train_gpt2.c formulas literally (e.g. the O(T^2) softmax Jacobian, cosh in GELU).
+
+export type F64 = Float64Array
+type Ints = ArrayLike<number>
+
+export function encoderForward (inp: Ints, wte: F64, wpe: F64, B: number, T: number, C: number): F64 {
+  const out = new Float64Array(B * T * C)
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const ix = inp[b * T + t]
+      for (let i = 0; i < C; i++) out[(b * T + t) * C + i] = wte[ix * C + i] + wpe[t * C + i]
+    }
+  }
+  return out
+}
+
+export function encoderBackward (dout: F64, inp: Ints, V: number, maxT: number, B: number, T: number, C: number): { dwte: F64, dwpe: F64 } {
+  const dwte = new Float64Array(V * C)
+  const dwpe = new Float64Array(maxT * C)
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const ix = inp[b * T + t]
+      for (let i = 0; i < C; i++) {
+        dwte[ix * C + i] += dout[(b * T + t) * C + i]
+        dwpe[t * C + i] += dout[(b * T + t) * C + i]
+      }
+    }
+  }
+  return { dwte, dwpe }
+}
+
+export function layernormForward (inp: F64, weight: F64, bias: F64, N: number, C: number): { out: F64, mean: F64, rstd: F64 } {
+  const out = new Float64Array(N * C)
+  const mean = new Float64Array(N)
+  const rstd = new Float64Array(N)
+  for (let n = 0; n < N; n++) {
+    const row = inp.subarray(n * C, (n + 1) * C)
+    const m = row.reduce((a, x) => a + x, 0) / C
+    const v = row.reduce((a, x) => a + (x - m) ** 2, 0) / C
+    const s = 1 / Math.sqrt(v + 1e-5)
+    for (let i = 0; i < C; i++) out[n * C + i] = (row[i] - m) * s * weight[i] + bias[i]
+    mean[n] = m
+    rstd[n] = s
+  }
+  return { out, mean, rstd }
+}
+
+export function layernormBackward (dout: F64, inp: F64, weight: F64, mean: F64, rstd: F64, N: number, C: number): { dinp: F64, dweight: F64, dbias: F64 } {
+  const dinp = new Float64Array(N * C)
+  const dweight = new Float64Array(C)
+  const dbias = new Float64Array(C)
+  for (let n = 0; n < N; n++) {
+    const norm = (i: number): number => (inp[n * C + i] - mean[n]) * rstd[n]
+    let dnormMean = 0
+    let dnormNormMean = 0
+    for (let i = 0; i < C; i++) {
+      const dnorm = weight[i] * dout[n * C + i]
+      dnormMean += dnorm / C
+      dnormNormMean += dnorm * norm(i) / C
+    }
+    for (let i = 0; i < C; i++) {
+      const dnorm = weight[i] * dout[n * C + i]
+      dbias[i] += dout[n * C + i]
+      dweight[i] += norm(i) * dout[n * C + i]
+      dinp[n * C + i] = (dnorm - dnormMean - norm(i) * dnormNormMean) * rstd[n]
+    }
+  }
+  return { dinp, dweight, dbias }
+}
+
+export function matmulForward (inp: F64, weight: F64, bias: F64 | null, N: number, C: number, OC: number): F64 {
+  const out = new Float64Array(N * OC)
+  for (let n = 0; n < N; n++) {
+    for (let o = 0; o < OC; o++) {
+      let s = bias === null ? 0 : bias[o]
+      for (let i = 0; i < C; i++) s += inp[n * C + i] * weight[o * C + i]
+      out[n * OC + o] = s
+    }
+  }
+  return out
+}
+
+export function matmulBackward (dout: F64, inp: F64, weight: F64, N: number, C: number, OC: number): { dinp: F64, dweight: F64, dbias: F64 } {
+  const dinp = new Float64Array(N * C)
+  const dweight = new Float64Array(OC * C)
+  const dbias = new Float64Array(OC)
+  for (let n = 0; n < N; n++) {
+    for (let o = 0; o < OC; o++) {
+      const d = dout[n * OC + o]
+      dbias[o] += d
+      for (let i = 0; i < C; i++) {
+        dinp[n * C + i] += weight[o * C + i] * d
+        dweight[o * C + i] += inp[n * C + i] * d
+      }
+    }
+  }
+  return { dinp, dweight, dbias }
+}
+
+/** Causal attention. Masked (t2 > t) preatt entries are left 0 here; backends may leave any value there. */
+export function attentionForward (qkv: F64, B: number, T: number, C: number, NH: number): { out: F64, preatt: F64, att: F64 } {
+  const hs = C / NH
+  const scale = 1 / Math.sqrt(hs)
+  const out = new Float64Array(B * T * C)
+  const preatt = new Float64Array(B * NH * T * T)
+  const att = new Float64Array(B * NH * T * T)
+  const q = (b: number, t: number, h: number, i: number): number => qkv[(b * T + t) * 3 * C + h * hs + i]
+  const k = (b: number, t: number, h: number, i: number): number => qkv[(b * T + t) * 3 * C + C + h * hs + i]
+  const v = (b: number, t: number, h: number, i: number): number => qkv[(b * T + t) * 3 * C + 2 * C + h * hs + i]
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      for (let t = 0; t < T; t++) {
+        const row = ((b * NH + h) * T + t) * T
+        let max = -Infinity
+        for (let t2 = 0; t2 <= t; t2++) {
+          let s = 0
+          for (let i = 0; i < hs; i++) s += q(b, t, h, i) * k(b, t2, h, i)
+          preatt[row + t2] = s * scale
+          max = Math.max(max, s * scale)
+        }
+        let sum = 0
+        for (let t2 = 0; t2 <= t; t2++) sum += Math.exp(preatt[row + t2] - max)
+        for (let t2 = 0; t2 <= t; t2++) att[row + t2] = Math.exp(preatt[row + t2] - max) / sum
+        for (let i = 0; i < hs; i++) {
+          let s = 0
+          for (let t2 = 0; t2 <= t; t2++) s += att[row + t2] * v(b, t2, h, i)
+          out[(b * T + t) * C + h * hs + i] = s
+        }
+      }
+    }
+  }
+  return { out, preatt, att }
+}
+
+/** Gradient of attention w.r.t. qkv, plus the datt/dpreatt scratch values (masked entries 0). */
+export function attentionBackward (dout: F64, qkv: F64, att: F64, B: number, T: number, C: number, NH: number): { dqkv: F64, datt: F64, dpreatt: F64 } {
+  const hs = C / NH
+  const scale = 1 / Math.sqrt(hs)
+  const dqkv = new Float64Array(B * T * 3 * C)
+  const datt = new Float64Array(B * NH * T * T)
+  const dpreatt = new Float64Array(B * NH * T * T)
+  const qi = (b: number, t: number, h: number, i: number): number => (b * T + t) * 3 * C + h * hs + i
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      for (let t = 0; t < T; t++) {
+        const row = ((b * NH + h) * T + t) * T
+        const o = (b * T + t) * C + h * hs
+        for (let t2 = 0; t2 <= t; t2++) {
+          for (let i = 0; i < hs; i++) {
+            const vi = qi(b, t2, h, i) + 2 * C
+            datt[row + t2] += qkv[vi] * dout[o + i]
+            dqkv[vi] += att[row + t2] * dout[o + i]
+          }
+        }
+        // softmax Jacobian, literally: d att[t2] / d preatt[t3] = att[t2] (1[t2=t3] - att[t3])
+        for (let t2 = 0; t2 <= t; t2++) {
+          for (let t3 = 0; t3 <= t; t3++) {
+            dpreatt[row + t3] += att[row + t2] * ((t2 === t3 ? 1 : 0) - att[row + t3]) * datt[row + t2]
+          }
+        }
+        for (let t2 = 0; t2 <= t; t2++) {
+          for (let i = 0; i < hs; i++) {
+            const q = qi(b, t, h, i)
+            const k = qi(b, t2, h, i) + C
+            dqkv[q] += qkv[k] * dpreatt[row + t2] * scale
+            dqkv[k] += qkv[q] * dpreatt[row + t2] * scale
+          }
+        }
+      }
+    }
+  }
+  return { dqkv, datt, dpreatt }
+}
+
+const GELU_S = Math.sqrt(2 / Math.PI)
+
+export function geluForward (inp: F64): F64 {
+  return inp.map(x => 0.5 * x * (1 + Math.tanh(GELU_S * (x + 0.044715 * x ** 3))))
+}
+
+export function geluBackward (inp: F64, dout: F64): F64 {
+  return inp.map((x, i) => {
+    const arg = GELU_S * (x + 0.044715 * x ** 3)
+    const sech = 1 / Math.cosh(arg)
+    const g = 0.5 * (1 + Math.tanh(arg)) + x * 0.5 * sech * sech * GELU_S * (1 + 3 * 0.044715 * x * x)
+    return g * dout[i]
+  })
+}
+
+export function residualForward (a: F64, b: F64): F64 {
+  return a.map((x, i) => x + b[i])
+}
+
+export function crossEntropyForward (logits: F64, targets: Ints, N: number, V: number): { losses: F64, probs: F64 } {
+  const probs = new Float64Array(N * V)
+  const losses = new Float64Array(N)
+  for (let n = 0; n < N; n++) {
+    const row = logits.subarray(n * V, (n + 1) * V)
+    const max = row.reduce((a, x) => Math.max(a, x), -Infinity)
+    const sum = row.reduce((a, x) => a + Math.exp(x - max), 0)
+    for (let i = 0; i < V; i++) probs[n * V + i] = Math.exp(row[i] - max) / sum
+    const t = targets[n]
+    // log-softmax directly (not log of the rounded prob)
+    losses[n] = t < 0 ? 0 : -(row[t] - max - Math.log(sum))
+  }
+  return { losses, probs }
+}
+
+export function crossEntropyBackward (probs: F64, targets: Ints, dlossScale: number, N: number, V: number): F64 {
+  const dlogits = new Float64Array(N * V)
+  for (let n = 0; n < N; n++) {
+    if (targets[n] < 0) continue
+    for (let i = 0; i < V; i++) dlogits[n * V + i] = (probs[n * V + i] - (i === targets[n] ? 1 : 0)) * dlossScale
+  }
+  return dlogits
+}
+
+export interface AdamWRef { lr: number, beta1: number, beta2: number, eps: number, weightDecay: number, step: number, gradScale: number }
+
+export function adamwUpdate (params: F64, grads: F64, m: F64, v: F64, hp: AdamWRef): { params: F64, m: F64, v: F64 } {
+  const p2 = new Float64Array(params.length)
+  const m2 = new Float64Array(params.length)
+  const v2 = new Float64Array(params.length)
+  for (let i = 0; i < params.length; i++) {
+    const g = grads[i] * hp.gradScale
+    m2[i] = hp.beta1 * m[i] + (1 - hp.beta1) * g
+    v2[i] = hp.beta2 * v[i] + (1 - hp.beta2) * g * g
+    const mhat = m2[i] / (1 - hp.beta1 ** hp.step)
+    const vhat = v2[i] / (1 - hp.beta2 ** hp.step)
+    p2[i] = params[i] - hp.lr * (mhat / (Math.sqrt(vhat) + hp.eps) + hp.weightDecay * params[i])
+  }
+  return { params: p2, m: m2, v: v2 }
+}

@@ -1,0 +1,113 @@
+// Protocol helpers over FramedStream: register a handler that never leaks a bare stream reset
+// (errors are logged, reported to the peer as an error frame and handed to `onError`, the seam for
+// peer penalties), open a framed stream, and one request/response exchange with a deadline.
+import { silentLogger } from '../logger.ts'
+import { LayerswarmError } from '../errors.ts'
+import { RemoteError, StreamEndedError } from './errors.ts'
+import { FramedStream, signalError } from './framed-stream.ts'
+import type { FramedStreamInit } from './framed-stream.ts'
+import type { Frame, FrameInit } from './header.ts'
+import type { Logger } from '../contracts/logger.ts'
+import type { Connection, Libp2p, StreamHandlerOptions } from '@libp2p/interface'
+
+export type FramedRegistrar = Pick<Libp2p, 'handle'>
+export type FramedDialer = Pick<Libp2p, 'dialProtocol'>
+export type DialTarget = Parameters<Libp2p['dialProtocol']>[0]
+
+/** Runs once per inbound stream. Resolve when done (the stream is then closed gracefully); throw to fail it. */
+export type FramedHandler = (stream: FramedStream, connection: Connection, signal: AbortSignal) => Promise<void>
+
+export interface FramedHandlerOptions extends FramedStreamInit {
+  /** Deadline for one handler run (ms); the handler's signal aborts with a timeout then. Default: none. */
+  readonly timeoutMs?: number
+  /** Called with the error a handler run ended with and the remote peer id (penalty hook). */
+  readonly onError?: (err: Error, peerId: string) => void
+  /** Passed to libp2p's handle(): maxInboundStreams, maxOutboundStreams, ... */
+  readonly streamOptions?: StreamHandlerOptions
+}
+
+/** Registers `handler` for `protocol`, wrapping each run as described above. */
+export async function handleFramed (registrar: FramedRegistrar, protocol: string, handler: FramedHandler, options: FramedHandlerOptions): Promise<void> {
+  const log = (options.log ?? silentLogger).forComponent('layerswarm:wire:handler')
+  await registrar.handle(protocol, async (stream, connection) => {
+    const peer = connection.remotePeer.toString()
+    let fs: FramedStream
+    try {
+      fs = new FramedStream(stream, options)
+    } catch (err) {
+      log.error('cannot wrap stream', { protocol, peer, error: (err as Error).message })
+      stream.abort(err as Error)
+      return
+    }
+    const signal = options.timeoutMs != null
+      ? AbortSignal.timeout(options.timeoutMs)
+      : new AbortController().signal
+    try {
+      await handler(fs, connection, signal)
+      // The handler may have returned after the stream failed under it (bad bytes, credit overrun):
+      // that still counts against the peer.
+      if (fs.error != null) throw fs.error
+      await fs.close({ signal })
+    } catch (err) {
+      const e = mapAbort(err, signal, 'the handler to finish')
+      log.warn('handler failed', { protocol, peer, code: (e as { code?: string }).code ?? 'unknown', error: e.message })
+      try {
+        options.onError?.(e, peer)
+      } catch (hookErr) {
+        log.error('onError hook threw', { error: (hookErr as Error).message })
+      }
+      fs.abort(e)
+    }
+  }, options.streamOptions)
+}
+
+export interface OpenFramedOptions extends FramedStreamInit {
+  readonly signal?: AbortSignal
+}
+
+/** Dials `protocol` on `peer` and wraps the stream. The caller closes or aborts it. */
+export async function openFramed (dialer: FramedDialer, peer: DialTarget, protocol: string, options: OpenFramedOptions): Promise<FramedStream> {
+  let stream
+  try {
+    stream = await dialer.dialProtocol(peer, protocol, { signal: options.signal })
+  } catch (err) {
+    throw mapAbort(err, options.signal, `a ${protocol} stream to open`)
+  }
+  return new FramedStream(stream, options)
+}
+
+export interface RequestOptions extends OpenFramedOptions {
+  /** Deadline for the whole exchange (dial, send, response), ms. */
+  readonly timeoutMs?: number
+}
+
+/**
+ * One request/response exchange: open a stream, send `request`, await one frame, close. An error
+ * frame from the peer becomes RemoteError; a clean close without answer StreamEndedError; the
+ * deadline WireTimeoutError.
+ */
+export async function requestFrame (dialer: FramedDialer, peer: DialTarget, protocol: string,
+  request: Omit<FrameInit, 'runId'>, payload: Uint8Array | undefined, options: RequestOptions): Promise<Frame> {
+  const signals = [options.signal, options.timeoutMs != null ? AbortSignal.timeout(options.timeoutMs) : undefined]
+    .filter((s): s is AbortSignal => s != null)
+  const signal = signals.length > 0 ? AbortSignal.any(signals) : undefined
+  const fs = await openFramed(dialer, peer, protocol, { ...options, signal })
+  try {
+    await fs.send(request, payload, { signal })
+    const response = await fs.read({ signal })
+    if (response == null) throw new StreamEndedError('the peer closed the stream without a response')
+    await fs.close({ signal })
+    return response
+  } catch (err) {
+    const e = mapAbort(err, signal, 'a response')
+    if (!(e instanceof RemoteError)) fs.abort(e)
+    throw e
+  }
+}
+
+/** A typed error stands; anything else that happened because `signal` fired becomes its typed form. */
+function mapAbort (err: unknown, signal: AbortSignal | undefined, what: string): Error {
+  if (err instanceof LayerswarmError && err.code !== 'ERR_ABORTED') return err
+  if (signal?.aborted === true) return signalError(signal, what)
+  return err instanceof Error ? err : new Error(String(err))
+}

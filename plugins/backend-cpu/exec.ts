@@ -1,0 +1,323 @@
+// Executes one kernel job, or this thread's part of it, on the shared memory. The same code runs
+// inside each worker (worker.ts) and, with threads: 0, inline on the caller's thread.
+//
+// A job is a Float64Array: P[0] = op, P[1..] = arguments (tensor offsets in float32 ELEMENTS, dims,
+// scalars), P[SCRATCH] = this job's scratch base (elements), P[SCRATCH + 1] = scratch elements per part.
+// Each op splits its work into `parts` disjoint pieces (rows, channels, panels or (b, h) pairs) so
+// threads never write the same element.
+import * as K from './kernels.ts'
+import type { WasmKernels } from './wasm.ts'
+
+export const OP = {
+  EXIT: 0,
+  FILL: 1,
+  COPY: 2,
+  SCALE: 3,
+  ACCUMULATE: 4,
+  SUM_SQUARES: 5,
+  ENCODER_FWD: 6,
+  ENCODER_BWD: 7,
+  LAYERNORM_FWD: 8,
+  LAYERNORM_BWD: 9,
+  MATMUL_FWD: 10,
+  MATMUL_BWD: 11,
+  ATTENTION_FWD: 12,
+  ATTENTION_BWD: 13,
+  GELU_FWD: 14,
+  GELU_BWD: 15,
+  RESIDUAL_FWD: 16,
+  CROSSENTROPY_FWD: 17,
+  CROSSENTROPY_BWD: 18,
+  ADAMW: 19,
+  /** Range checks on i32 tensors (token ids, targets); partials[part] = 1 where a value is out of range. */
+  CHECK_RANGE: 20
+} as const
+
+/** Index in the job array of the scratch base and per-part size. */
+export const SCRATCH = 60
+export const PARAMS_LENGTH = 64
+
+/** [lo, hi) of part `part` of `parts` over n items, in chunks that are multiples of `align`. */
+export function partRange (n: number, part: number, parts: number, align = 1): [number, number] {
+  const chunk = Math.ceil(n / parts / align) * align
+  const lo = Math.min(n, part * chunk)
+  return [lo, Math.min(n, lo + chunk)]
+}
+
+/** Scratch (float32 elements per part) a job needs: packed GEMM panels plus 8 for partial panels. */
+export function scratchElements (P: ArrayLike<number>, parts: number): number {
+  const panelsPerPart = (cols: number): number => Math.ceil(Math.ceil(cols / 8) / parts)
+  switch (P[0]) {
+    case OP.MATMUL_FWD: { const C = P[6]; const OC = P[7]; return C * 8 * panelsPerPart(OC) + 16 }
+    case OP.MATMUL_BWD: { const N = P[7]; const C = P[8]; const OC = P[9]; return Math.max(OC, N) * 8 * panelsPerPart(C) + 16 }
+    default: return 0
+  }
+}
+
+export class Executor {
+  private f32 = new Float32Array(0)
+  private i32 = new Int32Array(0)
+
+  /** wasm null: plain TypeScript kernels only (the simple version, for comparison and debugging). */
+  constructor (private readonly memory: WebAssembly.Memory, private readonly wasm: WasmKernels | null) {}
+
+  /** Runs part `part` of `parts` of job P; per-part results (sums) go to partials[part]. */
+  run (P: Float64Array, part: number, parts: number, partials: Float64Array): void {
+    if (this.f32.buffer.byteLength !== this.memory.buffer.byteLength) {
+      this.f32 = new Float32Array(this.memory.buffer)
+      this.i32 = new Int32Array(this.memory.buffer)
+    }
+    const f = this.f32
+    const F = (off: number, n: number): Float32Array => f.subarray(off, off + n)
+    const I = (off: number, n: number): Int32Array => this.i32.subarray(off, off + n)
+    const scratch = P[SCRATCH] + part * P[SCRATCH + 1]
+
+    switch (P[0]) {
+      case OP.FILL: { // t, n, value, isInt
+        const [lo, hi] = partRange(P[2], part, parts, 16)
+        if (P[4] === 1) K.fill(I(P[1] + lo, hi - lo), P[3]); else K.fill(F(P[1] + lo, hi - lo), P[3])
+        return
+      }
+      case OP.COPY: { // dst, src, n, isInt
+        const [lo, hi] = partRange(P[3], part, parts, 16)
+        if (P[4] === 1) K.copy(I(P[1] + lo, hi - lo), I(P[2] + lo, hi - lo)); else K.copy(F(P[1] + lo, hi - lo), F(P[2] + lo, hi - lo))
+        return
+      }
+      case OP.SCALE: { // t, n, s
+        const [lo, hi] = partRange(P[2], part, parts, 16)
+        K.scale(F(P[1] + lo, hi - lo), P[3])
+        return
+      }
+      case OP.ACCUMULATE: { // dst, src, n, alpha
+        const [lo, hi] = partRange(P[3], part, parts, 16)
+        K.accumulate(F(P[1] + lo, hi - lo), F(P[2] + lo, hi - lo), P[4])
+        return
+      }
+      case OP.SUM_SQUARES: { // t, n
+        const [lo, hi] = partRange(P[2], part, parts, 16)
+        partials[part] = K.sumSquares(F(P[1] + lo, hi - lo))
+        return
+      }
+      case OP.CHECK_RANGE: { // t, n, lo, hi
+        const [a, b] = partRange(P[2], part, parts, 16)
+        const ids = I(P[1] + a, b - a)
+        const lo = P[3]; const hi = P[4]
+        let bad = 0
+        for (let i = 0; i < ids.length; i++) if (ids[i] < lo || ids[i] >= hi) { bad = 1; break }
+        partials[part] = bad
+        return
+      }
+      case OP.ENCODER_FWD: { // out, inp, wte, wpe, N, T, C, V, maxT
+        const [N, T, C, V, maxT] = [P[5], P[6], P[7], P[8], P[9]]
+        const [r0, r1] = partRange(N, part, parts)
+        K.encoderForward(F(P[1], N * C), I(P[2], N), F(P[3], V * C), F(P[4], maxT * C), T, C, r0, r1)
+        return
+      }
+      case OP.ENCODER_BWD: { // dwte, dwpe, dout, inp, B, T, C, V, maxT
+        const [B, T, C, V, maxT] = [P[5], P[6], P[7], P[8], P[9]]
+        const [c0, c1] = partRange(C, part, parts)
+        K.encoderBackward(F(P[1], V * C), F(P[2], maxT * C), F(P[3], B * T * C), I(P[4], B * T), B, T, C, c0, c1)
+        return
+      }
+      case OP.LAYERNORM_FWD: { // out, mean, rstd, inp, weight, bias, N, C
+        const N = P[7]; const C = P[8]
+        const [r0, r1] = partRange(N, part, parts)
+        K.layernormForward(F(P[1], N * C), F(P[2], N), F(P[3], N), F(P[4], N * C), F(P[5], C), F(P[6], C), C, r0, r1)
+        return
+      }
+      case OP.LAYERNORM_BWD: { // dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C
+        const N = P[9]; const C = P[10]
+        const [r0, r1] = partRange(N, part, parts)
+        const [c0, c1] = partRange(C, part, parts)
+        const dout = F(P[4], N * C); const inp = F(P[5], N * C); const mean = F(P[7], N); const rstd = F(P[8], N)
+        K.layernormBackwardInput(F(P[1], N * C), dout, inp, F(P[6], C), mean, rstd, C, r0, r1)
+        K.layernormBackwardParams(F(P[2], C), F(P[3], C), dout, inp, mean, rstd, N, C, c0, c1)
+        return
+      }
+      case OP.MATMUL_FWD: { // out, inp, weight, bias (-1: none), N, C, OC
+        const [out, inp, w, bias, N, C, OC] = [P[1], P[2], P[3], P[4], P[5], P[6], P[7]]
+        if (this.wasm === null) {
+          const [r0, r1] = partRange(N, part, parts)
+          K.matmulForward(F(out, N * OC), F(inp, N * C), F(w, OC * C), bias < 0 ? null : F(bias, OC), C, OC, r0, r1)
+          return
+        }
+        // out[:, cols] = inp @ W[cols, :]^T; B(k=c, j=o) = W[o*C + c]
+        this.gemmPanels(inp, C, 1, w, 1, C, out, OC, N, C, OC, 0, bias, part, parts, scratch)
+        return
+      }
+      case OP.MATMUL_BWD: { // dinp, dweight, dbias (-1: none), dout, inp, weight, N, C, OC
+        const [dinp, dw, db, dout, inp, w, N, C, OC] = [P[1], P[2], P[3], P[4], P[5], P[6], P[7], P[8], P[9]]
+        if (this.wasm === null) {
+          const [r0, r1] = partRange(N, part, parts)
+          const [o0, o1] = partRange(OC, part, parts)
+          K.matmulBackwardInput(F(dinp, N * C), F(dout, N * OC), F(w, OC * C), C, OC, r0, r1)
+          K.matmulBackwardWeight(F(dw, OC * C), db < 0 ? null : F(db, OC), F(dout, N * OC), F(inp, N * C), N, C, OC, o0, o1)
+          return
+        }
+        // dinp[N,C] += dout[N,OC] @ W[OC,C]: A = dout, B(k=o, j=c) = W[o*C + c]
+        this.gemmPanels(dout, OC, 1, w, C, 1, dinp, C, N, OC, C, 1, -1, part, parts, scratch)
+        // dweight[OC,C] += dout^T @ inp: A(m=o, k=n) = dout[n*OC + o], B(k=n, j=c) = inp[n*C + c]
+        this.gemmPanels(dout, 1, OC, inp, C, 1, dw, C, OC, N, C, 1, -1, part, parts, scratch)
+        if (db >= 0) {
+          const [o0, o1] = partRange(OC, part, parts)
+          for (let o = o0; o < o1; o++) {
+            let s = 0
+            for (let n = 0; n < N; n++) s += f[dout + n * OC + o]
+            f[db + o] += s
+          }
+        }
+        return
+      }
+      case OP.ATTENTION_FWD: { // out, preatt, att, qkv, B, T, C, NH
+        const [out, preatt, att, qkv, B, T, C, NH] = [P[1], P[2], P[3], P[4], P[5], P[6], P[7], P[8]]
+        const [p0, p1] = partRange(B * NH, part, parts)
+        if (this.wasm === null || (C / NH) % 4 !== 0) {
+          K.attentionForward(F(out, B * T * C), F(preatt, B * NH * T * T), F(att, B * NH * T * T), F(qkv, B * T * 3 * C), B, T, C, NH, p0, p1)
+        } else {
+          this.attentionForwardSimd(out, preatt, att, qkv, T, C, NH, p0, p1)
+        }
+        return
+      }
+      case OP.ATTENTION_BWD: { // dqkv, dpreatt, datt, dout, qkv, att, B, T, C, NH
+        const [dqkv, dpreatt, datt, dout, qkv, att, B, T, C, NH] = [P[1], P[2], P[3], P[4], P[5], P[6], P[7], P[8], P[9], P[10]]
+        const [p0, p1] = partRange(B * NH, part, parts)
+        if (this.wasm === null || (C / NH) % 4 !== 0) {
+          const n3 = B * T * 3 * C; const nA = B * NH * T * T
+          K.attentionBackward(F(dqkv, n3), F(dpreatt, nA), F(datt, nA), F(dout, B * T * C), F(qkv, n3), F(att, nA), B, T, C, NH, p0, p1)
+        } else {
+          this.attentionBackwardSimd(dqkv, dpreatt, datt, dout, qkv, att, T, C, NH, p0, p1)
+        }
+        return
+      }
+      case OP.GELU_FWD: { // out, inp, n
+        const [lo, hi] = partRange(P[3], part, parts, 16)
+        K.geluForward(F(P[1], P[3]), F(P[2], P[3]), lo, hi)
+        return
+      }
+      case OP.GELU_BWD: { // dinp, inp, dout, n
+        const [lo, hi] = partRange(P[4], part, parts, 16)
+        K.geluBackward(F(P[1], P[4]), F(P[2], P[4]), F(P[3], P[4]), lo, hi)
+        return
+      }
+      case OP.RESIDUAL_FWD: { // out, a, b, n
+        const [lo, hi] = partRange(P[4], part, parts, 16)
+        K.residualForward(F(P[1], P[4]), F(P[2], P[4]), F(P[3], P[4]), lo, hi)
+        return
+      }
+      case OP.CROSSENTROPY_FWD: { // losses, probs, logits, targets, N, V
+        const N = P[5]; const V = P[6]
+        const [r0, r1] = partRange(N, part, parts)
+        K.crossEntropyForward(F(P[1], N), F(P[2], N * V), F(P[3], N * V), I(P[4], N), V, r0, r1)
+        return
+      }
+      case OP.CROSSENTROPY_BWD: { // dlogits, probs, targets, scale, N, V
+        const N = P[5]; const V = P[6]
+        const [r0, r1] = partRange(N, part, parts)
+        K.crossEntropyBackward(F(P[1], N * V), F(P[2], N * V), I(P[3], N), P[4], V, r0, r1)
+        return
+      }
+      case OP.ADAMW: { // params, grads, m, v, n, lr, beta1, beta2, eps, weightDecay, step, gradScale
+        const n = P[5]
+        const [lo, hi] = partRange(n, part, parts, 16)
+        K.adamwUpdate(F(P[1], n), F(P[2], n), F(P[3], n), F(P[4], n),
+          { lr: P[6], beta1: P[7], beta2: P[8], eps: P[9], weightDecay: P[10], step: P[11], gradScale: P[12] }, lo, hi)
+        return
+      }
+      default:
+        throw new Error(`cpu backend: unknown op ${P[0]}`)
+    }
+  }
+
+  /**
+   * This part's share (a range of 8-column panels) of Cm[M, ncols] (+)= A[M, K] @ B[K, ncols].
+   * A(m, k) = a[m*sam + k*sak]; B(k, j) = b[k*sbk + j*sbj]; Cm(m, j) = c[m*ldc + j]; offsets and
+   * strides in elements. B's panels are packed into this part's scratch first, so the WASM kernel
+   * reads them contiguously.
+   */
+  private gemmPanels (a: number, sam: number, sak: number, b: number, sbk: number, sbj: number,
+    c: number, ldc: number, M: number, Kd: number, ncols: number, beta: number, bias: number,
+    part: number, parts: number, scratch: number): void {
+    const [p0, p1] = partRange(Math.ceil(ncols / 8), part, parts)
+    if (p1 <= p0 || M === 0 || Kd === 0) return
+    const j0 = p0 * 8
+    const cols = Math.min(ncols, p1 * 8) - j0
+    const np = p1 - p0
+    const f = this.f32
+    // pack: scratch[(p*K + k)*8 + jj] = B(k, j0 + 8p + jj), zero past cols
+    for (let p = 0; p < np; p++) {
+      const valid = Math.min(8, cols - p * 8)
+      for (let jj = 0; jj < 8; jj++) {
+        let dst = scratch + p * Kd * 8 + jj
+        if (jj >= valid) {
+          for (let k = 0; k < Kd; k++, dst += 8) f[dst] = 0
+        } else {
+          let src = b + (j0 + p * 8 + jj) * sbj
+          for (let k = 0; k < Kd; k++, dst += 8, src += sbk) f[dst] = f[src]
+        }
+      }
+    }
+    const tmp = scratch + np * Kd * 8
+    const nlast = cols - (np - 1) * 8
+    ;(this.wasm as WasmKernels).gemm(a * 4, sam * 4, sak * 4, scratch * 4, (c + j0) * 4, ldc * 4, M, Kd, np, nlast,
+      beta, bias < 0 ? 0 : (bias + j0) * 4, tmp * 4)
+  }
+
+  /** (b, h) pairs [p0, p1): q.k and att@v in WASM, the softmax of each row in JS (exp). hs % 4 == 0. */
+  private attentionForwardSimd (out: number, preatt: number, att: number, qkv: number, T: number, C: number, NH: number, p0: number, p1: number): void {
+    const w = this.wasm as WasmKernels
+    const f = this.f32
+    const hs = C / NH
+    const C3 = 3 * C
+    const sc = 1 / Math.sqrt(hs)
+    for (let p = p0; p < p1; p++) {
+      const b = Math.floor(p / NH)
+      const h = p % NH
+      const base = qkv + b * T * C3 + h * hs // q of (b, t=0, h)
+      for (let t = 0; t < T; t++) {
+        const row = preatt + (p * T + t) * T
+        const arow = att + (p * T + t) * T
+        w.dots((base + t * C3) * 4, (base + C) * 4, C3 * 4, t + 1, hs, sc, row * 4)
+        let maxval = -Infinity
+        for (let t2 = 0; t2 <= t; t2++) if (f[row + t2] > maxval) maxval = f[row + t2]
+        let sum = 0
+        for (let t2 = 0; t2 <= t; t2++) { const e = Math.exp(f[row + t2] - maxval); f[arow + t2] = e; sum += e }
+        const inv = sum === 0 ? 0 : 1 / sum
+        for (let t2 = 0; t2 <= t; t2++) f[arow + t2] *= inv
+        for (let t2 = t + 1; t2 < T; t2++) { f[arow + t2] = 0; f[row + t2] = 0 }
+        w.wsum(arow * 4, (base + 2 * C) * 4, C3 * 4, t + 1, hs, 1, (out + (b * T + t) * C + h * hs) * 4, 0)
+      }
+    }
+  }
+
+  /** (b, h) pairs [p0, p1) of the attention backward; see kernels.ts attentionBackward. hs % 4 == 0. */
+  private attentionBackwardSimd (dqkv: number, dpreatt: number, datt: number, dout: number, qkv: number, att: number, T: number, C: number, NH: number, p0: number, p1: number): void {
+    const w = this.wasm as WasmKernels
+    const f = this.f32
+    const hs = C / NH
+    const C3 = 3 * C
+    const sc = 1 / Math.sqrt(hs)
+    for (let p = p0; p < p1; p++) {
+      const b = Math.floor(p / NH)
+      const h = p % NH
+      const base = qkv + b * T * C3 + h * hs
+      const dbase = dqkv + b * T * C3 + h * hs
+      for (let t = 0; t < T; t++) {
+        const arow = att + (p * T + t) * T
+        const darow = datt + (p * T + t) * T
+        const dprow = dpreatt + (p * T + t) * T
+        const dout4 = (dout + (b * T + t) * C + h * hs) * 4
+        // datt[t2] = v[t2] . dout[t]; dv[t2] += att[t2] * dout[t]
+        w.dots(dout4, (base + 2 * C) * 4, C3 * 4, t + 1, hs, 1, darow * 4)
+        w.axpy_rows(arow * 4, (dbase + 2 * C) * 4, C3 * 4, t + 1, hs, 1, dout4)
+        // softmax backward
+        let dot = 0
+        for (let t2 = 0; t2 <= t; t2++) dot += f[arow + t2] * f[darow + t2]
+        for (let t2 = 0; t2 <= t; t2++) f[dprow + t2] = f[arow + t2] * (f[darow + t2] - dot)
+        for (let t2 = t + 1; t2 < T; t2++) { f[darow + t2] = 0; f[dprow + t2] = 0 }
+        // dq[t] += sc * sum dpreatt[t2] k[t2]; dk[t2] += sc * dpreatt[t2] q[t]
+        w.wsum(dprow * 4, (base + C) * 4, C3 * 4, t + 1, hs, sc, (dbase + t * C3) * 4, 1)
+        w.axpy_rows(dprow * 4, (dbase + C) * 4, C3 * 4, t + 1, hs, sc, (base + t * C3) * 4)
+      }
+    }
+  }
+}

@@ -1,0 +1,105 @@
+// Worker threads of the CPU backend. One job at a time: the main thread writes the job into shared
+// memory, bumps the job counter and wakes the workers (Atomics.notify); each runs its part; the last
+// to finish wakes the main thread, which waits with Atomics.waitAsync, so its event loop stays free.
+import { Worker } from 'node:worker_threads'
+import { PARAMS_LENGTH } from './exec.ts'
+
+export const CTRL = { SEQ: 0, DONE: 1, ERROR: 2 } as const
+export const ERROR_BYTES = 2048
+
+type WaitAsync = (a: Int32Array, index: number, value: number) => { async: boolean, value: Promise<string> | string }
+const waitAsync = (Atomics as unknown as { waitAsync: WaitAsync }).waitAsync
+
+export class WorkerPool {
+  readonly params: Float64Array
+  readonly partials: Float64Array
+  private readonly ctrl: Int32Array
+  private readonly errorText: Uint8Array
+  private dead: Error | null = null
+  private closing = false
+
+  private constructor (private readonly workers: Worker[], control: SharedArrayBuffer) {
+    const parts = workers.length
+    this.ctrl = new Int32Array(control, 0, 16)
+    this.params = new Float64Array(control, 64, PARAMS_LENGTH)
+    this.partials = new Float64Array(control, 64 + PARAMS_LENGTH * 8, parts)
+    this.errorText = new Uint8Array(control, 64 + PARAMS_LENGTH * 8 + parts * 8, ERROR_BYTES)
+  }
+
+  get parts (): number { return this.workers.length }
+
+  static async create (threads: number, memory: WebAssembly.Memory, module: WebAssembly.Module | null): Promise<WorkerPool> {
+    const control = new SharedArrayBuffer(64 + PARAMS_LENGTH * 8 + threads * 8 + ERROR_BYTES)
+    const workers: Worker[] = []
+    const ready: Array<Promise<void>> = []
+    for (let index = 0; index < threads; index++) {
+      // execArgv [] so a parent started with `--import tsx` does not load tsx twice in the worker
+      const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), {
+        workerData: { memory, module, control, index, parts: threads },
+        execArgv: []
+      })
+      workers.push(w)
+      ready.push(new Promise<void>((resolve, reject) => {
+        w.once('message', () => { resolve() })
+        w.once('error', reject)
+        w.once('exit', code => { reject(new Error(`cpu backend worker exited with code ${code} while starting`)) })
+      }))
+    }
+    try {
+      await Promise.all(ready)
+    } catch (err) {
+      await Promise.all(workers.map(async w => await w.terminate()))
+      throw err
+    }
+    const pool = new WorkerPool(workers, control)
+    for (const w of workers) {
+      w.removeAllListeners()
+      w.on('error', err => { pool.fail(err) })
+      w.on('exit', code => { if (!pool.closing) pool.fail(new Error(`cpu backend worker exited with code ${code}`)) })
+      w.unref() // an undisposed backend must not keep the process alive
+    }
+    return pool
+  }
+
+  /** Runs the job already written into `params` on every worker; resolves when all are done. */
+  async run (): Promise<void> {
+    if (this.dead !== null) throw this.dead
+    const c = this.ctrl
+    const parts = this.workers.length
+    Atomics.store(c, CTRL.DONE, 0)
+    Atomics.store(c, CTRL.ERROR, 0)
+    Atomics.add(c, CTRL.SEQ, 1)
+    Atomics.notify(c, CTRL.SEQ)
+    for (;;) {
+      const done = Atomics.load(c, CTRL.DONE)
+      if (done >= parts) break
+      const r = waitAsync(c, CTRL.DONE, done)
+      if (r.async) await r.value
+    }
+    if (this.dead !== null) throw this.dead
+    if (Atomics.load(c, CTRL.ERROR) !== 0) {
+      const end = this.errorText.indexOf(0)
+      throw new Error(`cpu backend kernel failed: ${new TextDecoder().decode(this.errorText.slice(0, end < 0 ? undefined : end))}`)
+    }
+  }
+
+  /** Sends EXIT (after the current job) and waits for the threads to end. */
+  async close (exitOp: number): Promise<void> {
+    this.closing = true
+    if (this.dead === null) {
+      this.params[0] = exitOp
+      Atomics.add(this.ctrl, CTRL.SEQ, 1)
+      Atomics.notify(this.ctrl, CTRL.SEQ)
+    }
+    await Promise.all(this.workers.map(async w => {
+      if (w.threadId >= 0) await new Promise<void>(resolve => { w.once('exit', () => { resolve() }); setTimeout(() => { void w.terminate() }, 2000).unref() })
+    }))
+  }
+
+  // A worker died: wake a waiting job so it rejects; later jobs reject at once.
+  private fail (err: Error): void {
+    this.dead ??= err
+    Atomics.store(this.ctrl, CTRL.DONE, this.workers.length)
+    Atomics.notify(this.ctrl, CTRL.DONE)
+  }
+}

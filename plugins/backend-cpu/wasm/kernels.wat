@@ -1,0 +1,192 @@
+;; WASM SIMD128 kernels of the CPU backend: the matmul micro-kernels (a packed-panel GEMM) and the
+;; inner loops of attention. Assembled at load time with the `wabt` npm package (wasm.ts); the
+;; module imports the backend's shared memory, so every worker thread runs it on the same tensors.
+;; All pointers and strides are in BYTES. Checked against the float64 references by the compliance suite.
+(module
+  (import "env" "memory" (memory 1 65536 shared))
+
+  ;; ---- GEMM ----------------------------------------------------------------------------------
+  ;; C[M, ncols] (+)= A[M, K] @ B[K, ncols] (+ bias), B packed in panels of 8 columns:
+  ;; panel p holds B[k, 8p + jj] at Bp + p*K*32 + k*32 + jj*4 (zero padded past ncols).
+  ;; A(m, k) at A + m*sam + k*sak (any strides: A may be a transposed view).
+  ;; C(m, j) at C + m*ldc + j*4. np panels; the last has nlast (1..8) valid columns.
+  ;; beta 0: C = A@B (+ bias); beta 1: C += A@B. bias: 0, or pointer to bias[ncols].
+  ;; tmp: 32 bytes of scratch for partial panels. K >= 1.
+  ;; Loop nest: row blocks of 64 (A block stays in L2) x panels (32*K bytes, in L1) x 4-row tiles.
+  (func $gemm (export "gemm")
+    (param $A i32) (param $sam i32) (param $sak i32)
+    (param $Bp i32) (param $C i32) (param $ldc i32)
+    (param $M i32) (param $K i32) (param $np i32) (param $nlast i32)
+    (param $beta i32) (param $bias i32) (param $tmp i32)
+    (local $i0 i32) (local $i1 i32) (local $i i32) (local $p i32) (local $k i32)
+    (local $bp i32) (local $cols i32) (local $bb i32) (local $c i32)
+    (local $pa0 i32) (local $pa1 i32) (local $pa2 i32) (local $pa3 i32) (local $pb i32)
+    (local $a v128) (local $b0 v128) (local $b1 v128)
+    (local $c00 v128) (local $c01 v128) (local $c10 v128) (local $c11 v128)
+    (local $c20 v128) (local $c21 v128) (local $c30 v128) (local $c31 v128)
+    (block $done_rows
+      (loop $rowblocks
+        (br_if $done_rows (i32.ge_u (local.get $i0) (local.get $M)))
+        (local.set $i1 (i32.add (local.get $i0) (i32.const 64)))
+        (if (i32.gt_u (local.get $i1) (local.get $M)) (then (local.set $i1 (local.get $M))))
+        (local.set $p (i32.const 0))
+        (loop $panels
+          (local.set $bp (i32.add (local.get $Bp) (i32.mul (local.get $p) (i32.shl (local.get $K) (i32.const 5)))))
+          (local.set $cols (select (local.get $nlast) (i32.const 8) (i32.eq (local.get $p) (i32.sub (local.get $np) (i32.const 1)))))
+          (local.set $bb (select (i32.add (local.get $bias) (i32.shl (local.get $p) (i32.const 5))) (i32.const 0) (local.get $bias)))
+          (local.set $i (local.get $i0))
+          ;; 4-row tiles: 8 accumulators (4 rows x 8 columns)
+          (block $done4
+            (loop $tiles4
+              (br_if $done4 (i32.gt_u (i32.add (local.get $i) (i32.const 4)) (local.get $i1)))
+              (local.set $pa0 (i32.add (local.get $A) (i32.mul (local.get $i) (local.get $sam))))
+              (local.set $pa1 (i32.add (local.get $pa0) (local.get $sam)))
+              (local.set $pa2 (i32.add (local.get $pa1) (local.get $sam)))
+              (local.set $pa3 (i32.add (local.get $pa2) (local.get $sam)))
+              (local.set $pb (local.get $bp))
+              (local.set $c00 (v128.const i32x4 0 0 0 0)) (local.set $c01 (v128.const i32x4 0 0 0 0))
+              (local.set $c10 (v128.const i32x4 0 0 0 0)) (local.set $c11 (v128.const i32x4 0 0 0 0))
+              (local.set $c20 (v128.const i32x4 0 0 0 0)) (local.set $c21 (v128.const i32x4 0 0 0 0))
+              (local.set $c30 (v128.const i32x4 0 0 0 0)) (local.set $c31 (v128.const i32x4 0 0 0 0))
+              (local.set $k (local.get $K))
+              (loop $kloop4
+                (local.set $b0 (v128.load (local.get $pb)))
+                (local.set $b1 (v128.load offset=16 (local.get $pb)))
+                (local.set $a (v128.load32_splat (local.get $pa0)))
+                (local.set $c00 (f32x4.add (local.get $c00) (f32x4.mul (local.get $a) (local.get $b0))))
+                (local.set $c01 (f32x4.add (local.get $c01) (f32x4.mul (local.get $a) (local.get $b1))))
+                (local.set $a (v128.load32_splat (local.get $pa1)))
+                (local.set $c10 (f32x4.add (local.get $c10) (f32x4.mul (local.get $a) (local.get $b0))))
+                (local.set $c11 (f32x4.add (local.get $c11) (f32x4.mul (local.get $a) (local.get $b1))))
+                (local.set $a (v128.load32_splat (local.get $pa2)))
+                (local.set $c20 (f32x4.add (local.get $c20) (f32x4.mul (local.get $a) (local.get $b0))))
+                (local.set $c21 (f32x4.add (local.get $c21) (f32x4.mul (local.get $a) (local.get $b1))))
+                (local.set $a (v128.load32_splat (local.get $pa3)))
+                (local.set $c30 (f32x4.add (local.get $c30) (f32x4.mul (local.get $a) (local.get $b0))))
+                (local.set $c31 (f32x4.add (local.get $c31) (f32x4.mul (local.get $a) (local.get $b1))))
+                (local.set $pb (i32.add (local.get $pb) (i32.const 32)))
+                (local.set $pa0 (i32.add (local.get $pa0) (local.get $sak)))
+                (local.set $pa1 (i32.add (local.get $pa1) (local.get $sak)))
+                (local.set $pa2 (i32.add (local.get $pa2) (local.get $sak)))
+                (local.set $pa3 (i32.add (local.get $pa3) (local.get $sak)))
+                (br_if $kloop4 (local.tee $k (i32.sub (local.get $k) (i32.const 1)))))
+              (local.set $c (i32.add (i32.add (local.get $C) (i32.mul (local.get $i) (local.get $ldc))) (i32.shl (local.get $p) (i32.const 5))))
+              (call $store8 (local.get $c) (local.get $c00) (local.get $c01) (local.get $cols) (local.get $beta) (local.get $bb) (local.get $tmp))
+              (local.set $c (i32.add (local.get $c) (local.get $ldc)))
+              (call $store8 (local.get $c) (local.get $c10) (local.get $c11) (local.get $cols) (local.get $beta) (local.get $bb) (local.get $tmp))
+              (local.set $c (i32.add (local.get $c) (local.get $ldc)))
+              (call $store8 (local.get $c) (local.get $c20) (local.get $c21) (local.get $cols) (local.get $beta) (local.get $bb) (local.get $tmp))
+              (local.set $c (i32.add (local.get $c) (local.get $ldc)))
+              (call $store8 (local.get $c) (local.get $c30) (local.get $c31) (local.get $cols) (local.get $beta) (local.get $bb) (local.get $tmp))
+              (local.set $i (i32.add (local.get $i) (i32.const 4)))
+              (br $tiles4)))
+          ;; leftover rows one at a time
+          (block $done1
+            (loop $tiles1
+              (br_if $done1 (i32.ge_u (local.get $i) (local.get $i1)))
+              (local.set $pa0 (i32.add (local.get $A) (i32.mul (local.get $i) (local.get $sam))))
+              (local.set $pb (local.get $bp))
+              (local.set $c00 (v128.const i32x4 0 0 0 0)) (local.set $c01 (v128.const i32x4 0 0 0 0))
+              (local.set $k (local.get $K))
+              (loop $kloop1
+                (local.set $a (v128.load32_splat (local.get $pa0)))
+                (local.set $c00 (f32x4.add (local.get $c00) (f32x4.mul (local.get $a) (v128.load (local.get $pb)))))
+                (local.set $c01 (f32x4.add (local.get $c01) (f32x4.mul (local.get $a) (v128.load offset=16 (local.get $pb)))))
+                (local.set $pb (i32.add (local.get $pb) (i32.const 32)))
+                (local.set $pa0 (i32.add (local.get $pa0) (local.get $sak)))
+                (br_if $kloop1 (local.tee $k (i32.sub (local.get $k) (i32.const 1)))))
+              (local.set $c (i32.add (i32.add (local.get $C) (i32.mul (local.get $i) (local.get $ldc))) (i32.shl (local.get $p) (i32.const 5))))
+              (call $store8 (local.get $c) (local.get $c00) (local.get $c01) (local.get $cols) (local.get $beta) (local.get $bb) (local.get $tmp))
+              (local.set $i (i32.add (local.get $i) (i32.const 1)))
+              (br $tiles1)))
+          (br_if $panels (i32.lt_u (local.tee $p (i32.add (local.get $p) (i32.const 1))) (local.get $np))))
+        (local.set $i0 (local.get $i1))
+        (br $rowblocks))))
+
+  ;; Store 8 columns (v0: 0..3, v1: 4..7) of one C row: add bias, add old C if beta, write only
+  ;; `cols` columns (a partial last panel goes through tmp).
+  (func $store8 (param $c i32) (param $v0 v128) (param $v1 v128) (param $cols i32) (param $beta i32) (param $bias i32) (param $tmp i32)
+    (local $j i32) (local $old f32)
+    (if (local.get $bias) (then
+      (local.set $v0 (f32x4.add (local.get $v0) (v128.load (local.get $bias))))
+      (local.set $v1 (f32x4.add (local.get $v1) (v128.load offset=16 (local.get $bias))))))
+    (if (i32.eq (local.get $cols) (i32.const 8))
+      (then
+        (if (local.get $beta) (then
+          (local.set $v0 (f32x4.add (local.get $v0) (v128.load (local.get $c))))
+          (local.set $v1 (f32x4.add (local.get $v1) (v128.load offset=16 (local.get $c))))))
+        (v128.store (local.get $c) (local.get $v0))
+        (v128.store offset=16 (local.get $c) (local.get $v1)))
+      (else
+        (v128.store (local.get $tmp) (local.get $v0))
+        (v128.store offset=16 (local.get $tmp) (local.get $v1))
+        (loop $colloop
+          (local.set $old (select (f32.load (local.get $c)) (f32.const 0) (local.get $beta)))
+          (f32.store (local.get $c) (f32.add (local.get $old) (f32.load (local.get $tmp))))
+          (local.set $c (i32.add (local.get $c) (i32.const 4)))
+          (local.set $tmp (i32.add (local.get $tmp) (i32.const 4)))
+          (br_if $colloop (local.tee $cols (i32.sub (local.get $cols) (i32.const 1))))))))
+
+  ;; ---- attention inner loops (head size hs a multiple of 4) -----------------------------------
+
+  ;; dst[j] = scale * dot(x[0..hs], row_j[0..hs]), row_j at base + j*stride, j in [0, n).
+  (func (export "dots") (param $x i32) (param $base i32) (param $stride i32) (param $n i32) (param $hs i32) (param $scale f32) (param $dst i32)
+    (local $row i32) (local $i i32) (local $end i32) (local $s v128)
+    (local.set $end (i32.shl (local.get $hs) (i32.const 2)))
+    (block $done
+      (loop $rows
+        (br_if $done (i32.eqz (local.get $n)))
+        (local.set $s (v128.const i32x4 0 0 0 0))
+        (local.set $i (i32.const 0))
+        (loop $lanes
+          (local.set $s (f32x4.add (local.get $s)
+            (f32x4.mul (v128.load (i32.add (local.get $x) (local.get $i))) (v128.load (i32.add (local.get $base) (local.get $i))))))
+          (br_if $lanes (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 16))) (local.get $end))))
+        (f32.store (local.get $dst) (f32.mul (local.get $scale)
+          (f32.add (f32.add (f32x4.extract_lane 0 (local.get $s)) (f32x4.extract_lane 1 (local.get $s)))
+                   (f32.add (f32x4.extract_lane 2 (local.get $s)) (f32x4.extract_lane 3 (local.get $s))))))
+        (local.set $base (i32.add (local.get $base) (local.get $stride)))
+        (local.set $dst (i32.add (local.get $dst) (i32.const 4)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $rows))))
+
+  ;; dst[0..hs] = (acc ? dst : 0) + scale * sum_j coef[j] * row_j, row_j at base + j*stride, j in [0, n).
+  (func (export "wsum") (param $coef i32) (param $base i32) (param $stride i32) (param $n i32) (param $hs i32) (param $scale f32) (param $dst i32) (param $acc i32)
+    (local $i i32) (local $end i32) (local $j i32) (local $row i32) (local $s v128)
+    (local.set $end (i32.shl (local.get $hs) (i32.const 2)))
+    (loop $lanes
+      (local.set $s (v128.const i32x4 0 0 0 0))
+      (local.set $row (i32.add (local.get $base) (local.get $i)))
+      (local.set $j (i32.const 0))
+      (block $done
+        (loop $rows
+          (br_if $done (i32.ge_u (local.get $j) (local.get $n)))
+          (local.set $s (f32x4.add (local.get $s)
+            (f32x4.mul (v128.load32_splat (i32.add (local.get $coef) (i32.shl (local.get $j) (i32.const 2)))) (v128.load (local.get $row)))))
+          (local.set $row (i32.add (local.get $row) (local.get $stride)))
+          (local.set $j (i32.add (local.get $j) (i32.const 1)))
+          (br $rows)))
+      (local.set $s (f32x4.mul (local.get $s) (f32x4.splat (local.get $scale))))
+      (if (local.get $acc) (then (local.set $s (f32x4.add (local.get $s) (v128.load (i32.add (local.get $dst) (local.get $i)))))))
+      (v128.store (i32.add (local.get $dst) (local.get $i)) (local.get $s))
+      (br_if $lanes (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 16))) (local.get $end)))))
+
+  ;; row_j[0..hs] += scale * coef[j] * x[0..hs], row_j at base + j*stride, j in [0, n).
+  (func (export "axpy_rows") (param $coef i32) (param $base i32) (param $stride i32) (param $n i32) (param $hs i32) (param $scale f32) (param $x i32)
+    (local $i i32) (local $end i32) (local $c v128)
+    (local.set $end (i32.shl (local.get $hs) (i32.const 2)))
+    (block $done
+      (loop $rows
+        (br_if $done (i32.eqz (local.get $n)))
+        (local.set $c (f32x4.splat (f32.mul (local.get $scale) (f32.load (local.get $coef)))))
+        (local.set $i (i32.const 0))
+        (loop $lanes
+          (v128.store (i32.add (local.get $base) (local.get $i))
+            (f32x4.add (v128.load (i32.add (local.get $base) (local.get $i)))
+                       (f32x4.mul (local.get $c) (v128.load (i32.add (local.get $x) (local.get $i))))))
+          (br_if $lanes (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 16))) (local.get $end))))
+        (local.set $base (i32.add (local.get $base) (local.get $stride)))
+        (local.set $coef (i32.add (local.get $coef) (i32.const 4)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $rows))))
+)

@@ -1,0 +1,43 @@
+// Worker thread of the CPU backend: instantiates the WASM kernels on the shared memory, then loops:
+// sleep on the job counter (Atomics.wait), run this thread's part of the job, count itself done
+// (the last one wakes the main thread). It never returns to its event loop until EXIT.
+import { parentPort, workerData } from 'node:worker_threads'
+import { Executor, OP, PARAMS_LENGTH } from './exec.ts'
+import { instantiate } from './wasm.ts'
+import { CTRL, ERROR_BYTES } from './pool.ts'
+
+interface Init {
+  memory: WebAssembly.Memory
+  module: WebAssembly.Module | null
+  control: SharedArrayBuffer
+  index: number
+  parts: number
+}
+
+const init = workerData as Init
+const ctrl = new Int32Array(init.control, 0, 16)
+const params = new Float64Array(init.control, 64, PARAMS_LENGTH)
+const partials = new Float64Array(init.control, 64 + PARAMS_LENGTH * 8, init.parts)
+const errorText = new Uint8Array(init.control, 64 + PARAMS_LENGTH * 8 + init.parts * 8, ERROR_BYTES)
+const exec = new Executor(init.memory, init.module === null ? null : instantiate(init.module, init.memory))
+parentPort?.postMessage('ready')
+
+let seen = 0
+for (;;) {
+  Atomics.wait(ctrl, CTRL.SEQ, seen)
+  const seq = Atomics.load(ctrl, CTRL.SEQ)
+  if (seq === seen) continue
+  seen = seq
+  if (params[0] === OP.EXIT) break
+  try {
+    exec.run(params, init.index, init.parts, partials)
+  } catch (err) {
+    // first error wins; the main thread rejects the job with it
+    if (Atomics.compareExchange(ctrl, CTRL.ERROR, 0, 1) === 0) {
+      const msg = new TextEncoder().encode(String((err as Error)?.stack ?? err)).subarray(0, ERROR_BYTES)
+      errorText.fill(0)
+      errorText.set(msg)
+    }
+  }
+  if (Atomics.add(ctrl, CTRL.DONE, 1) === init.parts - 1) Atomics.notify(ctrl, CTRL.DONE)
+}

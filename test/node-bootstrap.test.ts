@@ -1,0 +1,87 @@
+// An unreachable bootstrap address: the node logs it clearly, retries with backoff, stays usable, and
+// connects once the bootstrap node comes up.
+import assert from 'node:assert/strict'
+import { createServer } from 'node:net'
+import { createNode, loadOrCreateIdentity, type LayerswarmNode } from '../core/index.ts'
+import { recordingLogger, removeDirs, tempDir, waitFor } from './node-helpers.ts'
+
+async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  await new Promise<void>(resolve => server.close(() => { resolve() }))
+  return port
+}
+
+describe('node: unreachable bootstrap peers', function () {
+  this.timeout(60_000)
+  const dirs: string[] = []
+  const nodes: LayerswarmNode[] = []
+  after(async () => {
+    await Promise.all(nodes.map(async n => { await n.stop() }))
+    await removeDirs(dirs)
+  })
+  const dataDir = async (): Promise<string> => { const d = await tempDir(); dirs.push(d); return d }
+
+  it('logs and retries with backoff, stays usable, and connects when the bootstrap node appears', async () => {
+    const bootDir = await dataDir()
+    const bootId = (await loadOrCreateIdentity(bootDir)).peerId
+    const port = await freePort()
+    const bootAddr = `/ip4/127.0.0.1/tcp/${port}/p2p/${bootId}`
+
+    const { logger, lines } = recordingLogger()
+    const node = await createNode({
+      dataDir: await dataDir(), plugins: [], bootstrap: [bootAddr], logger,
+      bootstrapRetry: { initialDelayMs: 50, maxDelayMs: 400, dialTimeoutMs: 2000 }
+    })
+    nodes.push(node)
+    await node.start()
+    const retries = await waitFor('three logged retries', () => {
+      const r = lines.filter(l => l.msg === 'bootstrap peer unreachable; will retry')
+      return r.length >= 3 ? r : undefined
+    })
+    assert.equal(retries[0].level, 'warn')
+    assert.equal(retries[0].component, 'layerswarm:bootstrap')
+    assert.equal(retries[0].addr, bootAddr)
+    assert.deepEqual(retries.slice(0, 3).map(r => r.failures), [1, 2, 3])
+    assert.match(retries[0].error, /ECONNREFUSED/)
+    assert.ok(retries.every(r => r.retryInS <= 0.4), 'the delay is capped')
+    const state = node.status().bootstrap[0]
+    assert.equal(state.connected, false)
+    assert.ok(state.failures >= 3 && state.lastError != null)
+
+    // still usable: another node can connect and talk to it
+    const other = await createNode({ dataDir: await dataDir(), plugins: [] })
+    nodes.push(other)
+    await other.start()
+    const rtt = await other.libp2p.services.ping.ping(node.libp2p.getMultiaddrs()[0], { signal: AbortSignal.timeout(10_000) })
+    assert.ok(rtt >= 0)
+
+    // the bootstrap node comes up on that address: the next retry connects
+    const boot = await createNode({ dataDir: bootDir, bootstrapNode: true, listen: [`/ip4/127.0.0.1/tcp/${port}`] })
+    nodes.push(boot)
+    await boot.start()
+    await waitFor('the node to reach its bootstrap peer', () => node.status().bootstrap[0].connected)
+    assert.ok(node.libp2p.getPeers().some(p => p.toString() === bootId))
+    assert.ok(lines.some(l => l.msg === 'bootstrap peer reachable again' && l.addr === bootAddr))
+
+    // and redials after the bootstrap node restarts
+    await boot.stop()
+    await waitFor('the disconnect to be noticed', () => !node.status().bootstrap[0].connected)
+    const again = await createNode({ dataDir: bootDir, bootstrapNode: true, listen: [`/ip4/127.0.0.1/tcp/${port}`] })
+    nodes.push(again)
+    await again.start()
+    await waitFor('the node to redial its restarted bootstrap peer', () => node.status().bootstrap[0].connected)
+  })
+
+  it('skips its own address in the bootstrap list', async () => {
+    const dir = await dataDir()
+    const id = (await loadOrCreateIdentity(dir)).peerId
+    const port = await freePort()
+    const self = `/ip4/127.0.0.1/tcp/${port}/p2p/${id}`
+    const n = await createNode({ dataDir: dir, bootstrapNode: true, listen: [`/ip4/127.0.0.1/tcp/${port}`], bootstrap: [self] })
+    nodes.push(n)
+    await n.start()
+    assert.deepEqual(n.status().bootstrap, [])
+  })
+})
