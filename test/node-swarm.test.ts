@@ -1,6 +1,7 @@
 // A bootstrap node and three nodes on 127.0.0.1, in one process: they join through the bootstrap node,
 // find each other through the network's private DHT, exchange gossip, and shut down cleanly.
 import assert from 'node:assert/strict'
+import { multiaddr } from '@multiformats/multiaddr'
 import { createNode, dhtKey, type LayerswarmNode } from '../core/index.ts'
 import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
 
@@ -90,6 +91,20 @@ describe('node: a swarm of three nodes and a bootstrap node on loopback', functi
     assert.equal(received[2][0], 'hello from 1')
     assert.equal(received[0].length, 0, 'no echo to the publisher')
     assert.ok(nodes[0].status().topics.includes(topic))
+  })
+
+  it('accepts connections over WebSockets', async () => {
+    const wsAddr = nodes[0].addresses().find(a => a.includes('/ws/'))!
+    const dataDir = await tempDir(); dirs.push(dataDir)
+    const client = await createNode({ dataDir, plugins: [], listen: [] })
+    try {
+      await client.start()
+      const conn = await client.libp2p.dial(multiaddr(wsAddr), { signal: AbortSignal.timeout(10_000) })
+      assert.equal(conn.remotePeer.toString(), nodes[0].peerId)
+      assert.ok(conn.remoteAddr.toString().includes('/ws'), conn.remoteAddr.toString())
+    } finally {
+      await client.stop()
+    }
   })
 
   it('stops cleanly: connections close and the others see it leave', async () => {

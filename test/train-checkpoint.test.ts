@@ -29,7 +29,7 @@ function sampleCheckpoint (seed: number): Checkpoint {
   const params = new Map(specs.map(s => [s.name, initialValues(s, seed)]))
   const m = new Map(specs.map(s => [s.name, initialValues(s, seed + 1)]))
   const v = new Map(specs.map(s => [s.name, initialValues(s, seed + 2).map(Math.abs)]))
-  return { config: CFG, layout: { stages: 1, bottleneck: 0, stage: null }, params, optimizer: { step: 7, m, v }, train: { step: 7, seed } }
+  return { config: CFG, layout: { stages: 1, bottleneck: 0, stage: null }, params, optimizer: { step: 7, m, v }, train: { step: 7, seed }, info: { tokenizer: 'byte' } }
 }
 
 describe('train: safetensors', function () {

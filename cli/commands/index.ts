@@ -3,11 +3,17 @@ import type { Command } from 'commander'
 import { register as start } from './start.ts'
 import { register as status } from './status.ts'
 import { register as keys } from './keys.ts'
+import { register as train } from './train.ts'
+import { register as sample } from './sample.ts'
+import { register as bench } from './bench.ts'
 
 export type RegisterCommand = (program: Command) => void
 
 export const commands: RegisterCommand[] = [
   start,
   status,
-  keys
+  keys,
+  train,
+  sample,
+  bench
 ]

@@ -4,7 +4,6 @@
 // (reverse order), connections; exit 0. A second signal forces exit 1.
 import type { Command } from 'commander'
 import { createLogger } from '../../core/logger.ts'
-import { createNode } from '../../core/node/create-node.ts'
 import { resolveStartConfig, type StartFlags } from '../config.ts'
 
 /** How long a clean shutdown may take before the process gives up and exits 1. */
@@ -60,12 +59,14 @@ export async function runStart (flags: StartFlags): Promise<void> {
   process.on('unhandledRejection', onRejection)
 
   try {
+    // imported here: the libp2p stack takes seconds to load, which --help and bad flags need not wait for
+    const { createNode } = await import('../../core/node/create-node.ts')
     const node = await createNode({ ...config.node, logger })
     const starting = node.start()
     const first = await Promise.race([starting.then(() => undefined), received])
     if (first != null) {
+      starting.catch(() => {}) // stop() below undoes the start; its outcome no longer matters
       await node.stop()
-      starting.catch(() => {})
       log.info('stopped during start', { signal: first })
       return
     }

@@ -4,6 +4,7 @@
 // bootstrap dialer and the local control endpoint. start() brings them up in that order, stop() takes
 // them down in reverse; a failed start() leaves nothing running.
 import '../polyfills.ts'
+import './websocket-global.ts'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'

@@ -1,36 +1,61 @@
-// CPU ComputeBackend. Validates every call (ShapeError before memory is touched), then runs the
-// kernel. Step-1 version: kernels run inline on the caller's thread.
+// CPU ComputeBackend. Tensors live in one shared WasmMemory (heap.ts). Every kernel call is
+// validated at once on the caller's thread (ShapeError before any memory is touched), then queued;
+// queued jobs run one at a time, in call order, split across worker threads (pool.ts) that run the
+// WASM SIMD kernels (matmul, attention) and plain TypeScript kernels (the rest) on that memory. The
+// caller's event loop only writes a job and waits on an atomic, so networking goes on meanwhile.
+// threads: 0 runs the same jobs inline on the caller's thread (no workers; blocks while computing).
 import os from 'node:os'
 import { ShapeError } from '../../core/errors.ts'
 import type { AdamWParams, BackendInfo, ComputeBackend, DType, Tensor } from '../../core/contracts/index.ts'
-import * as K from './kernels.ts'
 import * as chk from './checks.ts'
+import { Executor, OP, PARAMS_LENGTH, SCRATCH, scratchElements } from './exec.ts'
+import { Heap } from './heap.ts'
+import { WorkerPool } from './pool.ts'
+import { createSharedMemory, instantiate, kernelModule } from './wasm.ts'
+import type { WasmMemory } from './wasm.ts'
 
 export interface CpuBackendOptions {
-  /** Worker threads for heavy kernels (default: available parallelism). */
+  /** Worker threads (default: available parallelism). 0: run kernels inline on the caller's thread. */
   threads?: number
+  /** false: plain TypeScript kernels only, no WASM SIMD (the simple version; for comparison). */
+  simd?: boolean
 }
 
 class CpuTensor implements Tensor {
   readonly shape: readonly number[]
-  readonly dtype: DType
   readonly size: number
-  data: Float32Array | Int32Array | null
-  constructor (readonly owner: CpuBackend, shape: readonly number[], dtype: DType, data: Float32Array | Int32Array) {
+  /** Offset in float32/int32 elements into the shared memory; -1 once freed. */
+  off: number
+  constructor (readonly owner: CpuBackend, shape: readonly number[], readonly dtype: DType, size: number, off: number) {
     this.shape = Object.freeze([...shape])
-    this.dtype = dtype
-    this.size = data.length
-    this.data = data
+    this.size = size
+    this.off = off
   }
 }
 
 export class CpuBackend implements ComputeBackend {
   readonly info: BackendInfo
+  private readonly heap: Heap
+  private readonly params = new Float64Array(PARAMS_LENGTH)
+  private readonly inlinePartials = new Float64Array(1)
+  private tail: Promise<unknown> = Promise.resolve()
+  private pending = 0
   private disposed = false
+  private scratchOff = 0
+  private scratchBytes = 0
 
-  constructor (opts: CpuBackendOptions = {}) {
-    const threads = opts.threads ?? os.availableParallelism()
-    this.info = { name: 'cpu', device: `${os.cpus()[0]?.model ?? 'cpu'} (${threads} threads)`, threads }
+  /** Use createCpuBackend(). */
+  constructor (
+    private readonly memory: WasmMemory,
+    private readonly pool: WorkerPool | null,
+    private readonly inline: Executor | null,
+    threads: number,
+    simd: boolean
+  ) {
+    this.heap = new Heap(memory)
+    const cpu = os.cpus()[0]?.model?.trim() ?? 'cpu'
+    const mode = pool === null ? 'inline' : `${threads} worker threads`
+    this.info = { name: 'cpu', device: `${cpu} (${mode}, ${simd ? 'wasm simd128' : 'js'})`, threads, simd }
   }
 
   // ---- memory ---------------------------------------------------------------------------------
@@ -39,7 +64,10 @@ export class CpuBackend implements ComputeBackend {
     this.alive()
     const n = chk.checkShapeArg(shape)
     if (dtype !== 'f32' && dtype !== 'i32') throw new ShapeError(`unknown dtype ${String(dtype)}`)
-    return new CpuTensor(this, shape, dtype, dtype === 'f32' ? new Float32Array(n) : new Int32Array(n))
+    const off = this.heap.alloc(n * 4)
+    // a reused block is only handed out after the jobs that used it finished (see free)
+    new Uint8Array(this.memory.buffer, off, n * 4).fill(0)
+    return new CpuTensor(this, shape, dtype, n, off / 4)
   }
 
   upload (data: Float32Array | Int32Array, shape: readonly number[]): Tensor {
@@ -47,86 +75,100 @@ export class CpuBackend implements ComputeBackend {
     const n = chk.checkShapeArg(shape)
     if (!(data instanceof Float32Array) && !(data instanceof Int32Array)) throw new ShapeError('upload: data must be a Float32Array or Int32Array')
     if (data.length !== n) throw new ShapeError(`upload: data has ${data.length} elements, shape ${chk.shapeOf(shape)} needs ${n}`)
-    const copy = data instanceof Float32Array ? Float32Array.from(data) : Int32Array.from(data)
-    return new CpuTensor(this, shape, data instanceof Float32Array ? 'f32' : 'i32', copy)
+    const dtype: DType = data instanceof Float32Array ? 'f32' : 'i32'
+    const off = this.heap.alloc(n * 4)
+    this.view(dtype, off / 4, n).set(data)
+    return new CpuTensor(this, shape, dtype, n, off / 4)
   }
 
   async download (t: Tensor): Promise<Float32Array | Int32Array> {
-    const d = this.data(t, 't')
-    return d instanceof Float32Array ? Float32Array.from(d) : Int32Array.from(d)
+    const x = this.tensor(t, 't')
+    return await this.enqueue(() => this.view(x.dtype, x.off, x.size).slice())
   }
 
   async write (t: Tensor, data: Float32Array | Int32Array): Promise<void> {
-    const d = this.data(t, 't')
-    if (data.length !== d.length) throw new ShapeError(`write: data has ${data.length} elements, tensor has ${d.length}`)
-    if ((d instanceof Float32Array) !== (data instanceof Float32Array)) throw new ShapeError(`write: data type does not match tensor dtype ${t.dtype}`)
-    d.set(data)
+    const x = this.tensor(t, 't')
+    if (data.length !== x.size) throw new ShapeError(`write: data has ${data.length} elements, tensor has ${x.size}`)
+    if ((x.dtype === 'f32') !== (data instanceof Float32Array)) throw new ShapeError(`write: data type does not match tensor dtype ${x.dtype}`)
+    if (this.pending === 0) {
+      this.view(x.dtype, x.off, x.size).set(data)
+      return
+    }
+    const copy = data.slice() // the caller may reuse `data` before the queue reaches this write
+    await this.enqueue(() => { this.view(x.dtype, x.off, x.size).set(copy) })
   }
 
   free (t: Tensor): void {
-    this.data(t, 't')
-    ;(t as CpuTensor).data = null
+    const x = this.tensor(t, 't')
+    const off = x.off
+    x.off = -1
+    // release after every job queued so far, which may still use this block
+    void this.enqueue(() => { this.heap.release(off * 4, x.size * 4) })
   }
 
   async dispose (): Promise<void> {
+    if (this.disposed) return
     this.disposed = true
+    await this.tail
+    await this.pool?.close(OP.EXIT)
   }
 
   // ---- utilities ------------------------------------------------------------------------------
 
   async fill (t: Tensor, value: number): Promise<void> {
-    const d = this.data(t, 't')
-    K.fill(d, value)
+    const x = this.tensor(t, 't')
+    if (typeof value !== 'number') throw new ShapeError(`fill: value must be a number, got ${typeof value}`)
+    await this.submit([OP.FILL, x.off, x.size, value, x.dtype === 'i32' ? 1 : 0])
   }
 
   async copy (dst: Tensor, src: Tensor): Promise<void> {
-    const d = this.data(dst, 'dst'); const s = this.data(src, 'src')
+    const d = this.tensor(dst, 'dst'); const s = this.tensor(src, 'src')
     chk.dtype('src', src, dst.dtype)
     chk.size('src', src, dst.size)
-    K.copy(d, s)
+    await this.submit([OP.COPY, d.off, s.off, d.size, d.dtype === 'i32' ? 1 : 0])
   }
 
   async scale (t: Tensor, s: number): Promise<void> {
-    const d = this.f32(t, 't')
-    K.scale(d, s)
+    const x = this.f32(t, 't')
+    await this.submit([OP.SCALE, x.off, x.size, s])
   }
 
   async accumulate (dst: Tensor, src: Tensor, alpha = 1): Promise<void> {
     const d = this.f32(dst, 'dst'); const s = this.f32(src, 'src')
     chk.size('src', src, dst.size)
-    K.accumulate(d, s, alpha)
+    await this.submit([OP.ACCUMULATE, d.off, s.off, d.size, alpha])
   }
 
   async sumSquares (t: Tensor): Promise<number> {
-    return K.sumSquares(this.f32(t, 't'))
+    const x = this.f32(t, 't')
+    return await this.submit([OP.SUM_SQUARES, x.off, x.size], partials => partials.reduce((a, v) => a + v, 0))
   }
 
   // ---- encoder --------------------------------------------------------------------------------
 
-  private encoderDims (out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor): { B: number, T: number, C: number, V: number } {
+  private encoderDims (out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor): { B: number, T: number, C: number, V: number, maxT: number } {
     chk.rank('inp', inp, 2)
-    chk.rank('wte', wte, 2)
-    chk.rank('wpe', wpe, 2)
+    chk.rank('wte/dwte', wte, 2)
+    chk.rank('wpe/dwpe', wpe, 2)
     const [B, T] = inp.shape
     const [V, C] = wte.shape
-    if (wpe.shape[1] !== C) throw new ShapeError(`wpe: expected [maxT,${C}], got ${chk.shapeOf(wpe.shape)}`)
-    if (T > wpe.shape[0]) throw new ShapeError(`inp: T=${T} exceeds wpe's maxT=${wpe.shape[0]}`)
+    const maxT = wpe.shape[0]
+    if (wpe.shape[1] !== C) throw new ShapeError(`wpe/dwpe: expected [maxT,${C}], got ${chk.shapeOf(wpe.shape)}`)
+    if (T > maxT) throw new ShapeError(`inp: T=${T} exceeds wpe's maxT=${maxT}`)
     chk.dims('out/dout', out, [B, T, C])
-    return { B, T, C, V }
+    return { B, T, C, V, maxT }
   }
 
   async encoderForward (out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor): Promise<void> {
     const o = this.f32(out, 'out'); const ids = this.i32(inp, 'inp'); const we = this.f32(wte, 'wte'); const pe = this.f32(wpe, 'wpe')
-    const { B, T, C, V } = this.encoderDims(out, inp, wte, wpe)
-    chk.indicesInRange('inp', ids, 0, V)
-    K.encoderForward(o, ids, we, pe, B, T, C)
+    const { B, T, C, V, maxT } = this.encoderDims(out, inp, wte, wpe)
+    await this.submit([OP.ENCODER_FWD, o.off, ids.off, we.off, pe.off, B * T, T, C, V, maxT], undefined, [ids, 0, V, 'inp (token ids)'])
   }
 
   async encoderBackward (dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor): Promise<void> {
     const dwe = this.f32(dwte, 'dwte'); const dpe = this.f32(dwpe, 'dwpe'); const d = this.f32(dout, 'dout'); const ids = this.i32(inp, 'inp')
-    const { B, T, C, V } = this.encoderDims(dout, inp, dwte, dwpe)
-    chk.indicesInRange('inp', ids, 0, V)
-    K.encoderBackward(dwe, dpe, d, ids, B, T, C)
+    const { B, T, C, V, maxT } = this.encoderDims(dout, inp, dwte, dwpe)
+    await this.submit([OP.ENCODER_BWD, dwe.off, dpe.off, d.off, ids.off, B, T, C, V, maxT], undefined, [ids, 0, V, 'inp (token ids)'])
   }
 
   // ---- layernorm ------------------------------------------------------------------------------
@@ -146,7 +188,7 @@ export class CpuBackend implements ComputeBackend {
     const o = this.f32(out, 'out'); const m = this.f32(mean, 'mean'); const r = this.f32(rstd, 'rstd'); const x = this.f32(inp, 'inp'); const w = this.f32(weight, 'weight'); const b = this.f32(bias, 'bias')
     const { N, C } = this.lnDims(inp, weight, bias, mean, rstd)
     chk.size('out', out, inp.size)
-    K.layernormForward(o, m, r, x, w, b, C, 0, N)
+    await this.submit([OP.LAYERNORM_FWD, o.off, m.off, r.off, x.off, w.off, b.off, N, C])
   }
 
   async layernormBackward (dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor): Promise<void> {
@@ -156,7 +198,7 @@ export class CpuBackend implements ComputeBackend {
     chk.size('dweight', dweight, C)
     chk.size('dinp', dinp, inp.size)
     chk.size('dout', dout, inp.size)
-    K.layernormBackward(dx, dw, db, d, x, w, m, r, C, 0, N)
+    await this.submit([OP.LAYERNORM_BWD, dx.off, dw.off, db.off, d.off, x.off, w.off, m.off, r.off, N, C])
   }
 
   // ---- matmul ---------------------------------------------------------------------------------
@@ -164,8 +206,8 @@ export class CpuBackend implements ComputeBackend {
   private mmDims (out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null): { N: number, C: number, OC: number } {
     chk.rank('weight', weight, 2)
     const [OC, C] = weight.shape
-    if (chk.lastDim(inp) !== C) throw new ShapeError(`inp: last dim must be C=${C} (weight ${chk.shapeOf(weight.shape)}), got ${chk.shapeOf(inp.shape)}`)
     if (C === 0) throw new ShapeError('weight: C must be > 0')
+    if (chk.lastDim(inp) !== C) throw new ShapeError(`inp: last dim must be C=${C} (weight ${chk.shapeOf(weight.shape)}), got ${chk.shapeOf(inp.shape)}`)
     const N = inp.size / C
     if (chk.lastDim(out) !== OC) throw new ShapeError(`out/dout: last dim must be OC=${OC}, got ${chk.shapeOf(out.shape)}`)
     chk.size('out/dout', out, N * OC)
@@ -176,7 +218,7 @@ export class CpuBackend implements ComputeBackend {
   async matmulForward (out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null): Promise<void> {
     const o = this.f32(out, 'out'); const x = this.f32(inp, 'inp'); const w = this.f32(weight, 'weight'); const b = bias === null ? null : this.f32(bias, 'bias')
     const { N, C, OC } = this.mmDims(out, inp, weight, bias)
-    K.matmulForward(o, x, w, b, C, OC, 0, N)
+    await this.submit([OP.MATMUL_FWD, o.off, x.off, w.off, b === null ? -1 : b.off, N, C, OC])
   }
 
   async matmulBackward (dinp: Tensor, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor): Promise<void> {
@@ -185,8 +227,7 @@ export class CpuBackend implements ComputeBackend {
     const { N, C, OC } = this.mmDims(dout, inp, weight, dbias)
     chk.size('dinp', dinp, inp.size)
     chk.dims('dweight', dweight, weight.shape)
-    K.matmulBackwardInput(dx, d, w, C, OC, 0, N)
-    K.matmulBackwardWeight(dw, db, d, x, N, C, OC, 0, OC)
+    await this.submit([OP.MATMUL_BWD, dx.off, dw.off, db === null ? -1 : db.off, d.off, x.off, w.off, N, C, OC])
   }
 
   // ---- attention ------------------------------------------------------------------------------
@@ -207,7 +248,7 @@ export class CpuBackend implements ComputeBackend {
   async attentionForward (out: Tensor, preatt: Tensor, att: Tensor, qkv: Tensor, NH: number): Promise<void> {
     const o = this.f32(out, 'out'); const pa = this.f32(preatt, 'preatt'); const a = this.f32(att, 'att'); const q = this.f32(qkv, 'qkv')
     const { B, T, C } = this.attDims(out, preatt, att, qkv, NH)
-    K.attentionForward(o, pa, a, q, B, T, C, NH, 0, B * NH)
+    await this.submit([OP.ATTENTION_FWD, o.off, pa.off, a.off, q.off, B, T, C, NH])
   }
 
   async attentionBackward (dqkv: Tensor, dpreatt: Tensor, datt: Tensor, dout: Tensor, qkv: Tensor, att: Tensor, NH: number): Promise<void> {
@@ -216,7 +257,7 @@ export class CpuBackend implements ComputeBackend {
     const { B, T, C } = this.attDims(dout, dpreatt, datt, qkv, NH)
     chk.dims('att', att, datt.shape)
     chk.dims('dqkv', dqkv, qkv.shape)
-    K.attentionBackward(dq, dpa, da, d, q, a, B, T, C, NH, 0, B * NH)
+    await this.submit([OP.ATTENTION_BWD, dq.off, dpa.off, da.off, d.off, q.off, a.off, B, T, C, NH])
   }
 
   // ---- gelu, residual -------------------------------------------------------------------------
@@ -224,21 +265,21 @@ export class CpuBackend implements ComputeBackend {
   async geluForward (out: Tensor, inp: Tensor): Promise<void> {
     const o = this.f32(out, 'out'); const x = this.f32(inp, 'inp')
     chk.size('out', out, inp.size)
-    K.geluForward(o, x, 0, x.length)
+    await this.submit([OP.GELU_FWD, o.off, x.off, x.size])
   }
 
   async geluBackward (dinp: Tensor, inp: Tensor, dout: Tensor): Promise<void> {
     const dx = this.f32(dinp, 'dinp'); const x = this.f32(inp, 'inp'); const d = this.f32(dout, 'dout')
     chk.size('dinp', dinp, inp.size)
     chk.size('dout', dout, inp.size)
-    K.geluBackward(dx, x, d, 0, x.length)
+    await this.submit([OP.GELU_BWD, dx.off, x.off, d.off, x.size])
   }
 
   async residualForward (out: Tensor, a: Tensor, b: Tensor): Promise<void> {
     const o = this.f32(out, 'out'); const x = this.f32(a, 'a'); const y = this.f32(b, 'b')
     chk.size('a', a, out.size)
     chk.size('b', b, out.size)
-    K.residualForward(o, x, y, 0, o.length)
+    await this.submit([OP.RESIDUAL_FWD, o.off, x.off, y.off, o.size])
   }
 
   // ---- cross-entropy --------------------------------------------------------------------------
@@ -247,7 +288,7 @@ export class CpuBackend implements ComputeBackend {
     const V = chk.lastDim(logits)
     if (V === 0) throw new ShapeError('logits: V must be > 0')
     const N = logits.size / V
-    chk.size('probs', probs, logits.size)
+    chk.size('probs/dlogits', probs, logits.size)
     chk.size('targets', targets, N)
     return { N, V }
   }
@@ -256,16 +297,14 @@ export class CpuBackend implements ComputeBackend {
     const l = this.f32(losses, 'losses'); const p = this.f32(probs, 'probs'); const x = this.f32(logits, 'logits'); const tg = this.i32(targets, 'targets')
     const { N, V } = this.ceDims(probs, logits, targets)
     chk.size('losses', losses, N)
-    chk.indicesInRange('targets', tg, -0x80000000, V)
-    K.crossEntropyForward(l, p, x, tg, V, 0, N)
+    await this.submit([OP.CROSSENTROPY_FWD, l.off, p.off, x.off, tg.off, N, V], undefined, [tg, -0x80000000, V, 'targets'])
   }
 
   async crossEntropyBackward (dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number): Promise<void> {
     const dl = this.f32(dlogits, 'dlogits'); const p = this.f32(probs, 'probs'); const tg = this.i32(targets, 'targets')
     const { N, V } = this.ceDims(dlogits, probs, targets)
     chk.finiteNumber('dlossScale', dlossScale)
-    chk.indicesInRange('targets', tg, -0x80000000, V)
-    K.crossEntropyBackward(dl, p, tg, dlossScale, V, 0, N)
+    await this.submit([OP.CROSSENTROPY_BWD, dl.off, p.off, tg.off, dlossScale, N, V], undefined, [tg, -0x80000000, V, 'targets'])
   }
 
   // ---- AdamW ----------------------------------------------------------------------------------
@@ -276,35 +315,101 @@ export class CpuBackend implements ComputeBackend {
     chk.size('m', m, params.size)
     chk.size('v', v, params.size)
     chk.positiveInt('hp.step', hp.step)
-    K.adamwUpdate(p, g, mm, vv, hp, 0, p.length)
+    for (const k of ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'gradScale'] as const) chk.finiteNumber(`hp.${k}`, hp[k])
+    await this.submit([OP.ADAMW, p.off, g.off, mm.off, vv.off, p.size, hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weightDecay, hp.step, hp.gradScale])
+  }
+
+  // ---- queue and dispatch ---------------------------------------------------------------------
+
+  /** Runs fn after every earlier queued job, in call order. */
+  private async enqueue<T> (fn: () => T | Promise<T>): Promise<T> {
+    this.pending++
+    const p = this.tail.then(fn).finally(() => { this.pending-- })
+    this.tail = p.catch(() => {})
+    return await p
+  }
+
+  /**
+   * Queues one kernel job. `range`: an i32 tensor whose values must lie in [lo, hi), checked when the
+   * job's turn comes (earlier queued writes may change it) and before the kernel runs.
+   */
+  private async submit<T = void> (job: number[], result?: (partials: Float64Array) => T, range?: [CpuTensor, number, number, string]): Promise<T> {
+    return await this.enqueue(async () => {
+      if (range !== undefined) {
+        const [t, lo, hi, name] = range
+        const ok = await this.dispatch([OP.CHECK_RANGE, t.off, t.size, lo, hi], p => p.every(v => v === 0))
+        if (!ok) chk.indicesInRange(name, this.view('i32', t.off, t.size) as Int32Array, lo, hi) // throws, naming the index
+      }
+      return await this.dispatch(job, result)
+    })
+  }
+
+  private async dispatch<T> (job: number[], result?: (partials: Float64Array) => T): Promise<T> {
+    const P = this.pool?.params ?? this.params
+    const parts = this.pool?.parts ?? 1
+    P.fill(0)
+    P.set(job)
+    const need = scratchElements(P, parts) * 4 * parts
+    if (need > this.scratchBytes) {
+      // no job is running now (we are its turn in the queue), so the old scratch can go
+      if (this.scratchBytes > 0) this.heap.release(this.scratchOff, this.scratchBytes)
+      this.scratchBytes = Math.max(need, this.scratchBytes * 2)
+      this.scratchOff = this.heap.alloc(this.scratchBytes)
+    }
+    P[SCRATCH] = this.scratchOff / 4
+    P[SCRATCH + 1] = scratchElements(P, parts)
+    let partials: Float64Array
+    if (this.pool !== null) {
+      await this.pool.run()
+      partials = this.pool.partials
+    } else {
+      this.inlinePartials.fill(0)
+      ;(this.inline as Executor).run(P, 0, 1, this.inlinePartials)
+      partials = this.inlinePartials
+    }
+    return (result === undefined ? undefined : result(partials)) as T
   }
 
   // ---- helpers --------------------------------------------------------------------------------
+
+  private view (dtype: DType, off: number, n: number): Float32Array | Int32Array {
+    return dtype === 'f32' ? new Float32Array(this.memory.buffer, off * 4, n) : new Int32Array(this.memory.buffer, off * 4, n)
+  }
 
   private alive (): void {
     if (this.disposed) throw new ShapeError('backend is disposed')
   }
 
-  private data (t: Tensor, name: string): Float32Array | Int32Array {
+  private tensor (t: Tensor, name: string): CpuTensor {
     this.alive()
     if (!(t instanceof CpuTensor) || t.owner !== this) throw new ShapeError(`${name}: tensor does not belong to this backend`)
-    if (t.data === null) throw new ShapeError(`${name}: tensor was freed`)
-    return t.data
+    if (t.off < 0) throw new ShapeError(`${name}: tensor was freed`)
+    return t
   }
 
-  private f32 (t: Tensor, name: string): Float32Array {
-    const d = this.data(t, name)
+  private f32 (t: Tensor, name: string): CpuTensor {
+    const x = this.tensor(t, name)
     chk.dtype(name, t, 'f32')
-    return d as Float32Array
+    return x
   }
 
-  private i32 (t: Tensor, name: string): Int32Array {
-    const d = this.data(t, name)
+  private i32 (t: Tensor, name: string): CpuTensor {
+    const x = this.tensor(t, name)
     chk.dtype(name, t, 'i32')
-    return d as Int32Array
+    return x
   }
 }
 
+/** Creates the CPU backend: assembles the WASM kernels (once per process) and starts the workers. */
 export async function createCpuBackend (options: CpuBackendOptions = {}): Promise<ComputeBackend> {
-  return new CpuBackend(options)
+  const threads = options.threads ?? os.availableParallelism()
+  if (!Number.isInteger(threads) || threads < 0 || threads > 256) throw new ShapeError(`threads must be an integer in [0, 256], got ${String(threads)}`)
+  const simd = options.simd ?? true
+  const module = simd ? await kernelModule() : null
+  const memory = createSharedMemory()
+  if (threads === 0) {
+    return new CpuBackend(memory, null, new Executor(memory, module === null ? null : instantiate(module, memory)), 0, simd)
+  }
+  const pool = await WorkerPool.create(threads, memory, module)
+  return new CpuBackend(memory, pool, null, threads, simd)
 }

@@ -6,7 +6,7 @@
 // Each op splits its work into `parts` disjoint pieces (rows, channels, panels or (b, h) pairs) so
 // threads never write the same element.
 import * as K from './kernels.ts'
-import type { WasmKernels } from './wasm.ts'
+import type { WasmKernels, WasmMemory } from './wasm.ts'
 
 export const OP = {
   EXIT: 0,
@@ -49,17 +49,17 @@ export function scratchElements (P: ArrayLike<number>, parts: number): number {
   const panelsPerPart = (cols: number): number => Math.ceil(Math.ceil(cols / 8) / parts)
   switch (P[0]) {
     case OP.MATMUL_FWD: { const C = P[6]; const OC = P[7]; return C * 8 * panelsPerPart(OC) + 16 }
-    case OP.MATMUL_BWD: { const N = P[7]; const C = P[8]; const OC = P[9]; return Math.max(OC, N) * 8 * panelsPerPart(C) + 16 }
+    case OP.MATMUL_BWD: { const N = P[7]; const C = P[8]; const OC = P[9]; return Math.max(OC, N) * 8 * panelsPerPart(C) + Math.ceil(OC / 4) * 4 * N + 16 }
     default: return 0
   }
 }
 
 export class Executor {
-  private f32 = new Float32Array(0)
-  private i32 = new Int32Array(0)
+  private f32: Float32Array<ArrayBufferLike> = new Float32Array(0)
+  private i32: Int32Array<ArrayBufferLike> = new Int32Array(0)
 
   /** wasm null: plain TypeScript kernels only (the simple version, for comparison and debugging). */
-  constructor (private readonly memory: WebAssembly.Memory, private readonly wasm: WasmKernels | null) {}
+  constructor (private readonly memory: WasmMemory, private readonly wasm: WasmKernels | null) {}
 
   /** Runs part `part` of `parts` of job P; per-part results (sums) go to partials[part]. */
   run (P: Float64Array, part: number, parts: number, partials: Float64Array): void {
@@ -142,7 +142,7 @@ export class Executor {
           return
         }
         // out[:, cols] = inp @ W[cols, :]^T; B(k=c, j=o) = W[o*C + c]
-        this.gemmPanels(inp, C, 1, w, 1, C, out, OC, N, C, OC, 0, bias, part, parts, scratch)
+        this.gemmPanels(inp, C, 1, false, w, 1, C, out, OC, N, C, OC, 0, bias, part, parts, scratch)
         return
       }
       case OP.MATMUL_BWD: { // dinp, dweight, dbias (-1: none), dout, inp, weight, N, C, OC
@@ -155,9 +155,10 @@ export class Executor {
           return
         }
         // dinp[N,C] += dout[N,OC] @ W[OC,C]: A = dout, B(k=o, j=c) = W[o*C + c]
-        this.gemmPanels(dout, OC, 1, w, C, 1, dinp, C, N, OC, C, 1, -1, part, parts, scratch)
-        // dweight[OC,C] += dout^T @ inp: A(m=o, k=n) = dout[n*OC + o], B(k=n, j=c) = inp[n*C + c]
-        this.gemmPanels(dout, 1, OC, inp, C, 1, dw, C, OC, N, C, 1, -1, part, parts, scratch)
+        this.gemmPanels(dout, OC, 1, false, w, C, 1, dinp, C, N, OC, C, 1, -1, part, parts, scratch)
+        // dweight[OC,C] += dout^T @ inp: A(m=o, k=n) = dout[n*OC + o] (strided in k: packed first),
+        // B(k=n, j=c) = inp[n*C + c]
+        this.gemmPanels(dout, 1, OC, true, inp, C, 1, dw, C, OC, N, C, 1, -1, part, parts, scratch)
         if (db >= 0) {
           const [o0, o1] = partRange(OC, part, parts)
           for (let o = o0; o < o1; o++) {
@@ -232,9 +233,9 @@ export class Executor {
    * This part's share (a range of 8-column panels) of Cm[M, ncols] (+)= A[M, K] @ B[K, ncols].
    * A(m, k) = a[m*sam + k*sak]; B(k, j) = b[k*sbk + j*sbj]; Cm(m, j) = c[m*ldc + j]; offsets and
    * strides in elements. B's panels are packed into this part's scratch first, so the WASM kernel
-   * reads them contiguously.
+   * reads them contiguously; with packA, so is A (in 4-row panels), for an A strided along k.
    */
-  private gemmPanels (a: number, sam: number, sak: number, b: number, sbk: number, sbj: number,
+  private gemmPanels (a: number, sam: number, sak: number, packA: boolean, b: number, sbk: number, sbj: number,
     c: number, ldc: number, M: number, Kd: number, ncols: number, beta: number, bias: number,
     part: number, parts: number, scratch: number): void {
     const [p0, p1] = partRange(Math.ceil(ncols / 8), part, parts)
@@ -243,7 +244,7 @@ export class Executor {
     const cols = Math.min(ncols, p1 * 8) - j0
     const np = p1 - p0
     const f = this.f32
-    // pack: scratch[(p*K + k)*8 + jj] = B(k, j0 + 8p + jj), zero past cols
+    // pack B: scratch[(p*K + k)*8 + jj] = B(k, j0 + 8p + jj), zero past cols
     for (let p = 0; p < np; p++) {
       const valid = Math.min(8, cols - p * 8)
       for (let jj = 0; jj < 8; jj++) {
@@ -258,8 +259,26 @@ export class Executor {
     }
     const tmp = scratch + np * Kd * 8
     const nlast = cols - (np - 1) * 8
-    ;(this.wasm as WasmKernels).gemm(a * 4, sam * 4, sak * 4, scratch * 4, (c + j0) * 4, ldc * 4, M, Kd, np, nlast,
-      beta, bias < 0 ? 0 : (bias + j0) * 4, tmp * 4)
+    const wasm = this.wasm as WasmKernels
+    const biasBytes = bias < 0 ? 0 : (bias + j0) * 4
+    if (!packA) {
+      wasm.gemm(a * 4, sam * 4, sam * 4, sak * 4, scratch * 4, (c + j0) * 4, ldc * 4, M, Kd, np, nlast, beta, biasBytes, tmp * 4)
+      return
+    }
+    // pack A in 4-row panels: ap[(m & ~3)*K + k*4 + (m & 3)] = A(m, k), zero rows past M
+    const ap = tmp + 16
+    for (let m0 = 0; m0 < M; m0 += 4) {
+      for (let r = 0; r < 4; r++) {
+        let dst = ap + m0 * Kd + r
+        if (m0 + r >= M) {
+          for (let k = 0; k < Kd; k++, dst += 4) f[dst] = 0
+        } else {
+          let src = a + (m0 + r) * sam
+          for (let k = 0; k < Kd; k++, dst += 4, src += sak) f[dst] = f[src]
+        }
+      }
+    }
+    wasm.gemm(ap * 4, Kd * 4, 4, 16, scratch * 4, (c + j0) * 4, ldc * 4, M, Kd, np, nlast, beta, biasBytes, tmp * 4)
   }
 
   /** (b, h) pairs [p0, p1): q.k and att@v in WASM, the softmax of each row in JS (exp). hs % 4 == 0. */

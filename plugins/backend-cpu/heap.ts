@@ -1,4 +1,5 @@
-// First-fit allocator over the backend's shared WebAssembly.Memory. Blocks are 64-byte aligned; the
+// First-fit allocator over the backend's shared WasmMemory. Blocks are 64-byte aligned; the
+import type { WasmMemory } from './wasm.ts'
 // memory grows on demand (in place: shared memory never moves, so workers keep working while the main
 // thread allocates). Offsets are in bytes; offset 0 is never handed out.
 
@@ -13,7 +14,7 @@ export class Heap {
   private readonly free: Block[] = [] // sorted by offset, coalesced
   private top = ALIGN
 
-  constructor (readonly memory: WebAssembly.Memory) {}
+  constructor (readonly memory: WasmMemory) {}
 
   /** Bytes currently reserved (in use or free below the top). */
   get reserved (): number { return this.top }

@@ -3,6 +3,7 @@
 // to finish wakes the main thread, which waits with Atomics.waitAsync, so its event loop stays free.
 import { Worker } from 'node:worker_threads'
 import { PARAMS_LENGTH } from './exec.ts'
+import type { WasmMemory, WasmModule } from './wasm.ts'
 
 export const CTRL = { SEQ: 0, DONE: 1, ERROR: 2 } as const
 export const ERROR_BYTES = 2048
@@ -17,9 +18,11 @@ export class WorkerPool {
   private readonly errorText: Uint8Array
   private dead: Error | null = null
   private closing = false
+  private readonly exited: Array<Promise<void>>
 
   private constructor (private readonly workers: Worker[], control: SharedArrayBuffer) {
     const parts = workers.length
+    this.exited = workers.map(async w => await new Promise<void>(resolve => { w.once('exit', () => { resolve() }) }))
     this.ctrl = new Int32Array(control, 0, 16)
     this.params = new Float64Array(control, 64, PARAMS_LENGTH)
     this.partials = new Float64Array(control, 64 + PARAMS_LENGTH * 8, parts)
@@ -28,7 +31,7 @@ export class WorkerPool {
 
   get parts (): number { return this.workers.length }
 
-  static async create (threads: number, memory: WebAssembly.Memory, module: WebAssembly.Module | null): Promise<WorkerPool> {
+  static async create (threads: number, memory: WasmMemory, module: WasmModule | null): Promise<WorkerPool> {
     const control = new SharedArrayBuffer(64 + PARAMS_LENGTH * 8 + threads * 8 + ERROR_BYTES)
     const workers: Worker[] = []
     const ready: Array<Promise<void>> = []
@@ -51,9 +54,9 @@ export class WorkerPool {
       await Promise.all(workers.map(async w => await w.terminate()))
       throw err
     }
+    for (const w of workers) w.removeAllListeners()
     const pool = new WorkerPool(workers, control)
     for (const w of workers) {
-      w.removeAllListeners()
       w.on('error', err => { pool.fail(err) })
       w.on('exit', code => { if (!pool.closing) pool.fail(new Error(`cpu backend worker exited with code ${code}`)) })
       w.unref() // an undisposed backend must not keep the process alive
@@ -70,11 +73,17 @@ export class WorkerPool {
     Atomics.store(c, CTRL.ERROR, 0)
     Atomics.add(c, CTRL.SEQ, 1)
     Atomics.notify(c, CTRL.SEQ)
-    for (;;) {
-      const done = Atomics.load(c, CTRL.DONE)
-      if (done >= parts) break
-      const r = waitAsync(c, CTRL.DONE, done)
-      if (r.async) await r.value
+    // a pending waitAsync does not keep Node's event loop alive; a ref'd worker does
+    this.workers[0].ref()
+    try {
+      for (;;) {
+        const done = Atomics.load(c, CTRL.DONE)
+        if (done >= parts) break
+        const r = waitAsync(c, CTRL.DONE, done)
+        if (r.async) await r.value
+      }
+    } finally {
+      this.workers[0].unref()
     }
     if (this.dead !== null) throw this.dead
     if (Atomics.load(c, CTRL.ERROR) !== 0) {
@@ -91,9 +100,11 @@ export class WorkerPool {
       Atomics.add(this.ctrl, CTRL.SEQ, 1)
       Atomics.notify(this.ctrl, CTRL.SEQ)
     }
-    await Promise.all(this.workers.map(async w => {
-      if (w.threadId >= 0) await new Promise<void>(resolve => { w.once('exit', () => { resolve() }); setTimeout(() => { void w.terminate() }, 2000).unref() })
-    }))
+    // a worker stuck in a long kernel is terminated after a grace period
+    const timer = setTimeout(() => { for (const w of this.workers) void w.terminate() }, 2000)
+    timer.unref()
+    await Promise.all(this.exited)
+    clearTimeout(timer)
   }
 
   // A worker died: wake a waiting job so it rejects; later jobs reject at once.

@@ -3,8 +3,24 @@
 // which instantiates it on the backend's shared memory.
 import { readFile } from 'node:fs/promises'
 
+// The project's lib settings (ES2023, no DOM) carry no WebAssembly types: the few used here, locally.
+/** A shared WebAssembly.Memory. */
+export interface WasmMemory {
+  readonly buffer: SharedArrayBuffer
+  grow(pages: number): number
+}
+/** A compiled WebAssembly.Module (opaque; structured-cloneable to workers). */
+export interface WasmModule { readonly __wasmModule?: never }
+interface WasmApi {
+  compile(bytes: Uint8Array): Promise<WasmModule>
+  Memory: new (d: { initial: number, maximum: number, shared: boolean }) => WasmMemory
+  Instance: new (m: WasmModule, imports: object) => { exports: unknown }
+}
+const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
+
 export interface WasmKernels {
-  gemm(A: number, sam: number, sak: number, Bp: number, C: number, ldc: number, M: number, K: number, np: number, nlast: number, beta: number, bias: number, tmp: number): void
+  gemm(A: number, sam: number, sar: number, sak: number, Bp: number, C: number, ldc: number, M: number, K: number, np: number, nlast: number, beta: number, bias: number, tmp: number): void
+  gemmp(Ap: number, Bp: number, C: number, ldc: number, M: number, K: number, np: number, nlast: number, beta: number, bias: number, tmp: number): void
   dots(x: number, base: number, stride: number, n: number, hs: number, scale: number, dst: number): void
   wsum(coef: number, base: number, stride: number, n: number, hs: number, scale: number, dst: number, acc: number): void
   axpy_rows(coef: number, base: number, stride: number, n: number, hs: number, scale: number, x: number): void
@@ -12,19 +28,21 @@ export interface WasmKernels {
 
 const FEATURES = { simd: true, threads: true }
 
-let compiled: Promise<WebAssembly.Module> | null = null
+let compiled: Promise<WasmModule> | null = null
 
 /** The compiled kernel module (assembled on first use, then cached for the process). */
-export async function kernelModule (): Promise<WebAssembly.Module> {
+export async function kernelModule (): Promise<WasmModule> {
   compiled ??= (async () => {
     const source = await readFile(new URL('./wasm/kernels.wat', import.meta.url), 'utf8')
     const wabt = await (await import('wabt')).default()
     const parsed = wabt.parseWat('kernels.wat', source, FEATURES)
     try {
+      // wabt's typings omit validate's features argument; without it shared memory is rejected
+      const validate = parsed.validate as unknown as (f: object) => void
       parsed.resolveNames()
-      parsed.validate(FEATURES)
+      validate.call(parsed, FEATURES)
       const { buffer } = parsed.toBinary({})
-      return await WebAssembly.compile(buffer)
+      return await WA.compile(buffer)
     } finally {
       parsed.destroy()
     }
@@ -33,11 +51,11 @@ export async function kernelModule (): Promise<WebAssembly.Module> {
 }
 
 /** Memory for tensors, shared with the workers. 65536 pages = 4 GiB, the wasm32 limit. */
-export function createSharedMemory (initialPages = 16): WebAssembly.Memory {
-  return new WebAssembly.Memory({ initial: initialPages, maximum: 65536, shared: true })
+export function createSharedMemory (initialPages = 16): WasmMemory {
+  return new WA.Memory({ initial: initialPages, maximum: 65536, shared: true })
 }
 
-export function instantiate (module: WebAssembly.Module, memory: WebAssembly.Memory): WasmKernels {
-  const instance = new WebAssembly.Instance(module, { env: { memory } })
+export function instantiate (module: WasmModule, memory: WasmMemory): WasmKernels {
+  const instance = new WA.Instance(module, { env: { memory } })
   return instance.exports as unknown as WasmKernels
 }

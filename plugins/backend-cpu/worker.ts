@@ -4,11 +4,12 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { Executor, OP, PARAMS_LENGTH } from './exec.ts'
 import { instantiate } from './wasm.ts'
+import type { WasmMemory, WasmModule } from './wasm.ts'
 import { CTRL, ERROR_BYTES } from './pool.ts'
 
 interface Init {
-  memory: WebAssembly.Memory
-  module: WebAssembly.Module | null
+  memory: WasmMemory
+  module: WasmModule | null
   control: SharedArrayBuffer
   index: number
   parts: number

@@ -1,0 +1,53 @@
+// `layerswarm bench <suite>`: performance suites, each measured against a baseline in the same run.
+// Suites: `kernels` (a backend's matmul, attention and training step vs PyTorch). With --json,
+// stdout carries exactly one JSON object (the report); progress goes to stderr.
+import type { Command } from 'commander'
+import { ConfigError } from '../../core/errors.ts'
+import { kernelsBench } from '../../bench/kernels.ts'
+import { formatTable } from '../../bench/report.ts'
+import type { BenchReport } from '../../bench/report.ts'
+import { intFlag, makeLogger, withBackend } from './train.ts'
+
+interface BenchFlags {
+  backend: string
+  threads?: string
+  json?: boolean
+  reps: string
+  warmup: string
+  python: string
+  baseline: boolean
+  logLevel?: string
+}
+
+type Suite = (flags: BenchFlags) => Promise<BenchReport>
+
+const SUITES: Record<string, Suite> = {
+  kernels: async flags => {
+    const logger = makeLogger(flags.logLevel ?? (flags.json === true ? 'warn' : 'info'))
+    const threads = flags.threads != null ? intFlag('--threads', flags.threads, 0) : undefined
+    const reps = intFlag('--reps', flags.reps, 1)
+    const warmup = intFlag('--warmup', flags.warmup, 0)
+    return await withBackend(flags.backend, threads, logger, async backend =>
+      await kernelsBench(backend, { reps, warmup, python: flags.baseline ? flags.python : null, logger }))
+  }
+}
+
+export function register (program: Command): void {
+  program.command('bench')
+    .description(`run a benchmark suite against its baseline (suites: ${Object.keys(SUITES).join(', ')})`)
+    .argument('<suite>', `which suite: ${Object.keys(SUITES).join(', ')}`)
+    .option('--backend <name>', 'compute backend plugin: cpu, a plugin name, ./path or package', 'cpu')
+    .option('--threads <n>', 'backend threads (CPU backend; the baseline uses as many)')
+    .option('--reps <n>', 'timed repetitions per measurement (the median is reported)', '7')
+    .option('--warmup <n>', 'untimed runs before each measurement', '2')
+    .option('--python <path>', 'python with torch for the baseline', '/usr/bin/python3')
+    .option('--no-baseline', 'skip the PyTorch baseline (reported as missing)')
+    .option('--json', 'print one JSON object')
+    .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default: info; warn with --json)')
+    .action(async (suite: string, flags: BenchFlags) => {
+      const run = Object.hasOwn(SUITES, suite) ? SUITES[suite] : undefined
+      if (run === undefined) throw new ConfigError(`unknown bench suite "${suite}" (known: ${Object.keys(SUITES).join(', ')})`)
+      const report = await run(flags)
+      process.stdout.write(flags.json === true ? JSON.stringify(report) + '\n' : formatTable(report) + '\n')
+    })
+}

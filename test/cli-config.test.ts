@@ -1,0 +1,100 @@
+// `start` configuration: flags > LAYERSWARM_* env > config file > defaults; paths in a config file are
+// relative to it; every bad value is a ConfigError naming its source.
+import assert from 'node:assert/strict'
+import { writeFile, mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { homedir } from 'node:os'
+import { resolveStartConfig } from '../cli/config.ts'
+import { ConfigError } from '../core/errors.ts'
+import { removeDirs, tempDir } from './node-helpers.ts'
+
+describe('cli: start configuration', () => {
+  const dirs: string[] = []
+  let dir: string
+  let configFile: string
+  before(async () => {
+    dir = await tempDir('lsw-cfg-'); dirs.push(dir)
+    await mkdir(join(dir, 'conf'))
+    configFile = join(dir, 'conf', 'node.json')
+    await writeFile(configFile, JSON.stringify({
+      network: './mynet.json',
+      listen: ['/ip4/0.0.0.0/tcp/4001'],
+      bootstrap: ['/ip4/10.0.0.1/tcp/4001'],
+      dataDir: './data',
+      plugins: { 'backend-cpu': { threads: 2 }, './my-plugin.js': {} },
+      pluginOptions: { 'my-plugin': { level: 3 } },
+      logLevel: 'debug',
+      bootstrapRetry: { initialDelayMs: 100 },
+      runtime: { stage: 1 }
+    }))
+  })
+  after(async () => { await removeDirs(dirs) })
+
+  it('uses defaults with no input', async () => {
+    const c = await resolveStartConfig({}, {}, dir)
+    assert.equal(c.logLevel, 'info')
+    assert.equal(c.logFormat, 'human')
+    assert.equal(c.node.network, 'local')
+    assert.equal(c.node.dataDir, undefined, 'createNode defaults it to ~/.layerswarm')
+    assert.equal(c.node.plugins, undefined, 'createNode picks the default plugins')
+    assert.equal(c.node.bootstrapNode, false)
+  })
+
+  it('reads a config file, resolving its paths against the file\'s directory', async () => {
+    const c = await resolveStartConfig({ config: configFile }, {}, dir)
+    assert.equal(c.configFile, configFile)
+    assert.equal(c.node.network, join(dir, 'conf', 'mynet.json'))
+    assert.equal(c.node.dataDir, join(dir, 'conf', 'data'))
+    assert.deepEqual(c.node.listen, ['/ip4/0.0.0.0/tcp/4001'])
+    assert.deepEqual(c.node.plugins, ['backend-cpu', join(dir, 'conf', 'my-plugin.js')])
+    assert.deepEqual(c.node.pluginOptions, { 'backend-cpu': { threads: 2 }, './my-plugin.js': {}, 'my-plugin': { level: 3 } })
+    assert.equal(c.logLevel, 'debug')
+    assert.deepEqual(c.node.bootstrapRetry, { initialDelayMs: 100 })
+    assert.deepEqual(c.node.runtime, { stage: 1 })
+  })
+
+  it('lets env override the config file and flags override env; lists replace, never merge', async () => {
+    const env = {
+      LAYERSWARM_CONFIG: configFile,
+      LAYERSWARM_LISTEN: '/ip4/127.0.0.1/tcp/5001, /ip4/127.0.0.1/tcp/5002/ws',
+      LAYERSWARM_DATA_DIR: '~/lsw-env',
+      LAYERSWARM_LOG_LEVEL: 'warn',
+      LAYERSWARM_BOOTSTRAP_NODE: 'true',
+      LAYERSWARM_PLUGINS: ''
+    }
+    const e = await resolveStartConfig({}, env, dir)
+    assert.deepEqual(e.node.listen, ['/ip4/127.0.0.1/tcp/5001', '/ip4/127.0.0.1/tcp/5002/ws'])
+    assert.equal(e.node.dataDir, join(homedir(), 'lsw-env'))
+    assert.equal(e.logLevel, 'warn')
+    assert.equal(e.node.bootstrapNode, true)
+    assert.deepEqual(e.node.plugins, [], 'set-but-empty LAYERSWARM_PLUGINS means no plugins')
+    assert.deepEqual(e.node.bootstrap, ['/ip4/10.0.0.1/tcp/4001'], 'unset in env: from the config file')
+
+    const f = await resolveStartConfig({ listen: ['/ip4/127.0.0.1/tcp/6001'], dataDir: 'flagdir', logLevel: 'error', plugins: 'a,./b.js' }, env, dir)
+    assert.deepEqual(f.node.listen, ['/ip4/127.0.0.1/tcp/6001'])
+    assert.equal(f.node.dataDir, join(dir, 'flagdir'))
+    assert.equal(f.logLevel, 'error')
+    assert.deepEqual(f.node.plugins, ['a', join(dir, 'b.js')])
+  })
+
+  const bad = async (flags: Record<string, unknown>, env: Record<string, string>, pattern: RegExp): Promise<void> => {
+    await assert.rejects(resolveStartConfig(flags, env, dir), (err: any) => {
+      assert.ok(err instanceof ConfigError, `${err?.name}: ${err?.message}`)
+      assert.match(err.message, pattern)
+      return true
+    })
+  }
+
+  it('rejects bad values with ConfigErrors that name the source', async () => {
+    const file = async (name: string, body: string): Promise<string> => { const f = join(dir, name); await writeFile(f, body); return f }
+    await bad({ config: join(dir, 'missing.json') }, {}, /config file .*missing\.json cannot be read \(ENOENT\); check the --config path/)
+    await bad({ config: await file('arr.json', '[1]') }, {}, /must be a JSON object/)
+    await bad({ config: await file('typo.json', '{"listenAddrs": []}') }, {}, /unknown key\(s\) listenAddrs; allowed: network, listen/)
+    await bad({ config: await file('listen.json', '{"listen": "/ip4/0.0.0.0/tcp/1"}') }, {}, /"listen" must be an array of strings/)
+    await bad({ config: await file('ma.json', '{"bootstrap": ["/ip6/zz/tcp/1"]}') }, {}, /invalid multiaddr "\/ip6\/zz\/tcp\/1" in "bootstrap" of .*ma\.json/)
+    await bad({ config: await file('retry.json', '{"bootstrapRetry": {"initialDelayMs": -1}}') }, {}, /"bootstrapRetry\.initialDelayMs" must be a positive number/)
+    await bad({}, { LAYERSWARM_BOOTSTRAP_NODE: 'maybe' }, /LAYERSWARM_BOOTSTRAP_NODE=maybe is not a boolean; use true or false/)
+    await bad({}, { LAYERSWARM_LOG_FORMAT: 'xml' }, /log format "xml" is not human or json/)
+    await bad({ announce: ['/ip4/1.2.3.4/tcp/x'] }, {}, /invalid multiaddr .* in --announce/)
+  })
+})

@@ -1,0 +1,37 @@
+// Circuit relay v2: a node that asks for it reserves a slot on the bootstrap node (the relay server)
+// and is then reachable through the relay address, as a node behind NAT would be.
+import assert from 'node:assert/strict'
+import { multiaddr } from '@multiformats/multiaddr'
+import { createNode, type LayerswarmNode } from '../core/index.ts'
+import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
+
+describe('node: circuit relay through the bootstrap node', function () {
+  this.timeout(60_000)
+  const dirs: string[] = []
+  const nodes: LayerswarmNode[] = []
+  after(async () => {
+    await Promise.all(nodes.map(async n => { await n.stop() }))
+    await removeDirs(dirs)
+  })
+  const make = async (opts: Parameters<typeof createNode>[0]): Promise<LayerswarmNode> => {
+    const dataDir = await tempDir(); dirs.push(dataDir)
+    const n = await createNode({ dataDir, plugins: [], ...opts })
+    nodes.push(n)
+    await n.start()
+    return n
+  }
+
+  it('reserves a slot and is dialable through the relay address', async () => {
+    const boot = await make({ bootstrapNode: true, listen: ['/ip4/127.0.0.1/tcp/0'] })
+    const hidden = await make({ relayListen: true, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [boot.addresses()[0]] })
+    const relayed = await waitFor('a relay reservation (a /p2p-circuit address)', () =>
+      hidden.addresses().find(a => a.includes('/p2p-circuit/')))
+    assert.ok(relayed.startsWith(boot.addresses()[0]), `relayed through the bootstrap node: ${relayed}`)
+
+    const dialer = await make({ listen: ['/ip4/127.0.0.1/tcp/0'] })
+    const conn = await dialer.libp2p.dial(multiaddr(relayed), { signal: AbortSignal.timeout(10_000) })
+    assert.equal(conn.remotePeer.toString(), hidden.peerId)
+    assert.ok(conn.remoteAddr.toString().includes('/p2p-circuit'), 'the connection runs through the relay')
+    assert.ok(conn.limits != null, 'relayed connections are limited by the relay')
+  })
+})
