@@ -20,6 +20,8 @@ export interface KernelsBenchOptions {
   warmup?: number
   /** Python with torch for the baseline (default /usr/bin/python3); null: no baseline. */
   python?: string | null
+  /** The baseline script run by `python` (default bench/torch_baseline.py; tests substitute a stub). */
+  baselineScript?: string
   /** Threads for the baseline (default: the backend's info.threads, else available parallelism). */
   baselineThreads?: number
   logger?: Logger
@@ -63,7 +65,7 @@ export async function kernelsBench (backend: ComputeBackend, opts: KernelsBenchO
       attention: [TINY.B, TINY.T, tiny.dModel, tiny.nHead],
       step: { vocab: tiny.vocabSize, block: tiny.blockSize, layers: tiny.nLayer, heads: tiny.nHead, d: tiny.dModel, B: TINY.B, T: TINY.T }
     }
-    const r = await runTorchBaseline(python, spec, threads)
+    const r = await runTorchBaseline(python, opts.baselineScript ?? fileURLToPath(new URL('./torch_baseline.py', import.meta.url)), spec, threads)
     if ('missing' in r) {
       baseline = { name: 'pytorch', missing: r.missing }
       log.warn('PyTorch baseline missing', { reason: r.missing })
@@ -168,8 +170,7 @@ async function timeTrainStep (be: ComputeBackend, warmup: number, reps: number):
 type TorchResult = { torch: string, blas: string | null, threads: number, results: Record<string, number> } | { missing: string }
 
 /** Runs bench/torch_baseline.py; a missing python or torch gives `missing` with the reason. */
-async function runTorchBaseline (python: string, spec: object, threads: number): Promise<TorchResult> {
-  const script = fileURLToPath(new URL('./torch_baseline.py', import.meta.url))
+async function runTorchBaseline (python: string, script: string, spec: object, threads: number): Promise<TorchResult> {
   return await new Promise<TorchResult>(resolve => {
     let child
     try {

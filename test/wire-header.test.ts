@@ -5,7 +5,7 @@ import { NonFiniteError } from '../core/errors.ts'
 import {
   BadMagicError, ChecksumError, DTYPE_BYTES, FrameDecoder, FrameKinds, FrameTooLargeError, InvalidFrameInitError,
   MIN_HEADER_BYTES, PREAMBLE_BYTES, ShapeMismatchError, TrailingBytesError, TruncatedFrameError, UnsupportedVersionError,
-  WireDTypes, WireError, WireFormatError, assertFinitePayload, crc32, crc32Js, decodeFrame, decodeHeader, encodeFrame,
+  WireDTypes, WireError, WireFormatError, WireOptionError, assertFinitePayload, crc32, crc32Js, decodeFrame, decodeHeader, encodeFrame,
   encodeHeader, float32Bytes, float32View, wireVerdict
 } from '../core/wire/index.ts'
 import { prng, randomBytes } from './wire-helpers.ts'
@@ -239,6 +239,9 @@ describe('wire: header and frames', () => {
     assert.throws(() => decodeFrame(bytes, { maxHeaderBytes: 100 }), FrameTooLargeError)
     assert.throws(() => decodeFrame(encodeFrame({ kind: 'request', runId: RUN, shape: [1000, 1000] , dtype: 'u8', codecId: 3 }, new Uint8Array(1)), { maxElements: 999_999 }), ShapeMismatchError)
     assert.doesNotThrow(() => decodeFrame(bytes))
+    for (const bad of [{ maxPayloadBytes: 0 }, { maxRank: 1.5 }, { maxHeaderBytes: 10 }, { maxRouteHops: 256 }]) {
+      assert.throws(() => new FrameDecoder(bad), WireOptionError, JSON.stringify(bad))
+    }
   })
 
   it('the encoder refuses frames the decoder would refuse (InvalidFrameInitError)', () => {

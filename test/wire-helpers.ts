@@ -15,6 +15,18 @@ export async function createTestNode (): Promise<Libp2p> {
   })
 }
 
+/**
+ * Stops nodes without waiting on streams a failed test left open: connections are aborted first,
+ * so teardown is bounded even when a peer's handler is still waiting.
+ */
+export async function stopNodes (...nodes: Array<Libp2p | undefined>): Promise<void> {
+  await Promise.all(nodes.map(async (node) => {
+    if (node == null) return
+    for (const conn of node.getConnections()) conn.abort(new Error('test teardown'))
+    await node.stop()
+  }))
+}
+
 /** mulberry32: deterministic, seedable, good enough for fuzz inputs. */
 export function prng (seed: number): () => number {
   let a = seed >>> 0

@@ -9,7 +9,7 @@ import {
   RunMismatchError, StreamEndedError, TruncatedFrameError, WireError, WireTimeoutError, assertFinitePayload, crc32,
   encodeFrame, float32Bytes, float32View, handleFramed, openFramed, requestFrame, wireVerdict
 } from '../core/wire/index.ts'
-import { createTestNode, prng, randomBytes } from './wire-helpers.ts'
+import { createTestNode, prng, randomBytes, stopNodes } from './wire-helpers.ts'
 import type { FramedHandler, FramedHandlerOptions } from '../core/wire/index.ts'
 import type { Libp2p } from '@libp2p/interface'
 
@@ -52,7 +52,7 @@ describe('wire: framed streams over libp2p', function () {
     await a.dial(b.getMultiaddrs()[0])
   })
   after(async () => {
-    await Promise.all([a?.stop(), b?.stop(), c?.stop()])
+    await stopNodes(a, b, c)
   })
 
   it('moves 300 frames in order; the sender is never more than `window` frames ahead of the reader', async () => {

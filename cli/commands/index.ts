@@ -6,6 +6,7 @@ import { register as keys } from './keys.ts'
 import { register as train } from './train.ts'
 import { register as sample } from './sample.ts'
 import { register as bench } from './bench.ts'
+import { register as demo } from './demo.ts'
 
 export type RegisterCommand = (program: Command) => void
 
@@ -15,5 +16,6 @@ export const commands: RegisterCommand[] = [
   keys,
   train,
   sample,
-  bench
+  bench,
+  demo
 ]

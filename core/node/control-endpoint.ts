@@ -1,7 +1,7 @@
 // Local control endpoint: the running node serves JSON over HTTP on a unix domain socket in its data
 // dir (mode 0600: only its user can ask). `layerswarm status` is its client. A socket left by a killed
 // node is detected (lock pid gone, or connection refused) and reported as "not running".
-import { createServer, request, type Server } from 'node:http'
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createHash } from 'node:crypto'
 import { chmod, readFile, unlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -10,6 +10,7 @@ import type { Logger } from '../contracts/logger.ts'
 import { DATA_DIR_FILES } from './data-dir.ts'
 import { isProcessAlive } from './data-dir-lock.ts'
 import { ControlEndpointError, NodeNotRunningError } from './node-errors.ts'
+import { LayerswarmError } from '../errors.ts'
 
 // sun_path holds 108 bytes on Linux (104 on macOS): a deep data dir gets a socket in tmpdir named by
 // the dir's hash, so server and client agree without reading any file
@@ -27,23 +28,86 @@ export interface ControlServer {
   close(): Promise<void>
 }
 
-/** Routes: GET /status -> status(). Call only while holding the data dir lock (stale sockets are removed). */
+/**
+ * A part of the node that adds to the control endpoint (the training runtime): fields merged into
+ * `GET /status`, and routes keyed `'METHOD /path'` whose handlers get the parsed JSON body (or
+ * undefined) and answer a JSON value. A handler's ControlRequestError becomes a 400, anything else
+ * a 500.
+ */
+export interface ControlExtension {
+  readonly status?: () => Record<string, unknown>
+  readonly routes?: Readonly<Record<string, (body: unknown) => unknown>>
+}
+
+/** A control request the handler refuses (bad body, bad state): answered 400 with its message. */
+export class ControlRequestError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_CONTROL_REQUEST', message)
+  }
+}
+
+// Keyed by socket path: one node per data dir (the lock), so a runtime started beside createNode()
+// can extend that node's endpoint without createNode knowing about it.
+const extensions = new Map<string, Set<ControlExtension>>()
+
+/** Adds `ext` to the control endpoint of the node on `dataDir` (now or when it starts). Returns the remover. */
+export function registerControlExtension (dataDir: string, ext: ControlExtension): () => void {
+  const key = controlSocketPath(dataDir)
+  let set = extensions.get(key)
+  if (set == null) { set = new Set(); extensions.set(key, set) }
+  set.add(ext)
+  return () => {
+    const s = extensions.get(key)
+    s?.delete(ext)
+    if (s?.size === 0) extensions.delete(key)
+  }
+}
+
+const MAX_BODY_BYTES = 64 * 1024
+
+/** Routes: GET /status -> status() plus extensions' fields; extensions' routes. Call only while holding the data dir lock (stale sockets are removed). */
 export async function startControlServer (dataDir: string, status: () => unknown, logger: Logger): Promise<ControlServer> {
   const path = controlSocketPath(dataDir)
+  const send = (res: ServerResponse, code: number, value: unknown): void => {
+    const body = JSON.stringify(value)
+    res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
+    res.end(body)
+  }
   const server: Server = createServer((req, res) => {
-    try {
-      if (req.method === 'GET' && req.url === '/status') {
-        const body = JSON.stringify(status())
-        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })
-        res.end(body)
-      } else {
-        res.writeHead(404, { 'content-type': 'application/json' })
-        res.end(JSON.stringify({ error: `no route ${req.method} ${req.url}` }))
+    void (async () => {
+      try {
+        const exts = [...(extensions.get(path) ?? [])]
+        if (req.method === 'GET' && req.url === '/status') {
+          const base = status() as Record<string, unknown>
+          send(res, 200, Object.assign({}, base, ...exts.map(e => e.status?.() ?? {})))
+          return
+        }
+        const route = `${req.method ?? ''} ${req.url ?? ''}`
+        const handler = exts.map(e => e.routes?.[route]).find(h => h != null)
+        if (handler == null) {
+          send(res, 404, { error: `no route ${req.method} ${req.url}` })
+          return
+        }
+        const text = await readBody(req)
+        let body: unknown
+        if (text !== '') {
+          try {
+            body = JSON.parse(text)
+          } catch {
+            send(res, 400, { error: 'the request body is not JSON' })
+            return
+          }
+        }
+        send(res, 200, await handler(body))
+      } catch (err) {
+        if (err instanceof ControlRequestError) {
+          send(res, 400, { error: err.message })
+          return
+        }
+        logger.warn('control request failed', { error: String(err) })
+        if (!res.headersSent) send(res, 500, { error: (err as Error)?.message ?? String(err) })
       }
-    } catch (err) {
-      logger.warn('control request failed', { error: String(err) })
-      res.writeHead(500).end()
-    }
+    })()
   })
   await unlink(path).catch(() => {}) // stale socket of a killed node: we hold the lock
   await new Promise<void>((resolve, reject) => {
@@ -62,13 +126,28 @@ export async function startControlServer (dataDir: string, status: () => unknown
   }
 }
 
+async function readBody (req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = []
+  let n = 0
+  for await (const c of req) {
+    n += (c as Buffer).length
+    if (n > MAX_BODY_BYTES) throw new ControlRequestError(`request body over ${MAX_BODY_BYTES} bytes`)
+    chunks.push(c as Buffer)
+  }
+  return Buffer.concat(chunks).toString('utf8')
+}
+
 export interface QueryOptions {
   signal?: AbortSignal
   /** Default 5000 ms. */
   timeoutMs?: number
+  /** Default GET. */
+  method?: 'GET' | 'POST'
+  /** JSON body (POST). */
+  body?: unknown
 }
 
-/** GET a route of the node running on `dataDir`. Throws NodeNotRunningError when none runs there. */
+/** GET (or POST) a route of the node running on `dataDir`. Throws NodeNotRunningError when none runs there. */
 export async function queryControl (dataDir: string, route: string, opts: QueryOptions = {}): Promise<unknown> {
   const dir = resolve(dataDir)
   const lockText = await readFile(join(dir, DATA_DIR_FILES.lock), 'utf8').catch(() => undefined)
@@ -79,7 +158,9 @@ export async function queryControl (dataDir: string, route: string, opts: QueryO
   const path = controlSocketPath(dir)
   const signal = AbortSignal.any([AbortSignal.timeout(opts.timeoutMs ?? 5000), ...(opts.signal != null ? [opts.signal] : [])])
   const body = await new Promise<string>((resolve, reject) => {
-    const req = request({ socketPath: path, path: route, method: 'GET', signal }, res => {
+    const payload = opts.body !== undefined ? JSON.stringify(opts.body) : undefined
+    const headers = payload != null ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : undefined
+    const req = request({ socketPath: path, path: route, method: opts.method ?? 'GET', signal, headers }, res => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => {
@@ -98,7 +179,7 @@ export async function queryControl (dataDir: string, route: string, opts: QueryO
         reject(new ControlEndpointError(`control endpoint ${path}: ${err?.message}`, { cause: err }))
       }
     })
-    req.end()
+    req.end(payload)
   })
   try {
     return JSON.parse(body)

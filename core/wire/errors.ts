@@ -142,6 +142,15 @@ export class InvalidFrameInitError extends LayerswarmError {
   }
 }
 
+/** A wire option (limits, window, chunk size) is out of range (local configuration, never the peer's fault). */
+export class WireOptionError extends LayerswarmError {
+  readonly option: string
+  constructor (option: string, message: string) {
+    super('ERR_WIRE_OPTION', `wire option ${option} ${message}`)
+    this.option = option
+  }
+}
+
 function hex (b: Uint8Array): string {
   return Array.from(b.subarray(0, 4), x => x.toString(16).padStart(2, '0')).join('')
 }

@@ -19,7 +19,7 @@ import { silentLogger } from '../logger.ts'
 import { FrameDecoder } from './decoder.ts'
 import {
   CreditViolationError, PeerResetError, RemoteError, RunMismatchError, StreamEndedError, UnexpectedFrameError,
-  WireTimeoutError
+  WireOptionError, WireTimeoutError
 } from './errors.ts'
 import { creditOf, encodeHeader, errorOf, isCreditExempt, resolveLimits } from './header.ts'
 import type { Frame, FrameInit, WireLimits } from './header.ts'
@@ -95,9 +95,9 @@ export class FramedStream {
     this.limits = resolveLimits(init.limits)
     this.flowControl = init.flowControl ?? 'credit'
     this.window = init.window ?? DEFAULT_WINDOW
-    if (!Number.isSafeInteger(this.window) || this.window < 1 || this.window > 1 << 20) throw new RangeError('window must be an integer in 1..2^20')
+    if (!Number.isSafeInteger(this.window) || this.window < 1 || this.window > 1 << 20) throw new WireOptionError('window', `must be an integer in 1..2^20, got ${this.window}`)
     this.chunkBytes = init.chunkBytes ?? DEFAULT_CHUNK_BYTES
-    if (!Number.isSafeInteger(this.chunkBytes) || this.chunkBytes < 1) throw new RangeError('chunkBytes must be a positive integer')
+    if (!Number.isSafeInteger(this.chunkBytes) || this.chunkBytes < 1) throw new WireOptionError('chunkBytes', `must be a positive integer, got ${this.chunkBytes}`)
     this.log = (init.log ?? silentLogger).forComponent('layerswarm:wire')
     this.decoder = new FrameDecoder(this.limits)
     this.credit = this.flowControl === 'credit' ? INITIAL_CREDIT : Infinity

@@ -9,7 +9,7 @@
 import { crc32 } from './checksum.ts'
 import {
   BadMagicError, ChecksumError, FrameTooLargeError, InvalidFrameInitError, ShapeMismatchError,
-  TrailingBytesError, TruncatedFrameError, UnsupportedVersionError, WireFormatError
+  TrailingBytesError, TruncatedFrameError, UnsupportedVersionError, WireFormatError, WireOptionError
 } from './errors.ts'
 
 /** "LSWF": layerswarm wire frame. */
@@ -94,11 +94,11 @@ export function resolveLimits (limits?: Partial<WireLimits>): WireLimits {
   for (const key of Object.keys(HARD) as Array<keyof WireLimits>) {
     const v = out[key]
     if (!Number.isSafeInteger(v) || v < 1 || v > HARD[key]) {
-      throw new InvalidFrameInitError(`limits.${key}`, `must be an integer in 1..${HARD[key]}, got ${String(v)}`)
+      throw new WireOptionError(`limits.${key}`, `must be an integer in 1..${HARD[key]}, got ${String(v)}`)
     }
   }
   if (out.maxHeaderBytes < MIN_HEADER_BYTES) {
-    throw new InvalidFrameInitError('limits.maxHeaderBytes', `must be at least ${MIN_HEADER_BYTES}`)
+    throw new WireOptionError('limits.maxHeaderBytes', `must be at least ${MIN_HEADER_BYTES}`)
   }
   return Object.freeze(out)
 }

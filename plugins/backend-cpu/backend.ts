@@ -3,12 +3,13 @@
 // queued jobs run one at a time, in call order, split across worker threads (pool.ts) that run the
 // WASM SIMD kernels (matmul, attention) and plain TypeScript kernels (the rest) on that memory. The
 // caller's event loop only writes a job and waits on an atomic, so networking goes on meanwhile.
-// threads: 0 runs the same jobs inline on the caller's thread (no workers; blocks while computing).
+// Tiny jobs (under INLINE_WORK element-operations, microseconds) run on the caller's thread, where
+// they cost less than waking the workers. threads: 0 runs every job inline (no workers; blocks).
 import os from 'node:os'
 import { ShapeError } from '../../core/errors.ts'
 import type { AdamWParams, BackendInfo, ComputeBackend, DType, Tensor } from '../../core/contracts/index.ts'
 import * as chk from './checks.ts'
-import { Executor, OP, PARAMS_LENGTH, SCRATCH, scratchElements } from './exec.ts'
+import { chunkCount, Executor, INLINE_WORK, jobWork, OP, PARAMS_LENGTH, SCRATCH, scratchElements } from './exec.ts'
 import { Heap } from './heap.ts'
 import { WorkerPool } from './pool.ts'
 import { createSharedMemory, instantiate, kernelModule } from './wasm.ts'
@@ -40,6 +41,7 @@ export class CpuBackend implements ComputeBackend {
   private readonly inlinePartials = new Float64Array(1)
   private tail: Promise<unknown> = Promise.resolve()
   private pending = 0
+  private inlineJobs = 0
   private disposed = false
   private scratchOff = 0
   private scratchBytes = 0
@@ -48,7 +50,8 @@ export class CpuBackend implements ComputeBackend {
   constructor (
     private readonly memory: WasmMemory,
     private readonly pool: WorkerPool | null,
-    private readonly inline: Executor | null,
+    /** Runs tiny jobs (and, without a pool, every job) on this thread. */
+    private readonly inline: Executor,
     threads: number,
     simd: boolean
   ) {
@@ -359,12 +362,12 @@ export class CpuBackend implements ComputeBackend {
     P[SCRATCH] = this.scratchOff / 4
     P[SCRATCH + 1] = scratchElements(P, parts)
     let partials: Float64Array
-    if (this.pool !== null) {
-      await this.pool.run()
+    if (this.pool !== null && jobWork(P) >= INLINE_WORK) {
+      await this.pool.run(chunkCount(P, parts))
       partials = this.pool.partials
     } else {
       this.inlinePartials.fill(0)
-      ;(this.inline as Executor).run(P, 0, 1, this.inlinePartials)
+      this.inline.runAll(P, parts, this.inlinePartials, ++this.inlineJobs)
       partials = this.inlinePartials
     }
     return (result === undefined ? undefined : result(partials)) as T
@@ -407,9 +410,7 @@ export async function createCpuBackend (options: CpuBackendOptions = {}): Promis
   const simd = options.simd ?? true
   const module = simd ? await kernelModule() : null
   const memory = createSharedMemory()
-  if (threads === 0) {
-    return new CpuBackend(memory, null, new Executor(memory, module === null ? null : instantiate(module, memory)), 0, simd)
-  }
-  const pool = await WorkerPool.create(threads, memory, module)
-  return new CpuBackend(memory, pool, null, threads, simd)
+  const inline = new Executor(memory, module === null ? null : instantiate(module, memory))
+  const pool = threads === 0 ? null : await WorkerPool.create(threads, memory, module)
+  return new CpuBackend(memory, pool, inline, threads, simd)
 }

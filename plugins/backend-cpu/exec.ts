@@ -1,10 +1,11 @@
-// Executes one kernel job, or this thread's part of it, on the shared memory. The same code runs
-// inside each worker (worker.ts) and, with threads: 0, inline on the caller's thread.
+// Executes kernel jobs on the shared memory. The same code runs inside each worker (worker.ts) and,
+// with threads: 0, inline on the caller's thread.
 //
 // A job is a Float64Array: P[0] = op, P[1..] = arguments (tensor offsets in float32 ELEMENTS, dims,
-// scalars), P[SCRATCH] = this job's scratch base (elements), P[SCRATCH + 1] = scratch elements per part.
-// Each op splits its work into `parts` disjoint pieces (rows, channels, panels or (b, h) pairs) so
-// threads never write the same element.
+// scalars), P[SCRATCH] = the scratch base (elements), P[SCRATCH + 1] = scratch elements per thread.
+// Each job splits into chunkCount() disjoint chunks (ranges of elements, rows, channels, 8-column
+// panels or (b, h) pairs), so threads never write the same element. Threads claim chunks one at a
+// time (pool.ts): a thread that the OS runs late, or that is slower, simply takes fewer.
 import * as K from './kernels.ts'
 import type { WasmKernels, WasmMemory } from './wasm.ts'
 
@@ -44,25 +45,105 @@ export function partRange (n: number, part: number, parts: number, align = 1): [
   return [lo, Math.min(n, lo + chunk)]
 }
 
-/** Scratch (float32 elements per part) a job needs: packed GEMM panels plus 8 for partial panels. */
-export function scratchElements (P: ArrayLike<number>, parts: number): number {
-  const panelsPerPart = (cols: number): number => Math.ceil(Math.ceil(cols / 8) / parts)
+const elementChunks = (n: number, parts: number): number => Math.max(1, Math.min(Math.ceil(n / 8192), 4 * parts))
+const unitChunks = (units: number, parts: number, per = 4): number => Math.max(1, Math.min(units, per * parts))
+
+/** Chunks of MATMUL_BWD: dinp panel chunks, dweight panel chunks, dbias chunks, concatenated. */
+function matmulBwdChunks (P: ArrayLike<number>, parts: number): [number, number, number] {
+  const C = P[8]; const OC = P[9]
+  const panels = unitChunks(Math.ceil(C / 8), parts)
+  return [panels, panels, unitChunks(OC, parts, 1)]
+}
+
+/** Number of chunks job P splits into. */
+export function chunkCount (P: ArrayLike<number>, parts: number): number {
   switch (P[0]) {
-    case OP.MATMUL_FWD: { const C = P[6]; const OC = P[7]; return C * 8 * panelsPerPart(OC) + 16 }
-    case OP.MATMUL_BWD: { const N = P[7]; const C = P[8]; const OC = P[9]; return Math.max(OC, N) * 8 * panelsPerPart(C) + Math.ceil(OC / 4) * 4 * N + 16 }
+    case OP.FILL: case OP.SCALE: case OP.SUM_SQUARES: case OP.CHECK_RANGE: return elementChunks(P[2], parts)
+    case OP.COPY: case OP.GELU_FWD: return elementChunks(P[3], parts)
+    case OP.ACCUMULATE: case OP.GELU_BWD: case OP.RESIDUAL_FWD: return elementChunks(P[P[0] === OP.ACCUMULATE ? 3 : 4], parts)
+    case OP.ADAMW: return elementChunks(P[5], parts)
+    case OP.ENCODER_FWD: return unitChunks(P[5], parts)
+    case OP.ENCODER_BWD: return unitChunks(P[7], parts)
+    case OP.LAYERNORM_FWD: return unitChunks(P[7], parts)
+    case OP.LAYERNORM_BWD: return unitChunks(P[9], parts) + unitChunks(P[10], parts, 2)
+    case OP.MATMUL_FWD: return unitChunks(Math.ceil(P[7] / 8), parts)
+    case OP.MATMUL_BWD: return matmulBwdChunks(P, parts).reduce((a, b) => a + b, 0)
+    case OP.ATTENTION_FWD: return unitChunks(P[5] * P[8], parts, 16)
+    case OP.ATTENTION_BWD: return unitChunks(P[7] * P[10], parts, 16)
+    case OP.CROSSENTROPY_FWD: case OP.CROSSENTROPY_BWD: return unitChunks(P[5], parts)
+    default: return 1
+  }
+}
+
+/**
+ * Scratch (float32 elements per thread) a job needs: for a matmul, the packed B panels of one chunk
+ * (plus, backward, the packed dout^T) and 16 for partial panels.
+ */
+export function scratchElements (P: ArrayLike<number>, parts: number): number {
+  switch (P[0]) {
+    case OP.MATMUL_FWD: {
+      const C = P[6]; const np = Math.ceil(P[7] / 8)
+      return C * 8 * Math.ceil(np / chunkCount(P, parts)) + 16
+    }
+    case OP.MATMUL_BWD: {
+      const N = P[7]; const C = P[8]; const OC = P[9]; const np = Math.ceil(C / 8)
+      return packedASize(OC, N) + Math.max(OC, N) * 8 * Math.ceil(np / matmulBwdChunks(P, parts)[0]) + 16
+    }
     default: return 0
   }
 }
 
+/**
+ * Rough element-operations of job P. Below INLINE_WORK a job runs on the caller's thread: waking the
+ * workers costs more (tens of microseconds) than such a job takes, and it blocks the loop for less.
+ */
+export function jobWork (P: ArrayLike<number>): number {
+  switch (P[0]) {
+    case OP.FILL: case OP.SCALE: case OP.SUM_SQUARES: case OP.CHECK_RANGE: return P[2]
+    case OP.COPY: case OP.ACCUMULATE: return P[3]
+    case OP.GELU_FWD: return P[3] * 4
+    case OP.GELU_BWD: case OP.RESIDUAL_FWD: return P[4] * 4
+    case OP.ADAMW: return P[5] * 4
+    case OP.ENCODER_FWD: return P[5] * P[7]
+    case OP.ENCODER_BWD: return P[5] * P[6] * P[7]
+    case OP.LAYERNORM_FWD: return P[7] * P[8] * 4
+    case OP.LAYERNORM_BWD: return P[9] * P[10] * 8
+    case OP.MATMUL_FWD: return P[5] * P[6] * P[7]
+    case OP.MATMUL_BWD: return 2 * P[7] * P[8] * P[9]
+    case OP.ATTENTION_FWD: return P[5] * P[6] * P[6] * P[7]
+    case OP.ATTENTION_BWD: return 2 * P[7] * P[8] * P[8] * P[9]
+    case OP.CROSSENTROPY_FWD: return P[5] * P[6] * 8
+    case OP.CROSSENTROPY_BWD: return P[5] * P[6]
+    default: return Infinity
+  }
+}
+
+export const INLINE_WORK = 32768
+
+/** Elements of A[M, K] packed in 4-row panels (M rounded up to 4). */
+const packedASize = (M: number, K: number): number => Math.ceil(M / 4) * 4 * K
+
 export class Executor {
   private f32: Float32Array<ArrayBufferLike> = new Float32Array(0)
+  /** The job whose dout^T this thread packed last, and where (matmul backward). */
+  private packedJob = -1
+  private packedAt = -1
   private i32: Int32Array<ArrayBufferLike> = new Int32Array(0)
 
   /** wasm null: plain TypeScript kernels only (the simple version, for comparison and debugging). */
   constructor (private readonly memory: WasmMemory, private readonly wasm: WasmKernels | null) {}
 
-  /** Runs part `part` of `parts` of job P; per-part results (sums) go to partials[part]. */
-  run (P: Float64Array, part: number, parts: number, partials: Float64Array): void {
+  /** Runs every chunk of job P on this thread (inline mode). */
+  runAll (P: Float64Array, parts: number, partials: Float64Array, job: number): void {
+    const nc = chunkCount(P, parts)
+    for (let c = 0; c < nc; c++) this.runChunk(P, c, nc, parts, 0, partials, job)
+  }
+
+  /**
+   * Runs chunk c of the nc = chunkCount(P, parts) chunks of job P as thread `part`: per-thread sums
+   * are added to partials[part]; scratch is this thread's slot. `job` identifies the job (per-job caches).
+   */
+  runChunk (P: Float64Array, c: number, nc: number, parts: number, part: number, partials: Float64Array, job: number): void {
     if (this.f32.buffer.byteLength !== this.memory.buffer.byteLength) {
       this.f32 = new Float32Array(this.memory.buffer)
       this.i32 = new Int32Array(this.memory.buffer)
@@ -74,104 +155,118 @@ export class Executor {
 
     switch (P[0]) {
       case OP.FILL: { // t, n, value, isInt
-        const [lo, hi] = partRange(P[2], part, parts, 16)
+        const [lo, hi] = partRange(P[2], c, nc, 16)
         if (P[4] === 1) K.fill(I(P[1] + lo, hi - lo), P[3]); else K.fill(F(P[1] + lo, hi - lo), P[3])
         return
       }
       case OP.COPY: { // dst, src, n, isInt
-        const [lo, hi] = partRange(P[3], part, parts, 16)
+        const [lo, hi] = partRange(P[3], c, nc, 16)
         if (P[4] === 1) K.copy(I(P[1] + lo, hi - lo), I(P[2] + lo, hi - lo)); else K.copy(F(P[1] + lo, hi - lo), F(P[2] + lo, hi - lo))
         return
       }
       case OP.SCALE: { // t, n, s
-        const [lo, hi] = partRange(P[2], part, parts, 16)
+        const [lo, hi] = partRange(P[2], c, nc, 16)
         K.scale(F(P[1] + lo, hi - lo), P[3])
         return
       }
       case OP.ACCUMULATE: { // dst, src, n, alpha
-        const [lo, hi] = partRange(P[3], part, parts, 16)
+        const [lo, hi] = partRange(P[3], c, nc, 16)
         K.accumulate(F(P[1] + lo, hi - lo), F(P[2] + lo, hi - lo), P[4])
         return
       }
       case OP.SUM_SQUARES: { // t, n
-        const [lo, hi] = partRange(P[2], part, parts, 16)
-        partials[part] = K.sumSquares(F(P[1] + lo, hi - lo))
+        const [lo, hi] = partRange(P[2], c, nc, 16)
+        partials[part] += K.sumSquares(F(P[1] + lo, hi - lo))
         return
       }
       case OP.CHECK_RANGE: { // t, n, lo, hi
-        const [a, b] = partRange(P[2], part, parts, 16)
+        const [a, b] = partRange(P[2], c, nc, 16)
         const ids = I(P[1] + a, b - a)
         const lo = P[3]; const hi = P[4]
         let bad = 0
         for (let i = 0; i < ids.length; i++) if (ids[i] < lo || ids[i] >= hi) { bad = 1; break }
-        partials[part] = bad
+        if (bad === 1) partials[part] = 1
         return
       }
       case OP.ENCODER_FWD: { // out, inp, wte, wpe, N, T, C, V, maxT
         const [N, T, C, V, maxT] = [P[5], P[6], P[7], P[8], P[9]]
-        const [r0, r1] = partRange(N, part, parts)
+        const [r0, r1] = partRange(N, c, nc)
         K.encoderForward(F(P[1], N * C), I(P[2], N), F(P[3], V * C), F(P[4], maxT * C), T, C, r0, r1)
         return
       }
       case OP.ENCODER_BWD: { // dwte, dwpe, dout, inp, B, T, C, V, maxT
         const [B, T, C, V, maxT] = [P[5], P[6], P[7], P[8], P[9]]
-        const [c0, c1] = partRange(C, part, parts)
+        const [c0, c1] = partRange(C, c, nc)
         K.encoderBackward(F(P[1], V * C), F(P[2], maxT * C), F(P[3], B * T * C), I(P[4], B * T), B, T, C, c0, c1)
         return
       }
       case OP.LAYERNORM_FWD: { // out, mean, rstd, inp, weight, bias, N, C
         const N = P[7]; const C = P[8]
-        const [r0, r1] = partRange(N, part, parts)
+        const [r0, r1] = partRange(N, c, nc)
         K.layernormForward(F(P[1], N * C), F(P[2], N), F(P[3], N), F(P[4], N * C), F(P[5], C), F(P[6], C), C, r0, r1)
         return
       }
       case OP.LAYERNORM_BWD: { // dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C
         const N = P[9]; const C = P[10]
-        const [r0, r1] = partRange(N, part, parts)
-        const [c0, c1] = partRange(C, part, parts)
+        const rowChunks = unitChunks(N, parts) // see chunkCount: row chunks, then channel chunks
         const dout = F(P[4], N * C); const inp = F(P[5], N * C); const mean = F(P[7], N); const rstd = F(P[8], N)
-        K.layernormBackwardInput(F(P[1], N * C), dout, inp, F(P[6], C), mean, rstd, C, r0, r1)
-        K.layernormBackwardParams(F(P[2], C), F(P[3], C), dout, inp, mean, rstd, N, C, c0, c1)
+        if (c < rowChunks) {
+          const [r0, r1] = partRange(N, c, rowChunks)
+          K.layernormBackwardInput(F(P[1], N * C), dout, inp, F(P[6], C), mean, rstd, C, r0, r1)
+        } else {
+          const [c0, c1] = partRange(C, c - rowChunks, nc - rowChunks)
+          K.layernormBackwardParams(F(P[2], C), F(P[3], C), dout, inp, mean, rstd, N, C, c0, c1)
+        }
         return
       }
       case OP.MATMUL_FWD: { // out, inp, weight, bias (-1: none), N, C, OC
         const [out, inp, w, bias, N, C, OC] = [P[1], P[2], P[3], P[4], P[5], P[6], P[7]]
         if (this.wasm === null) {
-          const [r0, r1] = partRange(N, part, parts)
+          const [r0, r1] = partRange(N, c, nc)
           K.matmulForward(F(out, N * OC), F(inp, N * C), F(w, OC * C), bias < 0 ? null : F(bias, OC), C, OC, r0, r1)
           return
         }
         // out[:, cols] = inp @ W[cols, :]^T; B(k=c, j=o) = W[o*C + c]
-        this.gemmPanels(inp, C, 1, false, w, 1, C, out, OC, N, C, OC, 0, bias, part, parts, scratch)
+        this.gemmPanels(inp, C, 1, -1, w, 1, C, out, OC, N, C, OC, 0, bias, c, nc, scratch)
         return
       }
       case OP.MATMUL_BWD: { // dinp, dweight, dbias (-1: none), dout, inp, weight, N, C, OC
         const [dinp, dw, db, dout, inp, w, N, C, OC] = [P[1], P[2], P[3], P[4], P[5], P[6], P[7], P[8], P[9]]
-        if (this.wasm === null) {
-          const [r0, r1] = partRange(N, part, parts)
-          const [o0, o1] = partRange(OC, part, parts)
-          K.matmulBackwardInput(F(dinp, N * C), F(dout, N * OC), F(w, OC * C), C, OC, r0, r1)
-          K.matmulBackwardWeight(F(dw, OC * C), db < 0 ? null : F(db, OC), F(dout, N * OC), F(inp, N * C), N, C, OC, o0, o1)
-          return
-        }
-        // dinp[N,C] += dout[N,OC] @ W[OC,C]: A = dout, B(k=o, j=c) = W[o*C + c]
-        this.gemmPanels(dout, OC, 1, false, w, C, 1, dinp, C, N, OC, C, 1, -1, part, parts, scratch)
-        // dweight[OC,C] += dout^T @ inp: A(m=o, k=n) = dout[n*OC + o] (strided in k: packed first),
-        // B(k=n, j=c) = inp[n*C + c]
-        this.gemmPanels(dout, 1, OC, true, inp, C, 1, dw, C, OC, N, C, 1, -1, part, parts, scratch)
-        if (db >= 0) {
-          const [o0, o1] = partRange(OC, part, parts)
-          for (let o = o0; o < o1; o++) {
-            let s = 0
-            for (let n = 0; n < N; n++) s += f[dout + n * OC + o]
-            f[db + o] += s
+        const [na, nb] = matmulBwdChunks(P, parts) // see chunkCount
+        if (c < na) { // dinp[N,C] += dout[N,OC] @ W[OC,C]: A = dout, B(k=o, j=c) = W[o*C + c]
+          if (this.wasm === null) {
+            const [r0, r1] = partRange(N, c, na)
+            K.matmulBackwardInput(F(dinp, N * C), F(dout, N * OC), F(w, OC * C), C, OC, r0, r1)
+          } else {
+            this.gemmPanels(dout, OC, 1, -1, w, C, 1, dinp, C, N, OC, C, 1, -1, c, na, scratch + packedASize(OC, N))
           }
+        } else if (c < na + nb) { // dweight[OC,C] += dout^T @ inp: A(m=o, k=n) = dout[n*OC + o], B(k=n, j=c) = inp[n*C + c]
+          if (this.wasm === null) {
+            const [o0, o1] = partRange(OC, c - na, nb)
+            K.matmulBackwardWeight(F(dw, OC * C), null, F(dout, N * OC), F(inp, N * C), N, C, OC, o0, o1)
+          } else {
+            // A is strided along k: packed once per thread per job, at the start of the scratch slot
+            if (this.packedJob !== job || this.packedAt !== scratch) {
+              this.packA(dout, 1, OC, OC, N, scratch)
+              this.packedJob = job
+              this.packedAt = scratch
+            }
+            this.gemmPanels(scratch, 0, 0, N, inp, C, 1, dw, C, OC, N, C, 1, -1, c - na, nb, scratch + packedASize(OC, N))
+          }
+        } else if (db >= 0) { // dbias[OC] += sum over rows of dout
+          const [o0, o1] = partRange(OC, c - na - nb, nc - na - nb)
+          const sums = new Float64Array(o1 - o0) // rows outer: dout is read contiguously
+          for (let n = 0; n < N; n++) {
+            const row = dout + n * OC + o0
+            for (let o = 0; o < sums.length; o++) sums[o] += f[row + o]
+          }
+          for (let o = 0; o < sums.length; o++) f[db + o0 + o] += sums[o]
         }
         return
       }
       case OP.ATTENTION_FWD: { // out, preatt, att, qkv, B, T, C, NH
         const [out, preatt, att, qkv, B, T, C, NH] = [P[1], P[2], P[3], P[4], P[5], P[6], P[7], P[8]]
-        const [p0, p1] = partRange(B * NH, part, parts)
+        const [p0, p1] = partRange(B * NH, c, nc)
         if (this.wasm === null || (C / NH) % 4 !== 0) {
           K.attentionForward(F(out, B * T * C), F(preatt, B * NH * T * T), F(att, B * NH * T * T), F(qkv, B * T * 3 * C), B, T, C, NH, p0, p1)
         } else {
@@ -181,7 +276,7 @@ export class Executor {
       }
       case OP.ATTENTION_BWD: { // dqkv, dpreatt, datt, dout, qkv, att, B, T, C, NH
         const [dqkv, dpreatt, datt, dout, qkv, att, B, T, C, NH] = [P[1], P[2], P[3], P[4], P[5], P[6], P[7], P[8], P[9], P[10]]
-        const [p0, p1] = partRange(B * NH, part, parts)
+        const [p0, p1] = partRange(B * NH, c, nc)
         if (this.wasm === null || (C / NH) % 4 !== 0) {
           const n3 = B * T * 3 * C; const nA = B * NH * T * T
           K.attentionBackward(F(dqkv, n3), F(dpreatt, nA), F(datt, nA), F(dout, B * T * C), F(qkv, n3), F(att, nA), B, T, C, NH, p0, p1)
@@ -191,35 +286,40 @@ export class Executor {
         return
       }
       case OP.GELU_FWD: { // out, inp, n
-        const [lo, hi] = partRange(P[3], part, parts, 16)
-        K.geluForward(F(P[1], P[3]), F(P[2], P[3]), lo, hi)
+        const [lo, hi] = partRange(P[3], c, nc, 16)
+        // WASM for whole groups of 4 (its tanh is a rational approximation: Math.tanh is slow), JS for the rest
+        const mid = this.wasm === null ? lo : lo + ((hi - lo) & ~3)
+        if (mid > lo) this.wasm?.gelu_forward((P[1] + lo) * 4, (P[2] + lo) * 4, mid - lo)
+        K.geluForward(F(P[1], P[3]), F(P[2], P[3]), mid, hi)
         return
       }
       case OP.GELU_BWD: { // dinp, inp, dout, n
-        const [lo, hi] = partRange(P[4], part, parts, 16)
-        K.geluBackward(F(P[1], P[4]), F(P[2], P[4]), F(P[3], P[4]), lo, hi)
+        const [lo, hi] = partRange(P[4], c, nc, 16)
+        const mid = this.wasm === null ? lo : lo + ((hi - lo) & ~3)
+        if (mid > lo) this.wasm?.gelu_backward((P[1] + lo) * 4, (P[2] + lo) * 4, (P[3] + lo) * 4, mid - lo)
+        K.geluBackward(F(P[1], P[4]), F(P[2], P[4]), F(P[3], P[4]), mid, hi)
         return
       }
       case OP.RESIDUAL_FWD: { // out, a, b, n
-        const [lo, hi] = partRange(P[4], part, parts, 16)
+        const [lo, hi] = partRange(P[4], c, nc, 16)
         K.residualForward(F(P[1], P[4]), F(P[2], P[4]), F(P[3], P[4]), lo, hi)
         return
       }
       case OP.CROSSENTROPY_FWD: { // losses, probs, logits, targets, N, V
         const N = P[5]; const V = P[6]
-        const [r0, r1] = partRange(N, part, parts)
+        const [r0, r1] = partRange(N, c, nc)
         K.crossEntropyForward(F(P[1], N), F(P[2], N * V), F(P[3], N * V), I(P[4], N), V, r0, r1)
         return
       }
       case OP.CROSSENTROPY_BWD: { // dlogits, probs, targets, scale, N, V
         const N = P[5]; const V = P[6]
-        const [r0, r1] = partRange(N, part, parts)
+        const [r0, r1] = partRange(N, c, nc)
         K.crossEntropyBackward(F(P[1], N * V), F(P[2], N * V), I(P[3], N), P[4], V, r0, r1)
         return
       }
       case OP.ADAMW: { // params, grads, m, v, n, lr, beta1, beta2, eps, weightDecay, step, gradScale
         const n = P[5]
-        const [lo, hi] = partRange(n, part, parts, 16)
+        const [lo, hi] = partRange(n, c, nc, 16)
         K.adamwUpdate(F(P[1], n), F(P[2], n), F(P[3], n), F(P[4], n),
           { lr: P[6], beta1: P[7], beta2: P[8], eps: P[9], weightDecay: P[10], step: P[11], gradScale: P[12] }, lo, hi)
         return
@@ -230,15 +330,15 @@ export class Executor {
   }
 
   /**
-   * This part's share (a range of 8-column panels) of Cm[M, ncols] (+)= A[M, K] @ B[K, ncols].
-   * A(m, k) = a[m*sam + k*sak]; B(k, j) = b[k*sbk + j*sbj]; Cm(m, j) = c[m*ldc + j]; offsets and
-   * strides in elements. B's panels are packed into this part's scratch first, so the WASM kernel
-   * reads them contiguously; with packA, so is A (in 4-row panels), for an A strided along k.
+   * Chunk c of nch (a range of 8-column panels) of Cm[M, ncols] (+)= A[M, K] @ B[K, ncols].
+   * A(m, k) = a[m*sam + k*sak], or with aPackedK >= 0, a is A already packed in 4-row panels (K =
+   * aPackedK); B(k, j) = b[k*sbk + j*sbj]; Cm(m, j) = c[m*ldc + j]; offsets and strides in elements.
+   * The chunk's B panels are packed into `scratch` first, so the WASM kernel reads them contiguously.
    */
-  private gemmPanels (a: number, sam: number, sak: number, packA: boolean, b: number, sbk: number, sbj: number,
+  private gemmPanels (a: number, sam: number, sak: number, aPackedK: number, b: number, sbk: number, sbj: number,
     c: number, ldc: number, M: number, Kd: number, ncols: number, beta: number, bias: number,
-    part: number, parts: number, scratch: number): void {
-    const [p0, p1] = partRange(Math.ceil(ncols / 8), part, parts)
+    chunk: number, nch: number, scratch: number): void {
+    const [p0, p1] = partRange(Math.ceil(ncols / 8), chunk, nch)
     if (p1 <= p0 || M === 0 || Kd === 0) return
     const j0 = p0 * 8
     const cols = Math.min(ncols, p1 * 8) - j0
@@ -259,26 +359,29 @@ export class Executor {
     }
     const tmp = scratch + np * Kd * 8
     const nlast = cols - (np - 1) * 8
-    const wasm = this.wasm as WasmKernels
     const biasBytes = bias < 0 ? 0 : (bias + j0) * 4
-    if (!packA) {
+    const wasm = this.wasm as WasmKernels
+    if (aPackedK < 0) {
       wasm.gemm(a * 4, sam * 4, sam * 4, sak * 4, scratch * 4, (c + j0) * 4, ldc * 4, M, Kd, np, nlast, beta, biasBytes, tmp * 4)
-      return
+    } else {
+      wasm.gemm(a * 4, aPackedK * 4, 4, 16, scratch * 4, (c + j0) * 4, ldc * 4, M, Kd, np, nlast, beta, biasBytes, tmp * 4)
     }
-    // pack A in 4-row panels: ap[(m & ~3)*K + k*4 + (m & 3)] = A(m, k), zero rows past M
-    const ap = tmp + 16
+  }
+
+  /** dst[(m & ~3)*K + k*4 + (m & 3)] = A(m, k) = a[m*sam + k*sak], rows past M zero. */
+  private packA (a: number, sam: number, sak: number, M: number, Kd: number, dst: number): void {
+    const f = this.f32
     for (let m0 = 0; m0 < M; m0 += 4) {
       for (let r = 0; r < 4; r++) {
-        let dst = ap + m0 * Kd + r
+        let d = dst + m0 * Kd + r
         if (m0 + r >= M) {
-          for (let k = 0; k < Kd; k++, dst += 4) f[dst] = 0
+          for (let k = 0; k < Kd; k++, d += 4) f[d] = 0
         } else {
           let src = a + (m0 + r) * sam
-          for (let k = 0; k < Kd; k++, dst += 4, src += sak) f[dst] = f[src]
+          for (let k = 0; k < Kd; k++, d += 4, src += sak) f[d] = f[src]
         }
       }
     }
-    wasm.gemm(ap * 4, Kd * 4, 4, 16, scratch * 4, (c + j0) * 4, ldc * 4, M, Kd, np, nlast, beta, biasBytes, tmp * 4)
   }
 
   /** (b, h) pairs [p0, p1): q.k and att@v in WASM, the softmax of each row in JS (exp). hs % 4 == 0. */

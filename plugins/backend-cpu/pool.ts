@@ -1,11 +1,14 @@
 // Worker threads of the CPU backend. One job at a time: the main thread writes the job into shared
-// memory, bumps the job counter and wakes the workers (Atomics.notify); each runs its part; the last
-// to finish wakes the main thread, which waits with Atomics.waitAsync, so its event loop stays free.
+// memory, bumps the job counter and wakes the workers (Atomics.notify). Workers claim the job's
+// chunks one by one from a counter tagged with the job (CLAIM = tag << 16 | next chunk, advanced by
+// compare-exchange), so a worker the OS runs late finds nothing left and the others did its share;
+// a claim for a finished job fails on the tag. The worker finishing the last chunk wakes the main
+// thread, which waits with Atomics.waitAsync, so its event loop stays free for networking.
 import { Worker } from 'node:worker_threads'
 import { PARAMS_LENGTH } from './exec.ts'
 import type { WasmMemory, WasmModule } from './wasm.ts'
 
-export const CTRL = { SEQ: 0, DONE: 1, ERROR: 2 } as const
+export const CTRL = { SEQ: 0, DONE: 1, ERROR: 2, CLAIM: 3, CHUNKS: 4 } as const
 export const ERROR_BYTES = 2048
 
 type WaitAsync = (a: Int32Array, index: number, value: number) => { async: boolean, value: Promise<string> | string }
@@ -64,21 +67,24 @@ export class WorkerPool {
     return pool
   }
 
-  /** Runs the job already written into `params` on every worker; resolves when all are done. */
-  async run (): Promise<void> {
+  /** Runs the job already written into `params`, split in `chunks` (<= 65535); resolves when all are done. */
+  async run (chunks: number): Promise<void> {
     if (this.dead !== null) throw this.dead
     const c = this.ctrl
-    const parts = this.workers.length
+    this.partials.fill(0)
     Atomics.store(c, CTRL.DONE, 0)
     Atomics.store(c, CTRL.ERROR, 0)
-    Atomics.add(c, CTRL.SEQ, 1)
+    Atomics.store(c, CTRL.CHUNKS, chunks)
+    const seq = (Atomics.load(c, CTRL.SEQ) + 1) | 0
+    Atomics.store(c, CTRL.CLAIM, (seq & 0xffff) << 16)
+    Atomics.store(c, CTRL.SEQ, seq)
     Atomics.notify(c, CTRL.SEQ)
     // a pending waitAsync does not keep Node's event loop alive; a ref'd worker does
     this.workers[0].ref()
     try {
       for (;;) {
         const done = Atomics.load(c, CTRL.DONE)
-        if (done >= parts) break
+        if (done >= chunks) break
         const r = waitAsync(c, CTRL.DONE, done)
         if (r.async) await r.value
       }
@@ -110,7 +116,7 @@ export class WorkerPool {
   // A worker died: wake a waiting job so it rejects; later jobs reject at once.
   private fail (err: Error): void {
     this.dead ??= err
-    Atomics.store(this.ctrl, CTRL.DONE, this.workers.length)
+    Atomics.store(this.ctrl, CTRL.DONE, 0x7fffffff)
     Atomics.notify(this.ctrl, CTRL.DONE)
   }
 }

@@ -20,7 +20,8 @@ const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 
 export interface WasmKernels {
   gemm(A: number, sam: number, sar: number, sak: number, Bp: number, C: number, ldc: number, M: number, K: number, np: number, nlast: number, beta: number, bias: number, tmp: number): void
-  gemmp(Ap: number, Bp: number, C: number, ldc: number, M: number, K: number, np: number, nlast: number, beta: number, bias: number, tmp: number): void
+  gelu_forward(out: number, inp: number, n: number): void
+  gelu_backward(dinp: number, inp: number, dout: number, n: number): void
   dots(x: number, base: number, stride: number, n: number, hs: number, scale: number, dst: number): void
   wsum(coef: number, base: number, stride: number, n: number, hs: number, scale: number, dst: number, acc: number): void
   axpy_rows(coef: number, base: number, stride: number, n: number, hs: number, scale: number, x: number): void

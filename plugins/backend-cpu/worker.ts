@@ -1,6 +1,7 @@
 // Worker thread of the CPU backend: instantiates the WASM kernels on the shared memory, then loops:
-// sleep on the job counter (Atomics.wait), run this thread's part of the job, count itself done
-// (the last one wakes the main thread). It never returns to its event loop until EXIT.
+// sleep on the job counter (Atomics.wait), claim and run chunks of the job until none are left
+// (protocol in pool.ts), the one finishing the last chunk wakes the main thread. It never returns
+// to its event loop until EXIT.
 import { parentPort, workerData } from 'node:worker_threads'
 import { Executor, OP, PARAMS_LENGTH } from './exec.ts'
 import { instantiate } from './wasm.ts'
@@ -30,15 +31,23 @@ for (;;) {
   if (seq === seen) continue
   seen = seq
   if (params[0] === OP.EXIT) break
-  try {
-    exec.run(params, init.index, init.parts, partials)
-  } catch (err) {
-    // first error wins; the main thread rejects the job with it
-    if (Atomics.compareExchange(ctrl, CTRL.ERROR, 0, 1) === 0) {
-      const msg = new TextEncoder().encode(String((err as Error)?.stack ?? err)).subarray(0, ERROR_BYTES)
-      errorText.fill(0)
-      errorText.set(msg)
+  const tag = seq & 0xffff
+  const chunks = Atomics.load(ctrl, CTRL.CHUNKS)
+  for (;;) {
+    const v = Atomics.load(ctrl, CTRL.CLAIM)
+    const chunk = v & 0xffff
+    if ((v >>> 16) !== tag || chunk >= chunks) break // job over (or a newer one began: wait for its wake-up)
+    if (Atomics.compareExchange(ctrl, CTRL.CLAIM, v, v + 1) !== v) continue
+    try {
+      exec.runChunk(params, chunk, chunks, init.parts, init.index, partials, seq)
+    } catch (err) {
+      // first error wins; the main thread rejects the job with it
+      if (Atomics.compareExchange(ctrl, CTRL.ERROR, 0, 1) === 0) {
+        const msg = new TextEncoder().encode(String((err as Error)?.stack ?? err)).subarray(0, ERROR_BYTES)
+        errorText.fill(0)
+        errorText.set(msg)
+      }
     }
+    if (Atomics.add(ctrl, CTRL.DONE, 1) === chunks - 1) Atomics.notify(ctrl, CTRL.DONE)
   }
-  if (Atomics.add(ctrl, CTRL.DONE, 1) === init.parts - 1) Atomics.notify(ctrl, CTRL.DONE)
 }

@@ -17,7 +17,7 @@ import type { Codec, DecodedTensor, TensorRole } from '../../core/contracts/code
 import {
   assertLittleEndianHost, checkEncodeShape, checkIdentity, DEFAULT_MAX_ELEMENTS, expectPayload, readHeader, writeHeader
 } from './header.ts'
-import { absMaxFinite } from './finite.ts'
+import { absMaxFinite, bitsOf } from './finite.ts'
 import { CodecIds } from './ids.ts'
 
 export interface BlockCodecOptions {
@@ -72,13 +72,14 @@ export function int8BlockCodec (opts: BlockCodecOptions = {}): BlockCodec {
       const n = checkEncodeShape(data, shape, maxElements, name)
       const B = blockSize
       const nb = Math.ceil(n / B)
+      const bits = bitsOf(data)
       const { bytes, offset } = writeHeader(id, shape, n, 4, 4 * nb + n, (dv, at) => { dv.setUint32(at, B, true) })
       const scales = new Float32Array(bytes.buffer, offset, nb)
       const codes = new Int8Array(bytes.buffer, offset + 4 * nb, n)
       for (let blk = 0; blk < nb; blk++) {
         const from = blk * B
         const to = Math.min(n, from + B)
-        const a = absMaxFinite(data, from, to, name)
+        const a = absMaxFinite(data, bits, from, to, name)
         scales[blk] = a
         if (a === 0) continue // codes are already 0
         const m = 127 / a
@@ -132,13 +133,14 @@ export function int4BlockCodec (opts: BlockCodecOptions = {}): BlockCodec {
       const n = checkEncodeShape(data, shape, maxElements, name)
       const B = blockSize
       const nb = Math.ceil(n / B)
+      const bits = bitsOf(data)
       const { bytes, offset } = writeHeader(id, shape, n, 4, 4 * nb + Math.ceil(n / 2), (dv, at) => { dv.setUint32(at, B, true) })
       const scales = new Float32Array(bytes.buffer, offset, nb)
       const codes = new Uint8Array(bytes.buffer, offset + 4 * nb, Math.ceil(n / 2))
       for (let blk = 0; blk < nb; blk++) {
         const from = blk * B // even, since B is even: pairs never straddle blocks
         const to = Math.min(n, from + B)
-        const a = absMaxFinite(data, from, to, name)
+        const a = absMaxFinite(data, bits, from, to, name)
         scales[blk] = a
         // Nibble = round(x * 7 / a) + 8, in 1..15; a zero block is all 8s.
         const m = a === 0 ? 0 : 7 / a

@@ -14,7 +14,7 @@ import type { Codec, DecodedTensor, TensorRole } from '../../core/contracts/code
 import {
   assertLittleEndianHost, checkEncodeShape, checkIdentity, DEFAULT_MAX_ELEMENTS, expectPayload, readHeader, writeHeader
 } from './header.ts'
-import { absMaxFinite } from './finite.ts'
+import { absMaxFinite, bitsOf, findNonFinite } from './finite.ts'
 import { CodecIds } from './ids.ts'
 
 export interface FloatCodecOptions {
@@ -41,7 +41,7 @@ export function fp32Codec (opts: FloatCodecOptions = {}): Codec {
     nominalRatio: 1,
     encode (data: Float32Array, shape: readonly number[], _role: TensorRole): Uint8Array {
       const n = checkEncodeShape(data, shape, maxElements, name)
-      absMaxFinite(data, 0, n, name)
+      absMaxFinite(data, bitsOf(data), 0, n, name)
       const { bytes, offset } = writeHeader(id, shape, n, 0, 4 * n)
       new Float32Array(bytes.buffer, offset, n).set(data)
       return bytes
@@ -51,10 +51,8 @@ export function fp32Codec (opts: FloatCodecOptions = {}): Codec {
       expectPayload(hd, 4 * hd.n, name)
       // A copy: the decoded tensor must not alias a receive buffer that gets reused.
       const data = new Float32Array(hd.bytes.buffer, hd.bytes.byteOffset + hd.offset, hd.n).slice()
-      for (let i = 0; i < data.length; i++) {
-        const v = data[i]
-        if (v - v !== 0) throw new CodecError(`${name}: payload has a non-finite value at element ${i} (no encoder writes one: corrupted)`)
-      }
+      const bad = findNonFinite(data)
+      if (bad >= 0) throw new CodecError(`${name}: payload has a non-finite value at element ${bad} (no encoder writes one: corrupted)`)
       return { data, shape: hd.shape }
     }
   })
@@ -139,29 +137,32 @@ function halfCodec (f: HalfFormat, id: number, name: string, maxElements: number
     nominalRatio: 2,
     encode (data: Float32Array, shape: readonly number[], _role: TensorRole): Uint8Array {
       const n = checkEncodeShape(data, shape, maxElements, name)
-      const max = absMaxFinite(data, 0, n, name)
+      const bits = bitsOf(data)
+      const max = absMaxFinite(data, bits, 0, n, name)
       const k = max === 0 ? 0 : f.top - ilog2(max)
       const { bytes, offset } = writeHeader(id, shape, n, 4, 2 * n, (dv, at) => { dv.setInt32(at, k, true) })
       const out = new Uint16Array(bytes.buffer, offset, n)
-      const bits = new Uint32Array(data.buffer, data.byteOffset, n)
       const S = 2 ** k
-      // Fast path on the f32 bits: a normal input whose scaled value is a normal 16-bit float gets
-      // its exponent rebased by (k - (127 - bias)) and its mantissa rounded half-to-even.
+      // Fast path on the f32 bits, all int32 arithmetic: a normal input whose scaled value is a
+      // normal 16-bit float gets its exponent rebased by k - (127 - bias) and its mantissa rounded
+      // half to even. K and T fit int32 for every k an encoder can pick.
       const K = (k - (127 - f.bias)) * 2 ** 23
       const T = Math.max((f.emin + 127 - k) * 2 ** 23, 0x00800000)
+      const sbits = new Int32Array(bits.buffer, bits.byteOffset, n)
       for (let i = 0; i < n; i++) {
-        const b = bits[i]
+        const b = sbits[i]
         const a = b & 0x7fffffff
-        let h: number
         if (a >= T) {
-          const s = a + K
-          h = (s + half + ((s >>> shift) & 1)) >>> shift
-        } else if (a === 0) {
-          h = 0
+          const s = (a + K) | 0
+          out[i] = ((b >> 16) & 0x8000) | ((s + half + ((s >> shift) & 1)) >> shift)
         } else {
-          h = halfBitsSlow(Math.abs(data[i]) * S, f)
+          out[i] = ((b >> 16) & 0x8000) | (a === 0 ? 0 : halfBitsSlow(Math.abs(data[i]) * S, f))
         }
-        out[i] = ((b >>> 16) & 0x8000) | h
+      }
+      // When max|x| is in f32's top binade, the pattern 2^(top+1) would decode to 2^128 = Inf: use
+      // the largest pattern below it (still within half an ulp of max|x|; docs/compression.md).
+      if (k === kMin) {
+        for (let i = 0; i < n; i++) if ((out[i] & 0x7fff) === f.maxBits) out[i] = (out[i] & 0x8000) | (f.maxBits - 1)
       }
       return bytes
     },
@@ -178,6 +179,11 @@ function halfCodec (f: HalfFormat, id: number, name: string, maxElements: number
         const v = table[src[i]]
         if (v !== v) throw new CodecError(`${name}: element ${i} has bit pattern 0x${src[i].toString(16)}, beyond the scaled maximum (corrupted)`)
         data[i] = v * inv
+      }
+      if (k === kMin) { // the one scale where a valid-looking top pattern overflows f32
+        for (let i = 0; i < data.length; i++) {
+          if (data[i] === Infinity || data[i] === -Infinity) throw new CodecError(`${name}: element ${i} overflows float32 (corrupted)`)
+        }
       }
       return { data, shape: hd.shape }
     }

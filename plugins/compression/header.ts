@@ -37,14 +37,6 @@ export function headerLength (rank: number, paramBytes: number): number {
   return 12 + 4 * rank + paramBytes
 }
 
-/**
- * Length of the header at the start of `bytes` given the codec's params size, or the length a
- * well-formed header would have from what is readable; for the compliance suite and tools.
- */
-export function headerLengthOf (bytes: Uint8Array, paramBytes: number): number {
-  return headerLength(bytes.length >= 4 ? Math.min(bytes[3], MAX_RANK) : 0, paramBytes)
-}
-
 /** Validates a shape given to encode; returns the element count. */
 export function checkEncodeShape (data: Float32Array, shape: readonly number[], maxElements: number, codec: string): number {
   if (!(data instanceof Float32Array)) throw new ShapeError(`${codec}: data must be a Float32Array`)

@@ -14,3 +14,16 @@ export const CodecIds = Object.freeze({
 
 /** First id third-party codecs may use. */
 export const FIRST_USER_CODEC_ID = 1024
+
+/** Params bytes of each built-in format (see each codec's file). */
+const PARAM_BYTES: Readonly<Record<number, number>> = { 1: 0, 2: 4, 3: 4, 4: 4, 5: 4, 6: 8, 7: 8, 8: 8 }
+
+/**
+ * Length of the common header at the start of a built-in codec's message (12 + 4 * rank + params),
+ * from its id and rank bytes; for tools and the compliance suite's header-corruption checks.
+ */
+export function builtinHeaderLength (bytes: Uint8Array): number {
+  if (bytes.length < 4) return bytes.length
+  const id = bytes[0] | (bytes[1] << 8)
+  return 12 + 4 * Math.min(bytes[3], 8) + (PARAM_BYTES[id] ?? 0)
+}

@@ -211,6 +211,71 @@
           (local.set $tmp (i32.add (local.get $tmp) (i32.const 4)))
           (br_if $colloop (local.tee $cols (i32.sub (local.get $cols) (i32.const 1))))))))
 
+  ;; ---- GELU (tanh approximation), 4 lanes at a time ------------------------------------------
+
+  ;; tanh(x) for f32x4: Eigen's rational approximation (odd 13/6 polynomial ratio, float32-accurate),
+  ;; input clamped to +-7.90531110763549805 where it rounds to +-1; NaN propagates.
+  (func $tanh4 (param $x v128) (result v128)
+    (local $x2 v128) (local $p v128) (local $q v128)
+    (local.set $x (f32x4.min (f32x4.splat (f32.const 7.90531110763549805))
+      (f32x4.max (f32x4.splat (f32.const -7.90531110763549805)) (local.get $x))))
+    (local.set $x2 (f32x4.mul (local.get $x) (local.get $x)))
+    (local.set $p (f32x4.splat (f32.const -2.76076847742355e-16)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $x2)) (f32x4.splat (f32.const 2.00018790482477e-13))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $x2)) (f32x4.splat (f32.const -8.60467152213735e-11))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $x2)) (f32x4.splat (f32.const 5.12229709037114e-08))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $x2)) (f32x4.splat (f32.const 1.48572235717979e-05))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $x2)) (f32x4.splat (f32.const 6.37261928875436e-04))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $x2)) (f32x4.splat (f32.const 4.89352455891786e-03))))
+    (local.set $p (f32x4.mul (local.get $p) (local.get $x)))
+    (local.set $q (f32x4.splat (f32.const 1.19825839466702e-06)))
+    (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $x2)) (f32x4.splat (f32.const 1.18534705686654e-04))))
+    (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $x2)) (f32x4.splat (f32.const 2.26843463243900e-03))))
+    (local.set $q (f32x4.add (f32x4.mul (local.get $q) (local.get $x2)) (f32x4.splat (f32.const 4.89352518554385e-03))))
+    (f32x4.div (local.get $p) (local.get $q)))
+
+  ;; u = sqrt(2/pi) * (x + 0.044715 x^3)
+  (func $gelu_arg (param $x v128) (result v128)
+    (f32x4.mul (f32x4.splat (f32.const 0.7978845608028654))
+      (f32x4.add (local.get $x)
+        (f32x4.mul (f32x4.splat (f32.const 0.044715)) (f32x4.mul (local.get $x) (f32x4.mul (local.get $x) (local.get $x)))))))
+
+  ;; out[i] = 0.5 x (1 + tanh(u)), i in [0, n), n a multiple of 4
+  (func (export "gelu_forward") (param $out i32) (param $inp i32) (param $n i32)
+    (local $end i32) (local $x v128)
+    (local.set $end (i32.add (local.get $inp) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $inp) (local.get $end)))
+        (local.set $x (v128.load (local.get $inp)))
+        (v128.store (local.get $out)
+          (f32x4.mul (f32x4.mul (f32x4.splat (f32.const 0.5)) (local.get $x))
+            (f32x4.add (f32x4.splat (f32.const 1)) (call $tanh4 (call $gelu_arg (local.get $x))))))
+        (local.set $inp (i32.add (local.get $inp) (i32.const 16)))
+        (local.set $out (i32.add (local.get $out) (i32.const 16)))
+        (br $l))))
+
+  ;; dinp[i] += (0.5 (1 + th) + 0.5 x (1 - th^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)) dout[i], n a multiple of 4
+  (func (export "gelu_backward") (param $dinp i32) (param $inp i32) (param $dout i32) (param $n i32)
+    (local $end i32) (local $x v128) (local $th v128) (local $g v128)
+    (local.set $end (i32.add (local.get $inp) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $inp) (local.get $end)))
+        (local.set $x (v128.load (local.get $inp)))
+        (local.set $th (call $tanh4 (call $gelu_arg (local.get $x))))
+        (local.set $g (f32x4.add
+          (f32x4.mul (f32x4.splat (f32.const 0.5)) (f32x4.add (f32x4.splat (f32.const 1)) (local.get $th)))
+          (f32x4.mul
+            (f32x4.mul (f32x4.mul (f32x4.splat (f32.const 0.3989422804014327)) (local.get $x)) ;; 0.5 * sqrt(2/pi)
+              (f32x4.sub (f32x4.splat (f32.const 1)) (f32x4.mul (local.get $th) (local.get $th))))
+            (f32x4.add (f32x4.splat (f32.const 1)) (f32x4.mul (f32x4.splat (f32.const 0.134145)) (f32x4.mul (local.get $x) (local.get $x)))))))
+        (v128.store (local.get $dinp) (f32x4.add (v128.load (local.get $dinp)) (f32x4.mul (local.get $g) (v128.load (local.get $dout)))))
+        (local.set $inp (i32.add (local.get $inp) (i32.const 16)))
+        (local.set $dout (i32.add (local.get $dout) (i32.const 16)))
+        (local.set $dinp (i32.add (local.get $dinp) (i32.const 16)))
+        (br $l))))
+
   ;; ---- attention inner loops (head size hs a multiple of 4) -----------------------------------
 
   ;; dst[j] = scale * dot(x[0..hs], row_j[0..hs]), row_j at base + j*stride, j in [0, n).

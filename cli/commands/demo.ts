@@ -1,0 +1,193 @@
+// `layerswarm demo`: a whole swarm on this machine in one command. It starts a bootstrap node and
+// several training nodes (`layerswarm start --stage N ...` child processes on 127.0.0.1), shows one
+// live display while they train the model through the SWARM pipeline, then assembles the full
+// model from the stage checkpoints, prints a sample, and writes model.safetensors, loss.svg and a
+// JSON report. Every process it started is stopped on the way out (done, error, Ctrl-C, SIGTERM).
+import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import type { Command } from 'commander'
+import { loadCorpus } from '../../core/data/index.ts'
+import { DemoConfigError } from '../../core/demo/demo-errors.ts'
+import { DemoInterruptedError, runDemo } from '../../core/demo/run-demo.ts'
+import type { DemoSettings } from '../../core/demo/swarm-plan.ts'
+import { isBuiltinPlugin, isPathSpec } from '../../core/node/plugin-registry.ts'
+import { intFlag, makeLogger, numFlag, resolveModelConfig, withBackend } from './train.ts'
+
+export interface DemoFlags {
+  nodes?: string
+  stages?: string
+  steps?: string
+  report?: string
+  out?: string
+  model?: string
+  backend?: string
+  seed?: string
+  batch?: string
+  lr?: string
+  maxInflight?: string
+  evalBatches?: string
+  threads?: string
+  killAtStep?: string
+  data?: string
+  prompt?: string
+  sampleTokens?: string
+  temperature?: string
+  stallTimeout?: string
+  keepDataDirs?: boolean
+}
+
+/** At most this many node processes on one machine: a demo, not a cluster. */
+const MAX_NODES = 32
+
+export const DEMO_DEFAULTS = {
+  nodes: '4',
+  stages: '3',
+  steps: '150',
+  out: 'layerswarm-demo',
+  model: 'tiny',
+  backend: 'cpu',
+  seed: '0',
+  batch: '8',
+  lr: '3e-3',
+  maxInflight: '4',
+  evalBatches: '16',
+  threads: '1',
+  killAtStep: '0',
+  prompt: 'And God said',
+  sampleTokens: '200',
+  temperature: '0.8',
+  stallTimeout: '180'
+} as const
+
+export function register (program: Command): void {
+  const d = DEMO_DEFAULTS
+  program.command('demo')
+    .description('run a whole training swarm on this machine: a bootstrap node + training nodes in pipeline stages, ' +
+      'a live display, then a sample from the assembled model, its checkpoint, a loss chart and a report')
+    .option('--nodes <n>', 'training nodes (child processes); extra nodes double up stages from stage 1 on', d.nodes)
+    .option('--stages <s>', 'pipeline stages the model is cut into (2 .. the model\'s layers)', d.stages)
+    .option('--steps <n>', 'optimizer steps of the run', d.steps)
+    .option('--report <file>', 'write the JSON report here (default: OUT/report.json)')
+    .option('--out <dir>', 'results: model.safetensors, loss.svg, report.json, stages/, logs/', d.out)
+    .option('--model <preset|file>', 'model preset (tiny, small) or a JSON config file', d.model)
+    .option('--backend <name>', 'compute backend of every node: cpu, a plugin name or ./path', d.backend)
+    .option('--seed <n>', 'seed of the init, the batches and the sample', d.seed)
+    .option('--batch <n>', 'B: sequences per microbatch', d.batch)
+    .option('--lr <x>', 'peak learning rate (warmup, then cosine to lr/10)', d.lr)
+    .option('--max-inflight <k>', 'microbatches in flight per stage-0 node (1: synchronous)', d.maxInflight)
+    .option('--eval-batches <n>', 'held-out batches the assembled model is evaluated on', d.evalBatches)
+    .option('--threads <n>', 'backend worker threads per node', d.threads)
+    .option('--kill-at-step <n>', 'kill -9 one node of a doubled stage at this step, to watch the swarm route around it (0: never)', d.killAtStep)
+    .option('--data <path>', 'training text (file or folder; default: the shipped corpus)')
+    .option('--prompt <text>', 'prompt of the sample printed at the end', d.prompt)
+    .option('--sample-tokens <n>', 'tokens to sample at the end (0: none)', d.sampleTokens)
+    .option('--temperature <x>', 'sampling temperature (0: greedy)', d.temperature)
+    .option('--stall-timeout <s>', 'fail when no step completes for this many seconds', d.stallTimeout)
+    .option('--keep-data-dirs', 'keep the nodes\' temporary data dirs (identity keys, sockets)')
+    .addHelpText('after', '\nThe same swarm across machines: see docs/demo.md ("Across machines").')
+    .action(async (flags: DemoFlags) => { await runDemoCommand(flags) })
+}
+
+/** Flags -> settings; every bad value is a DemoConfigError (exit 2) saying what to change. */
+export async function demoSettings (flags: DemoFlags, cwd = process.cwd()): Promise<{ settings: DemoSettings, modelSpec: string }> {
+  const d = DEMO_DEFAULTS
+  const nodes = intFlag('--nodes', flags.nodes ?? d.nodes, 1)
+  const stages = intFlag('--stages', flags.stages ?? d.stages, 2)
+  const steps = intFlag('--steps', flags.steps ?? d.steps, 1)
+  if (nodes < stages) throw new DemoConfigError(`--nodes ${nodes} is fewer than --stages ${stages}: every stage needs at least one node; raise --nodes or lower --stages`)
+  if (nodes > MAX_NODES) throw new DemoConfigError(`--nodes ${nodes} is more than ${MAX_NODES} processes on one machine; across machines, run \`layerswarm start --stage N\` on each (docs/demo.md)`)
+  const killAtStep = intFlag('--kill-at-step', flags.killAtStep ?? d.killAtStep, 0)
+  if (killAtStep > 0 && nodes <= stages) throw new DemoConfigError(`--kill-at-step needs a stage served by two nodes (--nodes > --stages), got --nodes ${nodes} --stages ${stages}; killing the only node of a stage stops the run`)
+  if (killAtStep >= steps) throw new DemoConfigError(`--kill-at-step ${killAtStep} must be below --steps ${steps}`)
+  const modelName = flags.model ?? d.model
+  const modelSpec = modelName.endsWith('.json') ? resolve(cwd, modelName) : modelName
+  const backend = flags.backend ?? d.backend
+  let backendSpec = backend
+  if (isPathSpec(backend)) {
+    backendSpec = backend.startsWith('file:') ? backend : resolve(cwd, backend)
+    if (!backend.startsWith('file:') && !existsSync(backendSpec)) throw new DemoConfigError(`--backend ${backend}: no such file ${backendSpec}`)
+  } else if (!isBuiltinPlugin(backend) && !isBuiltinPlugin(`backend-${backend}`)) {
+    throw new DemoConfigError(`--backend ${backend} is not a known backend; use cpu, a built-in backend plugin name, or a ./path of a backend plugin`)
+  }
+  const data = flags.data != null ? resolve(cwd, flags.data) : undefined
+  if (data != null && !existsSync(data)) throw new DemoConfigError(`--data ${flags.data}: no such file or folder ${data}`)
+  return {
+    modelSpec,
+    settings: {
+      nodes,
+      stages,
+      steps,
+      model: modelSpec,
+      backend: backendSpec,
+      seed: intFlag('--seed', flags.seed ?? d.seed, 0),
+      batch: intFlag('--batch', flags.batch ?? d.batch, 1),
+      lr: positive('--lr', flags.lr ?? d.lr),
+      maxInflight: intFlag('--max-inflight', flags.maxInflight ?? d.maxInflight, 1),
+      evalBatches: intFlag('--eval-batches', flags.evalBatches ?? d.evalBatches, 1),
+      threads: intFlag('--threads', flags.threads ?? d.threads, 1),
+      killAtStep,
+      data
+    }
+  }
+}
+
+export async function runDemoCommand (flags: DemoFlags): Promise<void> {
+  const d = DEMO_DEFAULTS
+  const { settings, modelSpec } = await demoSettings(flags)
+  const sampleTokens = intFlag('--sample-tokens', flags.sampleTokens ?? d.sampleTokens, 0)
+  const temperature = numFlag('--temperature', flags.temperature ?? d.temperature, 0)
+  const stallS = intFlag('--stall-timeout', flags.stallTimeout ?? d.stallTimeout, 10)
+  // the corpus gives the vocabulary size of a preset, the held-out split and the unigram baseline
+  const corpus = await loadCorpus({ path: settings.data, tokenizer: 'byte' })
+  const config = await resolveModelConfig(modelSpec, corpus.tokenizer.vocabSize)
+  if (settings.stages > config.nLayer) throw new DemoConfigError(`--stages ${settings.stages} is more than the model's ${config.nLayer} layers; each stage needs at least one block`)
+  const outDir = resolve(flags.out ?? d.out)
+  const reportFile = resolve(flags.report ?? resolve(outDir, 'report.json'))
+
+  const abort = new AbortController()
+  const onSignal = (sig: NodeJS.Signals): void => {
+    // a second signal leaves at once; the launcher's exit hook still SIGKILLs every child group
+    if (abort.signal.aborted) process.exit(130)
+    process.stderr.write(`\n${sig}: stopping every node of the demo (again to force)\n`)
+    abort.abort()
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  const logger = makeLogger('warn')
+  try {
+    await runDemo({
+      settings,
+      config,
+      corpus,
+      outDir,
+      reportFile,
+      bin: fileURLToPath(new URL('../../bin/layerswarm.js', import.meta.url)),
+      cwd: process.cwd(),
+      displayOut: process.stderr,
+      tty: process.stderr.isTTY === true,
+      summaryOut: process.stdout,
+      sample: { prompt: sampleTokens > 0 ? flags.prompt ?? d.prompt : '', tokens: sampleTokens, temperature },
+      withBackend: async fn => await withBackend(settings.backend, undefined, logger, fn),
+      signal: abort.signal,
+      stallS,
+      keepDataDirs: flags.keepDataDirs === true
+    })
+  } catch (err) {
+    if (err instanceof DemoInterruptedError) {
+      process.stderr.write('demo interrupted; every node it started has stopped\n')
+      process.exitCode = 130
+      return
+    }
+    throw err
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+  }
+}
+
+function positive (name: string, v: string): number {
+  const x = numFlag(name, v, 0)
+  if (x <= 0) throw new DemoConfigError(`${name} must be a number > 0, got ${JSON.stringify(v)}`)
+  return x
+}

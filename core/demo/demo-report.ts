@@ -1,0 +1,104 @@
+// The demo's report: one JSON object with the run's figures (documented field by field in
+// docs/demo.md). Built from the final swarm snapshot, the per-node views and the demo's own eval of
+// the assembled model.
+import type { ModelConfig } from '../model/config.ts'
+import type { DemoSettings } from './swarm-plan.ts'
+import type { NodeView, SwarmSnapshot } from './swarm-view.ts'
+
+export interface KilledNode { readonly name: string, readonly stage: number, readonly pid: number, readonly atStep: number }
+
+export interface ReportInput {
+  readonly settings: DemoSettings
+  readonly config: ModelConfig
+  readonly params: number
+  readonly seqLen: number
+  readonly final: SwarmSnapshot
+  readonly views: readonly NodeView[]
+  /** Wall seconds of the whole demo up to the end of training, and from all nodes listening to the end. */
+  readonly seconds: number
+  readonly trainSeconds: number
+  readonly evalLoss: number | null
+  readonly evalBatches: number
+  readonly unigramEvalLoss: number | null
+  readonly killed: KilledNode | null
+  readonly runId: string | null
+  readonly files: { readonly checkpoint: string | null, readonly stageCheckpoints: readonly string[], readonly lossCurveSvg: string | null, readonly logs: string }
+  readonly sample: string | null
+}
+
+export function buildReport (r: ReportInput): Record<string, unknown> {
+  const f = r.final
+  const losses = f.lossCurve.map(p => p[1])
+  const last10 = losses.slice(-10)
+  return {
+    tokens: f.tokens,
+    seconds: round(r.seconds, 3),
+    train_seconds: round(r.trainSeconds, 3),
+    tokens_per_s: r.trainSeconds > 0 ? round(f.tokens / r.trainSeconds, 1) : null,
+    loss_first: losses[0] ?? null,
+    loss_last: losses.at(-1) ?? null,
+    loss_last10_mean: last10.length > 0 ? last10.reduce((a, b) => a + b, 0) / last10.length : null,
+    eval_loss: r.evalLoss,
+    eval_batches: r.evalBatches,
+    swarm_eval_loss: f.evalLoss,
+    unigram_eval_loss: r.unigramEvalLoss,
+    microbatches_done: f.microbatchesDone,
+    microbatches_dropped: f.microbatchesDropped,
+    microbatches_retried: f.microbatchesRetried,
+    bytes_forward: f.bytesForward,
+    bytes_backward: f.bytesBackward,
+    nodes: r.settings.nodes,
+    stages: r.settings.stages,
+    steps: r.settings.steps,
+    steps_done: f.step,
+    run_id: r.runId,
+    model: r.config,
+    params: r.params,
+    batch: r.settings.batch,
+    seq_len: r.seqLen,
+    lr: r.settings.lr,
+    seed: r.settings.seed,
+    backend: r.settings.backend,
+    max_inflight: r.settings.maxInflight,
+    killed: r.killed != null ? { name: r.killed.name, stage: r.killed.stage, pid: r.killed.pid, at_step: r.killed.atStep } : null,
+    per_node: r.views.map(v => ({
+      name: v.name,
+      stage: v.stage,
+      pid: v.pid,
+      peer_id: v.peerId,
+      exit: v.exit ?? null,
+      state: v.training?.state ?? null,
+      steps: v.training?.step ?? null,
+      microbatches_started: v.training?.microbatchesStarted ?? null,
+      microbatches_done: v.training?.microbatchesDone ?? null,
+      microbatches_dropped: v.training?.microbatchesDropped ?? null,
+      microbatches_retried: v.training?.microbatchesRetried ?? null,
+      tokens: v.training?.tokens ?? null,
+      bytes_forward: v.training?.bytesForward ?? null,
+      bytes_backward: v.training?.bytesBackward ?? null,
+      loss_last: v.training?.lossLast ?? null
+    })),
+    checkpoint: r.files.checkpoint,
+    stage_checkpoints: r.files.stageCheckpoints,
+    loss_curve_svg: r.files.lossCurveSvg,
+    logs: r.files.logs,
+    loss_curve: downsample(f.lossCurve, 100),
+    sample: r.sample
+  }
+}
+
+function round (x: number, digits: number): number {
+  const k = 10 ** digits
+  return Math.round(x * k) / k
+}
+
+/** At most n points: the mean loss of each of n equal windows, labelled by the window's last step. */
+export function downsample (curve: ReadonlyArray<readonly [number, number]>, n: number): Array<[number, number]> {
+  if (curve.length <= n) return curve.map(([s, l]) => [s, round(l, 5)])
+  const out: Array<[number, number]> = []
+  for (let i = 0; i < n; i++) {
+    const w = curve.slice(Math.floor(i * curve.length / n), Math.floor((i + 1) * curve.length / n))
+    out.push([w[w.length - 1][0], round(w.reduce((a, p) => a + p[1], 0) / w.length, 5)])
+  }
+  return out
+}

@@ -1,0 +1,81 @@
+// What the demo swarm looks like: which stage each training node serves, and the exact
+// `layerswarm start` arguments of every node. Every training node gets the same run flags (the
+// run manifest's hash is the run id: nodes with different flags would refuse each other's work).
+
+/** Settings of a demo run, validated by the CLI. */
+export interface DemoSettings {
+  /** Training nodes (the bootstrap node comes on top). */
+  readonly nodes: number
+  readonly stages: number
+  readonly steps: number
+  /** Preset name or an absolute path of a model JSON file. */
+  readonly model: string
+  readonly backend: string
+  readonly seed: number
+  /** B: sequences per microbatch. */
+  readonly batch: number
+  readonly lr: number
+  /** Microbatches in flight per stage-0 node (1: synchronous). */
+  readonly maxInflight: number
+  /** Held-out batches the demo evaluates the assembled model on. */
+  readonly evalBatches: number
+  /** Absolute path of the training data; undefined = the shipped corpus. */
+  readonly data?: string
+  /** Backend worker threads per node (CPU backend). */
+  readonly threads: number
+  /** SIGKILL one node of the most-served stage once the swarm reaches this step (0: never). */
+  readonly killAtStep: number
+}
+
+/**
+ * Stage of each training node: the first S nodes take one stage each; extra nodes double up
+ * stages from stage 1 on (a middle stage first, when there is one), so `--nodes 4 --stages 3`
+ * gives stages [0, 1, 2, 1].
+ */
+export function stageAssignment (nodes: number, stages: number): number[] {
+  const out: number[] = []
+  for (let i = 0; i < nodes; i++) out.push(i < stages ? i : stages === 1 ? 0 : 1 + ((i - stages) % (stages - 1)))
+  return out
+}
+
+/** Display names: "s1" for the only node of stage 1, "s1a", "s1b" when two serve it. */
+export function nodeNames (assignment: readonly number[]): string[] {
+  const count = new Map<number, number>()
+  for (const s of assignment) count.set(s, (count.get(s) ?? 0) + 1)
+  const seen = new Map<number, number>()
+  return assignment.map(s => {
+    const k = seen.get(s) ?? 0
+    seen.set(s, k + 1)
+    return (count.get(s) ?? 0) > 1 ? `s${s}${String.fromCharCode(97 + k)}` : `s${s}`
+  })
+}
+
+export function bootstrapArgs (dataDir: string): string[] {
+  return ['--bootstrap-node', '--data-dir', dataDir, '--listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'info']
+}
+
+/** `layerswarm start` arguments of a training node serving `stage`. */
+export function trainingNodeArgs (s: DemoSettings, stage: number, dataDir: string, configFile: string, bootstrapAddr: string): string[] {
+  return [
+    '--data-dir', dataDir,
+    '--config', configFile,
+    '--listen', '/ip4/127.0.0.1/tcp/0',
+    '--bootstrap', bootstrapAddr,
+    '--backend', s.backend,
+    '--stage', String(stage),
+    '--stages', String(s.stages),
+    '--model', s.model,
+    '--steps', String(s.steps),
+    '--seed', String(s.seed),
+    '--batch', String(s.batch),
+    '--lr', String(s.lr),
+    '--max-inflight', String(s.maxInflight),
+    ...(s.data != null ? ['--data', s.data] : []),
+    '--log-level', 'info'
+  ]
+}
+
+/** Per-node config file: backend options have no flag. */
+export function nodeConfig (s: DemoSettings): Record<string, unknown> {
+  return { pluginOptions: { 'backend-cpu': { threads: s.threads } } }
+}

@@ -1,0 +1,156 @@
+// The demo's view of the swarm: the last `status --json` of every node it started (the `training`
+// object of the pipeline runtime), folded into one snapshot for the live display and the report.
+// A node's status is untrusted input from another process: fields are read defensively, and a
+// node that stopped answering keeps its last figures (a killed node's work still counts).
+
+/** `training` in a node's status (the pipeline runtime's progress; see docs/demo.md). */
+export interface TrainingStatus {
+  runId?: string
+  stage: number
+  stages: number
+  state: 'starting' | 'waiting-peers' | 'training' | 'done' | 'failed' | string
+  step: number
+  steps: number
+  microbatchesStarted: number
+  microbatchesDone: number
+  microbatchesDropped: number
+  microbatchesRetried: number
+  lossLast: number | null
+  loss: Array<[number, number]>
+  evalLoss: number | null
+  tokens: number
+  bytesForward: number
+  bytesBackward: number
+  peersPerStage: Record<string, number>
+  throughput: number | null
+  error?: string
+}
+
+/** What the launcher knows of one node plus its last status. */
+export interface NodeView {
+  readonly name: string
+  /** null: the bootstrap node. */
+  readonly stage: number | null
+  readonly pid: number
+  readonly peerId: string
+  readonly dataDir: string
+  alive: boolean
+  exit?: string
+  training?: TrainingStatus
+  /** Connected peers in its last status. */
+  peers?: number
+}
+
+export interface SwarmSnapshot {
+  readonly elapsedS: number
+  readonly stages: number
+  /** Optimizer steps done (the furthest node) and the run's total. */
+  readonly step: number
+  readonly steps: number
+  /** Live nodes per stage, as the launcher knows them. */
+  readonly nodesPerStage: number[]
+  /** Peers per stage as the nodes see them (the largest count any node reports), if reported. */
+  readonly peersPerStage: number[] | null
+  readonly microbatchesDone: number
+  readonly microbatchesDropped: number
+  readonly microbatchesRetried: number
+  readonly tokens: number
+  readonly bytesForward: number
+  readonly bytesBackward: number
+  readonly lossLast: number | null
+  readonly evalLoss: number | null
+  /** Mean training loss per step over the last-stage nodes. */
+  readonly lossCurve: Array<[number, number]>
+  readonly states: string[]
+}
+
+const num = (v: unknown, d = 0): number => typeof v === 'number' && Number.isFinite(v) ? v : d
+const numOrNull = (v: unknown): number | null => typeof v === 'number' && Number.isFinite(v) ? v : null
+
+/** Reads the `training` field of a status object; undefined when absent or not an object. */
+export function parseTrainingStatus (status: unknown): TrainingStatus | undefined {
+  const t = (status as { training?: unknown } | null)?.training
+  if (t == null || typeof t !== 'object') return undefined
+  const o = t as Record<string, unknown>
+  const loss = Array.isArray(o.loss)
+    ? o.loss.filter((p): p is [number, number] => Array.isArray(p) && p.length >= 2 && Number.isFinite(p[0]) && Number.isFinite(p[1])).map(p => [p[0], p[1]] as [number, number])
+    : []
+  const pps: Record<string, number> = {}
+  if (o.peersPerStage != null && typeof o.peersPerStage === 'object') {
+    for (const [k, v] of Object.entries(o.peersPerStage as Record<string, unknown>)) if (typeof v === 'number') pps[k] = v
+  }
+  return {
+    runId: typeof o.runId === 'string' ? o.runId : undefined,
+    stage: num(o.stage, -1),
+    stages: num(o.stages),
+    state: typeof o.state === 'string' ? o.state : 'unknown',
+    step: num(o.step),
+    steps: num(o.steps),
+    microbatchesStarted: num(o.microbatchesStarted),
+    microbatchesDone: num(o.microbatchesDone),
+    microbatchesDropped: num(o.microbatchesDropped),
+    microbatchesRetried: num(o.microbatchesRetried),
+    lossLast: numOrNull(o.lossLast),
+    loss,
+    evalLoss: numOrNull(o.evalLoss),
+    tokens: num(o.tokens),
+    bytesForward: num(o.bytesForward),
+    bytesBackward: num(o.bytesBackward),
+    peersPerStage: pps,
+    throughput: numOrNull(o.throughput),
+    error: typeof o.error === 'string' ? o.error : undefined
+  }
+}
+
+/**
+ * Folds node views into one snapshot. Microbatches are counted where they start and end, at
+ * stage 0 (which draws the batch and receives the last gradient); tokens and the loss where they
+ * are computed, at the last stage; bytes are summed over every node (each counts what it sent).
+ */
+export function snapshot (views: readonly NodeView[], stages: number, steps: number, elapsedS: number): SwarmSnapshot {
+  const workers = views.filter(v => v.stage != null)
+  const withT = workers.filter(v => v.training != null) as Array<NodeView & { training: TrainingStatus }>
+  const first = withT.filter(v => v.stage === 0)
+  const last = withT.filter(v => v.stage === stages - 1)
+  const sum = (vs: typeof withT, f: (t: TrainingStatus) => number): number => vs.reduce((a, v) => a + f(v.training), 0)
+
+  const nodesPerStage = Array.from({ length: stages }, (_, s) => workers.filter(v => v.alive && v.stage === s).length)
+  let peersPerStage: number[] | null = null
+  for (const v of withT) {
+    if (!v.alive || Object.keys(v.training.peersPerStage).length === 0) continue
+    peersPerStage ??= new Array<number>(stages).fill(0)
+    for (let s = 0; s < stages; s++) peersPerStage[s] = Math.max(peersPerStage[s], num(v.training.peersPerStage[String(s)]))
+  }
+
+  // mean loss per step over the last-stage nodes that report that step
+  const byStep = new Map<number, { sum: number, n: number }>()
+  for (const v of last) {
+    for (const [step, loss] of v.training.loss) {
+      const e = byStep.get(step) ?? { sum: 0, n: 0 }
+      e.sum += loss
+      e.n++
+      byStep.set(step, e)
+    }
+  }
+  const lossCurve = [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([s, e]) => [s, e.sum / e.n] as [number, number])
+  const lastLosses = last.filter(v => v.training.lossLast != null)
+  const evals = last.map(v => v.training.evalLoss).filter((x): x is number => x != null)
+  return {
+    elapsedS,
+    stages,
+    step: withT.reduce((a, v) => Math.max(a, v.training.step), 0),
+    steps: withT.reduce((a, v) => Math.max(a, v.training.steps), 0) || steps,
+    nodesPerStage,
+    peersPerStage,
+    microbatchesDone: sum(first, t => t.microbatchesDone),
+    microbatchesDropped: sum(first, t => t.microbatchesDropped),
+    microbatchesRetried: sum(withT, t => t.microbatchesRetried),
+    tokens: sum(last, t => t.tokens),
+    bytesForward: sum(withT, t => t.bytesForward),
+    bytesBackward: sum(withT, t => t.bytesBackward),
+    lossLast: lossCurve.at(-1)?.[1] ?? (lastLosses.length > 0 ? lastLosses.reduce((a, v) => a + (v.training.lossLast as number), 0) / lastLosses.length : null),
+    evalLoss: evals.length > 0 ? evals.reduce((a, b) => a + b, 0) / evals.length : null,
+    lossCurve,
+    states: workers.map(v => v.alive ? (v.training?.state ?? 'starting') : 'exited')
+  }
+}

@@ -1,0 +1,205 @@
+// Stochastic wiring (SWARM): which peer of a stage gets the next microbatch.
+//
+// Each peer has a virtual finish time: the cumulative expected run time of the microbatches this
+// node sent it. `choose` takes the peer whose finish time is earliest (random tie-break) and adds
+// that peer's expected run time (EWMA of measured round trips) to it, so a peer that answers twice
+// as fast gets about twice the work, and a dead or slow one drifts out of use. A peer that enters
+// the candidate set (new, or back from a ban) starts at the current minimum, so it is tried next
+// but is not flooded to "catch up". Expected run time for an unmeasured peer: the stage's median
+// measurement, else its gossiped throughput, else 0 (tried at once).
+//
+// Timeouts follow measurement: EWMA + k x mean deviation of the peer's round trips, never below a
+// floor; an unmeasured peer gets the initial timeout. A failure bans the peer with exponential
+// backoff (base x 2^(failures-1), capped; x4 for a protocol violation); a success clears the
+// failure count. Peers come from a `PeerSource` (the gossip directory now, the scheduler later).
+
+/** Where the router learns which peers serve a stage (seam for Tokens.Scheduler). */
+export interface PeerSource {
+  /** Peer ids serving `stage`, excluding this node. */
+  peersForStage(stage: number): string[]
+  /** Gossiped microbatches/s of a peer, when known (a prior for unmeasured peers). */
+  throughputOf?(peer: string): number | undefined
+}
+
+/** What a failed exchange says about the peer (core/wire/penalty.ts, core/pipeline/errors.ts). */
+export type FailureVerdict = 'reject' | 'ignore' | 'none'
+
+export interface RouterOptions {
+  /** Random numbers in [0, 1) for tie-breaks. Default Math.random. */
+  readonly rng?: () => number
+  /** Clock in ms. Default Date.now. */
+  readonly now?: () => number
+  /** First ban length (ms). Default 2000. */
+  readonly banBaseMs?: number
+  /** Longest ban (ms). Default 60000. */
+  readonly banMaxMs?: number
+  /** Shortest timeout (ms). Default 10000. */
+  readonly timeoutFloorMs?: number
+  /** Timeout before a peer has been measured (ms). Default 120000. */
+  readonly initialTimeoutMs?: number
+  /** Deviations above the mean round trip before a timeout. Default 4. */
+  readonly timeoutK?: number
+  /** EWMA weight of a new sample. Default 0.25. */
+  readonly alpha?: number
+}
+
+export interface PeerRouteStats {
+  readonly peer: string
+  readonly stage: number
+  readonly ewmaMs: number | null
+  readonly devMs: number | null
+  readonly samples: number
+  readonly failures: number
+  readonly penalties: number
+  readonly bannedForMs: number
+  readonly finish: number
+}
+
+interface PeerState {
+  stage: number
+  ewma: number
+  dev: number
+  samples: number
+  failures: number
+  /** Protocol violations seen from this peer (inbound or in its replies). */
+  penalties: number
+  bannedUntil: number
+  /** Virtual finish time: cumulative expected ms of the work sent to it. */
+  finish: number
+}
+
+export class Router {
+  private readonly peers = new Map<string, PeerState>()
+  /** Candidates of the previous choice per stage: a peer not among them is (re)entering. */
+  private readonly lastCandidates = new Map<number, Set<string>>()
+  private readonly rng: () => number
+  private readonly now: () => number
+  private readonly opts: Required<Omit<RouterOptions, 'rng' | 'now'>>
+
+  constructor (private readonly source: PeerSource, options: RouterOptions = {}) {
+    this.rng = options.rng ?? Math.random
+    this.now = options.now ?? Date.now
+    this.opts = {
+      banBaseMs: options.banBaseMs ?? 2000,
+      banMaxMs: options.banMaxMs ?? 60_000,
+      timeoutFloorMs: options.timeoutFloorMs ?? 10_000,
+      initialTimeoutMs: options.initialTimeoutMs ?? 120_000,
+      timeoutK: options.timeoutK ?? 4,
+      alpha: options.alpha ?? 0.25
+    }
+  }
+
+  /** Peers of `stage` that are not banned. */
+  available (stage: number): string[] {
+    const t = this.now()
+    return this.source.peersForStage(stage).filter(p => (this.peers.get(p)?.bannedUntil ?? 0) <= t)
+  }
+
+  /**
+   * The peer of `stage` with the earliest expected finish, not banned and not in `exclude`, or
+   * undefined when there is none. Charges the peer its expected run time.
+   */
+  choose (stage: number, exclude: ReadonlySet<string> = new Set()): string | undefined {
+    const candidates = this.available(stage).filter(p => !exclude.has(p))
+    const previous = this.lastCandidates.get(stage) ?? new Set()
+    this.lastCandidates.set(stage, new Set(candidates))
+    if (candidates.length === 0) return undefined
+    const states = candidates.map(p => this.state(p, stage))
+    // entering peers start at the minimum of the continuing ones (tried next, not flooded)
+    const continuing = states.filter((_, i) => previous.has(candidates[i]))
+    const floor = continuing.length > 0 ? Math.min(...continuing.map(s => s.finish)) : Math.min(...states.map(s => s.finish))
+    for (let i = 0; i < states.length; i++) {
+      if (!previous.has(candidates[i]) || states[i].finish < floor) states[i].finish = floor
+    }
+    let best: number[] = []
+    let bestKey = Infinity
+    for (let i = 0; i < states.length; i++) {
+      const key = states[i].finish
+      if (key < bestKey - 1e-9) { best = [i]; bestKey = key } else if (Math.abs(key - bestKey) <= 1e-9) best.push(i)
+    }
+    const pick = best[Math.floor(this.rng() * best.length) % best.length]
+    const s = states[pick]
+    s.finish += this.expectedMs(candidates[pick], stage)
+    return candidates[pick]
+  }
+
+  /** Expected round trip of one microbatch through `peer` (ms). */
+  expectedMs (peer: string, stage: number): number {
+    const s = this.peers.get(peer)
+    if (s != null && s.samples > 0) return s.ewma
+    const measured = [...this.peers.values()].filter(x => x.stage === stage && x.samples > 0).map(x => x.ewma).sort((a, b) => a - b)
+    if (measured.length > 0) return measured[Math.floor(measured.length / 2)]
+    const tp = this.source.throughputOf?.(peer)
+    return tp != null && tp > 0 ? 1000 / tp : 0
+  }
+
+  /** How long to wait for `peer` before giving up on a microbatch (ms). */
+  timeoutMs (peer: string): number {
+    const s = this.peers.get(peer)
+    if (s == null || s.samples === 0) return this.opts.initialTimeoutMs
+    return Math.max(this.opts.timeoutFloorMs, s.ewma + this.opts.timeoutK * s.dev)
+  }
+
+  /** A round trip through `peer` finished in `ms`. */
+  succeeded (peer: string, stage: number, ms: number): void {
+    const s = this.state(peer, stage)
+    const a = this.opts.alpha
+    if (s.samples === 0) {
+      s.ewma = ms
+      s.dev = ms / 2
+    } else {
+      s.dev = (1 - a) * s.dev + a * Math.abs(ms - s.ewma)
+      s.ewma = (1 - a) * s.ewma + a * ms
+    }
+    s.samples++
+    s.failures = 0
+  }
+
+  /**
+   * An exchange with `peer` failed. 'reject' and 'ignore' ban it for a while (backoff doubles with
+   * consecutive failures; a protocol violation counts four times as long and adds a penalty);
+   * 'none' (our own abort) changes nothing.
+   */
+  failed (peer: string, stage: number, verdict: FailureVerdict): void {
+    if (verdict === 'none') return
+    const s = this.state(peer, stage)
+    s.failures++
+    if (verdict === 'reject') s.penalties++
+    const base = this.opts.banBaseMs * 2 ** Math.min(s.failures - 1, 30) * (verdict === 'reject' ? 4 : 1)
+    s.bannedUntil = this.now() + Math.min(this.opts.banMaxMs, base)
+  }
+
+  isBanned (peer: string): boolean {
+    return (this.peers.get(peer)?.bannedUntil ?? 0) > this.now()
+  }
+
+  /** Protocol violations counted against `peer`. */
+  penaltiesOf (peer: string): number {
+    return this.peers.get(peer)?.penalties ?? 0
+  }
+
+  stats (): PeerRouteStats[] {
+    const t = this.now()
+    return [...this.peers.entries()].map(([peer, s]) => ({
+      peer,
+      stage: s.stage,
+      ewmaMs: s.samples > 0 ? s.ewma : null,
+      devMs: s.samples > 0 ? s.dev : null,
+      samples: s.samples,
+      failures: s.failures,
+      penalties: s.penalties,
+      bannedForMs: Math.max(0, s.bannedUntil - t),
+      finish: s.finish
+    }))
+  }
+
+  private state (peer: string, stage: number): PeerState {
+    let s = this.peers.get(peer)
+    if (s == null) {
+      s = { stage, ewma: 0, dev: 0, samples: 0, failures: 0, penalties: 0, bannedUntil: 0, finish: 0 }
+      this.peers.set(peer, s)
+    }
+    s.stage = stage
+    return s
+  }
+}

@@ -1,0 +1,176 @@
+// The stage worker: this node's piece of the model (a core/model Stage) behind a lock, serving
+// microbatches one at a time, accumulating their gradients and stepping the optimizer.
+//
+// Stateless backward (docs/pipeline.md): a Stage keeps the activations of its latest forward only.
+// `backward(key, input, dout)` therefore re-runs the forward of `input` first unless the latest
+// forward was that same microbatch (always so with one microbatch in flight), then runs backward.
+// Forward, recompute and backward of one call run under one lock, so concurrent microbatches never
+// interleave inside the Stage.
+//
+// Steps: stage 0 steps when its data role says the step ended (`step()`); other stages step by
+// themselves (`auto`): before accumulating a backward whose step is newer than the accumulated ones
+// (the swarm moved on: flush the old step), and after accumulating once they hold `micros` backward
+// passes per distinct origin (a whole step's worth). The learning rate is the schedule's value at
+// the newest step seen in microbatch headers, so it follows the swarm, not a local clock.
+import type { Logger } from '../contracts/logger.ts'
+import { silentLogger } from '../logger.ts'
+import { learningRate, type LrSchedule } from '../model/lr-schedule.ts'
+import type { Stage, StageInput, StageOutput } from '../model/stage.ts'
+
+export interface StepRecordOut {
+  /** 1-based step number (the swarm step the gradients belonged to, plus one). */
+  readonly step: number
+  /** Mean loss of the microbatches in this update (NaN if none reported one). */
+  readonly loss: number
+  readonly lr: number
+  readonly microbatches: number
+  readonly applied: boolean
+  readonly gradNorm: number
+}
+
+export interface StageWorkerOptions {
+  readonly schedule: LrSchedule
+  /** Step by itself (non-first stages) instead of on the data role's `step()`. */
+  readonly auto: boolean
+  readonly log?: Logger
+  readonly onStep?: (r: StepRecordOut) => void
+}
+
+/** Which step a backward pass belongs to, and the loss the last stage reported for it. */
+export interface BackwardTag {
+  readonly origin: string
+  readonly step: number
+  readonly micros: number
+  readonly loss?: number
+}
+
+export class StageWorker {
+  /** Optimizer steps applied or skipped (non-finite gradients). */
+  steps = 0
+  private tail: Promise<unknown> = Promise.resolve()
+  private lastKey: string | null = null
+  private n = 0
+  private lossSum = 0
+  private lossN = 0
+  private accStep = -1
+  private readonly origins = new Set<string>()
+  private readonly log: Logger
+
+  constructor (readonly stage: Stage, private readonly opts: StageWorkerOptions) {
+    this.log = (opts.log ?? silentLogger).forComponent('layerswarm:pipeline:stage')
+  }
+
+  /** Backward passes accumulated since the last optimizer step. */
+  get pending (): number {
+    return this.n
+  }
+
+  /** Forward of one microbatch (kept for a backward of the same key). */
+  async forward (key: string, input: StageInput): Promise<StageOutput> {
+    return await this.locked(async () => {
+      this.lastKey = null
+      const out = await this.stage.forward(input)
+      this.lastKey = key
+      return out
+    })
+  }
+
+  /** Forward only, for evaluation: nothing is kept for backward. */
+  async evaluate (input: StageInput): Promise<StageOutput> {
+    return await this.locked(async () => {
+      this.lastKey = null
+      return await this.stage.forward(input)
+    })
+  }
+
+  /** Backward of `key`: recomputes its forward from `input` when another microbatch ran since. Returns dinput (null on stage 0). */
+  async backward (key: string, input: StageInput, dout: Float32Array, tag: BackwardTag): Promise<Float32Array | null> {
+    return await this.locked(async () => {
+      await this.beforeAccumulate(tag)
+      if (this.lastKey !== key) {
+        this.lastKey = null
+        await this.stage.forward(input)
+      }
+      this.lastKey = null
+      const dinput = await this.stage.backward(dout)
+      await this.afterAccumulate(tag, tag.loss)
+      return dinput
+    })
+  }
+
+  /** Last stage: forward with targets, then backward from the loss, as one unit. */
+  async trainLast (input: StageInput, tag: Omit<BackwardTag, 'loss'>): Promise<{ loss: number, count: number, dinput: Float32Array | null }> {
+    return await this.locked(async () => {
+      await this.beforeAccumulate(tag)
+      this.lastKey = null
+      const out = await this.stage.forward(input)
+      const dinput = await this.stage.backward()
+      const loss = out.loss as number
+      await this.afterAccumulate(tag, loss)
+      return { loss, count: out.count as number, dinput }
+    })
+  }
+
+  /**
+   * Applies the accumulated gradients (mean over the backward passes since the last step) with
+   * the schedule's rate at `step` (0-based). Nothing accumulated: no update, returns null.
+   */
+  async step (step: number): Promise<StepRecordOut | null> {
+    return await this.locked(async () => await this.flush(step))
+  }
+
+  /** Applies what is accumulated (the run ended mid-step). */
+  async flushPending (): Promise<StepRecordOut | null> {
+    return await this.locked(async () => await this.flush(this.accStep))
+  }
+
+  /** Runs `fn` with the stage idle (checkpoints, disposal). */
+  async exclusive<R> (fn: () => Promise<R>): Promise<R> {
+    return await this.locked(fn)
+  }
+
+  private async beforeAccumulate (tag: BackwardTag): Promise<void> {
+    if (this.opts.auto && this.n > 0 && tag.step > this.accStep) await this.flush(this.accStep)
+  }
+
+  private async afterAccumulate (tag: BackwardTag, loss: number | undefined): Promise<void> {
+    this.n++
+    this.accStep = Math.max(this.accStep, tag.step)
+    this.origins.add(tag.origin)
+    if (loss != null && Number.isFinite(loss)) { this.lossSum += loss; this.lossN++ }
+    if (this.opts.auto && this.n >= tag.micros * this.origins.size) await this.flush(this.accStep)
+  }
+
+  private async flush (step: number): Promise<StepRecordOut | null> {
+    if (this.n === 0) return null
+    const lr = learningRate(Math.max(0, step), this.opts.schedule)
+    const n = this.n
+    const r = await this.stage.update({ lr, gradScale: 1 / n })
+    await this.stage.zeroGrad()
+    const rec: StepRecordOut = {
+      step: step + 1,
+      loss: this.lossN > 0 ? this.lossSum / this.lossN : NaN,
+      lr,
+      microbatches: n,
+      applied: r.applied,
+      gradNorm: r.gradNorm
+    }
+    this.n = 0
+    this.lossSum = 0
+    this.lossN = 0
+    this.accStep = -1
+    this.origins.clear()
+    this.steps++
+    // parameters changed: a kept forward no longer matches them
+    this.lastKey = null
+    if (!r.applied) this.log.warn('non-finite gradient: step skipped', { step: rec.step })
+    this.opts.onStep?.(rec)
+    return rec
+  }
+
+  private async locked<R> (fn: () => Promise<R>): Promise<R> {
+    const run = this.tail.then(fn, fn)
+    this.tail = run.catch(() => {})
+    return await run
+  }
+}

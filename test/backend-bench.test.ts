@@ -1,0 +1,71 @@
+// `layerswarm bench kernels`: one JSON object on stdout, a missing baseline reported as missing
+// (never invented), ratios computed against the baseline, unknown suites rejected.
+import assert from 'node:assert/strict'
+import { fileURLToPath } from 'node:url'
+import { kernelsBench } from '../bench/kernels.ts'
+import { createCpuBackend } from '../plugins/backend-cpu/backend.ts'
+import { runCli } from './cli-helpers.ts'
+
+const NAMES = [
+  'matmul.fwd.1024x1024x1024', 'matmul.bwd.1024x1024x1024',
+  'matmul.fwd.1024x128x384', 'matmul.bwd.1024x128x384', 'matmul.fwd.1024x128x128', 'matmul.bwd.1024x128x128',
+  'matmul.fwd.1024x128x512', 'matmul.bwd.1024x128x512', 'matmul.fwd.1024x512x128', 'matmul.bwd.1024x512x128',
+  'matmul.fwd.1024x128x256', 'matmul.bwd.1024x128x256',
+  'attention.fwd', 'attention.fwd+bwd', 'train.step.tiny'
+]
+
+describe('layerswarm bench', function () {
+  this.timeout(120000)
+
+  it('bench kernels --json prints exactly one JSON object; an absent PyTorch is reported missing', async function () {
+    const r = await runCli(['bench', 'kernels', '--backend', 'cpu', '--json', '--reps', '1', '--warmup', '0', '--python', '/nonexistent/python3'], { timeoutMs: 110_000 })
+    assert.equal(r.code, 0, r.stderr)
+    const lines = r.stdout.trim().split('\n')
+    assert.equal(lines.length, 1, `stdout must be one line: ${r.stdout}`)
+    const report = JSON.parse(lines[0])
+    assert.equal(report.suite, 'kernels')
+    assert.equal(report.backend, 'cpu')
+    for (const k of ['cpu', 'cores', 'node', 'os']) assert.ok(report.machine[k] != null, `machine.${k}`)
+    assert.equal(report.baseline.name, 'pytorch')
+    assert.match(report.baseline.missing, /cannot run \/nonexistent\/python3/)
+    assert.deepEqual(report.results.map((x: { name: string }) => x.name), NAMES)
+    for (const x of report.results) {
+      assert.ok(Number.isFinite(x.value) && x.value > 0, `${x.name}: ${x.value}`)
+      assert.equal(x.baseline, null)
+      assert.equal(x.ratio, null)
+    }
+  })
+
+  it('rejects an unknown suite with exit code 2, naming the known ones', async function () {
+    const r = await runCli(['bench', 'nosuch'])
+    assert.equal(r.code, 2)
+    assert.match(r.stderr, /unknown bench suite "nosuch" \(known: kernels\)/)
+  })
+
+  it('computes ratios against the baseline: higher-is-better units divide ours by theirs, ms the other way', async function () {
+    const be = await createCpuBackend({ threads: 2 })
+    try {
+      const report = await kernelsBench(be, {
+        reps: 1,
+        warmup: 0,
+        python: process.execPath,
+        baselineScript: fileURLToPath(new URL('./fixtures/bench-baseline-stub.mjs', import.meta.url))
+      })
+      assert.equal(report.baseline.torch, 'stub')
+      assert.equal(report.baseline.threads, 2, 'the baseline runs with the backend\'s thread count')
+      const byName = new Map(report.results.map(x => [x.name, x]))
+      const mm = byName.get('matmul.fwd.1024x1024x1024')
+      assert.deepEqual(mm?.baseline, { name: 'pytorch', value: 10 })
+      assert.ok(Math.abs((mm?.ratio as number) - (mm?.value as number) / 10) < 1e-3 * (mm?.ratio as number) + 1e-3)
+      const att = byName.get('attention.fwd')
+      assert.equal(att?.unit, 'ms')
+      assert.ok(Math.abs((att?.ratio as number) - 4 / (att?.value as number)) < 1e-3 * (att?.ratio as number) + 1e-3)
+      const step = byName.get('train.step.tiny')
+      assert.equal(step?.unit, 'tokens/s')
+      assert.ok(Math.abs((step?.ratio as number) - (step?.value as number) / 1000) < 1e-3 * (step?.ratio as number) + 1e-3)
+      assert.equal(byName.get('matmul.bwd.1024x1024x1024')?.baseline, null, 'a result the baseline lacks stays missing')
+    } finally {
+      await be.dispose()
+    }
+  })
+})

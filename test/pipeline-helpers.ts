@@ -1,0 +1,59 @@
+// Shared by the pipeline tests: real libp2p nodes (TCP + noise + yamux) on 127.0.0.1 wired to each
+// other, a static PeerSource, a tiny model and a small repetitive corpus.
+import '../core/polyfills.ts'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Libp2p } from '@libp2p/interface'
+import { loadCorpus, type Corpus } from '../core/data/index.ts'
+import { defaultManifest, type RunManifest } from '../core/run/manifest.ts'
+import { validateModelConfig } from '../core/model/config.ts'
+import type { PeerSource } from '../core/pipeline/router.ts'
+import { createTestNode } from './wire-helpers.ts'
+
+export const TINY = { vocabSize: 256, blockSize: 16, nLayer: 3, nHead: 2, dModel: 32 }
+
+export function tinyManifest (over: { stages?: number, steps?: number, batch?: number, seqLen?: number, lr?: number, warmup?: number, clip?: number, seed?: number, name?: string } = {}): RunManifest {
+  return defaultManifest({
+    name: over.name ?? 'pipeline-test',
+    model: TINY,
+    stages: { count: over.stages ?? 2, split: null },
+    data: { corpus: 'test', seed: over.seed ?? 1, tokenizer: 'byte', batchSize: over.batch ?? 2, seqLen: over.seqLen ?? 16 },
+    optimizer: { lr: over.lr ?? 3e-3, warmup: over.warmup ?? 2, steps: over.steps ?? 4, clip: over.clip ?? 0 },
+    codecs: { activation: 'none', 'activation-grad': 'none', parameter: 'none', 'parameter-grad': 'none' },
+    bottleneck: null
+  }, { validateModel: validateModelConfig })
+}
+
+/** A settable map stage -> peer ids. */
+export class StaticSource implements PeerSource {
+  readonly map = new Map<number, string[]>()
+  peersForStage (stage: number): string[] { return [...(this.map.get(stage) ?? [])] }
+  set (stage: number, peers: string[]): void { this.map.set(stage, peers) }
+}
+
+/** n libp2p nodes, every pair connected (so each knows the others' addresses). */
+export async function connectedNodes (n: number): Promise<Libp2p[]> {
+  const nodes: Libp2p[] = []
+  for (let i = 0; i < n; i++) {
+    const node = await createTestNode()
+    await node.start()
+    nodes.push(node)
+  }
+  for (let i = 0; i < n; i++) {
+    for (let j = i + 1; j < n; j++) await nodes[i].dial(nodes[j].getMultiaddrs()[0])
+  }
+  return nodes
+}
+
+export function repetitiveText (): string {
+  const words = ['alpha', 'beta', 'gamma', 'delta', 'omega']
+  const paras: string[] = []
+  for (let i = 0; i < 600; i++) paras.push(`${i}: ${words[i % 5]} ${words[(i + 1) % 5]} ${words[(i + 2) % 5]}. ${words[i % 5]} ${words[(i + 1) % 5]}.`)
+  return paras.join('\n\n') + '\n'
+}
+
+export async function tinyCorpus (dir: string): Promise<{ corpus: Corpus, path: string }> {
+  const path = join(dir, 'corpus.txt')
+  await writeFile(path, repetitiveText())
+  return { corpus: await loadCorpus({ path, heldOutFraction: 0.05 }), path }
+}
