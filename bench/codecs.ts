@@ -88,8 +88,8 @@ export async function benchCodecs (opts: CodecBenchOptions = {}): Promise<BenchR
       { name: `${c.name}.ratio`, value: round(ratio, 4), unit: 'x', baseline: { name: `${c.name}.nominal_ratio`, value: round(c.nominalRatio, 4) }, ratio: round(ratio / c.nominalRatio, 4) },
       { name: `${c.name}.encode_GBps`, value: round(enc, 3), unit: 'GB/s', baseline: memcpy, ratio: round(enc / memcpy.value, 4) },
       { name: `${c.name}.decode_GBps`, value: round(dec, 3), unit: 'GB/s', baseline: memcpy, ratio: round(dec / memcpy.value, 4) },
-      { name: `${c.name}.rel_max_err`, value: err.relMax, unit: 'of absmax', baseline: { name: `${c.name}.declared_bound`, value: bound }, ratio: err.relMax > 0 ? round(bound / err.relMax, 4) : null },
-      { name: `${c.name}.rel_rmse`, value: err.relRmse, unit: 'of rms', baseline: null, ratio: null }
+      { name: `${c.name}.rel_max_err`, value: round(err.relMax * 1e6, 1), unit: 'ppm of absmax', baseline: { name: `${c.name}.declared_bound`, value: round(bound * 1e6, 1) }, ratio: err.relMax > 0 ? round(bound / err.relMax, 4) : null },
+      { name: `${c.name}.rel_rmse`, value: round(err.relRmse * 1e6, 1), unit: 'ppm of rms', baseline: null, ratio: null }
     )
   }
   machine.loadAvgEnd = round(os.loadavg()[0], 2)

@@ -30,7 +30,40 @@ export interface StartFlags {
   config?: string
   logLevel?: string
   logFormat?: string
+  // training (core/runtime/training-runtime.ts parses and validates them)
+  stage?: string
+  stages?: string
+  model?: string
+  tokenizer?: string
+  data?: string
+  steps?: string
+  seed?: string
+  batch?: string
+  seqLen?: string
+  microbatches?: string
+  lr?: string
+  warmup?: string
+  weightDecay?: string
+  gradClip?: string
+  bottleneck?: string
+  runName?: string
+  codec?: string
+  runManifest?: string
+  maxInflight?: string
+  sampleNodeId?: string
+  evalBatches?: string
+  evalEvery?: string
+  report?: string
+  checkpointDir?: string
+  exitWhenDone?: boolean
 }
+
+/** Flags of `start` that configure the training runtime; they go to CreateNodeOptions.runtime over the config file's `runtime`. */
+export const TRAINING_FLAGS = [
+  'stage', 'stages', 'model', 'tokenizer', 'data', 'steps', 'seed', 'batch', 'seqLen', 'microbatches', 'lr', 'warmup',
+  'weightDecay', 'gradClip', 'bottleneck', 'runName', 'codec', 'runManifest', 'maxInflight', 'sampleNodeId', 'evalBatches',
+  'evalEvery', 'report', 'checkpointDir', 'exitWhenDone'
+] as const
 
 export interface StartConfig {
   /** Options for createNode (the logger is added by the command). */
@@ -110,7 +143,7 @@ export async function resolveStartConfig (flags: StartFlags, env: NodeJS.Process
     backend: pick('backend'),
     pluginOptions: fromFile.pluginOptions,
     bootstrapRetry: fromFile.bootstrapRetry,
-    runtime: fromFile.runtime,
+    runtime: runtimeOptions(flags, fromFile.runtime),
     cwd
   }
   // check every multiaddr now, naming where it came from
@@ -119,6 +152,14 @@ export async function resolveStartConfig (flags: StartFlags, env: NodeJS.Process
     parseMultiaddrs(node[key] ?? [], where)
   }
   return { node, logLevel, logFormat, configFile }
+}
+
+// Training flags override the config file's `runtime` keys one by one (paths are resolved later,
+// against cwd, by the runtime); with neither, runtime stays as the file left it.
+function runtimeOptions (flags: StartFlags, fromFile: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+  const given = Object.fromEntries(TRAINING_FLAGS.filter(k => flags[k] != null).map(k => [k, flags[k]]))
+  if (Object.keys(given).length === 0) return fromFile
+  return { ...fromFile, ...given }
 }
 
 function flagLayer (f: StartFlags, cwd: string): Layer {

@@ -1,9 +1,11 @@
 // `layerswarm bench <suite>`: performance suites, each measured against a baseline in the same run.
-// Suites: `kernels` (a backend's matmul, attention and training step vs PyTorch). With --json,
+// Suites: `kernels` (a backend's matmul, attention and training step vs PyTorch), `codecs`
+// (bench/codecs.ts). With --json,
 // stdout carries exactly one JSON object (the report); progress goes to stderr.
 import type { Command } from 'commander'
 import { ConfigError } from '../../core/errors.ts'
 import { kernelsBench } from '../../bench/kernels.ts'
+import { benchCodecs } from '../../bench/codecs.ts'
 import { formatTable } from '../../bench/report.ts'
 import type { BenchReport } from '../../bench/report.ts'
 import { intFlag, makeLogger, withBackend } from './train.ts'
@@ -29,7 +31,9 @@ const SUITES: Record<string, Suite> = {
     const warmup = intFlag('--warmup', flags.warmup, 0)
     return await withBackend(flags.backend, threads, logger, async backend =>
       await kernelsBench(backend, { reps, warmup, python: flags.baseline ? flags.python : null, logger }))
-  }
+  },
+  // Built-in codecs on 16M activation-like floats: ratio, encode/decode GB/s vs memcpy, error vs declared bound.
+  codecs: async flags => await benchCodecs({ reps: intFlag('--reps', flags.reps, 1), warmup: intFlag('--warmup', flags.warmup, 0) })
 }
 
 export function register (program: Command): void {

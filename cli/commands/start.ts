@@ -5,6 +5,7 @@
 import type { Command } from 'commander'
 import { createLogger } from '../../core/logger.ts'
 import { resolveStartConfig, type StartFlags } from '../config.ts'
+import type { TrainingRuntime } from '../../core/runtime/training-runtime.ts'
 
 /** How long a clean shutdown may take before the process gives up and exits 1. */
 const STOP_TIMEOUT_MS = 20_000
@@ -27,6 +28,32 @@ export function register (program: Command): void {
     .option('--config <file>', 'JSON config file (flags > LAYERSWARM_* env > config file > defaults)')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default: info)')
     .option('--log-format <format>', 'human or json (default: human)')
+    // training (docs/pipeline.md); training starts when --stage is given
+    .option('--stage <n>', 'train: serve this pipeline stage (0..S-1); without it the node does not train')
+    .option('--stages <n>', 'train: number of pipeline stages S (default 2)')
+    .option('--model <preset|file>', 'train: tiny, small or a JSON model config (default tiny)')
+    .option('--tokenizer <name>', 'train: byte or gpt2 (default byte)')
+    .option('--data <path>', 'train: corpus file or folder, read by stage-0 nodes (default: the shipped corpus)')
+    .option('--steps <n>', 'train: optimizer steps of the run (default 1000)')
+    .option('--seed <n>', 'train: seed of the init and the batch draws (default 0)')
+    .option('--batch <n>', 'train: B, sequences per microbatch (default 8)')
+    .option('--seq-len <n>', 'train: T, tokens per sequence (default: the model context)')
+    .option('--microbatches <n>', 'train: microbatches per optimizer step, per stage-0 node (default 1)')
+    .option('--lr <x>', 'train: peak learning rate (default 1e-3; min lr = lr/10)')
+    .option('--warmup <n>', 'train: warmup steps (default min(100, steps/10))')
+    .option('--weight-decay <x>', 'train: AdamW weight decay (default 0.1)')
+    .option('--grad-clip <x>', 'train: clip each stage\'s gradient norm (default 1; 0 off)')
+    .option('--bottleneck <k>', 'train: learned bottleneck width at stage boundaries (default 0: off)')
+    .option('--codec <name>', 'train: codec of activations and their gradients (default none: raw f32)')
+    .option('--run-name <name>', 'train: run name in the manifest (default layerswarm)')
+    .option('--run-manifest <file>', 'train: run manifest JSON; replaces the model, stage, data and optimizer flags')
+    .option('--max-inflight <k>', 'train: microbatches in flight per stage-0 node (default 4; 1 = synchronous)')
+    .option('--sample-node-id <id>', 'train: node id of the batch sampler key (default: the peer id; "local" = train --local\'s)')
+    .option('--eval-batches <n>', 'train: held-out batches of the final eval, run by stage 0 (default 8; 0 none)')
+    .option('--eval-every <n>', 'train: also evaluate every n steps (default 0)')
+    .option('--report <file>', 'train: write a JSON report when the run is done')
+    .option('--checkpoint-dir <dir>', 'train: write this stage\'s checkpoint here when the run is done')
+    .option('--exit-when-done', 'train: exit 0 once the run is done (default: keep serving)')
     .addHelpText('after', '\nEnvironment: LAYERSWARM_NETWORK, LAYERSWARM_LISTEN (comma-separated), LAYERSWARM_ANNOUNCE, ' +
       'LAYERSWARM_BOOTSTRAP, LAYERSWARM_PLUGINS, LAYERSWARM_BACKEND, LAYERSWARM_DATA_DIR, LAYERSWARM_BOOTSTRAP_NODE, ' +
       'LAYERSWARM_RELAY, LAYERSWARM_PSK, LAYERSWARM_CONFIG, LAYERSWARM_LOG_LEVEL, LAYERSWARM_LOG_FORMAT. See docs/node.md.')
@@ -71,13 +98,36 @@ export async function runStart (flags: StartFlags): Promise<void> {
       return
     }
     process.stdout.write(`listening peerId=${node.peerId} addrs=${node.addresses().join(',')}\n`)
-    // the training runtime hooks in here (stage worker, trainer) once it exists: config.node.runtime
 
-    const sig = await received
-    log.info('shutting down', { signal: sig })
+    // the training runtime (core/runtime): a pinned stage means this node trains
+    let runtime: TrainingRuntime | undefined
+    if (config.node.runtime?.stage != null && !node.config.bootstrapNode) {
+      const { parseTrainingOptions, startTrainingRuntime } = await import('../../core/runtime/training-runtime.ts')
+      try {
+        runtime = await startTrainingRuntime(node, parseTrainingOptions(config.node.runtime ?? {}), logger)
+      } catch (err) {
+        await node.stop()
+        throw err
+      }
+    }
+    const finished = runtime?.options.exitWhenDone === true
+      ? runtime.done.then(() => 'done' as const, err => { log.error('finishing the run failed', { error: (err as Error).message }); return 'failed' as const })
+      : new Promise<never>(() => {})
+    const sig = await Promise.race([received, finished])
+    if (sig === 'done' || sig === 'failed') {
+      const state = runtime?.status().state
+      log.info('run over: exiting', { state })
+      if (sig === 'failed' || state !== 'done') process.exitCode = 1
+    } else {
+      log.info('shutting down', { signal: sig })
+    }
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<'timeout'>(resolve => { timer = setTimeout(() => { resolve('timeout') }, STOP_TIMEOUT_MS) })
-    const outcome = await Promise.race([node.stop().then(() => 'stopped' as const), timedOut])
+    const stopping = (async () => {
+      await runtime?.stop().catch(err => { log.warn('stopping the training runtime failed', { error: (err as Error).message }) })
+      await node.stop()
+    })()
+    const outcome = await Promise.race([stopping.then(() => 'stopped' as const), timedOut])
     clearTimeout(timer)
     if (outcome === 'timeout') {
       log.error('shutdown did not finish in time; exiting', { timeoutMs: STOP_TIMEOUT_MS })

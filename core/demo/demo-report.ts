@@ -13,6 +13,7 @@ export interface ReportInput {
   readonly params: number
   readonly seqLen: number
   readonly final: SwarmSnapshot
+  /** Every node the demo started (the bootstrap node has stage null). */
   readonly views: readonly NodeView[]
   /** Wall seconds of the whole demo up to the end of training, and from all nodes listening to the end. */
   readonly seconds: number
@@ -61,7 +62,8 @@ export function buildReport (r: ReportInput): Record<string, unknown> {
     backend: r.settings.backend,
     max_inflight: r.settings.maxInflight,
     killed: r.killed != null ? { name: r.killed.name, stage: r.killed.stage, pid: r.killed.pid, at_step: r.killed.atStep } : null,
-    per_node: r.views.map(v => ({
+    bootstrap: r.views.filter(v => v.stage == null).map(v => ({ pid: v.pid, peer_id: v.peerId, exit: v.exit ?? null }))[0] ?? null,
+    per_node: r.views.filter(v => v.stage != null).map(v => ({
       name: v.name,
       stage: v.stage,
       pid: v.pid,

@@ -97,15 +97,19 @@ export function lossChartSvg (series: readonly ChartSeries[], opts: ChartOptions
     }
   })
 
-  // legend, top right inside the plot
+  // legend, top right inside the plot (where a falling loss leaves room), sized to its longest
+  // label at ~6.6 px per character of the 12 px font
   const named = series.map((s, i) => ({ s, i })).filter(({ i }) => finite[i].length > 0)
+  const legendW = 24 + 6.6 * Math.max(0, ...named.map(({ s }) => s.name.length)) + 12
+  const x = fmt(Math.max(px0 + 4, px1 - legendW - 6))
+  if (named.length > 0) out.push(`<rect x="${Number(x) - 6}" y="${py0 + 4}" width="${fmt(legendW)}" height="${named.length * 16 + 4}" fill="#ffffff" fill-opacity="0.85" stroke="#cccccc"/>`)
   named.forEach(({ s, i }, row) => {
     const color = s.color ?? PALETTE[i % PALETTE.length]
     const y = py0 + 14 + row * 16
-    const x = px1 - 150
-    if ((s.style ?? 'line') === 'line') out.push(`<line x1="${x}" y1="${y}" x2="${x + 18}" y2="${y}" stroke="${color}" stroke-width="2"/>`)
-    else out.push(`<circle cx="${x + 9}" cy="${y}" r="3.5" fill="${color}"/>`)
-    out.push(`<text x="${x + 24}" y="${y}" dominant-baseline="middle">${escapeXml(s.name)}</text>`)
+    const x0 = Number(x)
+    if ((s.style ?? 'line') === 'line') out.push(`<line x1="${x0}" y1="${y}" x2="${x0 + 18}" y2="${y}" stroke="${color}" stroke-width="2"/>`)
+    else out.push(`<circle cx="${x0 + 9}" cy="${y}" r="3.5" fill="${color}"/>`)
+    out.push(`<text x="${x0 + 24}" y="${y}" dominant-baseline="middle">${escapeXml(s.name)}</text>`)
   })
   out.push('</svg>')
   return out.join('\n') + '\n'

@@ -81,7 +81,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
     const names = nodeNames(assignment)
     display.note(`starting a bootstrap node and ${s.nodes} training nodes (${s.stages} stages: ${assignment.map((st, i) => `${names[i]}`).join(' ')}); logs in ${logsDir}`)
     const bootDir = join(work, 'boot')
-    const boot = await launcher.start({ name: 'boot', args: bootstrapArgs(bootDir), logFile: join(logsDir, 'boot.log') })
+    const boot = await launcher.start({ name: 'boot', args: bootstrapArgs(bootDir), logFile: join(logsDir, 'boot.log') }, o.signal)
     views.push(viewOf('boot', null, boot, bootDir))
     display.note(`boot  pid ${boot.pid}  ${boot.addrs[0]}`)
     check()
@@ -89,12 +89,13 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
     await writeFile(configFile, JSON.stringify(nodeConfig(s)) + '\n')
     const started = await Promise.allSettled(assignment.map(async (stage, i) => {
       const dir = join(work, names[i])
-      const n = await launcher.start({ name: names[i], args: trainingNodeArgs(s, stage, dir, configFile, boot.addrs[0]), logFile: join(logsDir, `${names[i]}.log`) })
+      const n = await launcher.start({ name: names[i], args: trainingNodeArgs(s, stage, dir, configFile, boot.addrs[0]), logFile: join(logsDir, `${names[i]}.log`) }, o.signal)
       const v = viewOf(names[i], stage, n, dir)
       launched.set(v, n)
       display.note(`${names[i].padEnd(4)}  stage ${stage}  pid ${n.pid}  ${n.peerId}`)
       return v
     }))
+    check()
     const failed = started.find(r => r.status === 'rejected')
     if (failed != null) throw (failed as PromiseRejectedResult).reason
     for (const r of started) views.push((r as PromiseFulfilledResult<NodeView>).value)
@@ -212,7 +213,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
       params: countParameters(o.config),
       seqLen: o.config.blockSize,
       final: snap,
-      views: workers,
+      views,
       seconds,
       trainSeconds,
       evalLoss: ev.evalLoss,
@@ -242,6 +243,10 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
       ''
     ].join('\n'))
     return report
+  } catch (err) {
+    // whatever failed while a signal came in (a start cut short, a poll) is the interruption
+    if (interrupted() && !(err instanceof DemoInterruptedError)) throw new DemoInterruptedError()
+    throw err
   } finally {
     // every path out (done, error, Ctrl-C) stops every process this demo started
     await launcher.stopAll(interrupted() ? 5_000 : 15_000)

@@ -56,7 +56,7 @@ export class SwarmLauncher {
   }
 
   /** Spawns `node BIN start ...args` and resolves once it printed its listening line. */
-  async start (spec: LaunchSpec): Promise<LaunchedNode> {
+  async start (spec: LaunchSpec, signal?: AbortSignal): Promise<LaunchedNode> {
     if (!this.hooked) {
       process.on('exit', this.onExit)
       this.hooked = true
@@ -96,6 +96,8 @@ export class SwarmLauncher {
           if (m != null) { clearTimeout(timer); resolve(m[0]) }
         })
         void exited.then(e => { clearTimeout(timer); reject(new Error(`exited (${describeExit(e)}) before listening`)) })
+        if (signal?.aborted === true) reject(new Error('start aborted'))
+        signal?.addEventListener('abort', () => { clearTimeout(timer); reject(new Error('start aborted')) }, { once: true })
       })
       const m = LISTENING.exec(line) as RegExpExecArray
       const node: LaunchedNode = { spec, child, pid, peerId: m[1], addrs: m[2].split(','), exit: exitInfo, exited }

@@ -59,7 +59,7 @@ export interface SwarmSnapshot {
   readonly bytesBackward: number
   readonly lossLast: number | null
   readonly evalLoss: number | null
-  /** Mean training loss per step over the last-stage nodes. */
+  /** Mean training loss per step (stage-0 nodes, else last-stage nodes). */
   readonly lossCurve: Array<[number, number]>
   readonly states: string[]
 }
@@ -104,8 +104,8 @@ export function parseTrainingStatus (status: unknown): TrainingStatus | undefine
 
 /**
  * Folds node views into one snapshot. Microbatches are counted where they start and end, at
- * stage 0 (which draws the batch and receives the last gradient); tokens and the loss where they
- * are computed, at the last stage; bytes are summed over every node (each counts what it sent).
+ * stage 0 (which draws the batch and receives the last gradient); tokens at stage 0 or, if it does
+ * not count them, at the last stage; bytes are summed over every node (each counts what it sent).
  */
 export function snapshot (views: readonly NodeView[], stages: number, steps: number, elapsedS: number): SwarmSnapshot {
   const workers = views.filter(v => v.stage != null)
@@ -122,9 +122,11 @@ export function snapshot (views: readonly NodeView[], stages: number, steps: num
     for (let s = 0; s < stages; s++) peersPerStage[s] = Math.max(peersPerStage[s], num(v.training.peersPerStage[String(s)]))
   }
 
-  // mean loss per step over the last-stage nodes that report that step
+  // mean loss per step. Every stage learns each microbatch's loss from the backward pass; stage 0
+  // drives the steps and sees all its microbatches, so its nodes are the source when they report
+  const source = first.some(v => v.training.loss.length > 0) ? first : last
   const byStep = new Map<number, { sum: number, n: number }>()
-  for (const v of last) {
+  for (const v of source) {
     for (const [step, loss] of v.training.loss) {
       const e = byStep.get(step) ?? { sum: 0, n: 0 }
       e.sum += loss
@@ -133,7 +135,7 @@ export function snapshot (views: readonly NodeView[], stages: number, steps: num
     }
   }
   const lossCurve = [...byStep.entries()].sort((a, b) => a[0] - b[0]).map(([s, e]) => [s, e.sum / e.n] as [number, number])
-  const lastLosses = last.filter(v => v.training.lossLast != null)
+  const lastLosses = source.filter(v => v.training.lossLast != null)
   const evals = last.map(v => v.training.evalLoss).filter((x): x is number => x != null)
   return {
     elapsedS,
@@ -145,7 +147,7 @@ export function snapshot (views: readonly NodeView[], stages: number, steps: num
     microbatchesDone: sum(first, t => t.microbatchesDone),
     microbatchesDropped: sum(first, t => t.microbatchesDropped),
     microbatchesRetried: sum(withT, t => t.microbatchesRetried),
-    tokens: sum(last, t => t.tokens),
+    tokens: Math.max(sum(first, t => t.tokens), sum(last, t => t.tokens)),
     bytesForward: sum(withT, t => t.bytesForward),
     bytesBackward: sum(withT, t => t.bytesBackward),
     lossLast: lossCurve.at(-1)?.[1] ?? (lastLosses.length > 0 ? lastLosses.reduce((a, v) => a + (v.training.lossLast as number), 0) / lastLosses.length : null),

@@ -320,6 +320,10 @@ export function codecCompliance (name: string, factory: () => Codec, opts: Codec
           const buf = new Uint8Array(bytes.length + shift)
           buf.set(bytes, shift)
           sameTensor(a, codec.decode(buf.subarray(shift)), `decode at byte offset ${shift}`)
+          // Node Buffers from a pooled slab: slice() on them is a view, not a copy.
+          const pooled = Buffer.alloc(bytes.length + shift)
+          pooled.set(bytes, shift)
+          sameTensor(a, codec.decode(pooled.subarray(shift)), `decode of a Buffer at byte offset ${shift}`)
         }
       })
 

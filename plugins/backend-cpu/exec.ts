@@ -203,19 +203,23 @@ export class Executor {
       case OP.LAYERNORM_FWD: { // out, mean, rstd, inp, weight, bias, N, C
         const N = P[7]; const C = P[8]
         const [r0, r1] = partRange(N, c, nc)
-        K.layernormForward(F(P[1], N * C), F(P[2], N), F(P[3], N), F(P[4], N * C), F(P[5], C), F(P[6], C), C, r0, r1)
+        if (this.wasm !== null && C % 4 === 0) this.wasm.layernorm_forward(P[1] * 4, P[2] * 4, P[3] * 4, P[4] * 4, P[5] * 4, P[6] * 4, C, r0, r1)
+        else K.layernormForward(F(P[1], N * C), F(P[2], N), F(P[3], N), F(P[4], N * C), F(P[5], C), F(P[6], C), C, r0, r1)
         return
       }
       case OP.LAYERNORM_BWD: { // dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C
         const N = P[9]; const C = P[10]
         const rowChunks = unitChunks(N, parts) // see chunkCount: row chunks, then channel chunks
         const dout = F(P[4], N * C); const inp = F(P[5], N * C); const mean = F(P[7], N); const rstd = F(P[8], N)
+        const simd = this.wasm !== null && C % 4 === 0
         if (c < rowChunks) {
           const [r0, r1] = partRange(N, c, rowChunks)
-          K.layernormBackwardInput(F(P[1], N * C), dout, inp, F(P[6], C), mean, rstd, C, r0, r1)
+          if (simd) this.wasm?.layernorm_backward_input(P[1] * 4, P[4] * 4, P[5] * 4, P[6] * 4, P[7] * 4, P[8] * 4, C, r0, r1)
+          else K.layernormBackwardInput(F(P[1], N * C), dout, inp, F(P[6], C), mean, rstd, C, r0, r1)
         } else {
-          const [c0, c1] = partRange(C, c - rowChunks, nc - rowChunks)
-          K.layernormBackwardParams(F(P[2], C), F(P[3], C), dout, inp, mean, rstd, N, C, c0, c1)
+          const [c0, c1] = partRange(C, c - rowChunks, nc - rowChunks, 4)
+          if (simd) this.wasm?.layernorm_backward_params(P[2] * 4, P[3] * 4, P[4] * 4, P[5] * 4, P[7] * 4, P[8] * 4, N, C, c0, c1)
+          else K.layernormBackwardParams(F(P[2], C), F(P[3], C), dout, inp, mean, rstd, N, C, c0, c1)
         }
         return
       }
@@ -254,13 +258,16 @@ export class Executor {
             this.gemmPanels(scratch, 0, 0, N, inp, C, 1, dw, C, OC, N, C, 1, -1, c - na, nb, scratch + packedASize(OC, N))
           }
         } else if (db >= 0) { // dbias[OC] += sum over rows of dout
-          const [o0, o1] = partRange(OC, c - na - nb, nc - na - nb)
-          const sums = new Float64Array(o1 - o0) // rows outer: dout is read contiguously
+          const [o0, o1] = partRange(OC, c - na - nb, nc - na - nb, 4)
+          const mid = this.wasm === null ? o0 : o0 + ((o1 - o0) & ~3) // WASM for whole groups of 4 columns
+          if (mid > o0) this.wasm?.colsum_add((dout + o0) * 4, OC * 4, N, mid - o0, (db + o0) * 4)
+          if (mid === o1) return
+          const sums = new Float64Array(o1 - mid) // the rest in JS, rows outer: dout read contiguously
           for (let n = 0; n < N; n++) {
-            const row = dout + n * OC + o0
+            const row = dout + n * OC + mid
             for (let o = 0; o < sums.length; o++) sums[o] += f[row + o]
           }
-          for (let o = 0; o < sums.length; o++) f[db + o0 + o] += sums[o]
+          for (let o = 0; o < sums.length; o++) f[db + mid + o] += sums[o]
         }
         return
       }
@@ -343,24 +350,11 @@ export class Executor {
     const j0 = p0 * 8
     const cols = Math.min(ncols, p1 * 8) - j0
     const np = p1 - p0
-    const f = this.f32
-    // pack B: scratch[(p*K + k)*8 + jj] = B(k, j0 + 8p + jj), zero past cols
-    for (let p = 0; p < np; p++) {
-      const valid = Math.min(8, cols - p * 8)
-      for (let jj = 0; jj < 8; jj++) {
-        let dst = scratch + p * Kd * 8 + jj
-        if (jj >= valid) {
-          for (let k = 0; k < Kd; k++, dst += 8) f[dst] = 0
-        } else {
-          let src = b + (j0 + p * 8 + jj) * sbj
-          for (let k = 0; k < Kd; k++, dst += 8, src += sbk) f[dst] = f[src]
-        }
-      }
-    }
+    const wasm = this.wasm as WasmKernels
+    wasm.pack_b((b + j0 * sbj) * 4, sbk * 4, sbj * 4, Kd, cols, scratch * 4)
     const tmp = scratch + np * Kd * 8
     const nlast = cols - (np - 1) * 8
     const biasBytes = bias < 0 ? 0 : (bias + j0) * 4
-    const wasm = this.wasm as WasmKernels
     if (aPackedK < 0) {
       wasm.gemm(a * 4, sam * 4, sam * 4, sak * 4, scratch * 4, (c + j0) * 4, ldc * 4, M, Kd, np, nlast, beta, biasBytes, tmp * 4)
     } else {
@@ -368,20 +362,9 @@ export class Executor {
     }
   }
 
-  /** dst[(m & ~3)*K + k*4 + (m & 3)] = A(m, k) = a[m*sam + k*sak], rows past M zero. */
+  /** dst[(m & ~3)*K + k*4 + (m & 3)] = A(m, k) = a[m*sam + k*sak], rows past M zero (elements). */
   private packA (a: number, sam: number, sak: number, M: number, Kd: number, dst: number): void {
-    const f = this.f32
-    for (let m0 = 0; m0 < M; m0 += 4) {
-      for (let r = 0; r < 4; r++) {
-        let d = dst + m0 * Kd + r
-        if (m0 + r >= M) {
-          for (let k = 0; k < Kd; k++, d += 4) f[d] = 0
-        } else {
-          let src = a + (m0 + r) * sam
-          for (let k = 0; k < Kd; k++, d += 4, src += sak) f[d] = f[src]
-        }
-      }
-    }
+    (this.wasm as WasmKernels).pack_a4(a * 4, sam * 4, sak * 4, M, Kd, dst * 4)
   }
 
   /** (b, h) pairs [p0, p1): q.k and att@v in WASM, the softmax of each row in JS (exp). hs % 4 == 0. */

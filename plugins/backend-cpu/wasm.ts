@@ -20,6 +20,12 @@ const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 
 export interface WasmKernels {
   gemm(A: number, sam: number, sar: number, sak: number, Bp: number, C: number, ldc: number, M: number, K: number, np: number, nlast: number, beta: number, bias: number, tmp: number): void
+  pack_b(b: number, sbk: number, sbj: number, K: number, cols: number, dst: number): void
+  pack_a4(a: number, sam: number, sak: number, M: number, K: number, dst: number): void
+  layernorm_forward(out: number, mean: number, rstd: number, inp: number, w: number, b: number, C: number, r0: number, r1: number): void
+  layernorm_backward_input(dinp: number, dout: number, inp: number, w: number, mean: number, rstd: number, C: number, r0: number, r1: number): void
+  layernorm_backward_params(dw: number, db: number, dout: number, inp: number, mean: number, rstd: number, N: number, C: number, c0: number, c1: number): void
+  colsum_add(src: number, ld: number, rows: number, ncols: number, dst: number): void
   gelu_forward(out: number, inp: number, n: number): void
   gelu_backward(dinp: number, inp: number, dout: number, n: number): void
   dots(x: number, base: number, stride: number, n: number, hs: number, scale: number, dst: number): void

@@ -89,7 +89,8 @@ export function readHeader (input: Uint8Array, id: number, name: string, paramBy
   if (!(input instanceof Uint8Array)) throw new CodecError(`${name}: encoded data must be a Uint8Array`)
   if (input.length < 8) throw new CodecError(`${name}: truncated: ${input.length} bytes is shorter than the smallest header`)
   // Payload views need 4-byte alignment; wire frames are aligned, other sources may not be.
-  const bytes = input.byteOffset % 4 === 0 ? input : input.slice()
+  // new Uint8Array(view) copies (Buffer#slice would not: it returns a view).
+  const bytes = input.byteOffset % 4 === 0 ? input : new Uint8Array(input)
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const gotId = dv.getUint16(0, true)
   if (gotId !== id) throw new CodecError(`${name}: bytes are for codec id ${gotId}, not ${id}`)

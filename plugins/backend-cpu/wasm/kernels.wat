@@ -187,7 +187,81 @@
         (local.set $i0 (local.get $i1))
         (br $rowblocks))))
 
-  ;; Store 8 columns (v0: 0..3, v1: 4..7) of one C row: add bias, add old C if beta, write only
+;; ---- packing for the GEMM (pointers and strides in bytes) --------------------------------------
+
+  ;; dst[(p*K + k)*8 + jj] = B(k, 8p + jj) = b[k*sbk + (8p + jj)*sbj], zero for columns >= cols
+  (func (export "pack_b") (param $b i32) (param $sbk i32) (param $sbj i32) (param $K i32) (param $cols i32) (param $dst i32)
+    (local $p i32) (local $np i32) (local $valid i32) (local $k i32) (local $src i32) (local $jj i32)
+    (local.set $np (i32.shr_u (i32.add (local.get $cols) (i32.const 7)) (i32.const 3)))
+    (block $done
+      (loop $panels
+        (br_if $done (i32.ge_u (local.get $p) (local.get $np)))
+        (local.set $valid (i32.sub (local.get $cols) (i32.shl (local.get $p) (i32.const 3))))
+        (if (i32.gt_u (local.get $valid) (i32.const 8)) (then (local.set $valid (i32.const 8))))
+        (local.set $src (i32.add (local.get $b) (i32.mul (i32.shl (local.get $p) (i32.const 3)) (local.get $sbj))))
+        (local.set $k (local.get $K))
+        (if (i32.and (i32.eq (local.get $valid) (i32.const 8)) (i32.eq (local.get $sbj) (i32.const 4)))
+          (then ;; a full panel of a row-major B: two vector copies per k
+            (loop $rows
+              (v128.store (local.get $dst) (v128.load (local.get $src)))
+              (v128.store offset=16 (local.get $dst) (v128.load offset=16 (local.get $src)))
+              (local.set $src (i32.add (local.get $src) (local.get $sbk)))
+              (local.set $dst (i32.add (local.get $dst) (i32.const 32)))
+              (br_if $rows (local.tee $k (i32.sub (local.get $k) (i32.const 1))))))
+          (else
+            (loop $rows2
+              (local.set $jj (i32.const 0))
+              (loop $cols
+                (f32.store (i32.add (local.get $dst) (i32.shl (local.get $jj) (i32.const 2)))
+                  (f32.load (i32.add (local.get $src) (i32.mul (local.get $jj) (local.get $sbj)))))
+                (br_if $cols (i32.lt_u (local.tee $jj (i32.add (local.get $jj) (i32.const 1))) (local.get $valid))))
+              (local.set $jj (local.get $valid))
+              (block $zdone
+                (loop $zero
+                  (br_if $zdone (i32.ge_u (local.get $jj) (i32.const 8)))
+                  (f32.store (i32.add (local.get $dst) (i32.shl (local.get $jj) (i32.const 2))) (f32.const 0))
+                  (local.set $jj (i32.add (local.get $jj) (i32.const 1)))
+                  (br $zero)))
+              (local.set $src (i32.add (local.get $src) (local.get $sbk)))
+              (local.set $dst (i32.add (local.get $dst) (i32.const 32)))
+              (br_if $rows2 (local.tee $k (i32.sub (local.get $k) (i32.const 1)))))))
+        (local.set $p (i32.add (local.get $p) (i32.const 1)))
+        (br $panels))))
+
+  ;; dst[(m & ~3)*K + k*4 + (m & 3)] = A(m, k) = a[m*sam + k*sak], zero for rows >= M
+  (func (export "pack_a4") (param $a i32) (param $sam i32) (param $sak i32) (param $M i32) (param $K i32) (param $dst i32)
+    (local $m0 i32) (local $valid i32) (local $k i32) (local $src i32) (local $r i32)
+    (block $done
+      (loop $blocks
+        (br_if $done (i32.ge_u (local.get $m0) (local.get $M)))
+        (local.set $valid (i32.sub (local.get $M) (local.get $m0)))
+        (if (i32.gt_u (local.get $valid) (i32.const 4)) (then (local.set $valid (i32.const 4))))
+        (local.set $src (i32.add (local.get $a) (i32.mul (local.get $m0) (local.get $sam))))
+        (local.set $k (local.get $K))
+        (if (i32.and (i32.eq (local.get $valid) (i32.const 4)) (i32.eq (local.get $sam) (i32.const 4)))
+          (then ;; 4 rows adjacent in memory (a transposed view): one vector per k
+            (loop $ks
+              (v128.store (local.get $dst) (v128.load (local.get $src)))
+              (local.set $src (i32.add (local.get $src) (local.get $sak)))
+              (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+              (br_if $ks (local.tee $k (i32.sub (local.get $k) (i32.const 1))))))
+          (else
+            (loop $ks2
+              (local.set $r (i32.const 0))
+              (loop $rs
+                ;; no load past row M (it could lie past the end of memory)
+                (f32.store (i32.add (local.get $dst) (i32.shl (local.get $r) (i32.const 2)))
+                  (if (result f32) (i32.lt_u (local.get $r) (local.get $valid))
+                    (then (f32.load (i32.add (local.get $src) (i32.mul (local.get $r) (local.get $sam)))))
+                    (else (f32.const 0))))
+                (br_if $rs (i32.lt_u (local.tee $r (i32.add (local.get $r) (i32.const 1))) (i32.const 4))))
+              (local.set $src (i32.add (local.get $src) (local.get $sak)))
+              (local.set $dst (i32.add (local.get $dst) (i32.const 16)))
+              (br_if $ks2 (local.tee $k (i32.sub (local.get $k) (i32.const 1)))))))
+        (local.set $m0 (i32.add (local.get $m0) (i32.const 4)))
+        (br $blocks))))
+
+    ;; Store 8 columns (v0: 0..3, v1: 4..7) of one C row: add bias, add old C if beta, write only
   ;; `cols` columns (a partial last panel goes through tmp).
   (func $store8 (param $c i32) (param $v0 v128) (param $v1 v128) (param $cols i32) (param $beta i32) (param $bias i32) (param $tmp i32)
     (local $j i32) (local $old f32)
@@ -210,6 +284,137 @@
           (local.set $c (i32.add (local.get $c) (i32.const 4)))
           (local.set $tmp (i32.add (local.get $tmp) (i32.const 4)))
           (br_if $colloop (local.tee $cols (i32.sub (local.get $cols) (i32.const 1))))))))
+
+  ;; ---- layernorm and column sums (C a multiple of 4; pointers to row 0, rows [r0, r1)) -------------
+
+  (func $hsum (param $v v128) (result f32)
+    (f32.add (f32.add (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 1 (local.get $v)))
+             (f32.add (f32x4.extract_lane 2 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
+
+  ;; two passes per row (mean, then variance of the deviations), eps 1e-5
+  (func (export "layernorm_forward") (param $out i32) (param $mean i32) (param $rstd i32) (param $inp i32)
+    (param $w i32) (param $b i32) (param $C i32) (param $r0 i32) (param $r1 i32)
+    (local $n i32) (local $x i32) (local $o i32) (local $i i32) (local $end i32)
+    (local $s v128) (local $d v128) (local $m f32) (local $r f32) (local $mv v128) (local $rv v128)
+    (local.set $end (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $n (local.get $r0))
+    (block $done
+      (loop $rows
+        (br_if $done (i32.ge_u (local.get $n) (local.get $r1)))
+        (local.set $x (i32.add (local.get $inp) (i32.mul (local.get $n) (local.get $end))))
+        (local.set $o (i32.add (local.get $out) (i32.mul (local.get $n) (local.get $end))))
+        (local.set $s (v128.const i32x4 0 0 0 0))
+        (local.set $i (i32.const 0))
+        (loop $sum
+          (local.set $s (f32x4.add (local.get $s) (v128.load (i32.add (local.get $x) (local.get $i)))))
+          (br_if $sum (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 16))) (local.get $end))))
+        (local.set $m (f32.div (call $hsum (local.get $s)) (f32.convert_i32_u (local.get $C))))
+        (local.set $mv (f32x4.splat (local.get $m)))
+        (local.set $s (v128.const i32x4 0 0 0 0))
+        (local.set $i (i32.const 0))
+        (loop $var
+          (local.set $d (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $i))) (local.get $mv)))
+          (local.set $s (f32x4.add (local.get $s) (f32x4.mul (local.get $d) (local.get $d))))
+          (br_if $var (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 16))) (local.get $end))))
+        (local.set $r (f32.div (f32.const 1) (f32.sqrt (f32.add
+          (f32.div (call $hsum (local.get $s)) (f32.convert_i32_u (local.get $C))) (f32.const 1e-5)))))
+        (local.set $rv (f32x4.splat (local.get $r)))
+        (local.set $i (i32.const 0))
+        (loop $norm
+          (v128.store (i32.add (local.get $o) (local.get $i))
+            (f32x4.add
+              (f32x4.mul (f32x4.mul (f32x4.sub (v128.load (i32.add (local.get $x) (local.get $i))) (local.get $mv)) (local.get $rv))
+                (v128.load (i32.add (local.get $w) (local.get $i))))
+              (v128.load (i32.add (local.get $b) (local.get $i)))))
+          (br_if $norm (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 16))) (local.get $end))))
+        (f32.store (i32.add (local.get $mean) (i32.shl (local.get $n) (i32.const 2))) (local.get $m))
+        (f32.store (i32.add (local.get $rstd) (i32.shl (local.get $n) (i32.const 2))) (local.get $r))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (br $rows))))
+
+  ;; dinp += (dnorm - mean(dnorm) - norm * mean(dnorm * norm)) * rstd, dnorm = w * dout
+  (func (export "layernorm_backward_input") (param $dinp i32) (param $dout i32) (param $inp i32) (param $w i32)
+    (param $mean i32) (param $rstd i32) (param $C i32) (param $r0 i32) (param $r1 i32)
+    (local $n i32) (local $row i32) (local $i i32) (local $end i32)
+    (local $mv v128) (local $rv v128) (local $s1 v128) (local $s2 v128) (local $norm v128) (local $dnorm v128)
+    (local $a v128) (local $bq v128) (local $invC f32)
+    (local.set $end (i32.shl (local.get $C) (i32.const 2)))
+    (local.set $invC (f32.div (f32.const 1) (f32.convert_i32_u (local.get $C))))
+    (local.set $n (local.get $r0))
+    (block $done
+      (loop $rows
+        (br_if $done (i32.ge_u (local.get $n) (local.get $r1)))
+        (local.set $row (i32.mul (local.get $n) (local.get $end)))
+        (local.set $mv (f32x4.splat (f32.load (i32.add (local.get $mean) (i32.shl (local.get $n) (i32.const 2))))))
+        (local.set $rv (f32x4.splat (f32.load (i32.add (local.get $rstd) (i32.shl (local.get $n) (i32.const 2))))))
+        (local.set $s1 (v128.const i32x4 0 0 0 0))
+        (local.set $s2 (v128.const i32x4 0 0 0 0))
+        (local.set $i (i32.const 0))
+        (loop $red
+          (local.set $norm (f32x4.mul (f32x4.sub (v128.load (i32.add (i32.add (local.get $inp) (local.get $row)) (local.get $i))) (local.get $mv)) (local.get $rv)))
+          (local.set $dnorm (f32x4.mul (v128.load (i32.add (local.get $w) (local.get $i))) (v128.load (i32.add (i32.add (local.get $dout) (local.get $row)) (local.get $i)))))
+          (local.set $s1 (f32x4.add (local.get $s1) (local.get $dnorm)))
+          (local.set $s2 (f32x4.add (local.get $s2) (f32x4.mul (local.get $dnorm) (local.get $norm))))
+          (br_if $red (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 16))) (local.get $end))))
+        (local.set $a (f32x4.splat (f32.mul (call $hsum (local.get $s1)) (local.get $invC))))
+        (local.set $bq (f32x4.splat (f32.mul (call $hsum (local.get $s2)) (local.get $invC))))
+        (local.set $i (i32.const 0))
+        (loop $upd
+          (local.set $norm (f32x4.mul (f32x4.sub (v128.load (i32.add (i32.add (local.get $inp) (local.get $row)) (local.get $i))) (local.get $mv)) (local.get $rv)))
+          (local.set $dnorm (f32x4.mul (v128.load (i32.add (local.get $w) (local.get $i))) (v128.load (i32.add (i32.add (local.get $dout) (local.get $row)) (local.get $i)))))
+          (v128.store (i32.add (i32.add (local.get $dinp) (local.get $row)) (local.get $i))
+            (f32x4.add (v128.load (i32.add (i32.add (local.get $dinp) (local.get $row)) (local.get $i)))
+              (f32x4.mul (f32x4.sub (f32x4.sub (local.get $dnorm) (local.get $a)) (f32x4.mul (local.get $norm) (local.get $bq))) (local.get $rv))))
+          (br_if $upd (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 16))) (local.get $end))))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (br $rows))))
+
+  ;; channels [c0, c1) (multiples of 4): dbias += sum_n dout, dweight += sum_n norm * dout
+  (func (export "layernorm_backward_params") (param $dw i32) (param $db i32) (param $dout i32) (param $inp i32)
+    (param $mean i32) (param $rstd i32) (param $N i32) (param $C i32) (param $c0 i32) (param $c1 i32)
+    (local $n i32) (local $row i32) (local $i i32) (local $end i32) (local $mv v128) (local $rv v128) (local $d v128) (local $off i32)
+    (local.set $end (i32.shl (local.get $c1) (i32.const 2)))
+    (block $done
+      (loop $rows
+        (br_if $done (i32.ge_u (local.get $n) (local.get $N)))
+        (local.set $row (i32.shl (i32.mul (local.get $n) (local.get $C)) (i32.const 2)))
+        (local.set $mv (f32x4.splat (f32.load (i32.add (local.get $mean) (i32.shl (local.get $n) (i32.const 2))))))
+        (local.set $rv (f32x4.splat (f32.load (i32.add (local.get $rstd) (i32.shl (local.get $n) (i32.const 2))))))
+        (local.set $i (i32.shl (local.get $c0) (i32.const 2)))
+        (block $cdone
+          (loop $chan
+            (br_if $cdone (i32.ge_u (local.get $i) (local.get $end)))
+            (local.set $off (i32.add (local.get $row) (local.get $i)))
+            (local.set $d (v128.load (i32.add (local.get $dout) (local.get $off))))
+            (v128.store (i32.add (local.get $db) (local.get $i)) (f32x4.add (v128.load (i32.add (local.get $db) (local.get $i))) (local.get $d)))
+            (v128.store (i32.add (local.get $dw) (local.get $i))
+              (f32x4.add (v128.load (i32.add (local.get $dw) (local.get $i)))
+                (f32x4.mul (f32x4.mul (f32x4.sub (v128.load (i32.add (local.get $inp) (local.get $off))) (local.get $mv)) (local.get $rv)) (local.get $d))))
+            (local.set $i (i32.add (local.get $i) (i32.const 16)))
+            (br $chan)))
+        (local.set $n (i32.add (local.get $n) (i32.const 1)))
+        (br $rows))))
+
+  ;; dst[j] += sum_{r < rows} src[r*ld + j] for j in [0, ncols), ncols a multiple of 4; ld in bytes
+  (func (export "colsum_add") (param $src i32) (param $ld i32) (param $rows i32) (param $ncols i32) (param $dst i32)
+    (local $j i32) (local $end i32) (local $r i32) (local $p i32) (local $s v128)
+    (local.set $end (i32.shl (local.get $ncols) (i32.const 2)))
+    (block $done
+      (loop $cols
+        (br_if $done (i32.ge_u (local.get $j) (local.get $end)))
+        (local.set $s (v128.const i32x4 0 0 0 0))
+        (local.set $p (i32.add (local.get $src) (local.get $j)))
+        (local.set $r (local.get $rows))
+        (block $rdone
+          (loop $rl
+            (br_if $rdone (i32.eqz (local.get $r)))
+            (local.set $s (f32x4.add (local.get $s) (v128.load (local.get $p))))
+            (local.set $p (i32.add (local.get $p) (local.get $ld)))
+            (local.set $r (i32.sub (local.get $r) (i32.const 1)))
+            (br $rl)))
+        (v128.store (i32.add (local.get $dst) (local.get $j)) (f32x4.add (v128.load (i32.add (local.get $dst) (local.get $j))) (local.get $s)))
+        (local.set $j (i32.add (local.get $j) (i32.const 16)))
+        (br $cols))))
 
   ;; ---- GELU (tanh approximation), 4 lanes at a time ------------------------------------------
 

@@ -1,0 +1,147 @@
+// Typed errors of averaging (group formation, butterfly all-reduce, state sync), one class per
+// condition, and what each says about the peer that caused it (extends the wire layer's verdicts,
+// core/wire/penalty.ts): 'reject' bans the peer from later rounds, 'ignore' only loses its data.
+import { LayerswarmError } from '../errors.ts'
+import { RemoteError } from '../wire/errors.ts'
+import { wireVerdict, type WireVerdict } from '../wire/penalty.ts'
+
+/** An averaging request or response breaks the protocol: bad metadata, kind, part order or range. */
+export class AveragingProtocolError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_AVG_PROTOCOL', message)
+  }
+}
+
+/** A shard (contribution or result) holds the wrong number of elements. */
+export class ShardSizeError extends LayerswarmError {
+  constructor (readonly expected: number, readonly got: number, what = 'shard') {
+    super('ERR_AVG_SHARD_SIZE', `${what} holds ${got} elements, expected ${expected}`)
+  }
+}
+
+/** A contribution's data does not match the norm / max |x| its sender declared. */
+export class ShardStatsMismatchError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_AVG_STATS', message)
+  }
+}
+
+/** An averaged shard lies outside the bounds its inputs allow (norm or max |x|): the owner lied. */
+export class ShardBoundsError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_AVG_BOUNDS', message)
+  }
+}
+
+/** The peer is on this node's ban list (it misbehaved in an earlier round). */
+export class PeerBannedError extends LayerswarmError {
+  constructor (readonly peer: string) {
+    super('ERR_AVG_BANNED', `peer ${peer} is banned from averaging`)
+  }
+}
+
+/** A request for a round / stage / group this node is not (or no longer) running. */
+export class RoundMismatchError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_AVG_ROUND', message)
+  }
+}
+
+/** The sender's view of the group (members, order, size) differs from this node's. */
+export class GroupViewMismatchError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_AVG_VIEW', message)
+  }
+}
+
+/** A contribution arrived after the shard owner closed the shard's average. */
+export class ContributionLateError extends LayerswarmError {
+  constructor (message = 'the contribution arrived after the shard was averaged') {
+    super('ERR_AVG_LATE', message)
+  }
+}
+
+/** Local misuse of the averaging API (bad round arguments, options out of range). */
+export class AveragingConfigError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_AVG_CONFIG', message)
+  }
+}
+
+/** Averaging was stopped (node shutting down). */
+export class AveragerStoppedError extends LayerswarmError {
+  constructor (message = 'the averager is stopped') {
+    super('ERR_AVG_STOPPED', message)
+  }
+}
+
+// ---- state sync -------------------------------------------------------------------------------
+
+/** No peer offered state for the stage (or none answered in time). */
+export class NoStatePeersError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_STATE_NO_PEERS', message)
+  }
+}
+
+/** Serving peers disagree and no version is backed by enough of them with one hash. */
+export class StateAgreementError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_STATE_AGREEMENT', message)
+  }
+}
+
+/** A chunk's bytes do not hash to what the agreed manifest says (the serving peer is corrupt). */
+export class StateChunkHashError extends LayerswarmError {
+  constructor (readonly index: number, readonly peer: string) {
+    super('ERR_STATE_CHUNK_HASH', `chunk ${index} from ${peer} does not match the agreed hash`)
+  }
+}
+
+/** The assembled state does not hash to the agreed value. */
+export class StateHashError extends LayerswarmError {
+  constructor (expected: string, got: string) {
+    super('ERR_STATE_HASH', `assembled state hashes to ${got}, peers agreed on ${expected}`)
+  }
+}
+
+/** The requested state version is no longer (or not yet) served by the peer. */
+export class StateVersionError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_STATE_VERSION', message)
+  }
+}
+
+/** A state-sync request or response breaks the protocol (bad op, range, metadata, manifest). */
+export class StateProtocolError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_STATE_PROTOCOL', message)
+  }
+}
+
+/** Serialized state bytes that cannot be parsed (bad magic, truncated, sizes disagree). */
+export class StateFormatError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_STATE_FORMAT', message)
+  }
+}
+
+const REJECT = new Set([
+  'ERR_AVG_PROTOCOL', 'ERR_AVG_SHARD_SIZE', 'ERR_AVG_STATS', 'ERR_AVG_BOUNDS',
+  'ERR_STATE_CHUNK_HASH', 'ERR_STATE_PROTOCOL', 'ERR_SHAPE'
+])
+const IGNORE = new Set(['ERR_AVG_ROUND', 'ERR_AVG_VIEW', 'ERR_AVG_LATE', 'ERR_AVG_BANNED', 'ERR_STATE_VERSION'])
+
+/**
+ * What an error seen while taking a peer's averaging data says about that peer: 'reject' (ban it
+ * from later rounds), 'ignore' (lose its data this round only) or 'none' (our own condition).
+ */
+export function averagingVerdict (err: unknown): WireVerdict {
+  if (err instanceof RemoteError) return 'ignore'
+  const code = (err as { code?: unknown } | null)?.code
+  if (typeof code === 'string') {
+    if (REJECT.has(code)) return 'reject'
+    if (IGNORE.has(code)) return 'ignore'
+  }
+  return wireVerdict(err)
+}

@@ -1,0 +1,283 @@
+// The training runtime of a node: what `layerswarm start --stage N ...` runs beside the libp2p node.
+// From the options (flags, or the config file's `runtime` object) it builds the run manifest (or
+// loads one), takes the compute backend the plugin host started, loads the corpus on stage-0 nodes,
+// starts a PipelineNode for the pinned stage, and extends the control endpoint with `training` in
+// `status`, `GET /training` and `POST /checkpoint`. When the run is over it writes the stage
+// checkpoint (--checkpoint-dir) and the report (--report).
+import { readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import type { ComputeBackend } from '../contracts/backend.ts'
+import type { Logger } from '../contracts/logger.ts'
+import { Tokens } from '../contracts/tokens.ts'
+import { ConfigError } from '../errors.ts'
+import { silentLogger } from '../logger.ts'
+import { createTokenizer, loadCorpus } from '../data/index.ts'
+import { modelPreset, parseModelConfig, validateModelConfig, type ModelConfig } from '../model/config.ts'
+import { ControlRequestError, registerControlExtension } from '../node/control-endpoint.ts'
+import type { LayerswarmNode } from '../node/create-node.ts'
+import { PipelineNode, type TrainingStatus } from '../pipeline/pipeline-node.ts'
+import { defaultManifest, loadManifest, runId, type RunManifest } from '../run/manifest.ts'
+import { writeFileAtomic } from '../train/checkpoint.ts'
+import { corpusData } from '../train/trainer.ts'
+
+/** Options of the training runtime (CLI flags of `start`; config file key `runtime`). */
+export interface TrainingOptions {
+  /** Pinned stage (the scheduler issue assigns stages later). */
+  readonly stage: number
+  readonly stages: number
+  /** Preset name (tiny, small) or a JSON file path. */
+  readonly model: string
+  readonly tokenizer: string
+  /** Corpus path; default the shipped corpus. */
+  readonly data?: string
+  readonly steps: number
+  readonly seed: number
+  readonly batch: number
+  /** Default: the model's context length. */
+  readonly seqLen?: number
+  readonly microbatches: number
+  readonly lr: number
+  /** Default min(100, floor(steps/10)), as `train --local`. */
+  readonly warmup?: number
+  readonly weightDecay: number
+  readonly gradClip: number
+  readonly bottleneck: number
+  readonly runName: string
+  /** Boundary codec (activations and their gradients); `none` = raw f32. */
+  readonly codec: string
+  /** A manifest file: replaces the model/stages/data/optimizer options above. */
+  readonly runManifest?: string
+  readonly maxInflight: number
+  /** Node id of the batch sampler key; default this node's peer id (`local` = as train --local). */
+  readonly sampleNodeId?: string
+  readonly evalBatches: number
+  readonly evalEvery: number
+  readonly report?: string
+  readonly checkpointDir?: string
+  readonly exitWhenDone: boolean
+}
+
+const DEFAULTS = {
+  stages: 2, model: 'tiny', tokenizer: 'byte', steps: 1000, seed: 0, batch: 8, microbatches: 1, lr: 1e-3,
+  weightDecay: 0.1, gradClip: 1, bottleneck: 0, runName: 'layerswarm', codec: 'none', maxInflight: 4,
+  evalBatches: 8, evalEvery: 0, exitWhenDone: false
+}
+
+const INT_KEYS = ['stage', 'stages', 'steps', 'seed', 'batch', 'seqLen', 'microbatches', 'warmup', 'bottleneck', 'maxInflight', 'evalBatches', 'evalEvery'] as const
+const NUM_KEYS = ['lr', 'weightDecay', 'gradClip'] as const
+const STR_KEYS = ['model', 'tokenizer', 'data', 'runName', 'codec', 'runManifest', 'sampleNodeId', 'report', 'checkpointDir'] as const
+const MIN: Record<string, number> = { stage: 0, stages: 1, steps: 1, seed: 0, batch: 1, seqLen: 1, microbatches: 1, warmup: 0, bottleneck: 0, maxInflight: 1, evalBatches: 0, evalEvery: 0 }
+const FLAG: Record<string, string> = {
+  stage: '--stage', stages: '--stages', steps: '--steps', seed: '--seed', batch: '--batch', seqLen: '--seq-len', microbatches: '--microbatches',
+  warmup: '--warmup', bottleneck: '--bottleneck', maxInflight: '--max-inflight', evalBatches: '--eval-batches', evalEvery: '--eval-every',
+  lr: '--lr', weightDecay: '--weight-decay', gradClip: '--grad-clip', model: '--model', tokenizer: '--tokenizer', data: '--data',
+  runName: '--run-name', codec: '--codec', runManifest: '--run-manifest', sampleNodeId: '--sample-node-id', report: '--report',
+  checkpointDir: '--checkpoint-dir', exitWhenDone: '--exit-when-done'
+}
+
+/** Whether these raw options ask for training (a stage is pinned). */
+export function wantsTraining (raw: Readonly<Record<string, unknown>> | undefined): boolean {
+  return raw?.stage != null
+}
+
+/**
+ * Parses options given as flag strings or JSON values (paths resolve against `cwd`). Unknown keys
+ * and bad values are ConfigErrors naming the flag.
+ */
+export function parseTrainingOptions (raw: Readonly<Record<string, unknown>>, cwd = process.cwd()): TrainingOptions {
+  const known = new Set<string>([...INT_KEYS, ...NUM_KEYS, ...STR_KEYS, 'exitWhenDone'])
+  for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(`unknown training option "${k}" (known: ${[...known].join(', ')})`)
+  const out: Record<string, unknown> = { ...DEFAULTS }
+  for (const k of INT_KEYS) {
+    const v = raw[k]
+    if (v == null) continue
+    const n = typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : v
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < MIN[k]) throw new ConfigError(`${FLAG[k]} must be an integer >= ${MIN[k]}, got ${String(v)}`)
+    out[k] = n
+  }
+  for (const k of NUM_KEYS) {
+    const v = raw[k]
+    if (v == null) continue
+    const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0 || (k === 'lr' && n === 0)) throw new ConfigError(`${FLAG[k]} must be a ${k === 'lr' ? 'positive' : 'non-negative'} number, got ${String(v)}`)
+    out[k] = n
+  }
+  for (const k of STR_KEYS) {
+    const v = raw[k]
+    if (v == null) continue
+    if (typeof v !== 'string' || v.trim() === '') throw new ConfigError(`${FLAG[k]} must be a non-empty string`)
+    out[k] = ['data', 'runManifest', 'report', 'checkpointDir'].includes(k) || (k === 'model' && v.endsWith('.json')) ? resolve(cwd, v) : v
+  }
+  if (raw.exitWhenDone != null) {
+    if (typeof raw.exitWhenDone !== 'boolean') throw new ConfigError('--exit-when-done is a switch (true/false in a config file)')
+    out.exitWhenDone = raw.exitWhenDone
+  }
+  if (out.stage == null) throw new ConfigError('--stage is required to train (the stage this node serves)')
+  if (out.sampleNodeId != null && !/^[A-Za-z0-9._-]{1,128}$/.test(out.sampleNodeId as string)) throw new ConfigError('--sample-node-id must be 1..128 of [A-Za-z0-9._-]')
+  return out as unknown as TrainingOptions
+}
+
+/** The run manifest these options describe (or the file they name), validated. */
+export async function buildManifest (o: TrainingOptions): Promise<RunManifest> {
+  if (o.runManifest != null) return await loadManifest(o.runManifest, { validateModel: validateModelConfig })
+  const tokenizer = await createTokenizer(o.tokenizer)
+  const model = await resolveModel(o.model, tokenizer.vocabSize)
+  return defaultManifest({
+    name: o.runName,
+    model: { ...model },
+    stages: { count: o.stages, split: null },
+    data: { corpus: o.data ?? 'builtin:kjv', seed: o.seed, tokenizer: o.tokenizer, batchSize: o.batch, seqLen: o.seqLen ?? model.blockSize },
+    optimizer: {
+      lr: o.lr,
+      warmup: o.warmup ?? Math.min(100, Math.floor(o.steps / 10)),
+      steps: o.steps,
+      weightDecay: o.weightDecay,
+      clip: o.gradClip
+    },
+    codecs: { activation: o.codec, 'activation-grad': o.codec },
+    bottleneck: o.bottleneck > 0 ? o.bottleneck : null
+  }, { validateModel: validateModelConfig })
+}
+
+async function resolveModel (model: string, vocabSize: number): Promise<ModelConfig> {
+  if (model.endsWith('.json')) {
+    let text: string
+    try {
+      text = await readFile(model, 'utf8')
+    } catch (err) {
+      throw new ConfigError(`cannot read model config ${model}: ${(err as Error).message}`, { cause: err })
+    }
+    return parseModelConfig(text, model)
+  }
+  return { ...modelPreset(model), vocabSize }
+}
+
+export interface TrainingRuntime {
+  readonly options: TrainingOptions
+  readonly manifest: RunManifest
+  readonly runId: string
+  readonly pipeline: PipelineNode
+  /** Resolves when the run is over for this node and its checkpoint and report are written. */
+  readonly done: Promise<void>
+  status(): TrainingStatus
+  stop(): Promise<void>
+}
+
+/** Starts training on a started node. */
+export async function startTrainingRuntime (node: LayerswarmNode, options: TrainingOptions, logger: Logger = silentLogger): Promise<TrainingRuntime> {
+  const log = logger.forComponent('layerswarm:runtime')
+  const t0 = Date.now()
+  const manifest = await buildManifest(options)
+  const id = runId(manifest)
+  if (options.stage >= manifest.stages.count) throw new ConfigError(`--stage ${options.stage} is outside [0, ${manifest.stages.count - 1}]`)
+  let pipeline: PipelineNode | undefined
+  // visible in `status` while the corpus loads
+  let current: () => TrainingStatus | Record<string, unknown> = () => ({ runId: id, stage: options.stage, stages: manifest.stages.count, state: 'starting', steps: manifest.optimizer.steps })
+  const unregister = registerControlExtension(node.config.dataDir, {
+    status: () => ({ training: current() }),
+    routes: {
+      'GET /training': () => current(),
+      'POST /checkpoint': async (body: unknown) => {
+        const dir = (body as { dir?: unknown } | undefined)?.dir ?? options.checkpointDir
+        if (typeof dir !== 'string' || dir === '') throw new ControlRequestError('POST /checkpoint needs {"dir": "..."} (or --checkpoint-dir)')
+        if (pipeline == null) throw new ControlRequestError('the stage is not ready yet')
+        return { path: await pipeline.checkpoint(resolve(dir)) }
+      }
+    }
+  })
+
+  try {
+    if (!node.container.isRegistered(Tokens.ComputeBackend, true)) {
+      throw new ConfigError('training needs a compute backend plugin (e.g. --backend cpu); none is loaded')
+    }
+    const backend = node.container.resolve<ComputeBackend>(Tokens.ComputeBackend)
+    let data
+    if (options.stage === 0) {
+      const path = options.data ?? (manifest.data.corpus.startsWith('builtin:') ? undefined : manifest.data.corpus)
+      const corpus = await loadCorpus({ path, tokenizer: manifest.data.tokenizer })
+      if (corpus.tokenizer.vocabSize > Number(manifest.model.vocabSize)) {
+        throw new ConfigError(`the ${corpus.tokenizer.name} tokenizer has ${corpus.tokenizer.vocabSize} tokens but the model's vocabulary is ${String(manifest.model.vocabSize)}`)
+      }
+      data = corpusData(corpus, manifest.data.seed, options.sampleNodeId ?? node.peerId)
+      log.info('data', { path: corpus.stats.path, trainTokens: corpus.stats.trainTokens, heldOutTokens: corpus.stats.heldOutTokens, sampleNodeId: options.sampleNodeId ?? node.peerId })
+    }
+    pipeline = new PipelineNode({
+      libp2p: node.libp2p,
+      backend,
+      manifest,
+      stage: options.stage,
+      data,
+      microbatches: options.microbatches,
+      maxInflight: options.maxInflight,
+      evalBatches: options.evalBatches,
+      evalEvery: options.evalEvery,
+      container: node.container,
+      log: logger
+    })
+    const p = pipeline
+    current = () => p.status()
+    await p.start()
+    log.info('training', { runId: id, stage: options.stage, stages: manifest.stages.count, steps: manifest.optimizer.steps })
+  } catch (err) {
+    unregister()
+    await pipeline?.stop()
+    throw err
+  }
+  const p = pipeline
+
+  const done = p.finished.then(async () => {
+    const st = p.status()
+    let checkpoint: string | null = null
+    if (options.checkpointDir != null && st.state === 'done') {
+      checkpoint = await p.checkpoint(options.checkpointDir)
+      log.info('checkpoint written', { path: checkpoint })
+    }
+    if (options.report != null) {
+      await writeFileAtomic(options.report, new TextEncoder().encode(JSON.stringify(report(st, manifest, options, t0, checkpoint), null, 2) + '\n'))
+      log.info('report written', { path: options.report })
+    }
+  })
+
+  return {
+    options,
+    manifest,
+    runId: id,
+    pipeline: p,
+    done,
+    status: () => p.status(),
+    async stop () {
+      await p.stop()
+      unregister()
+    }
+  }
+}
+
+function report (st: TrainingStatus, manifest: RunManifest, o: TrainingOptions, t0: number, checkpoint: string | null): Record<string, unknown> {
+  const seconds = (Date.now() - t0) / 1000
+  const losses = st.loss.map(([, l]) => l)
+  return {
+    run_id: st.runId,
+    peer_id: st.peerId,
+    stage: st.stage,
+    stages: st.stages,
+    state: st.state,
+    steps: st.step,
+    total_steps: st.steps,
+    tokens: st.tokens,
+    seconds: Math.round(seconds * 1000) / 1000,
+    tokens_per_s: seconds > 0 ? Math.round(10 * st.tokens / seconds) / 10 : 0,
+    loss_first: losses[0] ?? null,
+    loss_last: losses.at(-1) ?? null,
+    loss_curve: st.loss,
+    eval_loss: st.evalLoss,
+    eval_curve: st.evals,
+    microbatches: { started: st.microbatchesStarted, done: st.microbatchesDone, dropped: st.microbatchesDropped, retried: st.microbatchesRetried },
+    bytes_forward: st.bytesForward,
+    bytes_backward: st.bytesBackward,
+    penalties: st.penalties,
+    max_inflight: o.maxInflight,
+    microbatches_per_step: o.microbatches,
+    checkpoint,
+    manifest
+  }
+}

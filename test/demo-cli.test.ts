@@ -1,0 +1,80 @@
+// `layerswarm demo` as a real process: bad flags exit 2 with a message saying what to change, and
+// a SIGTERM in the middle of a run stops every node process the demo started (no orphans).
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { BIN, ROOT, runCli } from './cli-helpers.ts'
+import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
+import { pidAlive, writeMicroModel } from './swarm-helpers.ts'
+
+describe('demo: flags', function () {
+  this.timeout(120_000)
+
+  const cases: Array<[string[], RegExp]> = [
+    [['--nodes', '2', '--stages', '3'], /--nodes 2 is fewer than --stages 3: every stage needs at least one node/],
+    [['--stages', '1'], /--stages must be an integer >= 2, got "1"/],
+    [['--stages', '5', '--nodes', '5'], /--stages 5 is more than the model's 4 layers/],
+    [['--nodes', '3', '--stages', '3', '--kill-at-step', '5'], /--kill-at-step needs a stage served by two nodes/],
+    [['--steps', '20', '--kill-at-step', '20'], /--kill-at-step 20 must be below --steps 20/],
+    [['--nodes', '40'], /--nodes 40 is more than 32 processes on one machine/],
+    [['--backend', 'nosuch'], /--backend nosuch is not a known backend/],
+    [['--steps', 'ten'], /--steps must be an integer >= 1, got "ten"/],
+    [['--lr', '0'], /--lr must be a number > 0/],
+    [['--model', 'missing-model.json'], /cannot read model config .*missing-model\.json: ENOENT/],
+    [['--data', '/nonexistent/corpus.txt'], /--data \/nonexistent\/corpus\.txt: no such file or folder/],
+    [['--nodse', '4'], /unknown option '--nodse'/]
+  ]
+  for (const [args, message] of cases) {
+    it(`exits 2 on ${args.join(' ')}`, async () => {
+      const r = await runCli(['demo', ...args])
+      assert.equal(r.code, 2, r.stderr)
+      assert.match(r.stderr, message)
+      assert.equal(r.stdout, '')
+    })
+  }
+
+  it('--help lists the flags', async () => {
+    const r = await runCli(['demo', '--help'])
+    assert.equal(r.code, 0)
+    for (const f of ['--nodes', '--stages', '--steps', '--report', '--out', '--model', '--backend', '--seed', '--kill-at-step']) assert.ok(r.stdout.includes(f), f)
+  })
+})
+
+describe('demo: no orphans', function () {
+  this.timeout(300_000)
+  const dirs: string[] = []
+  after(async () => { await removeDirs(dirs) })
+
+  it('SIGTERM during a run stops every node it started, then exits 130', async () => {
+    const dir = await tempDir('lsw-demo-term-')
+    dirs.push(dir)
+    const model = await writeMicroModel(dir)
+    const demo = spawn(process.execPath, [BIN, 'demo', '--nodes', '3', '--stages', '2', '--steps', '100000', '--model', model, '--out', join(dir, 'out'), '--batch', '2'], {
+      cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']
+    })
+    let stderr = ''
+    demo.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
+    demo.stdout.resume()
+    const exited = new Promise<[number | null, NodeJS.Signals | null]>(resolve => demo.on('exit', (c, s) => { resolve([c, s]) }))
+    const pids = (): number[] => [...stderr.matchAll(/\bpid (\d+)\b/g)].map(m => Number(m[1]))
+    try {
+      // the display notes each node's pid as it starts: boot + 3 training nodes
+      await waitFor('the demo to start 4 processes', () => pids().length >= 4 || demo.exitCode != null, 180_000, 200)
+      assert.equal(demo.exitCode, null, `the demo ended early:\n${stderr}`)
+      const started = pids()
+      assert.equal(started.length, 4)
+      for (const pid of started) assert.ok(pidAlive(pid), `pid ${pid} runs`)
+      demo.kill('SIGTERM')
+      const [code] = await exited
+      assert.equal(code, 130, stderr)
+      assert.match(stderr, /SIGTERM: stopping every node of the demo/)
+      assert.match(stderr, /demo interrupted; every node it started has stopped/)
+      for (const pid of started) assert.equal(pidAlive(pid), false, `pid ${pid} is gone`)
+    } finally {
+      if (demo.exitCode == null) {
+        demo.kill('SIGKILL')
+        for (const pid of pids()) { try { process.kill(-pid, 'SIGKILL') } catch {} }
+      }
+    }
+  })
+})
