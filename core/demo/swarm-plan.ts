@@ -70,6 +70,8 @@ export function trainingNodeArgs (s: DemoSettings, stage: number, dataDir: strin
     '--batch', String(s.batch),
     '--lr', String(s.lr),
     '--max-inflight', String(s.maxInflight),
+    // the swarm's own final eval reads the same held-out batches as the demo's eval of the assembled model
+    '--eval-batches', String(s.evalBatches),
     ...(s.data != null ? ['--data', s.data] : []),
     '--log-level', 'info'
   ]

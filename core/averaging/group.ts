@@ -1,0 +1,180 @@
+// Group formation: who averages with whom in a round.
+//
+// A stage's nodes are laid on a virtual Moshpit grid (side M = the target group size, d dims, M^d
+// >= the stage's size). Coordinates come from a hash of (peer, epoch, dim), an epoch being d
+// rounds; in round r the group is "same coordinates in every dim except r mod d", so each round
+// averages along one axis and consecutive rounds mix along different axes: all nodes converge to
+// the stage average (exactly after d rounds on a full grid with equal weights; geometrically on a
+// hashed, uneven grid) while each group stays small. A stage no larger than the target group size
+// is one group.
+//
+// Members of group g of (run, stage, round) announce themselves by providing the DHT key
+// dhtKey(groupName(...)) and collect the other providers (findProviders) until a deadline. The
+// group is the sorted peer-id list found; every message of the round carries a digest of it, so
+// two members with different views never mix shards (they lose each other's data instead).
+import { dhtKey } from '../node/dht-keys.ts'
+import { silentLogger } from '../logger.ts'
+import type { Logger } from '../contracts/logger.ts'
+import type { Libp2p } from '@libp2p/interface'
+
+export interface MoshpitGrid {
+  /** Coordinates per dim (the target group size). */
+  readonly side: number
+  /** Number of dims; 0 means a single group. */
+  readonly dims: number
+}
+
+/** The grid for a stage of about `members` nodes and groups of about `groupSize`. */
+export function moshpitGrid (members: number, groupSize: number): MoshpitGrid {
+  const side = Math.max(2, Math.floor(groupSize))
+  if (!(members > side)) return { side, dims: 0 }
+  return { side, dims: Math.ceil(Math.log(members) / Math.log(side) - 1e-9) }
+}
+
+/** 32-bit FNV-1a of a string, then murmur3's finalizer (FNV alone mixes its low bits poorly). */
+export function hash32 (s: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  h ^= h >>> 16; h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13; h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
+
+/** Index of `peer`'s group in `round`: 0 .. side^(dims-1) - 1 (always 0 for a single group). */
+export function moshpitGroupIndex (peer: string, round: number, grid: MoshpitGrid): number {
+  if (grid.dims <= 1) return 0
+  const epoch = Math.floor(round / grid.dims)
+  const free = round % grid.dims
+  let index = 0
+  for (let k = 0; k < grid.dims; k++) {
+    if (k === free) continue
+    index = index * grid.side + hash32(`${peer}|${epoch}|${k}`) % grid.side
+  }
+  return index
+}
+
+/** Known members split into this round's groups (pure; used by simulations and tests). */
+export function moshpitGroups (peers: readonly string[], round: number, grid: MoshpitGrid): string[][] {
+  const groups = new Map<number, string[]>()
+  for (const p of peers) {
+    const g = moshpitGroupIndex(p, round, grid)
+    const list = groups.get(g) ?? []
+    list.push(p)
+    groups.set(g, list)
+  }
+  return [...groups.keys()].sort((a, b) => a - b).map(g => (groups.get(g) as string[]).sort())
+}
+
+/**
+ * The group from the peers found: sorted, at most `maxSize`. When more were found (an uneven
+ * hashed grid), the ones with the lowest hash of (peer, round) stay: every member that found the
+ * same set keeps the same subset.
+ */
+export function selectGroup (found: Iterable<string>, maxSize: number, round: number): string[] {
+  let list = [...new Set(found)]
+  if (list.length > maxSize) {
+    list = list.map(p => ({ p, h: hash32(`${p}|cap|${round}`) }))
+      .sort((a, b) => a.h - b.h || (a.p < b.p ? -1 : 1))
+      .slice(0, maxSize).map(x => x.p)
+  }
+  return list.sort()
+}
+
+/** Name of a group's DHT key: one per (run, stage, round, group index). */
+export function groupName (runId: string, stage: number, round: number, group: number): string {
+  return `/layerswarm/${runId}/averaging/${stage}/${round}/${group}`
+}
+
+/** A short digest of a member list (order included): FNV-based, 16 hex chars, for equality checks only. */
+export function groupDigest (members: readonly string[]): string {
+  const s = members.join(',')
+  return hash32(`a|${s}`).toString(16).padStart(8, '0') + hash32(`b|${s}|${members.length}`).toString(16).padStart(8, '0')
+}
+
+export interface GroupQuery {
+  /** groupName(...) of the group. */
+  readonly name: string
+  /** This node's peer id (always a member). */
+  readonly self: string
+  /** Unix ms: stop looking then. */
+  readonly deadline: number
+  /** Stop early once this many members (self included) are found. */
+  readonly expected?: number
+  readonly signal?: AbortSignal
+}
+
+/** Finds the members of a group. The default is the DHT; a caller that knows the group may supply its own. */
+export interface GroupFinder {
+  find(query: GroupQuery): Promise<string[]>
+}
+
+export interface DhtGroupFinderInit {
+  /** Interval between findProviders queries (ms). Default 200. */
+  readonly pollMs?: number
+  readonly log?: Logger
+}
+
+type ContentRoutingLibp2p = Pick<Libp2p, 'contentRouting'>
+
+/** Provide the group key, then poll findProviders until the deadline (or `expected` members). */
+export class DhtGroupFinder implements GroupFinder {
+  private readonly pollMs: number
+  private readonly log: Logger
+
+  constructor (private readonly libp2p: ContentRoutingLibp2p, init: DhtGroupFinderInit = {}) {
+    this.pollMs = init.pollMs ?? 200
+    this.log = (init.log ?? silentLogger).forComponent('layerswarm:averaging:group')
+  }
+
+  async find (q: GroupQuery): Promise<string[]> {
+    const key = await dhtKey(q.name)
+    const found = new Set<string>([q.self])
+    const untilDeadline = (): AbortSignal => AbortSignal.any([
+      AbortSignal.timeout(Math.max(1, q.deadline - Date.now())),
+      ...(q.signal != null ? [q.signal] : [])
+    ])
+    let provided = false
+    const providing = this.libp2p.contentRouting.provide(key, { signal: untilDeadline() })
+      .then(() => { provided = true })
+      .catch(err => { this.log.debug('provide failed', { group: q.name, error: (err as Error).message }) })
+    try {
+      while (Date.now() < q.deadline) {
+        q.signal?.throwIfAborted()
+        try {
+          const signal = AbortSignal.any([untilDeadline(), AbortSignal.timeout(Math.max(this.pollMs * 5, 1000))])
+          for await (const p of this.libp2p.contentRouting.findProviders(key, { signal })) found.add(p.id.toString())
+        } catch (err) {
+          q.signal?.throwIfAborted()
+          this.log.debug('findProviders failed', { group: q.name, error: (err as Error).message })
+        }
+        // stop early only once our own record is out: the others still need to find us
+        if (q.expected != null && found.size >= q.expected && provided) break
+        await sleep(Math.min(this.pollMs, Math.max(0, q.deadline - Date.now())), q.signal)
+      }
+    } finally {
+      await Promise.race([providing, sleep(0)])
+    }
+    return [...found].sort()
+  }
+}
+
+/** A fixed member list (a caller that learnt the group elsewhere, e.g. from gossip, or a benchmark). */
+export class StaticGroupFinder implements GroupFinder {
+  constructor (private readonly members: readonly string[]) {}
+  async find (q: GroupQuery): Promise<string[]> {
+    return [...new Set([...this.members, q.self])].sort()
+  }
+}
+
+function sleep (ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted === true) { reject(signal.reason); return }
+    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
+    const onAbort = (): void => { clearTimeout(t); reject(signal?.reason) }
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
