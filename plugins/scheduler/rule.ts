@@ -1,0 +1,229 @@
+// The assignment rule: pure, deterministic functions of (view, clock, epoch). Every node runs them on
+// its own copy of the gossiped view; equal views give equal answers, so the swarm agrees on who
+// serves what without an orchestrator. The plugin (gossip-scheduler.ts) and the simulator
+// (bench/simulate.ts) both call these, and only these, to decide.
+//
+// Units. Every microbatch crosses every stage once, so demand is equal per stage in microbatches
+// per second; stages differ in cost (work per microbatch: blocks, embeddings, LM head), given as
+// relative `stageCosts` (default all 1). A node's capacity (work/s) = its throughput at stage s x
+// cost(s); it would run capacity / cost(t) microbatches/s at stage t. A stage's throughput T(s) is
+// the sum over the nodes counted there; the swarm runs at min over s of T(s), the bottleneck.
+//
+// Joining: joiners (state joining, stage -1) are ordered by hash(peer, epoch) and each, in turn,
+// takes the stage with the lowest T (an empty stage first), its estimated throughput then added
+// there, so simultaneous joiners spread out instead of piling onto one stage. Ties between stages:
+// hash(peer, epoch) picks among them.
+//
+// Rebalancing, once per epoch: a greedy plan of at most maxMovesPerEpoch moves. Each step targets
+// the current bottleneck b and elects the serving node (not pinned, out of cool-down, from a stage
+// it does not serve alone) whose move maximizes min(T'(donor), T'(b)); the step is taken only if
+// that minimum exceeds T(b) x (1 + hysteresis). Both stages end above the old bottleneck level, so
+// the sorted stage-throughput vector rises strictly with every step: no cycle is possible on a
+// fixed view, and noise below the hysteresis margin moves no one. A node moves only when the plan
+// names it.
+import type { NodeState } from '../../core/contracts/scheduler.ts'
+
+/** The fields of a heartbeat the rule reads. */
+export interface RuleEntry {
+  readonly peer: string
+  readonly stage: number
+  readonly to?: number
+  readonly tput: number
+  readonly state: NodeState
+  readonly pinned: boolean
+  readonly since: number
+}
+
+export interface RuleConfig {
+  readonly stages: number
+  /** Relative work per microbatch of each stage (length `stages`); default all 1. */
+  readonly stageCosts?: readonly number[]
+  /** Fractional gain a move must bring to the bottleneck stage (e.g. 0.15). */
+  readonly hysteresis: number
+  /** A node that took a stage less than this long ago is not moved again (ms). */
+  readonly cooldownMs: number
+  /** Most moves planned per epoch; default max(1, floor(counted nodes / (4 x stages))). */
+  readonly maxMovesPerEpoch?: number
+}
+
+export const DEFAULT_HYSTERESIS = 0.15
+export const DEFAULT_COOLDOWN_MS = 10 * 60_000
+
+export interface Move {
+  readonly peer: string
+  readonly from: number
+  readonly to: number
+  /** min(T'(from), T'(to)) after the move (microbatches/s). */
+  readonly level: number
+}
+
+export interface Plan {
+  /** Stage throughputs before and after the planned moves. */
+  readonly before: readonly number[]
+  readonly after: readonly number[]
+  readonly moves: readonly Move[]
+}
+
+/** 32-bit FNV-1a with a murmur3 finalizer: stable across platforms, no crypto needed. */
+export function hash32 (s: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
+
+/** The tie-break key of a peer in an epoch (lower wins). */
+export function tieKey (peer: string, epoch: number): number {
+  return hash32(`${peer}/${epoch}`)
+}
+
+export function epochOf (now: number, epochMs: number): number {
+  return Math.floor(now / epochMs)
+}
+
+export function stageCosts (cfg: Pick<RuleConfig, 'stages' | 'stageCosts'>): number[] {
+  const c = cfg.stageCosts
+  if (c == null) return new Array<number>(cfg.stages).fill(1)
+  if (c.length !== cfg.stages || c.some(x => !(Number.isFinite(x) && x > 0))) {
+    throw new RangeError(`stageCosts must hold ${cfg.stages} positive numbers`)
+  }
+  return [...c]
+}
+
+/** The stage an entry adds throughput to: its stage (serving or joining it), its move target (leaving with `to`), else -1. */
+export function countedStage (e: RuleEntry): number {
+  if (e.state === 'leaving') return e.to ?? -1
+  return e.stage
+}
+
+/** Median capacity (work/s) of the entries that report one; 1 when none does (the prior for an unmeasured joiner). */
+function capacityPrior (entries: readonly RuleEntry[], costs: readonly number[]): number {
+  const caps = entries.filter(e => e.tput > 0).map(e => e.stage >= 0 ? e.tput * costs[e.stage] : e.tput).sort((a, b) => a - b)
+  return caps.length > 0 ? caps[caps.length >> 1] : 1
+}
+
+/** Capacity (work/s) of an entry: its throughput times the cost of the stage it was measured on; the prior when it reports none. */
+function capacityOf (e: RuleEntry, costs: readonly number[], prior: number): number {
+  if (!(e.tput > 0)) return prior
+  return e.stage >= 0 ? e.tput * costs[e.stage] : e.tput
+}
+
+/** T(s): microbatches/s each stage can run, from the entries counted there. */
+export function stageThroughputs (entries: readonly RuleEntry[], cfg: Pick<RuleConfig, 'stages' | 'stageCosts'>): number[] {
+  const costs = stageCosts(cfg)
+  const prior = capacityPrior(entries, costs)
+  const T = new Array<number>(cfg.stages).fill(0)
+  for (const e of entries) {
+    const s = countedStage(e)
+    if (s >= 0 && s < cfg.stages) T[s] += capacityOf(e, costs, prior) / costs[s]
+  }
+  return T
+}
+
+/** The stage with the lowest throughput (lowest index among equals) and that throughput. */
+export function bottleneck (T: readonly number[]): { stage: number, value: number } {
+  let stage = 0
+  for (let s = 1; s < T.length; s++) if (T[s] < T[stage]) stage = s
+  return { stage, value: T[stage] }
+}
+
+/** min/max of the stage throughputs (1 = perfectly even; 0 when a stage is empty). */
+export function balanceOf (T: readonly number[]): number {
+  const max = Math.max(...T)
+  return max > 0 ? Math.min(...T) / max : 0
+}
+
+const EPS = 1e-9
+
+/**
+ * Stages for every unassigned joiner of the view (state joining, stage -1), assigned in
+ * hash(peer, epoch) order, each to the then least-served stage. Pure: each joiner computes the whole
+ * map and reads its own entry, so joiners that see the same view never collide.
+ */
+export function assignJoiners (entries: readonly RuleEntry[], cfg: Pick<RuleConfig, 'stages' | 'stageCosts'>, epoch: number): Map<string, number> {
+  const costs = stageCosts(cfg)
+  const prior = capacityPrior(entries, costs)
+  const T = stageThroughputs(entries, cfg)
+  const joiners = entries.filter(e => e.state === 'joining' && e.stage === -1)
+    .map(e => ({ e, key: tieKey(e.peer, epoch) }))
+    .sort((a, b) => a.key - b.key || (a.e.peer < b.e.peer ? -1 : a.e.peer > b.e.peer ? 1 : 0))
+  const out = new Map<string, number>()
+  for (const { e, key } of joiners) {
+    const min = Math.min(...T)
+    const tied: number[] = []
+    for (let s = 0; s < T.length; s++) if (T[s] <= min + EPS * Math.max(1, min)) tied.push(s)
+    const stage = tied[key % tied.length]
+    out.set(e.peer, stage)
+    T[stage] += capacityOf(e, costs, prior) / costs[stage]
+  }
+  return out
+}
+
+/** The stage `me` (a joiner of `entries`) takes. */
+export function joinStage (entries: readonly RuleEntry[], me: string, cfg: Pick<RuleConfig, 'stages' | 'stageCosts'>, epoch: number): number {
+  const stage = assignJoiners(entries, cfg, epoch).get(me)
+  if (stage === undefined) throw new RangeError(`${me} is not an unassigned joiner of the view`)
+  return stage
+}
+
+/** Default most moves per epoch: about one per four nodes of a stage, at least one. */
+export function defaultMaxMoves (counted: number, stages: number): number {
+  return Math.max(1, Math.floor(counted / (4 * stages)))
+}
+
+/** The rebalancing plan of this epoch (see the header). `now` decides who is out of cool-down. */
+export function planMoves (entries: readonly RuleEntry[], cfg: RuleConfig, now: number, epoch: number): Plan {
+  const costs = stageCosts(cfg)
+  const prior = capacityPrior(entries, costs)
+  const T = stageThroughputs(entries, cfg)
+  const before = [...T]
+  const serving = new Array<number>(cfg.stages).fill(0)
+  interface Cand { peer: string, stage: number, cap: number, key: number }
+  const cands: Cand[] = []
+  let counted = 0
+  for (const e of entries) {
+    if (countedStage(e) >= 0) counted++
+    if (e.state !== 'serving' || e.stage < 0 || e.stage >= cfg.stages) continue
+    serving[e.stage]++
+    if (!e.pinned && now - e.since >= cfg.cooldownMs) cands.push({ peer: e.peer, stage: e.stage, cap: capacityOf(e, costs, prior), key: tieKey(e.peer, epoch) })
+  }
+  const maxMoves = cfg.maxMovesPerEpoch ?? defaultMaxMoves(counted, cfg.stages)
+  const moved = new Set<Cand>()
+  const moves: Move[] = []
+  while (moves.length < maxMoves) {
+    const b = bottleneck(T)
+    const bar = b.value * (1 + cfg.hysteresis)
+    let best: Cand | undefined
+    let bestLevel = -Infinity
+    for (const c of cands) {
+      // never leave a stage one serves alone
+      if (c.stage === b.stage || moved.has(c) || serving[c.stage] < 2) continue
+      const level = Math.min(T[c.stage] - c.cap / costs[c.stage], T[b.stage] + c.cap / costs[b.stage])
+      if (!(level > bar)) continue
+      if (level > bestLevel + EPS || (Math.abs(level - bestLevel) <= EPS && best !== undefined && (c.key < best.key || (c.key === best.key && c.peer < best.peer)))) {
+        best = c
+        bestLevel = level
+      }
+    }
+    if (best === undefined) break
+    T[best.stage] -= best.cap / costs[best.stage]
+    T[b.stage] += best.cap / costs[b.stage]
+    serving[best.stage]--
+    serving[b.stage]++
+    moved.add(best)
+    moves.push({ peer: best.peer, from: best.stage, to: b.stage, level: bestLevel })
+  }
+  return { before, after: T, moves }
+}
+
+/** The move the plan elects for `me`, if any. */
+export function electedMove (entries: readonly RuleEntry[], me: string, cfg: RuleConfig, now: number, epoch: number): Move | undefined {
+  return planMoves(entries, cfg, now, epoch).moves.find(m => m.peer === me)
+}
