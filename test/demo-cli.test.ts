@@ -1,7 +1,8 @@
 // `layerswarm demo` as a real process: bad flags exit 2 with a message saying what to change, and
 // a SIGTERM in the middle of a run stops every node process the demo started (no orphans).
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BIN, ROOT, runCli } from './cli-helpers.ts'
 import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
@@ -24,6 +25,19 @@ describe('demo: flags', function () {
     [['--data', '/nonexistent/corpus.txt'], /--data \/nonexistent\/corpus\.txt: no such file or folder/],
     [['--nodse', '4'], /unknown option '--nodse'/]
   ]
+  it('exits 2 on training text shorter than one window', async () => {
+    const dir = await tempDir('lsw-demo-flags-')
+    try {
+      const file = join(dir, 'tiny.txt')
+      await writeFile(file, 'In the beginning.\n')
+      const r = await runCli(['demo', '--data', file])
+      assert.equal(r.code, 2, r.stderr)
+      assert.match(r.stderr, /the training text .*tiny\.txt has 19 tokens, fewer than one window of 65; give more text with --data/)
+    } finally {
+      await removeDirs([dir])
+    }
+  })
+
   for (const [args, message] of cases) {
     it(`exits 2 on ${args.join(' ')}`, async () => {
       const r = await runCli(['demo', ...args])
@@ -45,36 +59,61 @@ describe('demo: no orphans', function () {
   const dirs: string[] = []
   after(async () => { await removeDirs(dirs) })
 
-  it('SIGTERM during a run stops every node it started, then exits 130', async () => {
-    const dir = await tempDir('lsw-demo-term-')
+  /** Starts `layerswarm demo` on the micro model with a long run; collects its stderr and the pids it notes. */
+  async function startDemo (args: string[]): Promise<{ demo: ChildProcess, stderr: () => string, pids: () => number[], exited: Promise<number | null>, cleanup: () => void }> {
+    const dir = await tempDir('lsw-demo-orphans-')
     dirs.push(dir)
     const model = await writeMicroModel(dir)
-    const demo = spawn(process.execPath, [BIN, 'demo', '--nodes', '3', '--stages', '2', '--steps', '100000', '--model', model, '--out', join(dir, 'out'), '--batch', '2'], {
+    const demo = spawn(process.execPath, [BIN, 'demo', '--steps', '100000', '--model', model, '--out', join(dir, 'out'), '--batch', '2', ...args], {
       cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe']
     })
     let stderr = ''
-    demo.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    demo.stdout.resume()
-    const exited = new Promise<[number | null, NodeJS.Signals | null]>(resolve => demo.on('exit', (c, s) => { resolve([c, s]) }))
+    demo.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
+    demo.stdout?.resume()
+    const exited = new Promise<number | null>(resolve => demo.on('exit', c => { resolve(c) }))
+    // the display notes each node's pid as it starts
     const pids = (): number[] => [...stderr.matchAll(/\bpid (\d+)\b/g)].map(m => Number(m[1]))
+    const cleanup = (): void => {
+      if (demo.exitCode != null) return
+      demo.kill('SIGKILL')
+      for (const pid of pids()) { try { process.kill(-pid, 'SIGKILL') } catch {} }
+    }
+    return { demo, stderr: () => stderr, pids, exited, cleanup }
+  }
+
+  it('SIGTERM during a run stops every node it started, then exits 130', async () => {
+    const { demo, stderr, pids, exited, cleanup } = await startDemo(['--nodes', '3', '--stages', '2'])
     try {
-      // the display notes each node's pid as it starts: boot + 3 training nodes
       await waitFor('the demo to start 4 processes', () => pids().length >= 4 || demo.exitCode != null, 180_000, 200)
-      assert.equal(demo.exitCode, null, `the demo ended early:\n${stderr}`)
+      assert.equal(demo.exitCode, null, `the demo ended early:\n${stderr()}`)
       const started = pids()
       assert.equal(started.length, 4)
       for (const pid of started) assert.ok(pidAlive(pid), `pid ${pid} runs`)
       demo.kill('SIGTERM')
-      const [code] = await exited
-      assert.equal(code, 130, stderr)
-      assert.match(stderr, /SIGTERM: stopping every node of the demo/)
-      assert.match(stderr, /demo interrupted; every node it started has stopped/)
+      assert.equal(await exited, 130, stderr())
+      assert.match(stderr(), /SIGTERM: stopping every node of the demo/)
+      assert.match(stderr(), /demo interrupted; every node it started has stopped/)
       for (const pid of started) assert.equal(pidAlive(pid), false, `pid ${pid} is gone`)
     } finally {
-      if (demo.exitCode == null) {
-        demo.kill('SIGKILL')
-        for (const pid of pids()) { try { process.kill(-pid, 'SIGKILL') } catch {} }
-      }
+      cleanup()
+    }
+  })
+
+  it('a failed run (its only stage-0 node killed from outside) exits 1 naming the cause, and stops the other nodes', async () => {
+    const { demo, stderr, pids, exited, cleanup } = await startDemo(['--nodes', '2', '--stages', '2'])
+    try {
+      await waitFor('the first steps', () => /step [1-9]\d*\/100000/.test(stderr()) || demo.exitCode != null, 240_000, 200)
+      assert.equal(demo.exitCode, null, `the demo ended early:\n${stderr()}`)
+      const started = pids()
+      assert.equal(started.length, 3)
+      const s0 = Number(/\bs0 +stage 0 +pid (\d+)/.exec(stderr())?.[1])
+      process.kill(s0, 'SIGKILL')
+      assert.equal(await exited, 1, stderr())
+      assert.match(stderr(), /node s0 \(stage 0\) exited: signal SIGKILL/)
+      assert.match(stderr(), /layerswarm: stage 0 has no live node left; the run cannot finish/)
+      for (const pid of started) assert.equal(pidAlive(pid), false, `pid ${pid} is gone`)
+    } finally {
+      cleanup()
     }
   })
 })

@@ -73,9 +73,11 @@ describe('demo: swarm view and display', () => {
     p.update(at(2, 2, 8)) // within 5 s of the last line: not printed
     p.note('node s1 exited: code 0')
     p.update(at(10, 10, 40))
+    p.update(at(12, 12, 48)) // not printed now, but done() prints the final state once
     p.done()
     const lines = text.trim().split('\n')
     assert.equal(lines.length, 4)
+    assert.match(lines[3], /^\[12s\] step 12\/50 /)
     assert.match(lines[0], /^\[0s\] step 0\/50 loss 5\.000 /)
     assert.equal(lines[1], '[2s] node s1 exited: code 0')
     assert.match(lines[2], /^\[10s\] step 10\/50 loss 4\.000 eval -- mb\/s 4\.0 dropped 0 sent 0 B nodes\/stage 1\/1 eta 40s$/)

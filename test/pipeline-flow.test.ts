@@ -11,6 +11,7 @@ import type { Corpus } from '../core/data/index.ts'
 import { validateModelConfig } from '../core/model/config.ts'
 import { PipelineNode } from '../core/pipeline/pipeline-node.ts'
 import { corpusData, trainLocal } from '../core/train/trainer.ts'
+import { loadCheckpoint } from '../core/train/checkpoint.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
 import { connectedNodes, StaticSource, TINY, tinyCorpus, tinyManifest } from './pipeline-helpers.ts'
 import { stopNodes } from './wire-helpers.ts'
@@ -52,7 +53,8 @@ describe('pipeline: forward and backward over libp2p', function () {
       schedule: { maxLr: 3e-3, minLr: 3e-4, warmupSteps: 2, totalSteps: steps },
       optimizer: { gradClip: 0 },
       seed: 3,
-      evalBatches: 2
+      evalBatches: 2,
+      checkpointDir: join(dir, 'local-ck')
     })
 
     libp2ps = await connectedNodes(2)
@@ -84,6 +86,16 @@ describe('pipeline: forward and backward over libp2p', function () {
     const finalEval = local.evals.at(-1)?.loss as number
     assert.ok(st0.evalLoss != null && Math.abs(st0.evalLoss - finalEval) < 1e-5, `eval ${st0.evalLoss} vs ${finalEval}`)
     assert.ok(st1.evalLoss != null && Math.abs(st1.evalLoss - finalEval) < 1e-5, 'the last stage saw the eval too')
+    // the parameters after the run match the single-process trainer's (its final checkpoint)
+    const ref = (await loadCheckpoint(local.lastCheckpoint as string, { optimizer: false })).params
+    for (const p of [s0, s1]) {
+      for (const [name, v] of await p.worker.stage.params.download()) {
+        const r = ref.get(name) as Float32Array
+        let worst = 0
+        for (let i = 0; i < v.length; i++) worst = Math.max(worst, Math.abs(v[i] - r[i]))
+        assert.ok(worst < 1e-5, `${name}: max |swarm - local| = ${worst}`)
+      }
+    }
     assert.equal(st0.tokens, steps * M * 2 * 16)
     // bytes: activations [2,16,32] f32 + targets [2,16] i32 per train microbatch, gradients back
     assert.equal(st1.bytesBackward, steps * M * 2 * 16 * 32 * 4)

@@ -142,6 +142,9 @@ export async function runDemoCommand (flags: DemoFlags): Promise<void> {
   const corpus = await loadCorpus({ path: settings.data, tokenizer: 'byte' })
   const config = await resolveModelConfig(modelSpec, corpus.tokenizer.vocabSize)
   if (settings.stages > config.nLayer) throw new DemoConfigError(`--stages ${settings.stages} is more than the model's ${config.nLayer} layers; each stage needs at least one block`)
+  if (corpus.stats.trainTokens < config.blockSize + 1) {
+    throw new DemoConfigError(`the training text ${corpus.stats.path} has ${corpus.stats.trainTokens} tokens, fewer than one window of ${config.blockSize + 1}; give more text with --data`)
+  }
   const outDir = resolve(flags.out ?? d.out)
   const reportFile = resolve(flags.report ?? resolve(outDir, 'report.json'))
 

@@ -17,6 +17,8 @@ export interface ShardCodecs {
   encode(role: AveragingRole, data: Float32Array): { codecId: number, bytes: Uint8Array }
   /** Decodes a frame's tensor: the run's codec for `role` only, element count as the header says, finite. */
   decode(role: AveragingRole, frame: Frame): Float32Array
+  /** What a receiver of `bytes` (one encoded part) will hold: the owner keeps exactly what it sends. */
+  decodeBytes(role: AveragingRole, codecId: number, bytes: Uint8Array): Float32Array
 }
 
 /** Codecs per averaging role from the manifest's choice; `codecs` are the registered plugin codecs. */
@@ -50,6 +52,10 @@ export function shardCodecs (choices: Readonly<Record<AveragingRole, string>>, c
       if (data.length !== n) throw new CodecError(`${role} shard part holds ${data.length} values, the header shape says ${n}`)
       assertFiniteF32(data, `${role} shard`)
       return data
+    },
+    decodeBytes (role, codecId, bytes) {
+      if (codecId === RAW_CODEC_ID) return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength))
+      return set.decode(role, codecId, bytes).data
     }
   }
 }

@@ -9,6 +9,8 @@ export interface DisplayOptions {
   /** Seconds between plain lines (non-TTY); default 5. */
   readonly intervalS?: number
   readonly title: string
+  /** Seconds since the demo started, for the notes' timestamps (default: the last snapshot's). */
+  readonly clock?: () => number
 }
 
 interface Sample { t: number, mb: number, tokens: number, step: number }
@@ -18,6 +20,7 @@ export class LiveDisplay {
   private readonly opts: DisplayOptions
   private panelLines = 0
   private lastPlain = -Infinity
+  private printed?: SwarmSnapshot
   private readonly history: Sample[] = []
   private last?: SwarmSnapshot
   private firstLoss: number | null = null
@@ -36,6 +39,7 @@ export class LiveDisplay {
       this.redraw(this.panel(s))
     } else if (s.elapsedS - this.lastPlain >= (this.opts.intervalS ?? 5)) {
       this.lastPlain = s.elapsedS
+      this.printed = s
       this.out.write(this.plainLine(s) + '\n')
     }
   }
@@ -47,13 +51,13 @@ export class LiveDisplay {
       this.out.write(text + '\n')
       if (this.last != null) this.redraw(this.panel(this.last))
     } else {
-      this.out.write(`[${clock(this.last?.elapsedS ?? 0)}] ${text}\n`)
+      this.out.write(`[${clock(this.opts.clock?.() ?? this.last?.elapsedS ?? 0)}] ${text}\n`)
     }
   }
 
   /** Leaves the last panel on screen (TTY) or writes a final line. */
   done (): void {
-    if (!this.opts.tty && this.last != null) this.out.write(this.plainLine(this.last) + '\n')
+    if (!this.opts.tty && this.last != null && this.last !== this.printed) this.out.write(this.plainLine(this.last) + '\n')
     this.panelLines = 0
   }
 

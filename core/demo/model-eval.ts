@@ -15,7 +15,8 @@ export interface ModelEvalOptions {
 }
 
 export interface ModelEvalResult {
-  readonly evalLoss: number
+  /** null when the held-out split is shorter than one batch. */
+  readonly evalLoss: number | null
   readonly evalBatches: number
   /** The prompt followed by the generated text. */
   readonly sample: string
@@ -26,7 +27,7 @@ export async function evaluateModel (backend: ComputeBackend, ck: Checkpoint, co
   try {
     const B = opts.batch
     const T = ck.config.blockSize
-    const n = Math.max(1, Math.min(opts.evalBatches, corpus.heldOut.evalBatchCount(B, T)))
+    const n = Math.min(opts.evalBatches, corpus.heldOut.evalBatchCount(B, T))
     let sum = 0
     for (let i = 0; i < n; i++) {
       const b = corpus.heldOut.evalBatch(i, B, T)
@@ -35,7 +36,7 @@ export async function evaluateModel (backend: ComputeBackend, ck: Checkpoint, co
     const tok = corpus.tokenizer
     const prompt = opts.sample.prompt.length > 0 ? Array.from(tok.encode(opts.sample.prompt)) : [tok.eot]
     const ids = await generate(model, prompt, { tokens: opts.sample.tokens, temperature: opts.sample.temperature, seed: opts.sample.seed })
-    return { evalLoss: sum / n, evalBatches: n, sample: opts.sample.prompt + decodeText(tok, ids) }
+    return { evalLoss: n > 0 ? sum / n : null, evalBatches: n, sample: opts.sample.prompt + decodeText(tok, ids) }
   } finally {
     model.dispose()
   }

@@ -18,7 +18,7 @@ import { writeFileAtomic } from '../train/checkpoint.ts'
 import { controlRequest } from './control-client.ts'
 import { buildReport, type KilledNode } from './demo-report.ts'
 import { SwarmRunError } from './demo-errors.ts'
-import { LiveDisplay } from './live-display.ts'
+import { bytes, LiveDisplay } from './live-display.ts'
 import { lossChartSvg } from './loss-chart-svg.ts'
 import { mergeStageCheckpoints } from './merge-checkpoints.ts'
 import { evaluateModel } from './model-eval.ts'
@@ -69,7 +69,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
   await mkdir(stagesDir, { recursive: true })
   const work = await mkdtemp(join(tmpdir(), 'lsw-demo-'))
   const launcher = new SwarmLauncher({ bin: o.bin, cwd: o.cwd })
-  const display = new LiveDisplay(o.displayOut, { tty: o.tty, title: 'layerswarm demo' })
+  const display = new LiveDisplay(o.displayOut, { tty: o.tty, title: 'layerswarm demo', clock: elapsed })
   const views: NodeView[] = []
   const launched = new Map<NodeView, LaunchedNode>()
   const interrupted = (): boolean => o.signal?.aborted === true
@@ -199,7 +199,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
     const svgFile = join(o.outDir, 'loss.svg')
     await writeFileAtomic(svgFile, new TextEncoder().encode(lossChartSvg([
       { name: 'training loss (swarm)', points: snap.lossCurve },
-      { name: 'held-out loss (assembled model)', points: [[snap.step, ev.evalLoss]], style: 'markers' }
+      { name: 'held-out loss (assembled model)', points: ev.evalLoss != null ? [[snap.step, ev.evalLoss]] : [], style: 'markers' }
     ], {
       title: `layerswarm demo: ${s.nodes} nodes, ${s.stages} stages`,
       xLabel: 'optimizer step',
@@ -226,12 +226,12 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
     })
     await writeFileAtomic(o.reportFile, new TextEncoder().encode(JSON.stringify(report, null, 2) + '\n'))
 
-    const f = (x: unknown): string => typeof x === 'number' ? x.toFixed(3) : '--'
+    const f = (x: unknown, digits = 3): string => typeof x === 'number' ? x.toFixed(digits) : '--'
     o.summaryOut.write([
       '',
-      `trained ${snap.step} steps on ${s.nodes} nodes in ${s.stages} stages: ${snap.tokens} tokens in ${trainSeconds.toFixed(1)} s (${f(report.tokens_per_s)} tokens/s)`,
+      `trained ${snap.step} steps on ${s.nodes} nodes in ${s.stages} stages: ${snap.tokens} tokens in ${trainSeconds.toFixed(1)} s (${f(report.tokens_per_s, 0)} tokens/s)`,
       `loss ${f(report.loss_first)} -> ${f(report.loss_last)}; held-out ${f(ev.evalLoss)} (unigram baseline ${f(unigram)})`,
-      `microbatches: ${snap.microbatchesDone} done, ${snap.microbatchesDropped} dropped, ${snap.microbatchesRetried} retried; sent ${snap.bytesForward} B forward, ${snap.bytesBackward} B backward`,
+      `microbatches: ${snap.microbatchesDone} done, ${snap.microbatchesDropped} dropped, ${snap.microbatchesRetried} retried; sent ${bytes(snap.bytesForward)} forward, ${bytes(snap.bytesBackward)} backward`,
       ...(killed != null ? [`killed ${killed.name} (stage ${killed.stage}) at step ${killed.atStep}; the run went on with the other nodes`] : []),
       `model:  ${modelFile}  (layerswarm sample --checkpoint ${modelFile})`,
       `chart:  ${svgFile}`,

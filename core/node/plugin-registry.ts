@@ -13,7 +13,9 @@ import { PluginLoadError, PluginNotFoundError } from './plugin-errors.ts'
 /** Built-in plugins: name -> module URL (relative to this file), imported only when asked for. */
 const BUILTINS: Readonly<Record<string, URL>> = {
   'backend-cpu': new URL('../../plugins/backend-cpu/index.ts', import.meta.url),
-  compression: new URL('../../plugins/compression/index.ts', import.meta.url)
+  'backend-webgpu': new URL('../../plugins/backend-webgpu/index.ts', import.meta.url),
+  compression: new URL('../../plugins/compression/index.ts', import.meta.url),
+  scheduler: new URL('../../plugins/scheduler/index.ts', import.meta.url)
 }
 
 /** Names of the built-in plugins, sorted. */

@@ -68,6 +68,8 @@ interface PeerState {
   finish: number
 }
 
+const ENTER_EPSILON_MS = 1e-3
+
 export class Router {
   private readonly peers = new Map<string, PeerState>()
   /** Candidates of the previous choice per stage: a peer not among them is (re)entering. */
@@ -109,7 +111,9 @@ export class Router {
     const continuing = states.filter((_, i) => previous.has(candidates[i]))
     const floor = continuing.length > 0 ? Math.min(...continuing.map(s => s.finish)) : Math.min(...states.map(s => s.finish))
     for (let i = 0; i < states.length; i++) {
-      if (!previous.has(candidates[i]) || states[i].finish < floor) states[i].finish = floor
+      // entering: just below the minimum, so it is the next choice; lagging: caught up
+      if (!previous.has(candidates[i]) && continuing.length > 0) states[i].finish = floor - ENTER_EPSILON_MS
+      else if (states[i].finish < floor) states[i].finish = floor
     }
     let best: number[] = []
     let bestKey = Infinity

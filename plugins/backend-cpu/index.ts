@@ -1,5 +1,6 @@
 // Plugin entry: binds one CPU ComputeBackend under Tokens.ComputeBackend.
-// Options: `threads` (worker threads for heavy kernels; default: available parallelism).
+// Options: `threads` (worker threads; default: available parallelism; 0 = inline), `simd` (false:
+// plain TypeScript kernels only).
 import { definePlugin, Tokens } from '../../core/contracts/index.ts'
 import type { ComputeBackend } from '../../core/contracts/index.ts'
 import { createCpuBackend } from './backend.ts'
@@ -17,8 +18,11 @@ export default definePlugin({
   description: 'CPU compute backend (WASM SIMD kernels on worker threads)',
   provides: [Tokens.ComputeBackend],
   async register (ctx) {
-    const threads = ctx.options.threads
-    const backend = await createCpuBackend({ threads: typeof threads === 'number' ? threads : undefined })
+    const { threads, simd } = ctx.options
+    const backend = await createCpuBackend({
+      threads: typeof threads === 'number' ? threads : undefined,
+      simd: typeof simd === 'boolean' ? simd : undefined
+    })
     live.add(backend)
     ctx.signal.addEventListener('abort', () => { if (live.delete(backend)) void backend.dispose() }, { once: true })
     ctx.logger.forComponent('layerswarm:backend-cpu').debug('backend ready', { device: backend.info.device })

@@ -19,7 +19,7 @@ interface WasmApi {
 const WA = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 
 export interface WasmKernels {
-  gemm(A: number, sam: number, sar: number, sak: number, Bp: number, C: number, ldc: number, M: number, K: number, np: number, nlast: number, beta: number, bias: number, tmp: number): void
+  gemm(A: number, sam: number, sar: number, sak: number, Bp: number, ps: number, C: number, ldc: number, M: number, K: number, np: number, nlast: number, beta: number, bias: number, tmp: number): void
   pack_b(b: number, sbk: number, sbj: number, K: number, cols: number, dst: number): void
   pack_a4(a: number, sam: number, sak: number, M: number, K: number, dst: number): void
   layernorm_forward(out: number, mean: number, rstd: number, inp: number, w: number, b: number, C: number, r0: number, r1: number): void

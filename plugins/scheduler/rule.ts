@@ -103,15 +103,24 @@ export function countedStage (e: RuleEntry): number {
   return e.stage
 }
 
-/** Median capacity (work/s) of the entries that report one; 1 when none does (the prior for an unmeasured joiner). */
-function capacityPrior (entries: readonly RuleEntry[], costs: readonly number[]): number {
-  const caps = entries.filter(e => e.tput > 0).map(e => e.stage >= 0 ? e.tput * costs[e.stage] : e.tput).sort((a, b) => a - b)
-  return caps.length > 0 ? caps[caps.length >> 1] : 1
+/**
+ * Median capacity (work/s) of the entries that report one; 1 when none does: the prior for an
+ * unmeasured node. Computed on first use only (most views have no unmeasured node).
+ */
+function capacityPrior (entries: readonly RuleEntry[], costs: readonly number[]): () => number {
+  let prior: number | undefined
+  return () => {
+    if (prior === undefined) {
+      const caps = entries.filter(e => e.tput > 0).map(e => e.stage >= 0 ? e.tput * costs[e.stage] : e.tput).sort((a, b) => a - b)
+      prior = caps.length > 0 ? caps[caps.length >> 1] : 1
+    }
+    return prior
+  }
 }
 
 /** Capacity (work/s) of an entry: its throughput times the cost of the stage it was measured on; the prior when it reports none. */
-function capacityOf (e: RuleEntry, costs: readonly number[], prior: number): number {
-  if (!(e.tput > 0)) return prior
+function capacityOf (e: RuleEntry, costs: readonly number[], prior: () => number): number {
+  if (!(e.tput > 0)) return prior()
   return e.stage >= 0 ? e.tput * costs[e.stage] : e.tput
 }
 
@@ -185,14 +194,16 @@ export function planMoves (entries: readonly RuleEntry[], cfg: RuleConfig, now: 
   const T = stageThroughputs(entries, cfg)
   const before = [...T]
   const serving = new Array<number>(cfg.stages).fill(0)
-  interface Cand { peer: string, stage: number, cap: number, key: number }
+  // tie keys are hashed only when a tie needs them
+  interface Cand { peer: string, stage: number, cap: number, key?: number }
+  const keyOf = (c: Cand): number => (c.key ??= tieKey(c.peer, epoch))
   const cands: Cand[] = []
   let counted = 0
   for (const e of entries) {
     if (countedStage(e) >= 0) counted++
     if (e.state !== 'serving' || e.stage < 0 || e.stage >= cfg.stages) continue
     serving[e.stage]++
-    if (!e.pinned && now - e.since >= cfg.cooldownMs) cands.push({ peer: e.peer, stage: e.stage, cap: capacityOf(e, costs, prior), key: tieKey(e.peer, epoch) })
+    if (!e.pinned && now - e.since >= cfg.cooldownMs) cands.push({ peer: e.peer, stage: e.stage, cap: capacityOf(e, costs, prior) })
   }
   const maxMoves = cfg.maxMovesPerEpoch ?? defaultMaxMoves(counted, cfg.stages)
   const moved = new Set<Cand>()
@@ -202,14 +213,20 @@ export function planMoves (entries: readonly RuleEntry[], cfg: RuleConfig, now: 
     const bar = b.value * (1 + cfg.hysteresis)
     let best: Cand | undefined
     let bestLevel = -Infinity
+    let bestLeft = -Infinity
     for (const c of cands) {
       // never leave a stage one serves alone
       if (c.stage === b.stage || moved.has(c) || serving[c.stage] < 2) continue
-      const level = Math.min(T[c.stage] - c.cap / costs[c.stage], T[b.stage] + c.cap / costs[b.stage])
+      const left = T[c.stage] - c.cap / costs[c.stage]
+      const level = Math.min(left, T[b.stage] + c.cap / costs[b.stage])
       if (!(level > bar)) continue
-      if (level > bestLevel + EPS || (Math.abs(level - bestLevel) <= EPS && best !== undefined && (c.key < best.key || (c.key === best.key && c.peer < best.peer)))) {
+      // best level; on a tie, the donor left with more (the most over-served stage); then the hash
+      const better = level > bestLevel + EPS || (Math.abs(level - bestLevel) <= EPS && (left > bestLeft + EPS ||
+        (Math.abs(left - bestLeft) <= EPS && best !== undefined && (keyOf(c) < keyOf(best) || (keyOf(c) === keyOf(best) && c.peer < best.peer)))))
+      if (better) {
         best = c
         bestLevel = level
+        bestLeft = left
       }
     }
     if (best === undefined) break

@@ -7,7 +7,8 @@
 
   ;; ---- GEMM ----------------------------------------------------------------------------------
   ;; C[M, ncols] (+)= A[M, K] @ B[K, ncols] (+ bias), B packed in panels of 8 columns:
-  ;; panel p holds B[k, 8p + jj] at Bp + p*K*32 + k*32 + jj*4 (zero padded past ncols).
+  ;; panel p holds B[k, 8p + jj] at Bp + p*ps + k*32 + jj*4 (zero padded past ncols); ps >= 32K
+  ;; (a K-slice of a longer packed B has the longer panel stride).
   ;; A(m, k) at A + (m & ~3)*sam + (m & 3)*sar + k*sak: a plain (possibly transposed) view has
   ;; sar = sam; A packed in 4-row panels (the 4 values of one k adjacent) has sam = 4K, sar = 4, sak = 16.
   ;; C(m, j) at C + m*ldc + j*4. np panels; the last has nlast (1..8) valid columns.
@@ -16,7 +17,7 @@
   ;; Loop nest: row blocks of 64 (A block stays in L2) x panels (32*K bytes, in L1) x 4-row tiles.
   (func $gemm (export "gemm")
     (param $A i32) (param $sam i32) (param $sar i32) (param $sak i32)
-    (param $Bp i32) (param $C i32) (param $ldc i32)
+    (param $Bp i32) (param $ps i32) (param $C i32) (param $ldc i32)
     (param $M i32) (param $K i32) (param $np i32) (param $nlast i32)
     (param $beta i32) (param $bias i32) (param $tmp i32)
     (local $i0 i32) (local $i1 i32) (local $i i32) (local $p i32) (local $k i32)
@@ -32,7 +33,7 @@
         (if (i32.gt_u (local.get $i1) (local.get $M)) (then (local.set $i1 (local.get $M))))
         (local.set $p (i32.const 0))
         (loop $panels
-          (local.set $bp (i32.add (local.get $Bp) (i32.mul (local.get $p) (i32.shl (local.get $K) (i32.const 5)))))
+          (local.set $bp (i32.add (local.get $Bp) (i32.mul (local.get $p) (local.get $ps))))
           (local.set $cols (select (local.get $nlast) (i32.const 8) (i32.eq (local.get $p) (i32.sub (local.get $np) (i32.const 1)))))
           (local.set $bb (select (i32.add (local.get $bias) (i32.shl (local.get $p) (i32.const 5))) (i32.const 0) (local.get $bias)))
           (local.set $i (local.get $i0))
@@ -102,87 +103,6 @@
               (call $store8 (local.get $c) (local.get $c00) (local.get $c01) (local.get $cols) (local.get $beta) (local.get $bb) (local.get $tmp))
               (local.set $i (i32.add (local.get $i) (i32.const 1)))
               (br $tiles1)))
-          (br_if $panels (i32.lt_u (local.tee $p (i32.add (local.get $p) (i32.const 1))) (local.get $np))))
-        (local.set $i0 (local.get $i1))
-        (br $rowblocks))))
-
-;; C[M, ncols] (+)= A @ B with BOTH operands packed: A in 4-row panels (A(m, k) at
-  ;; Ap + (m & ~3)*K*4 + k*16 + (m & 3)*4, rows past M zero) and B in 8-column panels as above.
-  ;; K must be even (packing pads it with zeros). Rows past M are computed but not stored.
-  (func $gemmp (export "gemmp")
-    (param $Ap i32) (param $Bp i32) (param $C i32) (param $ldc i32)
-    (param $M i32) (param $K i32) (param $np i32) (param $nlast i32)
-    (param $beta i32) (param $bias i32) (param $tmp i32)
-    (local $i0 i32) (local $i1 i32) (local $i i32) (local $p i32) (local $k i32) (local $r i32)
-    (local $bp i32) (local $cols i32) (local $bb i32) (local $c i32) (local $pa i32) (local $pb i32)
-    (local $a v128) (local $b0 v128) (local $b1 v128)
-    (local $c00 v128) (local $c01 v128) (local $c10 v128) (local $c11 v128)
-    (local $c20 v128) (local $c21 v128) (local $c30 v128) (local $c31 v128)
-    (block $done_rows
-      (loop $rowblocks
-        (br_if $done_rows (i32.ge_u (local.get $i0) (local.get $M)))
-        (local.set $i1 (i32.add (local.get $i0) (i32.const 64)))
-        (if (i32.gt_u (local.get $i1) (local.get $M)) (then (local.set $i1 (local.get $M))))
-        (local.set $p (i32.const 0))
-        (loop $panels
-          (local.set $bp (i32.add (local.get $Bp) (i32.mul (local.get $p) (i32.shl (local.get $K) (i32.const 5)))))
-          (local.set $cols (select (local.get $nlast) (i32.const 8) (i32.eq (local.get $p) (i32.sub (local.get $np) (i32.const 1)))))
-          (local.set $bb (select (i32.add (local.get $bias) (i32.shl (local.get $p) (i32.const 5))) (i32.const 0) (local.get $bias)))
-          (local.set $i (local.get $i0))
-          (loop $tiles
-            (local.set $pa (i32.add (local.get $Ap) (i32.shl (i32.mul (local.get $i) (local.get $K)) (i32.const 2))))
-            (local.set $pb (local.get $bp))
-            (local.set $c00 (v128.const i32x4 0 0 0 0)) (local.set $c01 (v128.const i32x4 0 0 0 0))
-            (local.set $c10 (v128.const i32x4 0 0 0 0)) (local.set $c11 (v128.const i32x4 0 0 0 0))
-            (local.set $c20 (v128.const i32x4 0 0 0 0)) (local.set $c21 (v128.const i32x4 0 0 0 0))
-            (local.set $c30 (v128.const i32x4 0 0 0 0)) (local.set $c31 (v128.const i32x4 0 0 0 0))
-            (local.set $k (i32.shr_u (local.get $K) (i32.const 1)))
-            (loop $kloop ;; two k per iteration
-              (local.set $b0 (v128.load (local.get $pb)))
-              (local.set $b1 (v128.load offset=16 (local.get $pb)))
-              (local.set $a (v128.load32_splat (local.get $pa)))
-              (local.set $c00 (f32x4.add (local.get $c00) (f32x4.mul (local.get $a) (local.get $b0))))
-              (local.set $c01 (f32x4.add (local.get $c01) (f32x4.mul (local.get $a) (local.get $b1))))
-              (local.set $a (v128.load32_splat offset=4 (local.get $pa)))
-              (local.set $c10 (f32x4.add (local.get $c10) (f32x4.mul (local.get $a) (local.get $b0))))
-              (local.set $c11 (f32x4.add (local.get $c11) (f32x4.mul (local.get $a) (local.get $b1))))
-              (local.set $a (v128.load32_splat offset=8 (local.get $pa)))
-              (local.set $c20 (f32x4.add (local.get $c20) (f32x4.mul (local.get $a) (local.get $b0))))
-              (local.set $c21 (f32x4.add (local.get $c21) (f32x4.mul (local.get $a) (local.get $b1))))
-              (local.set $a (v128.load32_splat offset=12 (local.get $pa)))
-              (local.set $c30 (f32x4.add (local.get $c30) (f32x4.mul (local.get $a) (local.get $b0))))
-              (local.set $c31 (f32x4.add (local.get $c31) (f32x4.mul (local.get $a) (local.get $b1))))
-              (local.set $b0 (v128.load offset=32 (local.get $pb)))
-              (local.set $b1 (v128.load offset=48 (local.get $pb)))
-              (local.set $a (v128.load32_splat offset=16 (local.get $pa)))
-              (local.set $c00 (f32x4.add (local.get $c00) (f32x4.mul (local.get $a) (local.get $b0))))
-              (local.set $c01 (f32x4.add (local.get $c01) (f32x4.mul (local.get $a) (local.get $b1))))
-              (local.set $a (v128.load32_splat offset=20 (local.get $pa)))
-              (local.set $c10 (f32x4.add (local.get $c10) (f32x4.mul (local.get $a) (local.get $b0))))
-              (local.set $c11 (f32x4.add (local.get $c11) (f32x4.mul (local.get $a) (local.get $b1))))
-              (local.set $a (v128.load32_splat offset=24 (local.get $pa)))
-              (local.set $c20 (f32x4.add (local.get $c20) (f32x4.mul (local.get $a) (local.get $b0))))
-              (local.set $c21 (f32x4.add (local.get $c21) (f32x4.mul (local.get $a) (local.get $b1))))
-              (local.set $a (v128.load32_splat offset=28 (local.get $pa)))
-              (local.set $c30 (f32x4.add (local.get $c30) (f32x4.mul (local.get $a) (local.get $b0))))
-              (local.set $c31 (f32x4.add (local.get $c31) (f32x4.mul (local.get $a) (local.get $b1))))
-              (local.set $pa (i32.add (local.get $pa) (i32.const 32)))
-              (local.set $pb (i32.add (local.get $pb) (i32.const 64)))
-              (br_if $kloop (local.tee $k (i32.sub (local.get $k) (i32.const 1)))))
-            ;; store the rows of this tile that exist
-            (local.set $c (i32.add (i32.add (local.get $C) (i32.mul (local.get $i) (local.get $ldc))) (i32.shl (local.get $p) (i32.const 5))))
-            (local.set $r (i32.sub (local.get $i1) (local.get $i)))
-            (call $store8 (local.get $c) (local.get $c00) (local.get $c01) (local.get $cols) (local.get $beta) (local.get $bb) (local.get $tmp))
-            (if (i32.gt_u (local.get $r) (i32.const 1)) (then
-              (local.set $c (i32.add (local.get $c) (local.get $ldc)))
-              (call $store8 (local.get $c) (local.get $c10) (local.get $c11) (local.get $cols) (local.get $beta) (local.get $bb) (local.get $tmp))))
-            (if (i32.gt_u (local.get $r) (i32.const 2)) (then
-              (local.set $c (i32.add (local.get $c) (local.get $ldc)))
-              (call $store8 (local.get $c) (local.get $c20) (local.get $c21) (local.get $cols) (local.get $beta) (local.get $bb) (local.get $tmp))))
-            (if (i32.gt_u (local.get $r) (i32.const 3)) (then
-              (local.set $c (i32.add (local.get $c) (local.get $ldc)))
-              (call $store8 (local.get $c) (local.get $c30) (local.get $c31) (local.get $cols) (local.get $beta) (local.get $bb) (local.get $tmp))))
-            (br_if $tiles (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 4))) (local.get $i1))))
           (br_if $panels (i32.lt_u (local.tee $p (i32.add (local.get $p) (i32.const 1))) (local.get $np))))
         (local.set $i0 (local.get $i1))
         (br $rowblocks))))

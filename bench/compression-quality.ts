@@ -1,0 +1,296 @@
+// Compression quality: what boundary compression costs in held-out loss. The same model, seed, data
+// and token budget are trained several times as an in-process stage chain (core/train/
+// compressed-chain.ts) whose every boundary tensor (activations forward, their gradients back)
+// goes through the swarm's boundary path: the run's codec per role (built from the compression
+// plugin, loaded by the plugin host as a node loads it), a wire frame, the frame decoder, decode.
+// Settings: none (raw f32), fp16, int8-block, and the learned bottleneck k + int8-block at 32x,
+// 64x and 128x fewer bytes per boundary than f32 (k picked so the ratio is really reached).
+// Baseline: the uncompressed run's held-out loss on the same eval batches. Not a test: a run
+// takes minutes (the figures are deterministic on the CPU backend; only times vary with load).
+//
+//   npx tsx bench/compression-quality.ts [--steps 200] [--model tiny] [--stages 3] [--seed 0] [--configs none,bn32-int8]
+import { parseArgs } from 'node:util'
+import os from 'node:os'
+import { readFile } from 'node:fs/promises'
+import { pathToFileURL } from 'node:url'
+import type { ComputeBackend } from '../core/contracts/backend.ts'
+import { Tokens } from '../core/contracts/tokens.ts'
+import { loadCorpus } from '../core/data/index.ts'
+import { modelPreset, parseModelConfig, type ModelConfig } from '../core/model/config.ts'
+import { PluginHost } from '../core/node/plugin-host.ts'
+import { boundaryCodecs } from '../core/pipeline/codecs.ts'
+import { trainCompressedChain, type ChainTrainResult } from '../core/train/compressed-chain.ts'
+import { corpusData, type TrainData } from '../core/train/trainer.ts'
+import { machineInfo, round } from './report.ts'
+import type { BenchReport, BenchResult } from './report.ts'
+
+/** One compression setting: codecs for both boundary roles, and the bottleneck width rule. */
+export interface QualitySetting {
+  readonly name: string
+  /** Codec name for activations and for their gradients ('none' = raw f32). */
+  readonly codec: string
+  /** Target ratio vs f32 reached with the bottleneck (k chosen from it); 0 = no bottleneck. */
+  readonly bottleneckRatio: number
+  /** Largest loss increase over `none` that meets the goal, in percent (null: report only). */
+  readonly goalPct: number | null
+}
+
+export const QUALITY_SETTINGS: readonly QualitySetting[] = Object.freeze([
+  { name: 'none', codec: 'none', bottleneckRatio: 0, goalPct: null },
+  { name: 'fp16', codec: 'fp16', bottleneckRatio: 0, goalPct: null },
+  { name: 'int8-block', codec: 'int8-block', bottleneckRatio: 0, goalPct: null },
+  { name: 'bn32-int8', codec: 'int8-block', bottleneckRatio: 32, goalPct: 3 },
+  { name: 'bn64-int8', codec: 'int8-block', bottleneckRatio: 64, goalPct: 5 },
+  { name: 'bn128-int8', codec: 'int8-block', bottleneckRatio: 128, goalPct: null }
+])
+
+export interface CompressionQualityOptions {
+  /** Optimizer steps per setting (default 200). */
+  readonly steps?: number
+  /** Preset name, a JSON config file, or a config (default tiny). */
+  readonly model?: string | ModelConfig
+  /** Pipeline stages S (default 3, the demo's split: S-1 compressed boundaries). */
+  readonly stages?: number
+  readonly seed?: number
+  /** Sequences per step (default 16; T = the context length). */
+  readonly batchSize?: number
+  /** Peak learning rate (default 3e-3; warmup steps/10, cosine to lr/10). */
+  readonly lr?: number
+  /** Held-out batches of the final eval, the same for every setting (default 32). */
+  readonly evalBatches?: number
+  /** int8-block's block size (the compression plugin's `int8BlockSize`; default 256). */
+  readonly int8BlockSize?: number
+  /** Setting names to run (default all); `none` always runs, as the baseline. */
+  readonly settings?: readonly string[]
+  /** Training data (default: the shipped corpus, byte tokenizer). */
+  readonly data?: TrainData
+  /** Backend plugin (default backend-cpu) and its threads. */
+  readonly backendPlugin?: string
+  readonly threads?: number
+  /** Progress lines (default: none). */
+  readonly progress?: (line: string) => void
+}
+
+/** One setting's measured figures (also in the report's `settings`). */
+export interface QualityRow {
+  readonly name: string
+  readonly codec: string
+  /** k (0 = no bottleneck) and the boundary width W crossing the wire. */
+  readonly bottleneck: number
+  readonly boundaryWidth: number
+  readonly targetRatio: number | null
+  readonly evalLoss: number
+  /** evalLoss / none's evalLoss. */
+  readonly lossRatio: number
+  readonly lossIncreasePct: number
+  readonly goalPct: number | null
+  readonly meetsGoal: boolean | null
+  /** Encoded bytes per token per boundary: activations, gradients, both. */
+  readonly bytesPerTokenForward: number
+  readonly bytesPerTokenBackward: number
+  readonly bytesPerTokenTotal: number
+  /** f32 bytes (4C per token per direction) / encoded bytes. */
+  readonly ratioForward: number
+  readonly ratioTotal: number
+  readonly lossLast10: number
+  readonly trainSeconds: number
+  readonly params: number
+}
+
+export interface CompressionQualityReport extends BenchReport {
+  readonly settings: QualityRow[]
+  /** Best-compressed setting that meets its goal (else the best of those with a goal under 5%), or null. */
+  readonly recommended: string | null
+}
+
+/**
+ * Largest k whose int8-block boundary costs at most 4C/ratio bytes per token, counting the block
+ * scales (4 bytes per `block` elements) and the codec header over B*T tokens.
+ */
+export function bottleneckForRatio (ratio: number, C: number, block: number, tokens: number, rank = 3): number {
+  const header = 12 + 4 * rank + 4
+  const budget = 4 * C / ratio
+  for (let k = C; k >= 1; k--) {
+    const n = tokens * k
+    const bytes = n + 4 * Math.ceil(n / block) + header
+    if (bytes / tokens <= budget) return k
+  }
+  throw new RangeError(`no bottleneck width reaches ${ratio}x on d=${C} with int8 blocks of ${block}`)
+}
+
+async function resolveModel (m: string | ModelConfig | undefined): Promise<ModelConfig> {
+  if (m == null) return modelPreset('tiny')
+  if (typeof m !== 'string') return m
+  if (m.endsWith('.json')) return parseModelConfig(await readFile(m, 'utf8'), m)
+  return modelPreset(m)
+}
+
+export async function benchCompressionQuality (opts: CompressionQualityOptions = {}): Promise<CompressionQualityReport> {
+  const machine = machineInfo()
+  const steps = opts.steps ?? 200
+  const S = opts.stages ?? 3
+  const seed = opts.seed ?? 0
+  const B = opts.batchSize ?? 16
+  const lr = opts.lr ?? 3e-3
+  const block = opts.int8BlockSize ?? 256
+  const config = await resolveModel(opts.model)
+  const T = config.blockSize
+  const C = config.dModel
+  const say = opts.progress ?? (() => {})
+  const wanted = opts.settings ?? QUALITY_SETTINGS.map(s => s.name)
+  for (const n of wanted) if (!QUALITY_SETTINGS.some(s => s.name === n)) throw new RangeError(`unknown setting "${n}" (known: ${QUALITY_SETTINGS.map(s => s.name).join(', ')})`)
+  const settings = QUALITY_SETTINGS.filter(s => s.name === 'none' || wanted.includes(s.name))
+
+  let corpusInfo: Record<string, unknown> = {}
+  let data = opts.data
+  if (data == null) {
+    const corpus = await loadCorpus({})
+    if (corpus.tokenizer.vocabSize > config.vocabSize) throw new RangeError(`the model's vocabulary ${config.vocabSize} is smaller than the byte tokenizer's 256`)
+    data = corpusData(corpus, seed)
+    corpusInfo = { path: corpus.stats.path, trainTokens: corpus.stats.trainTokens, heldOutTokens: corpus.stats.heldOutTokens }
+  }
+
+  // One plugin host per bench, as a node has: the backend and the compression plugin's codecs.
+  const backendPlugin = opts.backendPlugin ?? 'backend-cpu'
+  const host = new PluginHost({
+    choices: { [Tokens.ComputeBackend]: backendPlugin },
+    pluginOptions: { compression: { int8BlockSize: block }, ...(opts.threads != null ? { [backendPlugin]: { threads: opts.threads } } : {}) }
+  })
+  const rows: QualityRow[] = []
+  // The CPU backend unrefs its workers and waits on them with Atomics.waitAsync, which holds no
+  // event-loop reference: with nothing else pending, Node exits mid-run. A timer keeps it alive.
+  const keepAlive = setInterval(() => {}, 60_000)
+  let device = 'cpu'
+  let backendName = backendPlugin
+  try {
+    await host.load([backendPlugin, 'compression'])
+    await host.start()
+    const backend = host.container.resolve<ComputeBackend>(Tokens.ComputeBackend)
+    device = backend.info.device
+    backendName = backend.info.name
+    let baseLoss = NaN
+    for (const s of settings) {
+      const k = s.bottleneckRatio > 0 ? bottleneckForRatio(s.bottleneckRatio, C, block, B * T) : 0
+      const codecs = boundaryCodecs({ activation: s.codec, 'activation-grad': s.codec }, host.container)
+      say(`${s.name}: ${s.codec}${k > 0 ? `, bottleneck k=${k}` : ''}, ${steps} steps of B=${B} T=${T}, ${S} stages`)
+      const r: ChainTrainResult = await trainCompressedChain({
+        backend,
+        config,
+        data,
+        codecs,
+        steps,
+        stages: S,
+        bottleneck: k,
+        batchSize: B,
+        seqLen: T,
+        schedule: { maxLr: lr, minLr: lr / 10, warmupSteps: Math.max(1, Math.floor(steps / 10)), totalSteps: steps },
+        seed,
+        evalBatches: opts.evalBatches ?? 32,
+        onStep: (step, loss) => { if (step % Math.max(1, Math.round(steps / 5)) === 0) say(`  ${s.name} step ${step}/${steps} loss ${loss.toFixed(4)}`) }
+      })
+      if (s.name === 'none') baseLoss = r.evalLoss
+      const f32 = 4 * C
+      const pt = r.perToken
+      const lossRatio = r.evalLoss / baseLoss
+      const pct = (lossRatio - 1) * 100
+      const tail = r.losses.slice(-10)
+      rows.push({
+        name: s.name,
+        codec: s.codec,
+        bottleneck: k,
+        boundaryWidth: r.boundaryWidth,
+        targetRatio: s.bottleneckRatio > 0 ? s.bottleneckRatio : null,
+        evalLoss: round(r.evalLoss, 5),
+        lossRatio: round(lossRatio, 5),
+        lossIncreasePct: round(pct, 3),
+        goalPct: s.goalPct,
+        meetsGoal: s.goalPct == null ? null : pct <= s.goalPct,
+        bytesPerTokenForward: round(pt.forward, 4),
+        bytesPerTokenBackward: round(pt.backward, 4),
+        bytesPerTokenTotal: round(pt.total, 4),
+        ratioForward: round(f32 / pt.forward, 3),
+        ratioTotal: round(2 * f32 / pt.total, 3),
+        lossLast10: round(tail.reduce((a, b) => a + b, 0) / tail.length, 5),
+        trainSeconds: round(r.trainSeconds, 1),
+        params: r.params
+      })
+      say(`  ${s.name}: eval loss ${r.evalLoss.toFixed(4)} (${pct >= 0 ? '+' : ''}${pct.toFixed(2)}% vs none), ${pt.forward.toFixed(2)} B/token/boundary forward, ${(f32 / pt.forward).toFixed(1)}x, ${r.trainSeconds.toFixed(0)} s`)
+    }
+  } finally {
+    clearInterval(keepAlive)
+    await host.stop()
+  }
+
+  const base = rows.find(r => r.name === 'none') as QualityRow
+  const f32 = 4 * C
+  const results: BenchResult[] = []
+  for (const r of rows) {
+    // ratio > 1 is better than the baseline: lower loss, fewer bytes.
+    results.push(
+      { name: `${r.name}.eval_loss`, value: r.evalLoss, unit: 'nats/token', baseline: { name: 'none.eval_loss', value: base.evalLoss }, ratio: round(base.evalLoss / r.evalLoss, 5) },
+      { name: `${r.name}.loss_increase`, value: r.lossIncreasePct, unit: '%', baseline: r.goalPct != null ? { name: 'goal', value: r.goalPct } : null, ratio: null },
+      { name: `${r.name}.bytes_per_token_fwd`, value: r.bytesPerTokenForward, unit: 'B/token/boundary', baseline: { name: 'f32', value: f32 }, ratio: r.ratioForward },
+      { name: `${r.name}.bytes_per_token_bwd`, value: r.bytesPerTokenBackward, unit: 'B/token/boundary', baseline: { name: 'f32', value: f32 }, ratio: round(f32 / r.bytesPerTokenBackward, 3) },
+      { name: `${r.name}.bytes_per_token_total`, value: r.bytesPerTokenTotal, unit: 'B/token/boundary', baseline: { name: 'f32', value: 2 * f32 }, ratio: r.ratioTotal }
+    )
+  }
+  const meeting = rows.filter(r => r.meetsGoal === true).sort((a, b) => b.ratioTotal - a.ratioTotal)
+  machine.loadAvgEnd = round(os.loadavg()[0], 2)
+  return {
+    suite: 'compression-quality',
+    backend: backendName,
+    device,
+    machine,
+    baseline: {
+      name: 'none (raw f32 boundaries)',
+      what: 'held-out loss of the same model, seed and token budget with uncompressed boundaries; bytes vs f32 (4C per token per direction)',
+      model: config,
+      stages: S,
+      boundaries: S - 1,
+      steps,
+      batchSize: B,
+      seqLen: T,
+      tokens: steps * B * T,
+      seed,
+      lr,
+      schedule: `warmup ${Math.max(1, Math.floor(steps / 10))}, cosine to lr/10`,
+      int8BlockSize: block,
+      evalBatches: opts.evalBatches ?? 32,
+      data: corpusInfo,
+      path: 'in-process stage chain: pipeline boundaryCodecs encode -> wire frame -> FrameDecoder -> decode, both directions, every boundary'
+    },
+    results,
+    settings: rows,
+    recommended: meeting[0]?.name ?? null
+  }
+}
+
+if (process.argv[1] != null && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const { values } = parseArgs({
+    options: {
+      steps: { type: 'string' },
+      model: { type: 'string' },
+      stages: { type: 'string' },
+      seed: { type: 'string' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      'eval-batches': { type: 'string' },
+      block: { type: 'string' },
+      configs: { type: 'string' }
+    }
+  })
+  const num = (v: string | undefined): number | undefined => v != null ? Number(v) : undefined
+  const report = await benchCompressionQuality({
+    steps: num(values.steps),
+    model: values.model,
+    stages: num(values.stages),
+    seed: num(values.seed),
+    batchSize: num(values.batch),
+    lr: num(values.lr),
+    evalBatches: num(values['eval-batches']),
+    int8BlockSize: num(values.block),
+    settings: values.configs?.split(',').map(s => s.trim()).filter(Boolean),
+    progress: line => process.stderr.write(line + '\n')
+  })
+  process.stdout.write(JSON.stringify(report, null, 2) + '\n')
+}

@@ -1,0 +1,84 @@
+// Plugin entry: binds one WebGPU ComputeBackend (Dawn for Node) under Tokens.ComputeBackend.
+// Options: allowSoftwareGpu (accept llvmpipe/SwiftShader/WARP; default false), powerPreference
+// ('high-performance' | 'low-power'), f16 (not implemented yet: rejected with a ConfigError),
+// matmulTile ({ wgX, wgY, tm }). The adapter is logged at info level when the backend starts.
+/// <reference types="@webgpu/types" />
+import { definePlugin, Tokens } from '../../core/contracts/index.ts'
+import type { ComputeBackend, Logger } from '../../core/contracts/index.ts'
+import { ConfigError } from '../../core/errors.ts'
+import { openDevice } from './adapter.ts'
+import { WebGpuBackend } from './backend.ts'
+import { nodeGpu, platformHint } from './node-gpu.ts'
+import type { MatmulTile } from './shaders/matmul.ts'
+
+export { WebGpuBackend } from './backend.ts'
+export type { WebGpuBackendOptions } from './backend.ts'
+export { openDevice, isSoftwareAdapter } from './adapter.ts'
+export type { AdapterOptions, AdapterSummary } from './adapter.ts'
+export { WebGpuDeviceError, WebGpuLimitError, WebGpuSoftwareAdapterError, WebGpuUnavailableError } from './errors.ts'
+
+export interface WebGpuPluginOptions {
+  allowSoftwareGpu?: boolean
+  powerPreference?: 'high-performance' | 'low-power'
+  f16?: boolean
+  matmulTile?: MatmulTile
+  logger?: Logger
+  /** A GPU object to use instead of Dawn for Node (e.g. navigator.gpu). */
+  gpu?: GPU
+}
+
+/** Parses plugin options (config file / flags), throwing ConfigError on bad values. */
+export function parseWebGpuOptions (o: Readonly<Record<string, unknown>>): WebGpuPluginOptions {
+  const out: WebGpuPluginOptions = {}
+  if (o.allowSoftwareGpu !== undefined) {
+    if (typeof o.allowSoftwareGpu !== 'boolean') throw new ConfigError(`backend-webgpu: allowSoftwareGpu must be true or false, got ${JSON.stringify(o.allowSoftwareGpu)}`)
+    out.allowSoftwareGpu = o.allowSoftwareGpu
+  }
+  if (o.powerPreference !== undefined) {
+    if (o.powerPreference !== 'high-performance' && o.powerPreference !== 'low-power') throw new ConfigError(`backend-webgpu: powerPreference must be "high-performance" or "low-power", got ${JSON.stringify(o.powerPreference)}`)
+    out.powerPreference = o.powerPreference
+  }
+  if (o.f16 !== undefined && o.f16 !== false) {
+    throw new ConfigError('backend-webgpu: f16 kernels are not implemented yet (the backend computes in f32); drop the f16 option')
+  }
+  if (o.matmulTile !== undefined) {
+    const t = o.matmulTile as Record<string, unknown>
+    const ok = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 64
+    if (t === null || typeof t !== 'object' || !ok(t.wgX) || !ok(t.wgY) || !ok(t.tm) || t.wgX * t.wgY > 256) {
+      throw new ConfigError(`backend-webgpu: matmulTile must be { wgX, wgY, tm } (integers 1..64, wgX*wgY <= 256), got ${JSON.stringify(o.matmulTile)}`)
+    }
+    out.matmulTile = { wgX: t.wgX, wgY: t.wgY, tm: t.tm }
+  }
+  return out
+}
+
+/** Opens an adapter and device per the options and returns the backend. */
+export async function createWebGpuBackend (opts: WebGpuPluginOptions = {}): Promise<WebGpuBackend> {
+  const gpu = opts.gpu ?? await nodeGpu()
+  const { device, summary } = await openDevice(gpu, { allowSoftwareGpu: opts.allowSoftwareGpu, powerPreference: opts.powerPreference, platformHint: platformHint() })
+  return new WebGpuBackend(device, summary, { matmulTile: opts.matmulTile, logger: opts.logger })
+}
+
+const live = new Set<ComputeBackend>()
+
+export default definePlugin({
+  name: 'backend-webgpu',
+  kind: 'backend',
+  description: 'WebGPU compute backend (WGSL kernels; Dawn for Node: Vulkan, Metal or D3D12)',
+  provides: [Tokens.ComputeBackend],
+  async register (ctx) {
+    const log = ctx.logger.forComponent('layerswarm:backend-webgpu')
+    const backend = await createWebGpuBackend({ ...parseWebGpuOptions(ctx.options), logger: log })
+    live.add(backend)
+    ctx.signal.addEventListener('abort', () => { if (live.delete(backend)) void backend.dispose() }, { once: true })
+    const a = backend.adapter
+    log.info('WebGPU adapter', { vendor: a.vendor, architecture: a.architecture, device: a.device, description: a.description, software: a.software, ...a.limits })
+    if (a.software) log.warn('using a software WebGPU adapter: for correctness runs only, far slower than the CPU backend')
+    ctx.container.registerInstance(Tokens.ComputeBackend, backend)
+  },
+  async stop () {
+    const all = [...live]
+    live.clear()
+    await Promise.all(all.map(async b => { await b.dispose() }))
+  }
+})

@@ -1,0 +1,86 @@
+// Plugin entry: binds a GossipScheduler (stage assignment by gossiped heartbeats, docs/scheduler.md)
+// as Tokens.Scheduler. Needs Tokens.Libp2p (with gossipsub at services.pubsub). Options (config
+// `plugins.scheduler`, all optional where NodeConfig.runtime supplies them):
+//   runId            run id (default NodeConfig.runtime.runId)
+//   stages           stage count (default NodeConfig.runtime.stages)
+//   stage            pin this node (default NodeConfig.runtime.stage, i.e. `start --stage N`)
+//   stageCosts, capacity, heartbeatMs, ttlMs, epochMs, epochJitterMs, joinListenMs, hysteresis,
+//   cooldownMs, maxMovesPerEpoch, maxSkewMs, invalidMessageWeight: see GossipSchedulerInit
+import { definePlugin, Tokens } from '../../core/contracts/index.ts'
+import { ConfigError } from '../../core/errors.ts'
+import { GossipScheduler, type GossipSchedulerInit, type PubsubHost } from './gossip-scheduler.ts'
+
+export { GossipScheduler, SCHEDULER_VERSION } from './gossip-scheduler.ts'
+export type { GossipSchedulerInit, LoadReport, MoveHooks, PubsubHost, SchedulerStats } from './gossip-scheduler.ts'
+export * from './errors.ts'
+export * from './heartbeat.ts'
+export * from './rule.ts'
+export { HeartbeatView } from './view.ts'
+export type { ViewEntry } from './view.ts'
+export { schedulerPeerSource } from './peer-source.ts'
+export type { SchedulerPeerSource } from './peer-source.ts'
+
+/** Schedulers of this process's nodes: stop() has no context, so each is stopped by its node's aborted signal. */
+const live = new Map<GossipScheduler, AbortSignal>()
+
+const NUMBER_OPTIONS = ['capacity', 'heartbeatMs', 'ttlMs', 'epochMs', 'epochJitterMs', 'joinListenMs', 'hysteresis', 'cooldownMs', 'maxMovesPerEpoch', 'maxSkewMs', 'invalidMessageWeight'] as const
+
+/** GossipSchedulerInit from plugin options over NodeConfig.runtime; ConfigError names the bad option. */
+export function schedulerInit (options: Readonly<Record<string, unknown>>, runtime: Readonly<Record<string, unknown>> = {}): Omit<GossipSchedulerInit, 'log'> {
+  const runId = options.runId ?? runtime.runId
+  if (typeof runId !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(runId)) {
+    throw new ConfigError('the scheduler plugin needs a run id (option plugins.scheduler.runId, or runtime.runId): 1-64 of [A-Za-z0-9._-]')
+  }
+  const stages = options.stages ?? runtime.stages
+  if (typeof stages !== 'number' || !Number.isSafeInteger(stages) || stages < 1 || stages > 1024) {
+    throw new ConfigError('the scheduler plugin needs the stage count (option plugins.scheduler.stages, or runtime.stages): an integer in [1, 1024]')
+  }
+  const pin = options.stage ?? runtime.stage
+  if (pin != null && (typeof pin !== 'number' || !Number.isSafeInteger(pin) || pin < 0 || pin >= stages)) {
+    throw new ConfigError(`scheduler: stage ${String(pin)} is not an integer in [0, ${stages - 1}]`)
+  }
+  const init: Record<string, unknown> = { runId, stages, pinnedStage: pin ?? undefined }
+  for (const k of NUMBER_OPTIONS) {
+    const v = options[k]
+    if (v === undefined) continue
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new ConfigError(`scheduler option ${k} must be a finite number`)
+    init[k] = v
+  }
+  if (options.stageCosts !== undefined) {
+    const c = options.stageCosts
+    if (!Array.isArray(c) || c.length !== stages || c.some(x => typeof x !== 'number' || !(x > 0) || !Number.isFinite(x))) {
+      throw new ConfigError(`scheduler option stageCosts must be ${stages} positive numbers`)
+    }
+    init.stageCosts = c
+  }
+  return init as unknown as Omit<GossipSchedulerInit, 'log'>
+}
+
+export default definePlugin({
+  name: 'scheduler',
+  kind: 'scheduler',
+  version: '0.1.0',
+  description: 'Stage assignment by gossipsub heartbeats: join the least-served stage, rebalance the bottleneck',
+  provides: [Tokens.Scheduler],
+  requires: [Tokens.Libp2p],
+  register (ctx) {
+    const config = ctx.container.isRegistered(Tokens.NodeConfig, true) ? ctx.container.resolve<{ runtime?: Readonly<Record<string, unknown>> }>(Tokens.NodeConfig) : undefined
+    const init = schedulerInit(ctx.options, config?.runtime ?? {})
+    const libp2p = ctx.container.resolve<PubsubHost>(Tokens.Libp2p)
+    const scheduler = new GossipScheduler(libp2p, { ...init, log: ctx.logger })
+    ctx.container.registerInstance(Tokens.Scheduler, scheduler)
+    live.set(scheduler, ctx.signal)
+    ctx.signal.addEventListener('abort', () => { void scheduler.stop() }, { once: true })
+  },
+  async start (ctx) {
+    const scheduler = ctx.container.resolve<GossipScheduler>(Tokens.Scheduler)
+    await scheduler.start()
+  },
+  async stop () {
+    for (const [scheduler, signal] of live) {
+      if (!signal.aborted) continue
+      live.delete(scheduler)
+      await scheduler.stop()
+    }
+  }
+})

@@ -1,0 +1,167 @@
+// Butterfly all-reduce between real nodes (createNode: TCP + noise + yamux + the private DHT) on
+// 127.0.0.1, in one process: groups found through the DHT, the exact weighted mean with raw f32,
+// the mean within the codec's error with int8-block, DiLoCo's outer step, and members that send
+// garbage (wrong size, NaN, a dishonest average) left out and banned.
+import assert from 'node:assert/strict'
+import { Averager, shardCodecs, type FaultInjection, type RoundResult } from '../core/averaging/index.ts'
+import { int8BlockCodec } from '../plugins/compression/index.ts'
+import { expectedMean, RUN_ID, startSwarm, testVector, type Swarm } from './averaging-helpers.ts'
+
+const N = 100_003 // not a multiple of the group size: unequal shards
+
+describe('averaging: butterfly all-reduce over DHT groups', function () {
+  this.timeout(180_000)
+  let swarm: Swarm
+  const averagers: Averager[] = []
+
+  before(async () => {
+    swarm = await startSwarm(6)
+  })
+
+  after(async () => {
+    await Promise.all(averagers.map(async a => { await a.stop() }))
+    await swarm?.stop()
+  })
+
+  async function averagersFor (count: number, opts: { codec?: 'int8', mode?: 'params' | 'pseudo-grad', faults?: Map<number, FaultInjection> } = {}): Promise<Averager[]> {
+    const codecs = opts.codec === 'int8'
+      ? shardCodecs({ parameter: 'int8-block', 'parameter-grad': 'int8-block' }, [int8BlockCodec()])
+      : undefined
+    const out: Averager[] = []
+    for (let i = 0; i < count; i++) {
+      const a = new Averager(swarm.nodes[i].libp2p, { runId: RUN_ID, codecs, mode: opts.mode, joinMs: 8000, slackMs: 4000, faults: opts.faults?.get(i) })
+      await a.start()
+      out.push(a)
+      averagers.push(a)
+    }
+    return out
+  }
+
+  async function stopAll (list: Averager[]): Promise<void> {
+    await Promise.all(list.map(async a => { await a.stop() }))
+  }
+
+  async function roundAll (list: Averager[], round: number, inputs: Float32Array[], weights: number[]): Promise<RoundResult[]> {
+    return await Promise.all(list.map(async (a, i) => await a.round({ round, stage: 1, params: inputs[i], weight: weights[i], stageSize: list.length, signal: AbortSignal.timeout(60_000) })))
+  }
+
+  it('5 members reach the exact weighted mean with raw f32, and hold identical bits', async () => {
+    const list = await averagersFor(5)
+    try {
+      const inputs = list.map((_, i) => testVector(100 + i, N))
+      const weights = [1, 2, 3, 4, 5]
+      const results = await roundAll(list, 1, inputs, weights)
+      const byPeer = new Map(swarm.nodes.slice(0, 5).map((n, i) => [n.peerId, { data: inputs[i], weight: weights[i] }]))
+      const want = expectedMean(byPeer)
+      for (const r of results) {
+        assert.equal(r.groupSize, 5)
+        assert.deepEqual(r.lostShards, [])
+        assert.deepEqual(r.excluded, [])
+        assert.equal(r.contributors, 5)
+        assert.deepEqual(r.averaged, want)
+      }
+      assert.deepEqual(results[0].group, [...byPeer.keys()].sort())
+      console.log(`      [measure] 5 members, ${N} floats: group formed in ${results.map(r => r.formMs).join('/')} ms, all-reduce ${results.map(r => r.reduceMs).join('/')} ms`)
+    } finally {
+      await stopAll(list)
+    }
+  })
+
+  it('with int8-block shards, every member holds the same values, within the codec error of the mean', async () => {
+    const list = await averagersFor(4, { codec: 'int8' })
+    try {
+      const inputs = list.map((_, i) => testVector(200 + i, N, 0.05))
+      const weights = [10, 10, 10, 10]
+      const results = await roundAll(list, 2, inputs, weights)
+      const want = expectedMean(new Map(swarm.nodes.slice(0, 4).map((n, i) => [n.peerId, { data: inputs[i], weight: weights[i] }])))
+      let maxErr = 0
+      for (let e = 0; e < N; e++) maxErr = Math.max(maxErr, Math.abs(results[0].averaged[e] - want[e]))
+      // contributions and result each cross the codec once: error <= 2 x (1/254) x block max (<= 0.05)
+      assert.ok(maxErr <= 2 * int8BlockCodec().errorBound.relMaxAbs * 0.05 * 1.01, `max error ${maxErr}`)
+      assert.ok(maxErr > 0, 'int8 is lossy: an exact result means the codec was not used')
+      for (const r of results) {
+        assert.deepEqual(r.lostShards, [])
+        assert.deepEqual(r.averaged, results[0].averaged, 'members agree bit for bit')
+        assert.ok(r.bytesSent < N * 4 * 2 * 3 / 4 / 3, `sent ${r.bytesSent} bytes: int8 should send ~1/4 of raw`)
+      }
+    } finally {
+      await stopAll(list)
+    }
+  })
+
+  it('pseudo-grad mode: the first round agrees on theta_start, the next applies outer Nesterov SGD to the mean delta', async () => {
+    const list = await averagersFor(3, { mode: 'pseudo-grad' })
+    try {
+      const n = 1000
+      const start = list.map((_, i) => testVector(300 + i, n))
+      const first = await roundAll(list, 3, start, [1, 1, 1])
+      assert.ok(first.every(r => r.mode === 'params'))
+      const theta0 = first[0].averaged
+      // local training moves each member differently
+      const local = list.map((_, i) => { const d = testVector(400 + i, n, 0.01); return theta0.map((x, e) => x - d[e]) })
+      const second = await roundAll(list, 4, local, [1, 2, 1])
+      const deltas = local.map(l => theta0.map((x, e) => x - l[e]))
+      const g = expectedMean(new Map(swarm.nodes.slice(0, 3).map((nd, i) => [nd.peerId, { data: deltas[i], weight: [1, 2, 1][i] }])))
+      for (const r of second) {
+        assert.equal(r.mode, 'pseudo-grad')
+        for (let e = 0; e < n; e++) {
+          const m = g[e] // momentum starts at 0: m = g
+          const want = theta0[e] - 0.7 * (g[e] + 0.9 * m)
+          assert.ok(Math.abs(r.averaged[e] - want) <= 1e-6 * Math.max(1, Math.abs(want)), `element ${e}: ${r.averaged[e]} vs ${want}`)
+        }
+        assert.deepEqual(r.averaged, second[0].averaged)
+      }
+    } finally {
+      await stopAll(list)
+    }
+  })
+
+  for (const [name, fault, code] of [
+    ['a wrong-size contribution', { contribution: (_s: number, d: Float32Array) => d.subarray(0, d.length - 1) }, 'ERR_AVG_SHARD_SIZE'],
+    ['a NaN contribution', { contribution: (_s: number, d: Float32Array) => { d[7] = NaN; return d } }, 'ERR_NON_FINITE'],
+    ['an out-of-bounds average', { result: (_s: number, d: Float32Array) => d.map(x => x * 50 + 1) }, 'ERR_AVG_BOUNDS']
+  ] as const) {
+    it(`a member sending ${name} is left out, reported and banned`, async () => {
+      const faults = new Map<number, FaultInjection>([[3, fault as FaultInjection]])
+      const list = await averagersFor(4, { faults })
+      try {
+        const bad = swarm.nodes[3].peerId
+        const inputs = list.map((_, i) => testVector(500 + i, N))
+        const results = await roundAll(list, 10, inputs, [1, 1, 1, 1])
+        const honest = results.slice(0, 3)
+        for (const r of honest) {
+          assert.equal(r.groupSize, 4)
+          const ex = r.excluded.find(x => x.peer === bad)
+          assert.ok(ex != null, `the faulty member is reported: ${JSON.stringify(r.excluded)}`)
+          assert.equal(ex.reason, code)
+          assert.equal(ex.banned, true)
+        }
+        for (const a of list.slice(0, 3)) assert.ok(a.bans.isBanned(bad))
+        // shards owned by honest members average the honest contributions exactly (a dishonest owner's
+        // own contributions were fine)
+        const contributors = code === 'ERR_AVG_BOUNDS' ? 4 : 3
+        const want = expectedMean(new Map(swarm.nodes.slice(0, contributors).map((n, i) => [n.peerId, { data: inputs[i], weight: 1 }])))
+        const group = results[0].group
+        const badShard = group.indexOf(bad)
+        for (const r of honest) {
+          const lost = new Set(r.lostShards.map(l => l.shard))
+          if (code === 'ERR_AVG_BOUNDS') assert.deepEqual([...lost], [badShard], 'the dishonest owner\'s shard is refused')
+          r.group.forEach((_, j) => {
+            if (j === badShard) return
+            const len = Math.floor(N / 4) + (j < N % 4 ? 1 : 0)
+            const start = Array.from({ length: j }, (_, q) => Math.floor(N / 4) + (q < N % 4 ? 1 : 0)).reduce((a, b) => a + b, 0)
+            assert.deepEqual(r.averaged.subarray(start, start + len), want.subarray(start, start + len), `shard ${j}`)
+          })
+        }
+        // next round: the banned member's data is refused at once and its shard is lost; the rest still averages
+        const again = await roundAll(list, 11, inputs, [1, 1, 1, 1])
+        for (const r of again.slice(0, 3)) {
+          assert.ok(r.excluded.some(x => x.peer === bad && x.reason === 'ERR_AVG_BANNED'), JSON.stringify(r.excluded))
+          assert.deepEqual(r.lostShards.map(l => l.shard), [badShard])
+        }
+      } finally {
+        await stopAll(list)
+      }
+    })
+  }
+})

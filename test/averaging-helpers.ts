@@ -1,0 +1,81 @@
+// Shared by the averaging tests: a small swarm of real layerswarm nodes (createNode: TCP + noise +
+// yamux + the network's private Kademlia DHT) on 127.0.0.1, joined through a bootstrap node, and
+// deterministic test vectors.
+import '../core/polyfills.ts'
+import { createNode, type LayerswarmNode } from '../core/index.ts'
+import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
+import { prng } from './wire-helpers.ts'
+
+export const RUN_ID = 'a1b2c3d4e5f60718293a4b5c6d7e8f90'
+
+export interface Swarm {
+  boot: LayerswarmNode
+  nodes: LayerswarmNode[]
+  dirs: string[]
+  add(): Promise<LayerswarmNode>
+  stop(): Promise<void>
+}
+
+/** A bootstrap node and `n` nodes that found each other through the DHT (routing tables filled). */
+export async function startSwarm (n: number): Promise<Swarm> {
+  const dirs: string[] = []
+  const nodes: LayerswarmNode[] = []
+  dirs.push(await tempDir('lsw-avg-'))
+  const boot = await createNode({ dataDir: dirs[0], bootstrapNode: true, controlEndpoint: false, listen: ['/ip4/127.0.0.1/tcp/0'] })
+  await boot.start()
+  const bootAddr = boot.addresses()[0]
+  const add = async (): Promise<LayerswarmNode> => {
+    const dir = await tempDir('lsw-avg-')
+    dirs.push(dir)
+    const node = await createNode({ dataDir: dir, plugins: [], controlEndpoint: false, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [bootAddr] })
+    await node.start()
+    nodes.push(node)
+    return node
+  }
+  const swarm: Swarm = {
+    boot,
+    nodes,
+    dirs,
+    add,
+    async stop () {
+      await Promise.all([...nodes, boot].map(async m => {
+        for (const c of m.libp2p.getConnections()) c.abort(new Error('test teardown'))
+        await m.stop()
+      }))
+      await removeDirs(dirs)
+    }
+  }
+  try {
+    for (let i = 0; i < n; i++) await add()
+    await waitFor('every DHT routing table to hold the other nodes', () =>
+      nodes.every(m => m.status().dht.routingTableSize >= Math.min(n, 3)), 30_000)
+  } catch (err) {
+    await swarm.stop()
+    throw err
+  }
+  return swarm
+}
+
+/** Deterministic values in about [-scale, scale]. */
+export function testVector (seed: number, n: number, scale = 1): Float32Array {
+  const rand = prng(seed)
+  const out = new Float32Array(n)
+  for (let i = 0; i < n; i++) out[i] = (rand() * 2 - 1) * scale
+  return out
+}
+
+/** The mean the owners compute: float64 accumulation in member (sorted peer id) order, one division. */
+export function expectedMean (byPeer: Map<string, { data: Float32Array, weight: number }>): Float32Array {
+  const peers = [...byPeer.keys()].sort()
+  const n = byPeer.get(peers[0])!.data.length
+  const acc = new Float64Array(n)
+  let w = 0
+  for (const p of peers) {
+    const { data, weight } = byPeer.get(p)!
+    w += weight
+    for (let i = 0; i < n; i++) acc[i] += weight * data[i]
+  }
+  const out = new Float32Array(n)
+  for (let i = 0; i < n; i++) out[i] = acc[i] / w
+  return out
+}

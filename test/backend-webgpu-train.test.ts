@@ -1,0 +1,157 @@
+// The WebGPU backend end to end: the first training steps of a small GPT on webgpu and on the CPU
+// backend, same seed and data, give the same loss curve (within 1e-3 relative); the plugin loads by
+// its built-in name and logs its adapter; and the adapter errors are typed and say what to do: no
+// Vulkan driver at all (a child process whose Vulkan loader is pointed at a missing driver file), and
+// a hardware-only request where the only adapter is a software one.
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { pathToFileURL } from 'node:url'
+import type { ComputeBackend } from '../core/contracts/index.ts'
+import { Tokens } from '../core/contracts/index.ts'
+import { createLogger } from '../core/logger.ts'
+import { validateModelConfig } from '../core/model/config.ts'
+import { PluginHost } from '../core/node/plugin-host.ts'
+import { trainLocal, type TrainData, type TrainerOptions } from '../core/train/trainer.ts'
+import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
+import { createWebGpuBackend } from '../plugins/backend-webgpu/index.ts'
+import { probeWebGpu, skipOrFail } from './backend-webgpu-helpers.ts'
+
+const run = promisify(execFile)
+const CFG = validateModelConfig({ vocabSize: 256, blockSize: 16, nLayer: 2, nHead: 2, dModel: 32 })
+
+/** Deterministic batches from a short repeating text: learnable, so the loss moves in a few steps. */
+function textData (): TrainData {
+  const text = new TextEncoder().encode('the quick brown fox jumps over the lazy dog; '.repeat(40))
+  const batch = (seed: number, B: number, T: number): { inputs: Int32Array, targets: Int32Array } => {
+    const inputs = new Int32Array(B * T); const targets = new Int32Array(B * T)
+    for (let b = 0; b < B; b++) {
+      const start = (seed * 7919 + b * 104729) % (text.length - T - 1)
+      for (let t = 0; t < T; t++) { inputs[b * T + t] = text[start + t]; targets[b * T + t] = text[start + t + 1] }
+    }
+    targets[0] = -1 // one ignored target
+    return { inputs, targets }
+  }
+  return {
+    trainBatch: (step, micro, B, T) => batch(step * 3 + micro, B, T),
+    evalBatch: (index, B, T) => batch(100000 + index, B, T),
+    evalBatchCount: () => 2
+  }
+}
+
+describe('webgpu backend: training and adapter errors', function () {
+  this.timeout(300_000)
+  let probe: Awaited<ReturnType<typeof probeWebGpu>>
+  before(async function () { probe = await probeWebGpu() })
+
+  describe('with an adapter', function () {
+    let gpu: ComputeBackend | undefined
+    let cpu: ComputeBackend | undefined
+    before(async function () {
+      if (probe.missing !== null) { skipOrFail(this, probe.missing); return }
+      gpu = await createWebGpuBackend({ allowSoftwareGpu: true })
+      cpu = await createCpuBackend({ threads: 1 })
+    })
+    after(async function () {
+      await gpu?.dispose()
+      await cpu?.dispose()
+    })
+
+    it('trains the first steps with the CPU backend\'s loss curve (same seed, same data)', async function () {
+      const opts = (backend: ComputeBackend): TrainerOptions => ({
+        backend,
+        config: CFG,
+        data: textData(),
+        steps: 8,
+        batchSize: 4,
+        microbatches: 2,
+        schedule: { maxLr: 1e-2, minLr: 1e-3, warmupSteps: 2, totalSteps: 8 },
+        optimizer: { gradClip: 1 },
+        seed: 3,
+        evalBatches: 2
+      })
+      const g = await trainLocal(opts(gpu as ComputeBackend))
+      const c = await trainLocal(opts(cpu as ComputeBackend))
+      if (process.env.WG_DEBUG === "1") console.log(g.losses, c.losses, g.evals, c.evals)
+      assert.equal(g.losses.length, 8)
+      assert.equal(g.skippedSteps, 0)
+      for (let i = 0; i < 8; i++) {
+        const rel = Math.abs(g.losses[i] - c.losses[i]) / Math.abs(c.losses[i])
+        assert.ok(rel < 1e-3, `step ${i + 1}: webgpu loss ${g.losses[i]} vs cpu ${c.losses[i]} (relative ${rel.toExponential(2)})`)
+      }
+      assert.ok(c.losses[7] < c.losses[0] - 0.3, `the loss must move for the comparison to mean something: ${c.losses.join(', ')}`)
+      const ge = g.evals.at(-1)?.loss as number; const ce = c.evals.at(-1)?.loss as number
+      assert.ok(Math.abs(ge - ce) / ce < 1e-3, `final eval: webgpu ${ge} vs cpu ${ce}`)
+    })
+
+    it('loads as the built-in plugin "backend-webgpu" and logs the adapter', async function () {
+      const lines: string[] = []
+      const host = new PluginHost({
+        logger: createLogger({ level: 'info', format: 'json', write: l => { lines.push(l) } }),
+        choices: { [Tokens.ComputeBackend]: 'backend-webgpu' },
+        pluginOptions: { 'backend-webgpu': { allowSoftwareGpu: true } }
+      })
+      try {
+        await host.load(['backend-webgpu'])
+        await host.start()
+        const be = host.container.resolve<ComputeBackend>(Tokens.ComputeBackend)
+        assert.equal(be.info.name, 'webgpu')
+        const t = be.upload(Float32Array.from([1, 2]), [2])
+        assert.equal(await be.sumSquares(t), 5)
+        const adapterLine = lines.map(l => JSON.parse(l) as Record<string, unknown>).find(l => l.msg === 'WebGPU adapter')
+        assert.ok(adapterLine !== undefined, `no adapter line in ${lines.join('\n')}`)
+        assert.equal(typeof adapterLine.maxStorageBufferBindingSize, 'number')
+        assert.ok('vendor' in adapterLine && 'architecture' in adapterLine && 'device' in adapterLine)
+      } finally {
+        await host.stop()
+      }
+    })
+
+    it('rejects bad plugin options with a ConfigError', async function () {
+      const host = new PluginHost({
+        logger: createLogger({ level: 'silent' }),
+        choices: { [Tokens.ComputeBackend]: 'backend-webgpu' },
+        pluginOptions: { 'backend-webgpu': { allowSoftwareGpu: 'yes' } }
+      })
+      try {
+        await host.load(['backend-webgpu'])
+        await assert.rejects(host.start(), (err: Error) => /allowSoftwareGpu must be true or false/.test(err.message) || /allowSoftwareGpu must be true or false/.test(String((err as { cause?: Error }).cause?.message)))
+      } finally {
+        await host.stop()
+      }
+    })
+
+    it('a hardware-only request where the only adapter is software: typed error suggesting --allow-software-gpu', async function () {
+      if (!probe.software) {
+        console.log('      (skipped: this machine has a hardware adapter)')
+        this.skip()
+      }
+      await assert.rejects(createWebGpuBackend({}), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'ERR_WEBGPU_SOFTWARE_ONLY')
+        assert.equal(err.name, 'WebGpuSoftwareAdapterError')
+        assert.match(err.message, /--allow-software-gpu/)
+        return true
+      })
+    })
+  })
+
+  it('no Vulkan driver at all: a typed error naming what to install', async function () {
+    if (process.platform !== 'linux') this.skip() // the Vulkan loader's variables only steer Linux
+    const url = pathToFileURL(new URL('../plugins/backend-webgpu/index.ts', import.meta.url).pathname).href
+    const script = `import { createWebGpuBackend } from ${JSON.stringify(url)}
+try { await createWebGpuBackend({ allowSoftwareGpu: true }); console.log(JSON.stringify({ ok: true })) }
+catch (e) { console.log(JSON.stringify({ name: e.name, code: e.code, message: e.message })) }`
+    const missing = '/nonexistent/layerswarm-no-driver.json'
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      env: { ...process.env, VK_ICD_FILENAMES: missing, VK_DRIVER_FILES: missing },
+      timeout: 60_000
+    })
+    const r = JSON.parse(stdout.trim().split('\n').at(-1) as string) as { ok?: boolean, name?: string, code?: string, message?: string }
+    assert.equal(r.ok, undefined, 'an adapter appeared although the Vulkan loader had no driver')
+    assert.equal(r.code, 'ERR_WEBGPU_UNAVAILABLE')
+    assert.equal(r.name, 'WebGpuUnavailableError')
+    assert.match(r.message as string, /no Vulkan driver\/loader found/)
+    assert.match(r.message as string, /libvulkan1/)
+    assert.match(r.message as string, /mesa-vulkan-drivers/)
+  })
+})

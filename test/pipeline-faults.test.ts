@@ -1,0 +1,117 @@
+// Faults on the path of a microbatch: a stage-1 peer that dies mid-microbatch, and one that hangs,
+// make the microbatch go to another peer of the stage (the others never stall); with no peer left
+// the microbatch is dropped and counted.
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Libp2p } from '@libp2p/interface'
+import type { ComputeBackend } from '../core/contracts/backend.ts'
+import type { Corpus } from '../core/data/index.ts'
+import { PipelineNode } from '../core/pipeline/pipeline-node.ts'
+import { PIPELINE_FORWARD_PROTOCOL } from '../core/pipeline/protocol.ts'
+import { corpusData } from '../core/train/trainer.ts'
+import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
+import { connectedNodes, StaticSource, tinyCorpus, tinyManifest } from './pipeline-helpers.ts'
+import { stopNodes } from './wire-helpers.ts'
+
+describe('pipeline: faults', function () {
+  let dir: string
+  let corpus: Corpus
+  let be: ComputeBackend
+  let libp2ps: Libp2p[] = []
+  let pnodes: PipelineNode[] = []
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'lsw-pipe-f-'))
+    ;({ corpus } = await tinyCorpus(dir))
+    be = await createCpuBackend({ threads: 1 })
+  })
+  afterEach(async () => {
+    await Promise.all(pnodes.map(async p => { await p.stop() }))
+    await stopNodes(...libp2ps.filter(n => n.status === 'started'))
+    pnodes = []
+    libp2ps = []
+  })
+  after(async () => {
+    await be?.dispose()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  /** Stage 0 and the good stage-1 node are real pipeline nodes; the victim only reads requests, then `onRequest` decides. */
+  async function swarm (onRequest: (victim: Libp2p) => void, over: { steps?: number, M?: number } = {}): Promise<{ s0: PipelineNode, s1: PipelineNode, victim: Libp2p }> {
+    const steps = over.steps ?? 3
+    const M = over.M ?? 4
+    const manifest = tinyManifest({ stages: 2, steps, batch: 2, seqLen: 16 })
+    libp2ps = await connectedNodes(3)
+    const [n0, good, victim] = libp2ps
+    const source = new StaticSource()
+    source.set(0, [n0.peerId.toString()])
+    // victim first: with rng 0 the first choice among equals goes to it
+    source.set(1, [victim.peerId.toString(), good.peerId.toString()])
+    let hit = false
+    await victim.handle(PIPELINE_FORWARD_PROTOCOL, (stream) => {
+      stream.addEventListener('message', () => {
+        if (hit) return
+        hit = true
+        onRequest(victim)
+      })
+    })
+    const s1 = new PipelineNode({ libp2p: good, backend: be, manifest, stage: 1, source })
+    const s0 = new PipelineNode({
+      libp2p: n0, backend: be, manifest, stage: 0, source, data: corpusData(corpus, 1), microbatches: M, maxInflight: 2, evalBatches: 0,
+      router: { rng: () => 0, initialTimeoutMs: 3000, timeoutFloorMs: 3000 }
+    })
+    pnodes = [s0, s1]
+    await s1.start()
+    await s0.start()
+    return { s0, s1, victim }
+  }
+
+  it('a stage-1 peer that dies mid-microbatch: the microbatch is retried on the other peer, nothing dropped', async () => {
+    const { s0, s1, victim } = await swarm(v => { void stopNodes(v) })
+    await s0.finished
+    const st = s0.status()
+    assert.equal(st.state, 'done')
+    assert.equal(st.microbatchesDone, 3 * 4)
+    assert.equal(st.microbatchesDropped, 0)
+    assert.ok(st.microbatchesRetried >= 1, 'the microbatch at the dead peer was retried')
+    assert.equal(s1.status().microbatchesDone, 3 * 4, 'the live peer did every microbatch')
+    assert.ok(s0.router.isBanned(victim.peerId.toString()), 'the dead peer is banned from routing')
+  })
+
+  it('a stage-1 peer that hangs: the microbatch times out there and is retried elsewhere', async () => {
+    const { s0, s1, victim } = await swarm(() => {})
+    await s0.finished
+    const st = s0.status()
+    assert.equal(st.microbatchesDone, 3 * 4)
+    assert.equal(st.microbatchesDropped, 0)
+    assert.ok(st.microbatchesRetried >= 1)
+    assert.equal(s1.status().microbatchesDone, 3 * 4)
+    assert.ok(s0.router.stats().find(s => s.peer === victim.peerId.toString())!.failures >= 1)
+  })
+
+  it('no usable peer left: the microbatch is dropped and counted, the step is not taken', async () => {
+    const manifest = tinyManifest({ stages: 2, steps: 2, batch: 2, seqLen: 16 })
+    libp2ps = await connectedNodes(2)
+    const [n0, victim] = libp2ps
+    const source = new StaticSource()
+    source.set(1, [victim.peerId.toString()])
+    // answers every request with garbage: a protocol violation each time
+    await victim.handle(PIPELINE_FORWARD_PROTOCOL, (stream) => {
+      stream.addEventListener('message', () => { if (stream.writeStatus === 'writable') { stream.send(new Uint8Array(80).fill(7)); void stream.close().catch(() => {}) } })
+    })
+    const s0 = new PipelineNode({
+      libp2p: n0, backend: be, manifest, stage: 0, source, data: corpusData(corpus, 1), microbatches: 1, maxInflight: 1, evalBatches: 0,
+      peerWaitMs: 200, router: { banBaseMs: 100 }
+    })
+    pnodes = [s0]
+    await s0.start()
+    const deadline = Date.now() + 30_000
+    while (s0.status().microbatchesDropped < 2 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
+    const st = s0.status()
+    assert.ok(st.microbatchesDropped >= 2, `dropped ${st.microbatchesDropped}`)
+    assert.equal(st.microbatchesDone, 0)
+    assert.equal(st.step, 0, 'no update from nothing')
+    assert.ok(st.penalties.byPeer[victim.peerId.toString()] >= 2, 'each garbage reply penalized the peer')
+  })
+})
