@@ -10,9 +10,10 @@
 //   - the plugin's timing: a joiner listens `listenS`, then fetches state for `fetchS`; at every
 //     epoch each serving node checks the plan after a random delay (and every heartbeat while a
 //     stage is empty); a mover drains `drainS`, then fetches `fetchS`.
-// Simplifications: state changes become visible at the next periodic heartbeat (the plugin also
-// publishes at once); ground truth counts a node at a stage only while it is serving.
+// Like the plugin, a node also publishes at once on every state change. Ground truth counts a node
+// at a stage only while it is serving (not while joining, fetching or draining).
 // Everything random derives from --seed: equal seeds give equal reports.
+import { loadavg } from 'node:os'
 import { performance } from 'node:perf_hooks'
 import {
   balanceOf, electedMove, joinStage, stageCosts as costsOf, type RuleConfig, type RuleEntry
@@ -54,6 +55,14 @@ export interface SimOptions {
   killAtH: number | null
   /** The balance the report calls converged. */
   balanceTarget: number
+  /**
+   * 'join': the initial population joins through the rule over the ramp. 'random': it starts at
+   * time 0 already serving uniformly random stages (out of cool-down), which measures how fast
+   * rebalancing alone converges.
+   */
+  start: 'join' | 'random'
+  /** Keep the per-epoch samples in the summary (`trace`). */
+  trace?: boolean
 }
 
 export const DEFAULT_SIM: SimOptions = {
@@ -78,7 +87,8 @@ export const DEFAULT_SIM: SimOptions = {
   hysteresis: 0.15,
   cooldownS: 600,
   killAtH: 2,
-  balanceTarget: 0.8
+  balanceTarget: 0.8,
+  start: 'join'
 }
 
 export interface SimSummary {
@@ -104,6 +114,7 @@ export interface SimSummary {
   deaths: number
   meanAlive: number
   wallS: number
+  trace?: unknown[]
 }
 
 // ---- deterministic randomness -------------------------------------------------------------------
@@ -237,7 +248,7 @@ export function simulate (options: Partial<SimOptions> = {}): SimSummary {
   const emptyIntervals: Array<[number, number]> = []
   let emptySince: number | null = null
   let movesThisEpoch = 0
-  const epochs: Array<{ t: number, balance: number, min: number, random: number, oracle: number, moves: number, alive: number }> = []
+  const epochs: Array<{ t: number, balance: number, min: number, random: number, oracle: number, moves: number, alive: number, T: number[] }> = []
   let killAt: number | null = null
   let killRefill: number | null = null
 
@@ -249,9 +260,12 @@ export function simulate (options: Partial<SimOptions> = {}): SimSummary {
     n.logS.push(snap)
     const empty = servers.some(c => c === 0)
     if (empty && emptySince === null) emptySince = t
-    if (!empty && emptySince !== null) { emptyIntervals.push([emptySince, t]); emptySince = null }
+    if (!empty && emptySince !== null) {
+      if (killAt !== null && killRefill === null && emptySince >= killAt) killRefill = t - killAt
+      emptyIntervals.push([emptySince, t])
+      emptySince = null
+    }
     if (!empty && startupAt === null) startupAt = t
-    if (!empty && killAt !== null && killRefill === null && t >= killAt) killRefill = t - killAt
   }
 
   const snapAt = (n: SimNode, t: number): Snap => {
@@ -264,6 +278,12 @@ export function simulate (options: Partial<SimOptions> = {}): SimSummary {
     return n.logS[lo]
   }
 
+  /** One-way latency (s) of heartbeat k of j to i: log-normal, capped. */
+  const latency = (i: number, j: number, k: number): number => {
+    const z = Math.sqrt(-2 * Math.log(Math.max(hashU(o.seed, i, j, k), 1e-12))) * Math.cos(2 * Math.PI * hashU(o.seed + 1, i, j, k))
+    return Math.min(maxLat, o.latencyMs / 1000 * Math.exp(o.latencySigma * z))
+  }
+
   /** Node i's view at time t: per peer, the newest heartbeat that reached i and has not expired. */
   const viewOf = (i: SimNode, t: number): RuleEntry[] => {
     const out: RuleEntry[] = []
@@ -271,20 +291,35 @@ export function simulate (options: Partial<SimOptions> = {}): SimSummary {
       if (j === i || j.born > t) continue
       const first = j.born + j.phase
       const lastPub = Math.min(t, j.died - 1e-9)
-      if (lastPub < first) continue
-      for (let k = Math.floor((lastPub - first) / o.heartbeatS); k >= 0; k--) {
+      // newest periodic heartbeat that reached i (k indexes them; negative k: the extra heartbeat
+      // published at the i-th state change, as the plugin publishes at once on every change)
+      let got = -1
+      let gotT = -Infinity
+      let gotArrival = 0
+      for (let k = Math.floor((lastPub - first) / o.heartbeatS); k >= 0 && lastPub >= first; k--) {
         const tk = first + k * o.heartbeatS
         if (tk + maxLat + o.ttlS < t) break
-        const z = Math.sqrt(-2 * Math.log(Math.max(hashU(o.seed, i.id, j.id, k), 1e-12))) * Math.cos(2 * Math.PI * hashU(o.seed + 1, i.id, j.id, k))
-        const arrival = tk + Math.min(maxLat, o.latencyMs / 1000 * Math.exp(o.latencySigma * z))
+        const arrival = tk + latency(i.id, j.id, k)
         if (arrival > t || hashU(o.seed + 2, i.id, j.id, k) < o.loss) continue
-        if (t - arrival <= o.ttlS) {
-          const s = snapAt(j, tk)
-          const noise = 1 + o.noise * (2 * hashU(o.seed + 3, j.id, k, 7) - 1)
-          out.push({ peer: j.peer, stage: s.stage, to: s.to, state: s.state, pinned: false, since: s.since * 1000, tput: (s.stage >= 0 ? j.cap / costs[s.stage] : j.cap) * noise })
-        }
+        got = k
+        gotT = tk
+        gotArrival = arrival
         break
       }
+      for (let c = j.logT.length - 1; c >= 1 && j.logT[c] > gotT; c--) {
+        const tc = j.logT[c]
+        if (tc > lastPub) continue
+        const arrival = tc + latency(i.id, j.id, -c)
+        if (arrival > t || hashU(o.seed + 2, i.id, j.id, -c) < o.loss) continue
+        got = -c
+        gotT = tc
+        gotArrival = arrival
+        break
+      }
+      if (gotT === -Infinity || t - gotArrival > o.ttlS) continue
+      const s = snapAt(j, gotT)
+      const noise = 1 + o.noise * (2 * hashU(o.seed + 3, j.id, got, 7) - 1)
+      out.push({ peer: j.peer, stage: s.stage, to: s.to, state: s.state, pinned: false, since: s.since * 1000, tput: (s.stage >= 0 ? j.cap / costs[s.stage] : j.cap) * noise })
     }
     const c = i.cur
     out.push({ peer: i.peer, stage: c.stage, to: c.to, state: c.state, pinned: false, since: c.since * 1000, tput: c.stage >= 0 ? i.cap / costs[c.stage] : i.cap })
@@ -316,7 +351,7 @@ export function simulate (options: Partial<SimOptions> = {}): SimSummary {
     nodes.push(n)
     recent.push(n)
     aliveCount++
-    heap.push(t + o.listenS, 'join', id)
+    if (o.start !== 'random' || t > 0) heap.push(t + o.listenS, 'join', id)
     if (n.died < end) heap.push(n.died, 'die', id)
   }
 
@@ -329,8 +364,16 @@ export function simulate (options: Partial<SimOptions> = {}): SimSummary {
     deaths++
   }
 
-  // initial population over the ramp, then steady-state arrivals
-  for (let k = 0; k < o.nodes; k++) heap.push(rng() * o.rampS, 'arrive')
+  // initial population over the ramp (or serving random stages at once), then steady-state arrivals
+  if (o.start === 'random') {
+    for (let k = 0; k < o.nodes; k++) {
+      spawn(0)
+      const n = nodes[nodes.length - 1]
+      setState(n, { stage: Math.floor(rng() * S), state: 'serving', since: -o.cooldownS }, 0)
+    }
+  } else {
+    for (let k = 0; k < o.nodes; k++) heap.push(rng() * o.rampS, 'arrive')
+  }
   if (o.lifetimeH > 0) {
     const rate = o.nodes / (o.lifetimeH * 3600)
     for (let t = o.rampS - Math.log(Math.max(rng(), 1e-12)) / rate; t < end; t -= Math.log(Math.max(rng(), 1e-12)) / rate) heap.push(t, 'arrive')
@@ -397,7 +440,7 @@ export function simulate (options: Partial<SimOptions> = {}): SimSummary {
         const live = nodes.filter(m => m.alive)
         const random = new Array<number>(S).fill(0)
         for (const m of live) { const s = Math.floor(baseRng() * S); random[s] += m.cap / costs[s] }
-        epochs.push({ t, balance: balanceOf(T), min: Math.min(...T), random: balanceOf(random), oracle: lptBottleneck(live.map(m => m.cap), costs), moves: movesThisEpoch, alive: live.length })
+        epochs.push({ t, balance: balanceOf(T), min: Math.min(...T), random: balanceOf(random), oracle: lptBottleneck(live.map(m => m.cap), costs), moves: movesThisEpoch, alive: live.length, T: [...T] })
         movesThisEpoch = 0
         recent = recent.filter(m => m.died + o.ttlS + maxLat >= t)
         for (const m of live) if (m.cur.state === 'serving') scheduleCheck(m, t)
@@ -415,7 +458,7 @@ export function simulate (options: Partial<SimOptions> = {}): SimSummary {
   if (emptySince !== null) emptyIntervals.push([emptySince, end])
 
   // ---- figures ----
-  const rampEnd = o.rampS + o.listenS + o.fetchS
+  const rampEnd = o.start === 'random' ? 0 : o.rampS + o.listenS + o.fetchS
   const after = epochs.filter(e => e.t >= rampEnd)
   let convergeRounds: number | null = null
   for (let k = 0; k + 1 < after.length; k++) {
@@ -451,10 +494,12 @@ export function simulate (options: Partial<SimOptions> = {}): SimSummary {
     joins,
     deaths,
     meanAlive: mean(epochs.map(e => e.alive)),
-    wallS: (performance.now() - wall0) / 1000
+    wallS: (performance.now() - wall0) / 1000,
+    ...(o.trace === true ? { trace: epochs } : {})
   }
 }
 
+/** A result row; a figure the run could not measure (no convergence, no kill recovery) is NaN (null in JSON). */
 function result (name: string, value: number | null, unit: string, baseline: { name: string, value: number } | null): BenchResult {
   const v = value ?? Number.NaN
   const ratio = baseline !== null && baseline.value !== 0 && Number.isFinite(v) ? round(v / baseline.value, 3) : null
@@ -466,13 +511,13 @@ export function simulateReport (options: Partial<SimOptions> = {}): BenchReport 
   const o: SimOptions = { ...DEFAULT_SIM, ...options }
   const machine = machineInfo()
   const s = simulate(o)
-  machine.loadAvgEnd = round((globalThis as { process?: { platform: string } }).process != null ? machine.loadAvgStart : 0, 2)
+  machine.loadAvgEnd = round(loadavg()[0], 2)
   return {
     suite: 'simulate',
-    backend: 'scheduler rule (plugins/scheduler/rule.ts)',
-    device: `simulated swarm: ${o.nodes} nodes, ${o.stages} stages, ${o.hours} h`,
+    backend: 'scheduler',
+    device: `simulated swarm: ${o.nodes} nodes, ${o.stages} stages, ${o.hours} h, start ${o.start}, seed ${o.seed}`,
     machine,
-    baseline: { name: 'random assignment (balance) / LPT greedy oracle (throughput)' },
+    baseline: { name: 'random / LPT oracle', balance: 'a uniformly random assignment of the same live nodes', throughput: 'LPT greedy (largest first onto the least-served stage) over the same live nodes' },
     config: o,
     summary: s,
     results: [
@@ -482,8 +527,9 @@ export function simulateReport (options: Partial<SimOptions> = {}): BenchReport 
       result('moves_per_node_hour', s.movesPerNodeHour, 'moves/node/h', null),
       result('empty_stage_seconds', s.emptyStageS, 's', null),
       result('startup_seconds', s.startupS, 's', null),
-      result('kill_stage_refill_seconds', s.killRefillS, 's', null),
-      result('kill_stage_rebalance_seconds', s.killRebalanceS, 's', null)
+      ...(o.killAtH !== null
+        ? [result('kill_stage_refill_seconds', s.killRefillS, 's', null), result('kill_stage_rebalance_seconds', s.killRebalanceS, 's', null)]
+        : [])
     ]
   }
 }

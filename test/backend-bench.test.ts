@@ -18,7 +18,7 @@ describe('layerswarm bench', function () {
   this.timeout(120000)
 
   it('bench kernels --json prints exactly one JSON object; an absent PyTorch is reported missing', async function () {
-    const r = await runCli(['bench', 'kernels', '--backend', 'cpu', '--json', '--reps', '1', '--warmup', '0', '--python', '/nonexistent/python3'], { timeoutMs: 110_000 })
+    const r = await runCli(['bench', 'kernels', '--backend', 'cpu', '--json', '--reps', '1', '--warmup', '0', '--rounds', '1', '--python', '/nonexistent/python3'], { timeoutMs: 110_000 })
     assert.equal(r.code, 0, r.stderr)
     const lines = r.stdout.trim().split('\n')
     assert.equal(lines.length, 1, `stdout must be one line: ${r.stdout}`)
@@ -48,11 +48,13 @@ describe('layerswarm bench', function () {
       const report = await kernelsBench(be, {
         reps: 1,
         warmup: 0,
+        rounds: 2,
         python: process.execPath,
         baselineScript: fileURLToPath(new URL('./fixtures/bench-baseline-stub.mjs', import.meta.url))
       })
       assert.equal(report.baseline.torch, 'stub')
       assert.equal(report.baseline.threads, 2, 'the baseline runs with the backend\'s thread count')
+      assert.equal(report.baseline.rounds, 2)
       const byName = new Map(report.results.map(x => [x.name, x]))
       const mm = byName.get('matmul.fwd.1024x1024x1024')
       assert.deepEqual(mm?.baseline, { name: 'pytorch', value: 10 })

@@ -1,5 +1,5 @@
 // The WebGPU backend end to end: the first training steps of a small GPT on webgpu and on the CPU
-// backend, same seed and data, give the same loss curve (within 1e-3 relative); the plugin loads by
+// backend, same seed and data, give the same loss curve (within 1e-4 relative; measured ~1e-7 on lavapipe); the plugin loads by
 // its built-in name and logs its adapter; and the adapter errors are typed and say what to do: no
 // Vulkan driver at all (a child process whose Vulkan loader is pointed at a missing driver file), and
 // a hardware-only request where the only adapter is a software one.
@@ -72,16 +72,15 @@ describe('webgpu backend: training and adapter errors', function () {
       })
       const g = await trainLocal(opts(gpu as ComputeBackend))
       const c = await trainLocal(opts(cpu as ComputeBackend))
-      if (process.env.WG_DEBUG === "1") console.log(g.losses, c.losses, g.evals, c.evals)
       assert.equal(g.losses.length, 8)
       assert.equal(g.skippedSteps, 0)
       for (let i = 0; i < 8; i++) {
         const rel = Math.abs(g.losses[i] - c.losses[i]) / Math.abs(c.losses[i])
-        assert.ok(rel < 1e-3, `step ${i + 1}: webgpu loss ${g.losses[i]} vs cpu ${c.losses[i]} (relative ${rel.toExponential(2)})`)
+        assert.ok(rel < 1e-4, `step ${i + 1}: webgpu loss ${g.losses[i]} vs cpu ${c.losses[i]} (relative ${rel.toExponential(2)})`)
       }
       assert.ok(c.losses[7] < c.losses[0] - 0.3, `the loss must move for the comparison to mean something: ${c.losses.join(', ')}`)
       const ge = g.evals.at(-1)?.loss as number; const ce = c.evals.at(-1)?.loss as number
-      assert.ok(Math.abs(ge - ce) / ce < 1e-3, `final eval: webgpu ${ge} vs cpu ${ce}`)
+      assert.ok(Math.abs(ge - ce) / ce < 1e-4, `final eval: webgpu ${ge} vs cpu ${ce}`)
     })
 
     it('loads as the built-in plugin "backend-webgpu" and logs the adapter', async function () {

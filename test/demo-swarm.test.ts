@@ -97,7 +97,7 @@ describe('demo: swarms of processes', function () {
     const model = await writeMicroModel(d)
     const KILL_AT = 10
     const { r, report } = await runDemoCli(d, ['--stages', '2', '--nodes', '3', '--steps', '40', '--model', model, '--batch', '4', '--lr', '1e-2',
-      '--kill-at-step', String(KILL_AT), '--eval-batches', '4', '--sample-tokens', '0'], 360_000)
+      '--kill-at-step', String(KILL_AT), '--microbatches', '4', '--eval-batches', '4', '--sample-tokens', '0'], 360_000)
 
     assert.equal(report.killed.stage, 1)
     assert.ok(report.killed.at_step >= KILL_AT && report.killed.at_step < 40, `killed at ${report.killed.at_step}`)

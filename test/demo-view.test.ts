@@ -95,5 +95,9 @@ describe('demo: swarm view and display', () => {
     assert.match(screen, /step  4\/50 \[##\.+\] 8%/)
     assert.match(screen, /work  16 microbatches, 4\.0\/s, 0 dropped/)
     assert.match(screen, /stage 1  1 node/)
+    t.done()
+    const before = screen
+    t.note('training done')
+    assert.equal(screen, before + 'training done\n', 'after done() the panel stays as it is and notes go below it')
   })
 })

@@ -2,9 +2,10 @@
 // error with the gossip verdict it maps to.
 import assert from 'node:assert/strict'
 import {
-  decodeHeartbeat, encodeHeartbeat, heartbeatVerdict, HeartbeatError, MAX_HEARTBEAT_BYTES, schedulerTopic, validateHeartbeat,
+  decodeHeartbeat, encodeHeartbeat, heartbeatVerdict, HeartbeatError, MAX_HEARTBEAT_BYTES, schedulerInit, schedulerTopic, validateHeartbeat,
   type Heartbeat, type HeartbeatCheck
 } from '../plugins/scheduler/index.ts'
+import { ConfigError } from '../core/errors.ts'
 
 const NOW = 1_750_000_000_000
 const PEER = '12D3KooWGzh8nT5UCwF3s3HsqhQ3nJT6oG3N1nQ4G8sKZGxK6vwX'
@@ -79,5 +80,24 @@ describe('scheduler heartbeats', () => {
 
   it('maps an unexpected error (our bug) to IGNORE, never blaming the peer', () => {
     assert.equal(heartbeatVerdict(new TypeError('oops')), 'ignore')
+  })
+})
+
+describe('scheduler plugin options', () => {
+  it('reads run id, stage count and pin from NodeConfig.runtime, CLI strings included', () => {
+    const init = schedulerInit({ heartbeatMs: 1000 }, { runId: 'abc', stages: '4', stage: '2' })
+    assert.equal(init.runId, 'abc')
+    assert.equal(init.stages, 4)
+    assert.equal(init.pinnedStage, 2)
+    assert.equal(init.heartbeatMs, 1000)
+    assert.equal(schedulerInit({ runId: 'abc', stages: 3 }).pinnedStage, undefined)
+  })
+
+  it('refuses a missing run id, a bad stage count, a pin out of range and bad numbers with ConfigError', () => {
+    assert.throws(() => schedulerInit({ stages: 2 }), ConfigError)
+    assert.throws(() => schedulerInit({ runId: 'a', stages: 0 }), ConfigError)
+    assert.throws(() => schedulerInit({ runId: 'a', stages: 2, stage: 2 }), ConfigError)
+    assert.throws(() => schedulerInit({ runId: 'a', stages: 2, hysteresis: 'high' }), ConfigError)
+    assert.throws(() => schedulerInit({ runId: 'a', stages: 2, stageCosts: [1] }), ConfigError)
   })
 })

@@ -148,6 +148,31 @@ describe('scheduler rule', () => {
     assert.ok(bottleneck(plan.after).value > bottleneck(plan.before).value * 1.15)
   })
 
+  it('fills two empty stages one move at a time when only one move per epoch is allowed', () => {
+    let view: RuleEntry[] = [serving('a', 0, 3), serving('b', 0, 3), serving('c', 0, 3)]
+    const c = cfg(3, { maxMovesPerEpoch: 1, cooldownMs: 0 })
+    const first = planMoves(view, c, NOW, EPOCH)
+    assert.deepEqual(first.moves.map(m => m.to), [1])
+    view = apply(view, first.moves, NOW)
+    const second = planMoves(view, c, NOW + 1, EPOCH + 1)
+    assert.deepEqual(second.moves.map(m => m.to), [2])
+    assert.deepEqual(stageThroughputs(apply(view, second.moves, NOW), c), [3, 3, 3])
+  })
+
+  it('moves many small nodes when together they lift the bottleneck past the margin', () => {
+    // 40 nodes of 1 on stages 0 and 1, 10 on stage 2: no single move gains 15%, the plan does
+    const view: RuleEntry[] = [
+      ...Array.from({ length: 40 }, (_, i) => serving(`x${i}`, 0, 1)),
+      ...Array.from({ length: 40 }, (_, i) => serving(`y${i}`, 1, 1)),
+      ...Array.from({ length: 10 }, (_, i) => serving(`z${i}`, 2, 1))
+    ]
+    const plan = planMoves(view, cfg(3, { maxMovesPerEpoch: 8 }), NOW, EPOCH)
+    assert.equal(plan.moves.length, 8)
+    assert.ok(plan.moves.every(m => m.to === 2))
+    assert.equal(bottleneck(plan.after).value, 18)
+    assert.deepEqual(planMoves(view, cfg(3, { maxMovesPerEpoch: 1 }), NOW, EPOCH).moves, [], 'one move alone (+10%) is not worth it')
+  })
+
   it('terminates on any static view: the bottleneck never falls and repeated plans run out of moves', () => {
     const rng = mulberry32(42)
     for (let trial = 0; trial < 40; trial++) {

@@ -6,6 +6,7 @@ import type { Command } from 'commander'
 import { ConfigError } from '../../core/errors.ts'
 import { kernelsBench } from '../../bench/kernels.ts'
 import { benchCodecs } from '../../bench/codecs.ts'
+import { benchCompressionQuality } from '../../bench/compression-quality.ts'
 import { formatTable } from '../../bench/report.ts'
 import type { BenchReport } from '../../bench/report.ts'
 import { intFlag, makeLogger, withBackend } from './train.ts'
@@ -16,9 +17,14 @@ interface BenchFlags {
   json?: boolean
   reps: string
   warmup: string
+  rounds: string
   python: string
   baseline: boolean
   logLevel?: string
+  steps?: string
+  model?: string
+  stages?: string
+  seed?: string
 }
 
 type Suite = (flags: BenchFlags) => Promise<BenchReport>
@@ -29,11 +35,22 @@ const SUITES: Record<string, Suite> = {
     const threads = flags.threads != null ? intFlag('--threads', flags.threads, 0) : undefined
     const reps = intFlag('--reps', flags.reps, 1)
     const warmup = intFlag('--warmup', flags.warmup, 0)
+    const rounds = intFlag('--rounds', flags.rounds, 1)
     return await withBackend(flags.backend, threads, logger, async backend =>
-      await kernelsBench(backend, { reps, warmup, python: flags.baseline ? flags.python : null, logger }))
+      await kernelsBench(backend, { reps, warmup, rounds, python: flags.baseline ? flags.python : null, logger }))
   },
   // Built-in codecs on 16M activation-like floats: ratio, encode/decode GB/s vs memcpy, error vs declared bound.
-  codecs: async flags => await benchCodecs({ reps: intFlag('--reps', flags.reps, 1), warmup: intFlag('--warmup', flags.warmup, 0) })
+  codecs: async flags => await benchCodecs({ reps: intFlag('--reps', flags.reps, 1), warmup: intFlag('--warmup', flags.warmup, 0) }),
+  // Held-out loss with compressed stage boundaries (none, fp16, int8, bottleneck + int8 at 32/64/128x) vs uncompressed.
+  'compression-quality': async flags => await benchCompressionQuality({
+    steps: flags.steps != null ? intFlag('--steps', flags.steps, 1) : undefined,
+    model: flags.model,
+    stages: flags.stages != null ? intFlag('--stages', flags.stages, 2) : undefined,
+    seed: flags.seed != null ? intFlag('--seed', flags.seed, 0) : undefined,
+    backendPlugin: flags.backend === 'cpu' ? 'backend-cpu' : flags.backend,
+    threads: flags.threads != null ? intFlag('--threads', flags.threads, 0) : undefined,
+    progress: line => { if (flags.logLevel !== 'silent') process.stderr.write(line + '\n') }
+  })
 }
 
 export function register (program: Command): void {
@@ -44,8 +61,13 @@ export function register (program: Command): void {
     .option('--threads <n>', 'backend threads (CPU backend; the baseline uses as many)')
     .option('--reps <n>', 'timed repetitions per measurement (the median is reported)', '7')
     .option('--warmup <n>', 'untimed runs before each measurement', '2')
+    .option('--rounds <n>', 'kernels: alternate baseline and ours n times, keeping each side\'s best median', '2')
     .option('--python <path>', 'python with torch for the baseline', '/usr/bin/python3')
     .option('--no-baseline', 'skip the PyTorch baseline (reported as missing)')
+    .option('--steps <n>', 'compression-quality: optimizer steps per setting (default 200)')
+    .option('--model <preset|file>', 'compression-quality: model preset or JSON config (default tiny)')
+    .option('--stages <n>', 'compression-quality: pipeline stages (default 3)')
+    .option('--seed <n>', 'compression-quality: init and data seed (default 0)')
     .option('--json', 'print one JSON object')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default: info; warn with --json)')
     .action(async (suite: string, flags: BenchFlags) => {

@@ -25,6 +25,7 @@ export interface DemoFlags {
   seed?: string
   batch?: string
   lr?: string
+  microbatches?: string
   maxInflight?: string
   evalBatches?: string
   threads?: string
@@ -50,6 +51,7 @@ export const DEMO_DEFAULTS = {
   seed: '0',
   batch: '8',
   lr: '3e-3',
+  microbatches: '1',
   maxInflight: '4',
   evalBatches: '16',
   threads: '1',
@@ -75,6 +77,7 @@ export function register (program: Command): void {
     .option('--seed <n>', 'seed of the init, the batches and the sample', d.seed)
     .option('--batch <n>', 'B: sequences per microbatch', d.batch)
     .option('--lr <x>', 'peak learning rate (warmup, then cosine to lr/10)', d.lr)
+    .option('--microbatches <m>', 'microbatches per optimizer step (they travel the pipeline together)', d.microbatches)
     .option('--max-inflight <k>', 'microbatches in flight per stage-0 node (1: synchronous)', d.maxInflight)
     .option('--eval-batches <n>', 'held-out batches the assembled model is evaluated on', d.evalBatches)
     .option('--threads <n>', 'backend worker threads per node', d.threads)
@@ -123,6 +126,7 @@ export async function demoSettings (flags: DemoFlags, cwd = process.cwd()): Prom
       seed: intFlag('--seed', flags.seed ?? d.seed, 0),
       batch: intFlag('--batch', flags.batch ?? d.batch, 1),
       lr: positive('--lr', flags.lr ?? d.lr),
+      microbatches: intFlag('--microbatches', flags.microbatches ?? d.microbatches, 1),
       maxInflight: intFlag('--max-inflight', flags.maxInflight ?? d.maxInflight, 1),
       evalBatches: intFlag('--eval-batches', flags.evalBatches ?? d.evalBatches, 1),
       threads: intFlag('--threads', flags.threads ?? d.threads, 1),

@@ -7,6 +7,7 @@ import { register as train } from './train.ts'
 import { register as sample } from './sample.ts'
 import { register as bench } from './bench.ts'
 import { register as demo } from './demo.ts'
+import { register as simulate } from './simulate.ts'
 
 export type RegisterCommand = (program: Command) => void
 
@@ -17,5 +18,6 @@ export const commands: RegisterCommand[] = [
   train,
   sample,
   bench,
-  demo
+  demo,
+  simulate
 ]

@@ -42,6 +42,7 @@ export interface TrainFlags {
   resume?: string
   backend?: string
   threads?: string
+  allowSoftwareGpu?: boolean
   stages?: string
   bottleneck?: string
   logLevel?: string
@@ -72,6 +73,7 @@ export function register (program: Command): void {
     .option('--resume <file|dir>', 'continue from a checkpoint file, or the latest in a folder')
     .option('--backend <name>', 'compute backend plugin: cpu, a plugin name, ./path or package', 'cpu')
     .option('--threads <n>', 'backend threads (CPU backend)')
+    .option('--allow-software-gpu', 'WebGPU backend: accept a software adapter (llvmpipe; correctness runs only)')
     .option('--stages <n>', 'split the model into n stages run in sequence (pipeline reference)', '1')
     .option('--bottleneck <k>', 'learned bottleneck width at stage boundaries (0: off)', '0')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent', 'info')
@@ -169,7 +171,7 @@ export async function runTrain (flags: TrainFlags): Promise<void> {
         },
         onCheckpoint: (path, step) => { progress.note(`checkpoint step ${step}: ${path}`) }
       })
-    })
+    }, flags.allowSoftwareGpu === true ? { allowSoftwareGpu: true } : {})
     progress.done()
     const finalEval = result.evals.at(-1)
     const report = {
@@ -220,12 +222,12 @@ export async function runTrain (flags: TrainFlags): Promise<void> {
  * Starts the backend plugin through the plugin host (by name: 'cpu' -> 'backend-cpu'), runs `fn`
  * with it, and stops the host (which disposes the backend) whatever happens.
  */
-export async function withBackend<R> (spec: string, threads: number | undefined, logger: Logger, fn: (backend: ComputeBackend) => Promise<R>): Promise<R> {
+export async function withBackend<R> (spec: string, threads: number | undefined, logger: Logger, fn: (backend: ComputeBackend) => Promise<R>, options: Record<string, unknown> = {}): Promise<R> {
   const name = isBuiltinPlugin(spec) || isPathSpec(spec) || !isBuiltinPlugin(`backend-${spec}`) ? spec : `backend-${spec}`
   const host = new PluginHost({
     logger,
     choices: { [Tokens.ComputeBackend]: name },
-    pluginOptions: threads != null ? { [name]: { threads } } : {}
+    pluginOptions: { [name]: { ...options, ...(threads != null ? { threads } : {}) } }
   })
   try {
     await host.load([name])

@@ -18,7 +18,7 @@ import type { Libp2p } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
 import { AbortError } from '../errors.ts'
-import { handleFramed, openFramed, RemoteError, type FramedStream } from '../wire/index.ts'
+import { handleFramed, openFramed, RemoteError, requestFrame, type Frame, type FramedStream } from '../wire/index.ts'
 import {
   AVERAGING_PROTOCOL, checkAverageBounds, checkDeclaredStats, DEFAULT_CHUNK_ELEMENTS, encodeParts, MAX_GROUP_SIZE,
   parseReduceRequest, parseReduceResponse, receiveParts, sendParts, shardRanges, shardStats, weightedMean,
@@ -177,6 +177,15 @@ function deferred<T> (): { promise: Promise<T>, resolve: (v: T) => void, reject:
 }
 
 class Session {
+  /** Discovery: members found (DHT or a direct greeting), greetings sent, peers that answered one. */
+  readonly found = new Set<string>()
+  readonly fromDht = new Set<string>()
+  readonly greeted = new Set<string>()
+  readonly confirmed = new Set<string>()
+  discovering = true
+  groupName = ''
+  joinDeadline = 0
+  onFound: () => void = () => {}
   members: string[] = []
   digest = ''
   me = -1
@@ -326,6 +335,7 @@ export class Averager {
     if (this.sessions.has(k) || this.done.includes(k)) throw new AveragingConfigError(`round ${round} of stage ${stage} already ran here`)
     const t0 = Date.now()
     const session = new Session(stage, round, role, data, weight)
+    session.found.add(this.me)
     const onAbort = (): void => { session.abort.abort(args.signal?.reason ?? new AbortError()) }
     args.signal?.addEventListener('abort', onAbort, { once: true })
     this.sessions.set(k, session)
@@ -335,13 +345,24 @@ export class Averager {
       // 1. group
       const grid = moshpitGrid(args.stageSize ?? 0, this.groupSize)
       const groupIndex = moshpitGroupIndex(this.me, round, grid)
-      const found = await this.finder.find({
-        name: groupName(this.init.runId, stage, round, groupIndex),
+      const name = groupName(this.init.runId, stage, round, groupIndex)
+      session.groupName = name
+      const expected = args.stageSize != null && grid.dims === 0 ? Math.min(args.stageSize, this.maxGroupSize) : Infinity
+      const complete = new AbortController()
+      session.onFound = () => { if (session.found.size >= expected) complete.abort() }
+      session.onFound()
+      session.joinDeadline = t0 + this.joinMs
+      await this.finder.find({
+        name,
         self: this.me,
-        deadline: t0 + this.joinMs,
-        expected: args.stageSize != null && grid.dims === 0 ? Math.min(args.stageSize, this.maxGroupSize) : undefined,
+        deadline: session.joinDeadline,
+        found: session.found,
+        onFound: peer => { session.fromDht.add(peer); this.greet(session, peer) },
+        stop: complete.signal,
         signal: session.abort.signal
       })
+      session.discovering = false
+      const found = [...session.found].filter(p => session.confirmed.has(p) || p === this.me || session.fromDht.has(p))
       const members = selectGroup(found, this.maxGroupSize, round)
       const formMs = Date.now() - t0
       if (!members.includes(this.me) || members.length < 2) {
@@ -517,6 +538,10 @@ export class Averager {
   /** Owner side: one contributor's stream. */
   private async serve (fs: FramedStream, peer: string, handlerSignal: AbortSignal): Promise<void> {
     const first = await fs.expect({ signal: AbortSignal.any([handlerSignal, AbortSignal.timeout(this.slackMs + this.joinMs)]) })
+    if ((first.header.metadata as { op?: unknown } | undefined)?.op === 'join') {
+      await this.serveJoin(fs, first, peer, handlerSignal)
+      return
+    }
     const req = parseReduceRequest(first)
     const stage = first.header.stage
     if (this.bans.isBanned(peer)) throw new PeerBannedError(peer)
@@ -555,6 +580,51 @@ export class Averager {
     await fs.send({ kind: 'response', stage, microbatchId: req.round, metadata: { op: 'result', contributors: res.contributors, parts: res.parts.length } }, undefined, { signal: sendSignal })
     await sendParts(fs, req.role, stage, req.round, res.parts, sendSignal)
     session.bytesSent += fs.stats.bytesSent - before
+  }
+
+  /** Tells `peer` we are in the group and learns whom it found; every peer it names is greeted in turn. */
+  private greet (session: Session, peer: string): void {
+    if (peer === this.me || session.greeted.has(peer) || !session.discovering || this.stopped) return
+    if (session.greeted.size >= 4 * this.maxGroupSize) return
+    session.greeted.add(peer)
+    const timeoutMs = Math.max(1, session.joinDeadline - Date.now())
+    let target
+    try {
+      target = peerIdFromString(peer)
+    } catch {
+      return
+    }
+    requestFrame(this.libp2p, target, AVERAGING_PROTOCOL, {
+      kind: 'request', stage: session.stage, microbatchId: session.round,
+      metadata: { op: 'join', round: session.round, name: session.groupName, members: [...session.found] }
+    }, undefined, { runId: this.init.runId, timeoutMs, signal: session.abort.signal, log: this.init.log })
+      .then(resp => {
+        const members = parseMembers(resp, 'members', 4 * this.maxGroupSize)
+        session.confirmed.add(peer)
+        this.addFound(session, peer)
+        for (const m of members) this.greet(session, m)
+      })
+      .catch(err => { this.log.debug('greeting failed', { peer, code: codeOf(err), error: (err as Error).message }) })
+  }
+
+  private addFound (session: Session, peer: string): void {
+    if (!session.discovering || session.found.has(peer)) return
+    session.found.add(peer)
+    session.onFound()
+  }
+
+  /** A member greets us: it is in (our view of) the group; we answer with whom we found. */
+  private async serveJoin (fs: FramedStream, first: Frame, peer: string, handlerSignal: AbortSignal): Promise<void> {
+    const m = first.header.metadata as { round?: unknown, name?: unknown }
+    if (!Number.isSafeInteger(m.round) || typeof m.name !== 'string') throw new AveragingProtocolError('bad join request')
+    parseMembers(first, 'join', 4 * this.maxGroupSize)
+    if (this.bans.isBanned(peer)) throw new PeerBannedError(peer)
+    const session = await this.waitSession(first.header.stage, m.round as number, handlerSignal)
+    if (m.name !== session.groupName && session.groupName !== '') throw new GroupViewMismatchError(`join for ${m.name}, this node is in ${session.groupName}`)
+    session.confirmed.add(peer)
+    this.addFound(session, peer)
+    const members = session.discovering ? [...session.found] : session.members
+    await fs.send({ kind: 'response', stage: session.stage, microbatchId: session.round, metadata: { op: 'members', members } }, undefined, { signal: handlerSignal })
   }
 
   private checkRequest (session: Session, req: ReduceRequest, peer: string): number {
@@ -604,6 +674,17 @@ export class Averager {
       session.bytesReceived += fs.stats.bytesReceived
     }
   }
+}
+
+const PEER_ID_RE = /^[A-Za-z0-9]{1,128}$/
+
+/** The member list of a join request or answer: peer-id strings, bounded. */
+function parseMembers (frame: Frame, op: string, max: number): string[] {
+  const m = frame.header.metadata as { op?: unknown, members?: unknown } | undefined
+  if (m?.op !== op || !Array.isArray(m.members) || m.members.length > max || !m.members.every(x => typeof x === 'string' && PEER_ID_RE.test(x))) {
+    throw new AveragingProtocolError(`bad ${op} member list`)
+  }
+  return m.members as string[]
 }
 
 function toStats (s: readonly [number, number] | undefined): ShardStats | undefined {

@@ -9,8 +9,11 @@
 // is one group.
 //
 // Members of group g of (run, stage, round) announce themselves by providing the DHT key
-// dhtKey(groupName(...)) and collect the other providers (findProviders) until a deadline. The
-// group is the sorted peer-id list found; every message of the round carries a digest of it, so
+// dhtKey(groupName(...)) and collect the other providers (findProviders) until a deadline. Each
+// member greets every member it finds (a 'join' request, averager.ts), which adds it to the other's
+// set and returns the other's set, whose members it then greets in turn: one side finding the other
+// in the DHT is enough, and sets merge transitively, with every entry confirmed by the peer itself.
+// The group is the sorted peer-id list found; every message of the round carries a digest of it, so
 // two members with different views never mix shards (they lose each other's data instead).
 import { dhtKey } from '../node/dht-keys.ts'
 import { silentLogger } from '../logger.ts'
@@ -102,14 +105,19 @@ export interface GroupQuery {
   readonly self: string
   /** Unix ms: stop looking then. */
   readonly deadline: number
-  /** Stop early once this many members (self included) are found. */
-  readonly expected?: number
+  /** Members found so far, shared with the caller (who adds peers that contacted it directly). */
+  readonly found: Set<string>
+  /** Called once per newly found member (the caller greets it, so discovery is symmetric). */
+  readonly onFound?: (peer: string) => void
+  /** Aborted by the caller when the group is complete: return at once. */
+  readonly stop?: AbortSignal
+  /** Aborts the round: find() rejects. */
   readonly signal?: AbortSignal
 }
 
 /** Finds the members of a group. The default is the DHT; a caller that knows the group may supply its own. */
 export interface GroupFinder {
-  find(query: GroupQuery): Promise<string[]>
+  find(query: GroupQuery): Promise<void>
 }
 
 export interface DhtGroupFinderInit {
@@ -120,7 +128,7 @@ export interface DhtGroupFinderInit {
 
 type ContentRoutingLibp2p = Pick<Libp2p, 'contentRouting'>
 
-/** Provide the group key, then poll findProviders until the deadline (or `expected` members). */
+/** Provide the group key, then poll findProviders until the deadline or until the caller says stop. */
 export class DhtGroupFinder implements GroupFinder {
   private readonly pollMs: number
   private readonly log: Logger
@@ -130,44 +138,51 @@ export class DhtGroupFinder implements GroupFinder {
     this.log = (init.log ?? silentLogger).forComponent('layerswarm:averaging:group')
   }
 
-  async find (q: GroupQuery): Promise<string[]> {
+  async find (q: GroupQuery): Promise<void> {
     const key = await dhtKey(q.name)
-    const found = new Set<string>([q.self])
     const untilDeadline = (): AbortSignal => AbortSignal.any([
       AbortSignal.timeout(Math.max(1, q.deadline - Date.now())),
       ...(q.signal != null ? [q.signal] : [])
     ])
-    let provided = false
-    const providing = this.libp2p.contentRouting.provide(key, { signal: untilDeadline() })
-      .then(() => { provided = true })
+    // our record goes on being published in the background until the deadline even when we stop
+    // looking early: the others still have to find us
+    this.libp2p.contentRouting.provide(key, { signal: untilDeadline() })
+      .then(() => { this.log.trace('group key provided', { group: q.name }) })
       .catch(err => { this.log.debug('provide failed', { group: q.name, error: (err as Error).message }) })
-    try {
-      while (Date.now() < q.deadline) {
-        q.signal?.throwIfAborted()
-        try {
-          // a query slowed by a loaded machine still returns what it found so far
-          const signal = AbortSignal.any([untilDeadline(), AbortSignal.timeout(5000)])
-          for await (const p of this.libp2p.contentRouting.findProviders(key, { signal })) found.add(p.id.toString())
-        } catch (err) {
-          q.signal?.throwIfAborted()
-          this.log.debug('findProviders failed', { group: q.name, error: (err as Error).message })
+    const stopped = (): boolean => q.stop?.aborted === true
+    while (Date.now() < q.deadline && !stopped()) {
+      q.signal?.throwIfAborted()
+      try {
+        // a query slowed by a loaded machine still yields what it found so far
+        const signal = AbortSignal.any([untilDeadline(), AbortSignal.timeout(5000), ...(q.stop != null ? [q.stop] : [])])
+        for await (const p of this.libp2p.contentRouting.findProviders(key, { signal })) {
+          const id = p.id.toString()
+          if (!q.found.has(id)) {
+            q.found.add(id)
+            q.onFound?.(id)
+          }
+          if (stopped()) break
         }
-        // stop early only once our own record is out: the others still need to find us
-        if (q.expected != null && found.size >= q.expected && provided) break
-        await sleep(Math.min(this.pollMs, Math.max(0, q.deadline - Date.now())), q.signal)
+      } catch (err) {
+        q.signal?.throwIfAborted()
+        if (!stopped()) this.log.debug('findProviders failed', { group: q.name, error: (err as Error).message })
       }
-    } finally {
-      await Promise.race([providing, sleep(0)])
+      if (stopped()) break
+      await sleep(Math.min(this.pollMs, Math.max(0, q.deadline - Date.now())), q.signal)
     }
-    return [...found].sort()
   }
 }
 
 /** A fixed member list (a caller that learnt the group elsewhere, e.g. from gossip, or a benchmark). */
 export class StaticGroupFinder implements GroupFinder {
   constructor (private readonly members: readonly string[]) {}
-  async find (q: GroupQuery): Promise<string[]> {
-    return [...new Set([...this.members, q.self])].sort()
+  async find (q: GroupQuery): Promise<void> {
+    for (const m of this.members) {
+      if (!q.found.has(m)) {
+        q.found.add(m)
+        if (m !== q.self) q.onFound?.(m)
+      }
+    }
   }
 }
 

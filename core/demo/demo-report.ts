@@ -56,6 +56,7 @@ export function buildReport (r: ReportInput): Record<string, unknown> {
     model: r.config,
     params: r.params,
     batch: r.settings.batch,
+    microbatches: r.settings.microbatches,
     seq_len: r.seqLen,
     lr: r.settings.lr,
     seed: r.settings.seed,

@@ -24,6 +24,8 @@ export class LiveDisplay {
   private readonly history: Sample[] = []
   private last?: SwarmSnapshot
   private firstLoss: number | null = null
+  /** After done(): notes are plain lines, the panel is not redrawn. */
+  private finished = false
 
   constructor (out: NodeJS.WritableStream, opts: DisplayOptions) {
     this.out = out
@@ -46,7 +48,9 @@ export class LiveDisplay {
 
   /** A line above the panel (TTY) or in the log. */
   note (text: string): void {
-    if (this.opts.tty) {
+    if (this.opts.tty && this.finished) {
+      this.out.write(text + '\n')
+    } else if (this.opts.tty) {
       this.clear()
       this.out.write(text + '\n')
       if (this.last != null) this.redraw(this.panel(this.last))
@@ -59,6 +63,7 @@ export class LiveDisplay {
   done (): void {
     if (!this.opts.tty && this.last != null && this.last !== this.printed) this.out.write(this.plainLine(this.last) + '\n')
     this.panelLines = 0
+    this.finished = true
   }
 
   /** Microbatches/s and tokens/s over the last ~15 s. */

@@ -15,6 +15,8 @@ export interface DemoSettings {
   /** B: sequences per microbatch. */
   readonly batch: number
   readonly lr: number
+  /** Microbatches per optimizer step (per stage-0 node). */
+  readonly microbatches: number
   /** Microbatches in flight per stage-0 node (1: synchronous). */
   readonly maxInflight: number
   /** Held-out batches the demo evaluates the assembled model on. */
@@ -69,6 +71,7 @@ export function trainingNodeArgs (s: DemoSettings, stage: number, dataDir: strin
     '--seed', String(s.seed),
     '--batch', String(s.batch),
     '--lr', String(s.lr),
+    '--microbatches', String(s.microbatches),
     '--max-inflight', String(s.maxInflight),
     // the swarm's own final eval reads the same held-out batches as the demo's eval of the assembled model
     '--eval-batches', String(s.evalBatches),

@@ -126,6 +126,19 @@ export function backendCompliance (name: string, factory: () => Promise<ComputeB
         await rejectsShape(() => be.write(t, new Float32Array(3)), 'write 3 into [4]')
       })
 
+      it('free right after a queued download or write does not disturb them', async function () {
+        const t = be.upload(Float32Array.from([1, 2, 3]), [3])
+        const u = be.alloc([3])
+        const pending = [be.scale(u, 2), be.write(u, Float32Array.from([4, 5, 6]))]
+        const got = be.download(t)
+        const gotU = be.download(u)
+        be.free(t)
+        be.free(u)
+        await Promise.all(pending)
+        assert.deepEqual([...await got], [1, 2, 3])
+        assert.deepEqual([...await gotU], [4, 5, 6])
+      })
+
       it('kernels run in call order without awaiting each one', async function () {
         const a = up(Float32Array.from([1, 2, 3]), [3])
         const b = up(Float32Array.from([10, 20, 30]), [3])

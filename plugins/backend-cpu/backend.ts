@@ -86,7 +86,8 @@ export class CpuBackend implements ComputeBackend {
 
   async download (t: Tensor): Promise<Float32Array | Int32Array> {
     const x = this.tensor(t, 't')
-    return await this.enqueue(() => this.view(x.dtype, x.off, x.size).slice())
+    const off = x.off // read now: the tensor may be freed before the queue gets here
+    return await this.enqueue(() => this.view(x.dtype, off, x.size).slice())
   }
 
   async write (t: Tensor, data: Float32Array | Int32Array): Promise<void> {
@@ -98,7 +99,8 @@ export class CpuBackend implements ComputeBackend {
       return
     }
     const copy = data.slice() // the caller may reuse `data` before the queue reaches this write
-    await this.enqueue(() => { this.view(x.dtype, x.off, x.size).set(copy) })
+    const off = x.off
+    await this.enqueue(() => { this.view(x.dtype, off, x.size).set(copy) })
   }
 
   free (t: Tensor): void {

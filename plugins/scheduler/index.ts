@@ -31,11 +31,11 @@ export function schedulerInit (options: Readonly<Record<string, unknown>>, runti
   if (typeof runId !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(runId)) {
     throw new ConfigError('the scheduler plugin needs a run id (option plugins.scheduler.runId, or runtime.runId): 1-64 of [A-Za-z0-9._-]')
   }
-  const stages = options.stages ?? runtime.stages
+  const stages = asInt(options.stages ?? runtime.stages)
   if (typeof stages !== 'number' || !Number.isSafeInteger(stages) || stages < 1 || stages > 1024) {
     throw new ConfigError('the scheduler plugin needs the stage count (option plugins.scheduler.stages, or runtime.stages): an integer in [1, 1024]')
   }
-  const pin = options.stage ?? runtime.stage
+  const pin = asInt(options.stage ?? runtime.stage)
   if (pin != null && (typeof pin !== 'number' || !Number.isSafeInteger(pin) || pin < 0 || pin >= stages)) {
     throw new ConfigError(`scheduler: stage ${String(pin)} is not an integer in [0, ${stages - 1}]`)
   }
@@ -54,6 +54,11 @@ export function schedulerInit (options: Readonly<Record<string, unknown>>, runti
     init.stageCosts = c
   }
   return init as unknown as Omit<GossipSchedulerInit, 'log'>
+}
+
+/** CLI flags reach NodeConfig.runtime as strings ('--stage 2'): read integer strings as numbers. */
+function asInt (v: unknown): unknown {
+  return typeof v === 'string' && /^-?\d+$/.test(v.trim()) ? Number(v) : v
 }
 
 export default definePlugin({

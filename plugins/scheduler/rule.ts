@@ -16,11 +16,13 @@
 //
 // Rebalancing, once per epoch: a greedy plan of at most maxMovesPerEpoch moves. Each step targets
 // the current bottleneck b and elects the serving node (not pinned, out of cool-down, from a stage
-// it does not serve alone) whose move maximizes min(T'(donor), T'(b)); the step is taken only if
-// that minimum exceeds T(b) x (1 + hysteresis). Both stages end above the old bottleneck level, so
-// the sorted stage-throughput vector rises strictly with every step: no cycle is possible on a
-// fixed view, and noise below the hysteresis margin moves no one. A node moves only when the plan
-// names it.
+// it does not serve alone) whose move maximizes min(T'(donor), T'(b)), taken only if that minimum
+// exceeds T(b): both stages end above the old bottleneck level, so the sorted stage-throughput
+// vector rises strictly with every step and no cycle is possible on a fixed view. The plan as a
+// whole is carried out only if it is worth it (hysteresis h): it lifts the bottleneck above
+// B x (1 + h), or it lifts at least one more stage out of the band [B, B x (1 + h)] (so two tied
+// bottlenecks, or two empty stages, are fixed a few moves at a time); otherwise nobody moves, and
+// measurement noise below h moves no one. A node moves only when the plan names it.
 import type { NodeState } from '../../core/contracts/scheduler.ts'
 
 /** The fields of a heartbeat the rule reads. */
@@ -208,9 +210,12 @@ export function planMoves (entries: readonly RuleEntry[], cfg: RuleConfig, now: 
   const maxMoves = cfg.maxMovesPerEpoch ?? defaultMaxMoves(counted, cfg.stages)
   const moved = new Set<Cand>()
   const moves: Move[] = []
+  const b0 = bottleneck(T).value
+  const bar = b0 * (1 + cfg.hysteresis)
   while (moves.length < maxMoves) {
     const b = bottleneck(T)
-    const bar = b.value * (1 + cfg.hysteresis)
+    // each step must raise the pair above the current bottleneck (the plan's gain is judged below)
+    const floor = b.value + EPS * Math.max(1, b.value)
     let best: Cand | undefined
     let bestLevel = -Infinity
     let bestLeft = -Infinity
@@ -219,7 +224,7 @@ export function planMoves (entries: readonly RuleEntry[], cfg: RuleConfig, now: 
       if (c.stage === b.stage || moved.has(c) || serving[c.stage] < 2) continue
       const left = T[c.stage] - c.cap / costs[c.stage]
       const level = Math.min(left, T[b.stage] + c.cap / costs[b.stage])
-      if (!(level > bar)) continue
+      if (!(level > floor)) continue
       // best level; on a tie, the donor left with more (the most over-served stage); then the hash
       const better = level > bestLevel + EPS || (Math.abs(level - bestLevel) <= EPS && (left > bestLeft + EPS ||
         (Math.abs(left - bestLeft) <= EPS && best !== undefined && (keyOf(c) < keyOf(best) || (keyOf(c) === keyOf(best) && c.peer < best.peer)))))
@@ -237,7 +242,12 @@ export function planMoves (entries: readonly RuleEntry[], cfg: RuleConfig, now: 
     moved.add(best)
     moves.push({ peer: best.peer, from: best.stage, to: b.stage, level: bestLevel })
   }
-  return { before, after: T, moves }
+  // hysteresis: the plan must lift the bottleneck by the margin, or at least lift one more stage
+  // out of the band [min, min x (1 + h)] (so tied bottlenecks and empty stages are fixed a few
+  // moves at a time), without lowering the minimum
+  const within = (xs: readonly number[]): number => xs.filter(x => x <= bar).length
+  const worth = moves.length > 0 && bottleneck(T).value >= b0 && (bottleneck(T).value > bar || within(T) < within(before))
+  return { before, after: T, moves: worth ? moves : [] }
 }
 
 /** The move the plan elects for `me`, if any. */
