@@ -8,7 +8,8 @@
 // Baseline: the uncompressed run's held-out loss on the same eval batches. Not a test: a run
 // takes minutes (the figures are deterministic on the CPU backend; only times vary with load).
 //
-//   npx tsx bench/compression-quality.ts [--steps 200] [--model tiny] [--stages 3] [--seed 0] [--configs none,bn32-int8]
+//   npx tsx bench/compression-quality.ts [--steps 200] [--model tiny] [--stages 3] [--seed 0] [--batch 8] [--lr 3e-3]
+//     [--eval-batches 64] [--block 256] [--threads N] [--configs fp16,bn32-int8]      (none always runs)
 import { parseArgs } from 'node:util'
 import os from 'node:os'
 import { readFile } from 'node:fs/promises'
@@ -157,9 +158,6 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
     pluginOptions: { compression: { int8BlockSize: block }, ...(opts.threads != null ? { [backendPlugin]: { threads: opts.threads } } : {}) }
   })
   const rows: QualityRow[] = []
-  // The CPU backend unrefs its workers and waits on them with Atomics.waitAsync, which holds no
-  // event-loop reference: with nothing else pending, Node exits mid-run. A timer keeps it alive.
-  const keepAlive = setInterval(() => {}, 60_000)
   let device = 'cpu'
   let backendName = backendPlugin
   try {
@@ -217,7 +215,6 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
       say(`  ${s.name}: eval loss ${r.evalLoss.toFixed(4)} (${pct >= 0 ? '+' : ''}${pct.toFixed(2)}% vs none), ${pt.forward.toFixed(2)} B/token/boundary forward, ${(f32 / pt.forward).toFixed(1)}x, ${r.trainSeconds.toFixed(0)} s`)
     }
   } finally {
-    clearInterval(keepAlive)
     await host.stop()
   }
 
@@ -276,6 +273,7 @@ if (process.argv[1] != null && import.meta.url === pathToFileURL(process.argv[1]
       lr: { type: 'string' },
       'eval-batches': { type: 'string' },
       block: { type: 'string' },
+      threads: { type: 'string' },
       configs: { type: 'string' }
     }
   })
@@ -289,6 +287,7 @@ if (process.argv[1] != null && import.meta.url === pathToFileURL(process.argv[1]
     lr: num(values.lr),
     evalBatches: num(values['eval-batches']),
     int8BlockSize: num(values.block),
+    threads: num(values.threads),
     settings: values.configs?.split(',').map(s => s.trim()).filter(Boolean),
     progress: line => process.stderr.write(line + '\n')
   })

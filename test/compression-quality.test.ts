@@ -39,7 +39,8 @@ describe('compression quality: compressed stage chain', function () {
     dir = await mkdtemp(join(tmpdir(), 'layerswarm-cq-'))
     await writeFile(join(dir, 'corpus.txt'), repetitiveText())
     data = corpusData(await loadCorpus({ path: join(dir, 'corpus.txt'), heldOutFraction: 0.05 }), 1)
-    be = await createCpuBackend({ threads: 1 })
+    // inline kernels (no worker pool): deterministic, and nothing to race on a loaded machine
+    be = await createCpuBackend({ threads: 0 })
     // int8 blocks of 64, as the plugin option sets them on a node
     host = new PluginHost({ pluginOptions: { compression: { int8BlockSize: 64 } } })
     await host.load(['compression'])
@@ -184,7 +185,7 @@ describe('compression quality: compressed stage chain', function () {
     assert.equal(r.traffic[0].forwardTokens, 3 * B * T, 'eval crossings are not counted')
 
     const report = await benchCompressionQuality({
-      model: CFG, steps: 2, stages: 2, batchSize: B, evalBatches: 2, data, threads: 1, settings: ['int8-block', 'bn32-int8']
+      model: CFG, steps: 2, stages: 2, batchSize: B, evalBatches: 2, data, threads: 0, settings: ['int8-block', 'bn32-int8']
     })
     assert.equal(report.suite, 'compression-quality')
     assert.deepEqual(report.settings.map(s => s.name), ['none', 'int8-block', 'bn32-int8'])

@@ -11,7 +11,9 @@ import { encodeHeartbeat, schedulerTopic, type Heartbeat } from '../plugins/sche
 import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
 
 const RUN = 'sched-test-run'
-const FAST = { heartbeatMs: 150, ttlMs: 3000, epochMs: 600, epochJitterMs: 100, joinListenMs: 800, cooldownMs: 0 }
+// a long TTL against the heartbeat: a loaded test machine can stall the event loop for seconds, and an
+// entry that expires makes its stage look empty (and rightly triggers a move)
+const FAST = { heartbeatMs: 150, ttlMs: 8000, epochMs: 600, epochJitterMs: 100, joinListenMs: 800, cooldownMs: 0 }
 
 interface Started { node: LayerswarmNode, scheduler: GossipScheduler, events: StageAssignment[] }
 

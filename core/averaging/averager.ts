@@ -206,6 +206,8 @@ class Session {
   timer: NodeJS.Timeout | undefined
   bytesReceived = 0
   bytesSent = 0
+  /** Inbound exchanges still sending our shard's average: the round waits for them (bounded). */
+  readonly serving = new Set<Promise<void>>()
 
   constructor (readonly stage: number, readonly round: number, readonly role: AveragingRole,
     readonly data: Float32Array, readonly weight: number) {}
@@ -256,8 +258,8 @@ export class Averager {
     this.groupSize = Math.min(init.groupSize ?? 8, this.maxGroupSize)
     if (!(this.maxGroupSize >= 2 && this.maxGroupSize <= MAX_GROUP_SIZE)) throw new AveragingConfigError(`maxGroupSize must be in 2..${MAX_GROUP_SIZE}`)
     if (!(this.groupSize >= 2)) throw new AveragingConfigError('groupSize must be >= 2')
-    this.joinMs = init.joinMs ?? 3000
-    this.slackMs = init.slackMs ?? 2000
+    this.joinMs = Math.ceil(init.joinMs ?? 3000)
+    this.slackMs = Math.ceil(init.slackMs ?? 2000)
     this.bandwidth = init.bandwidth ?? 20e6
     this.chunkElements = init.chunkElements ?? DEFAULT_CHUNK_ELEMENTS
     this.window = init.window ?? 4
@@ -357,7 +359,7 @@ export class Averager {
         self: this.me,
         deadline: session.joinDeadline,
         found: session.found,
-        onFound: peer => { session.fromDht.add(peer); this.greet(session, peer) },
+        onFound: peer => { session.fromDht.add(peer); session.onFound(); this.greet(session, peer) },
         stop: complete.signal,
         signal: session.abort.signal
       })
@@ -375,7 +377,7 @@ export class Averager {
       session.ranges = shardRanges(data.length, members.length)
       session.myStats = session.ranges.map(([s, e]) => shardStats(data.subarray(s, e)))
       session.readyAt = Date.now()
-      const phaseMs = this.init.phaseTimeoutMs ?? (this.slackMs + 3000 * (data.length * 4 * (members.length - 1) / members.length) / this.bandwidth)
+      const phaseMs = this.init.phaseTimeoutMs ?? Math.ceil(this.slackMs + 3000 * (data.length * 4 * (members.length - 1) / members.length) / this.bandwidth)
       session.contribDeadline = session.readyAt + this.joinMs + phaseMs
       session.resultDeadline = session.readyAt + this.joinMs + 2 * phaseMs
       session.timer = setTimeout(() => { this.finalize(session) }, session.contribDeadline - Date.now())
@@ -396,6 +398,9 @@ export class Averager {
           session.result.promise.finally(() => { clearTimeout(t) }).catch(() => {})
         })
       ])
+
+      // our shard's average must reach the others before this round lets go of its session
+      await Promise.allSettled([...session.serving])
 
       // 3. assemble and check: a lost or refused shard keeps this node's values
       const averaged = data.slice()
@@ -552,6 +557,16 @@ export class Averager {
       signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
     })])
     const k = this.checkRequest(session, req, peer)
+    const served = deferred<void>()
+    session.serving.add(served.promise)
+    try {
+      await this.serveContribution(fs, session, req, k, peer, stage, signal)
+    } finally {
+      served.resolve()
+    }
+  }
+
+  private async serveContribution (fs: FramedStream, session: Session, req: ReduceRequest, k: number, peer: string, stage: number, signal: AbortSignal): Promise<void> {
     if (session.settled.has(k)) {
       // settled without data: we gave up on it (deadline, ban); with data: a real duplicate
       if (session.failures.has(k)) throw new ContributionLateError()
@@ -562,7 +577,7 @@ export class Averager {
     try {
       if (session.closed) throw new ContributionLateError()
       const [s, e] = session.ranges[session.me]
-      const contribSignal = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, session.contribDeadline - Date.now()))])
+      const contribSignal = AbortSignal.any([signal, AbortSignal.timeout(untilMs(session.contribDeadline - Date.now()))])
       const data = await receiveParts(fs, this.codecs, req.role, stage, req.parts, e - s, contribSignal)
       checkDeclaredStats(data, { norm: req.stats[session.me][0], maxAbs: req.stats[session.me][1] }, this.codecs.relError(req.role))
       if (session.closed) throw new ContributionLateError()
@@ -575,7 +590,7 @@ export class Averager {
       session.bytesReceived += fs.stats.bytesReceived
     }
     const res = await session.result.promise
-    const sendSignal = AbortSignal.any([signal, AbortSignal.timeout(Math.max(1, session.resultDeadline - Date.now()))])
+    const sendSignal = AbortSignal.any([signal, AbortSignal.timeout(untilMs(session.resultDeadline - Date.now()))])
     const before = fs.stats.bytesSent
     await fs.send({ kind: 'response', stage, microbatchId: req.round, metadata: { op: 'result', contributors: res.contributors, parts: res.parts.length } }, undefined, { signal: sendSignal })
     await sendParts(fs, req.role, stage, req.round, res.parts, sendSignal)
@@ -641,7 +656,7 @@ export class Averager {
   private async contribute (session: Session, j: number): Promise<{ values: Float32Array, contributors: ReadonlyArray<readonly [number, number, number, number]> }> {
     const owner = session.members[j]
     if (this.bans.isBanned(owner)) throw new PeerBannedError(owner)
-    const signal = AbortSignal.any([session.abort.signal, AbortSignal.timeout(Math.max(1, session.resultDeadline - Date.now()))])
+    const signal = AbortSignal.any([session.abort.signal, AbortSignal.timeout(untilMs(session.resultDeadline - Date.now()))])
     const fs = await openFramed(this.libp2p, peerIdFromString(owner), AVERAGING_PROTOCOL, { runId: this.init.runId, signal, window: this.window, log: this.init.log })
     try {
       const [s, e] = session.ranges[j]
@@ -668,12 +683,19 @@ export class Averager {
       return { values, contributors: resp.contributors }
     } catch (err) {
       if (!(err instanceof RemoteError)) fs.abort(err as Error)
+      // an owner that banned us will not contribute to our shard either: stop waiting for it
+      if (err instanceof RemoteError && err.remoteCode === 'ERR_AVG_BANNED') session.settle(j, () => { this.finalize(session) }, err)
       throw err
     } finally {
       session.bytesSent += fs.stats.bytesSent
       session.bytesReceived += fs.stats.bytesReceived
     }
   }
+}
+
+/** A timeout for AbortSignal.timeout (a positive integer) until `deadline - now`. */
+function untilMs (ms: number): number {
+  return Math.max(1, Math.ceil(ms))
 }
 
 const PEER_ID_RE = /^[A-Za-z0-9]{1,128}$/

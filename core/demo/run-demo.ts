@@ -79,7 +79,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
     // 1. the bootstrap node, then every training node at once (each takes seconds to start)
     const assignment = stageAssignment(s.nodes, s.stages)
     const names = nodeNames(assignment)
-    display.note(`starting a bootstrap node and ${s.nodes} training nodes (${s.stages} stages: ${assignment.map((st, i) => `${names[i]}`).join(' ')}); logs in ${logsDir}`)
+    display.note(`starting a bootstrap node and ${s.nodes} training nodes (${s.stages} stages: ${names.join(' ')}); logs in ${logsDir}`)
     const bootDir = join(work, 'boot')
     const boot = await launcher.start({ name: 'boot', args: bootstrapArgs(bootDir), logFile: join(logsDir, 'boot.log') }, o.signal)
     views.push(viewOf('boot', null, boot, bootDir))

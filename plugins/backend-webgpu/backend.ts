@@ -107,7 +107,7 @@ export class WebGpuBackend implements ComputeBackend {
     const name = [a.vendor, a.device || a.description].filter(s => s !== '').join(' ') || 'unknown adapter'
     this.info = {
       name: 'webgpu',
-      device: `${name} (${a.architecture || 'unknown architecture'}${a.software ? ', software' : ''}; WebGPU/Dawn)`,
+      device: `${name} (${[a.architecture, a.software && a.architecture !== 'software' ? 'software' : ''].filter(s => s !== '').join(', ') || 'unknown architecture'}; WebGPU)`,
       software: a.software,
       adapter: a,
       matmulTile: this.tile
