@@ -46,14 +46,17 @@ describe('webgpu backend: training and adapter errors', function () {
 
   describe('with an adapter', function () {
     let gpu: ComputeBackend | undefined
+    let gpuQueued: ComputeBackend | undefined
     let cpu: ComputeBackend | undefined
     before(async function () {
       if (probe.missing !== null) { skipOrFail(this, probe.missing); return }
       gpu = await createWebGpuBackend({ allowSoftwareGpu: true })
+      gpuQueued = await createWebGpuBackend({ allowSoftwareGpu: true, completion: 'queue' })
       cpu = await createCpuBackend({ threads: 1 })
     })
     after(async function () {
       await gpu?.dispose()
+      await gpuQueued?.dispose()
       await cpu?.dispose()
     })
 
@@ -71,7 +74,9 @@ describe('webgpu backend: training and adapter errors', function () {
         evalBatches: 2
       })
       const g = await trainLocal(opts(gpu as ComputeBackend))
+      const q = await trainLocal(opts(gpuQueued as ComputeBackend))
       const c = await trainLocal(opts(cpu as ComputeBackend))
+      assert.deepEqual(q.losses, g.losses, 'completion "queue" runs the same kernels in the same order')
       assert.equal(g.losses.length, 8)
       assert.equal(g.skippedSteps, 0)
       for (let i = 0; i < 8; i++) {

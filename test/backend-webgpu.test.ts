@@ -1,7 +1,7 @@
 // The WebGPU backend against the backend compliance suite (float64 references, finite differences,
 // shape errors, NaN/Inf policy), on whatever adapter this machine has (a software one is allowed
 // here: on a CPU-only machine that is Mesa's lavapipe), with the default matmul tile and with an odd
-// one. Without an adapter the suite skips with the reason, except in CI (CI=true), where it fails.
+// one, and with kernels resolving once queued (completion: 'queue'). Without an adapter the suite skips with the reason, except in CI (CI=true), where it fails.
 import { backendCompliance } from '../core/testing/index.ts'
 import { createWebGpuBackend } from '../plugins/backend-webgpu/index.ts'
 import { probeWebGpu, skipOrFail } from './backend-webgpu-helpers.ts'
@@ -11,6 +11,8 @@ const probe = await probeWebGpu()
 if (probe.missing === null) {
   backendCompliance('webgpu', async () => await createWebGpuBackend({ allowSoftwareGpu: true }))
   // a tile whose sizes divide nothing in the suite's shapes, and the scalar 'tn' path (tm % 4 != 0)
+  // kernels resolve once queued; readbacks still see every earlier call's outputs
+  backendCompliance('webgpu (completion: queue)', async () => await createWebGpuBackend({ allowSoftwareGpu: true, completion: 'queue' }), { skipLarge: true })
   backendCompliance('webgpu (matmul tile 4x2x3)', async () => await createWebGpuBackend({ allowSoftwareGpu: true, matmulTile: { wgX: 4, wgY: 2, tm: 3 } }), { skipLarge: true })
 } else {
   const reason = probe.missing

@@ -230,8 +230,9 @@ export async function syncState (libp2p: SyncLibp2p, peers: readonly string[], o
   const queue = Array.from({ length: agreed.chunks }, (_, i) => i)
   const chunksByPeer = new Map<string, number>()
   let remaining = agreed.chunks
-  const workers = agreeing.slice(0, opts.parallel ?? 8).map(async peer => {
-    let failures = 0
+  const healthy = new Set(agreeing.slice(0, opts.parallel ?? 8))
+  const failures = new Map<string, number>()
+  const worker = async (peer: string): Promise<void> => {
     while (queue.length > 0) {
       opts.signal?.throwIfAborted()
       const index = queue.shift() as number
@@ -251,15 +252,20 @@ export async function syncState (libp2p: SyncLibp2p, peers: readonly string[], o
         opts.signal?.throwIfAborted()
         const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN'
         log.warn('chunk failed', { peer, index, code, error: (err as Error).message })
+        const n = (failures.get(peer) ?? 0) + 1
+        failures.set(peer, n)
         // a wrong chunk under an agreed hash is proof of a corrupt peer: drop it at once
-        if (averagingVerdict(err) === 'reject' || ++failures >= 2) {
+        if (averagingVerdict(err) === 'reject' || n >= 2) {
           badPeers.push({ peer, reason: code })
+          healthy.delete(peer)
           return
         }
       }
     }
-  })
-  await Promise.all(workers)
+  }
+  // a chunk put back by a failing worker after the others ran dry is picked up by the next pass;
+  // every pass either finishes or drops a peer, so this ends
+  while (remaining > 0 && healthy.size > 0) await Promise.all([...healthy].map(worker))
   if (remaining > 0) throw new NoStatePeersError(`${remaining} of ${agreed.chunks} chunks of stage ${opts.stage} could not be fetched from any agreeing peer`)
 
   // 4. the whole

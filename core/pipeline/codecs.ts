@@ -24,8 +24,9 @@ export interface BoundaryCodecs {
   name(role: BoundaryRole): string
   encode(role: BoundaryRole, data: Float32Array, shape: readonly number[]): EncodedTensor
   /**
-   * Decodes a frame's tensor: refuses a codec id other than the run's for `role` (CodecError),
-   * checks the element count against the header shape and that every value is finite.
+   * Decodes a frame's tensor: refuses a codec id other than the run's for `role` (CodecError:
+   * UnknownCodecError, CodecNotAllowedError), checks the decoded shape against the header's and
+   * that every value is finite.
    */
   decode(role: BoundaryRole, frame: Frame): Float32Array
 }
@@ -60,7 +61,10 @@ export function boundaryCodecs (choices: Readonly<Record<BoundaryRole, string>>,
         data = float32View(frame)
       } else {
         const d = (set as CodecSet).decode(role, h.codecId, frame.payload)
-        if (d.data.length !== n) throw new CodecError(`decoded ${role} has ${d.data.length} values, the header shape [${h.shape.join(',')}] says ${n}`)
+        // the codec's own dims must be the frame's: [4,8,C] inside a [2,16,C] frame is a bad sender
+        if (d.shape.length !== h.shape.length || d.shape.some((x, i) => x !== h.shape[i])) {
+          throw new CodecError(`decoded ${role} has shape [${d.shape.join(',')}], the frame header says [${h.shape.join(',')}]`)
+        }
         data = d.data
       }
       if (data.length !== n) throw new CodecError(`${role} payload holds ${data.length} values, the header shape [${h.shape.join(',')}] says ${n}`)

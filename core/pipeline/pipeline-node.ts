@@ -101,8 +101,17 @@ export interface TrainingStatus {
   evalLoss: number | null
   evals: Array<[number, number]>
   tokens: number
+  /** Payload bytes sent forward (encoded activations + raw targets) and backward (encoded gradients), every attempt. */
   bytesForward: number
   bytesBackward: number
+  /**
+   * The boundary traffic alone, for bytes per token: encoded activation bytes this node sent and the
+   * tokens (B·T) they carried, train and eval, every attempt; the same for the gradients it sent back.
+   */
+  boundaryBytesForward: number
+  boundaryTokensForward: number
+  boundaryBytesBackward: number
+  boundaryTokensBackward: number
   peersPerStage: Record<string, number>
   /** Microbatches per second (EWMA of intervals between completions). */
   throughput: number
@@ -112,6 +121,8 @@ export interface TrainingStatus {
   queue: number
   penalties: { total: number, byPeer: Record<string, number> }
   codecs: { activation: string, 'activation-grad': string }
+  /** k of the learned bottleneck (boundary tensors are [B,T,k]), or null: [B,T,C]. */
+  bottleneck: number | null
   error?: string
 }
 
@@ -153,7 +164,7 @@ export class PipelineNode {
   private lastCompletion = 0
   private intervalEwma = 0
   private readonly penalties = new Map<string, number>()
-  private readonly s: Omit<TrainingStatus, 'runId' | 'peerId' | 'stage' | 'stages' | 'state' | 'peersPerStage' | 'throughput' | 'maxInflight' | 'queue' | 'penalties' | 'codecs' | 'steps' | 'step'> = {
+  private readonly s: Omit<TrainingStatus, 'runId' | 'peerId' | 'stage' | 'stages' | 'state' | 'peersPerStage' | 'throughput' | 'maxInflight' | 'queue' | 'penalties' | 'codecs' | 'bottleneck' | 'steps' | 'step'> = {
     microbatchesStarted: 0,
     microbatchesDone: 0,
     microbatchesDropped: 0,
@@ -165,6 +176,10 @@ export class PipelineNode {
     tokens: 0,
     bytesForward: 0,
     bytesBackward: 0,
+    boundaryBytesForward: 0,
+    boundaryTokensForward: 0,
+    boundaryBytesBackward: 0,
+    boundaryTokensBackward: 0,
     lr: null
   }
 
@@ -287,6 +302,7 @@ export class PipelineNode {
       queue: this.handling + this.outstanding,
       penalties: { total: [...this.penalties.values()].reduce((a, b) => a + b, 0), byPeer },
       codecs: { activation: this.codecs.name('activation'), 'activation-grad': this.codecs.name('activation-grad') },
+      bottleneck: this.layout.bottleneck > 0 ? this.layout.bottleneck : null,
       ...(this.error != null ? { error: this.error } : {})
     }
   }
@@ -371,6 +387,8 @@ export class PipelineNode {
     const enc = this.codecs.encode('activation-grad', dinput, shape)
     await fs.send({ kind: 'activation-grad', microbatchId: id, stage: this.stage, codecId: enc.codecId, dtype: 'f32', shape, route, metadata: { loss: meta.loss, count: meta.count } }, enc.bytes, { signal })
     this.s.bytesBackward += enc.bytes.byteLength
+    this.s.boundaryBytesBackward += enc.bytes.byteLength
+    this.s.boundaryTokensBackward += shape[0] * shape[1]
   }
 
   /** A peer sent a bad request: count it against the peer (and ban it from routing for a while). */
@@ -412,6 +430,8 @@ export class PipelineNode {
         await fs.send({ kind: 'activation', microbatchId: id, stage, codecId: act.codecId, dtype: 'f32', shape, route, metadata: { ...meta } }, act.bytes, { signal: sig })
         await fs.send({ kind: 'request', microbatchId: id, stage, dtype: 'i32', shape: [shape[0], shape[1]], route, metadata: { op: 'targets' } }, tgt, { signal: sig })
         this.s.bytesForward += act.bytes.byteLength + tgt.byteLength
+        this.s.boundaryBytesForward += act.bytes.byteLength
+        this.s.boundaryTokensForward += shape[0] * shape[1]
         const resp = await fs.expect({ signal: sig })
         let out: { dout?: Float32Array, meta: ReplyMeta }
         if (train) {

@@ -15,6 +15,7 @@ import { createTokenizer, loadCorpus } from '../data/index.ts'
 import { modelPreset, parseModelConfig, validateModelConfig, type ModelConfig } from '../model/config.ts'
 import { ControlRequestError, registerControlExtension } from '../node/control-endpoint.ts'
 import type { LayerswarmNode } from '../node/create-node.ts'
+import { RAW_CODEC_NAMES } from '../pipeline/codecs.ts'
 import { PipelineNode, type TrainingStatus } from '../pipeline/pipeline-node.ts'
 import { defaultManifest, loadManifest, runId, type RunManifest } from '../run/manifest.ts'
 import { writeFileAtomic } from '../train/checkpoint.ts'
@@ -43,8 +44,10 @@ export interface TrainingOptions {
   readonly gradClip: number
   readonly bottleneck: number
   readonly runName: string
-  /** Boundary codec (activations and their gradients); `none` = raw f32. */
+  /** Boundary codec of activations (and of their gradients unless gradCodec is given); `none` = raw f32. */
   readonly codec: string
+  /** Codec of activation gradients; default `codec`. */
+  readonly gradCodec?: string
   /** A manifest file: replaces the model/stages/data/optimizer options above. */
   readonly runManifest?: string
   readonly maxInflight: number
@@ -65,13 +68,13 @@ const DEFAULTS = {
 
 const INT_KEYS = ['stage', 'stages', 'steps', 'seed', 'batch', 'seqLen', 'microbatches', 'warmup', 'bottleneck', 'maxInflight', 'evalBatches', 'evalEvery'] as const
 const NUM_KEYS = ['lr', 'weightDecay', 'gradClip'] as const
-const STR_KEYS = ['model', 'tokenizer', 'data', 'runName', 'codec', 'runManifest', 'sampleNodeId', 'report', 'checkpointDir'] as const
+const STR_KEYS = ['model', 'tokenizer', 'data', 'runName', 'codec', 'gradCodec', 'runManifest', 'sampleNodeId', 'report', 'checkpointDir'] as const
 const MIN: Record<string, number> = { stage: 0, stages: 1, steps: 1, seed: 0, batch: 1, seqLen: 1, microbatches: 1, warmup: 0, bottleneck: 0, maxInflight: 1, evalBatches: 0, evalEvery: 0 }
 const FLAG: Record<string, string> = {
   stage: '--stage', stages: '--stages', steps: '--steps', seed: '--seed', batch: '--batch', seqLen: '--seq-len', microbatches: '--microbatches',
   warmup: '--warmup', bottleneck: '--bottleneck', maxInflight: '--max-inflight', evalBatches: '--eval-batches', evalEvery: '--eval-every',
   lr: '--lr', weightDecay: '--weight-decay', gradClip: '--grad-clip', model: '--model', tokenizer: '--tokenizer', data: '--data',
-  runName: '--run-name', codec: '--codec', runManifest: '--run-manifest', sampleNodeId: '--sample-node-id', report: '--report',
+  runName: '--run-name', codec: '--codec', gradCodec: '--grad-codec', runManifest: '--run-manifest', sampleNodeId: '--sample-node-id', report: '--report',
   checkpointDir: '--checkpoint-dir', exitWhenDone: '--exit-when-done'
 }
 
@@ -134,9 +137,29 @@ export async function buildManifest (o: TrainingOptions): Promise<RunManifest> {
       weightDecay: o.weightDecay,
       clip: o.gradClip
     },
-    codecs: { activation: o.codec, 'activation-grad': o.codec },
+    codecs: { activation: o.codec, 'activation-grad': o.gradCodec ?? o.codec },
     bottleneck: o.bottleneck > 0 ? o.bottleneck : null
   }, { validateModel: validateModelConfig })
+}
+
+/** The built-in plugin that registers the codecs a manifest names (fp32, fp16, int8-block, ...). */
+export const CODEC_PLUGIN = 'compression'
+
+/**
+ * Plugins these training options need on top of the node's own: the built-in codecs plugin when
+ * the run's boundary codecs are anything but raw f32 (`none`/`raw`). The plugin host cannot load
+ * plugins once started, so `start` asks this before it creates the node; a node started without
+ * the plugin would fail at its first boundary with "no plugin registered int8-block".
+ */
+export async function trainingPlugins (o: TrainingOptions): Promise<string[]> {
+  let names: string[]
+  if (o.runManifest != null) {
+    const m = await loadManifest(o.runManifest, { validateModel: validateModelConfig })
+    names = [m.codecs.activation, m.codecs['activation-grad']]
+  } else {
+    names = [o.codec, o.gradCodec ?? o.codec]
+  }
+  return names.some(n => !RAW_CODEC_NAMES.has(n)) ? [CODEC_PLUGIN] : []
 }
 
 async function resolveModel (model: string, vocabSize: number): Promise<ModelConfig> {
@@ -274,6 +297,14 @@ function report (st: TrainingStatus, manifest: RunManifest, o: TrainingOptions, 
     microbatches: { started: st.microbatchesStarted, done: st.microbatchesDone, dropped: st.microbatchesDropped, retried: st.microbatchesRetried },
     bytes_forward: st.bytesForward,
     bytes_backward: st.bytesBackward,
+    boundary: {
+      bytes_forward: st.boundaryBytesForward,
+      tokens_forward: st.boundaryTokensForward,
+      bytes_backward: st.boundaryBytesBackward,
+      tokens_backward: st.boundaryTokensBackward
+    },
+    codecs: st.codecs,
+    bottleneck: st.bottleneck,
     penalties: st.penalties,
     max_inflight: o.maxInflight,
     microbatches_per_step: o.microbatches,

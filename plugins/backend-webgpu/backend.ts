@@ -9,7 +9,9 @@
 // submitted at the end of the current microtask run (or when a readback needs it, or when the arena
 // is full), so kernels called back to back without awaiting share one submit. A kernel's promise
 // resolves when its batch has completed on the GPU (queue.onSubmittedWorkDone), so awaiting a kernel
-// means its outputs are ready, as the contract says; the event loop is free meanwhile.
+// means its outputs are ready, as the contract says; the event loop is free meanwhile. Option
+// completion: 'queue' resolves kernels once queued instead and submits once per event-loop turn
+// (far fewer GPU round trips per training step; see WebGpuBackendOptions.completion).
 // Readbacks (download, sumSquares) copy into a MAP_READ staging buffer and await mapAsync.
 //
 // i32 tensors (token ids, targets) keep a host mirror: kernels never write them, so the mirror is
@@ -35,6 +37,11 @@ const USAGE = { MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STOR
 const MAP_READ = 0x1
 const STAGE_COMPUTE = 0x4
 
+/** Runs fn after the current event-loop turn (setImmediate in Node; a zero timeout elsewhere). */
+const afterTurn: (fn: () => void) => void = typeof (globalThis as { setImmediate?: unknown }).setImmediate === 'function'
+  ? fn => { (globalThis as unknown as { setImmediate: (f: () => void) => void }).setImmediate(fn) }
+  : fn => { setTimeout(fn, 0) }
+
 /** Dispatches per batch (the uniform arena holds one 256-byte parameter slot each). */
 const SLOTS = 256
 /** Storage offsets inside the scratch buffer are multiples of this (>= any minStorageBufferOffsetAlignment). */
@@ -47,6 +54,14 @@ export interface WebGpuBackendOptions {
   matmulTile?: MatmulTile
   /** Receives device errors that belong to no kernel call. */
   logger?: Logger
+  /**
+   * When a kernel's promise resolves. 'kernel' (default): when the GPU has finished it, as the
+   * contract says (one GPU round trip per awaited kernel). 'queue': as soon as it is queued; every
+   * later call still sees its outputs (one queue), readbacks wait for the GPU, and a device error
+   * surfaces at the next readback. Awaited kernels then share one submit per event-loop turn, so a
+   * training step costs a few round trips instead of one per kernel. Timings need 'kernel'.
+   */
+  completion?: 'kernel' | 'queue'
 }
 
 /** A binding: a whole tensor buffer or a region of the scratch arena. */
@@ -97,10 +112,14 @@ export class WebGpuBackend implements ComputeBackend {
   private disposed = false
   private lost: string | null = null
   private uncaptured: string | null = null
+  /** completion 'queue': the first failure of a batch no caller awaited, thrown at the next readback. */
+  private queuedError: unknown = null
+  private readonly completion: 'kernel' | 'queue'
 
   /** Use createWebGpuBackend() (plugin index) or construct on a device you opened with openDevice(). */
   constructor (private readonly device: GPUDevice, readonly adapter: AdapterSummary, private readonly options: WebGpuBackendOptions = {}) {
     this.tile = options.matmulTile ?? DEFAULT_MATMUL_TILE
+    this.completion = options.completion ?? 'kernel'
     this.maxDim = device.limits.maxComputeWorkgroupsPerDimension
     this.maxBinding = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize)
     const a = adapter
@@ -110,7 +129,8 @@ export class WebGpuBackend implements ComputeBackend {
       device: `${name} (${[a.architecture, a.software && a.architecture !== 'software' ? 'software' : ''].filter(s => s !== '').join(', ') || 'unknown architecture'}; WebGPU)`,
       software: a.software,
       adapter: a,
-      matmulTile: this.tile
+      matmulTile: this.tile,
+      completion: this.completion
     }
     this.arena = device.createBuffer({ size: SLOTS * PARAM_SLOT, usage: USAGE.UNIFORM | USAGE.COPY_DST })
     this.dummy = device.createBuffer({ size: 16, usage: USAGE.STORAGE })
@@ -168,7 +188,7 @@ export class WebGpuBackend implements ComputeBackend {
     const b = this.batch()
     const src = this.hostData(b, new Uint8Array(data.buffer, data.byteOffset, data.byteLength))
     b.encoder.copyBufferToBuffer(src.buffer, src.offset, x.buffer as GPUBuffer, 0, x.size * 4)
-    await b.done
+    await this.settle(b)
   }
 
   free (t: Tensor): void {
@@ -214,7 +234,7 @@ export class WebGpuBackend implements ComputeBackend {
     if (d.host !== null && s.host !== null) d.host.set(s.host)
     const b = this.batch()
     b.encoder.copyBufferToBuffer(s.buffer as GPUBuffer, 0, d.buffer as GPUBuffer, 0, d.size * 4)
-    await b.done
+    await this.settle(b)
   }
 
   async scale (t: Tensor, s: number): Promise<void> {
@@ -289,7 +309,7 @@ export class WebGpuBackend implements ComputeBackend {
     const csrRef = this.hostData(b, new Uint8Array(csr.buffer))
     this.dispatch(ew.encoderBackwardWte, [U * C, C, U], [dwe.ref(), d.ref(), csrRef], grid1d(U * C, this.maxDim))
     this.colsum(dpe.ref(), d.ref(), B, T * C, T * C, 0)
-    await b.done
+    await this.settle(b)
   }
 
   // ---- layernorm ------------------------------------------------------------------------------
@@ -329,7 +349,7 @@ export class WebGpuBackend implements ComputeBackend {
     this.dispatch(layernormBackwardParams, [J * C, N, C, COLSUM_ROWS], [part, d.ref(), x.ref(), m.ref(), r.ref()], grid1d(J * C, this.maxDim))
     this.colsum(dw.ref(), part, J, C, 2 * C, 0)
     this.colsum(db.ref(), part, J, C, 2 * C, C)
-    await b.done
+    await this.settle(b)
   }
 
   // ---- matmul ---------------------------------------------------------------------------------
@@ -356,7 +376,7 @@ export class WebGpuBackend implements ComputeBackend {
     if (o.size === 0) return
     const batch = this.batch()
     this.matmul('nt', o.ref(), x.ref(), w.ref(), b?.ref() ?? null, N, OC, C, false)
-    await batch.done
+    await this.settle(batch)
   }
 
   async matmulBackward (dinp: Tensor, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor): Promise<void> {
@@ -371,7 +391,7 @@ export class WebGpuBackend implements ComputeBackend {
     this.matmul('nn', dx.ref(), d.ref(), w.ref(), null, N, C, OC, true) // dinp[N,C] += dout[N,OC] @ W[OC,C]
     this.matmul('tn', dw.ref(), d.ref(), x.ref(), null, OC, C, N, true) // dW[OC,C] += dout^T @ inp[N,C]
     if (db !== null) this.colsum(db.ref(), d.ref(), N, OC, OC, 0)
-    await batch.done
+    await this.settle(batch)
   }
 
   private matmul (layout: MatmulLayout, out: Ref, a: Ref, b: Ref, bias: Ref | null, M: number, N: number, K: number, acc: boolean): void {
@@ -407,7 +427,7 @@ export class WebGpuBackend implements ComputeBackend {
     this.dispatch(att.attentionScores, P(B * NH * T * T), [pa.ref(), q.ref()], grid1d(B * NH * T * T, this.maxDim))
     this.dispatch(att.attentionSoftmax, P(B * NH * T), [a.ref(), pa.ref()], grid1d(B * NH * T, this.maxDim))
     this.dispatch(att.attentionValues, P(B * T * C), [o.ref(), a.ref(), q.ref()], grid1d(B * T * C, this.maxDim))
-    await b.done
+    await this.settle(b)
   }
 
   async attentionBackward (dqkv: Tensor, dpreatt: Tensor, datt: Tensor, dout: Tensor, qkv: Tensor, att_: Tensor, NH: number): Promise<void> {
@@ -423,7 +443,7 @@ export class WebGpuBackend implements ComputeBackend {
     this.dispatch(att.attentionBackwardAtt, P(B * NH * T * T), [da.ref(), q.ref(), d.ref()], grid1d(B * NH * T * T, this.maxDim))
     this.dispatch(att.attentionBackwardSoftmax, P(B * NH * T), [dpa.ref(), a.ref(), da.ref()], grid1d(B * NH * T, this.maxDim))
     this.dispatch(att.attentionBackwardQkv, P(B * T * 3 * C), [dq.ref(), q.ref(), a.ref(), dpa.ref(), d.ref()], grid1d(B * T * 3 * C, this.maxDim))
-    await b.done
+    await this.settle(b)
   }
 
   // ---- gelu, residual -------------------------------------------------------------------------
@@ -506,8 +526,17 @@ export class WebGpuBackend implements ComputeBackend {
     this.device.pushErrorScope('out-of-memory')
     this.device.pushErrorScope('validation')
     this.cur = b
-    queueMicrotask(() => { if (this.cur === b) this.flush() })
+    // 'kernel': submit once the calls made in this microtask run are recorded; 'queue': once this
+    // event-loop turn's calls are (awaited kernels resolve at once, so a whole step records here)
+    const later = this.completion === 'queue' ? afterTurn : queueMicrotask
+    later(() => { if (this.cur === b) this.flush() })
     return b
+  }
+
+  /** What a kernel call awaits: its batch's completion ('kernel'), or nothing ('queue'). */
+  private async settle (b: Batch): Promise<void> {
+    if (this.completion === 'kernel') return await b.done
+    b.done.catch((err: unknown) => { this.queuedError ??= err })
   }
 
   /** Submits the open batch; its promise settles when the GPU has finished it. */
@@ -577,7 +606,7 @@ export class WebGpuBackend implements ComputeBackend {
     if (n === 0) return
     const b = this.batch()
     this.dispatch(def, [n, ...params], refs, grid1d(n, this.maxDim))
-    await b.done
+    await this.settle(b)
   }
 
   /** dst[k] += sum over r < rows of src[r*ld + off + k], k < K; chunked passes for long columns. */
@@ -604,6 +633,7 @@ export class WebGpuBackend implements ComputeBackend {
     this.flush()
     try {
       await Promise.all([b.done, staging.mapAsync(MAP_READ, 0, size)])
+      if (this.queuedError !== null) { const err = this.queuedError; this.queuedError = null; throw err }
       const out = staging.getMappedRange(0, size).slice(0)
       staging.unmap()
       if (!this.disposed) { pool.push(staging); this.staging.set(cap, pool) } else staging.destroy()

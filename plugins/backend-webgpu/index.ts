@@ -1,7 +1,8 @@
 // Plugin entry: binds one WebGPU ComputeBackend (Dawn for Node) under Tokens.ComputeBackend.
 // Options: allowSoftwareGpu (accept llvmpipe/SwiftShader/WARP; default false), powerPreference
 // ('high-performance' | 'low-power'), f16 (not implemented yet: rejected with a ConfigError),
-// matmulTile ({ wgX, wgY, tm }). The adapter is logged at info level when the backend starts.
+// matmulTile ({ wgX, wgY, tm }), completion ('kernel' | 'queue'; see backend.ts). The adapter is
+// logged at info level when the backend starts.
 /// <reference types="@webgpu/types" />
 import { definePlugin, Tokens } from '../../core/contracts/index.ts'
 import type { ComputeBackend, Logger } from '../../core/contracts/index.ts'
@@ -22,6 +23,8 @@ export interface WebGpuPluginOptions {
   powerPreference?: 'high-performance' | 'low-power'
   f16?: boolean
   matmulTile?: MatmulTile
+  /** When kernel promises resolve: 'kernel' (GPU finished; default) or 'queue' (queued). */
+  completion?: 'kernel' | 'queue'
   logger?: Logger
   /** A GPU object to use instead of Dawn for Node (e.g. navigator.gpu). */
   gpu?: GPU
@@ -41,6 +44,10 @@ export function parseWebGpuOptions (o: Readonly<Record<string, unknown>>): WebGp
   if (o.f16 !== undefined && o.f16 !== false) {
     throw new ConfigError('backend-webgpu: f16 kernels are not implemented yet (the backend computes in f32); drop the f16 option')
   }
+  if (o.completion !== undefined) {
+    if (o.completion !== 'kernel' && o.completion !== 'queue') throw new ConfigError(`backend-webgpu: completion must be "kernel" or "queue", got ${JSON.stringify(o.completion)}`)
+    out.completion = o.completion
+  }
   if (o.matmulTile !== undefined) {
     const t = o.matmulTile as Record<string, unknown>
     const ok = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 64
@@ -56,7 +63,7 @@ export function parseWebGpuOptions (o: Readonly<Record<string, unknown>>): WebGp
 export async function createWebGpuBackend (opts: WebGpuPluginOptions = {}): Promise<WebGpuBackend> {
   const gpu = opts.gpu ?? await nodeGpu()
   const { device, summary } = await openDevice(gpu, { allowSoftwareGpu: opts.allowSoftwareGpu, powerPreference: opts.powerPreference, platformHint: platformHint() })
-  return new WebGpuBackend(device, summary, { matmulTile: opts.matmulTile, logger: opts.logger })
+  return new WebGpuBackend(device, summary, { matmulTile: opts.matmulTile, completion: opts.completion, logger: opts.logger })
 }
 
 const live = new Set<ComputeBackend>()
