@@ -39,7 +39,7 @@ async function withPlugin<R> (name: string, options: Record<string, unknown>, lo
 
 export async function webgpuKernelsBench (opts: WebGpuKernelsBenchOptions = {}): Promise<WebGpuKernelsReport> {
   const logger = opts.logger ?? silentLogger
-  const common = { reps: opts.reps ?? 7, warmup: opts.warmup ?? 2, python: null, logger }
+  const common = { reps: opts.reps ?? 7, warmup: opts.warmup ?? 2, rounds: 1, python: null, logger }
   let adapter: unknown
   const gpu = await withPlugin('backend-webgpu', { allowSoftwareGpu: opts.allowSoftwareGpu === true }, logger, async be => {
     adapter = be.info.adapter

@@ -48,6 +48,7 @@ export interface StartFlags {
   bottleneck?: string
   runName?: string
   codec?: string
+  gradCodec?: string
   runManifest?: string
   maxInflight?: string
   sampleNodeId?: string
@@ -61,7 +62,7 @@ export interface StartFlags {
 /** Flags of `start` that configure the training runtime; they go to CreateNodeOptions.runtime over the config file's `runtime`. */
 export const TRAINING_FLAGS = [
   'stage', 'stages', 'model', 'tokenizer', 'data', 'steps', 'seed', 'batch', 'seqLen', 'microbatches', 'lr', 'warmup',
-  'weightDecay', 'gradClip', 'bottleneck', 'runName', 'codec', 'runManifest', 'maxInflight', 'sampleNodeId', 'evalBatches',
+  'weightDecay', 'gradClip', 'bottleneck', 'runName', 'codec', 'gradCodec', 'runManifest', 'maxInflight', 'sampleNodeId', 'evalBatches',
   'evalEvery', 'report', 'checkpointDir', 'exitWhenDone'
 ] as const
 

@@ -21,3 +21,23 @@ export * from './errors.ts'
 export { createLogger, silentLogger, isLogLevel } from './logger.ts'
 export type { LogFormat, LoggerOptions } from './logger.ts'
 export * from './contracts/index.ts'
+
+// Model, data and single-process training: the reference every swarm run is measured against.
+export { MODEL_PRESETS, modelPreset, validateModelConfig, parseModelConfig, countParameters, ModelConfigError } from './model/config.ts'
+export type { ModelConfig } from './model/config.ts'
+export { GptModel } from './model/gpt.ts'
+export { Stage, StageStateError } from './model/stage.ts'
+export { splitStages, stageLayouts } from './model/stage-split.ts'
+export { trainLocal, corpusData } from './train/trainer.ts'
+export type { TrainerOptions, TrainResult } from './train/trainer.ts'
+export { saveCheckpoint, loadCheckpoint, latestCheckpoint, CheckpointCorruptError, CheckpointMismatchError } from './train/checkpoint.ts'
+export * from './data/index.ts'
+
+// Swarm runtime: run manifest, pipeline node, the training runtime `layerswarm start --stage` runs.
+export * from './run/index.ts'
+export { PipelineNode } from './pipeline/pipeline-node.ts'
+export type { PipelineNodeInit, TrainingStatus } from './pipeline/pipeline-node.ts'
+export { startTrainingRuntime, parseTrainingOptions } from './runtime/training-runtime.ts'
+export type { TrainingOptions, TrainingRuntime } from './runtime/training-runtime.ts'
+export { registerControlExtension } from './node/control-endpoint.ts'
+export { CodecSet, UnknownCodecError, CodecNotAllowedError } from './codec-set.ts'

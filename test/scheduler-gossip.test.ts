@@ -106,7 +106,7 @@ describe('scheduler plugin over real gossipsub', function () {
       // T = [10, 2, 4] (stage of b is the least served): d joins b
       const d = await swarm.add({ stages: 3, capacity: 3 })
       assert.equal(await serving(d), sb)
-      for (const s of [b, c, d]) assert.deepEqual(s.events.map(e => e.reason), ['join'])
+      for (const s of [b, c, d]) assert.deepEqual(s.events.map(e => e.reason), ['join'], JSON.stringify([b, c, d].map(x => [x.events, x.scheduler.stageThroughputs(), x.scheduler.view().peers])))
     })
 
     it('every node holds the same view', async () => {

@@ -11,7 +11,11 @@ import { loadCorpus } from '../../core/data/index.ts'
 import { DemoConfigError } from '../../core/demo/demo-errors.ts'
 import { DemoInterruptedError, runDemo } from '../../core/demo/run-demo.ts'
 import type { DemoSettings } from '../../core/demo/swarm-plan.ts'
+import { DEMO_DEFAULT_COMPRESSION, type DemoCompression } from '../../core/demo/demo-compression.ts'
+import { CodecSet } from '../../core/codec-set.ts'
+import { PluginHost } from '../../core/node/plugin-host.ts'
 import { isBuiltinPlugin, isPathSpec } from '../../core/node/plugin-registry.ts'
+import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../../core/pipeline/codecs.ts'
 import { intFlag, makeLogger, numFlag, resolveModelConfig, withBackend } from './train.ts'
 
 export interface DemoFlags {
@@ -36,6 +40,9 @@ export interface DemoFlags {
   temperature?: string
   stallTimeout?: string
   keepDataDirs?: boolean
+  codec?: string
+  gradCodec?: string
+  bottleneck?: string
 }
 
 /** At most this many node processes on one machine: a demo, not a cluster. */
@@ -88,6 +95,9 @@ export function register (program: Command): void {
     .option('--temperature <x>', 'sampling temperature (0: greedy)', d.temperature)
     .option('--stall-timeout <s>', 'fail when no step completes for this many seconds', d.stallTimeout)
     .option('--keep-data-dirs', 'keep the nodes\' temporary data dirs (identity keys, sockets)')
+    .option('--codec <name>', `codec of activations at stage boundaries (and of their gradients unless --grad-codec): none, fp16, int8-block, ... (default ${DEMO_DEFAULT_COMPRESSION.codec})`)
+    .option('--grad-codec <name>', `codec of activation gradients (default: --codec if given, else ${DEMO_DEFAULT_COMPRESSION.gradCodec})`)
+    .option('--bottleneck <k>', `learned bottleneck width k at every boundary, below the model width (0: none; default ${DEMO_DEFAULT_COMPRESSION.bottleneck ?? 0})`)
     .addHelpText('after', '\nThe same swarm across machines: see docs/demo.md ("Across machines").')
     .action(async (flags: DemoFlags) => { await runDemoCommand(flags) })
 }
@@ -115,6 +125,7 @@ export async function demoSettings (flags: DemoFlags, cwd = process.cwd()): Prom
   }
   const data = flags.data != null ? resolve(cwd, flags.data) : undefined
   if (data != null && !existsSync(data)) throw new DemoConfigError(`--data ${flags.data}: no such file or folder ${data}`)
+  const compression = await demoCompression(flags)
   return {
     modelSpec,
     settings: {
@@ -131,9 +142,35 @@ export async function demoSettings (flags: DemoFlags, cwd = process.cwd()): Prom
       evalBatches: intFlag('--eval-batches', flags.evalBatches ?? d.evalBatches, 1),
       threads: intFlag('--threads', flags.threads ?? d.threads, 1),
       killAtStep,
-      data
+      data,
+      ...compression
     }
   }
+}
+
+/**
+ * The boundary codecs and bottleneck of the run: the flags over DEMO_DEFAULT_COMPRESSION. Codec
+ * names are checked against the codecs the built-in compression plugin registers (the nodes load
+ * it for any codec other than none), so a typo exits 2 before any process starts.
+ */
+async function demoCompression (flags: DemoFlags): Promise<DemoCompression> {
+  const def = DEMO_DEFAULT_COMPRESSION
+  const codec = flags.codec ?? def.codec
+  const gradCodec = flags.gradCodec ?? flags.codec ?? def.gradCodec
+  const k = flags.bottleneck != null ? intFlag('--bottleneck', flags.bottleneck, 0) : def.bottleneck ?? 0
+  const host = new PluginHost()
+  let known: string[]
+  try {
+    await host.load([CODEC_PLUGIN])
+    await host.start()
+    known = [...RAW_CODEC_NAMES, ...CodecSet.fromContainer(host.container).codecs.map(c => c.name)]
+  } finally {
+    await host.stop()
+  }
+  for (const [flag, name] of [['--codec', codec], ['--grad-codec', gradCodec]] as const) {
+    if (!known.includes(name)) throw new DemoConfigError(`${flag} ${name} is not a codec; use one of ${known.join(', ')}`)
+  }
+  return { codec, gradCodec, bottleneck: k > 0 ? k : null }
 }
 
 export async function runDemoCommand (flags: DemoFlags): Promise<void> {
@@ -145,6 +182,9 @@ export async function runDemoCommand (flags: DemoFlags): Promise<void> {
   // the corpus gives the vocabulary size of a preset, the held-out split and the unigram baseline
   const corpus = await loadCorpus({ path: settings.data, tokenizer: 'byte' })
   const config = await resolveModelConfig(modelSpec, corpus.tokenizer.vocabSize)
+  if (settings.bottleneck != null && settings.bottleneck >= config.dModel) {
+    throw new DemoConfigError(`--bottleneck ${settings.bottleneck} must be below the model width ${config.dModel} (it narrows the boundary from ${config.dModel} to k)`)
+  }
   if (settings.stages > config.nLayer) throw new DemoConfigError(`--stages ${settings.stages} is more than the model's ${config.nLayer} layers; each stage needs at least one block`)
   if (corpus.stats.trainTokens < config.blockSize + 1) {
     throw new DemoConfigError(`the training text ${corpus.stats.path} has ${corpus.stats.trainTokens} tokens, fewer than one window of ${config.blockSize + 1}; give more text with --data`)

@@ -5,7 +5,7 @@
 import type { Command } from 'commander'
 import { createLogger } from '../../core/logger.ts'
 import { resolveStartConfig, type StartFlags } from '../config.ts'
-import type { TrainingRuntime } from '../../core/runtime/training-runtime.ts'
+import type { TrainingOptions, TrainingRuntime } from '../../core/runtime/training-runtime.ts'
 
 /** How long a clean shutdown may take before the process gives up and exits 1. */
 const STOP_TIMEOUT_MS = 20_000
@@ -44,7 +44,8 @@ export function register (program: Command): void {
     .option('--weight-decay <x>', 'train: AdamW weight decay (default 0.1)')
     .option('--grad-clip <x>', 'train: clip each stage\'s gradient norm (default 1; 0 off)')
     .option('--bottleneck <k>', 'train: learned bottleneck width at stage boundaries (default 0: off)')
-    .option('--codec <name>', 'train: codec of activations and their gradients (default none: raw f32)')
+    .option('--codec <name>', 'train: boundary codec of activations (and their gradients), e.g. fp16, int8-block; loads the compression plugin (default none: raw f32)')
+    .option('--grad-codec <name>', 'train: codec of activation gradients, when it differs from --codec')
     .option('--run-name <name>', 'train: run name in the manifest (default layerswarm)')
     .option('--run-manifest <file>', 'train: run manifest JSON; replaces the model, stage, data and optimizer flags')
     .option('--max-inflight <k>', 'train: microbatches in flight per stage-0 node (default 4; 1 = synchronous)')
@@ -87,8 +88,22 @@ export async function runStart (flags: StartFlags): Promise<void> {
 
   try {
     // imported here: the libp2p stack takes seconds to load, which --help and bad flags need not wait for
-    const { createNode } = await import('../../core/node/create-node.ts')
-    const node = await createNode({ ...config.node, logger })
+    const { backendSpec, createNode, DEFAULT_BACKEND_PLUGIN } = await import('../../core/node/create-node.ts')
+    const training = config.node.runtime?.stage != null && config.node.bootstrapNode !== true
+    let trainingOptions: TrainingOptions | undefined
+    let plugins = config.node.plugins
+    if (training) {
+      const { parseTrainingOptions, trainingPlugins } = await import('../../core/runtime/training-runtime.ts')
+      trainingOptions = parseTrainingOptions(config.node.runtime ?? {})
+      // a run whose boundaries use plugin codecs (--codec int8-block) needs the codecs plugin: add it
+      // to the node's plugins (the defaults, or the user's list), since plugins load before training starts
+      const extra = (await trainingPlugins(trainingOptions)).filter(p => !(plugins ?? []).includes(p))
+      if (extra.length > 0) {
+        plugins = [...(plugins ?? [config.node.backend != null ? backendSpec(config.node.backend) : DEFAULT_BACKEND_PLUGIN]), ...extra]
+        log.info('loading plugins the run needs', { plugins: extra.join(',') })
+      }
+    }
+    const node = await createNode({ ...config.node, plugins, logger })
     const starting = node.start()
     const first = await Promise.race([starting.then(() => undefined), received])
     if (first != null) {
@@ -101,10 +116,10 @@ export async function runStart (flags: StartFlags): Promise<void> {
 
     // the training runtime (core/runtime): a pinned stage means this node trains
     let runtime: TrainingRuntime | undefined
-    if (config.node.runtime?.stage != null && !node.config.bootstrapNode) {
-      const { parseTrainingOptions, startTrainingRuntime } = await import('../../core/runtime/training-runtime.ts')
+    if (trainingOptions != null) {
+      const { startTrainingRuntime } = await import('../../core/runtime/training-runtime.ts')
       try {
-        runtime = await startTrainingRuntime(node, parseTrainingOptions(config.node.runtime ?? {}), logger)
+        runtime = await startTrainingRuntime(node, trainingOptions, logger)
       } catch (err) {
         await node.stop()
         throw err

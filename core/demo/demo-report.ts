@@ -2,6 +2,7 @@
 // docs/demo.md). Built from the final swarm snapshot, the per-node views and the demo's own eval of
 // the assembled model.
 import type { ModelConfig } from '../model/config.ts'
+import { boundaryFigures } from './demo-compression.ts'
 import type { DemoSettings } from './swarm-plan.ts'
 import type { NodeView, SwarmSnapshot } from './swarm-view.ts'
 
@@ -31,6 +32,7 @@ export function buildReport (r: ReportInput): Record<string, unknown> {
   const f = r.final
   const losses = f.lossCurve.map(p => p[1])
   const last10 = losses.slice(-10)
+  const traffic = boundaryFigures(f, r.config.dModel)
   return {
     tokens: f.tokens,
     seconds: round(r.seconds, 3),
@@ -48,6 +50,16 @@ export function buildReport (r: ReportInput): Record<string, unknown> {
     microbatches_retried: f.microbatchesRetried,
     bytes_forward: f.bytesForward,
     bytes_backward: f.bytesBackward,
+    bytes_per_token_boundary: roundAll(traffic.bytesPerToken, 3),
+    compression_ratio: roundAll(traffic.compressionRatio, 3),
+    codecs: { activation: r.settings.codec, 'activation-grad': r.settings.gradCodec },
+    bottleneck: r.settings.bottleneck,
+    boundary_traffic: {
+      bytes_forward: f.boundaryBytesForward,
+      tokens_forward: f.boundaryTokensForward,
+      bytes_backward: f.boundaryBytesBackward,
+      tokens_backward: f.boundaryTokensBackward
+    },
     nodes: r.settings.nodes,
     stages: r.settings.stages,
     steps: r.settings.steps,
@@ -79,6 +91,8 @@ export function buildReport (r: ReportInput): Record<string, unknown> {
       tokens: v.training?.tokens ?? null,
       bytes_forward: v.training?.bytesForward ?? null,
       bytes_backward: v.training?.bytesBackward ?? null,
+      codecs: v.training?.codecs ?? null,
+      bottleneck: v.training?.bottleneck ?? null,
       loss_last: v.training?.lossLast ?? null
     })),
     checkpoint: r.files.checkpoint,
@@ -88,6 +102,10 @@ export function buildReport (r: ReportInput): Record<string, unknown> {
     loss_curve: downsample(f.lossCurve, 100),
     sample: r.sample
   }
+}
+
+function roundAll<T extends Record<string, number | null>> (o: T, digits: number): T {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, v != null ? round(v, digits) : null])) as T
 }
 
 function round (x: number, digits: number): number {

@@ -92,7 +92,7 @@ export class LiveDisplay {
       `step  ${s.step}/${s.steps} [${bar}] ${(frac * 100).toFixed(0)}%  ETA ${eta != null ? clock(eta) : '--'}`,
       `loss  ${fmtLoss(s.lossLast)}${this.firstLoss != null ? ` (first ${fmtLoss(this.firstLoss)})` : ''}  eval ${fmtLoss(s.evalLoss)}`,
       `work  ${s.microbatchesDone} microbatches, ${mbPerS.toFixed(1)}/s, ${s.microbatchesDropped} dropped, ${s.microbatchesRetried} retried; ${Math.round(tokensPerS)} tokens/s`,
-      `sent  ${bytes(s.bytesForward)} forward, ${bytes(s.bytesBackward)} backward`
+      `sent  ${bytes(s.bytesForward)} forward, ${bytes(s.bytesBackward)} backward${perToken(s)}`
     ]
     for (let st = 0; st < s.stages; st++) {
       const seen = s.peersPerStage != null ? `, seen by peers: ${s.peersPerStage[st]}` : ''
@@ -136,4 +136,11 @@ export function bytes (n: number): string {
 
 function fmtLoss (x: number | null): string {
   return x != null ? x.toFixed(3) : '--'
+}
+
+/** "; 68.4 B/token per boundary" (encoded activations + gradients), once there is traffic to measure. */
+function perToken (s: SwarmSnapshot): string {
+  if (s.boundaryTokensForward <= 0 || s.boundaryTokensBackward <= 0) return ''
+  const b = s.boundaryBytesForward / s.boundaryTokensForward + s.boundaryBytesBackward / s.boundaryTokensBackward
+  return `; ${b.toFixed(1)} B/token per boundary`
 }

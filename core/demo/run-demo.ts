@@ -16,6 +16,7 @@ import type { Corpus } from '../data/index.ts'
 import { queryControl } from '../node/control-endpoint.ts'
 import { writeFileAtomic } from '../train/checkpoint.ts'
 import { controlRequest } from './control-client.ts'
+import type { BytesPerToken } from './demo-compression.ts'
 import { buildReport, type KilledNode } from './demo-report.ts'
 import { SwarmRunError } from './demo-errors.ts'
 import { bytes, LiveDisplay } from './live-display.ts'
@@ -80,6 +81,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
     const assignment = stageAssignment(s.nodes, s.stages)
     const names = nodeNames(assignment)
     display.note(`starting a bootstrap node and ${s.nodes} training nodes (${s.stages} stages: ${names.join(' ')}); logs in ${logsDir}`)
+    display.note(`stage boundaries: ${compressionLine(s)}`)
     const bootDir = join(work, 'boot')
     const boot = await launcher.start({ name: 'boot', args: bootstrapArgs(bootDir), logFile: join(logsDir, 'boot.log') }, o.signal)
     views.push(viewOf('boot', null, boot, bootDir))
@@ -227,11 +229,14 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
     await writeFileAtomic(o.reportFile, new TextEncoder().encode(JSON.stringify(report, null, 2) + '\n'))
 
     const f = (x: unknown, digits = 3): string => typeof x === 'number' ? x.toFixed(digits) : '--'
+    const bpt = report.bytes_per_token_boundary as BytesPerToken
+    const ratio = report.compression_ratio as BytesPerToken
     o.summaryOut.write([
       '',
       `trained ${snap.step} steps on ${s.nodes} nodes in ${s.stages} stages: ${snap.tokens} tokens in ${trainSeconds.toFixed(1)} s (${f(report.tokens_per_s, 0)} tokens/s)`,
       `loss ${f(report.loss_first)} -> ${f(report.loss_last)}; held-out ${f(ev.evalLoss)} (unigram baseline ${f(unigram)})`,
       `microbatches: ${snap.microbatchesDone} done, ${snap.microbatchesDropped} dropped, ${snap.microbatchesRetried} retried; sent ${bytes(snap.bytesForward)} forward, ${bytes(snap.bytesBackward)} backward`,
+      `boundaries: ${compressionLine(s)}; ${f(bpt.total, 1)} B/token per crossing (${f(bpt.forward, 1)} forward + ${f(bpt.backward, 1)} backward), ${f(ratio.total, 1)}x less than float32`,
       ...(killed != null ? [`killed ${killed.name} (stage ${killed.stage}) at step ${killed.atStep}; the run went on with the other nodes`] : []),
       `model:  ${modelFile}  (layerswarm sample --checkpoint ${modelFile})`,
       `chart:  ${svgFile}`,
@@ -252,6 +257,11 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
     await launcher.stopAll(interrupted() ? 5_000 : 15_000)
     if (o.keepDataDirs !== true) await rm(work, { recursive: true, force: true }).catch(() => {})
   }
+}
+
+/** "activations int8-block, gradients int8-block, bottleneck 16" */
+function compressionLine (s: DemoSettings): string {
+  return `activations ${s.codec}, gradients ${s.gradCodec}${s.bottleneck != null ? `, bottleneck ${s.bottleneck}` : ''}`
 }
 
 function viewOf (name: string, stage: number | null, n: LaunchedNode, dataDir: string): NodeView {

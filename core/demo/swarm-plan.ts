@@ -27,6 +27,12 @@ export interface DemoSettings {
   readonly threads: number
   /** SIGKILL one node of the most-served stage once the swarm reaches this step (0: never). */
   readonly killAtStep: number
+  /** Codec of activations at the stage boundaries (`none` = raw f32). */
+  readonly codec: string
+  /** Codec of activation gradients. */
+  readonly gradCodec: string
+  /** k of the learned bottleneck at every boundary, or null for none. */
+  readonly bottleneck: number | null
 }
 
 /**
@@ -72,6 +78,10 @@ export function trainingNodeArgs (s: DemoSettings, stage: number, dataDir: strin
     '--batch', String(s.batch),
     '--lr', String(s.lr),
     '--microbatches', String(s.microbatches),
+    // compression is part of the run manifest, so every node gets the same codecs and bottleneck
+    '--codec', s.codec,
+    '--grad-codec', s.gradCodec,
+    ...(s.bottleneck != null ? ['--bottleneck', String(s.bottleneck)] : []),
     '--max-inflight', String(s.maxInflight),
     // the swarm's own final eval reads the same held-out batches as the demo's eval of the assembled model
     '--eval-batches', String(s.evalBatches),

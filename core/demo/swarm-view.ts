@@ -21,6 +21,14 @@ export interface TrainingStatus {
   tokens: number
   bytesForward: number
   bytesBackward: number
+  /** Encoded boundary bytes this node sent and the tokens they carried, forward and backward. */
+  boundaryBytesForward: number
+  boundaryTokensForward: number
+  boundaryBytesBackward: number
+  boundaryTokensBackward: number
+  /** The run's codec per boundary role, as the node reports it. */
+  codecs?: { activation: string, 'activation-grad': string }
+  bottleneck?: number | null
   peersPerStage: Record<string, number>
   throughput: number | null
   error?: string
@@ -57,6 +65,10 @@ export interface SwarmSnapshot {
   readonly tokens: number
   readonly bytesForward: number
   readonly bytesBackward: number
+  readonly boundaryBytesForward: number
+  readonly boundaryTokensForward: number
+  readonly boundaryBytesBackward: number
+  readonly boundaryTokensBackward: number
   readonly lossLast: number | null
   readonly evalLoss: number | null
   /** Mean training loss per step (stage-0 nodes, else last-stage nodes). */
@@ -96,10 +108,22 @@ export function parseTrainingStatus (status: unknown): TrainingStatus | undefine
     tokens: num(o.tokens),
     bytesForward: num(o.bytesForward),
     bytesBackward: num(o.bytesBackward),
+    boundaryBytesForward: num(o.boundaryBytesForward),
+    boundaryTokensForward: num(o.boundaryTokensForward),
+    boundaryBytesBackward: num(o.boundaryBytesBackward),
+    boundaryTokensBackward: num(o.boundaryTokensBackward),
+    codecs: parseCodecs(o.codecs),
+    bottleneck: o.bottleneck === null ? null : numOrNull(o.bottleneck) ?? undefined,
     peersPerStage: pps,
     throughput: numOrNull(o.throughput),
     error: typeof o.error === 'string' ? o.error : undefined
   }
+}
+
+function parseCodecs (v: unknown): TrainingStatus['codecs'] {
+  const c = v as Record<string, unknown> | null
+  if (c == null || typeof c !== 'object' || typeof c.activation !== 'string' || typeof c['activation-grad'] !== 'string') return undefined
+  return { activation: c.activation, 'activation-grad': c['activation-grad'] }
 }
 
 /**
@@ -150,6 +174,10 @@ export function snapshot (views: readonly NodeView[], stages: number, steps: num
     tokens: Math.max(sum(first, t => t.tokens), sum(last, t => t.tokens)),
     bytesForward: sum(withT, t => t.bytesForward),
     bytesBackward: sum(withT, t => t.bytesBackward),
+    boundaryBytesForward: sum(withT, t => t.boundaryBytesForward),
+    boundaryTokensForward: sum(withT, t => t.boundaryTokensForward),
+    boundaryBytesBackward: sum(withT, t => t.boundaryBytesBackward),
+    boundaryTokensBackward: sum(withT, t => t.boundaryTokensBackward),
     lossLast: lossCurve.at(-1)?.[1] ?? (lastLosses.length > 0 ? lastLosses.reduce((a, v) => a + (v.training.lossLast as number), 0) / lastLosses.length : null),
     evalLoss: evals.length > 0 ? evals.reduce((a, b) => a + b, 0) / evals.length : null,
     lossCurve,

@@ -11,6 +11,12 @@ import { assertFiniteF32, float32View, RAW_CODEC_ID, type Frame } from '../wire/
 /** Manifest codec names that mean raw f32 elements (codec id 0). */
 export const RAW_CODEC_NAMES: ReadonlySet<string> = new Set(['none', 'raw'])
 
+/**
+ * The built-in plugin that registers the codecs a manifest names (fp32, fp16, int8-block, ...): a
+ * node whose run uses any codec but raw loads it (`start` adds it to the node's plugins).
+ */
+export const CODEC_PLUGIN = 'compression'
+
 export type BoundaryRole = Extract<TensorRole, 'activation' | 'activation-grad'>
 
 export interface EncodedTensor {

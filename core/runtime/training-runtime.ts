@@ -15,7 +15,7 @@ import { createTokenizer, loadCorpus } from '../data/index.ts'
 import { modelPreset, parseModelConfig, validateModelConfig, type ModelConfig } from '../model/config.ts'
 import { ControlRequestError, registerControlExtension } from '../node/control-endpoint.ts'
 import type { LayerswarmNode } from '../node/create-node.ts'
-import { RAW_CODEC_NAMES } from '../pipeline/codecs.ts'
+import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../pipeline/codecs.ts'
 import { PipelineNode, type TrainingStatus } from '../pipeline/pipeline-node.ts'
 import { defaultManifest, loadManifest, runId, type RunManifest } from '../run/manifest.ts'
 import { writeFileAtomic } from '../train/checkpoint.ts'
@@ -141,9 +141,6 @@ export async function buildManifest (o: TrainingOptions): Promise<RunManifest> {
     bottleneck: o.bottleneck > 0 ? o.bottleneck : null
   }, { validateModel: validateModelConfig })
 }
-
-/** The built-in plugin that registers the codecs a manifest names (fp32, fp16, int8-block, ...). */
-export const CODEC_PLUGIN = 'compression'
 
 /**
  * Plugins these training options need on top of the node's own: the built-in codecs plugin when
