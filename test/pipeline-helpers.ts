@@ -12,15 +12,19 @@ import { createTestNode } from './wire-helpers.ts'
 
 export const TINY = { vocabSize: 256, blockSize: 16, nLayer: 3, nHead: 2, dModel: 32 }
 
-export function tinyManifest (over: { stages?: number, steps?: number, batch?: number, seqLen?: number, lr?: number, warmup?: number, clip?: number, seed?: number, name?: string } = {}): RunManifest {
+export function tinyManifest (over: {
+  stages?: number, steps?: number, batch?: number, seqLen?: number, lr?: number, warmup?: number, clip?: number, seed?: number, name?: string,
+  /** Boundary codecs (activation, activation-grad); default none (raw f32). */
+  codec?: string, gradCodec?: string, bottleneck?: number | null
+} = {}): RunManifest {
   return defaultManifest({
     name: over.name ?? 'pipeline-test',
     model: TINY,
     stages: { count: over.stages ?? 2, split: null },
     data: { corpus: 'test', seed: over.seed ?? 1, tokenizer: 'byte', batchSize: over.batch ?? 2, seqLen: over.seqLen ?? 16 },
     optimizer: { lr: over.lr ?? 3e-3, warmup: over.warmup ?? 2, steps: over.steps ?? 4, clip: over.clip ?? 0 },
-    codecs: { activation: 'none', 'activation-grad': 'none', parameter: 'none', 'parameter-grad': 'none' },
-    bottleneck: null
+    codecs: { activation: over.codec ?? 'none', 'activation-grad': over.gradCodec ?? over.codec ?? 'none', parameter: 'none', 'parameter-grad': 'none' },
+    bottleneck: over.bottleneck ?? null
   }, { validateModel: validateModelConfig })
 }
 

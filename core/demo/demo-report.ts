@@ -2,7 +2,7 @@
 // docs/demo.md). Built from the final swarm snapshot, the per-node views and the demo's own eval of
 // the assembled model.
 import type { ModelConfig } from '../model/config.ts'
-import { boundaryFigures } from './demo-compression.ts'
+import { boundaryFigures, type BytesPerToken } from './demo-compression.ts'
 import type { DemoSettings } from './swarm-plan.ts'
 import type { NodeView, SwarmSnapshot } from './swarm-view.ts'
 
@@ -104,8 +104,9 @@ export function buildReport (r: ReportInput): Record<string, unknown> {
   }
 }
 
-function roundAll<T extends Record<string, number | null>> (o: T, digits: number): T {
-  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, v != null ? round(v, digits) : null])) as T
+function roundAll (o: BytesPerToken, digits: number): BytesPerToken {
+  const r = (v: number | null): number | null => v != null ? round(v, digits) : null
+  return { forward: r(o.forward), backward: r(o.backward), total: r(o.total) }
 }
 
 function round (x: number, digits: number): number {

@@ -62,7 +62,7 @@ export function parseWebGpuOptions (o: Readonly<Record<string, unknown>>): WebGp
 /** Opens an adapter and device per the options and returns the backend. */
 export async function createWebGpuBackend (opts: WebGpuPluginOptions = {}): Promise<WebGpuBackend> {
   const gpu = opts.gpu ?? await nodeGpu()
-  const { device, summary } = await openDevice(gpu, { allowSoftwareGpu: opts.allowSoftwareGpu, powerPreference: opts.powerPreference, platformHint: platformHint() })
+  const { device, summary } = await openDevice(gpu, { allowSoftwareGpu: opts.allowSoftwareGpu, powerPreference: opts.powerPreference, platformHint: opts.gpu === undefined ? platformHint() : undefined })
   return new WebGpuBackend(device, summary, { matmulTile: opts.matmulTile, completion: opts.completion, logger: opts.logger })
 }
 

@@ -57,7 +57,7 @@ export interface GossipSchedulerInit {
   readonly epochMs?: number
   /** A node checks the plan at a random delay in [0, jitter) after an epoch starts (ms). Default min(epoch/4, 10000). */
   readonly epochJitterMs?: number
-  /** A joining node listens this long before choosing (ms); 4x as long while it has heard no one. Default 2 x heartbeat + 500. */
+  /** A joining node listens at least this long, then until it has heard every subscribed neighbour, at most 4x as long (ms). Default 2 x heartbeat + 500. */
   readonly joinListenMs?: number
   readonly hysteresis?: number
   readonly cooldownMs?: number
@@ -344,9 +344,10 @@ export class GossipScheduler implements Scheduler {
     if (this.busy) return
     const now = this.now()
     if (this.state_ === 'joining' && this.stage === -1) {
-      // a node that has heard nobody yet (still connecting) waits longer before it concludes it is alone
+      // a joiner waits until it has heard every subscribed neighbour (still connecting ones too);
+      // after 4 listen periods it decides with what it has (a first node hears no one)
       const listened = now - this.startedAt
-      if (listened >= this.o.joinListenMs && (this.view_.live(now).length > 0 || listened >= 4 * this.o.joinListenMs)) void this.join()
+      if (listened >= 4 * this.o.joinListenMs || (listened >= this.o.joinListenMs && this.heardNeighbours(now))) void this.join()
       return
     }
     if (this.state_ === 'joining') {
@@ -357,6 +358,18 @@ export class GossipScheduler implements Scheduler {
     const epoch = epochOf(now, this.o.epochMs)
     const empty = this.stageThroughputs().some(t => t === 0)
     if (epoch !== this.checkedEpoch || empty) this.scheduleCheck(true)
+  }
+
+  /** Whether the view holds a heartbeat of every gossipsub neighbour subscribed to the topic (and at least one). */
+  private heardNeighbours (now: number): boolean {
+    const live = new Set(this.view_.live(now).map(e => e.peer))
+    let neighbours: string[]
+    try {
+      neighbours = this.pubsub.getSubscribers(this.topic).map(p => p.toString())
+    } catch {
+      neighbours = []
+    }
+    return live.size > 0 && neighbours.every(p => live.has(p))
   }
 
   /** Check the plan after a random delay (so elected movers' announcements spread first). */
