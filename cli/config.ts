@@ -30,6 +30,7 @@ export interface StartFlags {
   config?: string
   logLevel?: string
   logFormat?: string
+  allowSoftwareGpu?: boolean
   // training (core/runtime/training-runtime.ts parses and validates them)
   stage?: string
   stages?: string
@@ -142,7 +143,7 @@ export async function resolveStartConfig (flags: StartFlags, env: NodeJS.Process
     psk: pick('psk'),
     plugins: pick('plugins'),
     backend: pick('backend'),
-    pluginOptions: fromFile.pluginOptions,
+    pluginOptions: withSoftwareGpu(fromFile.pluginOptions, flags.allowSoftwareGpu === true),
     bootstrapRetry: fromFile.bootstrapRetry,
     runtime: runtimeOptions(flags, fromFile.runtime),
     cwd
@@ -153,6 +154,12 @@ export async function resolveStartConfig (flags: StartFlags, env: NodeJS.Process
     parseMultiaddrs(node[key] ?? [], where)
   }
   return { node, logLevel, logFormat, configFile }
+}
+
+// --allow-software-gpu is shorthand for the WebGPU plugin's option of the same meaning.
+function withSoftwareGpu (opts: Layer['pluginOptions'], allow: boolean): Layer['pluginOptions'] {
+  if (!allow) return opts
+  return { ...opts, 'backend-webgpu': { ...opts?.['backend-webgpu'], allowSoftwareGpu: true } }
 }
 
 // Training flags override the config file's `runtime` keys one by one (paths are resolved later,

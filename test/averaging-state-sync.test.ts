@@ -114,6 +114,7 @@ describe('averaging: state sync for joiners', function () {
       }
       const n = 50_000
       const first = await Promise.all([0, 1, 2].map(async i => await avgs[i].round({ round: 1, stage: 0, params: testVector(10 + i, n), weight: 1, stageSize: 3 })))
+      if (process.env.AVG_DEBUG != null) console.log('round 1 done', new Date().toISOString(), JSON.stringify(first.map(r => ({ ...r, averaged: undefined }))))
       assert.ok(first.every(r => r.groupSize === 3 && r.lostShards.length === 0))
       // the three serve what they hold after round 1
       for (const i of [0, 1, 2]) {
@@ -123,6 +124,7 @@ describe('averaging: state sync for joiners', function () {
         srv.push(s)
       }
       const synced = await syncState(swarm.nodes[3].libp2p, [0, 1, 2].map(i => swarm.nodes[i].peerId), { runId: RUN_ID, stage: 0, signal: AbortSignal.timeout(60_000) })
+      if (process.env.AVG_DEBUG != null) console.log('synced', new Date().toISOString())
       assert.equal(synced.agreeing.length, 3, 'members of one round hold identical bytes')
       const joined = parseState(synced.bytes).tensors.get('params')!
       assert.deepEqual(joined, first[0].averaged)

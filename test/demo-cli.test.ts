@@ -23,7 +23,11 @@ describe('demo: flags', function () {
     [['--lr', '0'], /--lr must be a number > 0/],
     [['--model', 'missing-model.json'], /cannot read model config .*missing-model\.json: ENOENT/],
     [['--data', '/nonexistent/corpus.txt'], /--data \/nonexistent\/corpus\.txt: no such file or folder/],
-    [['--nodse', '4'], /unknown option '--nodse'/]
+    [['--nodse', '4'], /unknown option '--nodse'/],
+    [['--codec', 'int9-block'], /--codec int9-block is not a codec; use one of none, raw, fp32, fp16, .*int8-block/],
+    [['--codec', 'none', '--grad-codec', 'zip'], /--grad-codec zip is not a codec/],
+    [['--bottleneck', '128'], /--bottleneck 128 must be below the model width 128/],
+    [['--bottleneck', '-1'], /--bottleneck must be an integer >= 0/]
   ]
   it('exits 2 on training text shorter than one window', async () => {
     const dir = await tempDir('lsw-demo-flags-')
@@ -50,7 +54,7 @@ describe('demo: flags', function () {
   it('--help lists the flags', async () => {
     const r = await runCli(['demo', '--help'])
     assert.equal(r.code, 0)
-    for (const f of ['--nodes', '--stages', '--steps', '--report', '--out', '--model', '--backend', '--seed', '--kill-at-step']) assert.ok(r.stdout.includes(f), f)
+    for (const f of ['--nodes', '--stages', '--steps', '--report', '--out', '--model', '--backend', '--seed', '--kill-at-step', '--codec', '--grad-codec', '--bottleneck']) assert.ok(r.stdout.includes(f), f)
   })
 })
 

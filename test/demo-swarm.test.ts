@@ -7,6 +7,10 @@
 import assert from 'node:assert/strict'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { CodecSet } from '../core/codec-set.ts'
+import { DEMO_DEFAULT_COMPRESSION } from '../core/demo/demo-compression.ts'
+import { PluginHost } from '../core/node/plugin-host.ts'
+import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../core/pipeline/codecs.ts'
 import { loadCheckpoint } from '../core/train/checkpoint.ts'
 import { runCli } from './cli-helpers.ts'
 import { removeDirs, tempDir } from './node-helpers.ts'
@@ -21,6 +25,36 @@ async function runDemoCli (dir: string, args: string[], timeoutMs: number): Prom
   const r = await runCli(['demo', '--out', join(dir, 'out'), '--report', reportFile, ...args], { timeoutMs })
   assert.equal(r.code, 0, `demo failed (${r.code}):\n${r.stderr.slice(-4000)}`)
   return { r, report: JSON.parse(await readFile(reportFile, 'utf8')) }
+}
+
+/** Encoded bytes of one [B,T,W] boundary tensor with the named codec (the built-in codecs' sizes do not depend on the values). */
+async function encodedBytes (codec: string, shape: number[]): Promise<number> {
+  const n = shape.reduce((a, b) => a * b, 1)
+  if (RAW_CODEC_NAMES.has(codec)) return 4 * n
+  const host = new PluginHost()
+  try {
+    await host.load([CODEC_PLUGIN])
+    await host.start()
+    return CodecSet.fromContainer(host.container).byName(codec).encode(Float32Array.from({ length: n }, (_, i) => Math.sin(i)), shape, 'activation').byteLength
+  } finally {
+    await host.stop()
+  }
+}
+
+/** The report's boundary figures against the bytes the codecs produce for [B,T,W] tensors. */
+async function assertBoundaryBytes (report: any, B: number, T: number, C: number): Promise<void> {
+  const W = report.bottleneck ?? C
+  const fwd = await encodedBytes(report.codecs.activation, [B, T, W]) / (B * T)
+  const bwd = await encodedBytes(report.codecs['activation-grad'], [B, T, W]) / (B * T)
+  const near = (got: number, want: number, what: string): void => { assert.ok(Math.abs(got - want) <= 1e-3 * Math.max(1, want), `${what}: report ${got}, expected ${want}`) }
+  near(report.bytes_per_token_boundary.forward, fwd, 'forward bytes/token')
+  near(report.bytes_per_token_boundary.backward, bwd, 'backward bytes/token')
+  near(report.bytes_per_token_boundary.total, fwd + bwd, 'total bytes/token')
+  near(report.compression_ratio.total, 8 * C / (fwd + bwd), 'compression ratio vs float32 [B,T,C]')
+  for (const n of report.per_node) {
+    assert.deepEqual(n.codecs, report.codecs, `${n.name} ran with the run's codecs`)
+    assert.equal(n.bottleneck, report.bottleneck, `${n.name} ran with the run's bottleneck`)
+  }
 }
 
 function assertNoSurvivors (report: any): void {
@@ -59,14 +93,45 @@ describe('demo: swarms of processes', function () {
     assert.equal(report.microbatches_dropped, 0, 'nothing dropped without faults')
     assert.equal(report.killed, null)
     assert.equal(report.loss_curve.length, 40)
+    // the demo's default compression, on every node, and its bytes per token
+    assert.deepEqual(report.codecs, { activation: DEMO_DEFAULT_COMPRESSION.codec, 'activation-grad': DEMO_DEFAULT_COMPRESSION.gradCodec })
+    assert.equal(report.bottleneck, DEMO_DEFAULT_COMPRESSION.bottleneck)
+    await assertBoundaryBytes(report, 4, 32, 32)
 
     const ck = await loadCheckpoint(report.checkpoint, { optimizer: false })
-    assert.deepEqual(ck.layout, { stages: 3, bottleneck: 0, stage: null })
+    assert.deepEqual(ck.layout, { stages: 3, bottleneck: DEMO_DEFAULT_COMPRESSION.bottleneck ?? 0, stage: null })
     assert.equal(report.stage_checkpoints.length, 3)
     const svg = await readFile(report.loss_curve_svg, 'utf8')
     assert.match(svg, /^<svg [^>]*>[\s\S]*<polyline [^>]*points="[^"]+"[\s\S]*<\/svg>\n$/)
     assert.match(r.stdout, /--- sample ---\nAnd God said/)
     assert.match(r.stderr, /stage 2/)
+    assertNoSurvivors(report)
+  })
+
+  it('--codec int8-block --grad-codec fp16 --bottleneck 16: [B,T,16] boundaries, bytes per token as the codecs\' sizes say, and it learns', async () => {
+    const d = await dir()
+    const model = await writeMicroModel(d)
+    const { report } = await runDemoCli(d, ['--stages', '2', '--nodes', '2', '--steps', '12', '--model', model, '--batch', '4', '--lr', '1e-2',
+      '--codec', 'int8-block', '--grad-codec', 'fp16', '--bottleneck', '16', '--eval-batches', '2', '--sample-tokens', '0'], 360_000)
+    assert.deepEqual(report.codecs, { activation: 'int8-block', 'activation-grad': 'fp16' })
+    assert.equal(report.bottleneck, 16)
+    // by hand (docs/compression.md): header 8 + 4·3 dims + 4 params + 4 CRC = 28 bytes; int8-block adds
+    // an f32 absmax per 64 values and 1 byte per value, fp16 2 bytes per value. n = B·T·k = 4·32·16
+    const n = 4 * 32 * 16
+    const fwd = (28 + 4 * Math.ceil(n / 64) + n) / (4 * 32)
+    const bwd = (28 + 2 * n) / (4 * 32)
+    assert.ok(Math.abs(report.bytes_per_token_boundary.forward - fwd) < 1e-3, `forward ${report.bytes_per_token_boundary.forward} vs ${fwd}`)
+    assert.ok(Math.abs(report.bytes_per_token_boundary.backward - bwd) < 1e-3, `backward ${report.bytes_per_token_boundary.backward} vs ${bwd}`)
+    // int8-block is ~3.7x smaller than float32 of the same [B,T,16]; with the bottleneck 16 of 32 channels, ~7.4x smaller than float32 [B,T,C]
+    const int8VsF32 = 4 * 16 / report.bytes_per_token_boundary.forward
+    assert.ok(int8VsF32 > 3.6 && int8VsF32 < 3.8, `int8-block vs f32 at the same shape: ${int8VsF32}`)
+    assert.ok(Math.abs(report.compression_ratio.forward - 2 * int8VsF32) < 1e-2, `forward ratio ${report.compression_ratio.forward}`)
+    await assertBoundaryBytes(report, 4, 32, 32)
+    assert.equal(report.boundary_traffic.tokens_backward, 12 * 4 * 32, 'one gradient crossing per trained microbatch')
+    assert.ok(report.loss_last < report.loss_first - 0.5, `loss fell: ${report.loss_first} -> ${report.loss_last}`)
+    const ck = await loadCheckpoint(report.checkpoint, { optimizer: false })
+    assert.deepEqual(ck.layout, { stages: 2, bottleneck: 16, stage: null })
+    assert.ok(Number.isFinite(report.eval_loss), 'the assembled bottleneck model evaluates')
     assertNoSurvivors(report)
   })
 

@@ -47,7 +47,8 @@ describe('pipeline: training runtime on real nodes', function () {
     assert.equal(st.training.runId, r1.runId)
     assert.equal(st.training.stage, 1)
     assert.ok(['training', 'waiting-peers'].includes(st.training.state))
-    for (const k of ['step', 'steps', 'microbatchesStarted', 'microbatchesDone', 'microbatchesDropped', 'microbatchesRetried', 'lossLast', 'loss', 'evalLoss', 'tokens', 'bytesForward', 'bytesBackward', 'peersPerStage', 'throughput']) {
+    for (const k of ['step', 'steps', 'microbatchesStarted', 'microbatchesDone', 'microbatchesDropped', 'microbatchesRetried', 'lossLast', 'loss', 'evalLoss', 'tokens', 'bytesForward', 'bytesBackward',
+      'boundaryBytesForward', 'boundaryTokensForward', 'boundaryBytesBackward', 'boundaryTokensBackward', 'codecs', 'bottleneck', 'peersPerStage', 'throughput']) {
       assert.ok(k in st.training, `status.training.${k}`)
     }
 

@@ -103,10 +103,15 @@ describe('scheduler plugin over real gossipsub', function () {
       const c = await swarm.add({ stages: 3, capacity: 4 })
       const sc = await serving(c)
       assert.deepEqual([0, sb, sc].sort(), [0, 1, 2], 'every stage has a server')
-      // T = [10, 2, 4] (stage of b is the least served): d joins b
+      // T = [10, 2, 4] (stage of b is the least served): d ends up with b. It joins there when its
+      // view is complete at its decision; on a loaded machine it may decide before c's heartbeats
+      // reach it, take the stage that looks empty, and is then moved by the rebalancing rule, which
+      // is the rule working as designed: assert where it ends, and that b and c (lone servers) stay
       const d = await swarm.add({ stages: 3, capacity: 3 })
-      assert.equal(await serving(d), sb)
-      for (const s of [b, c, d]) assert.deepEqual(s.events.map(e => e.reason), ['join'], JSON.stringify([b, c, d].map(x => [x.events, x.scheduler.stageThroughputs(), x.scheduler.view().peers])))
+      await waitFor('d to serve the stage of b', () => d.scheduler.nodeState === 'serving' && d.scheduler.currentStage() === sb)
+      assert.equal(d.events.at(-1)?.stage, sb)
+      assert.equal(d.events[0].reason, 'join')
+      for (const s of [b, c]) assert.deepEqual(s.events, [{ stage: s.scheduler.currentStage(), reason: 'join' }])
     })
 
     it('every node holds the same view', async () => {
@@ -145,20 +150,23 @@ describe('scheduler plugin over real gossipsub', function () {
         await serving(s)
         joined.push(s)
       }
-      // T = [10, 10, 10]: two joiners on each of stages 1 and 2
-      const byStage = (st: number): Started[] => joined.filter(s => s.scheduler.currentStage() === st)
-      assert.equal(byStage(1).length, 2)
-      assert.equal(byStage(2).length, 2)
+      // T = [10, 10, 10]: two joiners on each of stages 1 and 2 (a joiner that decided on a partial
+      // view is moved there by the rule; wait for the settled assignment)
+      const byStage = (st: number): Started[] => joined.filter(s => s.scheduler.currentStage() === st && s.scheduler.nodeState === 'serving')
+      await waitFor('two servers on each of stages 1 and 2', () => byStage(1).length === 2 && byStage(2).length === 2)
       const victims = byStage(2)
       const others = byStage(1)
+      const eventsBefore = new Map(others.map(s => [s, s.events.length]))
+      const movesBefore = new Map(others.map(s => [s, s.scheduler.stats().moves]))
+      hookCalls.length = 0
       await Promise.all(victims.map(async v => { await v.node.stop() }))
       const mover = await waitFor('a stage-1 node to serve stage 2', () => others.find(s => s.scheduler.currentStage() === 2 && s.scheduler.nodeState === 'serving'))
       const stayer = others.find(s => s !== mover)!
       assert.equal(stayer.scheduler.currentStage(), 1, 'the other one stays: stage 1 keeps a server')
-      assert.deepEqual(mover.events.map(e => `${e.reason}:${e.stage}`), ['join:1', 'rebalance:2'])
-      assert.ok(hookCalls.includes(`${mover.scheduler.me}:before:1->2`))
-      assert.ok(hookCalls.includes(`${mover.scheduler.me}:fetch:2:0`), 'nobody served stage 2 to fetch from')
-      assert.equal(mover.scheduler.stats().moves, 1)
+      assert.deepEqual(mover.events.slice(eventsBefore.get(mover)).map(e => `${e.reason}:${e.stage}`), ['rebalance:2'])
+      assert.equal(stayer.events.length, eventsBefore.get(stayer))
+      assert.deepEqual(hookCalls, [`${mover.scheduler.me}:before:1->2`, `${mover.scheduler.me}:fetch:2:0`], 'drain, then fetch from nobody (no one served stage 2)')
+      assert.equal(mover.scheduler.stats().moves, movesBefore.get(mover)! + 1)
       await waitFor('every view to show stage 2 served', () => swarm.live().every(s => s.scheduler.peersForStage(2).includes(mover.scheduler.me)))
     })
   })

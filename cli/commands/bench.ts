@@ -5,6 +5,7 @@
 import type { Command } from 'commander'
 import { ConfigError } from '../../core/errors.ts'
 import { kernelsBench } from '../../bench/kernels.ts'
+import { webgpuKernelsBench } from '../../bench/kernels-webgpu.ts'
 import { benchCodecs } from '../../bench/codecs.ts'
 import { benchCompressionQuality } from '../../bench/compression-quality.ts'
 import { formatTable } from '../../bench/report.ts'
@@ -25,6 +26,7 @@ interface BenchFlags {
   model?: string
   stages?: string
   seed?: string
+  allowSoftwareGpu?: boolean
 }
 
 type Suite = (flags: BenchFlags) => Promise<BenchReport>
@@ -36,6 +38,10 @@ const SUITES: Record<string, Suite> = {
     const reps = intFlag('--reps', flags.reps, 1)
     const warmup = intFlag('--warmup', flags.warmup, 0)
     const rounds = intFlag('--rounds', flags.rounds, 1)
+    // WebGPU is compared against the CPU backend measured in the same run (PyTorch has no WebGPU).
+    if (flags.backend === 'webgpu' || flags.backend === 'backend-webgpu') {
+      return await webgpuKernelsBench({ reps, warmup, threads, allowSoftwareGpu: flags.allowSoftwareGpu === true, logger })
+    }
     return await withBackend(flags.backend, threads, logger, async backend =>
       await kernelsBench(backend, { reps, warmup, rounds, python: flags.baseline ? flags.python : null, logger }))
   },
@@ -68,6 +74,7 @@ export function register (program: Command): void {
     .option('--model <preset|file>', 'compression-quality: model preset or JSON config (default tiny)')
     .option('--stages <n>', 'compression-quality: pipeline stages (default 3)')
     .option('--seed <n>', 'compression-quality: init and data seed (default 0)')
+    .option('--allow-software-gpu', 'webgpu: accept a software adapter (llvmpipe); correctness only, not speed')
     .option('--json', 'print one JSON object')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default: info; warn with --json)')
     .action(async (suite: string, flags: BenchFlags) => {

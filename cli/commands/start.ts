@@ -28,6 +28,7 @@ export function register (program: Command): void {
     .option('--config <file>', 'JSON config file (flags > LAYERSWARM_* env > config file > defaults)')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default: info)')
     .option('--log-format <format>', 'human or json (default: human)')
+    .option('--allow-software-gpu', 'with --backend webgpu: accept a software adapter (llvmpipe) when no GPU is found')
     // training (docs/pipeline.md); training starts when --stage is given
     .option('--stage <n>', 'train: serve this pipeline stage (0..S-1); without it the node does not train')
     .option('--stages <n>', 'train: number of pipeline stages S (default 2)')
