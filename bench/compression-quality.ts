@@ -100,7 +100,7 @@ export interface QualityRow {
 
 export interface CompressionQualityReport extends BenchReport {
   readonly settings: QualityRow[]
-  /** The most compressed setting within its goal (128x, which has none: within 5%), or null. */
+  /** The most compressed setting that meets its goal (32x: 3%, 64x: 5%), or null. */
   readonly recommended: string | null
 }
 
@@ -168,7 +168,16 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
     backendName = backend.info.name
     let baseLoss = NaN
     for (const s of settings) {
-      const k = s.bottleneckRatio > 0 ? bottleneckForRatio(s.bottleneckRatio, C, block, B * T) : 0
+      let k = 0
+      if (s.bottleneckRatio > 0) {
+        try {
+          k = bottleneckForRatio(s.bottleneckRatio, C, block, B * T)
+        } catch (err) {
+          if (!(err instanceof RangeError)) throw err
+          say(`${s.name}: skipped (${err.message})`) // a narrow model cannot reach the ratio with int8
+          continue
+        }
+      }
       const codecs = boundaryCodecs({ activation: s.codec, 'activation-grad': s.codec }, host.container)
       say(`${s.name}: ${s.codec}${k > 0 ? `, bottleneck k=${k}` : ''}, ${steps} steps of B=${B} T=${T}, ${S} stages`)
       const r: ChainTrainResult = await trainCompressedChain({
@@ -231,7 +240,8 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
       { name: `${r.name}.bytes_per_token_total`, value: r.bytesPerTokenTotal, unit: 'B/token/boundary', baseline: { name: 'f32', value: 2 * f32 }, ratio: r.ratioTotal }
     )
   }
-  const meeting = rows.filter(r => r.name !== 'none' && r.lossIncreasePct <= (r.goalPct ?? 5)).sort((a, b) => b.ratioTotal - a.ratioTotal)
+  // 128x has no goal, so it is never recommended: its margin is the thinnest and k is tiny.
+  const meeting = rows.filter(r => r.meetsGoal === true).sort((a, b) => b.ratioTotal - a.ratioTotal)
   machine.loadAvgEnd = round(os.loadavg()[0], 2)
   return {
     suite: 'compression-quality',

@@ -114,7 +114,6 @@ describe('averaging: state sync for joiners', function () {
       }
       const n = 50_000
       const first = await Promise.all([0, 1, 2].map(async i => await avgs[i].round({ round: 1, stage: 0, params: testVector(10 + i, n), weight: 1, stageSize: 3 })))
-      if (process.env.AVG_DEBUG != null) console.log('round 1 done', new Date().toISOString(), JSON.stringify(first.map(r => ({ ...r, averaged: undefined }))))
       assert.ok(first.every(r => r.groupSize === 3 && r.lostShards.length === 0))
       // the three serve what they hold after round 1
       for (const i of [0, 1, 2]) {
@@ -124,12 +123,11 @@ describe('averaging: state sync for joiners', function () {
         srv.push(s)
       }
       const synced = await syncState(swarm.nodes[3].libp2p, [0, 1, 2].map(i => swarm.nodes[i].peerId), { runId: RUN_ID, stage: 0, signal: AbortSignal.timeout(60_000) })
-      if (process.env.AVG_DEBUG != null) console.log('synced', new Date().toISOString())
       assert.equal(synced.agreeing.length, 3, 'members of one round hold identical bytes')
       const joined = parseState(synced.bytes).tensors.get('params')!
       assert.deepEqual(joined, first[0].averaged)
       // round 2: the joiner takes part with the synced weights; all four end identical
-      const local = [first[0].averaged, first[1].averaged, first[2].averaged, joined].map((p, i) => p.map((x, e) => x + testVector(20 + i, n, 0.001)[e]))
+      const local = [first[0].averaged, first[1].averaged, first[2].averaged, joined].map((p, i) => { const d = testVector(20 + i, n, 0.001); return p.map((x, e) => x + d[e]) })
       const second = await Promise.all(avgs.map(async (a, i) => await a.round({ round: 2, stage: 0, params: local[i], weight: 1, stageSize: 4 })))
       for (const r of second) {
         assert.equal(r.groupSize, 4)
