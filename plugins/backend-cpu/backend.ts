@@ -115,7 +115,7 @@ export class CpuBackend implements ComputeBackend {
     if (this.disposed) return
     this.disposed = true
     await this.tail
-    await this.pool?.close(OP.EXIT)
+    await this.pool?.close()
   }
 
   // ---- utilities ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import * as K from './kernels.ts'
 import type { WasmKernels, WasmMemory } from './wasm.ts'
 
 export const OP = {
-  EXIT: 0,
+  // 0 is never a job (zeroed params), so a stale read cannot look like work
   FILL: 1,
   COPY: 2,
   SCALE: 3,

@@ -8,7 +8,9 @@ import { Worker } from 'node:worker_threads'
 import { PARAMS_LENGTH } from './exec.ts'
 import type { WasmMemory, WasmModule } from './wasm.ts'
 
-export const CTRL = { SEQ: 0, DONE: 1, ERROR: 2, CLAIM: 3, CHUNKS: 4 } as const
+// EXIT has its own slot: params are rewritten (zeroed first) for every job, so a worker that wakes
+// late must never read a stop request out of them.
+export const CTRL = { SEQ: 0, DONE: 1, ERROR: 2, CLAIM: 3, CHUNKS: 4, EXIT: 5 } as const
 export const ERROR_BYTES = 2048
 
 type WaitAsync = (a: Int32Array, index: number, value: number) => { async: boolean, value: Promise<string> | string }
@@ -98,11 +100,11 @@ export class WorkerPool {
     }
   }
 
-  /** Sends EXIT (after the current job) and waits for the threads to end. */
-  async close (exitOp: number): Promise<void> {
+  /** Asks the workers to exit (after the current job) and waits for the threads to end. */
+  async close (): Promise<void> {
     this.closing = true
     if (this.dead === null) {
-      this.params[0] = exitOp
+      Atomics.store(this.ctrl, CTRL.EXIT, 1)
       Atomics.add(this.ctrl, CTRL.SEQ, 1)
       Atomics.notify(this.ctrl, CTRL.SEQ)
     }

@@ -3,7 +3,7 @@
 // (protocol in pool.ts), the one finishing the last chunk wakes the main thread. It never returns
 // to its event loop until EXIT.
 import { parentPort, workerData } from 'node:worker_threads'
-import { Executor, OP, PARAMS_LENGTH } from './exec.ts'
+import { Executor, PARAMS_LENGTH } from './exec.ts'
 import { instantiate } from './wasm.ts'
 import type { WasmMemory, WasmModule } from './wasm.ts'
 import { CTRL, ERROR_BYTES } from './pool.ts'
@@ -30,7 +30,7 @@ for (;;) {
   const seq = Atomics.load(ctrl, CTRL.SEQ)
   if (seq === seen) continue
   seen = seq
-  if (params[0] === OP.EXIT) break
+  if (Atomics.load(ctrl, CTRL.EXIT) !== 0) break
   const tag = seq & 0xffff
   const chunks = Atomics.load(ctrl, CTRL.CHUNKS)
   for (;;) {
