@@ -16,6 +16,7 @@ describe('backend-cpu: worker pool', () => {
         await be.matmulForward(o, a, w, null) // large enough to go to the workers
         if (i % 7 === 0) await be.fill(o, 0) // small: runs inline, rewriting the params between pooled jobs
       }
+      await be.matmulForward(o, a, w, null)
       const out = await be.download(o) as Float32Array
       assert.ok(out.every(v => Math.abs(v - C * 0.125) < 1e-4), 'matmul result')
     } finally {
