@@ -14,7 +14,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { multiaddr } from '@multiformats/multiaddr'
-import { createNode } from '../core/index.ts'
+import { appendFileSync } from 'node:fs'
+import { createLogger, createNode } from '../core/index.ts'
 import { Averager, shardCodecs } from '../core/averaging/index.ts'
 import { float32Bytes, handleFramed, openFramed } from '../core/wire/index.ts'
 import { builtinCodecs } from '../plugins/compression/index.ts'
@@ -44,6 +45,10 @@ export function peerVector (seed: number, n: number): Float32Array {
   return out
 }
 
+function fileLogger (path: string): ReturnType<typeof createLogger> {
+  return createLogger({ level: 'debug', format: 'json', write: line => { appendFileSync(path, line + '\n') } })
+}
+
 async function main (): Promise<void> {
   const cfg = JSON.parse(process.argv[2]) as PeerConfig
   const dir = await mkdtemp(join(tmpdir(), 'lsw-allreduce-peer-'))
@@ -56,6 +61,8 @@ async function main (): Promise<void> {
     joinMs: cfg.joinMs,
     slackMs: cfg.slackMs,
     bandwidth: cfg.bandwidth,
+    // LSW_PEER_LOG=<dir>: debug log lines of this peer go to <dir>/peer-<seed>.log
+    log: process.env.LSW_PEER_LOG != null ? fileLogger(join(process.env.LSW_PEER_LOG, `peer-${cfg.seed}.log`)) : undefined,
     faults: cfg.dieOnContribution === true ? { contribution: () => { process.kill(process.pid, 'SIGKILL'); throw new Error('unreachable') } } : undefined
   })
   await averager.start()

@@ -9,6 +9,7 @@
 //   npx tsx bench/allreduce.ts --peers 4 --mb 64 [--rounds 3] [--codec int8-block] [--json]
 import '../core/polyfills.ts'
 import { spawn, type ChildProcess } from 'node:child_process'
+import { appendFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -37,7 +38,10 @@ export interface PeerProcess {
 export async function spawnPeer (cfg: PeerConfig, timeoutMs = 60_000): Promise<PeerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', PEER_SCRIPT, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'] })
   let stderr = ''
-  child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000) })
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-4000)
+    if (process.env.LSW_PEER_LOG != null) appendFileSync(join(process.env.LSW_PEER_LOG, `peer-${cfg.seed}.stderr`), d)
+  })
   const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => { child.on('exit', (code, signal) => { resolve({ code, signal }) }) })
   const pending: Array<{ resolve: (v: Record<string, any>) => void, reject: (e: Error) => void }> = []
   const lines = createInterface({ input: child.stdout! })
@@ -119,7 +123,8 @@ export async function benchAllreduce (opts: BenchAllreduceOptions = {}): Promise
   const results: BenchResult[] = []
   let linkMBps = NaN
   try {
-    const runSet = async (codecName: string): Promise<{ reduceS: number[], totalS: number[], formS: number[], sent: number }> => {
+    let roundBase = 0
+    const runSet = async (codecName: string): Promise<{ reduceS: number[], totalS: number[], formS: number[], sent: number, lostShards: number }> => {
       const procs: PeerProcess[] = []
       try {
         for (let i = 0; i < peers; i++) procs.push(await spawnPeer({ bootstrap: boot.addr, elements, seed: 1000 + i, codec: codecName, joinMs: 30_000, slackMs: 10_000 }))
@@ -138,20 +143,25 @@ export async function benchAllreduce (opts: BenchAllreduceOptions = {}): Promise
         const totalS: number[] = []
         const formS: number[] = []
         let sent = 0
+        let lostShards = 0
+        roundBase += 1000 // round numbers never repeat within a run, as in training
         for (let r = 1; r <= rounds; r++) {
-          const replies = await Promise.all(procs.map(async p => await p.send({ cmd: 'round', round: r, stageSize: peers, weight: 1 })))
+          const replies = await Promise.all(procs.map(async p => await p.send({ cmd: 'round', round: roundBase + r, stageSize: peers, weight: 1 })))
+          // a lost shard is the fault model at work (e.g. libp2p's connection monitor aborting a
+          // connection whose ping starved on a loaded machine): counted and reported, not fatal
+          const lost = replies.reduce((a, rep) => a + (rep.result.lostShards.length as number), 0)
+          lostShards += lost
           for (const rep of replies) {
             if (rep.result.groupSize !== peers) throw new Error(`round ${r}: a peer formed a group of ${String(rep.result.groupSize)}`)
-            if (rep.result.lostShards.length > 0) throw new Error(`round ${r}: lost shards ${JSON.stringify(rep.result.lostShards)}`)
-            if (rep.sum !== replies[0].sum) throw new Error(`round ${r}: members disagree on the result`)
+            if (lost === 0 && rep.sum !== replies[0].sum) throw new Error(`round ${r}: members disagree on the result`)
           }
           reduceS.push(Math.max(...replies.map(x => x.result.reduceMs)) / 1000)
           formS.push(Math.max(...replies.map(x => x.result.formMs)) / 1000)
           totalS.push(Math.max(...replies.map(x => x.ms)) / 1000)
           sent = median(replies.map(x => x.result.bytesSent))
-          log(`${codecName} round ${r}: all-reduce ${reduceS.at(-1)!.toFixed(2)} s, group ${formS.at(-1)!.toFixed(2)} s, total ${totalS.at(-1)!.toFixed(2)} s, ${(sent / 1e6).toFixed(1)} MB sent per peer`)
+          log(`${codecName} round ${r}: ${lost} shards lost, all-reduce ${reduceS.at(-1)!.toFixed(2)} s, group ${formS.at(-1)!.toFixed(2)} s, total ${totalS.at(-1)!.toFixed(2)} s, ${(sent / 1e6).toFixed(1)} MB sent per peer`)
         }
-        return { reduceS, totalS, formS, sent }
+        return { reduceS, totalS, formS, sent, lostShards }
       } finally {
         await Promise.all(procs.map(stopPeer))
       }
@@ -160,15 +170,15 @@ export async function benchAllreduce (opts: BenchAllreduceOptions = {}): Promise
     const raw = await runSet('none')
     const boundS = bound / linkMBps
     results.push({ name: `link bandwidth (bulk ${mb} MiB, libp2p tcp+noise+yamux, 2 processes)`, value: round(linkMBps, 1), unit: 'MB/s', baseline: null, ratio: null })
-    const add = (name: string, s: number[], sent: number): void => {
+    const add = (name: string, s: number[], sent: number, lost: number): void => {
       const v = median(s)
-      results.push({ name: `${name}: s/round (median of ${s.length}, ${(sent / 1e6).toFixed(1)} MB sent per member)`, value: round(v, 3), unit: 's', baseline: { name: 'bandwidth-optimal bound 2(n-1)/n x size / link', value: round(boundS, 3) }, ratio: round(boundS / v, 3) })
+      results.push({ name: `${name}: s/round (median of ${s.length}, ${(sent / 1e6).toFixed(1)} MB sent per member, ${lost} shards lost)`, value: round(v, 3), unit: 's', baseline: { name: 'bandwidth-optimal bound 2(n-1)/n x size / link', value: round(boundS, 3) }, ratio: round(boundS / v, 3) })
     }
-    add(`allreduce ${peers} peers x ${mb} MiB, raw f32`, raw.reduceS, raw.sent)
+    add(`allreduce ${peers} peers x ${mb} MiB, raw f32`, raw.reduceS, raw.sent, raw.lostShards)
     results.push({ name: 'group formation through the DHT (slowest member, median)', value: round(median(raw.formS), 3), unit: 's', baseline: null, ratio: null })
     if (codec !== 'none') {
       const comp = await runSet(codec)
-      add(`allreduce ${peers} peers x ${mb} MiB, ${codec}`, comp.reduceS, comp.sent)
+      add(`allreduce ${peers} peers x ${mb} MiB, ${codec}`, comp.reduceS, comp.sent, comp.lostShards)
     }
   } finally {
     await boot.stop()

@@ -10,7 +10,6 @@ import {
 import { connectedNodes } from './pipeline-helpers.ts'
 import { stopNodes } from './wire-helpers.ts'
 import { RUN_ID, startSwarm, testVector } from './averaging-helpers.ts'
-import { createLogger } from '../core/logger.ts'
 
 const CHUNK = 64 * 1024
 
@@ -108,7 +107,7 @@ describe('averaging: state sync for joiners', function () {
     const srv: StateServer[] = []
     try {
       for (const n of swarm.nodes) {
-        const a = new Averager(n.libp2p, { runId: RUN_ID, joinMs: 8000, slackMs: 4000, log: process.env.AVG_DEBUG != null ? createLogger({ level: 'debug', format: 'json' }) : undefined })
+        const a = new Averager(n.libp2p, { runId: RUN_ID, joinMs: 8000, slackMs: 4000 })
         await a.start()
         avgs.push(a)
       }

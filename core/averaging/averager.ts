@@ -14,11 +14,11 @@
 // goes on a local ban list: later rounds refuse its contributions and ignore its results (it stays
 // in the shard layout, so members that have not banned it still agree with this node on the group).
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { Libp2p } from '@libp2p/interface'
+import type { Libp2p, PeerId } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
 import { AbortError } from '../errors.ts'
-import { handleFramed, openFramed, RemoteError, requestFrame, type Frame, type FramedStream } from '../wire/index.ts'
+import { handleFramed, openFramed, PeerResetError, RemoteError, requestFrame, type Frame, type FramedStream } from '../wire/index.ts'
 import {
   AVERAGING_PROTOCOL, checkAverageBounds, checkDeclaredStats, DEFAULT_CHUNK_ELEMENTS, encodeParts, MAX_GROUP_SIZE,
   parseReduceRequest, parseReduceResponse, receiveParts, sendParts, shardRanges, shardStats, weightedMean,
@@ -69,7 +69,7 @@ export interface AveragerInit {
   readonly bandwidth?: number
   /** A fixed deadline per phase (ms) instead of the bandwidth rule. */
   readonly phaseTimeoutMs?: number
-  /** Elements per data frame. Default 2^20. */
+  /** Elements per data frame. Default 2^18. */
   readonly chunkElements?: number
   /** Credit window (frames) per stream. Default 4. */
   readonly window?: number
@@ -177,9 +177,8 @@ function deferred<T> (): { promise: Promise<T>, resolve: (v: T) => void, reject:
 }
 
 class Session {
-  /** Discovery: members found (DHT or a direct greeting), greetings sent, peers that answered one. */
+  /** Discovery: candidates (DHT records, greetings), greetings sent, peers confirmed by a greeting either way. */
   readonly found = new Set<string>()
-  readonly fromDht = new Set<string>()
   readonly greeted = new Set<string>()
   readonly confirmed = new Set<string>()
   discovering = true
@@ -222,7 +221,7 @@ class Session {
 
 const key = (stage: number, round: number): string => `${stage}/${round}`
 
-type AveragerLibp2p = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'contentRouting' | 'peerId'>
+type AveragerLibp2p = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'contentRouting' | 'peerId' | 'addEventListener' | 'removeEventListener'>
 
 export class Averager {
   readonly bans: BanList
@@ -246,6 +245,14 @@ export class Averager {
   private readonly outerState = new Map<number, { start: Float32Array, momentum: Float32Array }>()
   private started = false
   private stopped = false
+  // a member whose last connection closed will not contribute: stop waiting for it at once
+  private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
+    const peer = evt.detail.toString()
+    for (const session of this.sessions.values()) {
+      const k = session.members.indexOf(peer)
+      if (k >= 0 && k !== session.me) session.settle(k, () => { this.finalize(session) }, new PeerResetError())
+    }
+  }
 
   constructor (private readonly libp2p: AveragerLibp2p, private readonly init: AveragerInit) {
     if (!/^[0-9a-f]{32}$/.test(init.runId)) throw new AveragingConfigError('runId must be 32 lowercase hex chars')
@@ -270,6 +277,7 @@ export class Averager {
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
+    this.libp2p.addEventListener('peer:disconnect', this.onDisconnect)
     await handleFramed(this.libp2p, AVERAGING_PROTOCOL, async (fs, conn, signal) => {
       await this.serve(fs, conn.remotePeer.toString(), signal)
     }, {
@@ -284,6 +292,7 @@ export class Averager {
   async stop (): Promise<void> {
     if (this.stopped) return
     this.stopped = true
+    this.libp2p.removeEventListener('peer:disconnect', this.onDisconnect)
     for (const s of this.sessions.values()) s.abort.abort(new AveragerStoppedError())
     for (const list of this.waiters.values()) list.splice(0)
     await this.libp2p.unhandle(AVERAGING_PROTOCOL).catch(() => {})
@@ -351,7 +360,8 @@ export class Averager {
       session.groupName = name
       const expected = args.stageSize != null && grid.dims === 0 ? Math.min(args.stageSize, this.maxGroupSize) : Infinity
       const complete = new AbortController()
-      session.onFound = () => { if (session.found.size >= expected) complete.abort() }
+      // only peers that answered (or sent) a greeting count: a DHT record may outlive its peer
+      session.onFound = () => { if (session.confirmed.size + 1 >= expected) complete.abort() }
       session.onFound()
       session.joinDeadline = t0 + this.joinMs
       await this.finder.find({
@@ -359,12 +369,12 @@ export class Averager {
         self: this.me,
         deadline: session.joinDeadline,
         found: session.found,
-        onFound: peer => { session.fromDht.add(peer); session.onFound(); this.greet(session, peer) },
+        onFound: peer => { this.greet(session, peer) },
         stop: complete.signal,
         signal: session.abort.signal
       })
       session.discovering = false
-      const found = [...session.found].filter(p => session.confirmed.has(p) || p === this.me || session.fromDht.has(p))
+      const found = [this.me, ...session.confirmed]
       const members = selectGroup(found, this.maxGroupSize, round)
       const formMs = Date.now() - t0
       if (!members.includes(this.me) || members.length < 2) {
@@ -611,11 +621,10 @@ export class Averager {
     }
     requestFrame(this.libp2p, target, AVERAGING_PROTOCOL, {
       kind: 'request', stage: session.stage, microbatchId: session.round,
-      metadata: { op: 'join', round: session.round, name: session.groupName, members: [...session.found] }
+      metadata: { op: 'join', round: session.round, name: session.groupName, members: [this.me, ...session.confirmed] }
     }, undefined, { runId: this.init.runId, timeoutMs, signal: session.abort.signal, log: this.init.log })
       .then(resp => {
         const members = parseMembers(resp, 'members', 4 * this.maxGroupSize)
-        session.confirmed.add(peer)
         this.addFound(session, peer)
         for (const m of members) this.greet(session, m)
       })
@@ -623,7 +632,8 @@ export class Averager {
   }
 
   private addFound (session: Session, peer: string): void {
-    if (!session.discovering || session.found.has(peer)) return
+    if (!session.discovering || session.confirmed.has(peer)) return
+    session.confirmed.add(peer)
     session.found.add(peer)
     session.onFound()
   }
@@ -636,9 +646,8 @@ export class Averager {
     if (this.bans.isBanned(peer)) throw new PeerBannedError(peer)
     const session = await this.waitSession(first.header.stage, m.round as number, handlerSignal)
     if (m.name !== session.groupName && session.groupName !== '') throw new GroupViewMismatchError(`join for ${m.name}, this node is in ${session.groupName}`)
-    session.confirmed.add(peer)
     this.addFound(session, peer)
-    const members = session.discovering ? [...session.found] : session.members
+    const members = session.discovering ? [this.me, ...session.confirmed] : session.members
     await fs.send({ kind: 'response', stage: session.stage, microbatchId: session.round, metadata: { op: 'members', members } }, undefined, { signal: handlerSignal })
   }
 
@@ -652,12 +661,28 @@ export class Averager {
     return k
   }
 
+  /**
+   * Opens an averaging stream; a failed dial is retried (3 tries in all, within the deadline): a
+   * peer's record may list an address it no longer listens on, and libp2p then fails the first dial.
+   */
+  private async dial (peer: string, signal: AbortSignal): Promise<FramedStream> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await openFramed(this.libp2p, peerIdFromString(peer), AVERAGING_PROTOCOL, { runId: this.init.runId, signal, window: this.window, log: this.init.log })
+      } catch (err) {
+        if (attempt >= 3 || signal.aborted) throw err
+        this.log.debug('dial failed, retrying', { peer, attempt, error: (err as Error).message })
+        await new Promise(resolve => setTimeout(resolve, 200 * attempt))
+      }
+    }
+  }
+
   /** Contributor side: our values of shard j to its owner, its average back. */
   private async contribute (session: Session, j: number): Promise<{ values: Float32Array, contributors: ReadonlyArray<readonly [number, number, number, number]> }> {
     const owner = session.members[j]
     if (this.bans.isBanned(owner)) throw new PeerBannedError(owner)
     const signal = AbortSignal.any([session.abort.signal, AbortSignal.timeout(untilMs(session.resultDeadline - Date.now()))])
-    const fs = await openFramed(this.libp2p, peerIdFromString(owner), AVERAGING_PROTOCOL, { runId: this.init.runId, signal, window: this.window, log: this.init.log })
+    const fs = await this.dial(owner, signal)
     try {
       const [s, e] = session.ranges[j]
       let mine = session.data.subarray(s, e)

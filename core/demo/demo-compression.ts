@@ -15,10 +15,12 @@ export interface DemoCompression {
 /**
  * The demo's default compression. It must be the best (fewest bytes) setting that meets the quality
  * goal measured by `layerswarm bench compression-quality`: held-out loss at most 3% above the
- * uncompressed run at 32x less boundary traffic, at most 5% at 64x. Set it from that measurement
- * (and update docs/demo.md); int8-block alone (~3.7x) is the safe placeholder until then.
+ * uncompressed run at 32x less boundary traffic, at most 5% at 64x. Measured (tiny preset, 3 stages,
+ * 200 steps, docs/compression.md): k=15 + int8 at 33.5x cost +1.0%, k=7 + int8 at 71.5x +1.9%, k=3
+ * at 165x +4.7% (thinnest margin, so not chosen). On the tiny model's d=128 with 64-value blocks,
+ * k=7 gives about 69x fewer bytes per boundary than float32.
  */
-export const DEMO_DEFAULT_COMPRESSION: DemoCompression = Object.freeze({ codec: 'int8-block', gradCodec: 'int8-block', bottleneck: null })
+export const DEMO_DEFAULT_COMPRESSION: DemoCompression = Object.freeze({ codec: 'int8-block', gradCodec: 'int8-block', bottleneck: 7 })
 
 /** Encoded bytes per token per boundary crossing. */
 export interface BytesPerToken {
