@@ -7,6 +7,7 @@ import { ConfigError } from '../../core/errors.ts'
 import { kernelsBench } from '../../bench/kernels.ts'
 import { webgpuKernelsBench } from '../../bench/kernels-webgpu.ts'
 import { benchCodecs } from '../../bench/codecs.ts'
+import { benchAllreduce } from '../../bench/allreduce.ts'
 import { benchCompressionQuality } from '../../bench/compression-quality.ts'
 import { formatTable } from '../../bench/report.ts'
 import type { BenchReport } from '../../bench/report.ts'
@@ -27,6 +28,9 @@ interface BenchFlags {
   stages?: string
   seed?: string
   allowSoftwareGpu?: boolean
+  peers?: string
+  mb?: string
+  codec?: string
 }
 
 type Suite = (flags: BenchFlags) => Promise<BenchReport>
@@ -47,6 +51,20 @@ const SUITES: Record<string, Suite> = {
   },
   // Built-in codecs on 16M activation-like floats: ratio, encode/decode GB/s vs memcpy, error vs declared bound.
   codecs: async flags => await benchCodecs({ reps: intFlag('--reps', flags.reps, 1), warmup: intFlag('--warmup', flags.warmup, 0) }),
+  // Butterfly all-reduce between peer processes on loopback vs the bandwidth-optimal bound of the same link.
+  allreduce: async flags => {
+    const peers = intFlag('--peers', flags.peers ?? '4', 2)
+    if (peers > 16) throw new ConfigError(`--peers ${peers}: at most 16 peer processes`)
+    const mb = Number(flags.mb ?? '64')
+    if (!(Number.isFinite(mb) && mb > 0 && mb <= 1024)) throw new ConfigError(`--mb ${flags.mb}: give a size in MiB in (0, 1024]`)
+    return await benchAllreduce({
+      peers,
+      mb,
+      codec: flags.codec,
+      rounds: intFlag('--rounds', flags.rounds, 1),
+      log: line => { if (flags.logLevel !== 'silent') process.stderr.write(line + '\n') }
+    })
+  },
   // Held-out loss with compressed stage boundaries (none, fp16, int8, bottleneck + int8 at 32/64/128x) vs uncompressed.
   'compression-quality': async flags => await benchCompressionQuality({
     steps: flags.steps != null ? intFlag('--steps', flags.steps, 1) : undefined,
@@ -75,6 +93,9 @@ export function register (program: Command): void {
     .option('--stages <n>', 'compression-quality: pipeline stages (default 3)')
     .option('--seed <n>', 'compression-quality: init and data seed (default 0)')
     .option('--allow-software-gpu', 'webgpu: accept a software adapter (llvmpipe); correctness only, not speed')
+    .option('--peers <n>', 'allreduce: peer processes (default 4)')
+    .option('--mb <n>', 'allreduce: MiB of float32 parameters per peer (default 64)')
+    .option('--codec <name>', 'allreduce: codec of the compressed rounds (default int8-block)')
     .option('--json', 'print one JSON object')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default: info; warn with --json)')
     .action(async (suite: string, flags: BenchFlags) => {

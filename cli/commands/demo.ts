@@ -19,6 +19,7 @@ import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../../core/pipeline/codecs.ts'
 import { intFlag, makeLogger, numFlag, resolveModelConfig, withBackend } from './train.ts'
 
 export interface DemoFlags {
+  allowSoftwareGpu?: boolean
   nodes?: string
   stages?: string
   steps?: string
@@ -88,6 +89,7 @@ export function register (program: Command): void {
     .option('--max-inflight <k>', 'microbatches in flight per stage-0 node (1: synchronous)', d.maxInflight)
     .option('--eval-batches <n>', 'held-out batches the assembled model is evaluated on', d.evalBatches)
     .option('--threads <n>', 'backend worker threads per node', d.threads)
+    .option('--allow-software-gpu', 'with --backend webgpu: accept a software adapter (llvmpipe) when no GPU is found')
     .option('--kill-at-step <n>', 'kill -9 one node of a doubled stage at this step, to watch the swarm route around it (0: never)', d.killAtStep)
     .option('--data <path>', 'training text (file or folder; default: the shipped corpus)')
     .option('--prompt <text>', 'prompt of the sample printed at the end', d.prompt)
@@ -141,6 +143,7 @@ export async function demoSettings (flags: DemoFlags, cwd = process.cwd()): Prom
       maxInflight: intFlag('--max-inflight', flags.maxInflight ?? d.maxInflight, 1),
       evalBatches: intFlag('--eval-batches', flags.evalBatches ?? d.evalBatches, 1),
       threads: intFlag('--threads', flags.threads ?? d.threads, 1),
+      allowSoftwareGpu: flags.allowSoftwareGpu === true,
       killAtStep,
       data,
       ...compression
@@ -215,7 +218,7 @@ export async function runDemoCommand (flags: DemoFlags): Promise<void> {
       tty: process.stderr.isTTY === true,
       summaryOut: process.stdout,
       sample: { prompt: sampleTokens > 0 ? flags.prompt ?? d.prompt : '', tokens: sampleTokens, temperature },
-      withBackend: async fn => await withBackend(settings.backend, undefined, logger, fn),
+      withBackend: async fn => await withBackend(settings.backend, undefined, logger, fn, settings.allowSoftwareGpu === true ? { allowSoftwareGpu: true } : {}),
       signal: abort.signal,
       stallS,
       keepDataDirs: flags.keepDataDirs === true

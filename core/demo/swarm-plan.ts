@@ -25,6 +25,8 @@ export interface DemoSettings {
   readonly data?: string
   /** Backend worker threads per node (CPU backend). */
   readonly threads: number
+  /** WebGPU: accept a software adapter (llvmpipe) on every node. */
+  readonly allowSoftwareGpu?: boolean
   /** SIGKILL one node of the most-served stage once the swarm reaches this step (0: never). */
   readonly killAtStep: number
   /** Codec of activations at the stage boundaries (`none` = raw f32). */
@@ -92,5 +94,7 @@ export function trainingNodeArgs (s: DemoSettings, stage: number, dataDir: strin
 
 /** Per-node config file: backend options have no flag. */
 export function nodeConfig (s: DemoSettings): Record<string, unknown> {
-  return { pluginOptions: { 'backend-cpu': { threads: s.threads } } }
+  const pluginOptions: Record<string, Record<string, unknown>> = { 'backend-cpu': { threads: s.threads } }
+  if (s.allowSoftwareGpu === true) pluginOptions['backend-webgpu'] = { allowSoftwareGpu: true }
+  return { pluginOptions }
 }

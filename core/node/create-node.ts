@@ -208,6 +208,11 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionProtector: psk != null ? preSharedKey({ psk }) : undefined,
+    // libp2p aborts a connection whose keep-alive ping takes over ~5 s. A volunteer machine busy with
+    // training (or encrypting a large transfer) can be that slow to answer, and the abort killed
+    // all-reduce and pipeline transfers mid-stream; dead peers are still found by the transfers' own
+    // timeouts and TCP errors.
+    connectionMonitor: { pingTimeout: { minTimeout: 30_000, maxTimeout: 120_000 } },
     services
   }) as unknown as Libp2p<NodeServices>
 
