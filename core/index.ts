@@ -31,6 +31,7 @@ export { splitStages, stageLayouts } from './model/stage-split.ts'
 export { trainLocal, corpusData } from './train/trainer.ts'
 export type { TrainerOptions, TrainResult } from './train/trainer.ts'
 export { saveCheckpoint, loadCheckpoint, latestCheckpoint, CheckpointCorruptError, CheckpointMismatchError } from './train/checkpoint.ts'
+export { mergeStageCheckpoints } from './train/merge-checkpoints.ts'
 export * from './data/index.ts'
 
 // Swarm runtime: run manifest, pipeline node, the training runtime `layerswarm start --stage` runs.

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createNode, type LayerswarmNode } from '../core/node/create-node.ts'
 import { queryControl } from '../core/node/control-endpoint.ts'
-import { mergeStageCheckpoints } from '../core/pipeline/checkpoint.ts'
+import { mergeStageCheckpoints } from '../core/train/merge-checkpoints.ts'
 import { parseTrainingOptions, startTrainingRuntime, type TrainingRuntime } from '../core/runtime/training-runtime.ts'
 import { loadCheckpoint } from '../core/train/checkpoint.ts'
 import { tinyCorpus, TINY } from './pipeline-helpers.ts'
@@ -75,7 +75,7 @@ describe('pipeline: training runtime on real nodes', function () {
     const ck1 = await loadCheckpoint(c1.path)
     assert.deepEqual(ck1.layout, { stages: 2, bottleneck: 0, stage: 1 })
     assert.ok(ck1.params.has('lm_head.weight') && !ck1.params.has('wte.weight'), 'stage-local tensors under their HF names')
-    const merged = await loadCheckpoint(await mergeStageCheckpoints([c1.path, c0.path], join(dir, 'ck', 'model.safetensors')), { optimizer: false })
+    const merged = (await mergeStageCheckpoints([c1.path, c0.path], join(dir, 'ck', 'model.safetensors'))).checkpoint
     assert.ok(merged.params.has('wte.weight') && merged.params.has('lm_head.weight'))
     await assert.rejects(queryControl(n0.config.dataDir, '/checkpoint', { method: 'POST', body: {} }), /answered 400.*needs/)
     await access(join(dir, 'r0.json'))

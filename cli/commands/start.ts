@@ -29,8 +29,8 @@ export function register (program: Command): void {
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default: info)')
     .option('--log-format <format>', 'human or json (default: human)')
     .option('--allow-software-gpu', 'with --backend webgpu: accept a software adapter (llvmpipe) when no GPU is found')
-    // training (docs/pipeline.md); training starts when --stage is given
-    .option('--stage <n>', 'train: serve this pipeline stage (0..S-1); without it the node does not train')
+    // training (docs/pipeline.md, docs/scheduler.md); any of these flags makes the node train
+    .option('--stage <n>', 'train: pin this pipeline stage (0..S-1); without it the scheduler assigns and moves the stage')
     .option('--stages <n>', 'train: number of pipeline stages S (default 2)')
     .option('--model <preset|file>', 'train: tiny, small or a JSON model config (default tiny)')
     .option('--tokenizer <name>', 'train: byte or gpt2 (default byte)')
@@ -90,21 +90,26 @@ export async function runStart (flags: StartFlags): Promise<void> {
   try {
     // imported here: the libp2p stack takes seconds to load, which --help and bad flags need not wait for
     const { backendSpec, createNode, DEFAULT_BACKEND_PLUGIN } = await import('../../core/node/create-node.ts')
-    const training = config.node.runtime?.stage != null && config.node.bootstrapNode !== true
     let trainingOptions: TrainingOptions | undefined
     let plugins = config.node.plugins
-    if (training) {
-      const { parseTrainingOptions, trainingPlugins } = await import('../../core/runtime/training-runtime.ts')
+    let runtimeConfig = config.node.runtime
+    const rt = config.node.runtime != null && config.node.bootstrapNode !== true ? await import('../../core/runtime/training-runtime.ts') : undefined
+    if (rt?.wantsTraining(config.node.runtime) === true) {
+      const { parseTrainingOptions, schedulerRuntime, trainingPlugins } = rt
+      const { SCHEDULER_PLUGIN } = await import('../../core/runtime/scheduling.ts')
       trainingOptions = parseTrainingOptions(config.node.runtime ?? {})
+      // the scheduler plugin assigns the stage (or, with --stage, gossips the pin for the others), and
+      // reads run id, stage count and pin from NodeConfig.runtime: so the manifest is built first
+      runtimeConfig = { ...config.node.runtime, ...await schedulerRuntime(trainingOptions) }
       // a run whose boundaries use plugin codecs (--codec int8-block) needs the codecs plugin: add it
       // to the node's plugins (the defaults, or the user's list), since plugins load before training starts
-      const extra = (await trainingPlugins(trainingOptions)).filter(p => !(plugins ?? []).includes(p))
+      const extra = [...await trainingPlugins(trainingOptions), SCHEDULER_PLUGIN].filter(p => !(plugins ?? []).includes(p))
       if (extra.length > 0) {
         plugins = [...(plugins ?? [config.node.backend != null ? backendSpec(config.node.backend) : DEFAULT_BACKEND_PLUGIN]), ...extra]
         log.info('loading plugins the run needs', { plugins: extra.join(',') })
       }
     }
-    const node = await createNode({ ...config.node, plugins, logger })
+    const node = await createNode({ ...config.node, plugins, runtime: runtimeConfig, logger })
     const starting = node.start()
     const first = await Promise.race([starting.then(() => undefined), received])
     if (first != null) {
@@ -115,7 +120,7 @@ export async function runStart (flags: StartFlags): Promise<void> {
     }
     process.stdout.write(`listening peerId=${node.peerId} addrs=${node.addresses().join(',')}\n`)
 
-    // the training runtime (core/runtime): a pinned stage means this node trains
+    // the training runtime (core/runtime): training flags mean this node trains
     let runtime: TrainingRuntime | undefined
     if (trainingOptions != null) {
       const { startTrainingRuntime } = await import('../../core/runtime/training-runtime.ts')

@@ -35,3 +35,27 @@ export interface Scheduler {
   /** Called when this node's assignment changes. Returns an unsubscribe function. */
   onAssignment(listener: (a: StageAssignment) => void): () => void
 }
+
+/**
+ * Seams a training runtime fills in on a scheduler that moves nodes between stages
+ * (plugins/scheduler: GossipScheduler.setMoveHooks). A move is safe only once both are in place.
+ */
+export interface StageMoveHooks {
+  /** Finish or drop in-flight work of stage `from` before the node leaves it; throwing abandons the move. */
+  beforeMove?: (from: number, to: number, signal: AbortSignal) => Promise<void>
+  /** Load (and get ready to serve) stage `stage`, from `peers` that serve it (empty: nobody does). */
+  fetchStageState?: (stage: number, peers: readonly string[], signal: AbortSignal) => Promise<void>
+}
+
+/** This node's load as the runtime measures it. */
+export interface StageLoad {
+  /** Microbatches per second of busy time at the current stage. */
+  readonly throughput: number
+  readonly queueLength: number
+}
+
+/** A scheduler the runtime can steer: its move hooks and its load source. */
+export interface SteerableScheduler extends Scheduler {
+  setMoveHooks(hooks: StageMoveHooks): void
+  setLoadSource(fn: () => StageLoad): void
+}

@@ -59,8 +59,14 @@ export interface PipelineNodeInit {
   readonly evalBatches?: number
   /** Eval every this many steps as well (0 = final only). */
   readonly evalEvery?: number
-  /** Peers per stage; default the gossip StageDirectory (needs libp2p.services.pubsub). */
-  readonly source?: PeerSource
+  /**
+   * Peers per stage; default the gossip StageDirectory (needs libp2p.services.pubsub). A function
+   * gets that directory (still run, when gossipsub is there: run end and status use it) and returns
+   * the source to route by, e.g. the scheduler's view merged with it.
+   */
+  readonly source?: PeerSource | ((directory: PeerSource | undefined) => PeerSource)
+  /** Stage 0: the swarm step to continue from (a state fetched from stage peers). Default 0. */
+  readonly startStep?: number
   /** Plugin codecs, for manifests that name a codec other than `none`. */
   readonly container?: DependencyContainer
   readonly codecs?: BoundaryCodecs
@@ -218,19 +224,19 @@ export class PipelineNode {
     })
     this.codecs = init.codecs ?? boundaryCodecs({ activation: m.codecs.activation, 'activation-grad': m.codecs['activation-grad'] }, init.container)
     this.bounds = boundsFor(m, this.stage, stage.boundaryWidth)
-    if (init.source != null) {
+    if (init.source != null && typeof init.source !== 'function') {
       this.source = init.source
     } else {
       const services = (init.libp2p as unknown as { services?: { pubsub?: GossipSub } }).services
-      if (services?.pubsub == null) throw new ConfigError('no peer source: give `source`, or a libp2p node with gossipsub (services.pubsub)')
-      this.directory = new StageDirectory(init.libp2p as never, {
+      if (services?.pubsub == null && init.source == null) throw new ConfigError('no peer source: give `source`, or a libp2p node with gossipsub (services.pubsub)')
+      this.directory = services?.pubsub == null ? undefined : new StageDirectory(init.libp2p as never, {
         runId: this.runId,
         stages: this.stages,
         intervalMs: init.heartbeatMs,
         log: init.log,
         self: () => ({ stage: this.stage, state: this.state, step: this.worker.steps, throughput: this.throughput(), queue: this.handling + this.outstanding })
       })
-      this.source = this.directory
+      this.source = typeof init.source === 'function' ? init.source(this.directory) : this.directory as StageDirectory
     }
     this.router = new Router(this.source, init.router)
     this.nextId = microbatchIdFactory()
@@ -481,7 +487,7 @@ export class PipelineNode {
     const T = m.data.seqLen
     const signal = this.abort.signal
     const evalEvery = this.init.evalEvery ?? 0
-    let step = 0
+    let step = this.init.startStep ?? 0
     while (step < steps && !signal.aborted) {
       if (this.stages > 1 && this.router.available(1).length === 0) {
         this.state = 'waiting-peers'

@@ -47,6 +47,8 @@ export interface BackwardTag {
 export class StageWorker {
   /** Optimizer steps applied or skipped (non-finite gradients). */
   steps = 0
+  /** Milliseconds spent running work under the lock (the scheduler's throughput is per busy second). */
+  busyMs = 0
   private tail: Promise<unknown> = Promise.resolve()
   private lastKey: string | null = null
   private n = 0
@@ -169,7 +171,15 @@ export class StageWorker {
   }
 
   private async locked<R> (fn: () => Promise<R>): Promise<R> {
-    const run = this.tail.then(fn, fn)
+    const timed = async (): Promise<R> => {
+      const t0 = performance.now()
+      try {
+        return await fn()
+      } finally {
+        this.busyMs += performance.now() - t0
+      }
+    }
+    const run = this.tail.then(timed, timed)
     this.tail = run.catch(() => {})
     return await run
   }

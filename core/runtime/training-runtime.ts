@@ -1,30 +1,33 @@
-// The training runtime of a node: what `layerswarm start --stage N ...` runs beside the libp2p node.
-// From the options (flags, or the config file's `runtime` object) it builds the run manifest (or
-// loads one), takes the compute backend the plugin host started, loads the corpus on stage-0 nodes,
-// starts a PipelineNode for the pinned stage, and extends the control endpoint with `training` in
-// `status`, `GET /training` and `POST /checkpoint`. When the run is over it writes the stage
-// checkpoint (--checkpoint-dir) and the report (--report).
+// The training runtime of a node: what `layerswarm start --stages S ... [--stage N]` runs beside the
+// libp2p node. From the options (flags, or the config file's `runtime` object) it builds the run
+// manifest (or loads one), takes the compute backend the plugin host started, and hands the stage to
+// a StageHost (stage-host.ts): the pinned stage, or the stage the scheduler plugin assigns, moving
+// when it says so. It extends the control endpoint with `training` in `status`, `GET /training` and
+// `POST /checkpoint`. When the run is over it writes the stage checkpoint (--checkpoint-dir) and the
+// report (--report).
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { ComputeBackend } from '../contracts/backend.ts'
 import type { Logger } from '../contracts/logger.ts'
+import type { Scheduler } from '../contracts/scheduler.ts'
 import { Tokens } from '../contracts/tokens.ts'
 import { ConfigError } from '../errors.ts'
 import { silentLogger } from '../logger.ts'
-import { createTokenizer, loadCorpus } from '../data/index.ts'
+import { createTokenizer } from '../data/index.ts'
 import { modelPreset, parseModelConfig, validateModelConfig, type ModelConfig } from '../model/config.ts'
 import { ControlRequestError, registerControlExtension } from '../node/control-endpoint.ts'
 import type { LayerswarmNode } from '../node/create-node.ts'
 import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../pipeline/codecs.ts'
-import { PipelineNode, type TrainingStatus } from '../pipeline/pipeline-node.ts'
+import type { PipelineNode, TrainingStatus } from '../pipeline/pipeline-node.ts'
 import { defaultManifest, loadManifest, runId, type RunManifest } from '../run/manifest.ts'
 import { writeFileAtomic } from '../train/checkpoint.ts'
-import { corpusData } from '../train/trainer.ts'
+import { StageHost, type HostStatus } from './stage-host.ts'
+import { SCHEDULER_PLUGIN } from './scheduling.ts'
 
 /** Options of the training runtime (CLI flags of `start`; config file key `runtime`). */
 export interface TrainingOptions {
-  /** Pinned stage (the scheduler issue assigns stages later). */
-  readonly stage: number
+  /** Pinned stage; without it the scheduler plugin assigns the stage (and moves the node). */
+  readonly stage?: number
   readonly stages: number
   /** Preset name (tiny, small) or a JSON file path. */
   readonly model: string
@@ -78,9 +81,18 @@ const FLAG: Record<string, string> = {
   checkpointDir: '--checkpoint-dir', exitWhenDone: '--exit-when-done'
 }
 
-/** Whether these raw options ask for training (a stage is pinned). */
+/** Whether these raw options ask for training: any training option (`--stage` or not) is given. */
 export function wantsTraining (raw: Readonly<Record<string, unknown>> | undefined): boolean {
-  return raw?.stage != null
+  return raw != null && Object.keys(raw).some(k => k in FLAG && raw[k] != null)
+}
+
+/**
+ * What the node's plugins read from NodeConfig.runtime (the scheduler plugin: run id, stage count,
+ * pin), so `start` builds the manifest before it creates the node.
+ */
+export async function schedulerRuntime (o: TrainingOptions): Promise<{ runId: string, stages: number, stage?: number }> {
+  const m = await buildManifest(o)
+  return { runId: runId(m), stages: m.stages.count, ...(o.stage != null ? { stage: o.stage } : {}) }
 }
 
 /**
@@ -115,7 +127,6 @@ export function parseTrainingOptions (raw: Readonly<Record<string, unknown>>, cw
     if (typeof raw.exitWhenDone !== 'boolean') throw new ConfigError('--exit-when-done is a switch (true/false in a config file)')
     out.exitWhenDone = raw.exitWhenDone
   }
-  if (out.stage == null) throw new ConfigError('--stage is required to train (the stage this node serves)')
   if (out.sampleNodeId != null && !/^[A-Za-z0-9._-]{1,128}$/.test(out.sampleNodeId as string)) throw new ConfigError('--sample-node-id must be 1..128 of [A-Za-z0-9._-]')
   return out as unknown as TrainingOptions
 }
@@ -176,84 +187,69 @@ export interface TrainingRuntime {
   readonly options: TrainingOptions
   readonly manifest: RunManifest
   readonly runId: string
-  readonly pipeline: PipelineNode
+  /** The pipeline serving now (undefined before the first assignment and during a move). */
+  readonly pipeline: PipelineNode | undefined
   /** Resolves when the run is over for this node and its checkpoint and report are written. */
   readonly done: Promise<void>
-  status(): TrainingStatus
+  status(): HostStatus
   stop(): Promise<void>
 }
 
-/** Starts training on a started node. */
+/** Starts training on a started node: the pinned stage, or the stages the scheduler plugin assigns (stage-host.ts). */
 export async function startTrainingRuntime (node: LayerswarmNode, options: TrainingOptions, logger: Logger = silentLogger): Promise<TrainingRuntime> {
   const log = logger.forComponent('layerswarm:runtime')
   const t0 = Date.now()
   const manifest = await buildManifest(options)
   const id = runId(manifest)
-  if (options.stage >= manifest.stages.count) throw new ConfigError(`--stage ${options.stage} is outside [0, ${manifest.stages.count - 1}]`)
-  let pipeline: PipelineNode | undefined
-  // visible in `status` while the corpus loads
-  let current: () => TrainingStatus | Record<string, unknown> = () => ({ runId: id, stage: options.stage, stages: manifest.stages.count, state: 'starting', steps: manifest.optimizer.steps })
+  if (options.stage != null && options.stage >= manifest.stages.count) throw new ConfigError(`--stage ${options.stage} is outside [0, ${manifest.stages.count - 1}]`)
+  if (!node.container.isRegistered(Tokens.ComputeBackend, true)) {
+    throw new ConfigError('training needs a compute backend plugin (e.g. --backend cpu); none is loaded')
+  }
+  const scheduler = node.container.isRegistered(Tokens.Scheduler, true) ? node.container.resolve<Scheduler>(Tokens.Scheduler) : undefined
+  if (options.stage == null && scheduler == null) throw new ConfigError(`without --stage the ${SCHEDULER_PLUGIN} plugin assigns the stage, and it is not loaded`)
+  const host = new StageHost({
+    node,
+    backend: node.container.resolve<ComputeBackend>(Tokens.ComputeBackend),
+    manifest,
+    pin: options.stage,
+    scheduler,
+    pipeline: { microbatches: options.microbatches, maxInflight: options.maxInflight, evalBatches: options.evalBatches, evalEvery: options.evalEvery },
+    data: options.data,
+    sampleNodeId: options.sampleNodeId,
+    log: logger
+  })
   const unregister = registerControlExtension(node.config.dataDir, {
-    status: () => ({ training: current() }),
+    status: () => ({ training: host.status() }),
     routes: {
-      'GET /training': () => current(),
+      'GET /training': () => host.status(),
       'POST /checkpoint': async (body: unknown) => {
         const dir = (body as { dir?: unknown } | undefined)?.dir ?? options.checkpointDir
         if (typeof dir !== 'string' || dir === '') throw new ControlRequestError('POST /checkpoint needs {"dir": "..."} (or --checkpoint-dir)')
-        if (pipeline == null) throw new ControlRequestError('the stage is not ready yet')
-        return { path: await pipeline.checkpoint(resolve(dir)) }
+        const p = host.pipeline
+        if (p == null) throw new ControlRequestError('the stage is not ready yet')
+        return { path: await p.checkpoint(resolve(dir)) }
       }
     }
   })
-
   try {
-    if (!node.container.isRegistered(Tokens.ComputeBackend, true)) {
-      throw new ConfigError('training needs a compute backend plugin (e.g. --backend cpu); none is loaded')
-    }
-    const backend = node.container.resolve<ComputeBackend>(Tokens.ComputeBackend)
-    let data
-    if (options.stage === 0) {
-      const path = options.data ?? (manifest.data.corpus.startsWith('builtin:') ? undefined : manifest.data.corpus)
-      const corpus = await loadCorpus({ path, tokenizer: manifest.data.tokenizer })
-      if (corpus.tokenizer.vocabSize > Number(manifest.model.vocabSize)) {
-        throw new ConfigError(`the ${corpus.tokenizer.name} tokenizer has ${corpus.tokenizer.vocabSize} tokens but the model's vocabulary is ${String(manifest.model.vocabSize)}`)
-      }
-      data = corpusData(corpus, manifest.data.seed, options.sampleNodeId ?? node.peerId)
-      log.info('data', { path: corpus.stats.path, trainTokens: corpus.stats.trainTokens, heldOutTokens: corpus.stats.heldOutTokens, sampleNodeId: options.sampleNodeId ?? node.peerId })
-    }
-    pipeline = new PipelineNode({
-      libp2p: node.libp2p,
-      backend,
-      manifest,
-      stage: options.stage,
-      data,
-      microbatches: options.microbatches,
-      maxInflight: options.maxInflight,
-      evalBatches: options.evalBatches,
-      evalEvery: options.evalEvery,
-      container: node.container,
-      log: logger
-    })
-    const p = pipeline
-    current = () => p.status()
-    await p.start()
-    log.info('training', { runId: id, stage: options.stage, stages: manifest.stages.count, steps: manifest.optimizer.steps })
+    await host.start()
   } catch (err) {
     unregister()
-    await pipeline?.stop()
+    await host.stop()
     throw err
   }
-  const p = pipeline
+  log.info('training', { runId: id, stage: options.stage ?? 'assigned by the scheduler', stages: manifest.stages.count, steps: manifest.optimizer.steps })
 
-  const done = p.finished.then(async () => {
-    const st = p.status()
+  const done = host.done.then(async () => {
+    const p = host.pipeline
+    const st = host.status()
     let checkpoint: string | null = null
-    if (options.checkpointDir != null && st.state === 'done') {
+    if (options.checkpointDir != null && p != null && st.state === 'done') {
       checkpoint = await p.checkpoint(options.checkpointDir)
       log.info('checkpoint written', { path: checkpoint })
     }
-    if (options.report != null) {
-      await writeFileAtomic(options.report, new TextEncoder().encode(JSON.stringify(report(st, manifest, options, t0, checkpoint), null, 2) + '\n'))
+    if (options.report != null && p != null) {
+      await writeFileAtomic(options.report, new TextEncoder().encode(JSON.stringify(report(st as HostStatus & TrainingStatus, manifest, options, t0, checkpoint), null, 2) + '\n'))
       log.info('report written', { path: options.report })
     }
   })
@@ -262,23 +258,25 @@ export async function startTrainingRuntime (node: LayerswarmNode, options: Train
     options,
     manifest,
     runId: id,
-    pipeline: p,
+    get pipeline () { return host.pipeline },
     done,
-    status: () => p.status(),
+    status: () => host.status(),
     async stop () {
-      await p.stop()
+      await host.stop()
       unregister()
     }
   }
 }
 
-function report (st: TrainingStatus, manifest: RunManifest, o: TrainingOptions, t0: number, checkpoint: string | null): Record<string, unknown> {
+function report (st: HostStatus & TrainingStatus, manifest: RunManifest, o: TrainingOptions, t0: number, checkpoint: string | null): Record<string, unknown> {
   const seconds = (Date.now() - t0) / 1000
   const losses = st.loss.map(([, l]) => l)
   return {
     run_id: st.runId,
     peer_id: st.peerId,
     stage: st.stage,
+    assignment: st.assignment,
+    moves: st.moves,
     stages: st.stages,
     state: st.state,
     steps: st.step,
