@@ -1,0 +1,396 @@
+// The stage a training node serves, over its life: which stage (a pin, or the scheduler's
+// assignment), the PipelineNode serving it, and moves between stages.
+//
+//   assignment   pinned (--stage N): serve N for life. Otherwise Tokens.Scheduler decides: the host
+//                fills its move hooks and serves what `onAssignment` / `currentStage()` say.
+//   join/move    scheduler: joining(s) -> fetchStageState(s, peers) -> serving(s) -> onAssignment.
+//                fetchStageState downloads stage s's weights and optimizer state from one of its
+//                serving peers over state sync (core/averaging: /layerswarm/state-sync/1.0.0; the
+//                first peer, best first, that answers with a state that fits), or takes the seeded
+//                init when no peer serves s, then starts the PipelineNode, so it handles
+//                microbatches before the scheduler announces `serving`.
+//   leaving      beforeMove(from, to): the scheduler has already announced `leaving` (peers stop
+//                routing here); a stage >= 1 finishes the microbatches it holds (at most drainMs),
+//                stage 0 drops its own in-flight ones (it is their origin: nothing else waits on
+//                them); then the PipelineNode stops. A node whose run is over refuses to move.
+//   serving      every node runs a state-sync server for the stage it serves, so later joiners
+//                and movers can fetch from it.
+//   load         microbatches per busy second of the serving stage (BusyRate), reported through
+//                `setLoadSource`.
+// Status: the serving pipeline's `training` object plus `assignment` and `moves`; traffic and
+// microbatch counters add up over every stage this node served.
+import type { ComputeBackend } from '../contracts/backend.ts'
+import type { Logger } from '../contracts/logger.ts'
+import type { Scheduler, StageAssignment } from '../contracts/scheduler.ts'
+import { AbortError, LayerswarmError } from '../errors.ts'
+import { parseState, serializeState, StateServer, syncState, type StateSnapshot } from '../averaging/index.ts'
+import { loadCorpus } from '../data/index.ts'
+import type { LayerswarmNode } from '../node/create-node.ts'
+import { PipelineNode, type PipelineData, type TrainingStatus } from '../pipeline/pipeline-node.ts'
+import { runId as manifestRunId, type RunManifest } from '../run/manifest.ts'
+import { corpusData } from '../train/trainer.ts'
+import { ConfigError } from '../errors.ts'
+import { silentLogger } from '../logger.ts'
+import { validateModelConfig } from '../model/config.ts'
+import { numel, stageParamSpecs } from '../model/params.ts'
+import { stageLayouts } from '../model/stage-split.ts'
+import { MoveAfterRunError, StageStateMismatchError } from './runtime-errors.ts'
+import { BusyRate, cachedLoad, isSteerable, schedulerSource } from './scheduling.ts'
+
+export interface StageHostInit {
+  readonly node: Pick<LayerswarmNode, 'libp2p' | 'peerId' | 'container'>
+  readonly backend: ComputeBackend
+  readonly manifest: RunManifest
+  /** Serve this stage for life; without it the scheduler assigns the stage. */
+  readonly pin?: number
+  /** Assigns stages (and is told this node's load); required without a pin. */
+  readonly scheduler?: Scheduler
+  /** PipelineNode settings that do not change with the stage. */
+  readonly pipeline: {
+    readonly microbatches: number
+    readonly maxInflight: number
+    readonly evalBatches: number
+    readonly evalEvery: number
+  }
+  /** Corpus path (stage 0 reads it); default the manifest's, or the shipped corpus. */
+  readonly data?: string
+  /** Node id of the batch sampler key; default the peer id. */
+  readonly sampleNodeId?: string
+  /** How long a leaving stage >= 1 waits for its in-flight microbatches (ms). Default 5000. */
+  readonly drainMs?: number
+  readonly log?: Logger
+}
+
+/** `training` in `status`: the pipeline's status plus where this node stands with the scheduler. */
+export type HostStatus = (TrainingStatus | Record<string, unknown>) & {
+  assignment: StageAssignment | null
+  moves: number
+  /** Nodes serving each stage in the scheduler's view (this one included); absent without a scheduler. */
+  servingPerStage?: number[]
+}
+
+/** Counters summed over every pipeline this node ran (one per stage served). */
+const CUMULATIVE = [
+  'microbatchesStarted', 'microbatchesDone', 'microbatchesDropped', 'microbatchesRetried', 'tokens', 'bytesForward', 'bytesBackward',
+  'boundaryBytesForward', 'boundaryTokensForward', 'boundaryBytesBackward', 'boundaryTokensBackward'
+] as const
+
+/** A stage's snapshot is kept this long, so the chunks a joiner asks for after the manifest still match it. */
+const SNAPSHOT_TTL_MS = 5000
+
+export class StageHost {
+  readonly runId: string
+  /** Resolves when the run is over for this node (its pipeline reached done or failed), or on stop. */
+  readonly done: Promise<void>
+  private readonly log: Logger
+  private readonly me: string
+  private current: PipelineNode | undefined
+  private assignment: StageAssignment | null = null
+  private moves = 0
+  private moving: { from: number, to: number } | undefined
+  private stopped = false
+  private finish!: () => void
+  private lane: Promise<unknown> = Promise.resolve()
+  private readonly past: Record<string, number> = Object.fromEntries(CUMULATIVE.map(k => [k, 0]))
+  /** Swarm steps behind the serving stage's weights (from its optimizer step records). */
+  private swarmStep = 0
+  private data: Promise<PipelineData> | undefined
+  private snapshotCache: { pipeline: PipelineNode, at: number, snap: Promise<StateSnapshot> } | undefined
+  private readonly rate = new BusyRate()
+  private readonly stateServer: StateServer
+  private unsubscribe: (() => void) | undefined
+  /** Aborted at stop(): a state fetch in progress must not hold up the node's shutdown. */
+  private readonly abort = new AbortController()
+
+  constructor (private readonly init: StageHostInit) {
+    this.runId = manifestRunId(init.manifest)
+    this.me = init.node.peerId
+    this.log = (init.log ?? silentLogger).forComponent('layerswarm:runtime:stage')
+    if (init.pin == null && init.scheduler == null) throw new ConfigError('without --stage a scheduler assigns the stage: load the scheduler plugin')
+    this.done = new Promise(resolve => { this.finish = resolve })
+    this.stateServer = new StateServer(init.node.libp2p, { runId: this.runId, snapshot: async stage => await this.snapshot(stage), log: init.log })
+  }
+
+  /** The pipeline serving now (undefined before the first assignment and during a move). */
+  get pipeline (): PipelineNode | undefined {
+    return this.current
+  }
+
+  async start (): Promise<void> {
+    await this.stateServer.start()
+    const s = this.init.scheduler
+    if (s == null) {
+      this.assignment = { stage: this.init.pin as number, reason: 'pinned' }
+      await this.serialized(async () => { await this.serve(this.init.pin as number) })
+      return
+    }
+    if (isSteerable(s)) {
+      s.setMoveHooks({
+        beforeMove: async (from, to, signal) => { await this.serialized(async () => { await this.leave(from, to, signal) }) },
+        fetchStageState: async (stage, peers, signal) => { await this.serialized(async () => { await this.enter(stage, peers, AbortSignal.any([signal, this.abort.signal])) }) }
+      })
+      s.setLoadSource(cachedLoad(() => this.load()))
+    }
+    this.unsubscribe = s.onAssignment(a => { this.assigned(a) })
+    // a pinned scheduler assigns during its start, before this listener existed
+    const stage = s.currentStage()
+    if (stage !== undefined && this.assignment == null) this.assigned({ stage, reason: s.currentStage() === this.init.pin ? 'pinned' : 'join' })
+  }
+
+  async stop (): Promise<void> {
+    if (this.stopped) return
+    this.stopped = true
+    this.abort.abort()
+    this.unsubscribe?.()
+    const p = this.current
+    await this.serialized(async () => {
+      this.current = undefined
+      await p?.stop()
+    })
+    await this.stateServer.stop()
+    this.finish()
+  }
+
+  status (): HostStatus {
+    const p = this.current
+    const extra = { assignment: this.assignment, moves: this.moves, ...(this.init.scheduler != null ? { servingPerStage: this.servingPerStage(this.init.scheduler) } : {}) }
+    const m = this.init.manifest
+    if (p == null) {
+      return {
+        runId: this.runId,
+        peerId: this.me,
+        stage: this.moving?.to ?? this.assignment?.stage ?? null,
+        stages: m.stages.count,
+        state: 'starting',
+        steps: m.optimizer.steps,
+        ...this.past,
+        ...extra
+      }
+    }
+    const st = p.status() as unknown as Record<string, unknown>
+    for (const k of CUMULATIVE) st[k] = (st[k] as number) + this.past[k]
+    return { ...(st as unknown as TrainingStatus), ...extra }
+  }
+
+  private servingPerStage (s: Scheduler): number[] {
+    const view = s.view()
+    const out = new Array<number>(view.stages).fill(0)
+    for (const p of view.peers) if (p.state === 'serving' && p.stage >= 0 && p.stage < view.stages) out[p.stage]++
+    return out
+  }
+
+  // ---- assignment ------------------------------------------------------------------------------
+
+  private assigned (a: StageAssignment): void {
+    if (this.assignment != null && this.assignment.stage !== a.stage) this.moves++
+    this.assignment = a
+    this.log.info('assigned', { stage: a.stage, reason: a.reason, moves: this.moves })
+    // hooks normally started the pipeline already; this covers pins and a scheduler without hooks
+    void this.serialized(async () => {
+      if (this.stopped || this.current?.stage === a.stage) return
+      await this.retire()
+      await this.serve(a.stage)
+    }).catch(err => { this.log.error('cannot serve the assigned stage', { stage: a.stage, error: (err as Error).message }) })
+  }
+
+  /** beforeMove: drain, then stop the old stage's pipeline. */
+  private async leave (from: number, to: number, signal: AbortSignal): Promise<void> {
+    const p = this.current
+    if (p == null) return
+    const state = p.status().state
+    if (state === 'done' || state === 'failed') throw new MoveAfterRunError(from, to, state)
+    this.moving = { from, to }
+    if (!p.isFirst) {
+      // peers saw `leaving` and route elsewhere; finish what this stage already holds
+      const deadline = Date.now() + (this.init.drainMs ?? 5000)
+      while (p.status().queue > 0 && Date.now() < deadline && !signal.aborted) await sleep(100)
+    }
+    this.log.info('leaving stage', { from, to, queue: p.status().queue })
+    await this.retire()
+  }
+
+  /** fetchStageState: the stage's state from a serving peer (else the seeded init), then serve it. */
+  private async enter (stage: number, peers: readonly string[], signal: AbortSignal): Promise<void> {
+    if (this.stopped || this.current?.stage === stage) return
+    await this.retire()
+    const fetched = await this.fetchState(stage, peers, signal)
+    if (this.stopped) return
+    await this.serve(stage, fetched)
+  }
+
+  private async fetchState (stage: number, peers: readonly string[], signal: AbortSignal): Promise<FetchedState | undefined> {
+    for (const peer of peers.slice(0, 3)) {
+      try {
+        // one peer at a time: without averaging, a stage's peers hold different weights, so no two agree
+        const r = await syncState(this.init.node.libp2p, [peer], { runId: this.runId, stage, minAgree: 1, requestTimeoutMs: 15_000, signal, log: this.init.log })
+        const state = parseState(r.bytes)
+        const fetched = splitState(state.tensors, state.version, state.step)
+        this.checkFits(stage, peer, fetched)
+        this.log.info('stage state fetched', { stage, peer, step: fetched.step, bytes: r.bytes.byteLength })
+        return { ...fetched, peer }
+      } catch (err) {
+        if (signal.aborted) throw new AbortError('the move was abandoned')
+        this.log.warn('stage state not fetched from peer', { stage, peer, code: (err as LayerswarmError).code, error: (err as Error).message })
+      }
+    }
+    this.log.info(peers.length === 0 ? 'no peer serves the stage: starting from the seeded init' : 'no stage peer gave its state: starting from the seeded init', { stage, peers: peers.length })
+    return undefined
+  }
+
+  /** Every parameter and moment of the stage, each of the right size (a missing one would silently take the init). */
+  private checkFits (stage: number, peer: string, f: Omit<FetchedState, 'peer'>): void {
+    const m = this.init.manifest
+    const layout = stageLayouts(validateModelConfig(m.model), m.stages.count, m.bottleneck ?? 0)[stage]
+    const specs = stageParamSpecs(layout)
+    for (const s of specs) {
+      for (const [what, map] of [['parameter', f.params], ['adam.m', f.optimizer.m], ['adam.v', f.optimizer.v]] as const) {
+        const t = map.get(s.name)
+        if (t == null) throw new StageStateMismatchError(stage, peer, `${what} ${s.name} is missing`)
+        if (t.length !== numel(s.shape)) throw new StageStateMismatchError(stage, peer, `${what} ${s.name} has ${t.length} values, expected ${numel(s.shape)}`)
+      }
+    }
+    if (f.params.size !== specs.length) throw new StageStateMismatchError(stage, peer, `${f.params.size} parameters, expected ${specs.length}`)
+  }
+
+  // ---- the pipeline ------------------------------------------------------------------------
+
+  private async serve (stage: number, fetched?: FetchedState): Promise<void> {
+    const m = this.init.manifest
+    const o = this.init.pipeline
+    const data = stage === 0 ? await this.stageData() : undefined
+    this.rate.reset()
+    this.swarmStep = fetched?.step ?? 0
+    let p: PipelineNode
+    try {
+      p = new PipelineNode({
+        libp2p: this.init.node.libp2p,
+        backend: this.init.backend,
+        manifest: m,
+        stage,
+        data,
+        microbatches: o.microbatches,
+        maxInflight: o.maxInflight,
+        evalBatches: o.evalBatches,
+        evalEvery: o.evalEvery,
+        container: this.init.node.container,
+        source: this.init.scheduler != null ? schedulerSource(this.init.scheduler, this.me) : undefined,
+        params: fetched?.params,
+        startStep: fetched?.step,
+        log: this.init.log,
+        onStep: r => { this.swarmStep = Math.max(this.swarmStep, r.step) }
+      })
+    } catch (err) {
+      if (fetched != null) throw new StageStateMismatchError(stage, fetched.peer, (err as Error).message)
+      throw err
+    }
+    if (fetched != null) {
+      try {
+        await p.worker.stage.optimizer.importState(fetched.optimizer)
+      } catch (err) {
+        await p.stop()
+        throw new StageStateMismatchError(stage, fetched.peer, (err as Error).message)
+      }
+    }
+    this.current = p
+    this.moving = undefined
+    void p.finished.then(() => {
+      // a pipeline stopped for a move or at stop() is no longer current
+      const state = p.status().state
+      if (p === this.current && (state === 'done' || state === 'failed')) this.finish()
+    })
+    await p.start()
+    this.log.info('serving stage', { stage, from: fetched?.peer ?? 'init', step: this.swarmStep })
+  }
+
+  /** Stops the current pipeline, keeping its counters. */
+  private async retire (): Promise<void> {
+    const p = this.current
+    if (p == null) return
+    this.current = undefined
+    const st = p.status() as unknown as Record<string, number>
+    for (const k of CUMULATIVE) this.past[k] += st[k]
+    await p.stop()
+  }
+
+  private async stageData (): Promise<PipelineData> {
+    this.data ??= (async () => {
+      const m = this.init.manifest
+      const path = this.init.data ?? (m.data.corpus.startsWith('builtin:') ? undefined : m.data.corpus)
+      const corpus = await loadCorpus({ path, tokenizer: m.data.tokenizer })
+      if (corpus.tokenizer.vocabSize > Number(m.model.vocabSize)) {
+        throw new ConfigError(`the ${corpus.tokenizer.name} tokenizer has ${corpus.tokenizer.vocabSize} tokens but the model's vocabulary is ${String(m.model.vocabSize)}`)
+      }
+      const nodeId = this.init.sampleNodeId ?? this.me
+      this.log.info('data', { path: corpus.stats.path, trainTokens: corpus.stats.trainTokens, heldOutTokens: corpus.stats.heldOutTokens, sampleNodeId: nodeId })
+      return corpusData(corpus, m.data.seed, nodeId)
+    })()
+    this.data.catch(() => { this.data = undefined }) // a failed load is tried again at the next assignment
+    return await this.data
+  }
+
+  private load (): { throughput: number, queueLength: number } {
+    const p = this.current
+    if (p == null) return { throughput: 0, queueLength: 0 }
+    const st = p.status()
+    return { throughput: this.rate.update({ done: st.microbatchesDone, busyMs: p.worker.busyMs }, Date.now()), queueLength: st.queue }
+  }
+
+  /** State-sync server: this node's state of `stage` while it serves it (weights, AdamW moments, step). */
+  private async snapshot (stage: number): Promise<StateSnapshot | undefined> {
+    const p = this.current
+    if (p == null || p.stage !== stage || this.moving != null || p.status().state === 'failed') return undefined
+    const c = this.snapshotCache
+    if (c != null && c.pipeline === p && Date.now() - c.at < SNAPSHOT_TTL_MS) return await c.snap
+    const snap = p.worker.exclusive(async () => {
+      const stageModel = p.worker.stage
+      const params = await stageModel.params.download()
+      const opt = await stageModel.optimizer.exportState()
+      return { version: opt.step, bytes: serializeState({ version: opt.step, step: this.swarmStep, tensors: joinState(params, opt.m, opt.v) }) }
+    })
+    this.snapshotCache = { pipeline: p, at: Date.now(), snap }
+    snap.catch(() => { if (this.snapshotCache?.snap === snap) this.snapshotCache = undefined })
+    return await snap
+  }
+
+  /** Lifecycle steps run one at a time (hooks and assignment events may overlap). */
+  private async serialized<R> (fn: () => Promise<R>): Promise<R> {
+    const run = this.lane.then(fn, fn)
+    this.lane = run.catch(() => {})
+    return await run
+  }
+}
+
+interface FetchedState {
+  readonly params: Map<string, Float32Array>
+  readonly optimizer: { step: number, m: Map<string, Float32Array>, v: Map<string, Float32Array> }
+  readonly step: number
+  readonly peer: string
+}
+
+// State tensor names: `param/<name>`, `adam.m/<name>`, `adam.v/<name>`; version = AdamW's update count.
+function joinState (params: Map<string, Float32Array>, m: Map<string, Float32Array>, v: Map<string, Float32Array>): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>()
+  for (const [k, t] of params) out.set(`param/${k}`, t)
+  for (const [k, t] of m) out.set(`adam.m/${k}`, t)
+  for (const [k, t] of v) out.set(`adam.v/${k}`, t)
+  return out
+}
+
+function splitState (tensors: ReadonlyMap<string, Float32Array>, version: number, step: number): Omit<FetchedState, 'peer'> {
+  const params = new Map<string, Float32Array>()
+  const m = new Map<string, Float32Array>()
+  const v = new Map<string, Float32Array>()
+  for (const [k, t] of tensors) {
+    const slash = k.indexOf('/')
+    const kind = k.slice(0, slash)
+    const name = k.slice(slash + 1)
+    if (kind === 'param') params.set(name, t)
+    else if (kind === 'adam.m') m.set(name, t)
+    else if (kind === 'adam.v') v.set(name, t)
+  }
+  return { params, optimizer: { step: version, m, v }, step }
+}
+
+async function sleep (ms: number): Promise<void> {
+  await new Promise(resolve => setTimeout(resolve, ms))
+}
