@@ -97,6 +97,16 @@ describe('demo: swarms of processes', function () {
     assert.deepEqual(report.codecs, { activation: DEMO_DEFAULT_COMPRESSION.codec, 'activation-grad': DEMO_DEFAULT_COMPRESSION.gradCodec })
     assert.equal(report.bottleneck, DEMO_DEFAULT_COMPRESSION.bottleneck)
     await assertBoundaryBytes(report, 4, 32, 32)
+    // averaging is on by default (every 10 steps): the two stage-1 nodes averaged, and a round left them identical
+    assert.equal(report.averaging.period, 10)
+    const s1 = report.averaging.per_stage.find((p: any) => p.stage === 1)
+    assert.equal(s1.nodes, 2)
+    assert.ok(s1.rounds > 0 && report.averaging.rounds > 0, `averaging rounds: ${JSON.stringify(report.averaging)}`)
+    assert.equal(s1.failed, 0)
+    assert.ok(s1.divergence_before > 0 && s1.divergence_after < 1e-3 * s1.divergence_before, `divergence ${s1.divergence_before} -> ${s1.divergence_after}`)
+    assert.equal(s1.identical_after, true, JSON.stringify(report.averaging))
+    console.log(`      averaging: ${JSON.stringify(report.averaging.per_stage[1])}`)
+    for (const p of report.averaging.per_stage.filter((p: any) => p.stage !== 1)) assert.equal(p.rounds, 0, 'single-node stages skip rounds')
 
     const ck = await loadCheckpoint(report.checkpoint, { optimizer: false })
     assert.deepEqual(ck.layout, { stages: 3, bottleneck: DEMO_DEFAULT_COMPRESSION.bottleneck ?? 0, stage: null })

@@ -44,6 +44,7 @@ export interface DemoFlags {
   codec?: string
   gradCodec?: string
   bottleneck?: string
+  averageEvery?: string
 }
 
 /** At most this many node processes on one machine: a demo, not a cluster. */
@@ -67,7 +68,8 @@ export const DEMO_DEFAULTS = {
   prompt: 'And God said',
   sampleTokens: '200',
   temperature: '0.8',
-  stallTimeout: '180'
+  stallTimeout: '180',
+  averageEvery: '10'
 } as const
 
 export function register (program: Command): void {
@@ -90,6 +92,7 @@ export function register (program: Command): void {
     .option('--eval-batches <n>', 'held-out batches the assembled model is evaluated on', d.evalBatches)
     .option('--threads <n>', 'backend worker threads per node', d.threads)
     .option('--allow-software-gpu', 'with --backend webgpu: accept a software adapter (llvmpipe) when no GPU is found')
+    .option('--average-every <n>', 'nodes of a doubled stage average their weights every n optimizer steps (0: off)', d.averageEvery)
     .option('--kill-at-step <n>', 'kill -9 one node of a doubled stage at this step, to watch the swarm route around it (0: never)', d.killAtStep)
     .option('--data <path>', 'training text (file or folder; default: the shipped corpus)')
     .option('--prompt <text>', 'prompt of the sample printed at the end', d.prompt)
@@ -145,6 +148,7 @@ export async function demoSettings (flags: DemoFlags, cwd = process.cwd()): Prom
       threads: intFlag('--threads', flags.threads ?? d.threads, 1),
       allowSoftwareGpu: flags.allowSoftwareGpu === true,
       killAtStep,
+      averageEvery: intFlag('--average-every', flags.averageEvery ?? d.averageEvery, 0),
       data,
       ...compression
     }

@@ -74,6 +74,7 @@ export function buildReport (r: ReportInput): Record<string, unknown> {
     seed: r.settings.seed,
     backend: r.settings.backend,
     max_inflight: r.settings.maxInflight,
+    averaging: averagingReport(r.settings, r.views),
     killed: r.killed != null ? { name: r.killed.name, stage: r.killed.stage, pid: r.killed.pid, at_step: r.killed.atStep } : null,
     bootstrap: r.views.filter(v => v.stage == null).map(v => ({ pid: v.pid, peer_id: v.peerId, exit: v.exit ?? null }))[0] ?? null,
     per_node: r.views.filter(v => v.stage != null).map(v => ({
@@ -93,7 +94,8 @@ export function buildReport (r: ReportInput): Record<string, unknown> {
       bytes_backward: v.training?.bytesBackward ?? null,
       codecs: v.training?.codecs ?? null,
       bottleneck: v.training?.bottleneck ?? null,
-      loss_last: v.training?.lossLast ?? null
+      loss_last: v.training?.lossLast ?? null,
+      averaging_rounds: v.training?.averaging?.rounds ?? null
     })),
     checkpoint: r.files.checkpoint,
     stage_checkpoints: r.files.stageCheckpoints,
@@ -123,4 +125,55 @@ export function downsample (curve: ReadonlyArray<readonly [number, number]>, n: 
     out.push([w[w.length - 1][0], round(w.reduce((a, p) => a + p[1], 0) / w.length, 5)])
   }
   return out
+}
+
+/** `averaging` in the report: per stage, what its nodes say about their rounds (docs/demo.md). */
+export interface DemoAveraging {
+  period: number
+  /** Rounds done: per stage the most any of its nodes did in a group, summed over stages. */
+  rounds: number
+  per_stage: Array<{
+    stage: number
+    nodes: number
+    rounds: number
+    alone: number
+    failed: number
+    /** Mean over the stage's nodes and rounds of a node's L2 distance to the round's result before writing it back. */
+    divergence_before: number | null
+    /** The largest distance after writing back (0: every node holds the result exactly). */
+    divergence_after: number | null
+    /** Nodes that reported the same last round report the same digest of their parameters after it (null: fewer than two). */
+    identical_after: boolean | null
+  }>
+}
+
+export function averagingReport (s: DemoSettings, views: readonly NodeView[]): DemoAveraging | null {
+  if (s.averageEvery <= 0) return null
+  const per: DemoAveraging['per_stage'] = []
+  for (let st = 0; st < s.stages; st++) {
+    const nodes = views.filter(v => v.stage === st)
+    const av = nodes.map(v => v.training?.averaging).filter(a => a != null)
+    const hist = av.flatMap(a => a.history)
+    const withRounds = av.filter(a => a.rounds > 0 && a.lastRound != null)
+    const last = Math.max(...withRounds.map(a => a.lastRound as number))
+    const atLast = withRounds.filter(a => a.lastRound === last)
+    per.push({
+      stage: st,
+      nodes: nodes.length,
+      rounds: Math.max(0, ...av.map(a => a.rounds)),
+      alone: Math.max(0, ...av.map(a => a.alone)),
+      failed: av.reduce((t, a) => t + a.failed, 0),
+      divergence_before: hist.length > 0 ? hist.reduce((t, h) => t + h[3], 0) / hist.length : null,
+      divergence_after: hist.length > 0 ? Math.max(...hist.map(h => h[4])) : null,
+      identical_after: atLast.length >= 2 ? atLast.every(a => a.paramsDigest === atLast[0].paramsDigest) : null
+    })
+  }
+  return { period: s.averageEvery, rounds: per.reduce((t, p) => t + p.rounds, 0), per_stage: per }
+}
+
+/** "averaging every 10 steps: 4 rounds; stage 1: distance to the mean 0.41 -> 0 (identical)" */
+export function averagingLine (a: DemoAveraging): string {
+  const parts = a.per_stage.filter(p => p.rounds > 0).map(p =>
+    `stage ${p.stage}: distance to the mean ${p.divergence_before?.toPrecision(3) ?? '--'} -> ${p.divergence_after?.toPrecision(3) ?? '--'}${p.identical_after === true ? ' (identical)' : ''}`)
+  return `averaging every ${a.period} steps: ${a.rounds} rounds${parts.length > 0 ? '; ' + parts.join('; ') : ' (no stage has two nodes)'}`
 }

@@ -17,14 +17,14 @@ import { queryControl } from '../node/control-endpoint.ts'
 import { writeFileAtomic } from '../train/checkpoint.ts'
 import { controlRequest } from './control-client.ts'
 import type { BytesPerToken } from './demo-compression.ts'
-import { buildReport, type KilledNode } from './demo-report.ts'
+import { averagingLine, buildReport, type DemoAveraging, type KilledNode } from './demo-report.ts'
 import { SwarmRunError } from './demo-errors.ts'
 import { bytes, LiveDisplay } from './live-display.ts'
 import { lossChartSvg } from './loss-chart-svg.ts'
 import { mergeStageCheckpoints } from '../train/merge-checkpoints.ts'
 import { evaluateModel } from './model-eval.ts'
 import { describeExit, logTail, SwarmLauncher, type LaunchedNode } from './swarm-launcher.ts'
-import { bootstrapArgs, nodeConfig, nodeNames, stageAssignment, trainingNodeArgs, type DemoSettings } from './swarm-plan.ts'
+import { bootstrapArgs, demoManifest, nodeConfig, nodeNames, stageAssignment, trainingNodeArgs, type DemoSettings } from './swarm-plan.ts'
 import { parseTrainingStatus, snapshot, type NodeView, type SwarmSnapshot } from './swarm-view.ts'
 
 export interface DemoOptions {
@@ -89,9 +89,11 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
     check()
     const configFile = join(work, 'node-config.json')
     await writeFile(configFile, JSON.stringify(nodeConfig(s)) + '\n')
+    const manifestFile = join(o.outDir, 'run-manifest.json')
+    await writeFile(manifestFile, JSON.stringify(await demoManifest(s), null, 2) + '\n')
     const started = await Promise.allSettled(assignment.map(async (stage, i) => {
       const dir = join(work, names[i])
-      const n = await launcher.start({ name: names[i], args: trainingNodeArgs(s, stage, dir, configFile, boot.addrs[0]), logFile: join(logsDir, `${names[i]}.log`) }, o.signal)
+      const n = await launcher.start({ name: names[i], args: trainingNodeArgs(s, stage, dir, configFile, boot.addrs[0], manifestFile), logFile: join(logsDir, `${names[i]}.log`) }, o.signal)
       const v = viewOf(names[i], stage, n, dir)
       launched.set(v, n)
       display.note(`${names[i].padEnd(4)}  stage ${stage}  pid ${n.pid}  ${n.peerId}`)
@@ -237,6 +239,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
       `loss ${f(report.loss_first)} -> ${f(report.loss_last)}; held-out ${f(ev.evalLoss)} (unigram baseline ${f(unigram)})`,
       `microbatches: ${snap.microbatchesDone} done, ${snap.microbatchesDropped} dropped, ${snap.microbatchesRetried} retried; sent ${bytes(snap.bytesForward)} forward, ${bytes(snap.bytesBackward)} backward`,
       `boundaries: ${compressionLine(s)}; ${f(bpt.total, 1)} B/token per crossing (${f(bpt.forward, 1)} forward + ${f(bpt.backward, 1)} backward), ${f(ratio.total, 1)}x less than float32`,
+      ...(report.averaging != null ? [averagingLine(report.averaging as DemoAveraging)] : []),
       ...(killed != null ? [`killed ${killed.name} (stage ${killed.stage}) at step ${killed.atStep}; the run went on with the other nodes`] : []),
       `model:  ${modelFile}  (layerswarm sample --checkpoint ${modelFile})`,
       `chart:  ${svgFile}`,

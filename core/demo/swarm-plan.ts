@@ -1,6 +1,9 @@
 // What the demo swarm looks like: which stage each training node serves, and the exact
-// `layerswarm start` arguments of every node. Every training node gets the same run flags (the
+// `layerswarm start` arguments of every node, and the run manifest they share. Every training node gets the same run flags (the
 // run manifest's hash is the run id: nodes with different flags would refuse each other's work).
+import { validateModelConfig } from '../model/config.ts'
+import { validateManifest, type RunManifest } from '../run/manifest.ts'
+import { buildManifest, parseTrainingOptions } from '../runtime/training-runtime.ts'
 
 /** Settings of a demo run, validated by the CLI. */
 export interface DemoSettings {
@@ -29,6 +32,8 @@ export interface DemoSettings {
   readonly allowSoftwareGpu?: boolean
   /** SIGKILL one node of the most-served stage once the swarm reaches this step (0: never). */
   readonly killAtStep: number
+  /** Averaging period of the run manifest: nodes of one stage average every this many steps (0: off). */
+  readonly averageEvery: number
   /** Codec of activations at the stage boundaries (`none` = raw f32). */
   readonly codec: string
   /** Codec of activation gradients. */
@@ -65,8 +70,10 @@ export function bootstrapArgs (dataDir: string): string[] {
 }
 
 /** `layerswarm start` arguments of a training node serving `stage`. */
-export function trainingNodeArgs (s: DemoSettings, stage: number, dataDir: string, configFile: string, bootstrapAddr: string): string[] {
+export function trainingNodeArgs (s: DemoSettings, stage: number, dataDir: string, configFile: string, bootstrapAddr: string, manifestFile?: string): string[] {
   return [
+    // the run manifest (demoManifest): the flags below describe the same run; the file adds the averaging period
+    ...(manifestFile != null ? ['--run-manifest', manifestFile] : []),
     '--data-dir', dataDir,
     '--config', configFile,
     '--listen', '/ip4/127.0.0.1/tcp/0',
@@ -97,4 +104,22 @@ export function nodeConfig (s: DemoSettings): Record<string, unknown> {
   const pluginOptions: Record<string, Record<string, unknown>> = { 'backend-cpu': { threads: s.threads } }
   if (s.allowSoftwareGpu === true) pluginOptions['backend-webgpu'] = { allowSoftwareGpu: true }
   return { pluginOptions }
+}
+
+/**
+ * The run manifest of the demo: what the nodes' flags describe (buildManifest), with the averaging
+ * period set. `start` has no averaging flag, so every node gets this file (--run-manifest).
+ * `averageEvery` 0 (off): a period beyond the last step, so no round ever comes (a manifest's period is >= 1).
+ */
+export async function demoManifest (s: DemoSettings): Promise<RunManifest> {
+  const o = parseTrainingOptions({
+    stages: s.stages, model: s.model, steps: s.steps, seed: s.seed, batch: s.batch, lr: s.lr, microbatches: s.microbatches,
+    codec: s.codec, gradCodec: s.gradCodec, bottleneck: s.bottleneck ?? 0, ...(s.data != null ? { data: s.data } : {})
+  })
+  const m = await buildManifest(o)
+  return validateManifest({
+    ...structuredClone(m) as object,
+    // params: a plain weighted mean (pseudo-grad's outer momentum would act on doubled stages only)
+    averaging: { period: s.averageEvery > 0 ? s.averageEvery : s.steps + 1, mode: 'params' }
+  }, { validateModel: validateModelConfig })
 }

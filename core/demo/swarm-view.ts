@@ -31,7 +31,20 @@ export interface TrainingStatus {
   bottleneck?: number | null
   peersPerStage: Record<string, number>
   throughput: number | null
+  /** Averaging within the stage (docs/averaging.md, "In the pipeline"); absent when off. */
+  averaging?: AveragingView
   error?: string
+}
+
+/** The part of `training.averaging` the demo reads. */
+export interface AveragingView {
+  rounds: number
+  alone: number
+  failed: number
+  lastRound: number | null
+  paramsDigest: string | null
+  /** [round, step, groupSize, divergenceBefore, divergenceAfter] per round with a group. */
+  history: Array<[number, number, number, number, number]>
 }
 
 /** What the launcher knows of one node plus its last status. */
@@ -116,6 +129,7 @@ export function parseTrainingStatus (status: unknown): TrainingStatus | undefine
     bottleneck: o.bottleneck === null ? null : numOrNull(o.bottleneck) ?? undefined,
     peersPerStage: pps,
     throughput: numOrNull(o.throughput),
+    averaging: parseAveraging(o.averaging),
     error: typeof o.error === 'string' ? o.error : undefined
   }
 }
@@ -182,5 +196,22 @@ export function snapshot (views: readonly NodeView[], stages: number, steps: num
     evalLoss: evals.length > 0 ? evals.reduce((a, b) => a + b, 0) / evals.length : null,
     lossCurve,
     states: workers.map(v => v.alive ? (v.training?.state ?? 'starting') : 'exited')
+  }
+}
+
+function parseAveraging (v: unknown): AveragingView | undefined {
+  const a = v as Record<string, unknown> | null
+  if (a == null || typeof a !== 'object') return undefined
+  const history = Array.isArray(a.history)
+    ? a.history.filter((h): h is [number, number, number, number, number] => Array.isArray(h) && h.length >= 5 && h.slice(0, 5).every(x => typeof x === 'number' && Number.isFinite(x)))
+      .map(h => [h[0], h[1], h[2], h[3], h[4]] as [number, number, number, number, number])
+    : []
+  return {
+    rounds: num(a.rounds),
+    alone: num(a.alone),
+    failed: num(a.failed),
+    lastRound: numOrNull(a.lastRound),
+    paramsDigest: typeof a.paramsDigest === 'string' ? a.paramsDigest : null,
+    history
   }
 }

@@ -35,6 +35,7 @@ import {
 } from './protocol.ts'
 import { Router, type PeerSource, type RouterOptions } from './router.ts'
 import { StageWorker, type StepRecordOut } from './stage-worker.ts'
+import { StageAveraging, type AveragingStatus, type StageAveragingOptions } from './stage-averaging.ts'
 
 /** Batches for the data role (core/train's TrainData shape): pure functions of their arguments. */
 export interface PipelineData {
@@ -86,6 +87,8 @@ export interface PipelineNodeInit {
   readonly log?: Logger
   readonly onStep?: (r: StepRecordOut) => void
   readonly onEval?: (step: number, loss: number) => void
+  /** Averaging within the stage every manifest.averaging.period steps (stage-averaging.ts); false = off. */
+  readonly averaging?: StageAveragingOptions | false
 }
 
 export interface TrainingStatus {
@@ -129,6 +132,8 @@ export interface TrainingStatus {
   codecs: { activation: string, 'activation-grad': string }
   /** k of the learned bottleneck (boundary tensors are [B,T,k]), or null: [B,T,C]. */
   bottleneck: number | null
+  /** Averaging rounds with the stage's other nodes (docs/averaging.md, "In the pipeline"); null when off. */
+  averaging: AveragingStatus | null
   error?: string
 }
 
@@ -170,7 +175,8 @@ export class PipelineNode {
   private lastCompletion = 0
   private intervalEwma = 0
   private readonly penalties = new Map<string, number>()
-  private readonly s: Omit<TrainingStatus, 'runId' | 'peerId' | 'stage' | 'stages' | 'state' | 'peersPerStage' | 'throughput' | 'maxInflight' | 'queue' | 'penalties' | 'codecs' | 'bottleneck' | 'steps' | 'step'> = {
+  private readonly averaging: StageAveraging | undefined
+  private readonly s: Omit<TrainingStatus, 'runId' | 'peerId' | 'stage' | 'stages' | 'state' | 'peersPerStage' | 'throughput' | 'maxInflight' | 'queue' | 'penalties' | 'codecs' | 'bottleneck' | 'steps' | 'step' | 'averaging'> = {
     microbatchesStarted: 0,
     microbatchesDone: 0,
     microbatchesDropped: 0,
@@ -240,6 +246,11 @@ export class PipelineNode {
     }
     this.router = new Router(this.source, init.router)
     this.nextId = microbatchIdFactory()
+    // a period beyond the run's last step would never fire: no averager then
+    this.averaging = init.averaging === false || m.averaging.period > m.optimizer.steps ? undefined : new StageAveraging({
+      ...init.averaging, libp2p: init.libp2p, runId: this.runId, manifest: m, stage: this.stage, worker: this.worker, source: this.source,
+      startStep: init.startStep, container: init.container, log: init.log
+    })
     this.finished = new Promise(resolve => { this.finish = resolve })
   }
 
@@ -260,6 +271,7 @@ export class PipelineNode {
       })
     }
     this.directory?.start()
+    await this.averaging?.start()
     this.state = this.isFirst ? 'waiting-peers' : 'training'
     this.log.info('pipeline node started', { runId: this.runId, stage: this.stage, stages: this.stages, blocks: `${this.layout.range.firstBlock}..${this.layout.range.endBlock - 1}` })
     if (this.isFirst) {
@@ -282,6 +294,7 @@ export class PipelineNode {
     clearInterval(this.doneTimer)
     if (!this.isFirst) await this.libp2p.unhandle(PIPELINE_FORWARD_PROTOCOL).catch(() => {})
     await this.dataLoop
+    await this.averaging?.stop()
     this.directory?.stop()
     // wait for the stage to be idle before its memory goes
     await this.worker.exclusive(async () => {})
@@ -309,6 +322,7 @@ export class PipelineNode {
       penalties: { total: [...this.penalties.values()].reduce((a, b) => a + b, 0), byPeer },
       codecs: { activation: this.codecs.name('activation'), 'activation-grad': this.codecs.name('activation-grad') },
       bottleneck: this.layout.bottleneck > 0 ? this.layout.bottleneck : null,
+      averaging: this.averaging?.status() ?? null,
       ...(this.error != null ? { error: this.error } : {})
     }
   }
@@ -577,6 +591,7 @@ export class PipelineNode {
 
   private recordStep (r: StepRecordOut): void {
     this.s.lr = r.lr
+    this.averaging?.stepped(r.step, r.microbatches * this.init.manifest.data.batchSize)
     if (Number.isFinite(r.loss)) {
       this.s.lossLast = r.loss
       this.s.loss.push([r.step, r.loss])

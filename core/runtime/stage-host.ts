@@ -89,6 +89,8 @@ export class StageHost {
   private moves = 0
   private moving: { from: number, to: number } | undefined
   private stopped = false
+  /** Why the last attempt to serve a stage failed (cleared by a success). */
+  private error: string | undefined
   private finish!: () => void
   private lane: Promise<unknown> = Promise.resolve()
   private readonly past: Record<string, number> = Object.fromEntries(CUMULATIVE.map(k => [k, 0]))
@@ -131,10 +133,11 @@ export class StageHost {
       })
       s.setLoadSource(cachedLoad(() => this.load()))
     }
-    this.unsubscribe = s.onAssignment(a => { this.assigned(a) })
-    // a pinned scheduler assigns during its start, before this listener existed
+    this.unsubscribe = s.onAssignment(a => { void this.assigned(a).catch(() => {}) })
+    // a pinned scheduler assigns during its start, before this listener existed; a pinned stage that
+    // cannot be served fails the start, as without a scheduler
     const stage = s.currentStage()
-    if (stage !== undefined && this.assignment == null) this.assigned({ stage, reason: s.currentStage() === this.init.pin ? 'pinned' : 'join' })
+    if (stage !== undefined && this.assignment == null) await this.assigned({ stage, reason: stage === this.init.pin ? 'pinned' : 'join' })
   }
 
   async stop (): Promise<void> {
@@ -142,8 +145,8 @@ export class StageHost {
     this.stopped = true
     this.abort.abort()
     this.unsubscribe?.()
-    const p = this.current
     await this.serialized(async () => {
+      const p = this.current
       this.current = undefined
       await p?.stop()
     })
@@ -161,10 +164,11 @@ export class StageHost {
         peerId: this.me,
         stage: this.moving?.to ?? this.assignment?.stage ?? null,
         stages: m.stages.count,
-        state: 'starting',
+        state: this.error != null ? 'failed' : 'starting',
         steps: m.optimizer.steps,
         ...this.past,
-        ...extra
+        ...extra,
+        ...(this.error != null ? { error: this.error } : {})
       }
     }
     const st = p.status() as unknown as Record<string, unknown>
@@ -181,16 +185,16 @@ export class StageHost {
 
   // ---- assignment ------------------------------------------------------------------------------
 
-  private assigned (a: StageAssignment): void {
+  private async assigned (a: StageAssignment): Promise<void> {
     if (this.assignment != null && this.assignment.stage !== a.stage) this.moves++
     this.assignment = a
     this.log.info('assigned', { stage: a.stage, reason: a.reason, moves: this.moves })
     // hooks normally started the pipeline already; this covers pins and a scheduler without hooks
-    void this.serialized(async () => {
+    await this.serialized(async () => {
       if (this.stopped || this.current?.stage === a.stage) return
       await this.retire()
       await this.serve(a.stage)
-    }).catch(err => { this.log.error('cannot serve the assigned stage', { stage: a.stage, error: (err as Error).message }) })
+    })
   }
 
   /** beforeMove: drain, then stop the old stage's pipeline. */
@@ -221,7 +225,8 @@ export class StageHost {
   private async fetchState (stage: number, peers: readonly string[], signal: AbortSignal): Promise<FetchedState | undefined> {
     for (const peer of peers.slice(0, 3)) {
       try {
-        // one peer at a time: without averaging, a stage's peers hold different weights, so no two agree
+        // one peer at a time: between averaging rounds a stage's peers hold different weights, so
+        // no two need agree; the state checks against its own hashes (syncState) and the layout
         const r = await syncState(this.init.node.libp2p, [peer], { runId: this.runId, stage, minAgree: 1, requestTimeoutMs: 15_000, signal, log: this.init.log })
         const state = parseState(r.bytes)
         const fetched = splitState(state.tensors, state.version, state.step)
@@ -254,7 +259,19 @@ export class StageHost {
 
   // ---- the pipeline ------------------------------------------------------------------------
 
+  /** Starts the pipeline of `stage`; a failure shows in `status` (state failed, error) until a later start succeeds. */
   private async serve (stage: number, fetched?: FetchedState): Promise<void> {
+    try {
+      await this.startPipeline(stage, fetched)
+      this.error = undefined
+    } catch (err) {
+      this.error = (err as Error).message
+      this.log.error('cannot serve the stage', { stage, code: (err as LayerswarmError).code, error: this.error })
+      throw err
+    }
+  }
+
+  private async startPipeline (stage: number, fetched?: FetchedState): Promise<void> {
     const m = this.init.manifest
     const o = this.init.pipeline
     const data = stage === 0 ? await this.stageData() : undefined

@@ -1,0 +1,284 @@
+// Averaging in the pipeline: every `manifest.averaging.period` optimizer steps, the nodes serving
+// one stage average its parameters through the Averager (core/averaging: DHT group, butterfly
+// all-reduce; `params` or DiLoCo `pseudo-grad` mode, as the manifest says).
+//
+//   trigger    the stage worker's step record (StageAveraging.stepped): round = floor(step / period)
+//              (1-based swarm step), once per round number, so every member of the stage agrees on it
+//              even when one of them skipped the exact step
+//   round      queued on the worker's exclusive section (no microbatch runs meanwhile): flatten the
+//              stage parameters in stageParamSpecs order, Averager.round(weight = samples since the
+//              last round, stageSize = this node + its stage peers in the directory), write the
+//              result back, measure the distance before and after (docs/averaging.md, "In the pipeline")
+//   bounded    a stage served by this node alone skips at once; a round is bounded by the Averager's
+//              deadlines (joinMs + 2 phases); a failure is logged and counted, training goes on
+//
+// Groups are found through the DHT when the node has one (libp2p.services.dht), else among the
+// peers the pipeline's PeerSource lists for the stage (tests with a static source).
+import type { Libp2p } from '@libp2p/interface'
+import type { DependencyContainer } from 'tsyringe'
+import type { Logger } from '../contracts/logger.ts'
+import { silentLogger } from '../logger.ts'
+import { Averager, shardCodecs, type AveragingMode, type GroupFinder, type GroupQuery } from '../averaging/index.ts'
+import { CodecSet } from '../codec-set.ts'
+import type { RunManifest } from '../run/manifest.ts'
+import type { PeerSource } from './router.ts'
+import type { StageWorker } from './stage-worker.ts'
+
+export interface StageAveragingOptions {
+  /** How long members look for each other (ms). Default 3000. */
+  readonly joinMs?: number
+  /** A fixed per-phase deadline of the all-reduce (ms); default the Averager's bandwidth rule. */
+  readonly phaseTimeoutMs?: number
+  /** Who is in a group; default the DHT when libp2p has one, else the peer source's stage peers. */
+  readonly finder?: GroupFinder
+}
+
+export interface StageAveragingInit extends StageAveragingOptions {
+  readonly libp2p: Libp2p
+  readonly runId: string
+  readonly manifest: RunManifest
+  readonly stage: number
+  readonly worker: StageWorker
+  readonly source: PeerSource
+  /** The swarm step this node starts at (rounds at or before it are not run). */
+  readonly startStep?: number
+  readonly container?: DependencyContainer
+  readonly log?: Logger
+}
+
+/** `averaging` in the training status (docs/averaging.md, "In the pipeline"). */
+export interface AveragingStatus {
+  readonly period: number
+  readonly mode: AveragingMode
+  /** Rounds this node averaged in a group of two or more. */
+  rounds: number
+  /** Rounds skipped because no other node served the stage, or that found no partner in time. */
+  alone: number
+  /** Rounds that failed (error logged; the parameters were left as they were). */
+  failed: number
+  /** Round triggers dropped because the previous round was still queued or running. */
+  busy: number
+  /** The last round with a group (the one paramsDigest and the divergences belong to). */
+  lastRound: number | null
+  /** Group size of the last round tried (1: nobody found). */
+  lastGroupSize: number | null
+  /** Totals over all rounds: shards that kept local values, peers left out of a round. */
+  lostShards: number
+  excluded: number
+  /** Last round with a group: L2 distance of this node's parameters to the round's result before writing it back. */
+  divergenceBefore: number | null
+  /** The same distance after writing back (parameters read back from the backend): 0 when the write-back took. */
+  divergenceAfter: number | null
+  /** L2 norm of the round's result, to put the distances in scale. */
+  paramNorm: number | null
+  /** FNV-1a of the stage parameters' bits right after the last round: equal on members holding identical values. */
+  paramsDigest: string | null
+  /** Milliseconds the last round held the stage (group formation + all-reduce + write-back). */
+  lastMs: number | null
+  /** Per round with a group: [round, 1-based step, groupSize, divergenceBefore, divergenceAfter]. */
+  history: Array<[number, number, number, number, number]>
+  lastError: string | null
+}
+
+const MAX_HISTORY = 200
+
+export class StageAveraging {
+  readonly period: number
+  private readonly averager: Averager
+  private readonly log: Logger
+  private readonly me: string
+  private readonly abort = new AbortController()
+  private lastRound: number
+  private samples = 0
+  private pending: Promise<void> | undefined
+  private readonly s: AveragingStatus
+
+  constructor (private readonly init: StageAveragingInit) {
+    const m = init.manifest
+    this.period = m.averaging.period
+    this.me = init.libp2p.peerId.toString()
+    this.log = (init.log ?? silentLogger).forComponent('layerswarm:pipeline:averaging')
+    this.lastRound = Math.floor((init.startStep ?? 0) / this.period)
+    const services = (init.libp2p as unknown as { services?: { dht?: unknown } }).services
+    const finder = init.finder ?? (services?.dht != null ? undefined : new SourceGroupFinder(() => init.source.peersForStage(init.stage)))
+    this.averager = new Averager(init.libp2p as never, {
+      runId: init.runId,
+      mode: m.averaging.mode,
+      codecs: shardCodecs(m.codecs, init.container != null ? CodecSet.fromContainer(init.container).codecs : undefined),
+      finder,
+      joinMs: init.joinMs,
+      phaseTimeoutMs: init.phaseTimeoutMs,
+      log: init.log
+    })
+    this.s = {
+      period: this.period,
+      mode: m.averaging.mode,
+      rounds: 0,
+      alone: 0,
+      failed: 0,
+      busy: 0,
+      lastRound: null,
+      lastGroupSize: null,
+      lostShards: 0,
+      excluded: 0,
+      divergenceBefore: null,
+      divergenceAfter: null,
+      paramNorm: null,
+      paramsDigest: null,
+      lastMs: null,
+      history: [],
+      lastError: null
+    }
+  }
+
+  async start (): Promise<void> {
+    await this.averager.start()
+  }
+
+  /** Aborts a round in progress (its deadlines would end it anyway) and waits for it; unregisters the protocol. */
+  async stop (): Promise<void> {
+    this.abort.abort()
+    await this.averager.stop()
+    await this.pending
+  }
+
+  status (): AveragingStatus {
+    return { ...this.s, history: this.s.history.slice() }
+  }
+
+  /**
+   * The worker applied a step (1-based `step`) over `samples` sequences. Called from the worker's
+   * step record, i.e. inside its lock: the round is queued behind it, never awaited here.
+   */
+  stepped (step: number, samples: number): void {
+    this.samples += samples
+    const round = Math.floor(step / this.period)
+    if (round <= this.lastRound || this.abort.signal.aborted) return
+    this.lastRound = round
+    if (this.pending != null) {
+      this.s.busy++
+      this.log.warn('averaging round skipped: the previous one is still running', { round, step })
+      return
+    }
+    const weight = Math.max(1, this.samples)
+    this.samples = 0
+    this.pending = this.init.worker.exclusive(async () => { await this.run(round, step, weight) })
+      .catch(err => { this.log.error('averaging round crashed', { round, error: (err as Error).message }) })
+      .finally(() => { this.pending = undefined })
+  }
+
+  private async run (round: number, step: number, weight: number): Promise<void> {
+    const signal = this.abort.signal
+    if (signal.aborted) return
+    const stageSize = new Set([this.me, ...this.init.source.peersForStage(this.init.stage)]).size
+    if (stageSize < 2) {
+      this.s.alone++
+      this.log.debug('averaging round skipped: no other node serves the stage', { round, step })
+      return
+    }
+    const t0 = performance.now()
+    const params = this.init.worker.stage.params
+    try {
+      const flat = flatten(await params.download(), params.specs.map(s => s.name))
+      const r = await this.averager.round({ round, stage: this.init.stage, params: flat, weight, stageSize, signal })
+      this.s.lastGroupSize = r.groupSize
+      this.s.lostShards += r.lostShards.length
+      this.s.excluded += r.excluded.length
+      if (r.groupSize < 2) {
+        this.s.alone++
+        this.s.lastMs = performance.now() - t0
+        this.log.info('averaging round found no partner', { round, step, stageSize, formMs: r.formMs })
+        return
+      }
+      const before = l2Distance(flat, r.averaged)
+      await params.load(unflatten(r.averaged, params.specs))
+      const back = flatten(await params.download(), params.specs.map(s => s.name))
+      const after = l2Distance(back, r.averaged)
+      this.s.rounds++
+      this.s.lastRound = round
+      this.s.divergenceBefore = before
+      this.s.divergenceAfter = after
+      this.s.paramNorm = l2Distance(r.averaged, new Float32Array(0))
+      this.s.paramsDigest = fnv1a(back)
+      this.s.lastMs = performance.now() - t0
+      this.s.history.push([round, step, r.groupSize, before, after])
+      if (this.s.history.length > MAX_HISTORY) this.s.history.splice(0, this.s.history.length - MAX_HISTORY)
+      this.log.info('averaging round', {
+        round, step, mode: r.mode, groupSize: r.groupSize, weight, lostShards: r.lostShards.length, excluded: r.excluded.length,
+        divergenceBefore: before, divergenceAfter: after, formMs: r.formMs, reduceMs: r.reduceMs
+      })
+    } catch (err) {
+      if (signal.aborted) return
+      this.s.failed++
+      this.s.lastError = (err as Error).message
+      this.s.lastMs = performance.now() - t0
+      this.log.warn('averaging round failed; training goes on', { round, step, code: (err as { code?: string }).code, error: (err as Error).message })
+    }
+  }
+}
+
+/** Group members from the pipeline's peer source (no DHT): offered until the join deadline, so late greetings still count. */
+class SourceGroupFinder implements GroupFinder {
+  constructor (private readonly peers: () => string[]) {}
+
+  async find (q: GroupQuery): Promise<void> {
+    while (Date.now() < q.deadline && q.stop?.aborted !== true) {
+      q.signal?.throwIfAborted()
+      for (const p of this.peers()) {
+        if (!q.found.has(p)) {
+          q.found.add(p)
+          if (p !== q.self) q.onFound?.(p)
+        }
+      }
+      await new Promise(resolve => setTimeout(resolve, Math.max(0, Math.min(100, q.deadline - Date.now()))))
+    }
+  }
+}
+
+/** The stage's parameters as one vector, in `names` order (stageParamSpecs: the checkpoint order). */
+export function flatten (values: ReadonlyMap<string, Float32Array>, names: readonly string[]): Float32Array {
+  let n = 0
+  for (const name of names) n += (values.get(name) as Float32Array).length
+  const out = new Float32Array(n)
+  let o = 0
+  for (const name of names) {
+    const v = values.get(name) as Float32Array
+    out.set(v, o)
+    o += v.length
+  }
+  return out
+}
+
+/** The inverse of flatten: views of `flat`, one per spec, in spec order. */
+function unflatten (flat: Float32Array, specs: ReadonlyArray<{ name: string, shape: readonly number[] }>): Map<string, Float32Array> {
+  const out = new Map<string, Float32Array>()
+  let o = 0
+  for (const s of specs) {
+    const n = s.shape.reduce((a, b) => a * b, 1)
+    out.set(s.name, flat.subarray(o, o + n))
+    o += n
+  }
+  if (o !== flat.length) throw new Error(`averaged vector has ${flat.length} values, the stage ${o}`)
+  return out
+}
+
+/** L2 distance (float64 accumulation); against an empty vector: the norm. */
+export function l2Distance (a: Float32Array, b: Float32Array): number {
+  let s = 0
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i] - (i < b.length ? b[i] : 0)
+    s += d * d
+  }
+  return Math.sqrt(s)
+}
+
+/** FNV-1a over the 32-bit words of the values' bits, as 8 hex chars. */
+export function fnv1a (v: Float32Array): string {
+  const w = new Uint32Array(v.buffer, v.byteOffset, v.length)
+  let h = 0x811c9dc5
+  for (let i = 0; i < w.length; i++) {
+    h ^= w[i]
+    h = Math.imul(h, 0x01000193)
+  }
+  return (h >>> 0).toString(16).padStart(8, '0')
+}
