@@ -1,7 +1,8 @@
-// Shape, dtype and ownership checks shared by the CPU backend's kernels. Every kernel validates its
-// arguments with these before any memory is touched, and throws ShapeError naming the argument.
-import { ShapeError } from '../../core/errors.ts'
-import type { DType, Tensor } from '../../core/contracts/index.ts'
+// Shape and dtype checks for ComputeBackend kernels: a small shared utility that backend plugins use
+// (like core/errors.ts), so every backend rejects the same bad arguments with the same ShapeError
+// naming the argument, before any memory is touched or any GPU work is encoded.
+import { ShapeError } from './errors.ts'
+import type { DType, Tensor } from './contracts/index.ts'
 
 export function shapeOf (shape: readonly number[]): string {
   return `[${shape.join(',')}]`

@@ -8,7 +8,7 @@
 import os from 'node:os'
 import { ShapeError } from '../../core/errors.ts'
 import type { AdamWParams, BackendInfo, ComputeBackend, DType, Tensor } from '../../core/contracts/index.ts'
-import * as chk from './checks.ts'
+import * as chk from '../../core/kernel-checks.ts'
 import { chunkCount, Executor, INLINE_WORK, jobWork, OP, PARAMS_LENGTH, SCRATCH, scratchElements } from './exec.ts'
 import { Heap } from './heap.ts'
 import { WorkerPool } from './pool.ts'

@@ -19,7 +19,7 @@
 // the token -> positions lists of the encoder backward, without a GPU round trip.
 import { ShapeError } from '../../core/errors.ts'
 import type { AdamWParams, BackendInfo, ComputeBackend, DType, Logger, Tensor } from '../../core/contracts/index.ts'
-import * as chk from './checks.ts'
+import * as chk from '../../core/kernel-checks.ts'
 import { WebGpuDeviceError, WebGpuLimitError } from './errors.ts'
 import type { AdapterSummary } from './adapter.ts'
 import { grid1d, PARAM_SLOT, wgsl } from './shaders/kernel.ts'
