@@ -248,9 +248,12 @@ describe('pipeline: boundary compression', function () {
     })
   })
 
-  it('start loads the compression plugin for any boundary codec but raw (flags or a manifest file)', async () => {
-    const base = { stage: '0' }
+  it('start loads the compression plugin for any boundary or averaging codec but raw (flags or a manifest file)', async () => {
+    // a run shorter than the averaging period (50) uses only the boundary codecs
+    const base = { stage: '0', steps: '10' }
     assert.deepEqual(await trainingPlugins(parseTrainingOptions(base)), [])
+    // a longer run averages with the default parameter codec fp32, which the plugin provides
+    assert.deepEqual(await trainingPlugins(parseTrainingOptions({ stage: '0', steps: '100' })), [CODEC_PLUGIN])
     assert.deepEqual(await trainingPlugins(parseTrainingOptions({ ...base, codec: 'none' })), [])
     assert.deepEqual(await trainingPlugins(parseTrainingOptions({ ...base, codec: 'int8-block' })), [CODEC_PLUGIN])
     assert.deepEqual(await trainingPlugins(parseTrainingOptions({ ...base, codec: 'fp32' })), [CODEC_PLUGIN])

@@ -12,7 +12,7 @@ import { queryControl } from '../core/node/control-endpoint.ts'
 import { SwarmLauncher, type LaunchedNode } from '../core/demo/swarm-launcher.ts'
 import { bootstrapArgs } from '../core/demo/swarm-plan.ts'
 import { BIN, ROOT } from './cli-helpers.ts'
-import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
+import { removeDirs, tempDir } from './node-helpers.ts'
 import { tinyCorpus } from './pipeline-helpers.ts'
 
 /** 2 layers, d = 32: a step of a 2-stage swarm takes a few ms of compute. */
@@ -27,6 +27,7 @@ interface Training {
   assignment: { stage: number, reason: string } | null
   moves: number
   servingPerStage?: number[]
+  error?: string
 }
 
 interface Member { name: string, dataDir: string, node: LaunchedNode }
@@ -37,8 +38,25 @@ async function trainingOf (m: Member): Promise<Training | undefined> {
   return st?.training
 }
 
+/** Statuses of nodes that must be alive: a node that exited or reports `failed` fails the test at once. */
 async function poll (members: Member[]): Promise<Array<Training | undefined>> {
-  return await Promise.all(members.map(trainingOf))
+  const t = await Promise.all(members.map(trainingOf))
+  members.forEach((m, i) => {
+    if (m.node.exit != null) throw new Error(`node ${m.name} exited (${m.node.exit.code ?? m.node.exit.signal ?? '?'}); see ${m.node.spec.logFile}`)
+    if (t[i]?.state === 'failed') throw new Error(`node ${m.name} failed: ${t[i]?.error ?? '(no error given)'}`)
+  })
+  return t
+}
+
+/** Polls `check` every second until it returns a value; its errors fail at once (unlike waitFor). */
+async function until<T> (what: string, check: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const v = await check()
+    if (v !== undefined && v !== false) return v
+    await new Promise(resolve => setTimeout(resolve, 1000))
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
 }
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length
@@ -90,13 +108,13 @@ describe('scheduler: assignment and moves in the training runtime (multi-process
     const members = await startNodes(['a0', 'a1', 'a2', 'a3'], () => [], boot.addrs[0])
 
     // every node assigned by the scheduler ('join'), both stages served, stage 0 stepping
-    const first = await waitFor('both stages served and stage 0 training', async () => {
+    const first = await until('both stages served and stage 0 training', async () => {
       const t = await poll(members)
       if (t.some(x => x?.assignment == null || x.state !== 'training')) return undefined
       const stages = t.map(x => x?.assignment?.stage)
       if (!stages.includes(0) || !stages.includes(1)) return undefined
       return t.every((x, i) => stages[i] !== 0 || (x?.step ?? 0) >= 3) ? t as Training[] : undefined
-    }, 180_000, 1000)
+    }, 180_000)
     for (const t of first) {
       assert.equal(t.assignment?.reason, 'join')
       assert.equal(t.stage, t.assignment?.stage, 'the pipeline serves the assigned stage')
@@ -111,7 +129,7 @@ describe('scheduler: assignment and moves in the training runtime (multi-process
     // a survivor moves to the empty stage (more than one stage-0 node: one can go)
     let mover: Member | undefined
     let origin: Member | undefined
-    const recovered = await waitFor('a stage-0 node to move to stage 1 and serve it', async () => {
+    const recovered = await until('a stage-0 node to move to stage 1 and serve it', async () => {
       const t = await poll(survivors)
       const i = t.findIndex(x => x?.assignment?.stage === 1 && x.stage === 1 && x.state === 'training')
       const j = t.findIndex(x => x?.stage === 0 && x.state === 'training')
@@ -119,17 +137,17 @@ describe('scheduler: assignment and moves in the training runtime (multi-process
       mover = survivors[i]
       origin = survivors[j]
       return t
-    }, 120_000, 1000)
+    }, 120_000)
     const moved = recovered[survivors.indexOf(mover as Member)] as Training
     assert.equal(moved.assignment?.reason, 'rebalance')
     assert.equal(moved.moves, 1)
     const stepAtRecovery = (recovered[survivors.indexOf(origin as Member)] as Training).step
 
     // training resumes through the moved node: stage 0's steps go on, its loss is finite and falls
-    const after = await waitFor('stage 0 to train 15 more steps', async () => {
-      const t = await trainingOf(origin as Member)
+    const after = await until('stage 0 to train 15 more steps', async () => {
+      const [t] = await poll([origin as Member])
       return t != null && t.step >= stepAtRecovery + 15 ? t : undefined
-    }, 180_000, 1000)
+    }, 180_000)
     const since = after.loss.filter(([s]) => s > stepAtRecovery).map(([, l]) => l)
     assert.ok(since.length >= 15, `losses after the move: ${since.length}`)
     assert.ok(since.every(Number.isFinite))
@@ -151,31 +169,31 @@ describe('scheduler: assignment and moves in the training runtime (multi-process
       }
     }
 
-    const joined = await waitFor('the unpinned node to join stage 1 and stage 0 to train', async () => {
-      const [t, p] = await Promise.all([trainingOf(u1), poll(pinned)])
+    const joined = await until('the unpinned node to join stage 1 and stage 0 to train', async () => {
+      const [t, p] = await Promise.all([poll([u1]).then(x => x[0]), poll(pinned)])
       checkPinned(p)
       return t?.stage === 1 && t.state === 'training' && p.every(x => (x?.step ?? 0) >= 2) ? t : undefined
-    }, 180_000, 1000)
+    }, 180_000)
     assert.deepEqual(joined.assignment, { stage: 1, reason: 'join' }, 'a joiner takes the empty stage')
 
     launcher?.signal(u1.node, 'SIGKILL')
     await u1.node.exited
     // the pinned nodes see stage 1 empty for several heartbeats (an unpinned node would move within ~2)
     let emptyPolls = 0
-    await waitFor('the pinned nodes to see stage 1 empty for 4 polls', async () => {
+    await until('the pinned nodes to see stage 1 empty for 4 polls', async () => {
       const p = await poll(pinned)
       checkPinned(p)
       emptyPolls = p.every(x => x?.servingPerStage?.[1] === 0) ? emptyPolls + 1 : 0
       return emptyPolls >= 4
-    }, 60_000, 1000)
+    }, 60_000)
 
     const [u2] = await startNodes(['u2'], () => [], boot.addrs[0])
     const before = Math.max(...(await poll(pinned)).map(x => x?.step ?? 0))
-    await waitFor('training to resume through the new node', async () => {
-      const [t, p] = await Promise.all([trainingOf(u2), poll(pinned)])
+    await until('training to resume through the new node', async () => {
+      const [t, p] = await Promise.all([poll([u2]).then(x => x[0]), poll(pinned)])
       checkPinned(p)
       return t?.stage === 1 && t.assignment?.reason === 'join' && p.some(x => (x?.step ?? 0) >= before + 3)
-    }, 180_000, 1000)
+    }, 180_000)
     checkPinned(await poll(pinned))
   })
 })

@@ -154,19 +154,17 @@ export async function buildManifest (o: TrainingOptions): Promise<RunManifest> {
 }
 
 /**
- * Plugins these training options need on top of the node's own: the built-in codecs plugin when
- * the run's boundary codecs are anything but raw f32 (`none`/`raw`). The plugin host cannot load
- * plugins once started, so `start` asks this before it creates the node; a node started without
- * the plugin would fail at its first boundary with "no plugin registered int8-block".
+ * Plugins these training options need on top of the node's own: the built-in codecs plugin when a
+ * codec the run will use is anything but raw f32 (`none`/`raw`): the boundary codecs always, the
+ * parameter codecs when averaging rounds fall within the run (period <= steps; the manifest's
+ * default parameter codec is `fp32`, a plugin codec). The plugin host cannot load plugins once
+ * started, so `start` asks this before it creates the node; a node started without the plugin would
+ * fail at its first boundary or round with "no plugin registered ...".
  */
 export async function trainingPlugins (o: TrainingOptions): Promise<string[]> {
-  let names: string[]
-  if (o.runManifest != null) {
-    const m = await loadManifest(o.runManifest, { validateModel: validateModelConfig })
-    names = [m.codecs.activation, m.codecs['activation-grad']]
-  } else {
-    names = [o.codec, o.gradCodec ?? o.codec]
-  }
+  const m = await buildManifest(o)
+  const names = [m.codecs.activation, m.codecs['activation-grad']]
+  if (m.averaging.period <= m.optimizer.steps) names.push(m.codecs.parameter, m.codecs['parameter-grad'])
   return names.some(n => !RAW_CODEC_NAMES.has(n)) ? [CODEC_PLUGIN] : []
 }
 

@@ -28,7 +28,7 @@ export interface MoveHooks {
   /**
    * Load stage `stage`'s current weights (and optimizer state) from `peers`, which serve it, before
    * serving it; `peers` is empty when nobody does (start from the checkpoint or the init).
-   * The state-sync/all-reduce issue implements this; until then the runtime starts from its own state.
+   * The training runtime implements it with the state-sync protocol (core/runtime/stage-host.ts).
    */
   fetchStageState?: (stage: number, peers: readonly string[], signal: AbortSignal) => Promise<void>
 }
