@@ -56,3 +56,63 @@ export function indicesInRange (name: string, ids: Int32Array, lo: number, hi: n
     if (v < lo || v >= hi) throw new ShapeError(`${name}[${i}] = ${v} is outside [${lo}, ${hi})`)
   }
 }
+
+// ---- per-kernel dimensions: check a kernel's arguments against each other, return its sizes ----
+
+export function encoderDims (out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor): { B: number, T: number, C: number, V: number, maxT: number } {
+  rank('inp', inp, 2)
+  rank('wte/dwte', wte, 2)
+  rank('wpe/dwpe', wpe, 2)
+  const [B, T] = inp.shape
+  const [V, C] = wte.shape
+  const maxT = wpe.shape[0]
+  if (wpe.shape[1] !== C) throw new ShapeError(`wpe/dwpe: expected [maxT,${C}], got ${shapeOf(wpe.shape)}`)
+  if (T > maxT) throw new ShapeError(`inp: T=${T} exceeds wpe's maxT=${maxT}`)
+  dims('out/dout', out, [B, T, C])
+  return { B, T, C, V, maxT }
+}
+
+export function layernormDims (inp: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, rstd: Tensor): { N: number, C: number } {
+  const C = lastDim(inp)
+  if (C === 0) throw new ShapeError(`inp: last dim must be > 0, got ${shapeOf(inp.shape)}`)
+  const N = inp.size / C
+  size('weight', weight, C)
+  size('bias/dbias', bias, C)
+  size('mean', mean, N)
+  size('rstd', rstd, N)
+  return { N, C }
+}
+
+export function matmulDims (out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null): { N: number, C: number, OC: number } {
+  rank('weight', weight, 2)
+  const [OC, C] = weight.shape
+  if (C === 0) throw new ShapeError('weight: C must be > 0')
+  if (lastDim(inp) !== C) throw new ShapeError(`inp: last dim must be C=${C} (weight ${shapeOf(weight.shape)}), got ${shapeOf(inp.shape)}`)
+  const N = inp.size / C
+  if (lastDim(out) !== OC) throw new ShapeError(`out/dout: last dim must be OC=${OC}, got ${shapeOf(out.shape)}`)
+  size('out/dout', out, N * OC)
+  if (bias !== null) size('bias/dbias', bias, OC)
+  return { N, C, OC }
+}
+
+export function attentionDims (out: Tensor, preatt: Tensor, att: Tensor, qkv: Tensor, NH: number): { B: number, T: number, C: number } {
+  positiveInt('NH', NH)
+  rank('qkv', qkv, 3)
+  const [B, T, C3] = qkv.shape
+  if (C3 % 3 !== 0) throw new ShapeError(`qkv: last dim must be 3C, got ${shapeOf(qkv.shape)}`)
+  const C = C3 / 3
+  if (C % NH !== 0) throw new ShapeError(`C=${C} is not divisible by NH=${NH}`)
+  dims('out/dout', out, [B, T, C])
+  dims('preatt/dpreatt', preatt, [B, NH, T, T])
+  dims('att/datt', att, [B, NH, T, T])
+  return { B, T, C }
+}
+
+export function crossEntropyDims (probs: Tensor, logits: Tensor, targets: Tensor): { N: number, V: number } {
+  const V = lastDim(logits)
+  if (V === 0) throw new ShapeError('logits: V must be > 0')
+  const N = logits.size / V
+  size('probs/dlogits', probs, logits.size)
+  size('targets', targets, N)
+  return { N, V }
+}

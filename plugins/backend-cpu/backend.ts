@@ -151,47 +151,25 @@ export class CpuBackend implements ComputeBackend {
 
   // ---- encoder --------------------------------------------------------------------------------
 
-  private encoderDims (out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor): { B: number, T: number, C: number, V: number, maxT: number } {
-    chk.rank('inp', inp, 2)
-    chk.rank('wte/dwte', wte, 2)
-    chk.rank('wpe/dwpe', wpe, 2)
-    const [B, T] = inp.shape
-    const [V, C] = wte.shape
-    const maxT = wpe.shape[0]
-    if (wpe.shape[1] !== C) throw new ShapeError(`wpe/dwpe: expected [maxT,${C}], got ${chk.shapeOf(wpe.shape)}`)
-    if (T > maxT) throw new ShapeError(`inp: T=${T} exceeds wpe's maxT=${maxT}`)
-    chk.dims('out/dout', out, [B, T, C])
-    return { B, T, C, V, maxT }
-  }
 
   async encoderForward (out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor): Promise<void> {
     const o = this.f32(out, 'out'); const ids = this.i32(inp, 'inp'); const we = this.f32(wte, 'wte'); const pe = this.f32(wpe, 'wpe')
-    const { B, T, C, V, maxT } = this.encoderDims(out, inp, wte, wpe)
+    const { B, T, C, V, maxT } = chk.encoderDims(out, inp, wte, wpe)
     await this.submit([OP.ENCODER_FWD, o.off, ids.off, we.off, pe.off, B * T, T, C, V, maxT], undefined, [ids, 0, V, 'inp (token ids)'])
   }
 
   async encoderBackward (dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor): Promise<void> {
     const dwe = this.f32(dwte, 'dwte'); const dpe = this.f32(dwpe, 'dwpe'); const d = this.f32(dout, 'dout'); const ids = this.i32(inp, 'inp')
-    const { B, T, C, V, maxT } = this.encoderDims(dout, inp, dwte, dwpe)
+    const { B, T, C, V, maxT } = chk.encoderDims(dout, inp, dwte, dwpe)
     await this.submit([OP.ENCODER_BWD, dwe.off, dpe.off, d.off, ids.off, B, T, C, V, maxT], undefined, [ids, 0, V, 'inp (token ids)'])
   }
 
   // ---- layernorm ------------------------------------------------------------------------------
 
-  private lnDims (inp: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, rstd: Tensor): { N: number, C: number } {
-    const C = chk.lastDim(inp)
-    if (C === 0) throw new ShapeError(`inp: last dim must be > 0, got ${chk.shapeOf(inp.shape)}`)
-    const N = inp.size / C
-    chk.size('weight', weight, C)
-    chk.size('bias/dbias', bias, C)
-    chk.size('mean', mean, N)
-    chk.size('rstd', rstd, N)
-    return { N, C }
-  }
 
   async layernormForward (out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor): Promise<void> {
     const o = this.f32(out, 'out'); const m = this.f32(mean, 'mean'); const r = this.f32(rstd, 'rstd'); const x = this.f32(inp, 'inp'); const w = this.f32(weight, 'weight'); const b = this.f32(bias, 'bias')
-    const { N, C } = this.lnDims(inp, weight, bias, mean, rstd)
+    const { N, C } = chk.layernormDims(inp, weight, bias, mean, rstd)
     chk.size('out', out, inp.size)
     await this.submit([OP.LAYERNORM_FWD, o.off, m.off, r.off, x.off, w.off, b.off, N, C])
   }
@@ -199,7 +177,7 @@ export class CpuBackend implements ComputeBackend {
   async layernormBackward (dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor): Promise<void> {
     const dx = this.f32(dinp, 'dinp'); const dw = this.f32(dweight, 'dweight'); const db = this.f32(dbias, 'dbias'); const d = this.f32(dout, 'dout')
     const x = this.f32(inp, 'inp'); const w = this.f32(weight, 'weight'); const m = this.f32(mean, 'mean'); const r = this.f32(rstd, 'rstd')
-    const { N, C } = this.lnDims(inp, weight, dbias, mean, rstd)
+    const { N, C } = chk.layernormDims(inp, weight, dbias, mean, rstd)
     chk.size('dweight', dweight, C)
     chk.size('dinp', dinp, inp.size)
     chk.size('dout', dout, inp.size)
@@ -208,28 +186,17 @@ export class CpuBackend implements ComputeBackend {
 
   // ---- matmul ---------------------------------------------------------------------------------
 
-  private mmDims (out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null): { N: number, C: number, OC: number } {
-    chk.rank('weight', weight, 2)
-    const [OC, C] = weight.shape
-    if (C === 0) throw new ShapeError('weight: C must be > 0')
-    if (chk.lastDim(inp) !== C) throw new ShapeError(`inp: last dim must be C=${C} (weight ${chk.shapeOf(weight.shape)}), got ${chk.shapeOf(inp.shape)}`)
-    const N = inp.size / C
-    if (chk.lastDim(out) !== OC) throw new ShapeError(`out/dout: last dim must be OC=${OC}, got ${chk.shapeOf(out.shape)}`)
-    chk.size('out/dout', out, N * OC)
-    if (bias !== null) chk.size('bias/dbias', bias, OC)
-    return { N, C, OC }
-  }
 
   async matmulForward (out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null): Promise<void> {
     const o = this.f32(out, 'out'); const x = this.f32(inp, 'inp'); const w = this.f32(weight, 'weight'); const b = bias === null ? null : this.f32(bias, 'bias')
-    const { N, C, OC } = this.mmDims(out, inp, weight, bias)
+    const { N, C, OC } = chk.matmulDims(out, inp, weight, bias)
     await this.submit([OP.MATMUL_FWD, o.off, x.off, w.off, b === null ? -1 : b.off, N, C, OC])
   }
 
   async matmulBackward (dinp: Tensor, dweight: Tensor, dbias: Tensor | null, dout: Tensor, inp: Tensor, weight: Tensor): Promise<void> {
     const dx = this.f32(dinp, 'dinp'); const dw = this.f32(dweight, 'dweight'); const db = dbias === null ? null : this.f32(dbias, 'dbias')
     const d = this.f32(dout, 'dout'); const x = this.f32(inp, 'inp'); const w = this.f32(weight, 'weight')
-    const { N, C, OC } = this.mmDims(dout, inp, weight, dbias)
+    const { N, C, OC } = chk.matmulDims(dout, inp, weight, dbias)
     chk.size('dinp', dinp, inp.size)
     chk.dims('dweight', dweight, weight.shape)
     await this.submit([OP.MATMUL_BWD, dx.off, dw.off, db === null ? -1 : db.off, d.off, x.off, w.off, N, C, OC])
@@ -237,29 +204,17 @@ export class CpuBackend implements ComputeBackend {
 
   // ---- attention ------------------------------------------------------------------------------
 
-  private attDims (out: Tensor, preatt: Tensor, att: Tensor, qkv: Tensor, NH: number): { B: number, T: number, C: number } {
-    chk.positiveInt('NH', NH)
-    chk.rank('qkv', qkv, 3)
-    const [B, T, C3] = qkv.shape
-    if (C3 % 3 !== 0) throw new ShapeError(`qkv: last dim must be 3C, got ${chk.shapeOf(qkv.shape)}`)
-    const C = C3 / 3
-    if (C % NH !== 0) throw new ShapeError(`C=${C} is not divisible by NH=${NH}`)
-    chk.dims('out/dout', out, [B, T, C])
-    chk.dims('preatt/dpreatt', preatt, [B, NH, T, T])
-    chk.dims('att/datt', att, [B, NH, T, T])
-    return { B, T, C }
-  }
 
   async attentionForward (out: Tensor, preatt: Tensor, att: Tensor, qkv: Tensor, NH: number): Promise<void> {
     const o = this.f32(out, 'out'); const pa = this.f32(preatt, 'preatt'); const a = this.f32(att, 'att'); const q = this.f32(qkv, 'qkv')
-    const { B, T, C } = this.attDims(out, preatt, att, qkv, NH)
+    const { B, T, C } = chk.attentionDims(out, preatt, att, qkv, NH)
     await this.submit([OP.ATTENTION_FWD, o.off, pa.off, a.off, q.off, B, T, C, NH])
   }
 
   async attentionBackward (dqkv: Tensor, dpreatt: Tensor, datt: Tensor, dout: Tensor, qkv: Tensor, att: Tensor, NH: number): Promise<void> {
     const dq = this.f32(dqkv, 'dqkv'); const dpa = this.f32(dpreatt, 'dpreatt'); const da = this.f32(datt, 'datt')
     const d = this.f32(dout, 'dout'); const q = this.f32(qkv, 'qkv'); const a = this.f32(att, 'att')
-    const { B, T, C } = this.attDims(dout, dpreatt, datt, qkv, NH)
+    const { B, T, C } = chk.attentionDims(dout, dpreatt, datt, qkv, NH)
     chk.dims('att', att, datt.shape)
     chk.dims('dqkv', dqkv, qkv.shape)
     await this.submit([OP.ATTENTION_BWD, dq.off, dpa.off, da.off, d.off, q.off, a.off, B, T, C, NH])
@@ -289,25 +244,17 @@ export class CpuBackend implements ComputeBackend {
 
   // ---- cross-entropy --------------------------------------------------------------------------
 
-  private ceDims (probs: Tensor, logits: Tensor, targets: Tensor): { N: number, V: number } {
-    const V = chk.lastDim(logits)
-    if (V === 0) throw new ShapeError('logits: V must be > 0')
-    const N = logits.size / V
-    chk.size('probs/dlogits', probs, logits.size)
-    chk.size('targets', targets, N)
-    return { N, V }
-  }
 
   async crossEntropyForward (losses: Tensor, probs: Tensor, logits: Tensor, targets: Tensor): Promise<void> {
     const l = this.f32(losses, 'losses'); const p = this.f32(probs, 'probs'); const x = this.f32(logits, 'logits'); const tg = this.i32(targets, 'targets')
-    const { N, V } = this.ceDims(probs, logits, targets)
+    const { N, V } = chk.crossEntropyDims(probs, logits, targets)
     chk.size('losses', losses, N)
     await this.submit([OP.CROSSENTROPY_FWD, l.off, p.off, x.off, tg.off, N, V], undefined, [tg, -0x80000000, V, 'targets'])
   }
 
   async crossEntropyBackward (dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number): Promise<void> {
     const dl = this.f32(dlogits, 'dlogits'); const p = this.f32(probs, 'probs'); const tg = this.i32(targets, 'targets')
-    const { N, V } = this.ceDims(dlogits, probs, targets)
+    const { N, V } = chk.crossEntropyDims(dlogits, probs, targets)
     chk.finiteNumber('dlossScale', dlossScale)
     await this.submit([OP.CROSSENTROPY_BWD, dl.off, p.off, tg.off, dlossScale, N, V], undefined, [tg, -0x80000000, V, 'targets'])
   }

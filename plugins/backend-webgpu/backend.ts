@@ -270,29 +270,17 @@ export class WebGpuBackend implements ComputeBackend {
 
   // ---- encoder --------------------------------------------------------------------------------
 
-  private encoderDims (out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor): { B: number, T: number, C: number, V: number, maxT: number } {
-    chk.rank('inp', inp, 2)
-    chk.rank('wte/dwte', wte, 2)
-    chk.rank('wpe/dwpe', wpe, 2)
-    const [B, T] = inp.shape
-    const [V, C] = wte.shape
-    const maxT = wpe.shape[0]
-    if (wpe.shape[1] !== C) throw new ShapeError(`wpe/dwpe: expected [maxT,${C}], got ${chk.shapeOf(wpe.shape)}`)
-    if (T > maxT) throw new ShapeError(`inp: T=${T} exceeds wpe's maxT=${maxT}`)
-    chk.dims('out/dout', out, [B, T, C])
-    return { B, T, C, V, maxT }
-  }
 
   async encoderForward (out: Tensor, inp: Tensor, wte: Tensor, wpe: Tensor): Promise<void> {
     const o = this.f32(out, 'out'); const ids = this.i32(inp, 'inp'); const we = this.f32(wte, 'wte'); const pe = this.f32(wpe, 'wpe')
-    const { T, C, V } = this.encoderDims(out, inp, wte, wpe)
+    const { T, C, V } = chk.encoderDims(out, inp, wte, wpe)
     chk.indicesInRange('inp (token ids)', ids.host as Int32Array, 0, V)
     await this.elementwise(ew.encoderForward, o.size, [T, C], [o.ref(), ids.ref(), we.ref(), pe.ref()])
   }
 
   async encoderBackward (dwte: Tensor, dwpe: Tensor, dout: Tensor, inp: Tensor): Promise<void> {
     const dwe = this.f32(dwte, 'dwte'); const dpe = this.f32(dwpe, 'dwpe'); const d = this.f32(dout, 'dout'); const ids = this.i32(inp, 'inp')
-    const { B, T, C, V } = this.encoderDims(dout, inp, dwte, dwpe)
+    const { B, T, C, V } = chk.encoderDims(dout, inp, dwte, dwpe)
     const host = ids.host as Int32Array
     chk.indicesInRange('inp (token ids)', host, 0, V)
     this.distinct(['dwte', dwe], ['dwpe', dpe])
@@ -314,20 +302,10 @@ export class WebGpuBackend implements ComputeBackend {
 
   // ---- layernorm ------------------------------------------------------------------------------
 
-  private lnDims (inp: Tensor, weight: Tensor, bias: Tensor, mean: Tensor, rstd: Tensor): { N: number, C: number } {
-    const C = chk.lastDim(inp)
-    if (C === 0) throw new ShapeError(`inp: last dim must be > 0, got ${chk.shapeOf(inp.shape)}`)
-    const N = inp.size / C
-    chk.size('weight', weight, C)
-    chk.size('bias/dbias', bias, C)
-    chk.size('mean', mean, N)
-    chk.size('rstd', rstd, N)
-    return { N, C }
-  }
 
   async layernormForward (out: Tensor, mean: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, bias: Tensor): Promise<void> {
     const o = this.f32(out, 'out'); const m = this.f32(mean, 'mean'); const r = this.f32(rstd, 'rstd'); const x = this.f32(inp, 'inp'); const w = this.f32(weight, 'weight'); const b = this.f32(bias, 'bias')
-    const { N, C } = this.lnDims(inp, weight, bias, mean, rstd)
+    const { N, C } = chk.layernormDims(inp, weight, bias, mean, rstd)
     chk.size('out', out, inp.size)
     this.distinct(['out', o], ['mean', m], ['rstd', r])
     await this.elementwise(layernormForward, N, [C], [o.ref(), m.ref(), r.ref(), x.ref(), w.ref(), b.ref()])
@@ -336,7 +314,7 @@ export class WebGpuBackend implements ComputeBackend {
   async layernormBackward (dinp: Tensor, dweight: Tensor, dbias: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, mean: Tensor, rstd: Tensor): Promise<void> {
     const dx = this.f32(dinp, 'dinp'); const dw = this.f32(dweight, 'dweight'); const db = this.f32(dbias, 'dbias'); const d = this.f32(dout, 'dout')
     const x = this.f32(inp, 'inp'); const w = this.f32(weight, 'weight'); const m = this.f32(mean, 'mean'); const r = this.f32(rstd, 'rstd')
-    const { N, C } = this.lnDims(inp, weight, dbias, mean, rstd)
+    const { N, C } = chk.layernormDims(inp, weight, dbias, mean, rstd)
     chk.size('dweight', dweight, C)
     chk.size('dinp', dinp, inp.size)
     chk.size('dout', dout, inp.size)
@@ -355,14 +333,7 @@ export class WebGpuBackend implements ComputeBackend {
   // ---- matmul ---------------------------------------------------------------------------------
 
   private mmDims (out: Tensor, inp: Tensor, weight: Tensor, bias: Tensor | null): { N: number, C: number, OC: number } {
-    chk.rank('weight', weight, 2)
-    const [OC, C] = weight.shape
-    if (C === 0) throw new ShapeError('weight: C must be > 0')
-    if (chk.lastDim(inp) !== C) throw new ShapeError(`inp: last dim must be C=${C} (weight ${chk.shapeOf(weight.shape)}), got ${chk.shapeOf(inp.shape)}`)
-    const N = inp.size / C
-    if (chk.lastDim(out) !== OC) throw new ShapeError(`out/dout: last dim must be OC=${OC}, got ${chk.shapeOf(out.shape)}`)
-    chk.size('out/dout', out, N * OC)
-    if (bias !== null) chk.size('bias/dbias', bias, OC)
+    const { N, C, OC } = chk.matmulDims(out, inp, weight, bias)
     for (const [M, NN] of [[N, OC], [N, C], [OC, C]]) {
       const [gx, gy] = matmulGrid(M, NN, this.tile)
       if (gx > this.maxDim || gy > this.maxDim) throw new WebGpuLimitError(`matmul ${M}x${NN} needs ${gx}x${gy} workgroups; the device allows ${this.maxDim} per dimension (use a larger tile)`)
@@ -404,22 +375,10 @@ export class WebGpuBackend implements ComputeBackend {
 
   // ---- attention ------------------------------------------------------------------------------
 
-  private attDims (out: Tensor, preatt: Tensor, att: Tensor, qkv: Tensor, NH: number): { B: number, T: number, C: number } {
-    chk.positiveInt('NH', NH)
-    chk.rank('qkv', qkv, 3)
-    const [B, T, C3] = qkv.shape
-    if (C3 % 3 !== 0) throw new ShapeError(`qkv: last dim must be 3C, got ${chk.shapeOf(qkv.shape)}`)
-    const C = C3 / 3
-    if (C % NH !== 0) throw new ShapeError(`C=${C} is not divisible by NH=${NH}`)
-    chk.dims('out/dout', out, [B, T, C])
-    chk.dims('preatt/dpreatt', preatt, [B, NH, T, T])
-    chk.dims('att/datt', att, [B, NH, T, T])
-    return { B, T, C }
-  }
 
   async attentionForward (out: Tensor, preatt: Tensor, att_: Tensor, qkv: Tensor, NH: number): Promise<void> {
     const o = this.f32(out, 'out'); const pa = this.f32(preatt, 'preatt'); const a = this.f32(att_, 'att'); const q = this.f32(qkv, 'qkv')
-    const { B, T, C } = this.attDims(out, preatt, att_, qkv, NH)
+    const { B, T, C } = chk.attentionDims(out, preatt, att_, qkv, NH)
     this.distinct(['out', o], ['preatt', pa], ['att', a])
     if (B * T * C === 0) return
     const P = (n: number): number[] => [n, T, C, NH, C / NH, 1 / Math.sqrt(C / NH)]
@@ -433,7 +392,7 @@ export class WebGpuBackend implements ComputeBackend {
   async attentionBackward (dqkv: Tensor, dpreatt: Tensor, datt: Tensor, dout: Tensor, qkv: Tensor, att_: Tensor, NH: number): Promise<void> {
     const dq = this.f32(dqkv, 'dqkv'); const dpa = this.f32(dpreatt, 'dpreatt'); const da = this.f32(datt, 'datt')
     const d = this.f32(dout, 'dout'); const q = this.f32(qkv, 'qkv'); const a = this.f32(att_, 'att')
-    const { B, T, C } = this.attDims(dout, dpreatt, datt, qkv, NH)
+    const { B, T, C } = chk.attentionDims(dout, dpreatt, datt, qkv, NH)
     chk.dims('att', att_, datt.shape)
     chk.dims('dqkv', dqkv, qkv.shape)
     this.distinct(['dqkv', dq], ['dpreatt', dpa], ['datt', da])
@@ -470,18 +429,10 @@ export class WebGpuBackend implements ComputeBackend {
 
   // ---- cross-entropy --------------------------------------------------------------------------
 
-  private ceDims (probs: Tensor, logits: Tensor, targets: Tensor): { N: number, V: number } {
-    const V = chk.lastDim(logits)
-    if (V === 0) throw new ShapeError('logits: V must be > 0')
-    const N = logits.size / V
-    chk.size('probs/dlogits', probs, logits.size)
-    chk.size('targets', targets, N)
-    return { N, V }
-  }
 
   async crossEntropyForward (losses: Tensor, probs: Tensor, logits: Tensor, targets: Tensor): Promise<void> {
     const l = this.f32(losses, 'losses'); const p = this.f32(probs, 'probs'); const x = this.f32(logits, 'logits'); const tg = this.i32(targets, 'targets')
-    const { N, V } = this.ceDims(probs, logits, targets)
+    const { N, V } = chk.crossEntropyDims(probs, logits, targets)
     chk.size('losses', losses, N)
     chk.indicesInRange('targets', tg.host as Int32Array, -0x80000000, V)
     this.distinct(['losses', l], ['probs', p])
@@ -490,7 +441,7 @@ export class WebGpuBackend implements ComputeBackend {
 
   async crossEntropyBackward (dlogits: Tensor, probs: Tensor, targets: Tensor, dlossScale: number): Promise<void> {
     const dl = this.f32(dlogits, 'dlogits'); const p = this.f32(probs, 'probs'); const tg = this.i32(targets, 'targets')
-    const { V } = this.ceDims(dlogits, probs, targets)
+    const { V } = chk.crossEntropyDims(dlogits, probs, targets)
     chk.finiteNumber('dlossScale', dlossScale)
     chk.indicesInRange('targets', tg.host as Int32Array, -0x80000000, V)
     await this.elementwise(ew.crossEntropyBackward, dl.size, [V, dlossScale], [dl.ref(), p.ref(), tg.ref()])
