@@ -246,9 +246,11 @@ export class PipelineNode {
     }
     this.router = new Router(this.source, init.router)
     this.nextId = microbatchIdFactory()
-    // a period beyond the run's last step would never fire: no averager then
+    // a period beyond the run's last step would never fire: no averager then. Averaging partners are
+    // every node of the stage the directory has heard (joining ones too), not only those the router
+    // may send work to: a scheduler view that still lists a peer as joining must not leave it alone.
     this.averaging = init.averaging === false || m.averaging.period > m.optimizer.steps ? undefined : new StageAveraging({
-      ...init.averaging, libp2p: init.libp2p, runId: this.runId, manifest: m, stage: this.stage, worker: this.worker, source: this.source,
+      ...init.averaging, libp2p: init.libp2p, runId: this.runId, manifest: m, stage: this.stage, worker: this.worker, source: this.directory ?? this.source,
       startStep: init.startStep, container: init.container, log: init.log
     })
     this.finished = new Promise(resolve => { this.finish = resolve })
