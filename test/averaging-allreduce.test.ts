@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { Averager, shardCodecs, type FaultInjection, type RoundResult } from '../core/averaging/index.ts'
 import { int8BlockCodec } from '../plugins/compression/index.ts'
+import { shardRanges } from '../core/averaging/butterfly.ts'
 import { expectedMean, RUN_ID, startSwarm, testVector, type Swarm } from './averaging-helpers.ts'
 
 const N = 100_003 // not a multiple of the group size: unequal shards
@@ -111,6 +112,33 @@ describe('averaging: butterfly all-reduce over DHT groups', function () {
         }
         assert.deepEqual(r.averaged, second[0].averaged)
       }
+    } finally {
+      await stopAll(list)
+    }
+  })
+
+  it('a member that stays connected but never contributes is left out when the shard closes, reported, not banned', async () => {
+    const faults = new Map<number, FaultInjection>([[2, { withhold: () => true }]])
+    const list = await averagersFor(3, { faults })
+    try {
+      const silent = swarm.nodes[2].peerId
+      const inputs = list.map((_, i) => testVector(700 + i, N))
+      const results = await roundAll(list, 20, inputs, [1, 1, 1])
+      const want = expectedMean(new Map(swarm.nodes.slice(0, 2).map((n, i) => [n.peerId, { data: inputs[i], weight: 1 }])))
+      const silentShard = results[0].group.indexOf(silent)
+      const ranges = shardRanges(N, 3)
+      for (const r of results.slice(0, 2)) {
+        assert.equal(r.groupSize, 3)
+        assert.deepEqual(r.excluded.filter(x => x.peer === silent), [{ peer: silent, reason: 'ERR_AVG_LATE', banned: false }], JSON.stringify(r.excluded))
+        assert.equal(r.contributors, 2, 'the owner averaged without the silent member')
+        ranges.forEach(([s, e], j) => {
+          // the silent member still owns and serves its shard: the two honest values reach it
+          if (j === silentShard) return
+          assert.deepEqual(r.averaged.subarray(s, e), want.subarray(s, e), `shard ${j}`)
+        })
+        assert.deepEqual(r.lostShards, [])
+      }
+      for (const a of list.slice(0, 2)) assert.ok(!a.bans.isBanned(silent), 'silence is not a ban')
     } finally {
       await stopAll(list)
     }

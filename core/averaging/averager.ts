@@ -46,6 +46,8 @@ export interface FaultInjection {
   readonly contribution?: (shard: number, data: Float32Array) => Float32Array
   /** Replaces the average this node returns for the shard it owns. */
   readonly result?: (shard: number, avg: Float32Array) => Float32Array
+  /** True: this node never opens a stream to shard `shard`'s owner (a silent member that stays connected). */
+  readonly withhold?: (shard: number) => boolean
 }
 
 export interface AveragerInit {
@@ -499,6 +501,14 @@ export class Averager {
     session.closed = true
     clearTimeout(session.timer)
     if (session.me < 0) { session.result.reject(new RoundMismatchError('no group')); return }
+    // a member still silent now is left out of this shard: record it, so the round reports it even
+    // when no disconnect was seen (it may have died before this node's group formed)
+    for (let k = 0; k < session.members.length; k++) {
+      if (k !== session.me && !session.settled.has(k)) {
+        session.settled.add(k)
+        session.failures.set(k, new ContributionLateError('no contribution before the shard closed'))
+      }
+    }
     try {
       const [s, e] = session.ranges[session.me]
       const inputs: Array<{ idx: number, weight: number, data: Float32Array }> = [{ idx: session.me, weight: session.weight, data: session.data.subarray(s, e) }]
@@ -681,6 +691,7 @@ export class Averager {
   private async contribute (session: Session, j: number): Promise<{ values: Float32Array, contributors: ReadonlyArray<readonly [number, number, number, number]> }> {
     const owner = session.members[j]
     if (this.bans.isBanned(owner)) throw new PeerBannedError(owner)
+    if (this.init.faults?.withhold?.(j) === true) throw new AbortError('contribution withheld (fault injection)')
     const signal = AbortSignal.any([session.abort.signal, AbortSignal.timeout(untilMs(session.resultDeadline - Date.now()))])
     const fs = await this.dial(owner, signal)
     try {
