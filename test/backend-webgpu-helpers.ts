@@ -9,6 +9,8 @@ export interface WebGpuProbe {
   missing: string | null
   /** The default adapter is a software one (llvmpipe, SwiftShader, WARP). */
   software: boolean
+  /** The default adapter has the shader-f16 feature (the f16 option). */
+  f16: boolean
 }
 
 let probe: Promise<WebGpuProbe> | undefined
@@ -17,10 +19,10 @@ export async function probeWebGpu (): Promise<WebGpuProbe> {
   probe ??= (async () => {
     try {
       const adapter = await (await nodeGpu()).requestAdapter()
-      if (adapter === null) return { missing: `no WebGPU adapter: ${platformHint()}`, software: false }
-      return { missing: null, software: isSoftwareAdapter(adapter) }
+      if (adapter === null) return { missing: `no WebGPU adapter: ${platformHint()}`, software: false, f16: false }
+      return { missing: null, software: isSoftwareAdapter(adapter), f16: adapter.features.has('shader-f16') }
     } catch (err) {
-      return { missing: (err as Error).message, software: false }
+      return { missing: (err as Error).message, software: false, f16: false }
     }
   })()
   return await probe

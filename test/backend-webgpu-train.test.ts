@@ -1,6 +1,7 @@
 // The WebGPU backend end to end: the first training steps of a small GPT on webgpu and on the CPU
 // backend, same seed and data, give the same loss curve (within 1e-4 relative; measured ~1e-7 on lavapipe); the plugin loads by
-// its built-in name and logs its adapter; and the adapter errors are typed and say what to do: no
+// its built-in name and logs its adapter; f16 matmuls follow the f32 curve within 1% and keep
+// operands of any magnitude; and the adapter errors are typed and say what to do: no
 // Vulkan driver at all (a child process whose Vulkan loader is pointed at a missing driver file), and
 // a hardware-only request where the only adapter is a software one.
 import assert from 'node:assert/strict'
@@ -14,7 +15,7 @@ import { validateModelConfig } from '../core/model/config.ts'
 import { PluginHost } from '../core/node/plugin-host.ts'
 import { trainLocal, type TrainData, type TrainerOptions } from '../core/train/trainer.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
-import { createWebGpuBackend } from '../plugins/backend-webgpu/index.ts'
+import { createWebGpuBackend, parseWebGpuOptions } from '../plugins/backend-webgpu/index.ts'
 import { probeWebGpu, skipOrFail } from './backend-webgpu-helpers.ts'
 
 const run = promisify(execFile)
@@ -86,6 +87,79 @@ describe('webgpu backend: training and adapter errors', function () {
       assert.ok(c.losses[7] < c.losses[0] - 0.3, `the loss must move for the comparison to mean something: ${c.losses.join(', ')}`)
       const ge = g.evals.at(-1)?.loss as number; const ce = c.evals.at(-1)?.loss as number
       assert.ok(Math.abs(ge - ce) / ce < 1e-4, `final eval: webgpu ${ge} vs cpu ${ce}`)
+    })
+
+    describe('f16 matmuls (the f16 option)', function () {
+      let half: ComputeBackend | undefined
+      before(async function () {
+        if (!probe.f16) { console.log('      (skipped: the adapter lacks shader-f16)'); this.skip() }
+        half = await createWebGpuBackend({ allowSoftwareGpu: true, f16: true })
+      })
+      after(async function () { await half?.dispose() })
+
+      it('reports its precision and trains the first steps within 1% of the f32 loss curve', async function () {
+        const h = half as ComputeBackend
+        assert.equal(h.info.matmulPrecision, 'f16')
+        assert.equal((gpu as ComputeBackend).info.matmulPrecision, 'f32')
+        const opts = (backend: ComputeBackend): TrainerOptions => ({
+          backend, config: CFG, data: textData(), steps: 8, batchSize: 4, microbatches: 2,
+          schedule: { maxLr: 1e-2, minLr: 1e-3, warmupSteps: 2, totalSteps: 8 }, optimizer: { gradClip: 1 }, seed: 3, evalBatches: 2
+        })
+        const f = await trainLocal(opts(h))
+        const c = await trainLocal(opts(cpu as ComputeBackend))
+        assert.equal(f.skippedSteps, 0)
+        let worst = 0
+        for (let i = 0; i < 8; i++) {
+          const rel = Math.abs(f.losses[i] - c.losses[i]) / Math.abs(c.losses[i])
+          worst = Math.max(worst, rel)
+          assert.ok(rel < 1e-2, `step ${i + 1}: f16 loss ${f.losses[i]} vs f32 ${c.losses[i]} (relative ${rel.toExponential(2)})`)
+        }
+        assert.ok(worst > 0, 'f16 rounding must show in the losses, or the f16 path did not run')
+      })
+
+      it('scales each operand: gradients of 1e-9 and values of 1e6 (outside f16\'s range) come out right', async function () {
+        const h = half as ComputeBackend
+        const N = 16; const C = 24; const OC = 20
+        let seed = 7
+        const rnd = (n: number, scale: number): Float32Array => Float32Array.from({ length: n }, () => {
+          seed = (seed * 1103515245 + 12345) % 2147483648
+          return (seed / 2147483648 * 2 - 1) * scale
+        })
+        const check = async (xs: number, ws: number): Promise<number> => {
+          const x = rnd(N * C, xs); const w = rnd(OC * C, ws)
+          const out = h.alloc([N, OC])
+          await h.matmulForward(out, h.upload(x, [N, C]), h.upload(w, [OC, C]), null)
+          const got = await h.download(out) as Float32Array
+          let worst = 0
+          for (let n = 0; n < N; n++) {
+            for (let o = 0; o < OC; o++) {
+              let ref = 0; let mag = 0
+              for (let k = 0; k < C; k++) { ref += x[n * C + k] * w[o * C + k]; mag += Math.abs(x[n * C + k] * w[o * C + k]) }
+              assert.ok(Number.isFinite(got[n * OC + o]), `x ${xs}, w ${ws}: element ${n},${o} is ${got[n * OC + o]}`)
+              worst = Math.max(worst, Math.abs(got[n * OC + o] - ref) / mag)
+            }
+          }
+          assert.ok(worst < 4e-3, `x ${xs}, w ${ws}: error ${worst} of the sum of |products|`)
+          return worst
+        }
+        const errs = [await check(1, 1), await check(1e-9, 1), await check(1e6, 1), await check(1e-20, 1e-12), await check(1e10, 3e8)]
+        assert.ok(errs.every(e => e > 1e-6), `f16 rounding must show: ${errs.join(', ')}`)
+      })
+
+      it('an adapter without shader-f16: a typed error that says to drop the option', async function () {
+        const real = await (await import('../plugins/backend-webgpu/node-gpu.ts')).nodeGpu()
+        const adapter = await real.requestAdapter() as GPUAdapter
+        const noF16 = new Set([...adapter.features].filter(f => f !== 'shader-f16'))
+        const fake = { requestAdapter: async () => ({ info: adapter.info, features: noF16, limits: adapter.limits, requestDevice: adapter.requestDevice.bind(adapter) }) } as unknown as GPU
+        await assert.rejects(createWebGpuBackend({ gpu: fake, allowSoftwareGpu: true, f16: true }), (err: Error & { code?: string }) => {
+          assert.equal(err.name, 'WebGpuUnavailableError')
+          assert.match(err.message, /shader-f16/)
+          assert.match(err.message, /without the f16 option/)
+          return true
+        })
+        assert.throws(() => parseWebGpuOptions({ f16: 'yes' }), (err: Error & { code?: string }) => err.code === 'ERR_CONFIG' && /f16 must be true or false/.test(err.message))
+        assert.deepEqual(parseWebGpuOptions({ f16: true }), { f16: true })
+      })
     })
 
     it('loads as the built-in plugin "backend-webgpu" and logs the adapter', async function () {

@@ -21,6 +21,12 @@ export interface ComplianceOptions {
   seed?: number
   /** Skip the larger shapes (for slow backends under development). */
   skipLarge?: boolean
+  /**
+   * For backends whose matmuls round operands below f32 (e.g. f16 with f32 accumulation): matmul
+   * outputs are checked as |a - r| <= matmulTolerance * (1 + sum_k |x_k w_k|), the error bound of a
+   * dot product of rounded operands, instead of `tolerance`. Default: none (matmuls use `tolerance`).
+   */
+  matmulTolerance?: number
 }
 
 interface AttShape { B: number, T: number, C: number, NH: number }
@@ -50,6 +56,17 @@ export function backendCompliance (name: string, factory: () => Promise<ComputeB
   const seed = opts.seed ?? 1234
   const attShapes = opts.skipLarge === true ? ATT_SHAPES : [...ATT_SHAPES, ...ATT_LARGE]
   const mmShapes = opts.skipLarge === true ? MM_SHAPES : [...MM_SHAPES, ...MM_LARGE]
+  const abs = (x: Float64Array): Float64Array => x.map(Math.abs)
+  /** Checks a matmul result: `tol`, or matmulTolerance against the sum of |products| (`mag`). */
+  const assertMatmul = (actual: Float32Array, expected: Float64Array, mag: () => Float64Array, what: string): void => {
+    if (opts.matmulTolerance === undefined) { assertClose(actual, expected, tol, what); return }
+    const m = mag()
+    const mt = opts.matmulTolerance
+    for (let i = 0; i < actual.length; i++) {
+      const err = Math.abs(actual[i] - expected[i])
+      if (!(err <= mt * (1 + m[i]))) assert.fail(`${what}: element ${i} is ${actual[i]}, expected ${expected[i]} (error ${err} > ${mt} x (1 + ${m[i]}))`)
+    }
+  }
 
   describe(`${name} backend compliance`, function () {
     let be: ComputeBackend
@@ -300,15 +317,17 @@ export function backendCompliance (name: string, factory: () => Promise<ComputeB
             const tx = up(x, [N, C]); const tw = up(w, [OC, C]); const tb = withBias ? up(b, [OC]) : null
             const out = up(randF32(r, N * OC), [N, OC]) // garbage in out: forward overwrites
             await be.matmulForward(out, tx, tw, tb)
-            assertClose(await get(out), R.matmulForward(f64(x), f64(w), withBias ? f64(b) : null, N, C, OC), tol, 'matmul out')
+            assertMatmul(await get(out), R.matmulForward(f64(x), f64(w), withBias ? f64(b) : null, N, C, OC),
+              () => R.matmulForward(abs(f64(x)), abs(f64(w)), withBias ? abs(f64(b)) : null, N, C, OC), 'matmul out')
 
             const dout = randF32(r, N * OC)
             const dx0 = randF32(r, N * C); const dw0 = randF32(r, OC * C); const db0 = randF32(r, OC)
             const dx = up(dx0, [N, C]); const dw = up(dw0, [OC, C]); const db = withBias ? up(db0, [OC]) : null
             await be.matmulBackward(dx, dw, db, up(dout, [N, OC]), tx, tw)
             const g = R.matmulBackward(f64(dout), f64(x), f64(w), N, C, OC)
-            assertClose(await get(dx), plus(dx0, g.dinp), tol, 'dinp (accumulated)')
-            assertClose(await get(dw), plus(dw0, g.dweight), tol, 'dweight (accumulated)')
+            const gm = (): ReturnType<typeof R.matmulBackward> => R.matmulBackward(abs(f64(dout)), abs(f64(x)), abs(f64(w)), N, C, OC)
+            assertMatmul(await get(dx), plus(dx0, g.dinp), () => plus(abs(f64(dx0)), gm().dinp), 'dinp (accumulated)')
+            assertMatmul(await get(dw), plus(dw0, g.dweight), () => plus(abs(f64(dw0)), gm().dweight), 'dweight (accumulated)')
             if (db !== null) assertClose(await get(db), plus(db0, g.dbias), tol, 'dbias (accumulated)')
           })
         }
@@ -319,7 +338,7 @@ export function backendCompliance (name: string, factory: () => Promise<ComputeB
         const x = randF32(r, 2 * 3 * 5); const w = randF32(r, 4 * 5)
         const out = zeros([2, 3, 4])
         await be.matmulForward(out, up(x, [2, 3, 5]), up(w, [4, 5]), null)
-        assertClose(await get(out), R.matmulForward(f64(x), f64(w), null, 6, 5, 4), tol, 'matmul [B,T,C]')
+        assertMatmul(await get(out), R.matmulForward(f64(x), f64(w), null, 6, 5, 4), () => R.matmulForward(abs(f64(x)), abs(f64(w)), null, 6, 5, 4), 'matmul [B,T,C]')
       })
 
       it('shape errors', async function () {

@@ -79,7 +79,11 @@ export async function openDevice (gpu: GPU | undefined, opts: AdapterOptions = {
   }
   const requiredFeatures: GPUFeatureName[] = []
   if (opts.f16 === true) {
-    if (!adapter.features.has('shader-f16')) throw new WebGpuUnavailableError('f16 was requested but the adapter lacks the shader-f16 feature')
+    if (!adapter.features.has('shader-f16')) {
+      const i = adapter.info
+      const name = [i?.vendor, i?.device, i?.description].filter(s => s !== undefined && s !== '').join(', ') || 'this adapter'
+      throw new WebGpuUnavailableError(`f16 was requested but ${name} lacks the shader-f16 feature: run without the f16 option (f32 matmuls)`)
+    }
     requiredFeatures.push('shader-f16')
   }
   let device: GPUDevice

@@ -20,7 +20,7 @@
 import { ShapeError } from '../../core/errors.ts'
 import type { AdamWParams, BackendInfo, ComputeBackend, DType, Logger, Tensor } from '../../core/contracts/index.ts'
 import * as chk from '../../core/kernel-checks.ts'
-import { WebGpuDeviceError, WebGpuLimitError } from './errors.ts'
+import { WebGpuDeviceError, WebGpuLimitError, WebGpuUnavailableError } from './errors.ts'
 import type { AdapterSummary } from './adapter.ts'
 import { grid1d, PARAM_SLOT, wgsl } from './shaders/kernel.ts'
 import type { KernelDef } from './shaders/kernel.ts'
@@ -30,7 +30,8 @@ import { layernormBackwardInput, layernormBackwardParams, layernormForward } fro
 import { crossEntropyForward } from './shaders/crossentropy.ts'
 import * as att from './shaders/attention.ts'
 import { DEFAULT_MATMUL_TILE, matmulGrid, matmulKernel, matmulVec4 } from './shaders/matmul.ts'
-import type { MatmulLayout, MatmulTile } from './shaders/matmul.ts'
+import type { MatmulLayout, MatmulPrecision, MatmulTile } from './shaders/matmul.ts'
+import { ABSMAX_MAX_GROUPS, ABSMAX_WG, absmax, toHalf } from './shaders/half.ts'
 
 // WebGPU enum values (the GPUBufferUsage/GPUMapMode/GPUShaderStage globals may be absent in Node)
 const USAGE = { MAP_READ: 0x1, COPY_SRC: 0x4, COPY_DST: 0x8, UNIFORM: 0x40, STORAGE: 0x80 } as const
@@ -46,6 +47,8 @@ const afterTurn: (fn: () => void) => void = typeof (globalThis as { setImmediate
 const SLOTS = 256
 /** Storage offsets inside the scratch buffer are multiples of this (>= any minStorageBufferOffsetAlignment). */
 const ALIGN = 256
+/** f16 scale slots per batch (one per staged operand; a slot is ALIGN bytes, for binding offsets). */
+const SCALE_SLOTS = 128
 /** Writes larger than this go through a temporary buffer instead of the scratch arena. */
 const SCRATCH_WRITE_MAX = 4 << 20
 
@@ -62,10 +65,19 @@ export interface WebGpuBackendOptions {
    * training step costs a few round trips instead of one per kernel. Timings need 'kernel'.
    */
   completion?: 'kernel' | 'queue'
+  /**
+   * Matmul arithmetic. 'f32' (default). 'f16': operands staged as power-of-two-scaled f16, f16
+   * products, f32 accumulation (the device needs 'shader-f16'; shaders/half.ts). Everything else,
+   * tensors included, stays f32.
+   */
+  matmulPrecision?: MatmulPrecision
 }
 
 /** A binding: a whole tensor buffer or a region of the scratch arena. */
 interface Ref { readonly buffer: GPUBuffer, readonly offset: number, readonly size: number }
+
+/** A matmul operand; `half`: its f16 copy and scale slot (f16 precision only). */
+interface Operand { readonly ref: Ref, readonly half?: { readonly h: Ref, readonly slot: Ref } }
 
 class GpuTensor implements Tensor {
   readonly shape: readonly number[]
@@ -86,6 +98,7 @@ interface Batch {
   readonly view: DataView
   slots: number
   scratchUsed: number
+  scaleSlots: number
   /** Buffers to destroy once the batch is submitted (freed tensors, outgrown scratch, temporaries). */
   readonly deferred: GPUBuffer[]
   readonly done: Promise<void>
@@ -104,6 +117,11 @@ export class WebGpuBackend implements ComputeBackend {
   private readonly arena: GPUBuffer
   private readonly dummy: GPUBuffer
   private scratch: GPUBuffer
+  /** f16 scale slots (atomicMax targets): kept apart from scratch so no dispatch reads and writes one buffer. */
+  private scales: GPUBuffer | null = null
+  private readonly precision: MatmulPrecision
+  /** The batch submitted last: a call whose work spilled over into it awaits it (the queue runs in order). */
+  private lastSubmitted: Batch | null = null
   private readonly staging = new Map<number, GPUBuffer[]>()
   private readonly hostParams = new ArrayBuffer(SLOTS * PARAM_SLOT)
   private readonly hostView = new DataView(this.hostParams)
@@ -120,6 +138,10 @@ export class WebGpuBackend implements ComputeBackend {
   constructor (private readonly device: GPUDevice, readonly adapter: AdapterSummary, private readonly options: WebGpuBackendOptions = {}) {
     this.tile = options.matmulTile ?? DEFAULT_MATMUL_TILE
     this.completion = options.completion ?? 'kernel'
+    this.precision = options.matmulPrecision ?? 'f32'
+    if (this.precision === 'f16' && !device.features.has('shader-f16')) {
+      throw new WebGpuUnavailableError('matmul precision f16 needs a device opened with the shader-f16 feature')
+    }
     this.maxDim = device.limits.maxComputeWorkgroupsPerDimension
     this.maxBinding = Math.min(device.limits.maxStorageBufferBindingSize, device.limits.maxBufferSize)
     const a = adapter
@@ -130,6 +152,7 @@ export class WebGpuBackend implements ComputeBackend {
       software: a.software,
       adapter: a,
       matmulTile: this.tile,
+      matmulPrecision: this.precision,
       completion: this.completion
     }
     this.arena = device.createBuffer({ size: SLOTS * PARAM_SLOT, usage: USAGE.UNIFORM | USAGE.COPY_DST })
@@ -345,8 +368,8 @@ export class WebGpuBackend implements ComputeBackend {
     const o = this.f32(out, 'out'); const x = this.f32(inp, 'inp'); const w = this.f32(weight, 'weight'); const b = bias === null ? null : this.f32(bias, 'bias')
     const { N, C, OC } = this.mmDims(out, inp, weight, bias)
     if (o.size === 0) return
-    const batch = this.batch()
-    this.matmul('nt', o.ref(), x.ref(), w.ref(), b?.ref() ?? null, N, OC, C, false)
+    const batch = this.matmulBatch()
+    this.matmul('nt', o.ref(), this.operand(x), this.operand(w), b?.ref() ?? null, N, OC, C, false)
     await this.settle(batch)
   }
 
@@ -358,19 +381,64 @@ export class WebGpuBackend implements ComputeBackend {
     chk.dims('dweight', dweight, weight.shape)
     this.distinct(['dinp', dx], ['dweight', dw], ...(db === null ? [] : [['dbias', db] as [string, GpuTensor]]))
     if (N === 0) return
-    const batch = this.batch()
-    this.matmul('nn', dx.ref(), d.ref(), w.ref(), null, N, C, OC, true) // dinp[N,C] += dout[N,OC] @ W[OC,C]
-    this.matmul('tn', dw.ref(), d.ref(), x.ref(), null, OC, C, N, true) // dW[OC,C] += dout^T @ inp[N,C]
+    const batch = this.matmulBatch()
+    const od = this.operand(d)
+    this.matmul('nn', dx.ref(), od, this.operand(w), null, N, C, OC, true) // dinp[N,C] += dout[N,OC] @ W[OC,C]
+    this.matmul('tn', dw.ref(), od, this.operand(x), null, OC, C, N, true) // dW[OC,C] += dout^T @ inp[N,C]
     if (db !== null) this.colsum(db.ref(), d.ref(), N, OC, OC, 0)
     await this.settle(batch)
   }
 
-  private matmul (layout: MatmulLayout, out: Ref, a: Ref, b: Ref, bias: Ref | null, M: number, N: number, K: number, acc: boolean): void {
+  /**
+   * out[M,N] (+)= A B per layout (shaders/matmul.ts). With f16 precision, a and b are f16 operands
+   * staged by half() (pass the same staged operand to several matmuls to convert it once).
+   */
+  private matmul (layout: MatmulLayout, out: Ref, a: Operand, b: Operand, bias: Ref | null, M: number, N: number, K: number, acc: boolean): void {
     if (M === 0 || N === 0) return
     const vec = matmulVec4(layout, M, N, K, this.tile)
-    const def = matmulKernel(layout, vec, this.tile)
+    const def = matmulKernel(layout, vec, this.tile, this.precision)
     const dummy = { buffer: this.dummy, offset: 0, size: 16 }
-    this.dispatch(def, [M, N, K, acc ? 1 : 0, bias === null ? 0 : 1], [out, a, b, bias ?? dummy], matmulGrid(M, N, this.tile))
+    const params = [M, N, K, acc ? 1 : 0, bias === null ? 0 : 1]
+    if (this.precision === 'f32') {
+      this.dispatch(def, params, [out, a.ref, b.ref, bias ?? dummy], matmulGrid(M, N, this.tile))
+      return
+    }
+    if (a.half === undefined || b.half === undefined) throw new Error('f16 matmul: operands were not staged')
+    this.dispatch(def, params, [out, a.half.h, b.half.h, bias ?? dummy, a.half.slot, b.half.slot], matmulGrid(M, N, this.tile))
+  }
+
+  /** A matmul operand: the f32 tensor, and its f16 copy when the precision is f16. */
+  private operand (t: GpuTensor): Operand {
+    const ref = t.ref()
+    if (this.precision === 'f32' || t.size === 0) return { ref }
+    return { ref, half: this.half(ref, t.size) }
+  }
+
+  /**
+   * Opens a batch with room for a whole matmul call: f16 copies live in scratch regions of one batch,
+   * and a flush in between would hand their bytes to the next batch's temporaries.
+   */
+  private matmulBatch (): Batch {
+    const b = this.batch()
+    if (this.precision === 'f16' && (b.slots + 16 > SLOTS || b.scaleSlots + 3 > SCALE_SLOTS)) {
+      this.flush()
+      return this.batch()
+    }
+    return b
+  }
+
+  /** Records absmax + toHalf for n f32 values at x: the f16 copy and its scale slot. */
+  private half (x: Ref, n: number): { h: Ref, slot: Ref } {
+    const b = this.batch()
+    this.scales ??= this.device.createBuffer({ size: SCALE_SLOTS * ALIGN, usage: USAGE.STORAGE | USAGE.COPY_DST })
+    const slot = { buffer: this.scales, offset: b.scaleSlots++ * ALIGN, size: 16 }
+    b.encoder.clearBuffer(slot.buffer, slot.offset, slot.size)
+    const groups = Math.min(ABSMAX_MAX_GROUPS, Math.ceil(n / ABSMAX_WG))
+    this.dispatch(absmax, [n, groups * ABSMAX_WG], [slot, x], [groups, 1])
+    const n4 = Math.ceil(n / 4)
+    const h = this.scratchRegion(b, n4 * 8)
+    this.dispatch(toHalf, [n4, n], [h, x, slot], grid1d(n4, this.maxDim))
+    return { h, slot }
   }
 
   // ---- attention ------------------------------------------------------------------------------
@@ -473,7 +541,7 @@ export class WebGpuBackend implements ComputeBackend {
     const done = new Promise<void>((res, rej) => { resolve = res; reject = rej })
     done.catch(() => {}) // observed by callers; never an unhandled rejection here
     // one host arena serves every batch: writeBuffer copies it at submit, before the next batch opens
-    const b: Batch = { encoder: this.device.createCommandEncoder(), params: this.hostParams, view: this.hostView, slots: 0, scratchUsed: 0, deferred: [], done, resolve, reject }
+    const b: Batch = { encoder: this.device.createCommandEncoder(), params: this.hostParams, view: this.hostView, slots: 0, scratchUsed: 0, scaleSlots: 0, deferred: [], done, resolve, reject }
     this.device.pushErrorScope('out-of-memory')
     this.device.pushErrorScope('validation')
     this.cur = b
@@ -486,8 +554,10 @@ export class WebGpuBackend implements ComputeBackend {
 
   /** What a kernel call awaits: its batch's completion ('kernel'), or nothing ('queue'). */
   private async settle (b: Batch): Promise<void> {
-    if (this.completion === 'kernel') return await b.done
-    b.done.catch((err: unknown) => { this.queuedError ??= err })
+    // a call that filled its batch went on in the next one: await the newest (batches finish in order)
+    const last = this.cur ?? this.lastSubmitted ?? b
+    if (this.completion === 'kernel') return await last.done
+    last.done.catch((err: unknown) => { this.queuedError ??= err })
   }
 
   /** Submits the open batch; its promise settles when the GPU has finished it. */
@@ -495,6 +565,7 @@ export class WebGpuBackend implements ComputeBackend {
     const b = this.cur
     if (b === null) return
     this.cur = null
+    this.lastSubmitted = b
     if (b.slots > 0) this.device.queue.writeBuffer(this.arena, 0, b.params, 0, b.slots * PARAM_SLOT)
     this.device.queue.submit([b.encoder.finish()])
     for (const buf of b.deferred) buf.destroy()

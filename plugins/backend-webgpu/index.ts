@@ -1,6 +1,7 @@
 // Plugin entry: binds one WebGPU ComputeBackend (Dawn for Node) under Tokens.ComputeBackend.
 // Options: allowSoftwareGpu (accept llvmpipe/SwiftShader/WARP; default false), powerPreference
-// ('high-performance' | 'low-power'), f16 (not implemented yet: rejected with a ConfigError),
+// ('high-performance' | 'low-power'), f16 (matmuls in f16 with f32 accumulation; needs the adapter's
+// shader-f16 feature; docs/backend-webgpu.md),
 // matmulTile ({ wgX, wgY, tm }), completion ('kernel' | 'queue'; see backend.ts). The adapter is
 // logged at info level when the backend starts.
 /// <reference types="@webgpu/types" />
@@ -41,8 +42,9 @@ export function parseWebGpuOptions (o: Readonly<Record<string, unknown>>): WebGp
     if (o.powerPreference !== 'high-performance' && o.powerPreference !== 'low-power') throw new ConfigError(`backend-webgpu: powerPreference must be "high-performance" or "low-power", got ${JSON.stringify(o.powerPreference)}`)
     out.powerPreference = o.powerPreference
   }
-  if (o.f16 !== undefined && o.f16 !== false) {
-    throw new ConfigError('backend-webgpu: f16 kernels are not implemented yet (the backend computes in f32); drop the f16 option')
+  if (o.f16 !== undefined) {
+    if (typeof o.f16 !== 'boolean') throw new ConfigError(`backend-webgpu: f16 must be true or false, got ${JSON.stringify(o.f16)}`)
+    out.f16 = o.f16
   }
   if (o.completion !== undefined) {
     if (o.completion !== 'kernel' && o.completion !== 'queue') throw new ConfigError(`backend-webgpu: completion must be "kernel" or "queue", got ${JSON.stringify(o.completion)}`)
@@ -62,8 +64,9 @@ export function parseWebGpuOptions (o: Readonly<Record<string, unknown>>): WebGp
 /** Opens an adapter and device per the options and returns the backend. */
 export async function createWebGpuBackend (opts: WebGpuPluginOptions = {}): Promise<WebGpuBackend> {
   const gpu = opts.gpu ?? await nodeGpu()
-  const { device, summary } = await openDevice(gpu, { allowSoftwareGpu: opts.allowSoftwareGpu, powerPreference: opts.powerPreference, platformHint: opts.gpu === undefined ? platformHint() : undefined })
-  return new WebGpuBackend(device, summary, { matmulTile: opts.matmulTile, completion: opts.completion, logger: opts.logger })
+  const f16 = opts.f16 === true
+  const { device, summary } = await openDevice(gpu, { allowSoftwareGpu: opts.allowSoftwareGpu, powerPreference: opts.powerPreference, f16, platformHint: opts.gpu === undefined ? platformHint() : undefined })
+  return new WebGpuBackend(device, summary, { matmulTile: opts.matmulTile, completion: opts.completion, logger: opts.logger, matmulPrecision: f16 ? 'f16' : 'f32' })
 }
 
 const live = new Set<ComputeBackend>()
@@ -79,7 +82,7 @@ export default definePlugin({
     live.add(backend)
     ctx.signal.addEventListener('abort', () => { if (live.delete(backend)) void backend.dispose() }, { once: true })
     const a = backend.adapter
-    log.info('WebGPU adapter', { vendor: a.vendor, architecture: a.architecture, device: a.device, description: a.description, software: a.software, ...a.limits })
+    log.info('WebGPU adapter', { vendor: a.vendor, architecture: a.architecture, device: a.device, description: a.description, software: a.software, matmulPrecision: backend.info.matmulPrecision, ...a.limits })
     if (a.software) log.warn('using a software WebGPU adapter: for correctness runs only, far slower than the CPU backend')
     ctx.container.registerInstance(Tokens.ComputeBackend, backend)
   },

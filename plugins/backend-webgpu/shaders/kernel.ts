@@ -9,7 +9,7 @@ export type Param = readonly [name: string, type: ScalarType]
 export interface Binding {
   readonly name: string
   /** Element type of the runtime-sized array. */
-  readonly type: 'f32' | 'i32' | 'u32' | 'vec4<f32>'
+  readonly type: 'f32' | 'i32' | 'u32' | 'vec4<f32>' | 'f16' | 'vec4<f16>' | 'atomic<u32>'
   readonly access: 'read' | 'read_write'
 }
 
@@ -20,6 +20,8 @@ export interface KernelDef {
   readonly bindings: readonly Binding[]
   /** Workgroup size (x, y). */
   readonly workgroup: readonly [number, number]
+  /** WGSL extensions the shader enables (e.g. 'f16'; the device must have the matching feature). */
+  readonly enables?: readonly string[]
   /** Helper functions placed before `main`. */
   readonly helpers?: string
   /** Body of `main`; sees `p` (params), the bindings by name, and gid/wid/nwg/lid/li. */
@@ -38,7 +40,8 @@ export function wgsl (k: KernelDef): string {
   const struct = `struct Params {\n${k.params.map(([n, t]) => `  ${n}: ${t},`).join('\n')}\n}`
   const binds = k.bindings.map((b, i) =>
     `@group(0) @binding(${i + 1}) var<storage, ${b.access}> ${b.name}: array<${b.type}>;`).join('\n')
-  return `${struct}
+  const enables = (k.enables ?? []).map(e => `enable ${e};\n`).join('')
+  return `${enables}${struct}
 @group(0) @binding(0) var<uniform> p: Params;
 ${binds}
 ${k.helpers ?? ''}
