@@ -1,10 +1,12 @@
 // `bench kernels` for the WebGPU backend, with the CPU backend as the baseline in the same run:
 // the kernels suite (bench/kernels.ts: matmul GFLOP/s at 1024^3 and the tiny model's shapes, forward
 // and backward; attention; the tiny preset's training step in tokens/s) on webgpu, then on cpu, and
-// one report whose baseline is the CPU figure of each result, plus the adapter's description.
+// one report whose baseline is the CPU figure of each result, plus the adapter's description. Where
+// the adapter has shader-f16, the suite runs again with f16 matmuls (the plugin's f16 option): those
+// results are named '<name> [f16]' and their baseline is the same result in f32 on the same GPU.
 // Both backends are loaded by name through the plugin host, like every other command.
 //
-//   node --import tsx bench/kernels-webgpu.ts [--allow-software-gpu] [--json] [--reps n] [--warmup n] [--threads n]
+//   node --import tsx bench/kernels-webgpu.ts [--allow-software-gpu] [--no-f16] [--json] [--reps n] [--warmup n] [--threads n]
 import { pathToFileURL } from 'node:url'
 import type { ComputeBackend } from '../core/contracts/backend.ts'
 import type { Logger } from '../core/contracts/logger.ts'
@@ -21,10 +23,12 @@ export interface WebGpuKernelsBenchOptions {
   threads?: number
   reps?: number
   warmup?: number
+  /** Also run with f16 matmuls where the adapter has shader-f16 (default true). */
+  f16?: boolean
   logger?: Logger
 }
 
-export type WebGpuKernelsReport = BenchReport & { adapter: unknown, cpu: { device: string, threads: unknown } }
+export type WebGpuKernelsReport = BenchReport & { adapter: unknown, cpu: { device: string, threads: unknown }, f16: string }
 
 async function withPlugin<R> (name: string, options: Record<string, unknown>, logger: Logger, fn: (be: ComputeBackend) => Promise<R>): Promise<R> {
   const host = new PluginHost({ logger, choices: { [Tokens.ComputeBackend]: name }, pluginOptions: { [name]: options } })
@@ -45,15 +49,23 @@ export async function webgpuKernelsBench (opts: WebGpuKernelsBenchOptions = {}):
     adapter = be.info.adapter
     return await kernelsBench(be, common)
   })
+  const hasF16 = ((adapter as { features?: string[] } | undefined)?.features ?? []).includes('shader-f16')
+  const half = opts.f16 !== false && hasF16
+    ? await withPlugin('backend-webgpu', { allowSoftwareGpu: opts.allowSoftwareGpu === true, f16: true }, logger, async be => await kernelsBench(be, common))
+    : null
   const cpu = await withPlugin('backend-cpu', opts.threads !== undefined ? { threads: opts.threads } : {}, logger, async be =>
     ({ report: await kernelsBench(be, common), threads: be.info.threads }))
   const byName = new Map(cpu.report.results.map(r => [r.name, r.value]))
-  const results: BenchResult[] = gpu.results.map(r => {
-    const b = byName.get(r.name)
+  const against = (r: BenchResult, base: string, b: number | undefined, name = r.name): BenchResult => {
     const has = typeof b === 'number' && Number.isFinite(b) && b > 0 && r.value > 0
     const lowerIsBetter = r.unit === 'ms'
-    return { name: r.name, value: r.value, unit: r.unit, baseline: has ? { name: 'cpu', value: b } : null, ratio: has ? round(lowerIsBetter ? b / r.value : r.value / b) : null }
-  })
+    return { name, value: r.value, unit: r.unit, baseline: has ? { name: base, value: b } : null, ratio: has ? round(lowerIsBetter ? b / r.value : r.value / b) : null }
+  }
+  const f32 = new Map(gpu.results.map(r => [r.name, r.value]))
+  const results: BenchResult[] = [
+    ...gpu.results.map(r => against(r, 'cpu', byName.get(r.name))),
+    ...(half?.results ?? []).map(r => against(r, 'webgpu f32', f32.get(r.name), `${r.name} [f16]`))
+  ]
   return {
     suite: 'kernels',
     backend: 'webgpu',
@@ -62,7 +74,8 @@ export async function webgpuKernelsBench (opts: WebGpuKernelsBenchOptions = {}):
     baseline: { name: 'cpu', device: cpu.report.device },
     results,
     adapter,
-    cpu: { device: cpu.report.device, threads: cpu.threads }
+    cpu: { device: cpu.report.device, threads: cpu.threads },
+    f16: half !== null ? 'run' : hasF16 ? 'not asked' : 'the adapter lacks shader-f16'
   }
 }
 
@@ -72,6 +85,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   const json = args.includes('--json')
   const report = await webgpuKernelsBench({
     allowSoftwareGpu: args.includes('--allow-software-gpu'),
+    f16: !args.includes('--no-f16'),
     threads: num('--threads'),
     reps: num('--reps'),
     warmup: num('--warmup'),

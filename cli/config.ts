@@ -31,6 +31,7 @@ export interface StartFlags {
   logLevel?: string
   logFormat?: string
   allowSoftwareGpu?: boolean
+  gpuF16?: boolean
   // training (core/runtime/training-runtime.ts parses and validates them)
   stage?: string
   stages?: string
@@ -143,7 +144,7 @@ export async function resolveStartConfig (flags: StartFlags, env: NodeJS.Process
     psk: pick('psk'),
     plugins: pick('plugins'),
     backend: pick('backend'),
-    pluginOptions: withSoftwareGpu(fromFile.pluginOptions, flags.allowSoftwareGpu === true),
+    pluginOptions: withWebGpuFlags(fromFile.pluginOptions, flags),
     bootstrapRetry: fromFile.bootstrapRetry,
     runtime: runtimeOptions(flags, fromFile.runtime),
     cwd
@@ -156,10 +157,21 @@ export async function resolveStartConfig (flags: StartFlags, env: NodeJS.Process
   return { node, logLevel, logFormat, configFile }
 }
 
-// --allow-software-gpu is shorthand for the WebGPU plugin's option of the same meaning.
-function withSoftwareGpu (opts: Layer['pluginOptions'], allow: boolean): Layer['pluginOptions'] {
-  if (!allow) return opts
-  return { ...opts, 'backend-webgpu': { ...opts?.['backend-webgpu'], allowSoftwareGpu: true } }
+// --allow-software-gpu and --gpu-f16 are shorthands for the WebGPU plugin's options allowSoftwareGpu and f16.
+function withWebGpuFlags (opts: Layer['pluginOptions'], flags: WebGpuFlags): Layer['pluginOptions'] {
+  const given = webgpuFlagOptions(flags)
+  if (Object.keys(given).length === 0) return opts
+  return { ...opts, 'backend-webgpu': { ...opts?.['backend-webgpu'], ...given } }
+}
+
+export interface WebGpuFlags { allowSoftwareGpu?: boolean, gpuF16?: boolean }
+
+/** The WebGPU plugin options the shorthand flags stand for (only those given). */
+export function webgpuFlagOptions (flags: WebGpuFlags): Record<string, unknown> {
+  return {
+    ...(flags.allowSoftwareGpu === true ? { allowSoftwareGpu: true } : {}),
+    ...(flags.gpuF16 === true ? { f16: true } : {})
+  }
 }
 
 // Training flags override the config file's `runtime` keys one by one (paths are resolved later,

@@ -28,6 +28,7 @@ interface BenchFlags {
   stages?: string
   seed?: string
   allowSoftwareGpu?: boolean
+  f16: boolean
   peers?: string
   mb?: string
   codec?: string
@@ -44,7 +45,7 @@ const SUITES: Record<string, Suite> = {
     const rounds = intFlag('--rounds', flags.rounds, 1)
     // WebGPU is compared against the CPU backend measured in the same run (PyTorch has no WebGPU).
     if (flags.backend === 'webgpu' || flags.backend === 'backend-webgpu') {
-      return await webgpuKernelsBench({ reps, warmup, threads, allowSoftwareGpu: flags.allowSoftwareGpu === true, logger })
+      return await webgpuKernelsBench({ reps, warmup, threads, allowSoftwareGpu: flags.allowSoftwareGpu === true, f16: flags.f16, logger })
     }
     return await withBackend(flags.backend, threads, logger, async backend =>
       await kernelsBench(backend, { reps, warmup, rounds, python: flags.baseline ? flags.python : null, logger }))
@@ -93,6 +94,7 @@ export function register (program: Command): void {
     .option('--stages <n>', 'compression-quality: pipeline stages (default 3)')
     .option('--seed <n>', 'compression-quality: init and data seed (default 0)')
     .option('--allow-software-gpu', 'webgpu: accept a software adapter (llvmpipe); correctness only, not speed')
+    .option('--no-f16', 'webgpu: skip the f16-matmul run (made where the adapter has shader-f16)')
     .option('--peers <n>', 'allreduce: peer processes (default 4)')
     .option('--mb <n>', 'allreduce: MiB of float32 parameters per peer (default 64)')
     .option('--codec <name>', 'allreduce: codec of the compressed rounds (default int8-block)')

@@ -17,9 +17,11 @@ import { PluginHost } from '../../core/node/plugin-host.ts'
 import { isBuiltinPlugin, isPathSpec } from '../../core/node/plugin-registry.ts'
 import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../../core/pipeline/codecs.ts'
 import { intFlag, makeLogger, numFlag, resolveModelConfig, withBackend } from './train.ts'
+import { webgpuFlagOptions } from '../config.ts'
 
 export interface DemoFlags {
   allowSoftwareGpu?: boolean
+  gpuF16?: boolean
   nodes?: string
   stages?: string
   steps?: string
@@ -92,6 +94,7 @@ export function register (program: Command): void {
     .option('--eval-batches <n>', 'held-out batches the assembled model is evaluated on', d.evalBatches)
     .option('--threads <n>', 'backend worker threads per node', d.threads)
     .option('--allow-software-gpu', 'with --backend webgpu: accept a software adapter (llvmpipe) when no GPU is found')
+    .option('--gpu-f16', 'with --backend webgpu: f16 matmuls with f32 accumulation (needs the adapter\'s shader-f16)')
     .option('--average-every <n>', 'nodes of a doubled stage average their weights every n optimizer steps (0: off)', d.averageEvery)
     .option('--kill-at-step <n>', 'kill -9 one node of a doubled stage at this step, to watch the swarm route around it (0: never)', d.killAtStep)
     .option('--data <path>', 'training text (file or folder; default: the shipped corpus)')
@@ -147,6 +150,7 @@ export async function demoSettings (flags: DemoFlags, cwd = process.cwd()): Prom
       evalBatches: intFlag('--eval-batches', flags.evalBatches ?? d.evalBatches, 1),
       threads: intFlag('--threads', flags.threads ?? d.threads, 1),
       allowSoftwareGpu: flags.allowSoftwareGpu === true,
+      gpuF16: flags.gpuF16 === true,
       killAtStep,
       averageEvery: intFlag('--average-every', flags.averageEvery ?? d.averageEvery, 0),
       data,
@@ -222,7 +226,7 @@ export async function runDemoCommand (flags: DemoFlags): Promise<void> {
       tty: process.stderr.isTTY === true,
       summaryOut: process.stdout,
       sample: { prompt: sampleTokens > 0 ? flags.prompt ?? d.prompt : '', tokens: sampleTokens, temperature },
-      withBackend: async fn => await withBackend(settings.backend, undefined, logger, fn, settings.allowSoftwareGpu === true ? { allowSoftwareGpu: true } : {}),
+      withBackend: async fn => await withBackend(settings.backend, undefined, logger, fn, webgpuFlagOptions(settings)),
       signal: abort.signal,
       stallS,
       keepDataDirs: flags.keepDataDirs === true

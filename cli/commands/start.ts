@@ -29,6 +29,7 @@ export function register (program: Command): void {
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default: info)')
     .option('--log-format <format>', 'human or json (default: human)')
     .option('--allow-software-gpu', 'with --backend webgpu: accept a software adapter (llvmpipe) when no GPU is found')
+    .option('--gpu-f16', 'with --backend webgpu: f16 matmuls with f32 accumulation (needs the adapter\'s shader-f16)')
     // training (docs/pipeline.md, docs/scheduler.md); any of these flags makes the node train
     .option('--stage <n>', 'train: pin this pipeline stage (0..S-1); without it the scheduler assigns and moves the stage')
     .option('--stages <n>', 'train: number of pipeline stages S (default 2)')

@@ -17,6 +17,7 @@ import { PluginHost } from '../../core/node/plugin-host.ts'
 import { isBuiltinPlugin, isPathSpec } from '../../core/node/plugin-registry.ts'
 import { CheckpointMismatchError, latestCheckpoint, loadCheckpoint, writeFileAtomic, type Checkpoint } from '../../core/train/checkpoint.ts'
 import { ProgressReporter } from '../../core/train/progress.ts'
+import { webgpuFlagOptions } from '../config.ts'
 import { corpusData, trainLocal, type StepRecord } from '../../core/train/trainer.ts'
 
 export interface TrainFlags {
@@ -43,6 +44,7 @@ export interface TrainFlags {
   backend?: string
   threads?: string
   allowSoftwareGpu?: boolean
+  gpuF16?: boolean
   stages?: string
   bottleneck?: string
   logLevel?: string
@@ -74,6 +76,7 @@ export function register (program: Command): void {
     .option('--backend <name>', 'compute backend plugin: cpu, a plugin name, ./path or package', 'cpu')
     .option('--threads <n>', 'backend threads (CPU backend)')
     .option('--allow-software-gpu', 'WebGPU backend: accept a software adapter (llvmpipe; correctness runs only)')
+    .option('--gpu-f16', 'WebGPU backend: f16 matmuls with f32 accumulation (needs the adapter\'s shader-f16)')
     .option('--stages <n>', 'split the model into n stages run in sequence (pipeline reference)', '1')
     .option('--bottleneck <k>', 'learned bottleneck width at stage boundaries (0: off)', '0')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent', 'info')
@@ -171,7 +174,7 @@ export async function runTrain (flags: TrainFlags): Promise<void> {
         },
         onCheckpoint: (path, step) => { progress.note(`checkpoint step ${step}: ${path}`) }
       })
-    }, flags.allowSoftwareGpu === true ? { allowSoftwareGpu: true } : {})
+    }, webgpuFlagOptions(flags))
     progress.done()
     const finalEval = result.evals.at(-1)
     const report = {

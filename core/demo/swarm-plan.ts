@@ -30,6 +30,8 @@ export interface DemoSettings {
   readonly threads: number
   /** WebGPU: accept a software adapter (llvmpipe) on every node. */
   readonly allowSoftwareGpu?: boolean
+  /** WebGPU: f16 matmuls on every node (the plugin's f16 option). */
+  readonly gpuF16?: boolean
   /** SIGKILL one node of the most-served stage once the swarm reaches this step (0: never). */
   readonly killAtStep: number
   /** Averaging period of the run manifest: nodes of one stage average every this many steps (0: off). */
@@ -102,7 +104,8 @@ export function trainingNodeArgs (s: DemoSettings, stage: number, dataDir: strin
 /** Per-node config file: backend options have no flag. */
 export function nodeConfig (s: DemoSettings): Record<string, unknown> {
   const pluginOptions: Record<string, Record<string, unknown>> = { 'backend-cpu': { threads: s.threads } }
-  if (s.allowSoftwareGpu === true) pluginOptions['backend-webgpu'] = { allowSoftwareGpu: true }
+  const gpu = { ...(s.allowSoftwareGpu === true ? { allowSoftwareGpu: true } : {}), ...(s.gpuF16 === true ? { f16: true } : {}) }
+  if (Object.keys(gpu).length > 0) pluginOptions['backend-webgpu'] = gpu
   return { pluginOptions }
 }
 
