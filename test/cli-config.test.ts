@@ -85,6 +85,14 @@ describe('cli: start configuration', () => {
     })
   }
 
+  it('--allow-software-gpu and --gpu-f16 set the WebGPU plugin options, over the config file\'s', async () => {
+    const c = await resolveStartConfig({ config: configFile, allowSoftwareGpu: true, gpuF16: true }, {}, dir)
+    assert.deepEqual(c.node.pluginOptions?.['backend-webgpu'], { allowSoftwareGpu: true, f16: true })
+    assert.deepEqual(c.node.pluginOptions?.['my-plugin'], { level: 3 }, 'other plugins keep their options')
+    const none = await resolveStartConfig({ config: configFile }, {}, dir)
+    assert.equal(none.node.pluginOptions?.['backend-webgpu'], undefined)
+  })
+
   it('rejects bad values with ConfigErrors that name the source', async () => {
     const file = async (name: string, body: string): Promise<string> => { const f = join(dir, name); await writeFile(f, body); return f }
     await bad({ config: join(dir, 'missing.json') }, {}, /config file .*missing\.json cannot be read \(ENOENT\); check the --config path/)
