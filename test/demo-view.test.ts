@@ -5,6 +5,7 @@ import { PassThrough } from 'node:stream'
 import { LiveDisplay } from '../core/demo/live-display.ts'
 import { nodeNames, stageAssignment } from '../core/demo/swarm-plan.ts'
 import { parseTrainingStatus, snapshot, type NodeView } from '../core/demo/swarm-view.ts'
+import { averagingLine, type DemoAveraging } from '../core/demo/demo-report.ts'
 
 function training (o: Record<string, unknown>): Record<string, unknown> {
   return {
@@ -23,6 +24,17 @@ describe('demo: swarm view and display', () => {
     assert.deepEqual(stageAssignment(3, 2), [0, 1, 1])
     assert.deepEqual(stageAssignment(7, 3), [0, 1, 2, 1, 2, 1, 2])
     assert.deepEqual(nodeNames([0, 1, 2, 1]), ['s0', 's1a', 's2', 's1b'])
+  })
+
+  it('the averaging line: rounds per stage, a doubled stage that never met, or no doubled stage', () => {
+    const stage = (st: number, nodes: number, rounds: number, alone: number): DemoAveraging['per_stage'][number] =>
+      ({ stage: st, nodes, rounds, alone, failed: 0, divergence_before: rounds > 0 ? 0.5 : null, divergence_after: rounds > 0 ? 0 : null, identical_after: rounds > 0 ? true : null })
+    assert.equal(averagingLine({ period: 10, rounds: 1, per_stage: [stage(0, 1, 0, 15), stage(1, 2, 1, 0)] }),
+      'averaging every 10 steps: 1 round; stage 1: distance to the mean 0.500 -> 0.00 (identical)')
+    assert.equal(averagingLine({ period: 10, rounds: 0, per_stage: [stage(0, 1, 0, 15), stage(1, 2, 0, 15)] }),
+      'averaging every 10 steps: 0 rounds; stage 1: 2 nodes never found each other (15 rounds alone)')
+    assert.equal(averagingLine({ period: 10, rounds: 0, per_stage: [stage(0, 1, 0, 15), stage(1, 1, 0, 15)] }),
+      'averaging every 10 steps: 0 rounds (no stage has two nodes)')
   })
 
   it('reads a training status defensively: bad fields become defaults, bad loss points are dropped', () => {

@@ -175,5 +175,9 @@ export function averagingReport (s: DemoSettings, views: readonly NodeView[]): D
 export function averagingLine (a: DemoAveraging): string {
   const parts = a.per_stage.filter(p => p.rounds > 0).map(p =>
     `stage ${p.stage}: distance to the mean ${p.divergence_before?.toPrecision(3) ?? '--'} -> ${p.divergence_after?.toPrecision(3) ?? '--'}${p.identical_after === true ? ' (identical)' : ''}`)
-  return `averaging every ${a.period} steps: ${a.rounds} rounds${parts.length > 0 ? '; ' + parts.join('; ') : ' (no stage has two nodes)'}`
+  // a doubled stage whose nodes never formed a group is a fault worth showing, not "nothing to average"
+  const missed = a.per_stage.filter(p => p.nodes >= 2 && p.rounds === 0).map(p => `stage ${p.stage}: ${p.nodes} nodes never found each other (${p.alone} rounds alone)`)
+  const all = [...parts, ...missed]
+  const doubled = a.per_stage.some(p => p.nodes >= 2)
+  return `averaging every ${a.period} steps: ${a.rounds} round${a.rounds === 1 ? '' : 's'}${all.length > 0 ? '; ' + all.join('; ') : doubled ? '' : ' (no stage has two nodes)'}`
 }
