@@ -1,5 +1,6 @@
 // An unreachable bootstrap address: the node logs it clearly, retries with backoff, stays usable, and
-// connects once the bootstrap node comes up.
+// connects once the bootstrap node comes up. A node whose bootstrap connection drops at once still
+// finds a peer that joined before it.
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
 import { createNode, loadOrCreateIdentity, type LayerswarmNode } from '../core/index.ts'
@@ -72,6 +73,37 @@ describe('node: unreachable bootstrap peers', function () {
     nodes.push(again)
     await again.start()
     await waitFor('the node to redial its restarted bootstrap peer', () => node.status().bootstrap[0].connected)
+  })
+
+  it('a node cut off from its bootstrap peer right after connecting still meets the swarm within seconds', async () => {
+    const boot = await createNode({ dataDir: await dataDir(), plugins: [], controlEndpoint: false, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrapNode: true })
+    nodes.push(boot)
+    await boot.start()
+    const bootAddr = boot.libp2p.getMultiaddrs()[0].toString()
+    // B joins first; its lookups are over before A exists
+    const b = await createNode({ dataDir: await dataDir(), plugins: [], controlEndpoint: false, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [bootAddr] })
+    nodes.push(b)
+    await b.start()
+    await waitFor('B connected to the bootstrap node', () => b.libp2p.getConnections(boot.libp2p.peerId).length > 0)
+    await new Promise(resolve => setTimeout(resolve, 1500))
+    // A joins and loses its only connection at once; it redials after 3 s, past its DHT's first self-lookup
+    const { logger, lines } = recordingLogger()
+    const a = await createNode({
+      dataDir: await dataDir(), plugins: [], controlEndpoint: false, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [bootAddr], logger,
+      bootstrapRetry: { initialDelayMs: 3000 }
+    })
+    nodes.push(a)
+    const cut = (evt: CustomEvent<{ remotePeer: { equals: (p: unknown) => boolean } }>): void => {
+      if (evt.detail.remotePeer.equals(boot.libp2p.peerId)) {
+        a.libp2p.removeEventListener('connection:open', cut as never)
+        void a.libp2p.hangUp(boot.libp2p.peerId)
+      }
+    }
+    a.libp2p.addEventListener('connection:open', cut as never)
+    await a.start()
+    await waitFor('the redial', () => lines.some(l => ['reconnected to bootstrap peer', 'bootstrap peer reachable again'].includes(l.msg as string)), 15_000)
+    // within seconds, not at the DHT's next periodic self-lookup (QUERY_SELF_INTERVAL_MS; kad-dht's default is 5 min)
+    await waitFor('A connected to B', () => a.libp2p.getConnections(b.libp2p.peerId).length > 0, 8000)
   })
 
   it('skips its own address in the bootstrap list', async () => {

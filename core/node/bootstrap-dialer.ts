@@ -17,6 +17,12 @@ export interface BootstrapDialerInit {
   dialTimeoutMs?: number
   /** Source of jitter in [0, 1) (tests pin it). */
   random?: () => number
+  /**
+   * Called after every successful dial (`reconnect`: an earlier dial had succeeded). The node runs a
+   * DHT self-lookup here: the DHT's own runs at start and then only every QUERY_SELF_INTERVAL_MS, so
+   * a node whose bootstrap connection dropped early would stay unknown to the swarm until then.
+   */
+  onConnected?: (reconnect: boolean) => void
 }
 
 export interface BootstrapPeerState {
@@ -46,7 +52,7 @@ export class BootstrapDialer {
   constructor (libp2p: Libp2p, logger: Logger, init: BootstrapDialerInit) {
     this.libp2p = libp2p
     this.log = logger.forComponent('layerswarm:bootstrap')
-    this.init = { initialDelayMs: 1000, maxDelayMs: 60_000, dialTimeoutMs: 10_000, random: Math.random, ...init }
+    this.init = { initialDelayMs: 1000, maxDelayMs: 60_000, dialTimeoutMs: 10_000, random: Math.random, onConnected: () => {}, ...init }
   }
 
   start (): void {
@@ -74,13 +80,17 @@ export class BootstrapDialer {
   private async run (ma: Multiaddr, signal: AbortSignal): Promise<void> {
     const key = ma.toString()
     const state = this.states.get(key)!
+    let connections = 0
     while (!signal.aborted) {
       let delay: number
       try {
         const conn = await this.libp2p.dial(ma, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.init.dialTimeoutMs)]) })
+        const reconnect = connections++ > 0
         if (state.failures > 0) this.log.info('bootstrap peer reachable again', { addr: key, after: state.failures })
+        else if (reconnect) this.log.info('reconnected to bootstrap peer', { addr: key })
         else this.log.debug('connected to bootstrap peer', { addr: key })
         Object.assign(state, { connected: true, failures: 0, lastError: undefined, nextDialAt: undefined })
+        try { this.init.onConnected(reconnect) } catch (err) { this.log.warn('onConnected failed', { error: String(err) }) }
         await this.waitForDisconnect(conn.remotePeer, signal)
         state.connected = false
         if (signal.aborted) return

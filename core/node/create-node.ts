@@ -35,6 +35,10 @@ import { NodeStateError } from './node-errors.ts'
 
 /** The plugin a training node loads when none are named. */
 export const DEFAULT_BACKEND_PLUGIN = 'backend-cpu'
+/** How often the DHT looks itself up (refreshing its neighbourhood); kad-dht's default is 5 min. */
+export const QUERY_SELF_INTERVAL_MS = 30_000
+/** Bound of the self-lookup run after each bootstrap (re)connect. */
+const SELF_LOOKUP_TIMEOUT_MS = 10_000
 
 export interface CreateNodeOptions {
   /** Identity key, lock and control socket live here. Default ~/.layerswarm. */
@@ -189,6 +193,8 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
       protocol: dhtProtocol(network),
       // a node of a private swarm is dialable by its peers, so serve the DHT from the start
       clientMode: false,
+      // the default (5 min) leaves a node that missed its peers' first lookups unknown for minutes
+      querySelfInterval: QUERY_SELF_INTERVAL_MS,
       // the default mapper drops private and loopback addresses: right on the internet, fatal on a LAN
       peerInfoMapper: network.lan ? passthroughMapper : removePrivateAddressesMapper
     }),
@@ -242,7 +248,13 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     throw err
   }
 
-  const bootstrapDialer = new BootstrapDialer(libp2p as unknown as Libp2p, logger, { ...options.bootstrapRetry, addrs: bootstrapAddrs })
+  const bootstrapDialer = new BootstrapDialer(libp2p as unknown as Libp2p, logger, {
+    ...options.bootstrapRetry,
+    addrs: bootstrapAddrs,
+    // on every (re)connect, look ourselves up at once: the lookup connects us to our DHT neighbours
+    // and tells them about us (the DHT's own first self-lookup may have run while we were cut off)
+    onConnected: () => { void selfLookup(libp2p.services.dht as KadDHT, libp2p.peerId, log) }
+  })
   let state: 'idle' | 'starting' | 'started' | 'stopping' | 'stopped' = 'idle'
   let lock: DataDirLock | undefined
   let control: ControlServer | undefined
@@ -340,6 +352,19 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     }
   }
   return node
+}
+
+/** Runs one DHT lookup of our own id (connects us to, and announces us to, our nearest peers). */
+async function selfLookup (dht: KadDHT, self: { toMultihash: () => { bytes: Uint8Array } }, log: Logger): Promise<void> {
+  let peers = 0
+  try {
+    for await (const e of dht.getClosestPeers(self.toMultihash().bytes, { signal: AbortSignal.timeout(SELF_LOOKUP_TIMEOUT_MS) })) {
+      if (e.name === 'FINAL_PEER') peers++
+    }
+    log.debug('self-lookup after a bootstrap connect', { peers })
+  } catch (err) {
+    log.debug('self-lookup after a bootstrap connect failed', { peers, error: (err as Error).message })
+  }
 }
 
 async function stopQuietly (libp2p: { stop: () => void | Promise<void> }, onError: (err: unknown) => void = () => {}): Promise<void> {
