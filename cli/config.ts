@@ -12,7 +12,7 @@ import type { LogLevel } from '../core/contracts/logger.ts'
 import type { CreateNodeOptions } from '../core/node/create-node.ts'
 import { BUILTIN_NETWORKS } from '../core/node/network-profile.ts'
 import { parseMultiaddrs } from '../core/node/multiaddrs.ts'
-import { isPathSpec } from '../core/node/plugin-registry.ts'
+import { isPathSpec, webgpuFlagOptions, type WebGpuFlags } from '../core/node/plugin-registry.ts'
 import { isSwarmKeyText } from '../core/node/swarm-key.ts'
 
 /** Options as commander parses them from the `start` flags. */
@@ -162,16 +162,6 @@ function withWebGpuFlags (opts: Layer['pluginOptions'], flags: WebGpuFlags): Lay
   const given = webgpuFlagOptions(flags)
   if (Object.keys(given).length === 0) return opts
   return { ...opts, 'backend-webgpu': { ...opts?.['backend-webgpu'], ...given } }
-}
-
-export interface WebGpuFlags { allowSoftwareGpu?: boolean, gpuF16?: boolean }
-
-/** The WebGPU plugin options the shorthand flags stand for (only those given). */
-export function webgpuFlagOptions (flags: WebGpuFlags): Record<string, unknown> {
-  return {
-    ...(flags.allowSoftwareGpu === true ? { allowSoftwareGpu: true } : {}),
-    ...(flags.gpuF16 === true ? { f16: true } : {})
-  }
 }
 
 // Training flags override the config file's `runtime` keys one by one (paths are resolved later,

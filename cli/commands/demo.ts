@@ -14,10 +14,9 @@ import type { DemoSettings } from '../../core/demo/swarm-plan.ts'
 import { DEMO_DEFAULT_COMPRESSION, type DemoCompression } from '../../core/demo/demo-compression.ts'
 import { CodecSet } from '../../core/codec-set.ts'
 import { PluginHost } from '../../core/node/plugin-host.ts'
-import { isBuiltinPlugin, isPathSpec } from '../../core/node/plugin-registry.ts'
+import { isBuiltinPlugin, isPathSpec, webgpuFlagOptions } from '../../core/node/plugin-registry.ts'
 import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../../core/pipeline/codecs.ts'
 import { intFlag, makeLogger, numFlag, resolveModelConfig, withBackend } from './train.ts'
-import { webgpuFlagOptions } from '../config.ts'
 
 export interface DemoFlags {
   allowSoftwareGpu?: boolean

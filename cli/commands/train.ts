@@ -14,10 +14,9 @@ import { loadCorpus } from '../../core/data/index.ts'
 import { modelPreset, parseModelConfig, type ModelConfig } from '../../core/model/config.ts'
 import { DEFAULT_ADAMW } from '../../core/model/optimizer.ts'
 import { PluginHost } from '../../core/node/plugin-host.ts'
-import { isBuiltinPlugin, isPathSpec } from '../../core/node/plugin-registry.ts'
+import { isBuiltinPlugin, isPathSpec, webgpuFlagOptions } from '../../core/node/plugin-registry.ts'
 import { CheckpointMismatchError, latestCheckpoint, loadCheckpoint, writeFileAtomic, type Checkpoint } from '../../core/train/checkpoint.ts'
 import { ProgressReporter } from '../../core/train/progress.ts'
-import { webgpuFlagOptions } from '../config.ts'
 import { corpusData, trainLocal, type StepRecord } from '../../core/train/trainer.ts'
 
 export interface TrainFlags {

@@ -4,6 +4,7 @@
 import { validateModelConfig } from '../model/config.ts'
 import { validateManifest, type RunManifest } from '../run/manifest.ts'
 import { buildManifest, parseTrainingOptions } from '../runtime/training-runtime.ts'
+import { webgpuFlagOptions } from '../node/plugin-registry.ts'
 
 /** Settings of a demo run, validated by the CLI. */
 export interface DemoSettings {
@@ -104,7 +105,7 @@ export function trainingNodeArgs (s: DemoSettings, stage: number, dataDir: strin
 /** Per-node config file: backend options have no flag. */
 export function nodeConfig (s: DemoSettings): Record<string, unknown> {
   const pluginOptions: Record<string, Record<string, unknown>> = { 'backend-cpu': { threads: s.threads } }
-  const gpu = { ...(s.allowSoftwareGpu === true ? { allowSoftwareGpu: true } : {}), ...(s.gpuF16 === true ? { f16: true } : {}) }
+  const gpu = webgpuFlagOptions(s)
   if (Object.keys(gpu).length > 0) pluginOptions['backend-webgpu'] = gpu
   return { pluginOptions }
 }

@@ -18,11 +18,11 @@ export interface BootstrapDialerInit {
   /** Source of jitter in [0, 1) (tests pin it). */
   random?: () => number
   /**
-   * Called after every successful dial (`reconnect`: an earlier dial had succeeded). The node runs a
-   * DHT self-lookup here: the DHT's own runs at start and then only every QUERY_SELF_INTERVAL_MS, so
-   * a node whose bootstrap connection dropped early would stay unknown to the swarm until then.
+   * Called after every successful dial. The node runs a DHT self-lookup here: the DHT's own runs at
+   * start and then only every QUERY_SELF_INTERVAL_MS, so a node whose bootstrap connection dropped
+   * early would stay unknown to the swarm until then.
    */
-  onConnected?: (reconnect: boolean) => void
+  onConnected?: () => void
 }
 
 export interface BootstrapPeerState {
@@ -90,7 +90,7 @@ export class BootstrapDialer {
         else if (reconnect) this.log.info('reconnected to bootstrap peer', { addr: key })
         else this.log.debug('connected to bootstrap peer', { addr: key })
         Object.assign(state, { connected: true, failures: 0, lastError: undefined, nextDialAt: undefined })
-        try { this.init.onConnected(reconnect) } catch (err) { this.log.warn('onConnected failed', { error: String(err) }) }
+        try { this.init.onConnected() } catch (err) { this.log.warn('onConnected failed', { error: String(err) }) }
         await this.waitForDisconnect(conn.remotePeer, signal)
         state.connected = false
         if (signal.aborted) return
