@@ -20,6 +20,10 @@ import { Averager, shardCodecs } from '../core/averaging/index.ts'
 import { float32Bytes, handleFramed, openFramed } from '../core/wire/index.ts'
 import { builtinCodecs } from '../plugins/compression/index.ts'
 import { prng } from '../test/wire-helpers.ts'
+import { withDeadline } from '../core/timers.ts'
+
+/** Bound on one command (a round or a bulk transfer of up to a few hundred MiB on loopback). */
+const COMMAND_TIMEOUT_MS = 300_000
 
 export const BULK_PROTOCOL = '/layerswarm/bench/bulk/1.0.0'
 export const BENCH_RUN_ID = 'b0b1b2b3b4b5b6b7b8b9babbbcbdbebf'
@@ -82,7 +86,7 @@ async function main (): Promise<void> {
     try {
       if (cmd.cmd === 'round') {
         const t0 = performance.now()
-        const r = await averager.round({ round: cmd.round, stage: 0, params, weight: cmd.weight ?? 1, stageSize: cmd.stageSize, signal: AbortSignal.timeout(300_000) })
+        const r = await withDeadline(COMMAND_TIMEOUT_MS, [], async signal => await averager.round({ round: cmd.round, stage: 0, params, weight: cmd.weight ?? 1, stageSize: cmd.stageSize, signal }))
         const ms = performance.now() - t0
         let sum = 0
         for (let i = 0; i < r.averaged.length; i++) sum += r.averaged[i]
@@ -97,20 +101,22 @@ async function main (): Promise<void> {
             got += f.payload.byteLength
           }
           await fs.send({ kind: 'ack', metadata: { got } })
-        }, { runId: BENCH_RUN_ID, timeoutMs: 300_000 })
+        }, { runId: BENCH_RUN_ID, timeoutMs: COMMAND_TIMEOUT_MS })
         reply({ event: 'ok' })
       } else if (cmd.cmd === 'bulk-send') {
         const data = float32Bytes(peerVector(1, cmd.bytes / 4))
         const t0 = performance.now()
-        const fs = await openFramed(node.libp2p, multiaddr(cmd.addrs[0]), BULK_PROTOCOL, { runId: BENCH_RUN_ID, signal: AbortSignal.timeout(300_000) })
-        const frame = 4 * (1 << 20)
-        const parts = Math.ceil(data.byteLength / frame)
-        for (let i = 0; i < parts; i++) {
-          const chunk = data.subarray(i * frame, Math.min((i + 1) * frame, data.byteLength))
-          await fs.send({ kind: 'parameter-shard', dtype: 'f32', shape: [chunk.byteLength / 4], partIndex: i, partCount: parts }, chunk)
-        }
-        await fs.closeWrite()
-        const ack = await fs.expect({ signal: AbortSignal.timeout(300_000) })
+        const ack = await withDeadline(COMMAND_TIMEOUT_MS, [], async signal => {
+          const fs = await openFramed(node.libp2p, multiaddr(cmd.addrs[0]), BULK_PROTOCOL, { runId: BENCH_RUN_ID, signal })
+          const frame = 4 * (1 << 20)
+          const parts = Math.ceil(data.byteLength / frame)
+          for (let i = 0; i < parts; i++) {
+            const chunk = data.subarray(i * frame, Math.min((i + 1) * frame, data.byteLength))
+            await fs.send({ kind: 'parameter-shard', dtype: 'f32', shape: [chunk.byteLength / 4], partIndex: i, partCount: parts }, chunk, { signal })
+          }
+          await fs.closeWrite()
+          return await fs.expect({ signal })
+        })
         const ms = performance.now() - t0
         if ((ack.header.metadata as { got: number }).got !== data.byteLength) throw new Error('short bulk transfer')
         reply({ event: 'bulk', ms, bytes: data.byteLength })

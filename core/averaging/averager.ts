@@ -18,6 +18,7 @@ import type { Libp2p, PeerId } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
 import { AbortError } from '../errors.ts'
+import { deadline, sleep, withDeadline } from '../timers.ts'
 import { handleFramed, openFramed, PeerResetError, RemoteError, requestFrame, type Frame, type FramedStream } from '../wire/index.ts'
 import {
   AVERAGING_PROTOCOL, checkAverageBounds, checkDeclaredStats, DEFAULT_CHUNK_ELEMENTS, encodeParts, MAX_GROUP_SIZE,
@@ -562,7 +563,7 @@ export class Averager {
 
   /** Owner side: one contributor's stream. */
   private async serve (fs: FramedStream, peer: string, handlerSignal: AbortSignal): Promise<void> {
-    const first = await fs.expect({ signal: AbortSignal.any([handlerSignal, AbortSignal.timeout(this.slackMs + this.joinMs)]) })
+    const first = await withDeadline(this.slackMs + this.joinMs, [handlerSignal], async signal => await fs.expect({ signal }))
     if ((first.header.metadata as { op?: unknown } | undefined)?.op === 'join') {
       await this.serveJoin(fs, first, peer, handlerSignal)
       return
@@ -571,19 +572,20 @@ export class Averager {
     const stage = first.header.stage
     if (this.bans.isBanned(peer)) throw new PeerBannedError(peer)
     const session = await this.waitSession(stage, req.round, handlerSignal)
-    const signal = AbortSignal.any([handlerSignal, session.abort.signal])
-    await Promise.race([session.ready.promise, new Promise<never>((_resolve, reject) => {
-      if (signal.aborted) { reject(signal.reason); return }
-      signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
-    })])
-    const k = this.checkRequest(session, req, peer)
-    const served = deferred<void>()
-    session.serving.add(served.promise)
-    try {
-      await this.serveContribution(fs, session, req, k, peer, stage, signal)
-    } finally {
-      served.resolve()
-    }
+    await withDeadline(undefined, [handlerSignal, session.abort.signal], async signal => {
+      await Promise.race([session.ready.promise, new Promise<never>((_resolve, reject) => {
+        if (signal.aborted) { reject(signal.reason); return }
+        signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
+      })])
+      const k = this.checkRequest(session, req, peer)
+      const served = deferred<void>()
+      session.serving.add(served.promise)
+      try {
+        await this.serveContribution(fs, session, req, k, peer, stage, signal)
+      } finally {
+        served.resolve()
+      }
+    })
   }
 
   private async serveContribution (fs: FramedStream, session: Session, req: ReduceRequest, k: number, peer: string, stage: number, signal: AbortSignal): Promise<void> {
@@ -597,8 +599,8 @@ export class Averager {
     try {
       if (session.closed) throw new ContributionLateError()
       const [s, e] = session.ranges[session.me]
-      const contribSignal = AbortSignal.any([signal, AbortSignal.timeout(untilMs(session.contribDeadline - Date.now()))])
-      const data = await receiveParts(fs, this.codecs, req.role, stage, req.parts, e - s, contribSignal)
+      const data = await withDeadline(session.contribDeadline - Date.now(), [signal],
+        async contribSignal => await receiveParts(fs, this.codecs, req.role, stage, req.parts, e - s, contribSignal))
       checkDeclaredStats(data, { norm: req.stats[session.me][0], maxAbs: req.stats[session.me][1] }, this.codecs.relError(req.role))
       if (session.closed) throw new ContributionLateError()
       session.contributions.set(k, { weight: req.weight, data })
@@ -610,10 +612,11 @@ export class Averager {
       session.bytesReceived += fs.stats.bytesReceived
     }
     const res = await session.result.promise
-    const sendSignal = AbortSignal.any([signal, AbortSignal.timeout(untilMs(session.resultDeadline - Date.now()))])
     const before = fs.stats.bytesSent
-    await fs.send({ kind: 'response', stage, microbatchId: req.round, metadata: { op: 'result', contributors: res.contributors, parts: res.parts.length } }, undefined, { signal: sendSignal })
-    await sendParts(fs, req.role, stage, req.round, res.parts, sendSignal)
+    await withDeadline(session.resultDeadline - Date.now(), [signal], async sendSignal => {
+      await fs.send({ kind: 'response', stage, microbatchId: req.round, metadata: { op: 'result', contributors: res.contributors, parts: res.parts.length } }, undefined, { signal: sendSignal })
+      await sendParts(fs, req.role, stage, req.round, res.parts, sendSignal)
+    })
     session.bytesSent += fs.stats.bytesSent - before
   }
 
@@ -682,7 +685,7 @@ export class Averager {
       } catch (err) {
         if (attempt >= 3 || signal.aborted) throw err
         this.log.debug('dial failed, retrying', { peer, attempt, error: (err as Error).message })
-        await new Promise(resolve => setTimeout(resolve, 200 * attempt))
+        await sleep(200 * attempt, signal)
       }
     }
   }
@@ -692,8 +695,15 @@ export class Averager {
     const owner = session.members[j]
     if (this.bans.isBanned(owner)) throw new PeerBannedError(owner)
     if (this.init.faults?.withhold?.(j) === true) throw new AbortError('contribution withheld (fault injection)')
-    const signal = AbortSignal.any([session.abort.signal, AbortSignal.timeout(untilMs(session.resultDeadline - Date.now()))])
-    const fs = await this.dial(owner, signal)
+    const guard = deadline(session.resultDeadline - Date.now(), session.abort.signal)
+    const signal = guard.signal
+    let fs: FramedStream
+    try {
+      fs = await this.dial(owner, signal)
+    } catch (err) {
+      guard.clear()
+      throw err
+    }
     try {
       const [s, e] = session.ranges[j]
       let mine = session.data.subarray(s, e)
@@ -723,15 +733,11 @@ export class Averager {
       if (err instanceof RemoteError && err.remoteCode === 'ERR_AVG_BANNED') session.settle(j, () => { this.finalize(session) }, err)
       throw err
     } finally {
+      guard.clear()
       session.bytesSent += fs.stats.bytesSent
       session.bytesReceived += fs.stats.bytesReceived
     }
   }
-}
-
-/** A timeout for AbortSignal.timeout (a positive integer) until `deadline - now`. */
-function untilMs (ms: number): number {
-  return Math.max(1, Math.ceil(ms))
 }
 
 const PEER_ID_RE = /^[A-Za-z0-9]{1,128}$/

@@ -19,6 +19,7 @@ import { dhtKey } from '../node/dht-keys.ts'
 import { silentLogger } from '../logger.ts'
 import type { Logger } from '../contracts/logger.ts'
 import type { Libp2p } from '@libp2p/interface'
+import { deadline, sleep, withDeadline } from '../timers.ts'
 
 export interface MoshpitGrid {
   /** Coordinates per dim (the target group size). */
@@ -140,29 +141,28 @@ export class DhtGroupFinder implements GroupFinder {
 
   async find (q: GroupQuery): Promise<void> {
     const key = await dhtKey(q.name)
-    const untilDeadline = (): AbortSignal => AbortSignal.any([
-      AbortSignal.timeout(Math.max(1, q.deadline - Date.now())),
-      ...(q.signal != null ? [q.signal] : [])
-    ])
     // our record goes on being published in the background until the deadline even when we stop
     // looking early: the others still have to find us
-    this.libp2p.contentRouting.provide(key, { signal: untilDeadline() })
+    const providing = deadline(q.deadline - Date.now(), q.signal)
+    this.libp2p.contentRouting.provide(key, { signal: providing.signal })
       .then(() => { this.log.trace('group key provided', { group: q.name }) })
       .catch(err => { this.log.debug('provide failed', { group: q.name, error: (err as Error).message }) })
+      .finally(() => { providing.clear() })
     const stopped = (): boolean => q.stop?.aborted === true
     while (Date.now() < q.deadline && !stopped()) {
       q.signal?.throwIfAborted()
       try {
         // a query slowed by a loaded machine still yields what it found so far
-        const signal = AbortSignal.any([untilDeadline(), AbortSignal.timeout(5000), ...(q.stop != null ? [q.stop] : [])])
-        for await (const p of this.libp2p.contentRouting.findProviders(key, { signal })) {
-          const id = p.id.toString()
-          if (!q.found.has(id)) {
-            q.found.add(id)
-            q.onFound?.(id)
+        await withDeadline(Math.min(5000, q.deadline - Date.now()), [q.signal, q.stop], async signal => {
+          for await (const p of this.libp2p.contentRouting.findProviders(key, { signal })) {
+            const id = p.id.toString()
+            if (!q.found.has(id)) {
+              q.found.add(id)
+              q.onFound?.(id)
+            }
+            if (stopped()) break
           }
-          if (stopped()) break
-        }
+        })
       } catch (err) {
         q.signal?.throwIfAborted()
         if (!stopped()) this.log.debug('findProviders failed', { group: q.name, error: (err as Error).message })
@@ -184,13 +184,4 @@ export class StaticGroupFinder implements GroupFinder {
       }
     }
   }
-}
-
-function sleep (ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted === true) { reject(signal.reason); return }
-    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
-    const onAbort = (): void => { clearTimeout(t); reject(signal?.reason) }
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
 }

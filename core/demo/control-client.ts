@@ -4,6 +4,7 @@
 import { request } from 'node:http'
 import { controlSocketPath } from '../node/control-endpoint.ts'
 import { ControlEndpointError } from '../node/node-errors.ts'
+import { deadline } from '../timers.ts'
 
 export interface ControlRequestOptions {
   readonly body?: unknown
@@ -15,7 +16,8 @@ export interface ControlRequestOptions {
 /** Sends `method route` with an optional JSON body; resolves with the parsed JSON answer (200 only). */
 export async function controlRequest (dataDir: string, method: 'GET' | 'POST', route: string, opts: ControlRequestOptions = {}): Promise<unknown> {
   const socketPath = controlSocketPath(dataDir)
-  const signal = AbortSignal.any([AbortSignal.timeout(opts.timeoutMs ?? 10_000), ...(opts.signal != null ? [opts.signal] : [])])
+  const guard = deadline(opts.timeoutMs ?? 10_000, opts.signal)
+  const signal = guard.signal
   const payload = opts.body !== undefined ? JSON.stringify(opts.body) : undefined
   const text = await new Promise<string>((resolve, reject) => {
     const req = request({
@@ -38,7 +40,7 @@ export async function controlRequest (dataDir: string, method: 'GET' | 'POST', r
       reject(new ControlEndpointError(`${method} ${route} on ${socketPath} failed: ${signal.aborted ? 'no answer in time' : err.message}`, { cause: err }))
     })
     req.end(payload)
-  })
+  }).finally(() => { guard.clear() })
   try {
     return JSON.parse(text)
   } catch (err) {

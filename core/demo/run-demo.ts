@@ -19,6 +19,7 @@ import { controlRequest } from './control-client.ts'
 import type { BytesPerToken } from './demo-compression.ts'
 import { averagingLine, buildReport, type DemoAveraging, type KilledNode } from './demo-report.ts'
 import { SwarmRunError } from './demo-errors.ts'
+import { pause } from '../timers.ts'
 import { bytes, LiveDisplay } from './live-display.ts'
 import { lossChartSvg } from './loss-chart-svg.ts'
 import { mergeStageCheckpoints } from '../train/merge-checkpoints.ts'
@@ -161,7 +162,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
       if (elapsed() - lastProgress.at > limit) {
         throw new SwarmRunError(`no progress for ${limit} s (step ${snap.step}/${s.steps}, states ${snap.states.join(', ')}); node logs are in ${logsDir}${await tailOf(logsDir, workers[0]?.name)}`)
       }
-      await sleep(o.pollMs ?? 1000, o.signal)
+      await pause(o.pollMs ?? 1000, o.signal)
     }
     const trainSeconds = (performance.now() - tListening) / 1000
     const seconds = elapsed()
@@ -298,12 +299,4 @@ function pickVictim (live: NodeView[]): NodeView | undefined {
 async function tailOf (logsDir: string, name: string | undefined): Promise<string> {
   if (name == null) return ''
   return `\nlast lines of ${name}'s log:\n${await logTail(join(logsDir, `${name}.log`), 12)}`
-}
-
-async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
-  await new Promise<void>(resolve => {
-    const t = setTimeout(done, ms)
-    function done (): void { clearTimeout(t); signal?.removeEventListener('abort', done); resolve() }
-    signal?.addEventListener('abort', done, { once: true })
-  })
 }

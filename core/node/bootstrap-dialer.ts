@@ -6,6 +6,7 @@ import type { Libp2p, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from '../contracts/logger.ts'
 import { peerIdOf } from './multiaddrs.ts'
+import { pause, withDeadline } from '../timers.ts'
 
 export interface BootstrapDialerInit {
   addrs: readonly Multiaddr[]
@@ -84,7 +85,7 @@ export class BootstrapDialer {
     while (!signal.aborted) {
       let delay: number
       try {
-        const conn = await this.libp2p.dial(ma, { signal: AbortSignal.any([signal, AbortSignal.timeout(this.init.dialTimeoutMs)]) })
+        const conn = await withDeadline(this.init.dialTimeoutMs, [signal], async s => await this.libp2p.dial(ma, { signal: s }))
         const reconnect = connections++ > 0
         if (state.failures > 0) this.log.info('bootstrap peer reachable again', { addr: key, after: state.failures })
         else if (reconnect) this.log.info('reconnected to bootstrap peer', { addr: key })
@@ -107,7 +108,7 @@ export class BootstrapDialer {
         })
       }
       state.nextDialAt = Date.now() + delay
-      await sleep(delay, signal)
+      await pause(delay, signal)
     }
   }
 
@@ -125,13 +126,4 @@ export class BootstrapDialer {
       if (signal.aborted || this.libp2p.getConnections(peer).length === 0) done()
     })
   }
-}
-
-async function sleep (ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return
-  await new Promise<void>(resolve => {
-    const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
-    const onAbort = (): void => { clearTimeout(timer); resolve() }
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }

@@ -11,6 +11,7 @@ import { DATA_DIR_FILES } from './data-dir.ts'
 import { isProcessAlive } from './data-dir-lock.ts'
 import { ControlEndpointError, NodeNotRunningError } from './node-errors.ts'
 import { LayerswarmError } from '../errors.ts'
+import { deadline } from '../timers.ts'
 
 // sun_path holds 108 bytes on Linux (104 on macOS): a deep data dir gets a socket in tmpdir named by
 // the dir's hash, so server and client agree without reading any file
@@ -156,7 +157,8 @@ export async function queryControl (dataDir: string, route: string, opts: QueryO
   if (!Number.isInteger(pid) || !isProcessAlive(pid)) throw new NodeNotRunningError(dir, `stale lock: pid ${lockText.trim()} is gone`)
 
   const path = controlSocketPath(dir)
-  const signal = AbortSignal.any([AbortSignal.timeout(opts.timeoutMs ?? 5000), ...(opts.signal != null ? [opts.signal] : [])])
+  const guard = deadline(opts.timeoutMs ?? 5000, opts.signal)
+  const signal = guard.signal
   const body = await new Promise<string>((resolve, reject) => {
     const payload = opts.body !== undefined ? JSON.stringify(opts.body) : undefined
     const headers = payload != null ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : undefined
@@ -180,7 +182,7 @@ export async function queryControl (dataDir: string, route: string, opts: QueryO
       }
     })
     req.end(payload)
-  })
+  }).finally(() => { guard.clear() })
   try {
     return JSON.parse(body)
   } catch (err) {

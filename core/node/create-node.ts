@@ -32,6 +32,7 @@ import { parseMultiaddrs } from './multiaddrs.ts'
 import { BootstrapDialer, type BootstrapDialerInit, type BootstrapPeerState } from './bootstrap-dialer.ts'
 import { startControlServer, type ControlServer } from './control-endpoint.ts'
 import { NodeStateError } from './node-errors.ts'
+import { deadline, withDeadline } from '../timers.ts'
 
 /** The plugin a training node loads when none are named. */
 export const DEFAULT_BACKEND_PLUGIN = 'backend-cpu'
@@ -329,7 +330,8 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   }
 
   async function bringUp (opts: AbortOptions): Promise<void> {
-    const signal = AbortSignal.any([startAbort.signal, ...(opts.signal != null ? [opts.signal] : [])])
+    const guard = deadline(undefined, startAbort.signal, opts.signal)
+    const signal = guard.signal
     try {
       signal.throwIfAborted()
       lock = await lockDataDir(dataDir)
@@ -349,6 +351,8 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
       await teardown()
       state = 'stopped'
       throw err
+    } finally {
+      guard.clear()
     }
   }
   return node
@@ -358,9 +362,11 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
 async function selfLookup (dht: KadDHT, self: { toMultihash: () => { bytes: Uint8Array } }, log: Logger): Promise<void> {
   let peers = 0
   try {
-    for await (const e of dht.getClosestPeers(self.toMultihash().bytes, { signal: AbortSignal.timeout(SELF_LOOKUP_TIMEOUT_MS) })) {
-      if (e.name === 'FINAL_PEER') peers++
-    }
+    await withDeadline(SELF_LOOKUP_TIMEOUT_MS, [], async signal => {
+      for await (const e of dht.getClosestPeers(self.toMultihash().bytes, { signal })) {
+        if (e.name === 'FINAL_PEER') peers++
+      }
+    })
     log.debug('self-lookup after a bootstrap connect', { peers })
   } catch (err) {
     log.debug('self-lookup after a bootstrap connect failed', { peers, error: (err as Error).message })

@@ -9,6 +9,7 @@ import type { Plugin, PluginContext, PluginKind, Token } from '../contracts/plug
 import type { Logger } from '../contracts/logger.ts'
 import { AbortError } from '../errors.ts'
 import { silentLogger } from '../logger.ts'
+import { deadline } from '../timers.ts'
 import { importPluginModule } from './plugin-registry.ts'
 import {
   CircularDependencyError, ConflictingProvidersError, DuplicatePluginError, InvalidChoiceError, InvalidPluginError,
@@ -68,7 +69,7 @@ export class PluginHost {
     this.choices = { ...opts.choices }
     this.pluginOptions = { ...opts.pluginOptions }
     this.cwd = opts.cwd ?? process.cwd()
-    this.signal = opts.signal == null ? this.controller.signal : AbortSignal.any([opts.signal, this.controller.signal])
+    this.signal = opts.signal == null ? this.controller.signal : deadline(undefined, opts.signal, this.controller.signal).signal
   }
 
   /**

@@ -18,6 +18,7 @@ import type { ComputeBackend } from '../contracts/backend.ts'
 import type { Logger } from '../contracts/logger.ts'
 import { AbortError, ConfigError, LayerswarmError } from '../errors.ts'
 import { silentLogger } from '../logger.ts'
+import { deadline, pause, type Deadline } from '../timers.ts'
 import { validateModelConfig, type ModelConfig } from '../model/config.ts'
 import type { LrSchedule } from '../model/lr-schedule.ts'
 import { Stage } from '../model/stage.ts'
@@ -346,8 +347,10 @@ export class PipelineNode {
   private async handleForward (fs: FramedStream, from: string, handlerSignal: AbortSignal): Promise<void> {
     if (this.abort.signal.aborted) throw new PipelineStoppedError()
     this.handling++
+    let work: Deadline | undefined
     try {
-      const readSignal = AbortSignal.any([handlerSignal, this.abort.signal, AbortSignal.timeout(this.init.requestTimeoutMs ?? 30_000)])
+      const reading = deadline(this.init.requestTimeoutMs ?? 30_000, handlerSignal, this.abort.signal)
+      const readSignal = reading.signal
       let B: number, T: number, meta: MicrobatchMeta, hidden: Float32Array, targets: Int32Array, id: bigint, route: string[]
       try {
         const act = await fs.expect({ signal: readSignal })
@@ -360,10 +363,13 @@ export class PipelineNode {
       } catch (err) {
         if (!this.abort.signal.aborted) this.penalize(from, err)
         throw err
+      } finally {
+        reading.clear()
       }
       const train = meta.mode === 'train'
       if (train) this.s.microbatchesStarted++
-      const signal = AbortSignal.any([handlerSignal, this.abort.signal])
+      work = deadline(undefined, handlerSignal, this.abort.signal)
+      const signal = work.signal
       const shapeIn = [B, T, this.bounds.width]
       const key = `${meta.origin}:${id}`
       const tag = { origin: meta.origin, step: meta.step, micros: meta.micros }
@@ -400,6 +406,7 @@ export class PipelineNode {
       await this.replyGrad(fs, id, route, dinput as Float32Array, shapeIn, reply.meta, signal)
       this.completed(B * T)
     } finally {
+      work?.clear()
       this.handling--
     }
   }
@@ -444,7 +451,8 @@ export class PipelineNode {
       if (peer == null) break
       if (attempt > 0) this.s.microbatchesRetried++
       const t0 = performance.now()
-      const sig = AbortSignal.any([signal, AbortSignal.timeout(this.router.timeoutMs(peer))])
+      const attemptDeadline = deadline(this.router.timeoutMs(peer), signal)
+      const sig = attemptDeadline.signal
       let fs: FramedStream | undefined
       this.outstanding++
       try {
@@ -477,6 +485,7 @@ export class PipelineNode {
           peer, stage, attempt: attempt + 1, of: this.maxAttempts, verdict, code: (err as LayerswarmError).code, error: (err as Error).message
         })
       } finally {
+        attemptDeadline.clear()
         this.outstanding--
       }
     }
@@ -485,9 +494,9 @@ export class PipelineNode {
 
   /** Waits (bounded) for a usable peer of `stage` to appear. */
   private async waitForPeer (stage: number, exclude: ReadonlySet<string>, signal: AbortSignal): Promise<string | undefined> {
-    const deadline = Date.now() + (this.init.peerWaitMs ?? 30_000)
-    while (Date.now() < deadline && !signal.aborted) {
-      await sleep(100, signal).catch(() => {})
+    const until = Date.now() + (this.init.peerWaitMs ?? 30_000)
+    while (Date.now() < until && !signal.aborted) {
+      await pause(100, signal)
       const peer = this.router.choose(stage, exclude)
       if (peer != null) return peer
     }
@@ -507,7 +516,7 @@ export class PipelineNode {
     while (step < steps && !signal.aborted) {
       if (this.stages > 1 && this.router.available(1).length === 0) {
         this.state = 'waiting-peers'
-        await sleep(100, signal).catch(() => {})
+        await pause(100, signal)
         continue
       }
       this.state = 'training'
@@ -516,7 +525,7 @@ export class PipelineNode {
       if (!results.some(ok => ok)) {
         // nothing came back: do not burn a step of the schedule on an empty update
         this.log.warn('every microbatch of the step was dropped; retrying the step', { step })
-        await sleep(500, signal).catch(() => {})
+        await pause(500, signal)
         continue
       }
       await this.worker.step(step)
@@ -677,10 +686,10 @@ export class PipelineNode {
       if (others.every(e => e.state === 'done' || e.state === 'failed')) {
         // one more heartbeat so late listeners see us done
         this.directory.publish()
-        await sleep(Math.min(1000, this.init.heartbeatMs ?? 1000), signal).catch(() => {})
+        await pause(Math.min(1000, this.init.heartbeatMs ?? 1000), signal)
         return
       }
-      await sleep(100, signal).catch(() => {})
+      await pause(100, signal)
     }
   }
 }
@@ -697,13 +706,4 @@ async function pool<R> (n: number, k: number, fn: (i: number) => Promise<R>): Pr
   })
   await Promise.all(lanes)
   return out
-}
-
-async function sleep (ms: number, signal?: AbortSignal): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    if (signal?.aborted === true) { reject(new AbortError()); return }
-    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
-    const onAbort = (): void => { clearTimeout(t); reject(new AbortError()) }
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
 }

@@ -18,6 +18,7 @@ import type { Libp2p } from '@libp2p/interface'
 import type { DependencyContainer } from 'tsyringe'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
+import { sleep } from '../timers.ts'
 import { Averager, shardCodecs, type AveragingMode, type GroupFinder, type GroupQuery } from '../averaging/index.ts'
 import { CodecSet } from '../codec-set.ts'
 import type { RunManifest } from '../run/manifest.ts'
@@ -230,7 +231,7 @@ class SourceGroupFinder implements GroupFinder {
           if (p !== q.self) q.onFound?.(p)
         }
       }
-      await new Promise(resolve => setTimeout(resolve, Math.max(0, Math.min(100, q.deadline - Date.now()))))
+      await sleep(Math.min(100, q.deadline - Date.now()), q.signal)
     }
   }
 }

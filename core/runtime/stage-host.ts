@@ -31,6 +31,7 @@ import { runId as manifestRunId, type RunManifest } from '../run/manifest.ts'
 import { corpusData } from '../train/trainer.ts'
 import { ConfigError } from '../errors.ts'
 import { silentLogger } from '../logger.ts'
+import { pause, withDeadline } from '../timers.ts'
 import { validateModelConfig } from '../model/config.ts'
 import { numel, stageParamSpecs } from '../model/params.ts'
 import { stageLayouts } from '../model/stage-split.ts'
@@ -129,7 +130,7 @@ export class StageHost {
     if (isSteerable(s)) {
       s.setMoveHooks({
         beforeMove: async (from, to, signal) => { await this.serialized(async () => { await this.leave(from, to, signal) }) },
-        fetchStageState: async (stage, peers, signal) => { await this.serialized(async () => { await this.enter(stage, peers, AbortSignal.any([signal, this.abort.signal])) }) }
+        fetchStageState: async (stage, peers, signal) => { await this.serialized(async () => { await withDeadline(undefined, [signal, this.abort.signal], async s => { await this.enter(stage, peers, s) }) }) }
       })
       s.setLoadSource(cachedLoad(() => this.load()))
     }
@@ -206,8 +207,8 @@ export class StageHost {
     this.moving = { from, to }
     if (!p.isFirst) {
       // peers saw `leaving` and route elsewhere; finish what this stage already holds
-      const deadline = Date.now() + (this.init.drainMs ?? 5000)
-      while (p.status().queue > 0 && Date.now() < deadline && !signal.aborted) await sleep(100)
+      const until = Date.now() + (this.init.drainMs ?? 5000)
+      while (p.status().queue > 0 && Date.now() < until && !signal.aborted) await pause(100, signal)
     }
     this.log.info('leaving stage', { from, to, queue: p.status().queue })
     await this.retire()
@@ -406,8 +407,4 @@ function splitState (tensors: ReadonlyMap<string, Float32Array>, version: number
     else if (kind === 'adam.v') v.set(name, t)
   }
   return { params, optimizer: { step: version, m, v }, step }
-}
-
-async function sleep (ms: number): Promise<void> {
-  await new Promise(resolve => setTimeout(resolve, ms))
 }

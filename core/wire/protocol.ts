@@ -3,6 +3,7 @@
 // peer penalties), open a framed stream, and one request/response exchange with a deadline.
 import { silentLogger } from '../logger.ts'
 import { LayerswarmError } from '../errors.ts'
+import { deadline } from '../timers.ts'
 import { RemoteError, StreamEndedError } from './errors.ts'
 import { FramedStream, signalError } from './framed-stream.ts'
 import type { FramedStreamInit } from './framed-stream.ts'
@@ -39,9 +40,8 @@ export async function handleFramed (registrar: FramedRegistrar, protocol: string
       stream.abort(err as Error)
       return
     }
-    const signal = options.timeoutMs != null
-      ? AbortSignal.timeout(options.timeoutMs)
-      : new AbortController().signal
+    const guard = deadline(options.timeoutMs)
+    const signal = guard.signal
     try {
       await handler(fs, connection, signal)
       // The handler may have returned after the stream failed under it (bad bytes, credit overrun):
@@ -57,6 +57,8 @@ export async function handleFramed (registrar: FramedRegistrar, protocol: string
         log.error('onError hook threw', { error: (hookErr as Error).message })
       }
       fs.abort(e)
+    } finally {
+      guard.clear()
     }
   }, options.streamOptions)
 }
@@ -88,20 +90,23 @@ export interface RequestOptions extends OpenFramedOptions {
  */
 export async function requestFrame (dialer: FramedDialer, peer: DialTarget, protocol: string,
   request: Omit<FrameInit, 'runId'>, payload: Uint8Array | undefined, options: RequestOptions): Promise<Frame> {
-  const signals = [options.signal, options.timeoutMs != null ? AbortSignal.timeout(options.timeoutMs) : undefined]
-    .filter((s): s is AbortSignal => s != null)
-  const signal = signals.length > 0 ? AbortSignal.any(signals) : undefined
-  const fs = await openFramed(dialer, peer, protocol, { ...options, signal })
+  const guard = deadline(options.timeoutMs, options.signal)
+  const signal = guard.signal
   try {
-    await fs.send(request, payload, { signal })
-    const response = await fs.read({ signal })
-    if (response == null) throw new StreamEndedError('the peer closed the stream without a response')
-    await fs.close({ signal })
-    return response
-  } catch (err) {
-    const e = mapAbort(err, signal, 'a response')
-    if (!(e instanceof RemoteError)) fs.abort(e)
-    throw e
+    const fs = await openFramed(dialer, peer, protocol, { ...options, signal })
+    try {
+      await fs.send(request, payload, { signal })
+      const response = await fs.read({ signal })
+      if (response == null) throw new StreamEndedError('the peer closed the stream without a response')
+      await fs.close({ signal })
+      return response
+    } catch (err) {
+      const e = mapAbort(err, signal, 'a response')
+      if (!(e instanceof RemoteError)) fs.abort(e)
+      throw e
+    }
+  } finally {
+    guard.clear()
   }
 }
 
