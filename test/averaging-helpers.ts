@@ -3,7 +3,8 @@
 // deterministic test vectors.
 import '../core/polyfills.ts'
 import { createNode, type LayerswarmNode } from '../core/index.ts'
-import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
+import { removeDirs, tempDir } from './node-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 import { prng } from './wire-helpers.ts'
 
 export const RUN_ID = 'a1b2c3d4e5f60718293a4b5c6d7e8f90'
@@ -47,8 +48,12 @@ export async function startSwarm (n: number): Promise<Swarm> {
   }
   try {
     for (let i = 0; i < n; i++) await add()
-    await waitFor('every DHT routing table to hold the other nodes', () =>
-      nodes.every(m => m.status().dht.routingTableSize >= Math.min(n, 3)), 30_000)
+    await waitFor(() =>
+      nodes.every(m => m.status().dht.routingTableSize >= Math.min(n, 3)), {
+      what: 'every DHT routing table to hold the other nodes',
+      timeoutMs: 30_000,
+      state: () => `routing table sizes ${nodes.map(m => m.status().dht.routingTableSize).join(', ')}`
+    })
   } catch (err) {
     await swarm.stop()
     throw err

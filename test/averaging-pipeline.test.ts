@@ -18,6 +18,7 @@ import { corpusData } from '../core/train/trainer.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
 import { startSwarm, type Swarm } from './averaging-helpers.ts'
 import { tinyCorpus, tinyManifest } from './pipeline-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 
 describe('averaging in the pipeline', function () {
   let dir: string
@@ -58,11 +59,12 @@ describe('averaging in the pipeline', function () {
     await s1a.start()
     await s1b.start()
     // s0 waits for stage-1 peers in its directory; wait until each stage-1 node sees the other too
-    const t0 = Date.now()
-    while (s1a.status().peersPerStage['1'] < 2 || s1b.status().peersPerStage['1'] < 2) {
-      if (Date.now() - t0 > 30_000) throw new Error('stage-1 nodes did not see each other')
-      await new Promise(resolve => setTimeout(resolve, 100))
-    }
+    await waitFor(() => s1a.status().peersPerStage['1'] >= 2 && s1b.status().peersPerStage['1'] >= 2, {
+      what: 'the stage-1 nodes to see each other',
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      state: () => `stage-1 peers seen: ${s1a.status().peersPerStage['1']} and ${s1b.status().peersPerStage['1']}`
+    })
     await s0.start()
     await Promise.all(pnodes.map(async p => { await p.finished }))
     // a round queued by the last flush: let it end

@@ -8,7 +8,8 @@ import { createNode, type LayerswarmNode } from '../core/index.ts'
 import { BENCH_RUN_ID, peerVector } from '../bench/allreduce-peer.ts'
 import { spawnPeer, startBootstrap, stopPeer, type PeerProcess } from '../bench/allreduce.ts'
 import { expectedMean } from './averaging-helpers.ts'
-import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
+import { removeDirs, tempDir } from './node-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 
 const N = 200_000
 
@@ -105,6 +106,6 @@ describe('averaging: members in separate processes', function () {
     if (r0.lostShards.length === 0 && r1.lostShards.length === 0) {
       assert.deepEqual(r0.averaged.subarray(ds, de), r1.averaged.subarray(ds, de), 'both survivors hold the shard the dead member delivered')
     }
-    await waitFor('the dead peer to drop from the connections', () => !local[0].libp2p.getPeers().some(p => p.toString() === doomed.peerId), 20_000)
+    await waitFor(() => !local[0].libp2p.getPeers().some(p => p.toString() === doomed.peerId), { what: 'the dead peer to drop from the connections', timeoutMs: 20_000 })
   })
 })

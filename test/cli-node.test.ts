@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
+import { removeDirs, tempDir } from './node-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 import { runCli, startCli, terminate, type RunningNode } from './cli-helpers.ts'
 
 const MARKER = './test/fixtures/node/marker-plugin.ts'
@@ -37,10 +38,10 @@ describe('cli: layerswarm start / status / keys as separate processes', function
       assert.equal(r.code, 0, r.stderr)
       return JSON.parse(r.stdout)
     }
-    const sa = await waitFor('node a to see the bootstrap node and node b', async () => {
+    const sa = await waitFor(async () => {
       const s = await statusOf(aDir)
       return s.peers.includes(boot.peerId) && s.peers.includes(b.peerId) ? s : undefined
-    }, 30_000, 500)
+    }, { what: 'node a to see the bootstrap node and node b', timeoutMs: 30_000, intervalMs: 500 })
     assert.equal(sa.peerId, a.peerId)
     assert.deepEqual(sa.addresses, a.addrs)
     assert.deepEqual(sa.plugins, ['test-marker'])

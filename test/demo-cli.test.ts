@@ -5,7 +5,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BIN, ROOT, runCli } from './cli-helpers.ts'
-import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
+import { removeDirs, tempDir } from './node-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 import { pidAlive, writeMicroModel } from './swarm-helpers.ts'
 
 describe('demo: flags', function () {
@@ -88,7 +89,7 @@ describe('demo: no orphans', function () {
   it('SIGTERM during a run stops every node it started, then exits 130', async () => {
     const { demo, stderr, pids, exited, cleanup } = await startDemo(['--nodes', '3', '--stages', '2'])
     try {
-      await waitFor('the demo to start 4 processes', () => pids().length >= 4 || demo.exitCode != null, 180_000, 200)
+      await waitFor(() => pids().length >= 4 || demo.exitCode != null, { what: 'the demo to start 4 processes', timeoutMs: 180_000, intervalMs: 200 })
       assert.equal(demo.exitCode, null, `the demo ended early:\n${stderr()}`)
       const started = pids()
       assert.equal(started.length, 4)
@@ -106,7 +107,7 @@ describe('demo: no orphans', function () {
   it('a failed run (its only stage-0 node killed from outside) exits 1 naming the cause, and stops the other nodes', async () => {
     const { demo, stderr, pids, exited, cleanup } = await startDemo(['--nodes', '2', '--stages', '2'])
     try {
-      await waitFor('the first steps', () => /step [1-9]\d*\/100000/.test(stderr()) || demo.exitCode != null, 240_000, 200)
+      await waitFor(() => /step [1-9]\d*\/100000/.test(stderr()) || demo.exitCode != null, { what: 'the first steps', timeoutMs: 240_000, intervalMs: 200 })
       assert.equal(demo.exitCode, null, `the demo ended early:\n${stderr()}`)
       const started = pids()
       assert.equal(started.length, 3)

@@ -4,7 +4,8 @@
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
 import { createNode, loadOrCreateIdentity, type LayerswarmNode } from '../core/index.ts'
-import { recordingLogger, removeDirs, tempDir, waitFor } from './node-helpers.ts'
+import { recordingLogger, removeDirs, tempDir } from './node-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 
 async function freePort (): Promise<number> {
   const server = createServer()
@@ -37,10 +38,10 @@ describe('node: unreachable bootstrap peers', function () {
     })
     nodes.push(node)
     await node.start()
-    const retries = await waitFor('three logged retries', () => {
+    const retries = await waitFor(() => {
       const r = lines.filter(l => l.msg === 'bootstrap peer unreachable; will retry')
       return r.length >= 3 ? r : undefined
-    })
+    }, { what: 'three logged retries' })
     assert.equal(retries[0].level, 'warn')
     assert.equal(retries[0].component, 'layerswarm:bootstrap')
     assert.equal(retries[0].addr, bootAddr)
@@ -62,17 +63,17 @@ describe('node: unreachable bootstrap peers', function () {
     const boot = await createNode({ dataDir: bootDir, bootstrapNode: true, listen: [`/ip4/127.0.0.1/tcp/${port}`] })
     nodes.push(boot)
     await boot.start()
-    await waitFor('the node to reach its bootstrap peer', () => node.status().bootstrap[0].connected)
+    await waitFor(() => node.status().bootstrap[0].connected, { what: 'the node to reach its bootstrap peer' })
     assert.ok(node.libp2p.getPeers().some(p => p.toString() === bootId))
     assert.ok(lines.some(l => l.msg === 'bootstrap peer reachable again' && l.addr === bootAddr))
 
     // and redials after the bootstrap node restarts
     await boot.stop()
-    await waitFor('the disconnect to be noticed', () => !node.status().bootstrap[0].connected)
+    await waitFor(() => !node.status().bootstrap[0].connected, { what: 'the disconnect to be noticed' })
     const again = await createNode({ dataDir: bootDir, bootstrapNode: true, listen: [`/ip4/127.0.0.1/tcp/${port}`] })
     nodes.push(again)
     await again.start()
-    await waitFor('the node to redial its restarted bootstrap peer', () => node.status().bootstrap[0].connected)
+    await waitFor(() => node.status().bootstrap[0].connected, { what: 'the node to redial its restarted bootstrap peer' })
   })
 
   it('a node cut off from its bootstrap peer right after connecting still meets the swarm within seconds', async () => {
@@ -84,7 +85,10 @@ describe('node: unreachable bootstrap peers', function () {
     const b = await createNode({ dataDir: await dataDir(), plugins: [], controlEndpoint: false, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [bootAddr] })
     nodes.push(b)
     await b.start()
-    await waitFor('B connected to the bootstrap node', () => b.libp2p.getConnections(boot.libp2p.peerId).length > 0)
+    await waitFor(() => b.libp2p.getConnections(boot.libp2p.peerId).length > 0, { what: 'B connected to the bootstrap node' })
+    // A deliberate pause, part of the scenario, not a wait for an event: B's DHT lookups (kad-dht's own
+    // first self-query exposes no event) must be over before A exists, or B could find A itself and the
+    // test would pass without A's re-lookup. Too short can only make it pass for the wrong reason, never fail.
     await new Promise(resolve => setTimeout(resolve, 1500))
     // A joins and loses its only connection at once; it redials after 3 s, past its DHT's first self-lookup
     const { logger, lines } = recordingLogger()
@@ -101,9 +105,9 @@ describe('node: unreachable bootstrap peers', function () {
     }
     a.libp2p.addEventListener('connection:open', cut as never)
     await a.start()
-    await waitFor('the redial', () => lines.some(l => ['reconnected to bootstrap peer', 'bootstrap peer reachable again'].includes(l.msg as string)), 15_000)
+    await waitFor(() => lines.some(l => ['reconnected to bootstrap peer', 'bootstrap peer reachable again'].includes(l.msg as string)), { what: 'the redial', timeoutMs: 15_000 })
     // within seconds, not at the DHT's next periodic self-lookup (QUERY_SELF_INTERVAL_MS; kad-dht's default is 5 min)
-    await waitFor('A connected to B', () => a.libp2p.getConnections(b.libp2p.peerId).length > 0, 8000)
+    await waitFor(() => a.libp2p.getConnections(b.libp2p.peerId).length > 0, { what: 'A connected to B', timeoutMs: 8000 })
   })
 
   it('skips its own address in the bootstrap list', async () => {

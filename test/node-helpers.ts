@@ -1,4 +1,4 @@
-// Shared helpers of the node tests: temp data dirs, bounded polling, a logger that records lines.
+// Shared helpers of the node tests: temp data dirs and a logger that records lines (waiting: wait-helpers.ts).
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -11,22 +11,6 @@ export async function tempDir (prefix = 'lsw-node-'): Promise<string> {
 
 export async function removeDirs (dirs: string[]): Promise<void> {
   await Promise.all(dirs.map(async d => { await rm(d, { recursive: true, force: true }) }))
-}
-
-/** Polls `check` until it returns a value other than undefined/false; fails after `timeoutMs` with `what`. */
-export async function waitFor<T> (what: string, check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000, intervalMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  let lastError: unknown
-  while (Date.now() < deadline) {
-    try {
-      const v = await check()
-      if (v !== undefined && v !== false) return v
-    } catch (err) {
-      lastError = err
-    }
-    await new Promise(resolve => setTimeout(resolve, intervalMs))
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError != null ? ` (last error: ${String(lastError)})` : ''}`)
 }
 
 /** A JSON logger whose lines are kept in `lines` (parsed). */

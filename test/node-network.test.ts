@@ -8,7 +8,8 @@ import {
   InvalidMultiaddrError, SwarmKeyError, type LayerswarmNode
 } from '../core/index.ts'
 import { backoffDelay } from '../core/node/bootstrap-dialer.ts'
-import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
+import { removeDirs, tempDir } from './node-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 
 describe('node: network profiles', function () {
   const dirs: string[] = []
@@ -116,7 +117,7 @@ describe('node: a private swarm (pre-shared key)', function () {
     const addr = boot.addresses()[0]
     const member = await make({ bootstrap: [addr] })
     assert.equal(member.config.network.private, true)
-    await waitFor('the member to join the private swarm', () => member.libp2p.getPeers().some(p => p.toString() === boot.peerId))
+    await waitFor(() => member.libp2p.getPeers().some(p => p.toString() === boot.peerId), { what: 'the member to join the private swarm' })
 
     const other = join(dir, 'other.key')
     await writeFile(other, generateSwarmKey())

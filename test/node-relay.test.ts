@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createNode, type LayerswarmNode } from '../core/index.ts'
-import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
+import { removeDirs, tempDir } from './node-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 
 describe('node: circuit relay through the bootstrap node', function () {
   this.timeout(60_000)
@@ -24,8 +25,8 @@ describe('node: circuit relay through the bootstrap node', function () {
   it('reserves a slot and is dialable through the relay address', async () => {
     const boot = await make({ bootstrapNode: true, listen: ['/ip4/127.0.0.1/tcp/0'] })
     const hidden = await make({ relayListen: true, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [boot.addresses()[0]] })
-    const relayed = await waitFor('a relay reservation (a /p2p-circuit address)', () =>
-      hidden.addresses().find(a => a.includes('/p2p-circuit/')))
+    const relayed = await waitFor(() =>
+      hidden.addresses().find(a => a.includes('/p2p-circuit/')), { what: 'a relay reservation (a /p2p-circuit address)' })
     assert.ok(relayed.startsWith(boot.addresses()[0]), `relayed through the bootstrap node: ${relayed}`)
 
     const dialer = await make({ listen: ['/ip4/127.0.0.1/tcp/0'] })

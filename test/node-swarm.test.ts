@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createNode, dhtKey, type LayerswarmNode } from '../core/index.ts'
-import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
+import { removeDirs, tempDir } from './node-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 
 describe('node: a swarm of three nodes and a bootstrap node on loopback', function () {
   this.timeout(90_000)
@@ -23,11 +24,17 @@ describe('node: a swarm of three nodes and a bootstrap node on loopback', functi
       nodes.push(n)
     }
     // discovery: each node knows only the bootstrap node; it learns the others from DHT queries
-    await waitFor('every node connected to every other through DHT discovery', () =>
-      nodes.every(n => nodes.every(m => m === n || n.libp2p.getPeers().some(p => p.toString() === m.peerId))))
+    await waitFor(() =>
+      nodes.every(n => nodes.every(m => m === n || n.libp2p.getPeers().some(p => p.toString() === m.peerId))), {
+      what: 'every node connected to every other through DHT discovery',
+      state: () => `peers per node ${nodes.map(n => n.libp2p.getPeers().length).join(', ')}`
+    })
     const connected = (Date.now() - t0) / 1000
-    await waitFor('every DHT routing table to hold the 3 other peers', () =>
-      nodes.every(n => n.status().dht.routingTableSize >= 3))
+    await waitFor(() =>
+      nodes.every(n => n.status().dht.routingTableSize >= 3), {
+      what: 'every DHT routing table to hold the 3 other peers',
+      state: () => `routing table sizes ${nodes.map(n => n.status().dht.routingTableSize).join(', ')}`
+    })
     console.log(`      [measure] 3 nodes discovered each other through the DHT in ${connected.toFixed(2)} s ` +
       `(routing tables full after ${((Date.now() - t0) / 1000).toFixed(2)} s)`)
   })
@@ -61,12 +68,12 @@ describe('node: a swarm of three nodes and a bootstrap node on loopback', functi
     const key = await dhtKey(`/layerswarm/test/group/${Date.now()}`)
     const t0 = Date.now()
     await nodes[0].libp2p.contentRouting.provide(key, { signal: AbortSignal.timeout(20_000) })
-    const found = await waitFor('node 3 to find node 1 as provider', async () => {
+    const found = await waitFor(async () => {
       for await (const p of nodes[2].libp2p.contentRouting.findProviders(key, { signal: AbortSignal.timeout(10_000) })) {
         if (p.id.toString() === nodes[0].peerId) return p
       }
       return undefined
-    })
+    }, { what: 'node 3 to find node 1 as provider' })
     console.log(`      [measure] provide + findProviders in ${((Date.now() - t0) / 1000).toFixed(2)} s`)
     assert.ok(found.multiaddrs.length > 0, 'the provider record carries addresses')
   })
@@ -80,13 +87,13 @@ describe('node: a swarm of three nodes and a bootstrap node on loopback', functi
       })
       n.libp2p.services.pubsub.subscribe(topic)
     })
-    await waitFor('node 1 to see nodes 2 and 3 subscribed', () =>
-      nodes[0].libp2p.services.pubsub.getSubscribers(topic).length >= 2)
+    await waitFor(() =>
+      nodes[0].libp2p.services.pubsub.getSubscribers(topic).length >= 2, { what: 'node 1 to see nodes 2 and 3 subscribed' })
     // gossipsub forms its mesh on heartbeats: republish (bounded) until both others got one message
-    await waitFor('nodes 2 and 3 to receive node 1\'s message', async () => {
+    await waitFor(async () => {
       await nodes[0].libp2p.services.pubsub.publish(topic, new TextEncoder().encode('hello from 1'))
       return received[1].length > 0 && received[2].length > 0
-    }, 20_000, 500)
+    }, { what: 'nodes 2 and 3 to receive node 1\'s message', timeoutMs: 20_000, intervalMs: 500 })
     assert.equal(received[1][0], 'hello from 1')
     assert.equal(received[2][0], 'hello from 1')
     assert.equal(received[0].length, 0, 'no echo to the publisher')
@@ -112,8 +119,8 @@ describe('node: a swarm of three nodes and a bootstrap node on loopback', functi
     await leaving.stop()
     assert.equal(leaving.isStarted(), false)
     assert.equal(leaving.libp2p.getConnections().length, 0)
-    await waitFor('the others to drop the stopped node', () =>
-      [boot, ...nodes].every(n => !n.libp2p.getPeers().some(p => p.toString() === leaving.peerId)))
+    await waitFor(() =>
+      [boot, ...nodes].every(n => !n.libp2p.getPeers().some(p => p.toString() === leaving.peerId)), { what: 'the others to drop the stopped node' })
     await leaving.stop() // idempotent
   })
 })

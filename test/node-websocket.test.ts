@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
 import '../core/node/websocket-global.ts'
+import { waitFor } from './wait-helpers.ts'
 
 async function closedPort (): Promise<number> {
   const srv = createServer()
@@ -27,7 +28,10 @@ describe('node: WebSocket global on Node 20', () => {
       // close() while connecting (an aborted dial) must not throw either
       const ws2 = new WS(`ws://127.0.0.1:${port}`)
       ws2.close()
-      await new Promise(resolve => setTimeout(resolve, 200))
+      // ws emits the abort's error, then 'close', on a later tick: once closed, any uncaught error has been thrown
+      await waitFor(() => ws2.readyState === WS.CLOSED || uncaught.length > 0, {
+        what: 'the aborted socket to close', timeoutMs: 5000, state: () => ({ readyState: ws2.readyState, uncaught })
+      })
       assert.deepEqual(uncaught, [])
     } finally {
       process.removeListener('uncaughtException', onUncaught)

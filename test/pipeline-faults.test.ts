@@ -14,6 +14,7 @@ import { corpusData } from '../core/train/trainer.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
 import { connectedNodes, StaticSource, tinyCorpus, tinyManifest } from './pipeline-helpers.ts'
 import { stopNodes } from './wire-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 
 describe('pipeline: faults', function () {
   let dir: string
@@ -106,8 +107,7 @@ describe('pipeline: faults', function () {
     })
     pnodes = [s0]
     await s0.start()
-    const deadline = Date.now() + 30_000
-    while (s0.status().microbatchesDropped < 2 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
+    await waitFor(() => s0.status().microbatchesDropped >= 2, { what: 'two dropped microbatches', timeoutMs: 30_000, state: () => `dropped ${s0.status().microbatchesDropped}, done ${s0.status().microbatchesDone}` })
     const st = s0.status()
     assert.ok(st.microbatchesDropped >= 2, `dropped ${st.microbatchesDropped}`)
     assert.equal(st.microbatchesDone, 0)

@@ -11,6 +11,7 @@ import { runId } from '../core/run/manifest.ts'
 import { openFramed, RemoteError, type FramedStream } from '../core/wire/index.ts'
 import { connectedNodes, StaticSource, TINY, tinyManifest } from './pipeline-helpers.ts'
 import { stopNodes } from './wire-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 
 const B = 2
 const T = 8
@@ -109,7 +110,7 @@ const remoteCode = (r: { error?: Error }): string | undefined => r.error instanc
       if (stream.status !== 'open') { resolve(); return }
       stream.addEventListener('close', () => { resolve() }, { once: true })
     })
-    for (let i = 0; i < 100 && penalties() === p0; i++) await new Promise(resolve => setTimeout(resolve, 20))
+    await waitFor(() => penalties() !== p0, { what: 'the garbage to be counted against the sender', timeoutMs: 5000, intervalMs: 20, state: () => `penalties ${penalties()}, was ${p0}` })
     assert.equal(penalties(), p0 + 1, 'garbage counted against the sender')
 
     assert.equal(server.status().microbatchesDone, before, 'no bad microbatch reached the stage')

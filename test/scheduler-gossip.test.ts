@@ -8,7 +8,8 @@ import type { GossipSub } from '@libp2p/gossipsub'
 import { createNode, Tokens, type LayerswarmNode, type StageAssignment } from '../core/index.ts'
 import type { GossipScheduler } from '../plugins/scheduler/index.ts'
 import { encodeHeartbeat, schedulerTopic, type Heartbeat } from '../plugins/scheduler/index.ts'
-import { removeDirs, tempDir, waitFor } from './node-helpers.ts'
+import { removeDirs, tempDir } from './node-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 
 const RUN = 'sched-test-run'
 // a long TTL against the heartbeat: a loaded test machine can stall the event loop for seconds, and an
@@ -78,7 +79,7 @@ function assignment (s: Started, stages: number): string[][] {
 }
 
 async function serving (s: Started): Promise<number> {
-  return await waitFor(`${s.scheduler.me} to serve a stage`, () => s.scheduler.nodeState === 'serving' ? s.scheduler.currentStage() : undefined)
+  return await waitFor(() => s.scheduler.nodeState === 'serving' ? s.scheduler.currentStage() : undefined, { what: `${s.scheduler.me} to serve a stage` })
 }
 
 describe('scheduler plugin over real gossipsub', function () {
@@ -108,7 +109,7 @@ describe('scheduler plugin over real gossipsub', function () {
       // reach it, take the stage that looks empty, and is then moved by the rebalancing rule, which
       // is the rule working as designed: assert where it ends, and that b and c (lone servers) stay
       const d = await swarm.add({ stages: 3, capacity: 3 })
-      await waitFor('d to serve the stage of b', () => d.scheduler.nodeState === 'serving' && d.scheduler.currentStage() === sb)
+      await waitFor(() => d.scheduler.nodeState === 'serving' && d.scheduler.currentStage() === sb, { what: 'd to serve the stage of b' })
       assert.equal(d.events.at(-1)?.stage, sb)
       assert.equal(d.events[0].reason, 'join')
       for (const s of [b, c]) assert.deepEqual(s.events, [{ stage: s.scheduler.currentStage(), reason: 'join' }])
@@ -117,7 +118,9 @@ describe('scheduler plugin over real gossipsub', function () {
     it('every node holds the same view', async () => {
       const expected = assignment(swarm.nodes[0], 3)
       assert.equal(expected.flat().length, 4)
-      await waitFor('all views to agree', () => swarm.live().every(s => JSON.stringify(assignment(s, 3)) === JSON.stringify(expected)))
+      await waitFor(() => swarm.live().every(s => JSON.stringify(assignment(s, 3)) === JSON.stringify(expected)), {
+        what: 'all views to agree', state: () => ({ expected, views: swarm.live().map(s => assignment(s, 3)) })
+      })
       for (const s of swarm.live()) assert.equal(s.scheduler.view().peers.length, 4)
     })
 
@@ -126,8 +129,8 @@ describe('scheduler plugin over real gossipsub', function () {
       const stage = d.scheduler.currentStage()!
       await d.node.stop()
       const rest = swarm.live()
-      await waitFor('d to leave the stage lists', () => rest.every(s => !s.scheduler.peersForStage(stage).includes(d.scheduler.me)))
-      await waitFor('d to expire from the views', () => rest.every(s => s.scheduler.view().peers.every(p => p.peerId !== d.scheduler.me)))
+      await waitFor(() => rest.every(s => !s.scheduler.peersForStage(stage).includes(d.scheduler.me)), { what: 'd to leave the stage lists' })
+      await waitFor(() => rest.every(s => s.scheduler.view().peers.every(p => p.peerId !== d.scheduler.me)), { what: 'd to expire from the views' })
       // nobody moved: b is now alone at its stage again, and the lone-server rule keeps everyone put
       for (const s of rest) assert.equal(s.scheduler.stats().moves, 0)
     })
@@ -153,21 +156,21 @@ describe('scheduler plugin over real gossipsub', function () {
       // T = [10, 10, 10]: two joiners on each of stages 1 and 2 (a joiner that decided on a partial
       // view is moved there by the rule; wait for the settled assignment)
       const byStage = (st: number): Started[] => joined.filter(s => s.scheduler.currentStage() === st && s.scheduler.nodeState === 'serving')
-      await waitFor('two servers on each of stages 1 and 2', () => byStage(1).length === 2 && byStage(2).length === 2)
+      await waitFor(() => byStage(1).length === 2 && byStage(2).length === 2, { what: 'two servers on each of stages 1 and 2' })
       const victims = byStage(2)
       const others = byStage(1)
       const eventsBefore = new Map(others.map(s => [s, s.events.length]))
       const movesBefore = new Map(others.map(s => [s, s.scheduler.stats().moves]))
       hookCalls.length = 0
       await Promise.all(victims.map(async v => { await v.node.stop() }))
-      const mover = await waitFor('a stage-1 node to serve stage 2', () => others.find(s => s.scheduler.currentStage() === 2 && s.scheduler.nodeState === 'serving'))
+      const mover = await waitFor(() => others.find(s => s.scheduler.currentStage() === 2 && s.scheduler.nodeState === 'serving'), { what: 'a stage-1 node to serve stage 2' })
       const stayer = others.find(s => s !== mover)!
       assert.equal(stayer.scheduler.currentStage(), 1, 'the other one stays: stage 1 keeps a server')
       assert.deepEqual(mover.events.slice(eventsBefore.get(mover)).map(e => `${e.reason}:${e.stage}`), ['rebalance:2'])
       assert.equal(stayer.events.length, eventsBefore.get(stayer))
       assert.deepEqual(hookCalls, [`${mover.scheduler.me}:before:1->2`, `${mover.scheduler.me}:fetch:2:0`], 'drain, then fetch from nobody (no one served stage 2)')
       assert.equal(mover.scheduler.stats().moves, movesBefore.get(mover)! + 1)
-      await waitFor('every view to show stage 2 served', () => swarm.live().every(s => s.scheduler.peersForStage(2).includes(mover.scheduler.me)))
+      await waitFor(() => swarm.live().every(s => s.scheduler.peersForStage(2).includes(mover.scheduler.me)), { what: 'every view to show stage 2 served' })
     })
   })
 
@@ -192,7 +195,7 @@ describe('scheduler plugin over real gossipsub', function () {
       victim = await swarm.add({ stages: 2, pin: 0, options: { invalidMessageWeight: -0.5 } })
       await swarm.add({ stages: 2, pin: 1 })
       attacker = await swarm.addPlain()
-      await waitFor('the attacker to see the victim subscribed', () => pubsub().getSubscribers(topic).some(p => p.toString() === victim.scheduler.me))
+      await waitFor(() => pubsub().getSubscribers(topic).some(p => p.toString() === victim.scheduler.me), { what: 'the attacker to see the victim subscribed' })
     })
 
     const rejects: Array<[string, string, () => Uint8Array]> = [
@@ -209,8 +212,8 @@ describe('scheduler plugin over real gossipsub', function () {
         const before = score()
         const n = count('rejected', code)
         await pubsub().publish(topic, bytes())
-        await waitFor(`${code} to be counted`, () => count('rejected', code) === n + 1)
-        await waitFor('the attacker\'s score to drop', () => score() < before)
+        await waitFor(() => count('rejected', code) === n + 1, { what: `${code} to be counted` })
+        await waitFor(() => score() < before, { what: 'the attacker\'s score to drop' })
       })
     }
 
@@ -218,7 +221,7 @@ describe('scheduler plugin over real gossipsub', function () {
       const before = score()
       const n = count('ignored', 'ERR_SCHED_HB_STALE')
       await pubsub().publish(topic, encodeHeartbeat(heartbeat({ time: Date.now() - 3_600_000 })))
-      await waitFor('the stale heartbeat to be counted', () => count('ignored', 'ERR_SCHED_HB_STALE') === n + 1)
+      await waitFor(() => count('ignored', 'ERR_SCHED_HB_STALE') === n + 1, { what: 'the stale heartbeat to be counted' })
       assert.ok(score() >= before, 'an ignored message must not cost score')
     })
 
@@ -226,12 +229,12 @@ describe('scheduler plugin over real gossipsub', function () {
       const accepted = victim.scheduler.stats().accepted
       const hb = heartbeat({ seq: ++seq + 1000 })
       await pubsub().publish(topic, encodeHeartbeat(hb))
-      await waitFor('the valid heartbeat to be accepted', () => victim.scheduler.view().peers.some(p => p.peerId === attacker.peerId))
+      await waitFor(() => victim.scheduler.view().peers.some(p => p.peerId === attacker.peerId), { what: 'the valid heartbeat to be accepted' })
       assert.ok(victim.scheduler.stats().accepted > accepted)
       const before = score()
       const n = count('ignored', 'ERR_SCHED_HB_REPLAY')
       await pubsub().publish(topic, encodeHeartbeat({ ...hb, seq: hb.seq - 1, time: Date.now() }))
-      await waitFor('the replay to be counted', () => count('ignored', 'ERR_SCHED_HB_REPLAY') === n + 1)
+      await waitFor(() => count('ignored', 'ERR_SCHED_HB_REPLAY') === n + 1, { what: 'the replay to be counted' })
       assert.ok(score() >= before)
     })
 
@@ -246,7 +249,7 @@ describe('scheduler plugin over real gossipsub', function () {
         messages: [{ from: attacker.libp2p.peerId.toMultihash().bytes, data: encodeHeartbeat(heartbeat({ stage: 1, seq: seq + 1e6 })), seqno: randomBytes(8), topic, signature: randomBytes(64) }]
       })
       stream.send(concat(varint(rpc.byteLength), rpc))
-      await waitFor('the attacker\'s score to drop', () => score() < before)
+      await waitFor(() => score() < before, { what: 'the attacker\'s score to drop' })
       // our validator never saw it (no refusal counted) and it never entered the view
       assert.equal(refused(), refusedBefore)
       assert.ok(!victim.scheduler.view().peers.some(p => p.peerId === attacker.peerId && p.stage === 1))

@@ -14,6 +14,7 @@ import { bootstrapArgs } from '../core/demo/swarm-plan.ts'
 import { BIN, ROOT } from './cli-helpers.ts'
 import { removeDirs, tempDir } from './node-helpers.ts'
 import { tinyCorpus } from './pipeline-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 
 /** 2 layers, d = 32: a step of a 2-stage swarm takes a few ms of compute. */
 const MODEL = { vocabSize: 256, blockSize: 16, nLayer: 2, nHead: 2, dModel: 32 }
@@ -38,9 +39,13 @@ async function trainingOf (m: Member): Promise<Training | undefined> {
   return st?.training
 }
 
+/** The statuses the last poll() saw, for a timeout's message. */
+let lastPolled: Array<{ name: string, training: Training | undefined }> = []
+
 /** Statuses of nodes that must be alive: a node that exited or reports `failed` fails the test at once. */
 async function poll (members: Member[]): Promise<Array<Training | undefined>> {
   const t = await Promise.all(members.map(trainingOf))
+  lastPolled = members.map((m, i) => ({ name: m.name, training: t[i] }))
   members.forEach((m, i) => {
     if (m.node.exit != null) throw new Error(`node ${m.name} exited (${m.node.exit.code ?? m.node.exit.signal ?? '?'}); see ${m.node.spec.logFile}`)
     if (t[i]?.state === 'failed') throw new Error(`node ${m.name} failed: ${t[i]?.error ?? '(no error given)'}`)
@@ -48,15 +53,16 @@ async function poll (members: Member[]): Promise<Array<Training | undefined>> {
   return t
 }
 
-/** Polls `check` every second until it returns a value; its errors fail at once (unlike waitFor). */
+/** Polls `check` every second until it returns a value; its errors (a dead node, a moved pinned node) fail at once. */
 async function until<T> (what: string, check: () => Promise<T | undefined | false>, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const v = await check()
-    if (v !== undefined && v !== false) return v
-    await new Promise(resolve => setTimeout(resolve, 1000))
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+  lastPolled = []
+  return await waitFor(check, {
+    what,
+    timeoutMs,
+    intervalMs: 1000,
+    failOnError: true,
+    state: () => lastPolled.map(({ name, training: x }) => x == null ? `${name}: -` : `${name}: ${x.state} stage ${x.stage ?? '-'} step ${x.step} moves ${x.moves}`).join('; ')
+  })
 }
 
 const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length

@@ -8,6 +8,7 @@ import { SwarmLauncher, type LaunchedNode } from '../core/demo/swarm-launcher.ts
 import { bootstrapArgs } from '../core/demo/swarm-plan.ts'
 import { parseTrainingStatus, type TrainingStatus } from '../core/demo/swarm-view.ts'
 import { BIN, ROOT } from './cli-helpers.ts'
+import { waitFor } from './wait-helpers.ts'
 
 /** A 3-layer byte-level GPT small enough that a few dozen steps of a swarm take seconds. */
 export const MICRO_MODEL = { vocabSize: 256, blockSize: 32, nLayer: 3, nHead: 2, dModel: 32 }
@@ -65,16 +66,19 @@ export async function trainingOf (dataDir: string): Promise<TrainingStatus | und
 
 /** Polls the nodes' training status until `done(statuses)` holds; fails at once on a failed node, or after timeoutMs. */
 export async function waitForTraining (nodes: readonly SwarmNode[], what: string, done: (t: Array<TrainingStatus | undefined>) => boolean, timeoutMs: number): Promise<Array<TrainingStatus | undefined>> {
-  const deadline = Date.now() + timeoutMs
   let last: Array<TrainingStatus | undefined> = []
-  while (Date.now() < deadline) {
+  return await waitFor(async () => {
     last = await Promise.all(nodes.map(async n => n.node.exit == null ? await trainingOf(n.dataDir).catch(() => undefined) : undefined))
     const failed = last.findIndex(t => t?.state === 'failed')
     if (failed >= 0) throw new Error(`node ${nodes[failed].name} failed: ${last[failed]?.error ?? '(no error given)'}`)
-    if (done(last)) return last
-    await new Promise(resolve => setTimeout(resolve, 1000))
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last states: ${last.map(t => t != null ? `${t.state} step ${t.step}` : '-').join(', ')}`)
+    return done(last) ? last : undefined
+  }, {
+    what,
+    timeoutMs,
+    intervalMs: 1000,
+    failOnError: true,
+    state: () => last.map(t => t != null ? `${t.state} step ${t.step}` : '-').join(', ')
+  })
 }
 
 export function pidAlive (pid: number): boolean {
