@@ -89,7 +89,9 @@ describe('averaging in the pipeline', function () {
     for (const s of [a, b]) {
       const av = s.averaging
       assert.ok(av != null)
-      assert.ok(av.rounds >= 2, `rounds ${av.rounds} (alone ${av.alone}, failed ${av.failed}, error ${av.lastError})`)
+      // every round with the partner, the first and the one at the run's last step included
+      assert.equal(av.rounds, Math.floor(steps / period), `rounds ${av.rounds} (alone ${av.alone}, failed ${av.failed}, error ${av.lastError})`)
+      assert.equal(av.alone, 0)
       assert.equal(av.failed, 0, av.lastError ?? '')
       assert.equal(av.lastGroupSize, 2)
       assert.equal(av.lostShards, 0)

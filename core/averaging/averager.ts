@@ -374,7 +374,8 @@ export class Averager {
         found: session.found,
         onFound: peer => { this.greet(session, peer) },
         stop: complete.signal,
-        signal: session.abort.signal
+        signal: session.abort.signal,
+        inGroup: peer => moshpitGroupIndex(peer, round, grid) === groupIndex
       })
       session.discovering = false
       const found = [this.me, ...session.confirmed]

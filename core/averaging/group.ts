@@ -114,6 +114,8 @@ export interface GroupQuery {
   readonly stop?: AbortSignal
   /** Aborts the round: find() rejects. */
   readonly signal?: AbortSignal
+  /** Whether a peer known by other means (the gossiped stage directory) falls in this group's grid cell this round. */
+  readonly inGroup?: (peer: string) => boolean
 }
 
 /** Finds the members of a group. The default is the DHT; a caller that knows the group may supply its own. */

@@ -4,7 +4,7 @@
 // peer's last connection closes (a killed node drops out of routing in milliseconds, not seconds).
 // Validation (Lodestar style): malformed JSON or a peerId that is not the signed sender: REJECT
 // (gossipsub scores the forwarder down); another run's or a stale heartbeat: IGNORE.
-// The scheduler issue replaces this with its view; the router only sees the PeerSource interface.
+// The router only sees the PeerSource interface.
 import type { GossipSub } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
 import type { Libp2p, PeerId } from '@libp2p/interface'
@@ -47,6 +47,8 @@ export interface StageDirectoryInit {
   readonly ttlMs?: number
   /** This node's current heartbeat content. */
   readonly self: () => Omit<StageHeartbeat, 'v' | 'peerId' | 'time' | 'stages'>
+  /** Called with every heartbeat accepted from another peer (e.g. the swarm's step, for averaging). */
+  readonly onHeartbeat?: (entry: DirectoryEntry) => void
   readonly log?: Logger
 }
 
@@ -143,7 +145,13 @@ export class StageDirectory implements PeerSource {
     if (msg.type === 'signed' && msg.from.toString() !== hb.peerId) return
     const prev = this.entries.get(hb.peerId)
     if (prev != null && prev.time > hb.time) return // out of order
-    this.entries.set(hb.peerId, { ...hb, seen: Date.now() })
+    const entry = { ...hb, seen: Date.now() }
+    this.entries.set(hb.peerId, entry)
+    try {
+      this.init.onHeartbeat?.(entry)
+    } catch (err) {
+      this.log.error('heartbeat listener failed', { error: (err as Error).message })
+    }
   }
 }
 

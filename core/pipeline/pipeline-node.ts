@@ -241,7 +241,9 @@ export class PipelineNode {
         stages: this.stages,
         intervalMs: init.heartbeatMs,
         log: init.log,
-        self: () => ({ stage: this.stage, state: this.state, step: this.worker.steps, throughput: this.throughput(), queue: this.handling + this.outstanding })
+        self: () => ({ stage: this.stage, state: this.state, step: this.worker.steps, throughput: this.throughput(), queue: this.handling + this.outstanding }),
+        // a data node's step count is the swarm's step: it starts averaging rounds here too
+        onHeartbeat: e => { if (e.stage === 0) this.averaging?.observe(e.step) }
       })
       this.source = typeof init.source === 'function' ? init.source(this.directory) : this.directory as StageDirectory
     }
@@ -367,7 +369,11 @@ export class PipelineNode {
         reading.clear()
       }
       const train = meta.mode === 'train'
-      if (train) this.s.microbatchesStarted++
+      if (train) {
+        this.s.microbatchesStarted++
+        // a microbatch of step s: its origin has completed s steps
+        this.averaging?.observe(meta.step)
+      }
       work = deadline(undefined, handlerSignal, this.abort.signal)
       const signal = work.signal
       const shapeIn = [B, T, this.bounds.width]

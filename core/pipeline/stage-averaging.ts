@@ -2,9 +2,14 @@
 // one stage average its parameters through the Averager (core/averaging: DHT group, butterfly
 // all-reduce; `params` or DiLoCo `pseudo-grad` mode, as the manifest says).
 //
-//   trigger    the stage worker's step record (StageAveraging.stepped): round = floor(step / period)
-//              (1-based swarm step), once per round number, so every member of the stage agrees on it
-//              even when one of them skipped the exact step
+//   trigger    the swarm's step, from whichever source tells this node first: its own step record
+//              (StageAveraging.stepped), a stage-0 heartbeat or a microbatch header (observe()):
+//              round = floor(step / period) (1-based swarm step), once per round number. A node of a
+//              doubled stage that gets no microbatch of the boundary step (the router sent them all to
+//              its partner; the run ended) used to reach the round only with its next microbatch, up
+//              to several steps later, or never: its partner waited out the join deadline alone
+//              (docs/averaging.md, "Why rounds ran alone"). Before the round, gradients of steps the
+//              swarm has finished are applied (StageWorker.flushThrough).
 //   round      queued on the worker's exclusive section (no microbatch runs meanwhile): flatten the
 //              stage parameters in stageParamSpecs order, Averager.round(weight = samples since the
 //              last round, stageSize = this node + its stage peers in the directory), write the
@@ -12,14 +17,16 @@
 //   bounded    a stage served by this node alone skips at once; a round is bounded by the Averager's
 //              deadlines (joinMs + 2 phases); a failure is logged and counted, training goes on
 //
-// Groups are found through the DHT when the node has one (libp2p.services.dht), else among the
-// peers the pipeline's PeerSource lists for the stage (tests with a static source).
+// Group members are found two ways at once: among the stage's peers the pipeline's PeerSource
+// (the gossiped directory) lists, and through the DHT when the node has one (libp2p.services.dht).
+// The directory alone suffices for a stage no larger than a group; the DHT still finds a member
+// whose heartbeats have not reached this node yet.
 import type { Libp2p } from '@libp2p/interface'
 import type { DependencyContainer } from 'tsyringe'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
 import { sleep } from '../timers.ts'
-import { Averager, shardCodecs, type AveragingMode, type GroupFinder, type GroupQuery } from '../averaging/index.ts'
+import { Averager, DhtGroupFinder, shardCodecs, type AveragingMode, type GroupFinder, type GroupQuery } from '../averaging/index.ts'
 import { CodecSet } from '../codec-set.ts'
 import type { RunManifest } from '../run/manifest.ts'
 import type { PeerSource } from './router.ts'
@@ -30,7 +37,7 @@ export interface StageAveragingOptions {
   readonly joinMs?: number
   /** A fixed per-phase deadline of the all-reduce (ms); default the Averager's bandwidth rule. */
   readonly phaseTimeoutMs?: number
-  /** Who is in a group; default the DHT when libp2p has one, else the peer source's stage peers. */
+  /** Who is in a group; default the peer source's stage peers, plus the DHT when libp2p has one. */
   readonly finder?: GroupFinder
 }
 
@@ -101,7 +108,8 @@ export class StageAveraging {
     this.log = (init.log ?? silentLogger).forComponent('layerswarm:pipeline:averaging')
     this.lastRound = Math.floor((init.startStep ?? 0) / this.period)
     const services = (init.libp2p as unknown as { services?: { dht?: unknown } }).services
-    const finder = init.finder ?? (services?.dht != null ? undefined : new SourceGroupFinder(() => init.source.peersForStage(init.stage)))
+    const fromSource = new SourceGroupFinder(() => init.source.peersForStage(init.stage))
+    const finder = init.finder ?? (services?.dht != null ? new EitherGroupFinder([fromSource, new DhtGroupFinder(init.libp2p, { log: init.log })]) : fromSource)
     this.averager = new Averager(init.libp2p as never, {
       runId: init.runId,
       mode: m.averaging.mode,
@@ -153,6 +161,15 @@ export class StageAveraging {
    */
   stepped (step: number, samples: number): void {
     this.samples += samples
+    this.observe(step)
+  }
+
+  /**
+   * The swarm has completed `step` optimizer steps (1-based: a stage-0 node's count, or the step of a
+   * microbatch seen here). Starts the round that step reaches, unless it ran or is past.
+   */
+  observe (step: number): void {
+    if (!Number.isSafeInteger(step) || step < 0) return
     const round = Math.floor(step / this.period)
     if (round <= this.lastRound || this.abort.signal.aborted) return
     this.lastRound = round
@@ -161,9 +178,13 @@ export class StageAveraging {
       this.log.warn('averaging round skipped: the previous one is still running', { round, step })
       return
     }
-    const weight = Math.max(1, this.samples)
-    this.samples = 0
-    this.pending = this.init.worker.exclusive(async () => { await this.run(round, step, weight) })
+    this.pending = (async () => {
+      // gradients of the steps the swarm finished belong in the parameters being averaged
+      await this.init.worker.flushThrough(round * this.period - 1)
+      const weight = Math.max(1, this.samples)
+      this.samples = 0
+      await this.init.worker.exclusive(async () => { await this.run(round, round * this.period, weight) })
+    })()
       .catch(err => { this.log.error('averaging round crashed', { round, error: (err as Error).message }) })
       .finally(() => { this.pending = undefined })
   }
@@ -218,7 +239,7 @@ export class StageAveraging {
   }
 }
 
-/** Group members from the pipeline's peer source (no DHT): offered until the join deadline, so late greetings still count. */
+/** Group members from the pipeline's peer source: offered until the join deadline, so late greetings still count. */
 class SourceGroupFinder implements GroupFinder {
   constructor (private readonly peers: () => string[]) {}
 
@@ -226,13 +247,25 @@ class SourceGroupFinder implements GroupFinder {
     while (Date.now() < q.deadline && q.stop?.aborted !== true) {
       q.signal?.throwIfAborted()
       for (const p of this.peers()) {
-        if (!q.found.has(p)) {
+        if (!q.found.has(p) && (q.inGroup == null || q.inGroup(p))) {
           q.found.add(p)
           if (p !== q.self) q.onFound?.(p)
         }
       }
       await sleep(Math.min(100, q.deadline - Date.now()), q.signal)
     }
+  }
+}
+
+/** Runs several finders at once on one query; done when all are (each stops at the deadline or on `stop`). */
+class EitherGroupFinder implements GroupFinder {
+  constructor (private readonly finders: readonly GroupFinder[]) {}
+
+  async find (q: GroupQuery): Promise<void> {
+    const results = await Promise.allSettled(this.finders.map(async f => { await f.find(q) }))
+    q.signal?.throwIfAborted()
+    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed.length === results.length && failed.length > 0) throw failed[0].reason
   }
 }
 

@@ -126,9 +126,24 @@ export class StageWorker {
     return await this.locked(async () => await this.flush(this.accStep))
   }
 
-  /** Runs `fn` with the stage idle (checkpoints, disposal). */
+  /**
+   * A self-stepping stage learnt that the swarm finished 0-based step `step` (stage 0 stepped past
+   * it): gradients accumulated for it or an older step are complete, so they are applied now
+   * instead of when the next microbatch happens to arrive here (which may be never, at a run's end).
+   */
+  async flushThrough (step: number): Promise<StepRecordOut | null> {
+    return await this.locked(async () => this.opts.auto && this.n > 0 && this.accStep <= step ? await this.flush(this.accStep) : null)
+  }
+
+  /** Runs `fn` with the stage idle (checkpoints, averaging, disposal); a kept forward is dropped, as `fn` may change the parameters. */
   async exclusive<R> (fn: () => Promise<R>): Promise<R> {
-    return await this.locked(fn)
+    return await this.locked(async () => {
+      try {
+        return await fn()
+      } finally {
+        this.lastKey = null
+      }
+    })
   }
 
   private async beforeAccumulate (tag: BackwardTag): Promise<void> {
