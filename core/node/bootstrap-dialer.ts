@@ -49,6 +49,8 @@ export class BootstrapDialer {
   private readonly states = new Map<string, { connected: boolean, failures: number, lastError?: string, nextDialAt?: number }>()
   private controller?: AbortController
   private loops: Array<Promise<void>> = []
+  /** Aborted by redialNow(): cuts the back-off wait of every disconnected address. */
+  private wake = new AbortController()
 
   constructor (libp2p: Libp2p, logger: Logger, init: BootstrapDialerInit) {
     this.libp2p = libp2p
@@ -72,6 +74,12 @@ export class BootstrapDialer {
     await Promise.all(this.loops)
     this.loops = []
     this.controller = undefined
+  }
+
+  /** Disconnected addresses dial again now instead of after their back-off. */
+  redialNow (): void {
+    this.wake.abort()
+    this.wake = new AbortController()
   }
 
   status (): BootstrapPeerState[] {
@@ -108,7 +116,7 @@ export class BootstrapDialer {
         })
       }
       state.nextDialAt = Date.now() + delay
-      await pause(delay, signal)
+      await withDeadline(undefined, [signal, this.wake.signal], async s => { await pause(delay, s) })
     }
   }
 

@@ -126,6 +126,11 @@ export interface LayerswarmNode {
   /** Multiaddr strings (with /p2p/<peerId>) others can dial; empty until started. */
   addresses(): string[]
   status(): NodeStatus
+  /**
+   * Redials every bootstrap peer it is not connected to now (skipping the back-off) and runs a DHT
+   * self-lookup: what a node cut off from its run does (core/pipeline/rendezvous.ts). No-op unless started.
+   */
+  rebootstrap(): void
   isStarted(): boolean
   start(options?: AbortOptions): Promise<void>
   /** Idempotent. Order: bootstrap dialer, control endpoint, plugins (reverse), libp2p, lock. */
@@ -305,6 +310,12 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     network,
     addresses,
     status,
+    rebootstrap () {
+      if (state !== 'started') return
+      log.info('re-bootstrapping', { bootstrap: bootstrapDialer.status().map(b => `${b.addr} ${b.connected ? 'connected' : 'disconnected'}`).join(', ') || 'no bootstrap peers' })
+      bootstrapDialer.redialNow()
+      void selfLookup(libp2p.services.dht as KadDHT, libp2p.peerId, log)
+    },
     isStarted: () => state === 'started',
     async start (opts: AbortOptions = {}) {
       if (state !== 'idle') throw new NodeStateError(`start() is allowed once, on a new node (this node is ${state})`)

@@ -37,6 +37,7 @@ import {
 import { Router, type PeerSource, type RouterOptions } from './router.ts'
 import { StageWorker, type StepRecordOut } from './stage-worker.ts'
 import { StageAveraging, type AveragingStatus, type StageAveragingOptions } from './stage-averaging.ts'
+import { RunRendezvous, type RendezvousInit, type RendezvousStatus } from './rendezvous.ts'
 
 /** Batches for the data role (core/train's TrainData shape): pure functions of their arguments. */
 export interface PipelineData {
@@ -90,6 +91,8 @@ export interface PipelineNodeInit {
   readonly onEval?: (step: number, loss: number) => void
   /** Averaging within the stage every manifest.averaging.period steps (stage-averaging.ts); false = off. */
   readonly averaging?: StageAveragingOptions | false
+  /** Meeting the run's other nodes through the DHT (rendezvous.ts); false = off. Needs gossipsub and a DHT. */
+  readonly rendezvous?: Partial<Omit<RendezvousInit, 'runId' | 'view' | 'stages' | 'reannounce'>> | false
 }
 
 export interface TrainingStatus {
@@ -135,6 +138,8 @@ export interface TrainingStatus {
   bottleneck: number | null
   /** Averaging rounds with the stage's other nodes (docs/averaging.md, "In the pipeline"); null when off. */
   averaging: AveragingStatus | null
+  /** Whom of its run this node knows and what it misses (rendezvous.ts); null without gossip and a DHT. */
+  swarm: RendezvousStatus | null
   error?: string
 }
 
@@ -156,6 +161,7 @@ export class PipelineNode {
   private readonly libp2p: Libp2p
   private readonly codecs: BoundaryCodecs
   private readonly directory: StageDirectory | undefined
+  private readonly rendezvous: RunRendezvous | undefined
   private readonly source: PeerSource
   private readonly bounds: MicrobatchBounds
   private readonly nextId: () => bigint
@@ -177,7 +183,7 @@ export class PipelineNode {
   private intervalEwma = 0
   private readonly penalties = new Map<string, number>()
   private readonly averaging: StageAveraging | undefined
-  private readonly s: Omit<TrainingStatus, 'runId' | 'peerId' | 'stage' | 'stages' | 'state' | 'peersPerStage' | 'throughput' | 'maxInflight' | 'queue' | 'penalties' | 'codecs' | 'bottleneck' | 'steps' | 'step' | 'averaging'> = {
+  private readonly s: Omit<TrainingStatus, 'runId' | 'peerId' | 'stage' | 'stages' | 'state' | 'peersPerStage' | 'throughput' | 'maxInflight' | 'queue' | 'penalties' | 'codecs' | 'bottleneck' | 'steps' | 'step' | 'averaging' | 'swarm'> = {
     microbatchesStarted: 0,
     microbatchesDone: 0,
     microbatchesDropped: 0,
@@ -247,6 +253,28 @@ export class PipelineNode {
       })
       this.source = typeof init.source === 'function' ? init.source(this.directory) : this.directory as StageDirectory
     }
+    const dir = this.directory
+    const hasDht = (init.libp2p as unknown as { services?: { dht?: unknown } }).services?.dht != null
+    if (dir != null && hasDht && init.rendezvous !== false) {
+      this.rendezvous = new RunRendezvous(init.libp2p, {
+        ...init.rendezvous,
+        runId: this.runId,
+        stages: this.stages,
+        log: init.log,
+        reannounce: () => { dir.publish() },
+        view: () => {
+          const stagePeers: Record<string, number> = {}
+          for (let s = 0; s < this.stages; s++) stagePeers[String(s)] = 0
+          let peers = 0
+          for (const e of dir.live()) {
+            if (e.state === 'failed') continue
+            peers++
+            stagePeers[String(e.stage)]++
+          }
+          return { peers, stagePeers }
+        }
+      }, this.stage)
+    }
     this.router = new Router(this.source, init.router)
     this.nextId = microbatchIdFactory()
     // a period beyond the run's last step would never fire: no averager then. Averaging partners are
@@ -276,6 +304,7 @@ export class PipelineNode {
       })
     }
     this.directory?.start()
+    this.rendezvous?.start()
     await this.averaging?.start()
     this.state = this.isFirst ? 'waiting-peers' : 'training'
     this.log.info('pipeline node started', { runId: this.runId, stage: this.stage, stages: this.stages, blocks: `${this.layout.range.firstBlock}..${this.layout.range.endBlock - 1}` })
@@ -300,6 +329,7 @@ export class PipelineNode {
     if (!this.isFirst) await this.libp2p.unhandle(PIPELINE_FORWARD_PROTOCOL).catch(() => {})
     await this.dataLoop
     await this.averaging?.stop()
+    await this.rendezvous?.stop()
     this.directory?.stop()
     // wait for the stage to be idle before its memory goes
     await this.worker.exclusive(async () => {})
@@ -328,6 +358,7 @@ export class PipelineNode {
       codecs: { activation: this.codecs.name('activation'), 'activation-grad': this.codecs.name('activation-grad') },
       bottleneck: this.layout.bottleneck > 0 ? this.layout.bottleneck : null,
       averaging: this.averaging?.status() ?? null,
+      swarm: this.rendezvous?.status() ?? null,
       ...(this.error != null ? { error: this.error } : {})
     }
   }

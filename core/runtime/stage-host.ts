@@ -39,7 +39,7 @@ import { MoveAfterRunError, StageStateMismatchError } from './runtime-errors.ts'
 import { BusyRate, cachedLoad, isSteerable, schedulerSource } from './scheduling.ts'
 
 export interface StageHostInit {
-  readonly node: Pick<LayerswarmNode, 'libp2p' | 'peerId' | 'container'>
+  readonly node: Pick<LayerswarmNode, 'libp2p' | 'peerId' | 'container' | 'rebootstrap'>
   readonly backend: ComputeBackend
   readonly manifest: RunManifest
   /** Serve this stage for life; without it the scheduler assigns the stage. */
@@ -295,6 +295,7 @@ export class StageHost {
         params: fetched?.params,
         startStep: fetched?.step,
         log: this.init.log,
+        rendezvous: { rebootstrap: () => { this.init.node.rebootstrap() } },
         onStep: r => { this.swarmStep = Math.max(this.swarmStep, r.step) }
       })
     } catch (err) {
