@@ -2,18 +2,9 @@
 // connects once the bootstrap node comes up. A node whose bootstrap connection drops at once still
 // finds a peer that joined before it.
 import assert from 'node:assert/strict'
-import { createServer } from 'node:net'
 import { createNode, loadOrCreateIdentity, type LayerswarmNode } from '../core/index.ts'
-import { recordingLogger, removeDirs, tempDir } from './node-helpers.ts'
+import { freePort, recordingLogger, removeDirs, tempDir } from './node-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>(resolve => server.close(() => { resolve() }))
-  return port
-}
 
 describe('node: unreachable bootstrap peers', function () {
   this.timeout(60_000)

@@ -2,6 +2,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createServer } from 'node:net'
 import { createLogger } from '../core/logger.ts'
 import type { Logger } from '../core/contracts/logger.ts'
 
@@ -18,4 +19,13 @@ export function recordingLogger (level: 'debug' | 'info' = 'info'): { logger: Lo
   const lines: Array<Record<string, any>> = []
   const logger = createLogger({ level, format: 'json', write: line => { lines.push(JSON.parse(line)) } })
   return { logger, lines }
+}
+
+/** A TCP port on 127.0.0.1 that was free a moment ago (for a node that must come up on a known address later). */
+export async function freePort (): Promise<number> {
+  const server = createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  await new Promise<void>(resolve => server.close(() => { resolve() }))
+  return port
 }

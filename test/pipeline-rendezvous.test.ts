@@ -5,24 +5,15 @@
 //   - two nodes that only know the bootstrap node (which relays no run gossip) find each other
 //     through the run key and see each other's heartbeats.
 import assert from 'node:assert/strict'
-import { createServer } from 'node:net'
 import { createNode, loadOrCreateIdentity, type LayerswarmNode } from '../core/index.ts'
 import type { ComputeBackend } from '../core/contracts/backend.ts'
 import type { Corpus } from '../core/data/index.ts'
 import { PipelineNode } from '../core/pipeline/pipeline-node.ts'
 import { corpusData } from '../core/train/trainer.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
-import { recordingLogger, removeDirs, tempDir } from './node-helpers.ts'
+import { freePort, recordingLogger, removeDirs, tempDir } from './node-helpers.ts'
 import { tinyCorpus, tinyManifest } from './pipeline-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
-
-async function freePort (): Promise<number> {
-  const server = createServer()
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as { port: number }).port
-  await new Promise<void>(resolve => server.close(() => { resolve() }))
-  return port
-}
 
 describe('pipeline: meeting the run (rendezvous)', function () {
   this.timeout(60_000)
