@@ -16,6 +16,7 @@
 // The group is the sorted peer-id list found; every message of the round carries a digest of it, so
 // two members with different views never mix shards (they lose each other's data instead).
 import { dhtKey } from '../node/dht-keys.ts'
+import { hash32 } from '../hash.ts'
 import { silentLogger } from '../logger.ts'
 import type { Logger } from '../contracts/logger.ts'
 import type { Libp2p } from '@libp2p/interface'
@@ -35,18 +36,7 @@ export function moshpitGrid (members: number, groupSize: number): MoshpitGrid {
   return { side, dims: Math.ceil(Math.log(members) / Math.log(side) - 1e-9) }
 }
 
-/** 32-bit FNV-1a of a string, then murmur3's finalizer (FNV alone mixes its low bits poorly). */
-export function hash32 (s: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i)
-    h = Math.imul(h, 0x01000193)
-  }
-  h ^= h >>> 16; h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13; h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
+export { hash32 } from '../hash.ts'
 
 /** Index of `peer`'s group in `round`: 0 .. side^(dims-1) - 1 (always 0 for a single group). */
 export function moshpitGroupIndex (peer: string, round: number, grid: MoshpitGrid): number {

@@ -1,16 +1,10 @@
 // Seeded pseudo-random numbers for parameter init and sampling: xoshiro128** seeded through
 // splitmix32 from a string/number key. Integer-only arithmetic (Math.imul), so every platform
 // produces the same stream; float64 normals from Box-Muller.
+import { fnv1a32 } from '../hash.ts'
 
 /** 32-bit FNV-1a hash of a string: turns names like `h.3.attn.c_attn.weight` into seeds. */
-export function hashString (s: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i)
-    h = Math.imul(h, 0x01000193)
-  }
-  return h >>> 0
-}
+export { fnv1a32 as hashString } from '../hash.ts'
 
 export class Prng {
   private s0: number
@@ -21,7 +15,7 @@ export class Prng {
 
   /** `seed` is any integer (taken mod 2^32) or a string (hashed). */
   constructor (seed: number | string) {
-    let x = (typeof seed === 'string' ? hashString(seed) : Math.trunc(seed)) >>> 0
+    let x = (typeof seed === 'string' ? fnv1a32(seed) : Math.trunc(seed)) >>> 0
     const next = (): number => {
       // splitmix32: spreads one 32-bit seed over the four state words
       x = (x + 0x9e3779b9) >>> 0

@@ -26,6 +26,7 @@ import type { DependencyContainer } from 'tsyringe'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
 import { sleep } from '../timers.ts'
+import { fnv1aBits as fnv1a } from '../hash.ts'
 import { Averager, DhtGroupFinder, shardCodecs, type AveragingMode, type GroupFinder, type GroupQuery } from '../averaging/index.ts'
 import { CodecSet } from '../codec-set.ts'
 import type { RunManifest } from '../run/manifest.ts'
@@ -306,13 +307,5 @@ export function l2Distance (a: Float32Array, b: Float32Array): number {
   return Math.sqrt(s)
 }
 
-/** FNV-1a over the 32-bit words of the values' bits, as 8 hex chars. */
-export function fnv1a (v: Float32Array): string {
-  const w = new Uint32Array(v.buffer, v.byteOffset, v.length)
-  let h = 0x811c9dc5
-  for (let i = 0; i < w.length; i++) {
-    h ^= w[i]
-    h = Math.imul(h, 0x01000193)
-  }
-  return (h >>> 0).toString(16).padStart(8, '0')
-}
+/** FNV-1a of the values' bits (core/hash.ts), re-exported for the averaging status' paramsDigest. */
+export { fnv1a }

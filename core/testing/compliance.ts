@@ -50,6 +50,16 @@ const MM_LARGE: MmShape[] = [{ N: 256, C: 128, OC: 384 }, { N: 131, C: 257, OC: 
 
 const isShapeError = (err: unknown): boolean => (err as { code?: unknown })?.code === 'ERR_SHAPE'
 
+/** Fails unless `outcome` holds a ShapeError; the message says what happened instead (nothing thrown, or which error). */
+function expectShapeError (outcome: { thrown: unknown } | undefined, what: string): void {
+  if (outcome == null) assert.fail(`${what}: expected ShapeError (code ERR_SHAPE), but nothing was thrown`)
+  const err = outcome.thrown as { name?: unknown, code?: unknown, message?: unknown } | undefined
+  if (isShapeError(err)) return
+  const code = (err as { code?: unknown } | undefined)?.code
+  const desc = err instanceof Error ? `${err.name}${code != null ? ` (code ${String(code)})` : ''}: ${err.message}` : `a non-Error value ${String(err)}`
+  assert.fail(`${what}: expected ShapeError (code ERR_SHAPE), got ${desc}`)
+}
+
 /** Registers the compliance suite for one backend under `describe('<name> backend compliance')`. */
 export function backendCompliance (name: string, factory: () => Promise<ComputeBackend>, opts: ComplianceOptions = {}): void {
   const tol = opts.tolerance ?? 1e-4
@@ -76,10 +86,14 @@ export function backendCompliance (name: string, factory: () => Promise<ComputeB
     const zeros = (shape: number[], dtype: 'f32' | 'i32' = 'f32'): Tensor => { const t = be.alloc(shape, dtype); live.push(t); return t }
     const get = async (t: Tensor): Promise<Float32Array> => await be.download(t) as Float32Array
     const rejectsShape = async (fn: () => Promise<unknown>, what: string): Promise<void> => {
-      await assert.rejects(async () => { await fn() }, (err: unknown) => isShapeError(err), `${what}: expected ShapeError`)
+      let outcome: { thrown: unknown } | undefined
+      try { await fn() } catch (err) { outcome = { thrown: err } }
+      expectShapeError(outcome, what)
     }
     const throwsShape = (fn: () => unknown, what: string): void => {
-      assert.throws(fn, (err: unknown) => isShapeError(err), `${what}: expected ShapeError`)
+      let outcome: { thrown: unknown } | undefined
+      try { fn() } catch (err) { outcome = { thrown: err } }
+      expectShapeError(outcome, what)
     }
 
     before(async function () { be = await factory() })

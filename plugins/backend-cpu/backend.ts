@@ -6,9 +6,9 @@
 // Tiny jobs (under INLINE_WORK element-operations, microseconds) run on the caller's thread, where
 // they cost less than waking the workers. threads: 0 runs every job inline (no workers; blocks).
 import os from 'node:os'
-import { ShapeError } from '../../core/errors.ts'
+import { ShapeError } from '../../core/contracts/index.ts'
 import type { AdamWParams, BackendInfo, ComputeBackend, DType, Tensor } from '../../core/contracts/index.ts'
-import * as chk from '../../core/kernel-checks.ts'
+import { kernelChecks as chk } from '../../core/contracts/index.ts'
 import { chunkCount, Executor, INLINE_WORK, jobWork, OP, PARAMS_LENGTH, SCRATCH, scratchElements } from './exec.ts'
 import { Heap } from './heap.ts'
 import { WorkerPool } from './pool.ts'

@@ -17,9 +17,9 @@
 // i32 tensors (token ids, targets) keep a host mirror: kernels never write them, so the mirror is
 // exact and gives host-side range checks (ShapeError naming the bad index, before any writing) and
 // the token -> positions lists of the encoder backward, without a GPU round trip.
-import { ShapeError } from '../../core/errors.ts'
+import { ShapeError } from '../../core/contracts/index.ts'
 import type { AdamWParams, BackendInfo, ComputeBackend, DType, Logger, Tensor } from '../../core/contracts/index.ts'
-import * as chk from '../../core/kernel-checks.ts'
+import { kernelChecks as chk } from '../../core/contracts/index.ts'
 import { WebGpuDeviceError, WebGpuLimitError, WebGpuUnavailableError } from './errors.ts'
 import type { AdapterSummary } from './adapter.ts'
 import { grid1d, PARAM_SLOT, wgsl } from './shaders/kernel.ts'

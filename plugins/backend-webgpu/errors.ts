@@ -1,5 +1,5 @@
 // Typed errors of the WebGPU backend, one class per condition (codes are stable; see docs/backend-webgpu.md).
-import { LayerswarmError } from '../../core/errors.ts'
+import { LayerswarmError } from '../../core/contracts/index.ts'
 
 /** No WebGPU at all: the `webgpu` package is missing, or no adapter exists (no driver). */
 export class WebGpuUnavailableError extends LayerswarmError {

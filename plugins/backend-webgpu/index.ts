@@ -7,7 +7,7 @@
 /// <reference types="@webgpu/types" />
 import { definePlugin, Tokens } from '../../core/contracts/index.ts'
 import type { ComputeBackend, Logger } from '../../core/contracts/index.ts'
-import { ConfigError } from '../../core/errors.ts'
+import { ConfigError } from '../../core/contracts/index.ts'
 import { openDevice } from './adapter.ts'
 import { WebGpuBackend } from './backend.ts'
 import { nodeGpu, platformHint } from './node-gpu.ts'

@@ -12,7 +12,7 @@
 // Params: u32 block size. Payload: absmax f32[ceil(n/B)], then the codes (int8: n bytes; int4:
 // ceil(n/2) bytes, element 2j in the low nibble of byte j, element 2j+1 in the high one, nibble =
 // q + 8; an odd tail pads the last high nibble with 0).
-import { CodecError } from '../../core/errors.ts'
+import { CodecError } from '../../core/contracts/index.ts'
 import type { Codec, DecodedTensor, TensorRole } from '../../core/contracts/codec.ts'
 import {
   assertLittleEndianHost, checkEncodeShape, checkIdentity, DEFAULT_MAX_ELEMENTS, expectPayload, readHeader, writeHeader

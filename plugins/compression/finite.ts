@@ -5,7 +5,7 @@
 // The scans work on the f32 bit patterns: |x| ordered as floats is ordered as (bits & 0x7fffffff)
 // as integers, and NaN/Inf are exactly the patterns >= 0x7f800000. An integer max is one compare per
 // element and measured ~30% faster than the float version in V8.
-import { NonFiniteError } from '../../core/errors.ts'
+import { NonFiniteError } from '../../core/contracts/index.ts'
 
 const f1 = new Float32Array(1)
 const u1 = new Uint32Array(f1.buffer)

@@ -9,7 +9,7 @@
 // finite tensor, denormals included: |x - y| <= half an ulp at max|x| = 2^-11 (fp16), 2^-8 (bf16).
 //
 // Params: fp32 none; fp16/bf16 an i32 k (decoded = half(bits) * 2^-k).
-import { CodecError } from '../../core/errors.ts'
+import { CodecError } from '../../core/contracts/index.ts'
 import type { Codec, DecodedTensor, TensorRole } from '../../core/contracts/codec.ts'
 import {
   assertLittleEndianHost, checkEncodeShape, checkIdentity, DEFAULT_MAX_ELEMENTS, expectPayload, readHeader, writeHeader

@@ -18,7 +18,7 @@
 // and a second pass over megabytes would halve decode throughput. Decoders still reject payload
 // values no encoder produces (non-finite scales, out-of-range codes, bad indices) as cheap sanity.
 import { crc32 } from '../../core/wire/checksum.ts'
-import { CodecError, ShapeError } from '../../core/errors.ts'
+import { CodecError, ShapeError } from '../../core/contracts/index.ts'
 
 export const FORMAT_VERSION = 1
 export const MAX_RANK = 8

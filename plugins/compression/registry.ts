@@ -1,6 +1,6 @@
 // The built-in codec set, built from plugin options. Each codec is an independent instance; the
 // node collects them (with any third-party codecs) through Tokens.Codec into a CodecSet.
-import { ConfigError } from '../../core/errors.ts'
+import { ConfigError } from '../../core/contracts/index.ts'
 import type { Codec } from '../../core/contracts/codec.ts'
 import { bf16Codec, fp16Codec, fp32Codec } from './float.ts'
 import { int4BlockCodec, int8BlockCodec } from './blockwise.ts'

@@ -16,7 +16,7 @@
 // Params (8 bytes): u32 k, u8 index width (2 when n <= 65536, else 4), u8 reserved (0), u16 wire id
 // of the values codec (0: raw f32). Payload: indices (k * width bytes, ascending), zero padding to a
 // multiple of 4, then the values (raw f32[k], or the values codec's message).
-import { CodecError } from '../../core/errors.ts'
+import { CodecError } from '../../core/contracts/index.ts'
 import type { Codec, DecodedTensor, TensorRole } from '../../core/contracts/codec.ts'
 import {
   align4, assertLittleEndianHost, checkEncodeShape, checkIdentity, DEFAULT_MAX_ELEMENTS, expectPayload, readHeader, writeHeader

@@ -2,7 +2,7 @@
 // gossip verdict they map to (Lodestar style): 'reject' (an honest, up-to-date peer never sends
 // this: gossipsub counts an invalid delivery against the forwarder's score) or 'ignore' (honest
 // peers cause it too: late delivery, reordering, a restart; dropped without penalty).
-import { ConfigError, LayerswarmError } from '../../core/errors.ts'
+import { ConfigError, LayerswarmError } from '../../core/contracts/index.ts'
 
 export type HeartbeatVerdict = 'reject' | 'ignore'
 

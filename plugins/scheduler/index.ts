@@ -7,7 +7,7 @@
 //   stageCosts, capacity, heartbeatMs, ttlMs, epochMs, epochJitterMs, joinListenMs, hysteresis,
 //   cooldownMs, maxMovesPerEpoch, maxSkewMs, invalidMessageWeight: see GossipSchedulerInit
 import { definePlugin, Tokens } from '../../core/contracts/index.ts'
-import { ConfigError } from '../../core/errors.ts'
+import { ConfigError } from '../../core/contracts/index.ts'
 import { GossipScheduler, type GossipSchedulerInit, type PubsubHost } from './gossip-scheduler.ts'
 
 export { GossipScheduler, SCHEDULER_VERSION } from './gossip-scheduler.ts'

@@ -24,6 +24,7 @@
 // bottlenecks, or two empty stages, are fixed a few moves at a time); otherwise nobody moves, and
 // measurement noise below h moves no one. A node moves only when the plan names it.
 import type { NodeState } from '../../core/contracts/scheduler.ts'
+import { hash32 } from '../../core/hash.ts'
 
 /** The fields of a heartbeat the rule reads. */
 export interface RuleEntry {
@@ -66,20 +67,8 @@ export interface Plan {
   readonly moves: readonly Move[]
 }
 
-/** 32-bit FNV-1a with a murmur3 finalizer: stable across platforms, no crypto needed. */
-export function hash32 (s: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i)
-    h = Math.imul(h, 0x01000193)
-  }
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
-}
+/** 32-bit FNV-1a with murmur3's finalizer (core/hash.ts): tie-break keys here, re-exported for the simulator. */
+export { hash32 }
 
 /** The tie-break key of a peer in an epoch (lower wins). */
 export function tieKey (peer: string, epoch: number): number {
