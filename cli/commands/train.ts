@@ -15,7 +15,8 @@ import { modelPreset, parseModelConfig, type ModelConfig } from '../../core/mode
 import { DEFAULT_ADAMW } from '../../core/model/optimizer.ts'
 import { PluginHost } from '../../core/node/plugin-host.ts'
 import { isBuiltinPlugin, isPathSpec, webgpuFlagOptions } from '../../core/node/plugin-registry.ts'
-import { CheckpointMismatchError, latestCheckpoint, loadCheckpoint, writeFileAtomic, type Checkpoint } from '../../core/train/checkpoint.ts'
+import { CheckpointMismatchError, latestCheckpoint, loadCheckpoint, type Checkpoint } from '../../core/train/checkpoint.ts'
+import { writeFileAtomic } from '../../core/files.ts'
 import { ProgressReporter } from '../../core/train/progress.ts'
 import { corpusData, trainLocal, type StepRecord } from '../../core/train/trainer.ts'
 

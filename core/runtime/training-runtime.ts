@@ -20,7 +20,7 @@ import type { LayerswarmNode } from '../node/create-node.ts'
 import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../pipeline/codecs.ts'
 import type { PipelineNode, TrainingStatus } from '../pipeline/pipeline-node.ts'
 import { defaultManifest, loadManifest, runId, type RunManifest } from '../run/manifest.ts'
-import { writeFileAtomic } from '../train/checkpoint.ts'
+import { writeFileAtomic } from '../files.ts'
 import { StageHost, type HostStatus } from './stage-host.ts'
 import { SCHEDULER_PLUGIN } from './scheduling.ts'
 

@@ -8,14 +8,15 @@
 // The optimizer file is written first, so a model file on disk always has its optimizer file;
 // the shared random id catches a pair mixed from two different saves.
 import { createHash, randomBytes } from 'node:crypto'
-import { open, readdir, readFile, rename, unlink } from 'node:fs/promises'
-import { basename, dirname, join } from 'node:path'
+import { readdir, readFile } from 'node:fs/promises'
+import { basename, join } from 'node:path'
 import { LayerswarmError } from '../errors.ts'
 import { validateModelConfig, type ModelConfig } from '../model/config.ts'
 import type { AdamWState } from '../model/optimizer.ts'
 import { numel, stageParamSpecs, type ParamSpec } from '../model/params.ts'
 import { stageLayouts } from '../model/stage-split.ts'
 import { decodeSafetensors, encodeSafetensors, SafetensorsError, type StTensor } from './safetensors.ts'
+import { writeFileAtomic } from '../files.ts'
 
 /** A checkpoint file is unreadable: missing, truncated, corrupted, or not a layerswarm checkpoint. */
 export class CheckpointCorruptError extends LayerswarmError {
@@ -227,29 +228,5 @@ function parseLayout (x: unknown): CheckpointLayout {
   return { stages: o.stages as number, bottleneck: o.bottleneck as number, stage: o.stage as number | null }
 }
 
-/** Write to a temp file in the same directory, fsync, rename over `path`, fsync the directory. */
-export async function writeFileAtomic (path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`)
-  const fh = await open(tmp, 'wx')
-  try {
-    await fh.writeFile(bytes)
-    await fh.sync()
-  } catch (err) {
-    await fh.close()
-    await unlink(tmp).catch(() => {})
-    throw err
-  }
-  await fh.close()
-  try {
-    await rename(tmp, path)
-  } catch (err) {
-    await unlink(tmp).catch(() => {})
-    throw err
-  }
-  const dir = await open(dirname(path), 'r')
-  try {
-    await dir.sync()
-  } finally {
-    await dir.close()
-  }
-}
+/** Atomic file writes live in core/files.ts; re-exported for callers of this module. */
+export { writeFileAtomic }
