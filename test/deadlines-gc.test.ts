@@ -173,9 +173,9 @@ describe('deadlines under garbage collection', function () {
       bootstrapRetry: { initialDelayMs: 60_000, maxDelayMs: 60_000, dialTimeoutMs: 700 }
     })
     extra.push(async () => { await node.stop() })
+    await node.start()
     const t0 = performance.now()
     await underGc(async () => {
-      await node.start()
       await waitFor(() => (node.status().bootstrap as Array<{ failures: number }>)[0]?.failures > 0, { what: 'a failed bootstrap dial', timeoutMs: 10_000, state: () => node.status().bootstrap })
     })
     const took = performance.now() - t0
