@@ -272,6 +272,8 @@ async function fileLayer (file: string): Promise<Layer> {
   }
   const extraOptions = obj('pluginOptions') as Record<string, Record<string, unknown>> | undefined
   if (extraOptions != null) pluginOptions = { ...pluginOptions, ...extraOptions }
+  // options keyed by a plugin's path follow it to the absolute path it is loaded by
+  if (pluginOptions != null) pluginOptions = Object.fromEntries(Object.entries(pluginOptions).map(([k, v]) => [pluginSpec(k, base), v]))
 
   const retry = obj('bootstrapRetry')
   if (retry != null) {

@@ -47,7 +47,7 @@ describe('cli: start configuration', () => {
     assert.equal(c.node.dataDir, join(dir, 'conf', 'data'))
     assert.deepEqual(c.node.listen, ['/ip4/0.0.0.0/tcp/4001'])
     assert.deepEqual(c.node.plugins, ['backend-cpu', join(dir, 'conf', 'my-plugin.js')])
-    assert.deepEqual(c.node.pluginOptions, { 'backend-cpu': { threads: 2 }, './my-plugin.js': {}, 'my-plugin': { level: 3 } })
+    assert.deepEqual(c.node.pluginOptions, { 'backend-cpu': { threads: 2 }, [join(dir, 'conf', 'my-plugin.js')]: {}, 'my-plugin': { level: 3 } })
     assert.equal(c.logLevel, 'debug')
     assert.deepEqual(c.node.bootstrapRetry, { initialDelayMs: 100 })
     assert.deepEqual(c.node.runtime, { stage: 1 })

@@ -10,8 +10,9 @@ import { Tokens, type Codec, type Plugin, type PluginContext } from '../core/con
 import { AbortError, ConfigError } from '../core/errors.ts'
 import { createLogger } from '../core/logger.ts'
 import { PluginHost } from '../core/node/plugin-host.ts'
+import { resolveBackend, verifyBackend, withComputeBackend } from '../core/node/backend-choice.ts'
 import {
-  CircularDependencyError, ConflictingProvidersError, DuplicatePluginError, InvalidChoiceError, InvalidPluginError,
+  BackendChoiceError, CircularDependencyError, ConflictingProvidersError, DuplicatePluginError, InvalidChoiceError, InvalidPluginError,
   MissingDependencyError, PluginHostStateError, PluginLoadError, PluginNotFoundError, PluginStartError, PluginStopError
 } from '../core/node/plugin-errors.ts'
 import { builtinPluginNames, importPluginModule } from '../core/node/plugin-registry.ts'
@@ -203,6 +204,16 @@ describe('plugin host', () => {
       })
     })
 
+    it('says in a conflict how its user chooses, when the host was given a hint for the token', async () => {
+      const host = new PluginHost({
+        container: coreContainer(),
+        choiceHints: { [Tokens.ComputeBackend]: providers => `use --backend ${providers.map(p => p.spec ?? p.name).join(' or ')}` }
+      })
+      await host.load([recorder([], 'cpu', [Tokens.ComputeBackend]), recorder([], 'gpu', [Tokens.ComputeBackend])])
+      await assert.rejects(host.start(), (err: unknown) =>
+        err instanceof ConflictingProvidersError && /which takes exactly one provider; use --backend cpu or gpu$/.test(err.message))
+    })
+
     it('rejects a choice naming an unloaded plugin, a non-provider, or a multi token', async () => {
       const plugins = (): Plugin[] => [recorder([], 'cpu', [Tokens.ComputeBackend]), recorder([], 'other', ['t:other'])]
       for (const [choices, pattern] of [
@@ -317,6 +328,24 @@ describe('plugin host', () => {
       assert.deepEqual(events, ['register:echo-service', 'start:echo-service', 'stop:echo-service'])
     })
 
+    it('hands a plugin the options keyed by the path it was loaded from (any spelling of that file), under those keyed by its name', async () => {
+      const echo = async (pluginOptions: Record<string, Record<string, unknown>>): Promise<string> => {
+        const container = coreContainer()
+        const host = new PluginHost({ container, cwd: FIXTURES, pluginOptions })
+        await host.load([path.join(FIXTURES, 'echo-service.js')])
+        await host.start()
+        try {
+          return host.container.resolve<{ echo: (s: string) => string }>('fixture:Echo').echo('hi')
+        } finally {
+          await host.stop()
+        }
+      }
+      assert.equal(await echo({ './echo-service.js': { prefix: 'relative:' } }), 'relative:hi')
+      assert.equal(await echo({ [path.join(FIXTURES, 'echo-service.js')]: { prefix: 'absolute:' } }), 'absolute:hi')
+      assert.equal(await echo({ './echo-service.js': { prefix: 'path:' }, 'echo-service': { prefix: 'name:' } }), 'name:hi')
+      assert.equal(await echo({ './other.js': { prefix: 'other:' } }), 'hi')
+    })
+
     it('runs the docs example: a user plugin from a file path on top of the built-in backend-cpu', async () => {
       const lines: string[] = []
       const host = new PluginHost({
@@ -409,6 +438,61 @@ describe('plugin host', () => {
         await assert.rejects(new PluginHost({ cwd: dir }).load(['@acme/swarm-tools']), (err: unknown) =>
           err instanceof PluginNotFoundError && /exports no module for "\."/.test(err.message))
       })
+    })
+  })
+
+  describe('backend choice (--backend)', () => {
+    const wrapped = path.join(FIXTURES, 'wrapped-cpu-backend.js')
+
+    it('maps short and built-in names to the built-in plugin, and a path to its file and declared name', async () => {
+      assert.deepEqual(await resolveBackend('cpu'), { value: 'cpu', spec: 'backend-cpu', name: 'backend-cpu' })
+      assert.deepEqual(await resolveBackend('backend-webgpu'), { value: 'backend-webgpu', spec: 'backend-webgpu', name: 'backend-webgpu' })
+      assert.deepEqual(await resolveBackend('./wrapped-cpu-backend.js', FIXTURES),
+        { value: './wrapped-cpu-backend.js', spec: wrapped, name: 'wrapped-cpu-backend', file: wrapped })
+    })
+
+    it('finds a bare name among the other plugin specs by the name their plugin declares', async () => {
+      const choice = await resolveBackend('wrapped-cpu-backend', FIXTURES, ['backend-cpu', './echo-service.js', './wrapped-cpu-backend.js'])
+      assert.equal(choice.spec, wrapped)
+      assert.equal(choice.name, 'wrapped-cpu-backend')
+    })
+
+    it('refuses a value that names nothing, a broken module, or a plugin that is not a backend, naming the value', async () => {
+      for (const [value, pattern] of [
+        ['./missing.js', /^--backend \.\/missing\.js is not a known backend: plugin "\.\/missing\.js" not found: no file at /],
+        ['nosuch', /^--backend nosuch is not a known backend: .*; short names: cpu, webgpu$/],
+        ['./throws-on-import.js', /^--backend \.\/throws-on-import\.js: plugin module .* failed to load: fixture exploded at import/],
+        ['./echo-service.js', /^--backend \.\/echo-service\.js: plugin "echo-service" \(.*echo-service\.js\) is a service plugin that provides "fixture:Echo", not "layerswarm:ComputeBackend"/],
+        ['compression', /^--backend compression: plugin "compression" \(built in\) is a codec plugin/]
+      ] as const) {
+        await assert.rejects(resolveBackend(value, FIXTURES), (err: unknown) =>
+          err instanceof BackendChoiceError && err instanceof ConfigError && err.value === value && pattern.test(err.message))
+      }
+    })
+
+    it('starts a path backend chosen by its name, with the options given for it, and checks what it binds', async () => {
+      const choice = await resolveBackend('./wrapped-cpu-backend.js', FIXTURES)
+      const info = await withComputeBackend(choice, { cwd: FIXTURES, options: { label: 'chosen', threads: 0 } }, async be => {
+        const t = be.upload(new Float32Array([1, 2]), [2])
+        const sq = await be.sumSquares(t)
+        be.free(t)
+        return { name: be.info.name, sq }
+      })
+      assert.deepEqual(info, { name: 'chosen', sq: 5 })
+      await verifyBackend(choice, { cwd: FIXTURES, options: { threads: 0 } })
+    })
+
+    it('verifyBackend refuses a backend plugin that binds something else, naming the value, plugin and file', async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'lsw-backend-'))
+      try {
+        const file = path.join(dir, 'hollow.js')
+        await writeFile(file, "export default { name: 'hollow', kind: 'backend', provides: ['layerswarm:ComputeBackend'], register (ctx) { ctx.container.registerInstance('layerswarm:ComputeBackend', { info: {} }) } }\n")
+        const choice = await resolveBackend('./hollow.js', dir)
+        await assert.rejects(verifyBackend(choice, { cwd: dir }), (err: unknown) => err instanceof BackendChoiceError &&
+          err.message.startsWith(`--backend ./hollow.js: plugin "hollow" (${file}) cannot run: what it binds under "layerswarm:ComputeBackend" is not a ComputeBackend: "info.name" must be a string; missing methods alloc,`))
+      } finally {
+        await rm(dir, { recursive: true, force: true })
+      }
     })
   })
 

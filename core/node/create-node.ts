@@ -23,6 +23,7 @@ import { Tokens } from '../contracts/tokens.ts'
 import { silentLogger } from '../logger.ts'
 import { PluginHost } from './plugin-host.ts'
 import { isBuiltinPlugin } from './plugin-registry.ts'
+import { backendSpec, resolveBackend } from './backend-choice.ts'
 import { PluginNotFoundError } from './plugin-errors.ts'
 import { defaultDataDir, ensureDataDir } from './data-dir.ts'
 import { loadOrCreateIdentity } from './identity.ts'
@@ -142,12 +143,8 @@ export function dhtProtocol (profile: Pick<NetworkProfile, 'protocolPrefix'>): s
   return `${profile.protocolPrefix}/kad/1.0.0`
 }
 
-/** The plugin spec a --backend value names: 'cpu' -> 'backend-cpu' when that is built in. */
-export function backendSpec (backend: string): string {
-  if (isBuiltinPlugin(backend)) return backend
-  if (isBuiltinPlugin(`backend-${backend}`)) return `backend-${backend}`
-  return backend
-}
+// the public API (core/index.ts) has always exported it from here
+export { backendSpec }
 
 export async function createNode (options: CreateNodeOptions = {}): Promise<LayerswarmNode> {
   const logger = options.logger ?? silentLogger
@@ -167,7 +164,9 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   const relayServer = options.relayServer ?? bootstrapNode
   const relayListen = options.relayListen === true
   const defaults = options.plugins == null
-  const backend = options.backend != null ? backendSpec(options.backend) : undefined
+  // the backend is loaded and checked before the node is built, and chosen by the name it declares
+  const backendChoice = options.backend != null ? await resolveBackend(options.backend, cwd, options.plugins ?? []) : undefined
+  const backend = backendChoice?.spec
   let plugins: string[] = defaults
     ? (bootstrapNode ? [] : [backend ?? DEFAULT_BACKEND_PLUGIN].filter(s => s !== DEFAULT_BACKEND_PLUGIN || isBuiltinPlugin(s)))
     : [...options.plugins!]
@@ -233,8 +232,12 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   container.register(Tokens.NodeConfig, { useValue: config })
   container.register(Tokens.Libp2p, { useValue: libp2p })
   const choices: Record<string, string> = {}
-  if (backend != null && isBuiltinPlugin(backend)) choices[Tokens.ComputeBackend] = backend
-  const host = new PluginHost({ container, logger, choices, pluginOptions: options.pluginOptions, cwd })
+  if (backendChoice != null) choices[Tokens.ComputeBackend] = backendChoice.name
+  const choiceHints = {
+    [Tokens.ComputeBackend]: (providers: ReadonlyArray<{ name: string, spec?: string }>) =>
+      `choose one with --backend (or LAYERSWARM_BACKEND, or "backend" in the config file): ${providers.map(p => `--backend ${p.spec ?? p.name}`).join(' or ')}`
+  }
+  const host = new PluginHost({ container, logger, choices, choiceHints, pluginOptions: options.pluginOptions, cwd })
   try {
     if (defaults) {
       // a default plugin missing from this installation is not the user's error: run without it

@@ -55,8 +55,9 @@ export class CircularDependencyError extends ConfigError {
 /** Several plugins provide a single token and no choice picks one. */
 export class ConflictingProvidersError extends ConfigError {
   override readonly code = 'ERR_PLUGIN_CONFLICT'
-  constructor (readonly token: string, readonly providers: readonly string[]) {
-    super(`plugins ${providers.map(p => `"${p}"`).join(', ')} all provide "${token}", which takes exactly one provider; choose one (e.g. choices["${token}"] = "${providers[0]}")`)
+  /** `how`: how the caller's user chooses (e.g. a CLI flag); default: the plugin host's `choices` option. */
+  constructor (readonly token: string, readonly providers: readonly string[], how?: string) {
+    super(`plugins ${providers.map(p => `"${p}"`).join(', ')} all provide "${token}", which takes exactly one provider; ${how ?? `choose one (e.g. choices["${token}"] = "${providers[0]}")`}`)
   }
 }
 
@@ -65,6 +66,17 @@ export class InvalidChoiceError extends ConfigError {
   override readonly code = 'ERR_PLUGIN_CHOICE'
   constructor (readonly token: string, readonly choice: string, detail: string) {
     super(`invalid choice "${choice}" for "${token}": ${detail}`)
+  }
+}
+
+/**
+ * A --backend value (flag, LAYERSWARM_BACKEND or a config file's "backend") names no usable compute
+ * backend: nothing to load there, a broken module, or a plugin that binds no ComputeBackend.
+ */
+export class BackendChoiceError extends ConfigError {
+  override readonly code = 'ERR_BACKEND_CHOICE'
+  constructor (readonly value: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
   }
 }
 

@@ -10,7 +10,7 @@ import type { Logger } from '../contracts/logger.ts'
 import { AbortError } from '../errors.ts'
 import { silentLogger } from '../logger.ts'
 import { deadline } from '../timers.ts'
-import { importPluginModule } from './plugin-registry.ts'
+import { importPluginModule, isPathSpec, pathSpecFile } from './plugin-registry.ts'
 import {
   CircularDependencyError, ConflictingProvidersError, DuplicatePluginError, InvalidChoiceError, InvalidPluginError,
   MissingDependencyError, PluginHostStateError, PluginStartError, PluginStopError
@@ -22,8 +22,16 @@ export interface PluginHostOptions {
   logger?: Logger
   /** token -> plugin name, when several loaded plugins provide one single token. */
   choices?: Record<string, string>
-  /** plugin name -> that plugin's options (PluginContext.options). */
+  /**
+   * Plugin options (PluginContext.options), keyed by plugin name or by the spec a plugin was loaded
+   * from (a path key matches the file it names, relative to cwd); a name's keys win over a spec's.
+   */
   pluginOptions?: Record<string, Record<string, unknown>>
+  /**
+   * token -> how the user of this host chooses one of these providers (e.g. a CLI flag), for the
+   * message of a conflict; default: the `choices` option.
+   */
+  choiceHints?: Record<string, ChoiceHint>
   /** Base for relative plugin paths and package resolution; default process.cwd(). */
   cwd?: string
   /** Aborting it aborts start() and the signal every plugin receives. */
@@ -35,11 +43,33 @@ const KINDS = ['backend', 'codec', 'scheduler', 'service'] as const satisfies re
 const everyKindListed: Exclude<PluginKind, typeof KINDS[number]> extends never ? true : never = true
 void everyKindListed
 
+/** Says how to choose among providers, given their names and the specs they were loaded by. */
+export type ChoiceHint = (providers: ReadonlyArray<{ name: string, spec?: string }>) => string
+
 interface Entry {
   readonly plugin: Plugin
   /** Where the plugin came from: the spec and resolved file, or '<object>'. */
   readonly source: string
+  /** The spec it was loaded by, and the file that resolved to (absent for built-ins and objects). */
+  readonly spec?: string
+  readonly file?: string
   ctx?: PluginContext
+}
+
+/** A plugin module imported and checked: its plugin, and the file it came from (undefined: built in). */
+export interface ImportedPlugin {
+  readonly plugin: Plugin
+  readonly file?: string
+}
+
+/**
+ * Import the module a spec names (plugin-registry.ts) and check its default export is a Plugin.
+ * Throws PluginNotFoundError, PluginLoadError or InvalidPluginError.
+ */
+export async function importPlugin (spec: string, cwd: string = process.cwd()): Promise<ImportedPlugin> {
+  const imported = await importPluginModule(spec, cwd)
+  const plugin = validatePlugin(defaultExport(imported.module), spec)
+  return imported.source === 'builtin' ? { plugin } : { plugin, file: imported.source }
 }
 
 type HostState = 'idle' | 'starting' | 'started' | 'stopping' | 'stopped' | 'failed'
@@ -50,6 +80,7 @@ export class PluginHost {
   private readonly rootLogger: Logger
   private readonly choices: Readonly<Record<string, string>>
   private readonly pluginOptions: Readonly<Record<string, Record<string, unknown>>>
+  private readonly choiceHints: Readonly<Record<string, ChoiceHint>>
   private readonly cwd: string
   /** Aborted by stop() or by the caller's signal; every PluginContext gets its signal. */
   private readonly controller = new AbortController()
@@ -68,6 +99,7 @@ export class PluginHost {
     this.log = this.rootLogger.forComponent('layerswarm:plugins')
     this.choices = { ...opts.choices }
     this.pluginOptions = { ...opts.pluginOptions }
+    this.choiceHints = { ...opts.choiceHints }
     this.cwd = opts.cwd ?? process.cwd()
     this.signal = opts.signal == null ? this.controller.signal : deadline(undefined, opts.signal, this.controller.signal).signal
   }
@@ -83,9 +115,8 @@ export class PluginHost {
     for (const spec of specs) {
       let entry: Entry
       if (typeof spec === 'string') {
-        const imported = await importPluginModule(spec, this.cwd)
-        const source = imported.source === 'builtin' ? spec : `${spec} (${imported.source})`
-        entry = { plugin: validatePlugin(defaultExport(imported.module), spec), source }
+        const { plugin, file } = await importPlugin(spec, this.cwd)
+        entry = { plugin, source: file == null ? spec : `${spec} (${file})`, spec, file }
       } else {
         entry = { plugin: validatePlugin(spec, '<object>'), source: '<object>' }
       }
@@ -145,7 +176,7 @@ export class PluginHost {
       this.order = this.resolveOrder()
       for (const entry of this.order) {
         this.throwIfAborted()
-        entry.ctx = this.contextFor(entry.plugin)
+        entry.ctx = this.contextFor(entry)
         this.entered.push(entry)
         try {
           await entry.plugin.register(entry.ctx)
@@ -200,13 +231,25 @@ export class PluginHost {
     if (this.state !== expected) throw new PluginHostStateError(`${what} is not allowed once the plugin host is ${this.state}`)
   }
 
-  private contextFor (plugin: Plugin): PluginContext {
+  private contextFor ({ plugin, spec, file }: Entry): PluginContext {
     return Object.freeze({
       container: this.container,
-      options: Object.freeze({ ...this.pluginOptions[plugin.name] }),
+      options: Object.freeze({ ...this.optionsBySpec(spec, file), ...this.pluginOptions[plugin.name] }),
       logger: this.rootLogger.forComponent(`layerswarm:plugin:${plugin.name}`),
       signal: this.signal
     })
+  }
+
+  // A user knows a plugin loaded from a file by its path, not by the name inside it: options keyed
+  // by that path (as given, or any other spelling of the same file) reach it too.
+  private optionsBySpec (spec: string | undefined, file: string | undefined): Record<string, unknown> {
+    if (spec == null) return {}
+    let out: Record<string, unknown> = {}
+    for (const [key, opts] of Object.entries(this.pluginOptions)) {
+      const same = key === spec || (file != null && isPathSpec(key) && pathSpecFile(key, this.cwd) === file)
+      if (same) out = { ...out, ...opts }
+    }
+    return out
   }
 
   /** Apply choices, reject conflicts and missing dependencies, and sort by dependency (load order breaks ties). */
@@ -242,7 +285,10 @@ export class PluginHost {
 
     const providers = providersIn(active)
     for (const [token, list] of providers) {
-      if (list.length > 1 && !MultiTokens.has(token)) throw new ConflictingProvidersError(token, list.map(e => e.plugin.name))
+      if (list.length > 1 && !MultiTokens.has(token)) {
+        const hint = this.choiceHints[token]?.(list.map(e => ({ name: e.plugin.name, spec: e.spec })))
+        throw new ConflictingProvidersError(token, list.map(e => e.plugin.name), hint)
+      }
     }
 
     // Edges: a plugin depends on every other active provider of each token it requires.

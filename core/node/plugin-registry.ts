@@ -70,8 +70,13 @@ function builtinHint (): string {
   return `built-in plugins are: ${builtinPluginNames().join(', ')}; a file path must start with ./, ../ or /`
 }
 
+/** The absolute file a path spec names (whether or not it exists). */
+export function pathSpecFile (spec: string, cwd: string = process.cwd()): string {
+  return spec.startsWith('file:') ? fileURLToPath(spec) : path.resolve(cwd, spec)
+}
+
 function resolveFile (spec: string, cwd: string): string {
-  const file = spec.startsWith('file:') ? fileURLToPath(spec) : path.resolve(cwd, spec)
+  const file = pathSpecFile(spec, cwd)
   if (!isFile(file)) throw new PluginNotFoundError(spec, `no file at ${file}`)
   return file
 }
