@@ -18,6 +18,7 @@ import type { ComputeBackend } from '../core/contracts/backend.ts'
 import { Tokens } from '../core/contracts/tokens.ts'
 import { loadCorpus } from '../core/data/index.ts'
 import { modelPreset, parseModelConfig, type ModelConfig } from '../core/model/config.ts'
+import { resolveBackend } from '../core/node/backend-choice.ts'
 import { PluginHost } from '../core/node/plugin-host.ts'
 import { boundaryCodecs } from '../core/pipeline/codecs.ts'
 import { trainCompressedChain, type ChainTrainResult } from '../core/train/compressed-chain.ts'
@@ -65,7 +66,7 @@ export interface CompressionQualityOptions {
   readonly settings?: readonly string[]
   /** Training data (default: the shipped corpus, byte tokenizer). */
   readonly data?: TrainData
-  /** Backend plugin (default backend-cpu) and its threads. */
+  /** Backend, as --backend takes it (default cpu; core/node/backend-choice.ts), and its threads. */
   readonly backendPlugin?: string
   readonly threads?: number
   /** Progress lines (default: none). */
@@ -152,16 +153,16 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
   }
 
   // One plugin host per bench, as a node has: the backend and the compression plugin's codecs.
-  const backendPlugin = opts.backendPlugin ?? 'backend-cpu'
+  const choice = await resolveBackend(opts.backendPlugin ?? 'cpu')
   const host = new PluginHost({
-    choices: { [Tokens.ComputeBackend]: backendPlugin },
-    pluginOptions: { compression: { int8BlockSize: block }, ...(opts.threads != null ? { [backendPlugin]: { threads: opts.threads } } : {}) }
+    choices: { [Tokens.ComputeBackend]: choice.name },
+    pluginOptions: { compression: { int8BlockSize: block }, ...(opts.threads != null ? { [choice.name]: { threads: opts.threads } } : {}) }
   })
   const rows: QualityRow[] = []
   let device = 'cpu'
-  let backendName = backendPlugin
+  let backendName = choice.name
   try {
-    await host.load([backendPlugin, 'compression'])
+    await host.load([choice.spec, 'compression'])
     await host.start()
     const backend = host.container.resolve<ComputeBackend>(Tokens.ComputeBackend)
     device = backend.info.device

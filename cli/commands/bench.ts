@@ -11,6 +11,7 @@ import { benchAllreduce } from '../../bench/allreduce.ts'
 import { benchCompressionQuality } from '../../bench/compression-quality.ts'
 import { formatTable } from '../../bench/report.ts'
 import type { BenchReport } from '../../bench/report.ts'
+import { resolveBackend } from '../../core/node/backend-choice.ts'
 import { intFlag, makeLogger, withBackend } from './train.ts'
 
 interface BenchFlags {
@@ -43,11 +44,12 @@ const SUITES: Record<string, Suite> = {
     const reps = intFlag('--reps', flags.reps, 1)
     const warmup = intFlag('--warmup', flags.warmup, 0)
     const rounds = intFlag('--rounds', flags.rounds, 1)
-    // WebGPU is compared against the CPU backend measured in the same run (PyTorch has no WebGPU).
-    if (flags.backend === 'webgpu' || flags.backend === 'backend-webgpu') {
+    const choice = await resolveBackend(flags.backend)
+    // The built-in WebGPU backend is compared against the CPU backend measured in the same run (PyTorch has no WebGPU).
+    if (choice.spec === 'backend-webgpu') {
       return await webgpuKernelsBench({ reps, warmup, threads, allowSoftwareGpu: flags.allowSoftwareGpu === true, f16: flags.f16, logger })
     }
-    return await withBackend(flags.backend, threads, logger, async backend =>
+    return await withBackend(choice, threads, logger, async backend =>
       await kernelsBench(backend, { reps, warmup, rounds, python: flags.baseline ? flags.python : null, logger }))
   },
   // Built-in codecs on 16M activation-like floats: ratio, encode/decode GB/s vs memcpy, error vs declared bound.
@@ -72,7 +74,7 @@ const SUITES: Record<string, Suite> = {
     model: flags.model,
     stages: flags.stages != null ? intFlag('--stages', flags.stages, 2) : undefined,
     seed: flags.seed != null ? intFlag('--seed', flags.seed, 0) : undefined,
-    backendPlugin: flags.backend === 'cpu' ? 'backend-cpu' : flags.backend,
+    backendPlugin: flags.backend,
     threads: flags.threads != null ? intFlag('--threads', flags.threads, 0) : undefined,
     progress: line => { if (flags.logLevel !== 'silent') process.stderr.write(line + '\n') }
   })
@@ -82,7 +84,7 @@ export function register (program: Command): void {
   program.command('bench')
     .description(`run a benchmark suite against its baseline (suites: ${Object.keys(SUITES).join(', ')})`)
     .argument('<suite>', `which suite: ${Object.keys(SUITES).join(', ')}`)
-    .option('--backend <name>', 'compute backend plugin: cpu, a plugin name, ./path or package', 'cpu')
+    .option('--backend <name>', 'kernels, compression-quality: compute backend: cpu, webgpu, a built-in plugin name, or the ./path or package of a backend plugin', 'cpu')
     .option('--threads <n>', 'backend threads (CPU backend; the baseline uses as many)')
     .option('--reps <n>', 'timed repetitions per measurement (the median is reported)', '7')
     .option('--warmup <n>', 'untimed runs before each measurement', '2')

@@ -14,7 +14,8 @@ import type { DemoSettings } from '../../core/demo/swarm-plan.ts'
 import { DEMO_DEFAULT_COMPRESSION, type DemoCompression } from '../../core/demo/demo-compression.ts'
 import { CodecSet } from '../../core/codec-set.ts'
 import { PluginHost } from '../../core/node/plugin-host.ts'
-import { isBuiltinPlugin, isPathSpec, webgpuFlagOptions } from '../../core/node/plugin-registry.ts'
+import { resolveBackend, verifyBackend, type BackendChoice } from '../../core/node/backend-choice.ts'
+import { isPathSpec, webgpuFlagOptions } from '../../core/node/plugin-registry.ts'
 import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../../core/pipeline/codecs.ts'
 import { intFlag, makeLogger, numFlag, resolveModelConfig, withBackend } from './train.ts'
 
@@ -84,7 +85,7 @@ export function register (program: Command): void {
     .option('--report <file>', 'write the JSON report here (default: OUT/report.json)')
     .option('--out <dir>', 'results: model.safetensors, loss.svg, report.json, stages/, logs/', d.out)
     .option('--model <preset|file>', 'model preset (tiny, small) or a JSON config file', d.model)
-    .option('--backend <name>', 'compute backend of every node: cpu, a plugin name or ./path', d.backend)
+    .option('--backend <name>', 'compute backend of every node and of the final eval: cpu, webgpu, a built-in plugin name, or the ./path or package of a backend plugin', d.backend)
     .option('--seed <n>', 'seed of the init, the batches and the sample', d.seed)
     .option('--batch <n>', 'B: sequences per microbatch', d.batch)
     .option('--lr <x>', 'peak learning rate (warmup, then cosine to lr/10)', d.lr)
@@ -109,8 +110,8 @@ export function register (program: Command): void {
     .action(async (flags: DemoFlags) => { await runDemoCommand(flags) })
 }
 
-/** Flags -> settings; every bad value is a DemoConfigError (exit 2) saying what to change. */
-export async function demoSettings (flags: DemoFlags, cwd = process.cwd()): Promise<{ settings: DemoSettings, modelSpec: string }> {
+/** Flags -> settings; every bad value is a DemoConfigError (a BackendChoiceError for --backend; exit 2) saying what to change. */
+export async function demoSettings (flags: DemoFlags, cwd = process.cwd()): Promise<{ settings: DemoSettings, modelSpec: string, backend: BackendChoice }> {
   const d = DEMO_DEFAULTS
   const nodes = intFlag('--nodes', flags.nodes ?? d.nodes, 1)
   const stages = intFlag('--stages', flags.stages ?? d.stages, 2)
@@ -122,25 +123,21 @@ export async function demoSettings (flags: DemoFlags, cwd = process.cwd()): Prom
   if (killAtStep >= steps) throw new DemoConfigError(`--kill-at-step ${killAtStep} must be below --steps ${steps}`)
   const modelName = flags.model ?? d.model
   const modelSpec = modelName.endsWith('.json') ? resolve(cwd, modelName) : modelName
-  const backend = flags.backend ?? d.backend
-  let backendSpec = backend
-  if (isPathSpec(backend)) {
-    backendSpec = backend.startsWith('file:') ? backend : resolve(cwd, backend)
-    if (!backend.startsWith('file:') && !existsSync(backendSpec)) throw new DemoConfigError(`--backend ${backend}: no such file ${backendSpec}`)
-  } else if (!isBuiltinPlugin(backend) && !isBuiltinPlugin(`backend-${backend}`)) {
-    throw new DemoConfigError(`--backend ${backend} is not a known backend; use cpu, a built-in backend plugin name, or a ./path of a backend plugin`)
-  }
+  // loaded here, so a missing or wrong backend exits 2 before any node starts; runDemoCommand starts it once too
+  const backend = await resolveBackend(flags.backend ?? d.backend, cwd)
   const data = flags.data != null ? resolve(cwd, flags.data) : undefined
   if (data != null && !existsSync(data)) throw new DemoConfigError(`--data ${flags.data}: no such file or folder ${data}`)
   const compression = await demoCompression(flags)
   return {
     modelSpec,
+    backend,
     settings: {
       nodes,
       stages,
       steps,
       model: modelSpec,
-      backend: backendSpec,
+      // a path goes to the nodes as the absolute file; a name as given (the report shows it)
+      backend: isPathSpec(backend.value) ? backend.spec : backend.value,
       seed: intFlag('--seed', flags.seed ?? d.seed, 0),
       batch: intFlag('--batch', flags.batch ?? d.batch, 1),
       lr: positive('--lr', flags.lr ?? d.lr),
@@ -185,7 +182,7 @@ async function demoCompression (flags: DemoFlags): Promise<DemoCompression> {
 
 export async function runDemoCommand (flags: DemoFlags): Promise<void> {
   const d = DEMO_DEFAULTS
-  const { settings, modelSpec } = await demoSettings(flags)
+  const { settings, modelSpec, backend } = await demoSettings(flags)
   const sampleTokens = intFlag('--sample-tokens', flags.sampleTokens ?? d.sampleTokens, 0)
   const temperature = numFlag('--temperature', flags.temperature ?? d.temperature, 0)
   const stallS = intFlag('--stall-timeout', flags.stallTimeout ?? d.stallTimeout, 10)
@@ -201,6 +198,10 @@ export async function runDemoCommand (flags: DemoFlags): Promise<void> {
   }
   const outDir = resolve(flags.out ?? d.out)
   const reportFile = resolve(flags.report ?? resolve(outDir, 'report.json'))
+  const logger = makeLogger('warn')
+  const backendOptions = webgpuFlagOptions(settings)
+  // the last check before any process starts: the backend starts here as it will on every node
+  await verifyBackend(backend, { logger, options: { ...backendOptions, threads: settings.threads } })
 
   const abort = new AbortController()
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -211,7 +212,6 @@ export async function runDemoCommand (flags: DemoFlags): Promise<void> {
   }
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
-  const logger = makeLogger('warn')
   try {
     await runDemo({
       settings,
@@ -225,7 +225,7 @@ export async function runDemoCommand (flags: DemoFlags): Promise<void> {
       tty: process.stderr.isTTY === true,
       summaryOut: process.stdout,
       sample: { prompt: sampleTokens > 0 ? flags.prompt ?? d.prompt : '', tokens: sampleTokens, temperature },
-      withBackend: async fn => await withBackend(settings.backend, undefined, logger, fn, webgpuFlagOptions(settings)),
+      withBackend: async fn => await withBackend(backend, undefined, logger, fn, backendOptions),
       signal: abort.signal,
       stallS,
       keepDataDirs: flags.keepDataDirs === true

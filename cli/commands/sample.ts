@@ -31,7 +31,7 @@ export function register (program: Command): void {
     .option('--top-k <k>', 'sample among the k most likely tokens (0: all)', '0')
     .option('--seed <n>', 'sampling seed', '0')
     .option('--tokenizer <name>', 'byte or gpt2 (default: the one recorded in the checkpoint)')
-    .option('--backend <name>', 'compute backend plugin', 'cpu')
+    .option('--backend <name>', 'compute backend: cpu, webgpu, a built-in plugin name, or the ./path or package of a backend plugin', 'cpu')
     .option('--threads <n>', 'backend threads (CPU backend)')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent', 'warn')
     .action(async (flags: SampleFlags) => { await runSample(flags) })

@@ -20,7 +20,7 @@ export function register (program: Command): void {
     .option('--announce <multiaddr>', 'address to announce instead of the listen addresses (repeat)', collect)
     .option('--bootstrap <multiaddr>', 'bootstrap peer address, added to the network profile\'s (repeat)', collect)
     .option('--plugins <list>', 'comma-separated plugins: built-in names, ./paths or packages (default: backend-cpu; "" for none)')
-    .option('--backend <name>', 'compute backend plugin, e.g. cpu, backend-cpu, ./my-backend.js')
+    .option('--backend <name>', 'compute backend: cpu, webgpu, a plugin name, or the ./path or package of a backend plugin; loaded, and chosen over other backends in --plugins')
     .option('--data-dir <dir>', 'identity key, lock and control socket (default: ~/.layerswarm)')
     .option('--bootstrap-node', 'only serve others: DHT server, gossip, circuit relay server; no training plugins')
     .option('--relay', 'reserve a slot on relays so peers can reach this node behind NAT')
@@ -90,7 +90,8 @@ export async function runStart (flags: StartFlags): Promise<void> {
 
   try {
     // imported here: the libp2p stack takes seconds to load, which --help and bad flags need not wait for
-    const { backendSpec, createNode, DEFAULT_BACKEND_PLUGIN } = await import('../../core/node/create-node.ts')
+    const { createNode, DEFAULT_BACKEND_PLUGIN } = await import('../../core/node/create-node.ts')
+    const { backendSpec } = await import('../../core/node/backend-choice.ts')
     let trainingOptions: TrainingOptions | undefined
     let plugins = config.node.plugins
     let runtimeConfig = config.node.runtime

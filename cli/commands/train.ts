@@ -7,14 +7,13 @@ import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import type { ComputeBackend } from '../../core/contracts/backend.ts'
 import type { Logger } from '../../core/contracts/logger.ts'
-import { Tokens } from '../../core/contracts/tokens.ts'
 import { ConfigError } from '../../core/errors.ts'
 import { createLogger, isLogLevel } from '../../core/logger.ts'
 import { loadCorpus } from '../../core/data/index.ts'
 import { modelPreset, parseModelConfig, type ModelConfig } from '../../core/model/config.ts'
 import { DEFAULT_ADAMW } from '../../core/model/optimizer.ts'
-import { PluginHost } from '../../core/node/plugin-host.ts'
-import { isBuiltinPlugin, isPathSpec, webgpuFlagOptions } from '../../core/node/plugin-registry.ts'
+import { resolveBackend, withComputeBackend, type BackendChoice } from '../../core/node/backend-choice.ts'
+import { webgpuFlagOptions } from '../../core/node/plugin-registry.ts'
 import { CheckpointMismatchError, latestCheckpoint, loadCheckpoint, type Checkpoint } from '../../core/train/checkpoint.ts'
 import { writeFileAtomic } from '../../core/files.ts'
 import { ProgressReporter } from '../../core/train/progress.ts'
@@ -73,7 +72,7 @@ export function register (program: Command): void {
     .option('--checkpoint-dir <dir>', 'write checkpoints here (step-NNNNNN.safetensors + .optim.safetensors)')
     .option('--checkpoint-every <n>', 'checkpoint every n steps (0: only at the end)', '0')
     .option('--resume <file|dir>', 'continue from a checkpoint file, or the latest in a folder')
-    .option('--backend <name>', 'compute backend plugin: cpu, a plugin name, ./path or package', 'cpu')
+    .option('--backend <name>', 'compute backend: cpu, webgpu, a built-in plugin name, or the ./path or package of a backend plugin', 'cpu')
     .option('--threads <n>', 'backend threads (CPU backend)')
     .option('--allow-software-gpu', 'WebGPU backend: accept a software adapter (llvmpipe; correctness runs only)')
     .option('--gpu-f16', 'WebGPU backend: f16 matmuls with f32 accumulation (needs the adapter\'s shader-f16)')
@@ -100,6 +99,7 @@ export async function runTrain (flags: TrainFlags): Promise<void> {
   const stages = intFlag('--stages', flags.stages, 1)
   const bottleneck = intFlag('--bottleneck', flags.bottleneck, 0)
   const threads = flags.threads != null ? intFlag('--threads', flags.threads, 1) : undefined
+  const backendChoice = await resolveBackend(flags.backend ?? 'cpu')
 
   let resume: Checkpoint | undefined
   if (flags.resume != null) {
@@ -134,7 +134,7 @@ export async function runTrain (flags: TrainFlags): Promise<void> {
   let lastEval: number | undefined
   const curve: Array<[number, number]> = []
   try {
-    const result = await withBackend(flags.backend ?? 'cpu', threads, logger, async backend => {
+    const result = await withBackend(backendChoice, threads, logger, async backend => {
       log.info('backend', { name: backend.info.name, device: backend.info.device })
       return await trainLocal({
         backend,
@@ -222,23 +222,12 @@ export async function runTrain (flags: TrainFlags): Promise<void> {
 }
 
 /**
- * Starts the backend plugin through the plugin host (by name: 'cpu' -> 'backend-cpu'), runs `fn`
- * with it, and stops the host (which disposes the backend) whatever happens.
+ * Runs `fn` with the backend a --backend value names (core/node/backend-choice.ts: 'cpu', a plugin
+ * name, a ./path or a package), started alone in a plugin host with --threads and `options`, and
+ * stops it whatever happens.
  */
-export async function withBackend<R> (spec: string, threads: number | undefined, logger: Logger, fn: (backend: ComputeBackend) => Promise<R>, options: Record<string, unknown> = {}): Promise<R> {
-  const name = isBuiltinPlugin(spec) || isPathSpec(spec) || !isBuiltinPlugin(`backend-${spec}`) ? spec : `backend-${spec}`
-  const host = new PluginHost({
-    logger,
-    choices: { [Tokens.ComputeBackend]: name },
-    pluginOptions: { [name]: { ...options, ...(threads != null ? { threads } : {}) } }
-  })
-  try {
-    await host.load([name])
-    await host.start()
-    return await fn(host.container.resolve<ComputeBackend>(Tokens.ComputeBackend))
-  } finally {
-    await host.stop()
-  }
+export async function withBackend<R> (backend: string | BackendChoice, threads: number | undefined, logger: Logger, fn: (backend: ComputeBackend) => Promise<R>, options: Record<string, unknown> = {}): Promise<R> {
+  return await withComputeBackend(backend, { logger, options: { ...options, ...(threads != null ? { threads } : {}) } }, fn)
 }
 
 /** A preset takes its vocabulary size from the tokenizer; a JSON file states its own. */

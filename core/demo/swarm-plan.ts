@@ -5,6 +5,7 @@ import { validateModelConfig } from '../model/config.ts'
 import { validateManifest, type RunManifest } from '../run/manifest.ts'
 import { buildManifest, parseTrainingOptions } from '../runtime/training-runtime.ts'
 import { webgpuFlagOptions } from '../node/plugin-registry.ts'
+import { backendSpec } from '../node/backend-choice.ts'
 
 /** Settings of a demo run, validated by the CLI. */
 export interface DemoSettings {
@@ -14,6 +15,7 @@ export interface DemoSettings {
   readonly steps: number
   /** Preset name or an absolute path of a model JSON file. */
   readonly model: string
+  /** --backend as given, or the absolute file of a plugin path (core/node/backend-choice.ts). */
   readonly backend: string
   readonly seed: number
   /** B: sequences per microbatch. */
@@ -102,11 +104,14 @@ export function trainingNodeArgs (s: DemoSettings, stage: number, dataDir: strin
   ]
 }
 
-/** Per-node config file: backend options have no flag. */
+/**
+ * Per-node config file: backend options have no flag. They are keyed by the backend's spec (the
+ * built-in name, or the file a plugin path names), which reaches the plugin whatever it is named.
+ */
 export function nodeConfig (s: DemoSettings): Record<string, unknown> {
-  const pluginOptions: Record<string, Record<string, unknown>> = { 'backend-cpu': { threads: s.threads } }
+  const pluginOptions: Record<string, Record<string, unknown>> = { [backendSpec(s.backend)]: { threads: s.threads } }
   const gpu = webgpuFlagOptions(s)
-  if (Object.keys(gpu).length > 0) pluginOptions['backend-webgpu'] = gpu
+  if (Object.keys(gpu).length > 0) pluginOptions['backend-webgpu'] = { ...pluginOptions['backend-webgpu'], ...gpu }
   return { pluginOptions }
 }
 
