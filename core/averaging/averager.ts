@@ -30,16 +30,13 @@ import {
   AveragerStoppedError, AveragingConfigError, averagingVerdict, ContributionLateError, GroupViewMismatchError,
   PeerBannedError, RoundMismatchError, AveragingProtocolError
 } from './errors.ts'
+import { BanList } from './ban-list.ts'
+import { OuterOptimizer, type OuterOptimizerOptions, type OuterState } from './outer-optimizer.ts'
 import { DhtGroupFinder, groupDigest, groupName, moshpitGrid, moshpitGroupIndex, selectGroup, type GroupFinder } from './group.ts'
 
 export type AveragingMode = 'params' | 'pseudo-grad'
+export { BanList, OuterOptimizer, type OuterOptimizerOptions, type OuterState }
 
-export interface OuterOptimizerOptions {
-  /** Outer learning rate (DiLoCo: 0.7). */
-  readonly lr: number
-  /** Nesterov momentum (DiLoCo: 0.9). */
-  readonly momentum: number
-}
 
 /** Hooks that make this node misbehave on purpose: for fault-injection tests and drills only. */
 export interface FaultInjection {
@@ -139,30 +136,6 @@ export interface RoundResult extends AllReduceResult {
   readonly mode: AveragingMode
 }
 
-// ---- ban list ---------------------------------------------------------------------------------
-
-export class BanList {
-  private readonly until = new Map<string, { until: number, reason: string }>()
-  constructor (private readonly banMs: number) {}
-  ban (peer: string, reason: string): void {
-    this.until.set(peer, { until: Date.now() + this.banMs, reason })
-  }
-
-  isBanned (peer: string): boolean {
-    const b = this.until.get(peer)
-    if (b == null) return false
-    if (b.until <= Date.now()) { this.until.delete(peer); return false }
-    return true
-  }
-
-  /** peer -> reason of every current ban. */
-  list (): Map<string, string> {
-    const out = new Map<string, string>()
-    for (const [p, b] of this.until) if (this.isBanned(p)) out.set(p, b.reason)
-    return out
-  }
-}
-
 // ---- one round's state on this node -----------------------------------------------------------
 
 interface OwnerResult {
@@ -241,11 +214,10 @@ export class Averager {
   private readonly slackMs: number
   private readonly chunkElements: number
   private readonly window: number
-  private readonly outer: OuterOptimizerOptions
+  private readonly outer: OuterOptimizer
   private readonly sessions = new Map<string, Session>()
   private readonly done: string[] = []
   private readonly waiters = new Map<string, Array<(s: Session) => void>>()
-  private readonly outerState = new Map<number, { start: Float32Array, momentum: Float32Array }>()
   private started = false
   private stopped = false
   // a member whose last connection closed will not contribute: stop waiting for it at once
@@ -273,7 +245,7 @@ export class Averager {
     this.bandwidth = init.bandwidth ?? 20e6
     this.chunkElements = init.chunkElements ?? DEFAULT_CHUNK_ELEMENTS
     this.window = init.window ?? 4
-    this.outer = init.outer ?? { lr: 0.7, momentum: 0.9 }
+    this.outer = new OuterOptimizer(init.outer)
     this.bans = new BanList(init.banMs ?? 10 * 60_000)
   }
 
@@ -304,38 +276,23 @@ export class Averager {
   /** One averaging round of a stage (see the top of this file). */
   async round (args: RoundArgs): Promise<RoundResult> {
     const { stage, params } = args
-    const state = this.outerState.get(stage)
-    if (this.mode === 'params' || state == null) {
+    if (this.mode === 'params' || !this.outer.has(stage)) {
       const r = await this.allReduce({ ...args, role: 'parameter', data: params })
-      if (this.mode === 'pseudo-grad') this.outerState.set(stage, { start: r.averaged.slice(), momentum: new Float32Array(params.length) })
+      if (this.mode === 'pseudo-grad') this.outer.begin(stage, r.averaged)
       return { ...r, round: args.round, stage, mode: 'params' }
     }
-    if (state.start.length !== params.length) throw new AveragingConfigError(`stage ${stage} has ${params.length} parameters, its last round had ${state.start.length}`)
-    const delta = new Float32Array(params.length)
-    for (let i = 0; i < delta.length; i++) delta[i] = state.start[i] - params[i]
-    const r = await this.allReduce({ ...args, role: 'parameter-grad', data: delta })
-    // outer Nesterov SGD on the averaged pseudo-gradient g: m = mu m + g; theta = start - lr (g + mu m)
-    const { lr, momentum: mu } = this.outer
-    const g = r.averaged
-    const m = state.momentum
-    const theta = new Float32Array(params.length)
-    for (let i = 0; i < theta.length; i++) {
-      m[i] = mu * m[i] + g[i]
-      theta[i] = state.start[i] - lr * (g[i] + mu * m[i])
-    }
-    state.start = theta.slice()
-    return { ...r, averaged: theta, round: args.round, stage, mode: 'pseudo-grad' }
+    const r = await this.allReduce({ ...args, role: 'parameter-grad', data: this.outer.pseudoGradient(stage, params) })
+    return { ...r, averaged: this.outer.step(stage, r.averaged), round: args.round, stage, mode: 'pseudo-grad' }
   }
 
   /** Outer-optimizer state of a stage (pseudo-grad mode), e.g. for state sync; undefined before its first round. */
-  outerStateOf (stage: number): { start: Float32Array, momentum: Float32Array } | undefined {
-    return this.outerState.get(stage)
+  outerStateOf (stage: number): OuterState | undefined {
+    return this.outer.stateOf(stage)
   }
 
   /** Sets the outer-optimizer state of a stage (a joiner that synced it from peers). */
   setOuterState (stage: number, start: Float32Array, momentum: Float32Array): void {
-    if (start.length !== momentum.length) throw new AveragingConfigError('start and momentum differ in length')
-    this.outerState.set(stage, { start: start.slice(), momentum: momentum.slice() })
+    this.outer.setState(stage, start, momentum)
   }
 
   /** Butterfly all-reduce (weighted mean) of `data` over this round's group. */
