@@ -358,7 +358,9 @@ describe('plugin host', () => {
       try {
         await host.start()
         assert.deepEqual(host.names(), ['backend-cpu', 'heartbeat-log'])
-        assert.deepEqual(host.container.resolve('heartbeat-log:Beats'), { count: 0 })
+        const beats = host.container.resolve<{ count: number, timer?: unknown }>('heartbeat-log:Beats')
+        assert.equal(beats.count, 0)
+        assert.ok(beats.timer != null, 'its timer is kept in the node\'s container, for stop(ctx)')
         const using = lines.map(l => JSON.parse(l)).find(r => r.msg === 'using backend')
         assert.equal(using?.component, 'layerswarm:plugin:heartbeat-log')
         assert.equal(using?.backend, 'cpu')
@@ -506,6 +508,43 @@ describe('plugin host', () => {
         await host.load([name])
         assert.deepEqual(host.names(), [name], `built-in "${name}" is named as registered`)
       }
+    })
+  })
+
+  describe('stop(ctx): each node stops what it registered', () => {
+    it('two hosts in one process load backend-cpu; stopping one leaves the other backend working', async () => {
+      const a = new PluginHost({ pluginOptions: { 'backend-cpu': { threads: 0 } } })
+      const b = new PluginHost({ pluginOptions: { 'backend-cpu': { threads: 0 } } })
+      await a.load(['backend-cpu'])
+      await b.load(['backend-cpu'])
+      await a.start()
+      await b.start()
+      try {
+        const beB = b.container.resolve<import('../core/contracts/index.ts').ComputeBackend>(Tokens.ComputeBackend)
+        await a.stop()
+        // a module-level registry of live backends used to dispose b's backend here too
+        const t = beB.upload(new Float32Array([1, 2, 3]), [3])
+        assert.deepEqual([...await beB.download(t) as Float32Array], [1, 2, 3])
+        beB.free(t)
+      } finally {
+        await a.stop()
+        await b.stop()
+      }
+    })
+
+    it('a plugin\'s stop gets the context its register got', async () => {
+      let registered: PluginContext | undefined
+      let stopped: PluginContext | undefined
+      const host = new PluginHost()
+      await host.load([{
+        name: 'ctx-probe', kind: 'service', provides: [],
+        register (ctx) { registered = ctx },
+        stop (ctx) { stopped = ctx }
+      }])
+      await host.start()
+      await host.stop()
+      assert.ok(registered != null)
+      assert.equal(stopped, registered)
     })
   })
 })

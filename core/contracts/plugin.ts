@@ -30,8 +30,30 @@ export interface Plugin {
   register(ctx: PluginContext): void | Promise<void>
   /** Optional start after every plugin registered (dependency order). */
   start?(ctx: PluginContext): void | Promise<void>
-  /** Optional stop (reverse order). Must not throw for an already stopped plugin. */
-  stop?(): void | Promise<void>
+  /**
+   * Optional stop (reverse order), with the context register() and start() got: resolve what this
+   * registration created from `ctx.container` (one module may serve several nodes in a process, so
+   * module-level state would mix them up). Must not throw for an already stopped plugin.
+   */
+  stop?(ctx: PluginContext): void | Promise<void>
+}
+
+/**
+ * Keeps `fn` (freeing what this registration created) in the node's container under `token`, and
+ * runs it once: at the plugin's stop (`release(ctx, token)`) or when the node's signal aborts,
+ * whichever comes first.
+ */
+export function registerRelease (ctx: PluginContext, token: Token, fn: () => Promise<void>): void {
+  let done: Promise<void> | undefined
+  const once = async (): Promise<void> => { done ??= fn(); await done }
+  ctx.container.registerInstance(token, once)
+  ctx.signal.addEventListener('abort', () => { void once().catch(() => {}) }, { once: true })
+}
+
+/** Runs the release registerRelease kept under `token` in this node's container (nothing if none). */
+export async function release (ctx: PluginContext, token: Token): Promise<void> {
+  if (!ctx.container.isRegistered(token, true)) return
+  await ctx.container.resolve<() => Promise<void>>(token)()
 }
 
 /** Small helper so plugin modules get type checking: `export default definePlugin({...})`. */

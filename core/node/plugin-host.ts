@@ -213,7 +213,7 @@ export class PluginHost {
     while (this.entered.length > 0) {
       const entry = this.entered.pop() as Entry
       try {
-        await entry.plugin.stop?.()
+        await entry.plugin.stop?.(entry.ctx as PluginContext)
         this.log.debug('stopped plugin', { plugin: entry.plugin.name })
       } catch (error) {
         this.log.warn('plugin stop failed', { plugin: entry.plugin.name, error: (error as Error)?.message ?? String(error) })

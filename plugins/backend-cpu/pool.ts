@@ -108,9 +108,10 @@ export class WorkerPool {
       Atomics.add(this.ctrl, CTRL.SEQ, 1)
       Atomics.notify(this.ctrl, CTRL.SEQ)
     }
-    // a worker stuck in a long kernel is terminated after a grace period
+    // a worker stuck in a long kernel is terminated after a grace period. The timer stays ref'd: the
+    // workers are unref'd, so without it a process with nothing else to do could end before their
+    // 'exit' events arrive, leaving this close() (and whoever awaits it) pending forever
     const timer = setTimeout(() => { for (const w of this.workers) void w.terminate() }, 2000)
-    timer.unref()
     await Promise.all(this.exited)
     clearTimeout(timer)
   }

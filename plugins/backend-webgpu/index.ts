@@ -5,8 +5,8 @@
 // matmulTile ({ wgX, wgY, tm }), completion ('kernel' | 'queue'; see backend.ts). The adapter is
 // logged at info level when the backend starts.
 /// <reference types="@webgpu/types" />
-import { definePlugin, Tokens } from '../../core/contracts/index.ts'
-import type { ComputeBackend, Logger } from '../../core/contracts/index.ts'
+import { definePlugin, registerRelease, release, Tokens } from '../../core/contracts/index.ts'
+import type { Logger } from '../../core/contracts/index.ts'
 import { ConfigError } from '../../core/contracts/index.ts'
 import { openDevice } from './adapter.ts'
 import { WebGpuBackend } from './backend.ts'
@@ -69,7 +69,8 @@ export async function createWebGpuBackend (opts: WebGpuPluginOptions = {}): Prom
   return new WebGpuBackend(device, summary, { matmulTile: opts.matmulTile, completion: opts.completion, logger: opts.logger, matmulPrecision: f16 ? 'f16' : 'f32' })
 }
 
-const live = new Set<ComputeBackend>()
+/** Where a registration keeps the release of its backend (in its node's container). */
+const OWN = 'backend-webgpu:release'
 
 export default definePlugin({
   name: 'backend-webgpu',
@@ -79,16 +80,13 @@ export default definePlugin({
   async register (ctx) {
     const log = ctx.logger.forComponent('layerswarm:backend-webgpu')
     const backend = await createWebGpuBackend({ ...parseWebGpuOptions(ctx.options), logger: log })
-    live.add(backend)
-    ctx.signal.addEventListener('abort', () => { if (live.delete(backend)) void backend.dispose() }, { once: true })
+    registerRelease(ctx, OWN, async () => { await backend.dispose() })
     const a = backend.adapter
     log.info('WebGPU adapter', { vendor: a.vendor, architecture: a.architecture, device: a.device, description: a.description, software: a.software, matmulPrecision: backend.info.matmulPrecision, ...a.limits })
     if (a.software) log.warn('using a software WebGPU adapter: for correctness runs only, far slower than the CPU backend')
     ctx.container.registerInstance(Tokens.ComputeBackend, backend)
   },
-  async stop () {
-    const all = [...live]
-    live.clear()
-    await Promise.all(all.map(async b => { await b.dispose() }))
+  async stop (ctx) {
+    await release(ctx, OWN)
   }
 })

@@ -6,7 +6,7 @@
 //   stage            pin this node (default NodeConfig.runtime.stage, i.e. `start --stage N`)
 //   stageCosts, capacity, heartbeatMs, ttlMs, epochMs, epochJitterMs, joinListenMs, hysteresis,
 //   cooldownMs, maxMovesPerEpoch, maxSkewMs, invalidMessageWeight: see GossipSchedulerInit
-import { definePlugin, Tokens } from '../../core/contracts/index.ts'
+import { definePlugin, registerRelease, release, Tokens } from '../../core/contracts/index.ts'
 import { ConfigError } from '../../core/contracts/index.ts'
 import { GossipScheduler, type GossipSchedulerInit, type PubsubHost } from './gossip-scheduler.ts'
 
@@ -20,8 +20,8 @@ export type { ViewEntry } from './view.ts'
 export { schedulerPeerSource } from './peer-source.ts'
 export type { SchedulerPeerSource } from './peer-source.ts'
 
-/** Schedulers of this process's nodes: stop() has no context, so each is stopped by its node's aborted signal. */
-const live = new Map<GossipScheduler, AbortSignal>()
+/** Where a registration keeps the release of its scheduler (in its node's container). */
+const OWN = 'scheduler:release'
 
 const NUMBER_OPTIONS = ['capacity', 'heartbeatMs', 'ttlMs', 'epochMs', 'epochJitterMs', 'joinListenMs', 'hysteresis', 'cooldownMs', 'maxMovesPerEpoch', 'maxSkewMs', 'invalidMessageWeight'] as const
 
@@ -74,18 +74,13 @@ export default definePlugin({
     const libp2p = ctx.container.resolve<PubsubHost>(Tokens.Libp2p)
     const scheduler = new GossipScheduler(libp2p, { ...init, log: ctx.logger })
     ctx.container.registerInstance(Tokens.Scheduler, scheduler)
-    live.set(scheduler, ctx.signal)
-    ctx.signal.addEventListener('abort', () => { void scheduler.stop() }, { once: true })
+    registerRelease(ctx, OWN, async () => { await scheduler.stop() })
   },
   async start (ctx) {
     const scheduler = ctx.container.resolve<GossipScheduler>(Tokens.Scheduler)
     await scheduler.start()
   },
-  async stop () {
-    for (const [scheduler, signal] of live) {
-      if (!signal.aborted) continue
-      live.delete(scheduler)
-      await scheduler.stop()
-    }
+  async stop (ctx) {
+    await release(ctx, OWN)
   }
 })
