@@ -1,8 +1,11 @@
 // Heavy compute on the CPU backend must not block the node's event loop: while long matmuls run on
 // the worker threads, a setInterval keeps ticking and a real libp2p ping (TCP + noise + yamux on
-// 127.0.0.1) between two nodes in this process gets answered. Bounds are relative to the measured
-// duration of one kernel call, so a slow or loaded machine does not change the verdict; the inline
-// control (threads: 0) shows the same measurement does see a blocked loop.
+// 127.0.0.1) between two nodes in this process gets answered. The verdict is the event loop's
+// utilization over the compute (performance.eventLoopUtilization: the share of time spent running
+// callbacks): it does not count time the OS gave to other processes, so a loaded machine does not
+// change it (wall-clock gaps did: a soak with other work running saw a 293 ms gap beside a 359 ms
+// call). Gaps and ping round trips are printed for the record. The inline control (threads: 0) shows
+// the same measurement does see a blocked loop.
 import '../core/polyfills.ts'
 import assert from 'node:assert/strict'
 import { noise } from '@chainsafe/libp2p-noise'
@@ -28,7 +31,7 @@ async function pingNode (): Promise<PingNode> {
   })
 }
 
-interface LoopStats { callsMs: number[], maxGapMs: number, ticks: number }
+interface LoopStats { callsMs: number[], maxGapMs: number, ticks: number, utilization: number }
 
 /** Runs `calls` matmuls of n^3 back to back while a 5 ms interval records its largest gap. */
 async function matmulsWhileTicking (be: ComputeBackend, n: number, calls: number, during?: () => Promise<void>): Promise<LoopStats & { duringDone: boolean }> {
@@ -52,6 +55,8 @@ async function matmulsWhileTicking (be: ComputeBackend, n: number, calls: number
     ? Promise.resolve()
     : (async () => { while (computing) await during() ; duringDone = true })()
   const callsMs: number[] = []
+  const elu0 = performance.eventLoopUtilization()
+  let utilization = NaN
   try {
     last = performance.now()
     for (let i = 0; i < calls; i++) {
@@ -60,13 +65,14 @@ async function matmulsWhileTicking (be: ComputeBackend, n: number, calls: number
       callsMs.push(performance.now() - t0)
     }
   } finally {
+    utilization = performance.eventLoopUtilization(elu0).utilization
     computing = false
     clearInterval(timer)
     maxGapMs = Math.max(maxGapMs, performance.now() - last) // a loop that never ticked stalled all along
   }
   await side
   for (const t of [a, w, out]) be.free(t)
-  return { callsMs, maxGapMs, ticks, duringDone }
+  return { callsMs, maxGapMs, ticks, duringDone, utilization }
 }
 
 describe('cpu backend: heavy compute does not block the event loop', function () {
@@ -90,13 +96,15 @@ describe('cpu backend: heavy compute does not block the event loop', function ()
     const [a, b] = nodes
     const target = b.getMultiaddrs()[0]
     await a.services.ping.ping(target) // connection and protocol set up before the compute starts
+    // utilization without the pings: a ping loop that never pauses keeps any event loop busy by itself
+    const quiet = await matmulsWhileTicking(be, 1536, 3)
+    const call = Math.min(...quiet.callsMs)
     const rtts: number[] = []
     const stats = await matmulsWhileTicking(be, 1536, 3, async () => { rtts.push(await a.services.ping.ping(target)) })
-    const call = Math.min(...stats.callsMs)
     assert.ok(stats.duringDone)
-    assert.ok(rtts.length >= 3, `only ${rtts.length} pings answered during ${stats.callsMs.length} calls of ${call.toFixed(0)} ms`)
-    assert.ok(Math.max(...rtts) < call / 2, `a ping took ${Math.max(...rtts).toFixed(0)} ms; one matmul call takes ${call.toFixed(0)} ms`)
-    assert.ok(stats.maxGapMs < call / 2, `the event loop stalled ${stats.maxGapMs.toFixed(0)} ms; one matmul call takes ${call.toFixed(0)} ms`)
+    console.log(`      [measure] threads 2: loop utilization ${quiet.utilization.toFixed(3)}, largest gap ${quiet.maxGapMs.toFixed(0)} ms; with pings: ${rtts.length} answered, slowest ${Math.max(...rtts).toFixed(0)} ms; matmul call ${call.toFixed(0)} ms`)
+    assert.ok(quiet.utilization < 0.25, `the event loop was busy ${(100 * quiet.utilization).toFixed(0)}% of the compute (calls of ${call.toFixed(0)} ms)`)
+    assert.ok(rtts.length >= 3, `only ${rtts.length} pings answered during ${stats.callsMs.length} calls of ${Math.min(...stats.callsMs).toFixed(0)} ms`)
   })
 
   it('control: inline (threads: 0) blocks the loop for a whole call, and the measurement sees it', async function () {
@@ -104,5 +112,6 @@ describe('cpu backend: heavy compute does not block the event loop', function ()
     const stats = await matmulsWhileTicking(be, 768, 3)
     const call = Math.min(...stats.callsMs)
     assert.ok(stats.maxGapMs >= call * 0.9, `inline gap ${stats.maxGapMs.toFixed(0)} ms should cover a call of ${call.toFixed(0)} ms`)
+    assert.ok(stats.utilization > 0.9, `inline: the loop was busy only ${(100 * stats.utilization).toFixed(0)}% of the compute`)
   })
 })
