@@ -3,7 +3,7 @@
 // here: on a CPU-only machine that is Mesa's lavapipe), with the default matmul tile and with an odd
 // one, with kernels resolving once queued (completion: 'queue'), and with f16 matmuls where the
 // adapter has shader-f16 (lavapipe has it). Without an adapter the suite skips with the reason, except in CI (CI=true), where it fails.
-import { backendCompliance } from '../core/testing/index.ts'
+import { backendCompliance, trainingParity } from '../core/testing/index.ts'
 import { createWebGpuBackend } from '../plugins/backend-webgpu/index.ts'
 import { probeWebGpu, skipOrFail } from './backend-webgpu-helpers.ts'
 
@@ -11,6 +11,7 @@ const probe = await probeWebGpu()
 
 if (probe.missing === null) {
   backendCompliance('webgpu', async () => await createWebGpuBackend({ allowSoftwareGpu: true }))
+  trainingParity('webgpu', async () => await createWebGpuBackend({ allowSoftwareGpu: true }))
   // a tile whose sizes divide nothing in the suite's shapes, and the scalar 'tn' path (tm % 4 != 0)
   // kernels resolve once queued; readbacks still see every earlier call's outputs
   backendCompliance('webgpu (completion: queue)', async () => await createWebGpuBackend({ allowSoftwareGpu: true, completion: 'queue' }), { skipLarge: true })
