@@ -22,7 +22,7 @@ import { resolveBackend } from '../core/node/backend-choice.ts'
 import { PluginHost } from '../core/node/plugin-host.ts'
 import { boundaryCodecs } from '../core/pipeline/codecs.ts'
 import { trainCompressedChain, type ChainTrainResult } from '../core/train/compressed-chain.ts'
-import { corpusData, type TrainData } from '../core/train/trainer.ts'
+import { corpusData, type TrainData } from '../core/data/index.ts'
 import { machineInfo, round } from './report.ts'
 import type { BenchReport, BenchResult } from './report.ts'
 

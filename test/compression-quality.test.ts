@@ -13,7 +13,7 @@ import { GptModel } from '../core/model/gpt.ts'
 import { PluginHost } from '../core/node/plugin-host.ts'
 import { boundaryCodecs, type BoundaryCodecs } from '../core/pipeline/codecs.ts'
 import { CompressedChain, decodeBoundary, encodeBoundary, perToken, trainCompressedChain } from '../core/train/compressed-chain.ts'
-import { corpusData, type TrainData } from '../core/train/trainer.ts'
+import { corpusData, type TrainData } from '../core/data/index.ts'
 import { benchCompressionQuality, bottleneckForRatio } from '../bench/compression-quality.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
 

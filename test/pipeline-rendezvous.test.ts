@@ -9,7 +9,7 @@ import { createNode, loadOrCreateIdentity, type LayerswarmNode } from '../core/i
 import type { ComputeBackend } from '../core/contracts/backend.ts'
 import type { Corpus } from '../core/data/index.ts'
 import { PipelineNode } from '../core/pipeline/pipeline-node.ts'
-import { corpusData } from '../core/train/trainer.ts'
+import { corpusData } from '../core/data/index.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
 import { freePort, recordingLogger, removeDirs, tempDir } from './node-helpers.ts'
 import { tinyCorpus, tinyManifest } from './pipeline-helpers.ts'

@@ -10,7 +10,8 @@ import type { ComputeBackend } from '../core/contracts/backend.ts'
 import { loadCorpus, type Corpus } from '../core/data/index.ts'
 import { countParameters, validateModelConfig } from '../core/model/config.ts'
 import { CheckpointMismatchError, loadCheckpoint } from '../core/train/checkpoint.ts'
-import { corpusData, trainLocal, type TrainerOptions } from '../core/train/trainer.ts'
+import { trainLocal, type TrainerOptions } from '../core/train/trainer.ts'
+import { corpusData } from '../core/data/index.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
 
 const run = promisify(execFile)

@@ -17,7 +17,8 @@ import { webgpuFlagOptions } from '../../core/node/plugin-registry.ts'
 import { CheckpointMismatchError, latestCheckpoint, loadCheckpoint, type Checkpoint } from '../../core/train/checkpoint.ts'
 import { writeFileAtomic } from '../../core/files.ts'
 import { ProgressReporter } from '../../core/train/progress.ts'
-import { corpusData, trainLocal, type StepRecord } from '../../core/train/trainer.ts'
+import { trainLocal, type StepRecord } from '../../core/train/trainer.ts'
+import { corpusData } from '../../core/data/index.ts'
 
 export interface TrainFlags {
   local?: boolean

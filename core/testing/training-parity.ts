@@ -7,7 +7,8 @@ import assert from 'node:assert/strict'
 import type { ComputeBackend } from '../contracts/backend.ts'
 import { validateModelConfig, type ModelConfig } from '../model/config.ts'
 import { withComputeBackend } from '../node/backend-choice.ts'
-import { trainLocal, type Batch, type TrainData } from '../train/trainer.ts'
+import { trainLocal } from '../train/trainer.ts'
+import type { Batch, TrainData } from '../data/index.ts'
 
 export interface TrainingParityOptions {
   /** Optimizer steps (default 12). */

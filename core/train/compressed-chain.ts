@@ -19,7 +19,7 @@ import { StageStateError } from '../model/stage.ts'
 import { ModelConfigError } from '../model/config.ts'
 import type { BoundaryCodecs, BoundaryRole } from '../pipeline/codecs.ts'
 import { encodeHeader, FrameDecoder, type Frame } from '../wire/index.ts'
-import type { TrainData } from './trainer.ts'
+import type { TrainData } from '../data/index.ts'
 
 /** Run id written in the frames' headers (frames never leave the process). */
 const LOCAL_RUN_ID = '00000000000000000000000000000000'

@@ -15,24 +15,8 @@ import { ModelConfigError, type ModelConfig } from '../model/config.ts'
 import { GptModel } from '../model/gpt.ts'
 import { learningRate, validateLrSchedule, type LrSchedule } from '../model/lr-schedule.ts'
 import type { AdamWOptions } from '../model/optimizer.ts'
-import type { Corpus } from '../data/index.ts'
+import type { Batch, TrainData } from '../data/index.ts'
 import { CheckpointMismatchError, checkpointFileName, saveCheckpoint, type Checkpoint } from './checkpoint.ts'
-
-/** Token ids i32 [B,T] and their next-token targets i32 [B,T] (< 0 = not counted). */
-export interface Batch {
-  readonly inputs: Int32Array
-  readonly targets: Int32Array
-}
-
-/** Where batches come from; both methods must be pure functions of their arguments. */
-export interface TrainData {
-  trainBatch(step: number, micro: number, B: number, T: number): Batch | Promise<Batch>
-  evalBatch(index: number, B: number, T: number): Batch | Promise<Batch>
-  /** How many distinct eval batches exist (evals use at most this many). */
-  evalBatchCount?(B: number, T: number): number
-  /** Identifies the data in checkpoints (path, tokenizer, seed...). */
-  readonly description?: Record<string, unknown>
-}
 
 export interface TrainerOptions {
   readonly backend: ComputeBackend
@@ -256,14 +240,4 @@ function checkResume (ck: Checkpoint, config: ModelConfig, layout: { stages: num
   if (typeof step !== 'number' || !Number.isSafeInteger(step) || step < 0) throw new CheckpointMismatchError('checkpoint has no valid train.step')
   if (step > steps) throw new CheckpointMismatchError(`checkpoint is at step ${step}, past this run's ${steps} steps`)
   return step
-}
-
-/** Batches from a loaded corpus: training windows drawn by (seed, node, step, micro), eval windows in order. */
-export function corpusData (corpus: Corpus, seed: number, nodeId = 'local'): TrainData {
-  return {
-    trainBatch: (step, micro, B, T) => corpus.train.sampleBatch({ seed, nodeId, step, micro }, B, T),
-    evalBatch: (i, B, T) => corpus.heldOut.evalBatch(i, B, T),
-    evalBatchCount: (B, T) => corpus.heldOut.evalBatchCount(B, T),
-    description: { path: corpus.stats.path, tokenizer: corpus.tokenizer.name, nodeId, trainTokens: corpus.stats.trainTokens, heldOutTokens: corpus.stats.heldOutTokens }
-  }
 }
