@@ -12,7 +12,7 @@ import { benchCompressionQuality } from '../../bench/compression-quality.ts'
 import { formatTable } from '../../bench/report.ts'
 import type { BenchReport } from '../../bench/report.ts'
 import { resolveBackend } from '../../core/node/backend-choice.ts'
-import { intFlag, makeLogger, withBackend } from './train.ts'
+import { intFlag, makeLogger, withBackend } from '../flags.ts'
 
 interface BenchFlags {
   backend: string

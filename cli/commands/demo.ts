@@ -17,7 +17,7 @@ import { PluginHost } from '../../core/node/plugin-host.ts'
 import { resolveBackend, verifyBackend, type BackendChoice } from '../../core/node/backend-choice.ts'
 import { isPathSpec, webgpuFlagOptions } from '../../core/node/plugin-registry.ts'
 import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../../core/pipeline/codecs.ts'
-import { intFlag, makeLogger, numFlag, resolveModelConfig, withBackend } from './train.ts'
+import { intFlag, makeLogger, numFlag, resolveModelConfig, withBackend } from '../flags.ts'
 
 export interface DemoFlags {
   allowSoftwareGpu?: boolean

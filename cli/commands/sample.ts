@@ -6,7 +6,7 @@ import { createTokenizer } from '../../core/data/index.ts'
 import { generate } from '../../core/model/generate.ts'
 import { GptModel } from '../../core/model/gpt.ts'
 import { loadCheckpoint } from '../../core/train/checkpoint.ts'
-import { intFlag, makeLogger, numFlag, resolveCheckpointPath, withBackend } from './train.ts'
+import { intFlag, makeLogger, numFlag, resolveCheckpointPath, withBackend } from '../flags.ts'
 
 export interface SampleFlags {
   checkpoint?: string

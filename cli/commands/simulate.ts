@@ -6,7 +6,7 @@ import type { Command } from 'commander'
 import { ConfigError } from '../../core/errors.ts'
 import { formatTable } from '../../bench/report.ts'
 import { DEFAULT_SIM, simulateReport, type SimOptions } from '../../bench/simulate.ts'
-import { intFlag, numFlag } from './train.ts'
+import { intFlag, numFlag } from '../flags.ts'
 
 interface SimulateFlags {
   nodes: string

@@ -2,23 +2,19 @@
 // the swarm is compared with). Progress on stderr (a bar on a TTY, plain lines otherwise); with
 // --report FILE, one JSON object with the run's figures. SIGINT/SIGTERM stop after the current
 // step, writing a checkpoint when --checkpoint-dir is set, so --resume continues the run.
-import { readFile, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
-import type { ComputeBackend } from '../../core/contracts/backend.ts'
-import type { Logger } from '../../core/contracts/logger.ts'
 import { ConfigError } from '../../core/errors.ts'
-import { createLogger, isLogLevel } from '../../core/logger.ts'
 import { loadCorpus } from '../../core/data/index.ts'
-import { modelPreset, parseModelConfig, type ModelConfig } from '../../core/model/config.ts'
 import { DEFAULT_ADAMW } from '../../core/model/optimizer.ts'
-import { resolveBackend, withComputeBackend, type BackendChoice } from '../../core/node/backend-choice.ts'
+import { resolveBackend } from '../../core/node/backend-choice.ts'
 import { webgpuFlagOptions } from '../../core/node/plugin-registry.ts'
-import { CheckpointMismatchError, latestCheckpoint, loadCheckpoint, type Checkpoint } from '../../core/train/checkpoint.ts'
+import { CheckpointMismatchError, loadCheckpoint, type Checkpoint } from '../../core/train/checkpoint.ts'
 import { writeFileAtomic } from '../../core/files.ts'
 import { ProgressReporter } from '../../core/train/progress.ts'
 import { trainLocal, type StepRecord } from '../../core/train/trainer.ts'
 import { corpusData } from '../../core/data/index.ts'
+import { intFlag, makeLogger, numFlag, resolveCheckpointPath, resolveModelConfig, withBackend } from '../flags.ts'
 
 export interface TrainFlags {
   local?: boolean
@@ -220,58 +216,6 @@ export async function runTrain (flags: TrainFlags): Promise<void> {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
   }
-}
-
-/**
- * Runs `fn` with the backend a --backend value names (core/node/backend-choice.ts: 'cpu', a plugin
- * name, a ./path or a package), started alone in a plugin host with --threads and `options`, and
- * stops it whatever happens.
- */
-export async function withBackend<R> (backend: string | BackendChoice, threads: number | undefined, logger: Logger, fn: (backend: ComputeBackend) => Promise<R>, options: Record<string, unknown> = {}): Promise<R> {
-  return await withComputeBackend(backend, { logger, options: { ...options, ...(threads != null ? { threads } : {}) } }, fn)
-}
-
-/** A preset takes its vocabulary size from the tokenizer; a JSON file states its own. */
-export async function resolveModelConfig (model: string, vocabSize: number): Promise<ModelConfig> {
-  if (model.endsWith('.json')) {
-    let text: string
-    try {
-      text = await readFile(resolve(model), 'utf8')
-    } catch (err) {
-      throw new ConfigError(`cannot read model config ${model}: ${(err as Error).message}`, { cause: err })
-    }
-    return parseModelConfig(text, model)
-  }
-  return { ...modelPreset(model), vocabSize }
-}
-
-export async function resolveCheckpointPath (p: string): Promise<string> {
-  const abs = resolve(p)
-  const info = await stat(abs).catch(() => undefined)
-  if (info?.isDirectory() === true) {
-    const latest = await latestCheckpoint(abs)
-    if (latest == null) throw new ConfigError(`no step-NNNNNN.safetensors checkpoint in ${p}`)
-    return latest
-  }
-  return abs
-}
-
-export function makeLogger (level: string | undefined): Logger {
-  const l = level ?? 'info'
-  if (!isLogLevel(l)) throw new ConfigError(`log level "${l}" is not one of trace, debug, info, warn, error, silent`)
-  return createLogger({ level: l })
-}
-
-export function intFlag (name: string, v: string | undefined, min: number): number {
-  const n = Number(v)
-  if (v == null || v.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new ConfigError(`${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`)
-  return n
-}
-
-export function numFlag (name: string, v: string | undefined, min: number): number {
-  const n = Number(v)
-  if (v == null || v.trim() === '' || !Number.isFinite(n) || n < min) throw new ConfigError(`${name} must be a number >= ${min}, got ${JSON.stringify(v)}`)
-  return n
 }
 
 function round (x: number, digits: number): number {
