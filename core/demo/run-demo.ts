@@ -162,7 +162,10 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
       if (elapsed() - lastProgress.at > limit) {
         throw new SwarmRunError(`no progress for ${limit} s (step ${snap.step}/${s.steps}, states ${snap.states.join(', ')}); node logs are in ${logsDir}${await tailOf(logsDir, workers[0]?.name)}`)
       }
-      await pause(o.pollMs ?? 1000, o.signal)
+      // a pending --kill-at-step is watched closely: on a fast machine a 1 s poll let several steps
+      // pass, killing late enough to leave the survivors little of the run to show they still learn
+      const pollMs = o.pollMs ?? 1000
+      await pause(s.killAtStep > 0 && killed == null ? Math.min(200, pollMs) : pollMs, o.signal)
     }
     const trainSeconds = (performance.now() - tListening) / 1000
     const seconds = elapsed()
