@@ -3,11 +3,10 @@
 import '../core/polyfills.ts'
 import assert from 'node:assert/strict'
 import type { Codec } from '../core/contracts/index.ts'
-import { CodecError, ConfigError } from '../core/errors.ts'
+import { CodecError, ConfigError, verdictOf } from '../core/errors.ts'
 import { PluginHost } from '../core/node/plugin-host.ts'
 import { PluginStartError } from '../core/node/plugin-errors.ts'
 import { defaultManifest } from '../core/run/manifest.ts'
-import { wireVerdict } from '../core/wire/penalty.ts'
 import { CodecConfigError, CodecNotAllowedError, CodecSet, UnknownCodecError } from '../core/codec-set.ts'
 import compression, { builtinCodecs, CodecIds, fp16Codec, int8BlockCodec } from '../plugins/compression/index.ts'
 
@@ -53,7 +52,7 @@ describe('codec set', function () {
       assert.throws(() => set.decode('activation', 999, new Uint8Array(10)), (e: unknown) => {
         assert.ok(e instanceof UnknownCodecError && e instanceof CodecError)
         assert.equal(e.codecId, 999)
-        assert.equal(wireVerdict(e), 'reject')
+        assert.equal(verdictOf(e), 'reject')
         return true
       })
       assert.throws(() => set.byName('zstd'), UnknownCodecError)
@@ -65,7 +64,7 @@ describe('codec set', function () {
         assert.ok(e instanceof CodecNotAllowedError)
         assert.equal(e.role, 'activation')
         assert.equal(e.expectedId, CodecIds['int8-block'])
-        assert.equal(wireVerdict(e), 'reject')
+        assert.equal(verdictOf(e), 'reject')
         return true
       })
       // Garbage under a not-allowed id fails on the choice, not in a decoder.

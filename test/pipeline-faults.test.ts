@@ -103,7 +103,7 @@ describe('pipeline: faults', function () {
     })
     const s0 = new PipelineNode({
       libp2p: n0, backend: be, manifest, stage: 0, source, data: corpusData(corpus, 1), microbatches: 1, maxInflight: 1, evalBatches: 0,
-      peerWaitMs: 200, router: { banBaseMs: 100 }
+      retry: { peerWaitMs: 200 }, router: { banBaseMs: 100 }
     })
     pnodes = [s0]
     await s0.start()

@@ -1,12 +1,12 @@
 // Transfer header and frame codec: random round trips, incremental decoding in random chunkings,
 // and every class of malformed input giving its typed error (never a crash, never a wrong header).
 import assert from 'node:assert/strict'
-import { NonFiniteError } from '../core/errors.ts'
+import { NonFiniteError, verdictOf } from '../core/errors.ts'
 import {
   BadMagicError, ChecksumError, DTYPE_BYTES, FrameDecoder, FrameKinds, FrameTooLargeError, InvalidFrameInitError,
   MIN_HEADER_BYTES, PREAMBLE_BYTES, ShapeMismatchError, TrailingBytesError, TruncatedFrameError, UnsupportedVersionError,
   WireDTypes, WireError, WireFormatError, WireOptionError, assertFinitePayload, crc32, crc32Js, decodeFrame, decodeHeader, encodeFrame,
-  encodeHeader, float32Bytes, float32View, wireVerdict
+  encodeHeader, float32Bytes, float32View
 } from '../core/wire/index.ts'
 import { prng, randomBytes } from './wire-helpers.ts'
 import type { Frame, FrameInit, FrameKind, WireDType } from '../core/wire/index.ts'
@@ -279,10 +279,10 @@ describe('wire: finite checks and views', () => {
   })
 
   it('maps errors to peer verdicts', () => {
-    assert.equal(wireVerdict(new ChecksumError('payload', 1, 2)), 'reject')
-    assert.equal(wireVerdict(new NonFiniteError('x')), 'reject')
-    assert.equal(wireVerdict(new TruncatedFrameError('x')), 'ignore')
-    assert.equal(wireVerdict(new InvalidFrameInitError('x', 'y')), 'none')
-    assert.equal(wireVerdict(new Error('plain')), 'none')
+    assert.equal(verdictOf(new ChecksumError('payload', 1, 2)), 'reject')
+    assert.equal(verdictOf(new NonFiniteError('x')), 'reject')
+    assert.equal(verdictOf(new TruncatedFrameError('x')), 'ignore')
+    assert.equal(verdictOf(new InvalidFrameInitError('x', 'y')), 'none')
+    assert.equal(verdictOf(new Error('plain')), 'none')
   })
 })

@@ -3,11 +3,11 @@
 // report to the sender, and a handler and connection that keep working.
 import '../core/polyfills.ts'
 import assert from 'node:assert/strict'
-import { NonFiniteError } from '../core/errors.ts'
+import { NonFiniteError, verdictOf } from '../core/errors.ts'
 import {
   BadMagicError, ChecksumError, CreditViolationError, FrameTooLargeError, FramedStream, PeerResetError, RemoteError,
   RunMismatchError, StreamEndedError, TruncatedFrameError, WireError, WireTimeoutError, assertFinitePayload, crc32,
-  encodeFrame, float32Bytes, float32View, handleFramed, openFramed, requestFrame, wireVerdict
+  encodeFrame, float32Bytes, float32View, handleFramed, openFramed, requestFrame
 } from '../core/wire/index.ts'
 import { createTestNode, prng, randomBytes, stopNodes } from './wire-helpers.ts'
 import type { FramedHandler, FramedHandlerOptions } from '../core/wire/index.ts'
@@ -152,7 +152,7 @@ describe('wire: framed streams over libp2p', function () {
     const { err, peer } = await sink.next()
     assert.ok(err instanceof FrameTooLargeError && err.what === 'payload' && err.limit === 1024 * 1024)
     assert.equal(peer, a.peerId.toString())
-    assert.equal(wireVerdict(err), 'reject')
+    assert.equal(verdictOf(err), 'reject')
 
     const fs2 = await open(protocol)
     await fs2.send({ kind: 'activation', dtype: 'u8' }, new Uint8Array(1000), { signal: deadline() })
@@ -191,7 +191,7 @@ describe('wire: framed streams over libp2p', function () {
       else fs.stream.abort(new Error('sender crashed'))
       const { err } = await sink.next()
       assert.ok(err instanceof TruncatedFrameError, `${how}: got ${String(err)}`)
-      assert.equal(wireVerdict(err), 'ignore')
+      assert.equal(verdictOf(err), 'ignore')
     }
     // A clean close at a frame boundary is an end, not an error; expect() makes it StreamEndedError.
     const fs = await open(protocol)
@@ -243,7 +243,7 @@ describe('wire: framed streams over libp2p', function () {
       (e: unknown) => e instanceof RemoteError && e.remoteCode === 'ERR_NON_FINITE')
     const { err } = await sink.next()
     assert.ok(err instanceof NonFiniteError && /element 123/.test(err.message))
-    assert.equal(wireVerdict(err), 'reject')
+    assert.equal(verdictOf(err), 'reject')
   })
 
   it('a peer that sends past its credit gets CreditViolationError', async () => {
@@ -259,7 +259,7 @@ describe('wire: framed streams over libp2p', function () {
     const { err } = await sink.next()
     assert.ok(err instanceof CreditViolationError, String(err))
     assert.match(err.message, /data frame 3 with only 2 frames of credit/)
-    assert.equal(wireVerdict(err), 'reject')
+    assert.equal(verdictOf(err), 'reject')
     await assert.rejects(fs.read({ signal: deadline() }), (e: unknown) => e instanceof RemoteError && e.remoteCode === 'ERR_WIRE_CREDIT')
   })
 

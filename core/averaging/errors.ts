@@ -1,63 +1,61 @@
 // Typed errors of averaging (group formation, butterfly all-reduce, state sync), one class per
-// condition, and what each says about the peer that caused it (extends the wire layer's verdicts,
-// core/wire/penalty.ts): 'reject' bans the peer from later rounds, 'ignore' only loses its data.
-import { LayerswarmError } from '../errors.ts'
-import { RemoteError } from '../wire/errors.ts'
-import { wireVerdict, type WireVerdict } from '../wire/penalty.ts'
+// condition, each carrying its verdict on the peer whose data raised it (core/errors.ts Verdict):
+// 'reject' bans the peer from later rounds, 'ignore' only loses its data.
+import { LayerswarmError, verdictOf, type Verdict } from '../errors.ts'
 
 /** An averaging request or response breaks the protocol: bad metadata, kind, part order or range. */
 export class AveragingProtocolError extends LayerswarmError {
   constructor (message: string) {
-    super('ERR_AVG_PROTOCOL', message)
+    super('ERR_AVG_PROTOCOL', message, { verdict: 'reject' })
   }
 }
 
 /** A shard (contribution or result) holds the wrong number of elements. */
 export class ShardSizeError extends LayerswarmError {
   constructor (readonly expected: number, readonly got: number, what = 'shard') {
-    super('ERR_AVG_SHARD_SIZE', `${what} holds ${got} elements, expected ${expected}`)
+    super('ERR_AVG_SHARD_SIZE', `${what} holds ${got} elements, expected ${expected}`, { verdict: 'reject' })
   }
 }
 
 /** A contribution's data does not match the norm / max |x| its sender declared. */
 export class ShardStatsMismatchError extends LayerswarmError {
   constructor (message: string) {
-    super('ERR_AVG_STATS', message)
+    super('ERR_AVG_STATS', message, { verdict: 'reject' })
   }
 }
 
 /** An averaged shard lies outside the bounds its inputs allow (norm or max |x|): the owner lied. */
 export class ShardBoundsError extends LayerswarmError {
   constructor (message: string) {
-    super('ERR_AVG_BOUNDS', message)
+    super('ERR_AVG_BOUNDS', message, { verdict: 'reject' })
   }
 }
 
 /** The peer is on this node's ban list (it misbehaved in an earlier round). */
 export class PeerBannedError extends LayerswarmError {
   constructor (readonly peer: string) {
-    super('ERR_AVG_BANNED', `peer ${peer} is banned from averaging`)
+    super('ERR_AVG_BANNED', `peer ${peer} is banned from averaging`, { verdict: 'ignore' })
   }
 }
 
 /** A request for a round / stage / group this node is not (or no longer) running. */
 export class RoundMismatchError extends LayerswarmError {
   constructor (message: string) {
-    super('ERR_AVG_ROUND', message)
+    super('ERR_AVG_ROUND', message, { verdict: 'ignore' })
   }
 }
 
 /** The sender's view of the group (members, order, size) differs from this node's. */
 export class GroupViewMismatchError extends LayerswarmError {
   constructor (message: string) {
-    super('ERR_AVG_VIEW', message)
+    super('ERR_AVG_VIEW', message, { verdict: 'ignore' })
   }
 }
 
 /** A contribution arrived after the shard owner closed the shard's average. */
 export class ContributionLateError extends LayerswarmError {
   constructor (message = 'the contribution arrived after the shard was averaged') {
-    super('ERR_AVG_LATE', message)
+    super('ERR_AVG_LATE', message, { verdict: 'ignore' })
   }
 }
 
@@ -94,7 +92,7 @@ export class StateAgreementError extends LayerswarmError {
 /** A chunk's bytes do not hash to what the agreed manifest says (the serving peer is corrupt). */
 export class StateChunkHashError extends LayerswarmError {
   constructor (readonly index: number, readonly peer: string) {
-    super('ERR_STATE_CHUNK_HASH', `chunk ${index} from ${peer} does not match the agreed hash`)
+    super('ERR_STATE_CHUNK_HASH', `chunk ${index} from ${peer} does not match the agreed hash`, { verdict: 'reject' })
   }
 }
 
@@ -108,14 +106,14 @@ export class StateHashError extends LayerswarmError {
 /** The requested state version is no longer (or not yet) served by the peer. */
 export class StateVersionError extends LayerswarmError {
   constructor (message: string) {
-    super('ERR_STATE_VERSION', message)
+    super('ERR_STATE_VERSION', message, { verdict: 'ignore' })
   }
 }
 
 /** A state-sync request or response breaks the protocol (bad op, range, metadata, manifest). */
 export class StateProtocolError extends LayerswarmError {
   constructor (message: string) {
-    super('ERR_STATE_PROTOCOL', message)
+    super('ERR_STATE_PROTOCOL', message, { verdict: 'reject' })
   }
 }
 
@@ -126,22 +124,5 @@ export class StateFormatError extends LayerswarmError {
   }
 }
 
-const REJECT = new Set([
-  'ERR_AVG_PROTOCOL', 'ERR_AVG_SHARD_SIZE', 'ERR_AVG_STATS', 'ERR_AVG_BOUNDS',
-  'ERR_STATE_CHUNK_HASH', 'ERR_STATE_PROTOCOL', 'ERR_SHAPE'
-])
-const IGNORE = new Set(['ERR_AVG_ROUND', 'ERR_AVG_VIEW', 'ERR_AVG_LATE', 'ERR_AVG_BANNED', 'ERR_STATE_VERSION'])
-
-/**
- * What an error seen while taking a peer's averaging data says about that peer: 'reject' (ban it
- * from later rounds), 'ignore' (lose its data this round only) or 'none' (our own condition).
- */
-export function averagingVerdict (err: unknown): WireVerdict {
-  if (err instanceof RemoteError) return 'ignore'
-  const code = (err as { code?: unknown } | null)?.code
-  if (typeof code === 'string') {
-    if (REJECT.has(code)) return 'reject'
-    if (IGNORE.has(code)) return 'ignore'
-  }
-  return wireVerdict(err)
-}
+/** Averaging's callers name it so; the verdict is the error's own (core/errors.ts verdictOf). */
+export const averagingVerdict: (err: unknown) => Verdict = verdictOf

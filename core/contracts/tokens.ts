@@ -12,7 +12,15 @@ export const Tokens = {
   /** `Codec` (multi: every codec plugin adds its codecs). */
   Codec: 'layerswarm:Codec',
   /** `Scheduler` (single). */
-  Scheduler: 'layerswarm:Scheduler'
+  Scheduler: 'layerswarm:Scheduler',
+  /** `Membership` (core, bound for a training node before plugins start): the run's one view of the swarm. */
+  Membership: 'layerswarm:Membership',
+  /** `RuntimeAccess` (core, bound once the node trains): the running roles. */
+  Runtime: 'layerswarm:Runtime',
+  /** `PeerJudge` (core): the node's one place where verdicts on peers become penalties and bans. */
+  PeerJudge: 'layerswarm:PeerJudge',
+  /** `MetricsRegistry` (core): the node's counters and gauges. */
+  Metrics: 'layerswarm:Metrics'
 } as const
 
 /** Tokens for which several providers are collected rather than chosen between. */

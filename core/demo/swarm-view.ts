@@ -2,50 +2,28 @@
 // object of the pipeline runtime), folded into one snapshot for the live display and the report.
 // A node's status is untrusted input from another process: fields are read defensively, and a
 // node that stopped answering keeps its last figures (a killed node's work still counts).
+import { PIPELINE_COUNTERS, type PipelineCounterName, type PipelineCounters } from '../pipeline/pipeline-metrics.ts'
+import type { TrainingStatus as NodeTrainingStatus } from '../pipeline/training-status.ts'
+import type { AveragingStatus } from '../pipeline/stage-averaging.ts'
 
-/** `training` in a node's status (the pipeline runtime's progress; see docs/demo.md). */
-export interface TrainingStatus {
+/**
+ * The part of a node's `training` status (core/pipeline/training-status.ts, the one status type)
+ * the demo reads, as parsed from another process: every counter PipelineMetrics declares, the
+ * curves, and the node's place; `stage` is -1 and `state` may be any string when the node said so.
+ */
+export type TrainingStatus = PipelineCounters & Pick<NodeTrainingStatus, 'stages' | 'step' | 'steps' | 'lossLast' | 'loss' | 'evalLoss' | 'peersPerStage' | 'error'> & {
   runId?: string
   stage: number
-  stages: number
-  state: 'starting' | 'waiting-peers' | 'training' | 'done' | 'failed' | string
-  step: number
-  steps: number
-  microbatchesStarted: number
-  microbatchesDone: number
-  microbatchesDropped: number
-  microbatchesRetried: number
-  lossLast: number | null
-  loss: Array<[number, number]>
-  evalLoss: number | null
-  tokens: number
-  bytesForward: number
-  bytesBackward: number
-  /** Encoded boundary bytes this node sent and the tokens they carried, forward and backward. */
-  boundaryBytesForward: number
-  boundaryTokensForward: number
-  boundaryBytesBackward: number
-  boundaryTokensBackward: number
-  /** The run's codec per boundary role, as the node reports it. */
-  codecs?: { activation: string, 'activation-grad': string }
+  state: NodeTrainingStatus['state'] | string
+  codecs?: NonNullable<NodeTrainingStatus['codecs']>
   bottleneck?: number | null
-  peersPerStage: Record<string, number>
   throughput: number | null
   /** Averaging within the stage (docs/averaging.md, "In the pipeline"); absent when off. */
   averaging?: AveragingView
-  error?: string
 }
 
 /** The part of `training.averaging` the demo reads. */
-export interface AveragingView {
-  rounds: number
-  alone: number
-  failed: number
-  lastRound: number | null
-  paramsDigest: string | null
-  /** [round, step, groupSize, divergenceBefore, divergenceAfter] per round with a group. */
-  history: Array<[number, number, number, number, number]>
-}
+export type AveragingView = Pick<AveragingStatus, 'rounds' | 'alone' | 'failed' | 'lastRound' | 'paramsDigest' | 'history'>
 
 /** What the launcher knows of one node plus its last status. */
 export interface NodeView {
@@ -104,6 +82,7 @@ export function parseTrainingStatus (status: unknown): TrainingStatus | undefine
   if (o.peersPerStage != null && typeof o.peersPerStage === 'object') {
     for (const [k, v] of Object.entries(o.peersPerStage as Record<string, unknown>)) if (typeof v === 'number') pps[k] = v
   }
+  const counters = Object.fromEntries(Object.keys(PIPELINE_COUNTERS).map(k => [k, num(o[k])])) as Record<PipelineCounterName, number>
   return {
     runId: typeof o.runId === 'string' ? o.runId : undefined,
     stage: num(o.stage, -1),
@@ -111,20 +90,10 @@ export function parseTrainingStatus (status: unknown): TrainingStatus | undefine
     state: typeof o.state === 'string' ? o.state : 'unknown',
     step: num(o.step),
     steps: num(o.steps),
-    microbatchesStarted: num(o.microbatchesStarted),
-    microbatchesDone: num(o.microbatchesDone),
-    microbatchesDropped: num(o.microbatchesDropped),
-    microbatchesRetried: num(o.microbatchesRetried),
+    ...counters,
     lossLast: numOrNull(o.lossLast),
     loss,
     evalLoss: numOrNull(o.evalLoss),
-    tokens: num(o.tokens),
-    bytesForward: num(o.bytesForward),
-    bytesBackward: num(o.bytesBackward),
-    boundaryBytesForward: num(o.boundaryBytesForward),
-    boundaryTokensForward: num(o.boundaryTokensForward),
-    boundaryBytesBackward: num(o.boundaryBytesBackward),
-    boundaryTokensBackward: num(o.boundaryTokensBackward),
     codecs: parseCodecs(o.codecs),
     bottleneck: o.bottleneck === null ? null : numOrNull(o.bottleneck) ?? undefined,
     peersPerStage: pps,

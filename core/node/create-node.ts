@@ -17,6 +17,8 @@ import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { preSharedKey } from '@libp2p/pnet'
 import type { AbortOptions, ServiceMap } from '@libp2p/interface'
+import { PeerJudge } from '../peer-judge.ts'
+import { MetricsRegistry } from '../metrics/registry.ts'
 import { container as rootContainer, type DependencyContainer } from 'tsyringe'
 import type { Logger } from '../contracts/logger.ts'
 import { Tokens } from '../contracts/tokens.ts'
@@ -191,6 +193,9 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     runtime: { ...options.runtime }
   })
 
+  // the node's one judge of peers and one metrics registry, shared by every part through the container
+  const judge = new PeerJudge()
+  const metrics = new MetricsRegistry()
   const services: Record<string, (components: any) => unknown> = {
     identify: identify(),
     ping: ping(),
@@ -203,8 +208,9 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
       // the default mapper drops private and loopback addresses: right on the internet, fatal on a LAN
       peerInfoMapper: network.lan ? passthroughMapper : removePrivateAddressesMapper
     }),
-    // a lone node (first of a swarm, or its peers all gone) publishes heartbeats without failing
-    pubsub: gossipsub({ allowPublishToZeroTopicPeers: true })
+    // a lone node (first of a swarm, or its peers all gone) publishes heartbeats without failing;
+    // peers this node's judge penalized score lower (core/peer-judge.ts)
+    pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, scoreParams: { appSpecificScore: peer => judge.score(peer) } })
   }
   if (relayServer) services.relay = circuitRelayServer({ reservations: { maxReservations: 128 } })
 
@@ -231,6 +237,8 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   container.register(Tokens.Logger, { useValue: logger })
   container.register(Tokens.NodeConfig, { useValue: config })
   container.register(Tokens.Libp2p, { useValue: libp2p })
+  container.register(Tokens.PeerJudge, { useValue: judge })
+  container.register(Tokens.Metrics, { useValue: metrics })
   const choices: Record<string, string> = {}
   if (backendChoice != null) choices[Tokens.ComputeBackend] = backendChoice.name
   const choiceHints = {

@@ -11,7 +11,10 @@
 // Timeouts follow measurement: EWMA + k x mean deviation of the peer's round trips, never below a
 // floor; an unmeasured peer gets the initial timeout. A failure bans the peer with exponential
 // backoff (base x 2^(failures-1), capped; x4 for a protocol violation); a success clears the
-// failure count. Peers come from a `PeerSource` (the gossip directory now, the scheduler later).
+// failure count. Peers come from a `PeerSource` (the node's membership view). Verdicts come from
+// the node's PeerJudge (core/peer-judge.ts), which also keeps the penalty count.
+
+import type { Verdict } from '../errors.ts'
 
 /** Where the router learns which peers serve a stage (seam for Tokens.Scheduler). */
 export interface PeerSource {
@@ -21,8 +24,6 @@ export interface PeerSource {
   throughputOf?(peer: string): number | undefined
 }
 
-/** What a failed exchange says about the peer (core/wire/penalty.ts, core/pipeline/errors.ts). */
-export type FailureVerdict = 'reject' | 'ignore' | 'none'
 
 export interface RouterOptions {
   /** Random numbers in [0, 1) for tie-breaks. Default Math.random. */
@@ -50,7 +51,6 @@ export interface PeerRouteStats {
   readonly devMs: number | null
   readonly samples: number
   readonly failures: number
-  readonly penalties: number
   readonly bannedForMs: number
   readonly finish: number
 }
@@ -61,8 +61,6 @@ interface PeerState {
   dev: number
   samples: number
   failures: number
-  /** Protocol violations seen from this peer (inbound or in its replies). */
-  penalties: number
   bannedUntil: number
   /** Virtual finish time: cumulative expected ms of the work sent to it. */
   finish: number
@@ -161,25 +159,19 @@ export class Router {
 
   /**
    * An exchange with `peer` failed. 'reject' and 'ignore' ban it for a while (backoff doubles with
-   * consecutive failures; a protocol violation counts four times as long and adds a penalty);
+   * consecutive failures; a protocol violation bans four times as long);
    * 'none' (our own abort) changes nothing.
    */
-  failed (peer: string, stage: number, verdict: FailureVerdict): void {
+  failed (peer: string, stage: number, verdict: Verdict): void {
     if (verdict === 'none') return
     const s = this.state(peer, stage)
     s.failures++
-    if (verdict === 'reject') s.penalties++
     const base = this.opts.banBaseMs * 2 ** Math.min(s.failures - 1, 30) * (verdict === 'reject' ? 4 : 1)
     s.bannedUntil = this.now() + Math.min(this.opts.banMaxMs, base)
   }
 
   isBanned (peer: string): boolean {
     return (this.peers.get(peer)?.bannedUntil ?? 0) > this.now()
-  }
-
-  /** Protocol violations counted against `peer`. */
-  penaltiesOf (peer: string): number {
-    return this.peers.get(peer)?.penalties ?? 0
   }
 
   stats (): PeerRouteStats[] {
@@ -191,7 +183,6 @@ export class Router {
       devMs: s.samples > 0 ? s.dev : null,
       samples: s.samples,
       failures: s.failures,
-      penalties: s.penalties,
       bannedForMs: Math.max(0, s.bannedUntil - t),
       finish: s.finish
     }))
@@ -200,7 +191,7 @@ export class Router {
   private state (peer: string, stage: number): PeerState {
     let s = this.peers.get(peer)
     if (s == null) {
-      s = { stage, ewma: 0, dev: 0, samples: 0, failures: 0, penalties: 0, bannedUntil: 0, finish: 0 }
+      s = { stage, ewma: 0, dev: 0, samples: 0, failures: 0, bannedUntil: 0, finish: 0 }
       this.peers.set(peer, s)
     }
     s.stage = stage

@@ -17,8 +17,9 @@
 //                and movers can fetch from it.
 //   load         microbatches per busy second of the serving stage (BusyRate), reported through
 //                `setLoadSource`.
-// Status: the serving pipeline's `training` object plus `assignment` and `moves`; traffic and
-// microbatch counters add up over every stage this node served.
+// Status: the serving pipeline's TrainingStatus plus `assignment` and `moves`; traffic and
+// microbatch counters add up over every stage this node served (every pipeline counts into the
+// node's one metrics registry).
 import type { ComputeBackend } from '../contracts/backend.ts'
 import type { Logger } from '../contracts/logger.ts'
 import type { Scheduler, StageAssignment } from '../contracts/scheduler.ts'
@@ -26,7 +27,12 @@ import { AbortError, LayerswarmError } from '../errors.ts'
 import { parseState, serializeState, StateServer, syncState, type StateSnapshot } from '../averaging/index.ts'
 import { loadCorpus } from '../data/index.ts'
 import type { LayerswarmNode } from '../node/create-node.ts'
-import { PipelineNode, type PipelineData, type TrainingStatus } from '../pipeline/pipeline-node.ts'
+import { PipelineNode, type PipelineData } from '../pipeline/pipeline-node.ts'
+import { PipelineMetrics } from '../pipeline/pipeline-metrics.ts'
+import type { HostStatus } from '../pipeline/training-status.ts'
+import { MetricsRegistry } from '../metrics/registry.ts'
+import { PeerJudge } from '../peer-judge.ts'
+import { Tokens } from '../contracts/tokens.ts'
 import { runId as manifestRunId, type RunManifest } from '../run/manifest.ts'
 import { corpusData } from '../data/index.ts'
 import { ConfigError } from '../errors.ts'
@@ -62,19 +68,7 @@ export interface StageHostInit {
   readonly log?: Logger
 }
 
-/** `training` in `status`: the pipeline's status plus where this node stands with the scheduler. */
-export type HostStatus = (TrainingStatus | Record<string, unknown>) & {
-  assignment: StageAssignment | null
-  moves: number
-  /** Nodes serving each stage in the scheduler's view (this one included); absent without a scheduler. */
-  servingPerStage?: number[]
-}
-
-/** Counters summed over every pipeline this node ran (one per stage served). */
-const CUMULATIVE = [
-  'microbatchesStarted', 'microbatchesDone', 'microbatchesDropped', 'microbatchesRetried', 'tokens', 'bytesForward', 'bytesBackward',
-  'boundaryBytesForward', 'boundaryTokensForward', 'boundaryBytesBackward', 'boundaryTokensBackward'
-] as const
+export type { HostStatus } from '../pipeline/training-status.ts'
 
 /** A stage's snapshot is kept this long, so the chunks a joiner asks for after the manifest still match it. */
 const SNAPSHOT_TTL_MS = 5000
@@ -94,7 +88,8 @@ export class StageHost {
   private error: string | undefined
   private finish!: () => void
   private lane: Promise<unknown> = Promise.resolve()
-  private readonly past: Record<string, number> = Object.fromEntries(CUMULATIVE.map(k => [k, 0]))
+  private readonly judge: PeerJudge
+  private readonly metrics: MetricsRegistry
   /** Swarm steps behind the serving stage's weights (from its optimizer step records). */
   private swarmStep = 0
   private data: Promise<PipelineData> | undefined
@@ -111,6 +106,9 @@ export class StageHost {
     this.log = (init.log ?? silentLogger).forComponent('layerswarm:runtime:stage')
     if (init.pin == null && init.scheduler == null) throw new ConfigError('without --stage a scheduler assigns the stage: load the scheduler plugin')
     this.done = new Promise(resolve => { this.finish = resolve })
+    const c = init.node.container
+    this.judge = c.isRegistered(Tokens.PeerJudge, true) ? c.resolve<PeerJudge>(Tokens.PeerJudge) : new PeerJudge()
+    this.metrics = c.isRegistered(Tokens.Metrics, true) ? c.resolve<MetricsRegistry>(Tokens.Metrics) : new MetricsRegistry()
     this.stateServer = new StateServer(init.node.libp2p, { runId: this.runId, snapshot: async stage => await this.snapshot(stage), log: init.log })
   }
 
@@ -158,23 +156,31 @@ export class StageHost {
   status (): HostStatus {
     const p = this.current
     const extra = { assignment: this.assignment, moves: this.moves, ...(this.init.scheduler != null ? { servingPerStage: this.servingPerStage(this.init.scheduler) } : {}) }
+    if (p != null) return { ...p.status(), ...extra }
+    // between stages (or before the first): the counters so far, nothing serving
     const m = this.init.manifest
-    if (p == null) {
-      return {
-        runId: this.runId,
-        peerId: this.me,
-        stage: this.moving?.to ?? this.assignment?.stage ?? null,
-        stages: m.stages.count,
-        state: this.error != null ? 'failed' : 'starting',
-        steps: m.optimizer.steps,
-        ...this.past,
-        ...extra,
-        ...(this.error != null ? { error: this.error } : {})
-      }
+    return {
+      runId: this.runId,
+      peerId: this.me,
+      stage: this.moving?.to ?? this.assignment?.stage ?? null,
+      stages: m.stages.count,
+      state: this.error != null ? 'failed' : 'starting',
+      roles: [],
+      step: 0,
+      steps: m.optimizer.steps,
+      ...new PipelineMetrics(this.metrics).snapshot(),
+      peersPerStage: {},
+      throughput: 0,
+      maxInflight: this.init.pipeline.maxInflight,
+      queue: 0,
+      penalties: this.judge.penalties(),
+      codecs: null,
+      bottleneck: null,
+      averaging: null,
+      swarm: null,
+      ...extra,
+      ...(this.error != null ? { error: this.error } : {})
     }
-    const st = p.status() as unknown as Record<string, unknown>
-    for (const k of CUMULATIVE) st[k] = (st[k] as number) + this.past[k]
-    return { ...(st as unknown as TrainingStatus), ...extra }
   }
 
   private servingPerStage (s: Scheduler): number[] {
@@ -294,6 +300,8 @@ export class StageHost {
         source: this.init.scheduler != null ? schedulerSource(this.init.scheduler, this.me) : undefined,
         params: fetched?.params,
         startStep: fetched?.step,
+        judge: this.judge,
+        metrics: this.metrics,
         log: this.init.log,
         rendezvous: { rebootstrap: () => { this.init.node.rebootstrap() } },
         onStep: r => { this.swarmStep = Math.max(this.swarmStep, r.step) }
@@ -321,13 +329,11 @@ export class StageHost {
     this.log.info('serving stage', { stage, from: fetched?.peer ?? 'init', step: this.swarmStep })
   }
 
-  /** Stops the current pipeline, keeping its counters. */
+  /** Stops the current pipeline (its counters live on in the node's registry). */
   private async retire (): Promise<void> {
     const p = this.current
     if (p == null) return
     this.current = undefined
-    const st = p.status() as unknown as Record<string, number>
-    for (const k of CUMULATIVE) this.past[k] += st[k]
     await p.stop()
   }
 

@@ -1,7 +1,7 @@
 // Typed errors of the wire layer (frames, framed streams, request/response). One class per
 // condition, each with a stable `code`. Every inbound-validation error extends `WireError`, so a
-// caller can tell "the bytes on the wire were bad" from local failures; `penalty.ts` maps each code
-// to what the pipeline should do about the sending peer.
+// caller can tell "the bytes on the wire were bad" from local failures; each class carries its
+// verdict on the sending peer (core/errors.ts Verdict).
 import { LayerswarmError } from '../errors.ts'
 
 /** Base class of wire-layer errors (never thrown itself). */
@@ -10,7 +10,7 @@ export class WireError extends LayerswarmError {}
 /** The frame does not start with the layerswarm magic bytes: not our protocol, or misaligned bytes. */
 export class BadMagicError extends WireError {
   constructor (got: Uint8Array) {
-    super('ERR_WIRE_MAGIC', `frame does not start with the layerswarm magic (got 0x${hex(got)})`)
+    super('ERR_WIRE_MAGIC', `frame does not start with the layerswarm magic (got 0x${hex(got)})`, { verdict: 'reject' })
   }
 }
 
@@ -18,7 +18,7 @@ export class BadMagicError extends WireError {
 export class UnsupportedVersionError extends WireError {
   readonly version: number
   constructor (version: number, supported: number) {
-    super('ERR_WIRE_VERSION', `unsupported wire version ${version} (this node speaks ${supported})`)
+    super('ERR_WIRE_VERSION', `unsupported wire version ${version} (this node speaks ${supported})`, { verdict: 'ignore' })
     this.version = version
   }
 }
@@ -29,7 +29,7 @@ export class FrameTooLargeError extends WireError {
   readonly length: number
   readonly limit: number
   constructor (what: 'header' | 'payload', length: number, limit: number) {
-    super('ERR_WIRE_TOO_LARGE', `${what} of ${length} bytes exceeds the limit of ${limit} bytes`)
+    super('ERR_WIRE_TOO_LARGE', `${what} of ${length} bytes exceeds the limit of ${limit} bytes`, { verdict: 'reject' })
     this.what = what
     this.length = length
     this.limit = limit
@@ -39,7 +39,7 @@ export class FrameTooLargeError extends WireError {
 /** Input ended inside a frame (short buffer, or the peer closed/reset the stream mid-frame). */
 export class TruncatedFrameError extends WireError {
   constructor (message: string, options?: { cause?: unknown }) {
-    super('ERR_WIRE_TRUNCATED', message, options)
+    super('ERR_WIRE_TRUNCATED', message, { ...options, verdict: 'ignore' })
   }
 }
 
@@ -47,7 +47,7 @@ export class TruncatedFrameError extends WireError {
 export class TrailingBytesError extends WireError {
   readonly extra: number
   constructor (where: string, extra: number) {
-    super('ERR_WIRE_TRAILING', `${extra} unexpected trailing bytes after ${where}`)
+    super('ERR_WIRE_TRAILING', `${extra} unexpected trailing bytes after ${where}`, { verdict: 'reject' })
     this.extra = extra
   }
 }
@@ -56,7 +56,7 @@ export class TrailingBytesError extends WireError {
 export class WireFormatError extends WireError {
   readonly field: string
   constructor (field: string, message: string) {
-    super('ERR_WIRE_FORMAT', `bad header field ${field}: ${message}`)
+    super('ERR_WIRE_FORMAT', `bad header field ${field}: ${message}`, { verdict: 'reject' })
     this.field = field
   }
 }
@@ -64,7 +64,7 @@ export class WireFormatError extends WireError {
 /** The tensor shape disagrees with the payload length (raw codec) or exceeds the element limit. */
 export class ShapeMismatchError extends WireError {
   constructor (message: string) {
-    super('ERR_WIRE_SHAPE', message)
+    super('ERR_WIRE_SHAPE', message, { verdict: 'reject' })
   }
 }
 
@@ -73,7 +73,7 @@ export class ChecksumError extends WireError {
   readonly what: 'header' | 'payload'
   constructor (what: 'header' | 'payload', expected: number, actual: number) {
     super('ERR_WIRE_CHECKSUM', `${what} checksum mismatch (header says 0x${expected.toString(16).padStart(8, '0')}, ` +
-      `bytes give 0x${actual.toString(16).padStart(8, '0')})`)
+      `bytes give 0x${actual.toString(16).padStart(8, '0')})`, { verdict: 'reject' })
     this.what = what
   }
 }
@@ -83,7 +83,7 @@ export class RunMismatchError extends WireError {
   readonly expected: string
   readonly got: string
   constructor (expected: string, got: string) {
-    super('ERR_WIRE_RUN', `frame is for run ${got}, expected run ${expected}`)
+    super('ERR_WIRE_RUN', `frame is for run ${got}, expected run ${expected}`, { verdict: 'ignore' })
     this.expected = expected
     this.got = got
   }
@@ -92,28 +92,28 @@ export class RunMismatchError extends WireError {
 /** A frame of a kind, or for a stage, that the receiver did not expect here. */
 export class UnexpectedFrameError extends WireError {
   constructor (message: string) {
-    super('ERR_WIRE_UNEXPECTED', message)
+    super('ERR_WIRE_UNEXPECTED', message, { verdict: 'reject' })
   }
 }
 
 /** The peer sent more data frames than the credit it was granted. */
 export class CreditViolationError extends WireError {
   constructor (received: number, granted: number) {
-    super('ERR_WIRE_CREDIT', `peer sent data frame ${received} with only ${granted} frames of credit granted`)
+    super('ERR_WIRE_CREDIT', `peer sent data frame ${received} with only ${granted} frames of credit granted`, { verdict: 'reject' })
   }
 }
 
 /** The stream ended cleanly at a frame boundary while a frame was still expected. */
 export class StreamEndedError extends WireError {
   constructor (message = 'the peer closed the stream before sending the expected frame') {
-    super('ERR_WIRE_ENDED', message)
+    super('ERR_WIRE_ENDED', message, { verdict: 'ignore' })
   }
 }
 
 /** The peer (or the connection under the stream) reset the stream. */
 export class PeerResetError extends WireError {
   constructor (options?: { cause?: unknown }) {
-    super('ERR_WIRE_RESET', 'the stream was reset by the peer or the connection closed', options)
+    super('ERR_WIRE_RESET', 'the stream was reset by the peer or the connection closed', { ...options, verdict: 'ignore' })
   }
 }
 
@@ -121,7 +121,7 @@ export class PeerResetError extends WireError {
 export class RemoteError extends WireError {
   readonly remoteCode: string
   constructor (remoteCode: string, remoteMessage: string) {
-    super('ERR_WIRE_REMOTE', `peer reported ${remoteCode}: ${remoteMessage}`)
+    super('ERR_WIRE_REMOTE', `peer reported ${remoteCode}: ${remoteMessage}`, { verdict: 'ignore' })
     this.remoteCode = remoteCode
   }
 }
@@ -129,7 +129,7 @@ export class RemoteError extends WireError {
 /** Waiting for credit, a frame or a response took longer than the caller allowed. */
 export class WireTimeoutError extends WireError {
   constructor (what: string, options?: { cause?: unknown }) {
-    super('ERR_WIRE_TIMEOUT', `timed out waiting for ${what}`, options)
+    super('ERR_WIRE_TIMEOUT', `timed out waiting for ${what}`, { ...options, verdict: 'ignore' })
   }
 }
 

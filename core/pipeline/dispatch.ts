@@ -1,0 +1,146 @@
+// Where a microbatch leaves this node for the next stage: route (router.ts), send the activation
+// and the targets, await the reply (the gradient of the activation, or the held-out loss), and on
+// failure judge the peer, ban it from routing for a while and try another, as the RetryPolicy says.
+//
+//   attempt    router.choose(stage) (or wait, bounded, for a peer to appear) -> open a framed
+//              stream -> activation frame + targets frame -> the reply frame, validated and decoded
+//   failure    a remote drop (the stages behind the peer failed) is final: MicrobatchDroppedError
+//              at once; any other failure is judged (PeerJudge: verdict on the peer, router ban)
+//              and the next attempt goes to another peer; after maxAttempts: dropped
+import { peerIdFromString } from '@libp2p/peer-id'
+import type { Libp2p } from '@libp2p/interface'
+import type { Logger } from '../contracts/logger.ts'
+import { AbortError, ConfigError, type LayerswarmError } from '../errors.ts'
+import type { PeerJudge } from '../peer-judge.ts'
+import { deadline, pause } from '../timers.ts'
+import { openFramed, RemoteError, type FramedStream } from '../wire/index.ts'
+import type { BoundaryCodecs } from './codecs.ts'
+import { isRemoteDrop, MicrobatchDroppedError } from './errors.ts'
+import type { PipelineMetrics } from './pipeline-metrics.ts'
+import { int32Bytes, PIPELINE_FORWARD_PROTOCOL, validateEvalReply, validateGradReply, type MicrobatchMeta, type ReplyMeta } from './protocol.ts'
+import type { Router } from './router.ts'
+
+/** How hard a microbatch is pushed before it is dropped (carried by the run options). */
+export interface RetryPolicy {
+  /** Attempts per microbatch and hop, each on another peer. Default 3. */
+  readonly maxAttempts: number
+  /** How long a microbatch waits for a peer of the next stage to appear (ms). Default 30000. */
+  readonly peerWaitMs: number
+  /** How often a waiting microbatch looks for a peer again (ms). Default 100. */
+  readonly pollMs: number
+}
+
+export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 3, peerWaitMs: 30_000, pollMs: 100 }
+
+/** The policy with `over` applied, each value checked. */
+export function retryPolicy (over: Partial<RetryPolicy> = {}): RetryPolicy {
+  const p = { ...DEFAULT_RETRY_POLICY, ...over }
+  if (!Number.isSafeInteger(p.maxAttempts) || p.maxAttempts < 1) throw new ConfigError(`maxAttempts must be a positive integer, got ${p.maxAttempts}`)
+  for (const k of ['peerWaitMs', 'pollMs'] as const) {
+    if (!(Number.isFinite(p[k]) && p[k] >= 0)) throw new ConfigError(`${k} must be a non-negative number of ms, got ${p[k]}`)
+  }
+  return p
+}
+
+/** A microbatch to send: the boundary tensor, its targets and what the receiver needs to know. */
+export interface Outbound {
+  readonly stage: number
+  readonly id: bigint
+  readonly route: readonly string[]
+  readonly hidden: Float32Array
+  /** [B, T, width] */
+  readonly shape: readonly number[]
+  readonly targets: Int32Array
+  readonly meta: MicrobatchMeta
+}
+
+export interface Reply {
+  /** The gradient of `hidden` (train only). */
+  readonly dout?: Float32Array
+  readonly meta: ReplyMeta
+}
+
+export interface DispatcherInit {
+  readonly libp2p: Libp2p
+  readonly runId: string
+  readonly router: Router
+  readonly codecs: BoundaryCodecs
+  readonly metrics: PipelineMetrics
+  readonly judge: PeerJudge
+  readonly retry: RetryPolicy
+  readonly log: Logger
+  /** The node's logger for the framed streams (wire-level logs). */
+  readonly wireLog?: Logger
+}
+
+export class Dispatcher {
+  private outstanding = 0
+
+  constructor (private readonly init: DispatcherInit) {}
+
+  /** Microbatches waiting for a reply from the next stage. */
+  get inFlight (): number {
+    return this.outstanding
+  }
+
+  /**
+   * Sends `mb` to a peer of `mb.stage` and waits for its reply. Failing peers are judged and the
+   * microbatch goes to another, up to the policy's attempts; then MicrobatchDroppedError.
+   */
+  async send (mb: Outbound, signal: AbortSignal): Promise<Reply> {
+    const { router, codecs, metrics, retry } = this.init
+    const act = codecs.encode('activation', mb.hidden, mb.shape)
+    const tgt = int32Bytes(mb.targets)
+    const exclude = new Set<string>()
+    for (let attempt = 0; attempt < retry.maxAttempts; attempt++) {
+      const peer = router.choose(mb.stage, exclude) ?? await this.waitForPeer(mb.stage, exclude, signal)
+      if (peer == null) break
+      if (attempt > 0) metrics.count('microbatchesRetried')
+      const t0 = performance.now()
+      const attemptDeadline = deadline(router.timeoutMs(peer), signal)
+      const sig = attemptDeadline.signal
+      let fs: FramedStream | undefined
+      this.outstanding++
+      try {
+        fs = await openFramed(this.init.libp2p, peerIdFromString(peer), PIPELINE_FORWARD_PROTOCOL, { runId: this.init.runId, signal: sig, log: this.init.wireLog })
+        const route = [...mb.route]
+        const shape = [...mb.shape]
+        await fs.send({ kind: 'activation', microbatchId: mb.id, stage: mb.stage, codecId: act.codecId, dtype: 'f32', shape, route, metadata: { ...mb.meta } }, act.bytes, { signal: sig })
+        await fs.send({ kind: 'request', microbatchId: mb.id, stage: mb.stage, dtype: 'i32', shape: [shape[0], shape[1]], route, metadata: { op: 'targets' } }, tgt, { signal: sig })
+        metrics.count('bytesForward', act.bytes.byteLength + tgt.byteLength)
+        metrics.boundarySent('forward', act.bytes.byteLength, shape[0] * shape[1])
+        const resp = await fs.expect({ signal: sig })
+        const out: Reply = mb.meta.mode === 'train'
+          ? { meta: validateGradReply(resp, mb.id, mb.stage, shape), dout: codecs.decode('activation-grad', resp) }
+          : { meta: validateEvalReply(resp, mb.id) }
+        await fs.close({ signal: sig }).catch(() => {})
+        router.succeeded(peer, mb.stage, performance.now() - t0)
+        return out
+      } catch (err) {
+        if (fs != null && !(err instanceof RemoteError)) fs.abort(err as Error)
+        if (signal.aborted) throw new AbortError('the microbatch was abandoned')
+        if (isRemoteDrop(err)) throw new MicrobatchDroppedError(mb.stage, `stage ${mb.stage} peer ${peer} dropped the microbatch: ${(err as Error).message}`)
+        const verdict = this.init.judge.judge(peer, err, 'pipeline', mb.stage)
+        exclude.add(peer)
+        this.init.log.warn('microbatch failed at a peer; retrying elsewhere', {
+          peer, stage: mb.stage, attempt: attempt + 1, of: retry.maxAttempts, verdict, code: (err as LayerswarmError).code, error: (err as Error).message
+        })
+      } finally {
+        attemptDeadline.clear()
+        this.outstanding--
+      }
+    }
+    throw new MicrobatchDroppedError(mb.stage)
+  }
+
+  /** Waits (bounded) for a usable peer of `stage` to appear. */
+  private async waitForPeer (stage: number, exclude: ReadonlySet<string>, signal: AbortSignal): Promise<string | undefined> {
+    const until = Date.now() + this.init.retry.peerWaitMs
+    while (Date.now() < until && !signal.aborted) {
+      await pause(this.init.retry.pollMs, signal)
+      const peer = this.init.router.choose(stage, exclude)
+      if (peer != null) return peer
+    }
+    return undefined
+  }
+}

@@ -1,0 +1,163 @@
+// The stage role's inbound side: where a microbatch enters a stage >= 1 node. Registered on the
+// pipeline protocol (protocol.ts) while the node serves its stage.
+//
+//   receive    the activation frame and the targets frame, validated (size, shape, bounds, run,
+//              stage) and decoded (the codec adapter checks the values are finite); a bad one is
+//              judged against the sender (PeerJudge) and nothing else is disturbed
+//   compute    last stage: loss and the input gradient (trainLast) or the held-out loss (eval);
+//              other stages: forward, hand the output to the dispatcher for stage s+1, then
+//              backward with the gradient that comes back
+//   reply      the input gradient (encoded) or the loss, on the same stream
+import type { Libp2p } from '@libp2p/interface'
+import type { Logger } from '../contracts/logger.ts'
+import type { LayerswarmError } from '../errors.ts'
+import type { PeerJudge } from '../peer-judge.ts'
+import type { Role } from '../contracts/role.ts'
+import { deadline, type Deadline } from '../timers.ts'
+import { handleFramed, type FramedStream } from '../wire/index.ts'
+import type { BoundaryCodecs } from './codecs.ts'
+import type { Dispatcher } from './dispatch.ts'
+import { MicrobatchDroppedError, PipelineStoppedError } from './errors.ts'
+import type { PipelineMetrics } from './pipeline-metrics.ts'
+import { PIPELINE_FORWARD_PROTOCOL, validateActivation, validateTargets, type MicrobatchBounds, type MicrobatchMeta } from './protocol.ts'
+import type { StageWorker } from './stage-worker.ts'
+
+export interface StageServerInit {
+  readonly libp2p: Libp2p
+  readonly runId: string
+  readonly me: string
+  readonly stage: number
+  readonly stages: number
+  readonly bounds: MicrobatchBounds
+  readonly codecs: BoundaryCodecs
+  readonly worker: StageWorker
+  readonly dispatcher: Dispatcher
+  readonly metrics: PipelineMetrics
+  readonly judge: PeerJudge
+  /** How long an inbound stream may take to deliver its request (ms). */
+  readonly requestTimeoutMs: number
+  /** Aborted when the node stops. */
+  readonly signal: AbortSignal
+  /** A training microbatch of the origin's step `step` arrived (averaging follows the swarm's step). */
+  readonly onTrainStep?: (step: number) => void
+  /** A held-out loss of the last stage's share of an eval pass. */
+  readonly onEval?: (meta: MicrobatchMeta, loss: number) => void
+  readonly log: Logger
+  readonly wireLog?: Logger
+}
+
+export class StageServer implements Role {
+  readonly name = 'stage'
+  private handling = 0
+  private registered = false
+
+  constructor (private readonly init: StageServerInit) {}
+
+  /** Microbatches being handled here. */
+  get inFlight (): number {
+    return this.handling
+  }
+
+  async start (): Promise<void> {
+    // stage 0 takes no microbatches from peers: its work comes from the data role
+    if (this.init.stage === 0 || this.registered) return
+    this.registered = true
+    await handleFramed(this.init.libp2p, PIPELINE_FORWARD_PROTOCOL, async (fs, connection, signal) => {
+      await this.handle(fs, connection.remotePeer.toString(), signal)
+    }, {
+      runId: this.init.runId,
+      log: this.init.wireLog,
+      streamOptions: { maxInboundStreams: 256 },
+      onError: (err, peer) => { this.init.log.debug('inbound microbatch ended with an error', { peer, code: (err as LayerswarmError).code, error: err.message }) }
+    })
+  }
+
+  async stop (): Promise<void> {
+    if (!this.registered) return
+    this.registered = false
+    await this.init.libp2p.unhandle(PIPELINE_FORWARD_PROTOCOL).catch(() => {})
+  }
+
+  status (): Record<string, unknown> {
+    return { stage: this.init.stage, inFlight: this.handling }
+  }
+
+  private async handle (fs: FramedStream, from: string, handlerSignal: AbortSignal): Promise<void> {
+    const { init } = this
+    if (init.signal.aborted) throw new PipelineStoppedError()
+    this.handling++
+    let work: Deadline | undefined
+    try {
+      const reading = deadline(init.requestTimeoutMs, handlerSignal, init.signal)
+      let B: number, T: number, meta: MicrobatchMeta, hidden: Float32Array, targets: Int32Array, id: bigint, route: string[]
+      try {
+        const act = await fs.expect({ signal: reading.signal })
+        ;({ B, T, meta } = validateActivation(act, init.bounds, from))
+        hidden = init.codecs.decode('activation', act)
+        const tgt = await fs.expect({ signal: reading.signal })
+        id = act.header.microbatchId
+        targets = validateTargets(tgt, B, T, id, init.bounds)
+        route = [...act.header.route, init.me]
+      } catch (err) {
+        if (!init.signal.aborted) {
+          const verdict = init.judge.judge(from, err, 'pipeline', init.stage - 1)
+          init.log.warn('bad microbatch from peer', { peer: from, verdict, code: (err as LayerswarmError).code, error: (err as Error).message })
+        }
+        throw err
+      } finally {
+        reading.clear()
+      }
+      const train = meta.mode === 'train'
+      if (train) {
+        init.metrics.count('microbatchesStarted')
+        // a microbatch of step s: its origin has completed s steps
+        init.onTrainStep?.(meta.step)
+      }
+      work = deadline(undefined, handlerSignal, init.signal)
+      const signal = work.signal
+      const shapeIn = [B, T, init.bounds.width]
+      const key = `${meta.origin}:${id}`
+      const tag = { origin: meta.origin, step: meta.step, micros: meta.micros }
+      const isLast = init.stage === init.stages - 1
+
+      if (isLast) {
+        if (!train) {
+          const out = await init.worker.evaluate({ B, T, hidden, targets })
+          const reply = { loss: out.loss as number, count: out.count as number }
+          init.onEval?.(meta, reply.loss)
+          await fs.send({ kind: 'response', microbatchId: id, stage: init.stage, route, metadata: { ...reply } }, undefined, { signal })
+          return
+        }
+        const r = await init.worker.trainLast({ B, T, hidden, targets }, tag)
+        await this.replyGrad(fs, id, route, r.dinput as Float32Array, shapeIn, { loss: r.loss, count: r.count }, signal)
+        init.metrics.completed(B * T)
+        return
+      }
+
+      const out = train ? await init.worker.forward(key, { B, T, hidden }) : await init.worker.evaluate({ B, T, hidden })
+      let reply
+      try {
+        reply = await init.dispatcher.send({ stage: init.stage + 1, id, route, hidden: out.hidden as Float32Array, shape: shapeIn, targets, meta }, signal)
+      } catch (err) {
+        if (train && err instanceof MicrobatchDroppedError) init.metrics.count('microbatchesDropped')
+        throw err
+      }
+      if (!train) {
+        await fs.send({ kind: 'response', microbatchId: id, stage: init.stage, route, metadata: { ...reply.meta } }, undefined, { signal })
+        return
+      }
+      const dinput = await init.worker.backward(key, { B, T, hidden }, reply.dout as Float32Array, { ...tag, loss: reply.meta.loss })
+      await this.replyGrad(fs, id, route, dinput as Float32Array, shapeIn, reply.meta, signal)
+      init.metrics.completed(B * T)
+    } finally {
+      work?.clear()
+      this.handling--
+    }
+  }
+
+  private async replyGrad (fs: FramedStream, id: bigint, route: string[], dinput: Float32Array, shape: number[], meta: { loss: number, count: number }, signal: AbortSignal): Promise<void> {
+    const enc = this.init.codecs.encode('activation-grad', dinput, shape)
+    await fs.send({ kind: 'activation-grad', microbatchId: id, stage: this.init.stage, codecId: enc.codecId, dtype: 'f32', shape, route, metadata: { loss: meta.loss, count: meta.count } }, enc.bytes, { signal })
+    this.init.metrics.boundarySent('backward', enc.bytes.byteLength, shape[0] * shape[1])
+  }
+}
