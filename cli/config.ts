@@ -12,8 +12,9 @@ import type { LogLevel } from '../core/contracts/logger.ts'
 import type { CreateNodeOptions } from '../core/node/create-node.ts'
 import { BUILTIN_NETWORKS } from '../core/node/network-profile.ts'
 import { parseMultiaddrs } from '../core/node/multiaddrs.ts'
-import { isPathSpec, webgpuFlagOptions, type WebGpuFlags } from '../core/node/plugin-registry.ts'
+import { isPathSpec } from '../core/node/plugin-registry.ts'
 import { isSwarmKeyText } from '../core/node/swarm-key.ts'
+import { withShorthandOptions } from './plugin-flags.ts'
 
 /** Options as commander parses them from the `start` flags. */
 export interface StartFlags {
@@ -144,7 +145,8 @@ export async function resolveStartConfig (flags: StartFlags, env: NodeJS.Process
     psk: pick('psk'),
     plugins: pick('plugins'),
     backend: pick('backend'),
-    pluginOptions: withWebGpuFlags(fromFile.pluginOptions, flags),
+    // --allow-software-gpu, --gpu-f16: shorthands for plugin options (cli/plugin-flags.ts)
+    pluginOptions: withShorthandOptions(fromFile.pluginOptions, flags),
     bootstrapRetry: fromFile.bootstrapRetry,
     runtime: runtimeOptions(flags, fromFile.runtime),
     cwd
@@ -155,13 +157,6 @@ export async function resolveStartConfig (flags: StartFlags, env: NodeJS.Process
     parseMultiaddrs(node[key] ?? [], where)
   }
   return { node, logLevel, logFormat, configFile }
-}
-
-// --allow-software-gpu and --gpu-f16 are shorthands for the WebGPU plugin's options allowSoftwareGpu and f16.
-function withWebGpuFlags (opts: Layer['pluginOptions'], flags: WebGpuFlags): Layer['pluginOptions'] {
-  const given = webgpuFlagOptions(flags)
-  if (Object.keys(given).length === 0) return opts
-  return { ...opts, 'backend-webgpu': { ...opts?.['backend-webgpu'], ...given } }
 }
 
 // Training flags override the config file's `runtime` keys one by one (paths are resolved later,

@@ -15,9 +15,10 @@ import { DEMO_DEFAULT_COMPRESSION, type DemoCompression } from '../../core/demo/
 import { CodecSet } from '../../core/codec-set.ts'
 import { PluginHost } from '../../core/node/plugin-host.ts'
 import { resolveBackend, verifyBackend, type BackendChoice } from '../../core/node/backend-choice.ts'
-import { isPathSpec, webgpuFlagOptions } from '../../core/node/plugin-registry.ts'
+import { isPathSpec } from '../../core/node/plugin-registry.ts'
 import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../../core/pipeline/codecs.ts'
 import { intFlag, makeLogger, numFlag, resolveModelConfig, withBackend } from '../flags.ts'
+import { pluginShorthandOptions, shorthandOptions } from '../plugin-flags.ts'
 
 export interface DemoFlags {
   allowSoftwareGpu?: boolean
@@ -145,8 +146,7 @@ export async function demoSettings (flags: DemoFlags, cwd = process.cwd()): Prom
       maxInflight: intFlag('--max-inflight', flags.maxInflight ?? d.maxInflight, 1),
       evalBatches: intFlag('--eval-batches', flags.evalBatches ?? d.evalBatches, 1),
       threads: intFlag('--threads', flags.threads ?? d.threads, 1),
-      allowSoftwareGpu: flags.allowSoftwareGpu === true,
-      gpuF16: flags.gpuF16 === true,
+      pluginOptions: shorthandOptions(flags),
       killAtStep,
       averageEvery: intFlag('--average-every', flags.averageEvery ?? d.averageEvery, 0),
       data,
@@ -199,7 +199,7 @@ export async function runDemoCommand (flags: DemoFlags): Promise<void> {
   const outDir = resolve(flags.out ?? d.out)
   const reportFile = resolve(flags.report ?? resolve(outDir, 'report.json'))
   const logger = makeLogger('warn')
-  const backendOptions = webgpuFlagOptions(settings)
+  const backendOptions = pluginShorthandOptions(backend.name, flags)
   // the last check before any process starts: the backend starts here as it will on every node
   await verifyBackend(backend, { logger, options: { ...backendOptions, threads: settings.threads } })
 

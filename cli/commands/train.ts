@@ -8,13 +8,13 @@ import { ConfigError } from '../../core/errors.ts'
 import { loadCorpus } from '../../core/data/index.ts'
 import { DEFAULT_ADAMW } from '../../core/model/optimizer.ts'
 import { resolveBackend } from '../../core/node/backend-choice.ts'
-import { webgpuFlagOptions } from '../../core/node/plugin-registry.ts'
 import { CheckpointMismatchError, loadCheckpoint, type Checkpoint } from '../../core/train/checkpoint.ts'
 import { writeFileAtomic } from '../../core/files.ts'
 import { ProgressReporter } from '../../core/train/progress.ts'
 import { trainLocal, type StepRecord } from '../../core/train/trainer.ts'
 import { corpusData } from '../../core/data/index.ts'
 import { intFlag, makeLogger, numFlag, resolveCheckpointPath, resolveModelConfig, withBackend } from '../flags.ts'
+import { pluginShorthandOptions } from '../plugin-flags.ts'
 
 export interface TrainFlags {
   local?: boolean
@@ -171,7 +171,7 @@ export async function runTrain (flags: TrainFlags): Promise<void> {
         },
         onCheckpoint: (path, step) => { progress.note(`checkpoint step ${step}: ${path}`) }
       })
-    }, webgpuFlagOptions(flags))
+    }, pluginShorthandOptions(backendChoice.name, flags))
     progress.done()
     const finalEval = result.evals.at(-1)
     const report = {

@@ -4,7 +4,6 @@
 import { validateModelConfig } from '../model/config.ts'
 import { validateManifest, type RunManifest } from '../run/manifest.ts'
 import { buildManifest, parseTrainingOptions } from '../runtime/training-runtime.ts'
-import { webgpuFlagOptions } from '../node/plugin-registry.ts'
 import { backendSpec } from '../node/backend-choice.ts'
 
 /** Settings of a demo run, validated by the CLI. */
@@ -31,10 +30,8 @@ export interface DemoSettings {
   readonly data?: string
   /** Backend worker threads per node (CPU backend). */
   readonly threads: number
-  /** WebGPU: accept a software adapter (llvmpipe) on every node. */
-  readonly allowSoftwareGpu?: boolean
-  /** WebGPU: f16 matmuls on every node (the plugin's f16 option). */
-  readonly gpuF16?: boolean
+  /** Plugin options every node gets, by plugin name (the CLI's shorthand flags, e.g. --gpu-f16: backend-webgpu's f16). */
+  readonly pluginOptions?: Readonly<Record<string, Readonly<Record<string, unknown>>>>
   /** SIGKILL one node of the most-served stage once the swarm reaches this step (0: never). */
   readonly killAtStep: number
   /** Averaging period of the run manifest: nodes of one stage average every this many steps (0: off). */
@@ -110,8 +107,7 @@ export function trainingNodeArgs (s: DemoSettings, stage: number, dataDir: strin
  */
 export function nodeConfig (s: DemoSettings): Record<string, unknown> {
   const pluginOptions: Record<string, Record<string, unknown>> = { [backendSpec(s.backend)]: { threads: s.threads } }
-  const gpu = webgpuFlagOptions(s)
-  if (Object.keys(gpu).length > 0) pluginOptions['backend-webgpu'] = { ...pluginOptions['backend-webgpu'], ...gpu }
+  for (const [name, opts] of Object.entries(s.pluginOptions ?? {})) pluginOptions[name] = { ...pluginOptions[name], ...opts }
   return { pluginOptions }
 }
 

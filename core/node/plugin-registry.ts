@@ -158,16 +158,3 @@ function isFile (file: string): boolean {
     return false
   }
 }
-
-export interface WebGpuFlags { allowSoftwareGpu?: boolean, gpuF16?: boolean }
-
-/**
- * The built-in WebGPU plugin's options that the shorthand flags --allow-software-gpu and --gpu-f16
- * stand for (only those given), for `start`, `train`, `demo` and the demo's node config files.
- */
-export function webgpuFlagOptions (flags: WebGpuFlags): Record<string, unknown> {
-  return {
-    ...(flags.allowSoftwareGpu === true ? { allowSoftwareGpu: true } : {}),
-    ...(flags.gpuF16 === true ? { f16: true } : {})
-  }
-}

@@ -2,7 +2,7 @@
 // Options: allowSoftwareGpu (accept llvmpipe/SwiftShader/WARP; default false), powerPreference
 // ('high-performance' | 'low-power'), f16 (matmuls in f16 with f32 accumulation; needs the adapter's
 // shader-f16 feature; docs/backend-webgpu.md),
-// matmulTile ({ wgX, wgY, tm }), completion ('kernel' | 'queue'; see backend.ts). The adapter is
+// matmulTile ({ wgX, wgY, tm }), completion ('kernel' | 'queue'; see queue.ts). The adapter is
 // logged at info level when the backend starts.
 /// <reference types="@webgpu/types" />
 import { definePlugin, registerRelease, release, Tokens } from '../../core/contracts/index.ts'
