@@ -3,7 +3,8 @@
 // the mean within the codec's error with int8-block, DiLoCo's outer step, and members that send
 // garbage (wrong size, NaN, a dishonest average) left out and banned.
 import assert from 'node:assert/strict'
-import { Averager, shardCodecs, type FaultInjection, type RoundResult } from '../core/averaging/index.ts'
+import { Averager, type FaultInjection, type RoundResult } from '../core/averaging/index.ts'
+import { shardCodecs } from '../core/codecs/tensor-codecs.ts'
 import { int8BlockCodec } from '../plugins/compression/index.ts'
 import { shardRanges } from '../core/averaging/butterfly.ts'
 import { expectedMean, RUN_ID, startSwarm, testVector, type Swarm } from './averaging-helpers.ts'

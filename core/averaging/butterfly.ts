@@ -1,5 +1,6 @@
 // Butterfly all-reduce over one group: the messages, the shard arithmetic and both sides of the
-// exchange. The round driver (averager.ts) forms the group and calls into this module.
+// exchange. The averaging service (averager.ts) forms the group; the round's runner
+// (all-reduce-round.ts) drives the exchange with this module's pieces.
 //
 // The flattened vector (N float32) is cut into one contiguous shard per member (equal sizes, in
 // sorted peer-id order). Member i owns shard i. One stream per (contributor, owner) pair carries
@@ -21,7 +22,7 @@
 // (so a contributor cannot make an honest owner look dishonest by declaring small and sending large).
 import type { Frame, FramedStream, FrameKind } from '../wire/index.ts'
 import { AveragingProtocolError, ShardBoundsError, ShardSizeError, ShardStatsMismatchError } from './errors.ts'
-import type { AveragingRole, ShardCodecs } from './codecs.ts'
+import type { AveragingRole, TensorCodecs } from '../codecs/tensor-codecs.ts'
 
 export const AVERAGING_PROTOCOL = '/layerswarm/averaging/1.0.0'
 /**
@@ -147,12 +148,17 @@ export function parseReduceResponse (frame: Frame, n: number): ReduceResponse {
 
 // ---- moving shards ----------------------------------------------------------------------------
 
-/** Encoded parts of `data` (chunkElements each): the bytes to send, one entry per frame. */
-export function encodeParts (codecs: ShardCodecs, role: AveragingRole, data: Float32Array, chunkElements: number): Array<{ codecId: number, bytes: Uint8Array, elements: number }> {
+/**
+ * Encoded parts of `data` (chunkElements each): the bytes to send, one entry per frame. `checked`
+ * false skips the codecs adapter's finite check (fault injection only).
+ */
+export function encodeParts (codecs: TensorCodecs<AveragingRole>, role: AveragingRole, data: Float32Array, chunkElements: number,
+  checked = true): Array<{ codecId: number, bytes: Uint8Array, elements: number }> {
   const out: Array<{ codecId: number, bytes: Uint8Array, elements: number }> = []
   for (let o = 0; o < data.length; o += chunkElements) {
     const chunk = data.subarray(o, Math.min(o + chunkElements, data.length))
-    out.push({ ...codecs.encode(role, chunk), elements: chunk.length })
+    const enc = checked ? codecs.encode(role, chunk) : codecs.encodeUnchecked(role, chunk)
+    out.push({ ...enc, elements: chunk.length })
   }
   return out
 }
@@ -169,7 +175,7 @@ export async function sendParts (fs: FramedStream, role: AveragingRole, stage: n
 }
 
 /** Reads `parts` data frames making up exactly `length` elements; every part validated and decoded. */
-export async function receiveParts (fs: FramedStream, codecs: ShardCodecs, role: AveragingRole, stage: number,
+export async function receiveParts (fs: FramedStream, codecs: TensorCodecs<AveragingRole>, role: AveragingRole, stage: number,
   parts: number, length: number, signal: AbortSignal): Promise<Float32Array> {
   if ((length === 0) !== (parts === 0) || parts > length) throw new AveragingProtocolError(`${parts} parts cannot carry ${length} elements`)
   const out = new Float32Array(length)

@@ -5,9 +5,12 @@
 //   backward(dout [B,T,W] | nothing on the last stage) -> dinput [B,T,W] (null on stage 0)
 // where W is the boundary width: C, or k with a bottleneck. One microbatch is in flight at a
 // time: backward uses the activations of the latest forward. Parameter gradients accumulate
-// over backward calls until zeroGrad.
+// over backward calls until zeroGrad. Hidden inputs and output gradients are checked finite here
+// too, for callers that do not come through the codecs adapter (GptModel, tests).
 import type { ComputeBackend, Tensor } from '../contracts/backend.ts'
-import { LayerswarmError, NonFiniteError, ShapeError } from '../errors.ts'
+import { LayerswarmError, ShapeError } from '../errors.ts'
+// the one NaN/Inf scan (a leaf module: errors and the frame header only)
+import { assertFiniteF32 } from '../wire/finite.ts'
 import {
   allocBlockActivations, allocBlockScratch, allocHeadActivations, blockBackward, blockForward,
   bottleneckBackward, bottleneckForward, embeddingBackward, embeddingForward, headBackward,
@@ -141,7 +144,7 @@ export class Stage {
       if (hidden.length !== B * T * this.boundaryWidth) {
         throw new ShapeError(`hidden input: expected [${B},${T},${this.boundaryWidth}] (${B * T * this.boundaryWidth} values), got ${hidden.length}`)
       }
-      checkFinite('hidden input', hidden)
+      assertFiniteF32(hidden, 'hidden input')
       await be.write(a.input, hidden)
       if (this.up != null) await bottleneckForward(be, this.up, a.upOut as Tensor, a.input)
     }
@@ -208,7 +211,7 @@ export class Stage {
       const W = this.boundaryWidth
       if (dout == null) throw new ShapeError(`stage ${this.layout.range.index} backward needs dout [${B},${T},${W}]`)
       if (dout.length !== B * T * W) throw new ShapeError(`dout: expected [${B},${T},${W}] (${B * T * W} values), got ${dout.length}`)
-      checkFinite('dout', dout)
+      assertFiniteF32(dout, 'dout')
       if (this.down != null) {
         await be.write(a.ddown as Tensor, dout)
         await bottleneckBackward(be, this.down, a.dres, a.ddown as Tensor, last)
@@ -307,10 +310,4 @@ function checkIds (name: string, ids: Int32Array, n: number, lo: number, hi: num
     if (v >= 0) count++
   }
   return count
-}
-
-function checkFinite (name: string, x: Float32Array): void {
-  for (let i = 0; i < x.length; i++) {
-    if (!Number.isFinite(x[i])) throw new NonFiniteError(`${name}[${i}] is ${x[i]}`)
-  }
 }

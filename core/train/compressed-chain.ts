@@ -1,6 +1,6 @@
 // An in-process stage chain whose boundaries run the swarm's boundary path: every activation that
 // crosses stage s -> s+1 and every activation gradient that crosses back is encoded with the run's
-// codec for its role (core/pipeline/codecs.ts, the same BoundaryCodecs the pipeline node uses), put
+// codec for its role (core/codecs/tensor-codecs.ts, the same adapter the pipeline node uses), put
 // in a wire frame (core/wire encodeHeader), parsed back by the wire FrameDecoder, and decoded on the
 // other side. Only the network is missing. It measures what compression (codecs and the learned
 // bottleneck) costs in loss and saves in bytes, on one process and one deterministic backend.
@@ -17,7 +17,7 @@ import { learningRate, validateLrSchedule, type LrSchedule } from '../model/lr-s
 import type { AdamWOptions, StepOptions, StepResult } from '../model/optimizer.ts'
 import { StageStateError } from '../model/stage.ts'
 import { ModelConfigError } from '../model/config.ts'
-import type { BoundaryCodecs, BoundaryRole } from '../pipeline/codecs.ts'
+import type { BoundaryCodecs, BoundaryRole } from '../codecs/tensor-codecs.ts'
 import { encodeHeader, FrameDecoder, type Frame } from '../wire/index.ts'
 import type { TrainData } from '../data/index.ts'
 
@@ -88,7 +88,7 @@ export function decodeBoundary (codecs: BoundaryCodecs, role: BoundaryRole, fram
 export interface CompressedChainOptions extends GptOptions {
   /** S >= 2 for any boundary to exist. */
   readonly stages: number
-  /** Codecs for 'activation' and 'activation-grad' (core/pipeline/codecs.ts `boundaryCodecs`). */
+  /** Codecs for 'activation' and 'activation-grad' (core/codecs/tensor-codecs.ts `boundaryCodecs`). */
   readonly codecs: BoundaryCodecs
 }
 

@@ -17,7 +17,7 @@ import type { Codec, DecodedTensor, TensorRole } from '../../core/contracts/code
 import {
   assertLittleEndianHost, checkEncodeShape, checkIdentity, DEFAULT_MAX_ELEMENTS, expectPayload, readHeader, writeHeader
 } from './header.ts'
-import { absMaxFinite, bitsOf } from './finite.ts'
+import { absMaxFinite, bitsOf } from '../../core/wire/finite.ts'
 import { CodecIds } from './ids.ts'
 
 export interface BlockCodecOptions {
@@ -79,7 +79,7 @@ export function int8BlockCodec (opts: BlockCodecOptions = {}): BlockCodec {
       for (let blk = 0; blk < nb; blk++) {
         const from = blk * B
         const to = Math.min(n, from + B)
-        const a = absMaxFinite(data, bits, from, to, name)
+        const a = absMaxFinite(data, bits, from, to, `${name}: input`)
         scales[blk] = a
         if (a === 0) continue // codes are already 0
         const m = 127 / a
@@ -140,7 +140,7 @@ export function int4BlockCodec (opts: BlockCodecOptions = {}): BlockCodec {
       for (let blk = 0; blk < nb; blk++) {
         const from = blk * B // even, since B is even: pairs never straddle blocks
         const to = Math.min(n, from + B)
-        const a = absMaxFinite(data, bits, from, to, name)
+        const a = absMaxFinite(data, bits, from, to, `${name}: input`)
         scales[blk] = a
         // Nibble = round(x * 7 / a) + 8, in 1..15; a zero block is all 8s.
         const m = a === 0 ? 0 : 7 / a

@@ -14,7 +14,7 @@ import type { Codec, DecodedTensor, TensorRole } from '../../core/contracts/code
 import {
   assertLittleEndianHost, checkEncodeShape, checkIdentity, DEFAULT_MAX_ELEMENTS, expectPayload, readHeader, writeHeader
 } from './header.ts'
-import { absMaxFinite, bitsOf, findNonFinite } from './finite.ts'
+import { absMaxFinite, bitsOf, findNonFinite } from '../../core/wire/finite.ts'
 import { CodecIds } from './ids.ts'
 
 export interface FloatCodecOptions {
@@ -41,7 +41,7 @@ export function fp32Codec (opts: FloatCodecOptions = {}): Codec {
     nominalRatio: 1,
     encode (data: Float32Array, shape: readonly number[], _role: TensorRole): Uint8Array {
       const n = checkEncodeShape(data, shape, maxElements, name)
-      absMaxFinite(data, bitsOf(data), 0, n, name)
+      absMaxFinite(data, bitsOf(data), 0, n, `${name}: input`)
       const { bytes, offset } = writeHeader(id, shape, n, 0, 4 * n)
       new Float32Array(bytes.buffer, offset, n).set(data)
       return bytes
@@ -138,7 +138,7 @@ function halfCodec (f: HalfFormat, id: number, name: string, maxElements: number
     encode (data: Float32Array, shape: readonly number[], _role: TensorRole): Uint8Array {
       const n = checkEncodeShape(data, shape, maxElements, name)
       const bits = bitsOf(data)
-      const max = absMaxFinite(data, bits, 0, n, name)
+      const max = absMaxFinite(data, bits, 0, n, `${name}: input`)
       const k = max === 0 ? 0 : f.top - ilog2(max)
       const { bytes, offset } = writeHeader(id, shape, n, 4, 2 * n, (dv, at) => { dv.setInt32(at, k, true) })
       const out = new Uint16Array(bytes.buffer, offset, n)

@@ -21,7 +21,7 @@ import type { Codec, DecodedTensor, TensorRole } from '../../core/contracts/code
 import {
   align4, assertLittleEndianHost, checkEncodeShape, checkIdentity, DEFAULT_MAX_ELEMENTS, expectPayload, readHeader, writeHeader
 } from './header.ts'
-import { nonFinite } from './finite.ts'
+import { absMaxFinite, nonFiniteAt } from '../../core/wire/finite.ts'
 import { CodecIds } from './ids.ts'
 
 export interface TopKOptions {
@@ -64,7 +64,7 @@ function selectThreshold (data: Float32Array, bits: Uint32Array, n: number, k: n
   hist.fill(0)
   for (let i = 0; i < n; i++) {
     const a = bits[i] & 0x7fffffff
-    if (a >= 0x7f800000) throw nonFinite(codec, data[i], i, n)
+    if (a >= 0x7f800000) throw nonFiniteAt(`${codec}: input`, data, i)
     hist[a >>> 16]++
   }
   let above = 0
@@ -122,10 +122,8 @@ export function topkCodec (opts: TopKOptions = {}): TopKCodec {
       const idx = new Uint32Array(k)
       const vals = new Float32Array(k)
       if (k === n) {
-        for (let i = 0; i < n; i++) {
-          if ((bits[i] & 0x7fffffff) >= 0x7f800000) throw nonFinite(name, data[i], i, n)
-          idx[i] = i
-        }
+        absMaxFinite(data, bits, 0, n, `${name}: input`)
+        for (let i = 0; i < n; i++) idx[i] = i
         vals.set(data)
       } else if (k > 0) {
         const sel = selectThreshold(data, bits, n, k, name)

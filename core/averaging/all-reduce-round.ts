@@ -1,0 +1,414 @@
+// One averaging round's butterfly all-reduce on this node, once its group is known (the averaging
+// service, averager.ts, finds the group and schedules rounds; butterfly.ts holds the messages and
+// the shard arithmetic):
+//
+//   begin(members)  shard layout, this node's declared stats, deadlines from the measured bandwidth
+//                   plus slack (contributions by contribDeadline, results by resultDeadline)
+//   run()           contributor side: this node's values of shard j to its owner, the average back,
+//                   for every other member in parallel; then waits for our own shard's average and
+//                   assembles the vector: a lost or refused shard keeps this node's values
+//   serve()         owner side: one contributor's values of our shard; when every member delivered
+//                   or the contribution deadline passed, the weighted mean goes back to each of them
+//
+// A member that does not deliver in time is left out of that shard's average. Results are checked
+// against the stats every member declared to this node directly; a peer whose data or average is
+// refused is penalized (the service bans it for later rounds).
+import type { Logger } from '../contracts/logger.ts'
+import { AbortError } from '../errors.ts'
+import { deadline, withDeadline } from '../timers.ts'
+import { PeerResetError, RemoteError, type FramedStream } from '../wire/index.ts'
+import type { AveragingRole, TensorCodecs } from '../codecs/tensor-codecs.ts'
+import {
+  checkAverageBounds, checkDeclaredStats, encodeParts, parseReduceResponse, receiveParts, sendParts, shardRanges,
+  shardStats, weightedMean, type ReduceRequest, type ShardStats
+} from './butterfly.ts'
+import {
+  averagingVerdict, ContributionLateError, GroupViewMismatchError, PeerBannedError, RoundMismatchError, AveragingProtocolError
+} from './errors.ts'
+import type { BanList } from './ban-list.ts'
+
+/** Hooks that make this node misbehave on purpose: for fault-injection tests and drills only. */
+export interface FaultInjection {
+  /** Replaces the values this node sends as its contribution to shard `shard` (after declaring stats). */
+  readonly contribution?: (shard: number, data: Float32Array) => Float32Array
+  /** Replaces the average this node returns for the shard it owns. */
+  readonly result?: (shard: number, avg: Float32Array) => Float32Array
+  /** True: this node never opens a stream to shard `shard`'s owner (a silent member that stays connected). */
+  readonly withhold?: (shard: number) => boolean
+}
+
+export interface LostShard {
+  readonly shard: number
+  readonly owner: string
+  readonly start: number
+  readonly end: number
+  /** Error code of why its average did not arrive or was refused. */
+  readonly reason: string
+}
+
+export interface ExcludedPeer {
+  readonly peer: string
+  readonly reason: string
+  /** Put on the ban list for this. */
+  readonly banned: boolean
+}
+
+/** What one round's exchange gives (run()). */
+export interface ReduceOutcome {
+  readonly averaged: Float32Array
+  /** Contributions (this node's included) in the average of the shard this node owns. */
+  readonly contributors: number
+  /** Shards that kept this node's own values. */
+  readonly lostShards: readonly LostShard[]
+  /** Peers whose contribution or result this node left out. */
+  readonly excluded: readonly ExcludedPeer[]
+  readonly bytesSent: number
+  readonly bytesReceived: number
+  /** ms of the exchange (after the group formed). */
+  readonly reduceMs: number
+}
+
+/** What a round needs from the averaging service. */
+export interface RoundContext {
+  /** This node's peer id. */
+  readonly self: string
+  readonly codecs: TensorCodecs<AveragingRole>
+  readonly bans: BanList
+  readonly chunkElements: number
+  readonly joinMs: number
+  readonly slackMs: number
+  /** A fixed deadline per phase (ms) instead of the bandwidth rule. */
+  readonly phaseTimeoutMs?: number
+  /** This node's link bandwidth estimate (bytes/s). */
+  readonly bandwidth: number
+  readonly faults?: FaultInjection
+  readonly log: Logger
+  /** Opens an averaging stream to `peer`. */
+  dial(peer: string, signal: AbortSignal): Promise<FramedStream>
+  /** Bans `peer` when `err` says it misbehaved. */
+  penalize(peer: string, err: Error): void
+}
+
+type Contributors = ReadonlyArray<readonly [number, number, number, number]>
+
+interface OwnerResult {
+  parts: Array<{ codecId: number, bytes: Uint8Array, elements: number }>
+  own: Float32Array
+  contributors: Array<[number, number, number, number]>
+}
+
+function deferred<T> (): { promise: Promise<T>, resolve: (v: T) => void, reject: (e: Error) => void } {
+  let resolve!: (v: T) => void
+  let reject!: (e: Error) => void
+  const promise = new Promise<T>((res, rej) => { resolve = res; reject = rej })
+  promise.catch(() => {})
+  return { promise, resolve, reject }
+}
+
+export class AllReduceRound {
+  members: string[] = []
+  digest = ''
+  /** This node's index in the group (-1 before begin). */
+  me = -1
+  /** Aborted when the round ends (or the service stops): every exchange of the round with it. */
+  readonly abort = new AbortController()
+  /** Resolves when the group is formed; inbound requests wait for it. */
+  readonly ready = deferred<void>()
+  private ranges: Array<[number, number]> = []
+  private contribDeadline = 0
+  private resultDeadline = 0
+  private readonly contributions = new Map<number, { weight: number, data: Float32Array }>()
+  /** Stats each member declared to this node directly (its request to our shard). */
+  private readonly declared = new Map<number, ReadonlyArray<readonly [number, number]>>()
+  private readonly settled = new Set<number>()
+  private readonly failures = new Map<number, Error>()
+  private closed = false
+  private readonly result = deferred<OwnerResult>()
+  private myStats: ShardStats[] = []
+  private timer: NodeJS.Timeout | undefined
+  private bytesReceived = 0
+  private bytesSent = 0
+  /** Inbound exchanges still sending our shard's average: the round waits for them (bounded). */
+  private readonly serving = new Set<Promise<void>>()
+
+  constructor (private readonly ctx: RoundContext, readonly stage: number, readonly round: number,
+    readonly role: AveragingRole, readonly data: Float32Array, readonly weight: number) {}
+
+  /** The group is formed (sorted members, this node included): layout, deadlines, banned members left out. */
+  begin (members: string[], digest: string): void {
+    const { ctx, data } = this
+    this.members = members
+    this.digest = digest
+    this.me = members.indexOf(ctx.self)
+    this.ranges = shardRanges(data.length, members.length)
+    this.myStats = this.ranges.map(([s, e]) => shardStats(data.subarray(s, e)))
+    const readyAt = Date.now()
+    const phaseMs = ctx.phaseTimeoutMs ?? Math.ceil(ctx.slackMs + 3000 * (data.length * 4 * (members.length - 1) / members.length) / ctx.bandwidth)
+    this.contribDeadline = readyAt + ctx.joinMs + phaseMs
+    this.resultDeadline = readyAt + ctx.joinMs + 2 * phaseMs
+    this.timer = setTimeout(() => { this.finalize() }, this.contribDeadline - Date.now())
+    for (let i = 0; i < members.length; i++) {
+      if (i !== this.me && ctx.bans.isBanned(members[i])) this.settle(i, new PeerBannedError(members[i]))
+    }
+    this.ready.resolve()
+  }
+
+  /** This node averages alone this round: requests waiting for its group are refused. */
+  alone (): void {
+    this.ready.reject(new GroupViewMismatchError('this node averages alone this round'))
+  }
+
+  /** A member's last connection closed: it will not contribute, stop waiting for it at once. */
+  peerGone (peer: string): void {
+    const k = this.members.indexOf(peer)
+    if (k >= 0 && k !== this.me) this.settle(k, new PeerResetError())
+  }
+
+  /** The round is over: our shard closes with what arrived, exchanges still running are aborted. */
+  end (reason: Error): void {
+    clearTimeout(this.timer)
+    if (!this.closed) this.finalize()
+    this.abort.abort(reason)
+  }
+
+  /** Scatter-reduce + all-gather: one exchange per other member, in parallel with our own shard's serving. */
+  async run (): Promise<ReduceOutcome> {
+    const { members, ctx } = this
+    const tr = Date.now()
+    const outcomes = await Promise.all(members.map(async (_, j) => j === this.me ? null : await this.contribute(j).then(v => ({ ok: true as const, ...v }), (err: Error) => ({ ok: false as const, err }))))
+    const own = await Promise.race([
+      this.result.promise,
+      new Promise<never>((_resolve, reject) => {
+        const t = setTimeout(() => { reject(new AbortError('own shard not finalized in time')) }, Math.max(0, this.contribDeadline - Date.now()) + 1000)
+        this.abort.signal.addEventListener('abort', () => { clearTimeout(t); reject(this.abort.signal.reason) }, { once: true })
+        this.result.promise.finally(() => { clearTimeout(t) }).catch(() => {})
+      })
+    ])
+
+    // our shard's average must reach the others before this round lets go of its state
+    await Promise.allSettled([...this.serving])
+
+    // assemble and check: a lost or refused shard keeps this node's values
+    const averaged = this.data.slice()
+    averaged.set(own.own, this.ranges[this.me][0])
+    const lostShards: LostShard[] = []
+    const excluded: ExcludedPeer[] = []
+    for (const [k, err] of this.failures) {
+      const peer = members[k]
+      excluded.push({ peer, reason: codeOf(err), banned: ctx.bans.isBanned(peer) })
+    }
+    const rel = ctx.codecs.relError(this.role)
+    outcomes.forEach((o, j) => {
+      if (o == null) return
+      const [s, e] = this.ranges[j]
+      const owner = members[j]
+      const lose = (reason: string): void => { lostShards.push({ shard: j, owner, start: s, end: e, reason }) }
+      if (!o.ok) {
+        if (averagingVerdict(o.err) === 'reject') ctx.penalize(owner, o.err)
+        lose(codeOf(o.err))
+        if (averagingVerdict(o.err) === 'reject') excluded.push({ peer: owner, reason: codeOf(o.err), banned: true })
+        return
+      }
+      let conflict = false
+      const inputs = o.contributors.map(([idx, , norm, maxAbs]) => {
+        const direct = idx === this.me ? this.myStats[j] : toStats(this.declared.get(idx)?.[j])
+        if (direct != null && (direct.norm !== norm || direct.maxAbs !== maxAbs)) conflict = true
+        return direct ?? { norm, maxAbs }
+      })
+      if (conflict) {
+        // the owner echoes stats a contributor did not declare to us: one of the two lies; we cannot tell which
+        lose('ERR_AVG_CONFLICT')
+        return
+      }
+      try {
+        checkAverageBounds(o.values, inputs, rel)
+      } catch (err) {
+        ctx.penalize(owner, err as Error)
+        excluded.push({ peer: owner, reason: codeOf(err), banned: true })
+        lose(codeOf(err))
+        return
+      }
+      averaged.set(o.values, s)
+    })
+    return {
+      averaged,
+      contributors: own.contributors.length,
+      lostShards,
+      excluded,
+      bytesSent: this.bytesSent,
+      bytesReceived: this.bytesReceived,
+      reduceMs: Date.now() - tr
+    }
+  }
+
+  /** Owner side: one contributor's request for our shard, once the group is formed. */
+  async serve (fs: FramedStream, req: ReduceRequest, peer: string, handlerSignal: AbortSignal): Promise<void> {
+    await withDeadline(undefined, [handlerSignal, this.abort.signal], async signal => {
+      await Promise.race([this.ready.promise, new Promise<never>((_resolve, reject) => {
+        if (signal.aborted) { reject(signal.reason); return }
+        signal.addEventListener('abort', () => { reject(signal.reason) }, { once: true })
+      })])
+      const k = this.checkRequest(req, peer)
+      const served = deferred<void>()
+      this.serving.add(served.promise)
+      try {
+        await this.serveContribution(fs, req, k, peer, signal)
+      } finally {
+        served.resolve()
+      }
+    })
+  }
+
+  private settle (k: number, err?: Error): void {
+    if (this.settled.has(k)) return
+    this.settled.add(k)
+    if (err != null) this.failures.set(k, err)
+    if (this.settled.size >= this.members.length - 1) this.finalize()
+  }
+
+  /** Closes our shard's average: the contributions in by now, this node's own, in member order. */
+  private finalize (): void {
+    if (this.closed) return
+    this.closed = true
+    clearTimeout(this.timer)
+    if (this.me < 0) { this.result.reject(new RoundMismatchError('no group')); return }
+    // a member still silent now is left out of this shard: record it, so the round reports it even
+    // when no disconnect was seen (it may have died before this node's group formed)
+    for (let k = 0; k < this.members.length; k++) {
+      if (k !== this.me && !this.settled.has(k)) {
+        this.settled.add(k)
+        this.failures.set(k, new ContributionLateError('no contribution before the shard closed'))
+      }
+    }
+    try {
+      const { codecs, faults, chunkElements } = this.ctx
+      const [s, e] = this.ranges[this.me]
+      const inputs: Array<{ idx: number, weight: number, data: Float32Array }> = [{ idx: this.me, weight: this.weight, data: this.data.subarray(s, e) }]
+      for (const [idx, c] of this.contributions) inputs.push({ idx, ...c })
+      inputs.sort((a, b) => a.idx - b.idx)
+      let avg = weightedMean(inputs, e - s)
+      if (faults?.result != null) avg = faults.result(this.me, avg)
+      const parts = encodeParts(codecs, this.role, avg, chunkElements)
+      // keep exactly what the others receive, so every member holds the same bits for this shard
+      const own = new Float32Array(e - s)
+      let at = 0
+      for (const p of parts) {
+        const d = codecs.decodeBytes(this.role, p.codecId, p.bytes)
+        own.set(d, at)
+        at += d.length
+      }
+      const contributors = inputs.map(i => {
+        const st = i.idx === this.me ? this.myStats[this.me] : toStats(this.declared.get(i.idx)?.[this.me]) as ShardStats
+        return [i.idx, i.weight, st.norm, st.maxAbs] as [number, number, number, number]
+      })
+      this.result.resolve({ parts, own, contributors })
+    } catch (err) {
+      this.result.reject(err as Error)
+    }
+  }
+
+  private checkRequest (req: ReduceRequest, peer: string): number {
+    if (req.group !== this.digest) throw new GroupViewMismatchError(`group digest ${req.group} differs from this node's ${this.digest}`)
+    const k = this.members.indexOf(peer)
+    if (k < 0 || k === this.me) throw new GroupViewMismatchError(`${peer} is not a member of this node's group`)
+    if (req.shard !== this.me) throw new GroupViewMismatchError(`request for shard ${req.shard}; this node owns shard ${this.me}`)
+    if (req.n !== this.members.length || req.total !== this.data.length) throw new GroupViewMismatchError(`request for ${req.total} elements over ${req.n} members, this node has ${this.data.length} over ${this.members.length}`)
+    if (req.role !== this.role) throw new RoundMismatchError(`request averages ${req.role}, this round averages ${this.role}`)
+    return k
+  }
+
+  private async serveContribution (fs: FramedStream, req: ReduceRequest, k: number, peer: string, signal: AbortSignal): Promise<void> {
+    const { codecs } = this.ctx
+    if (this.settled.has(k)) {
+      // settled without data: we gave up on it (deadline, ban); with data: a real duplicate
+      if (this.failures.has(k)) throw new ContributionLateError()
+      throw new AveragingProtocolError(`a second contribution from ${peer} for round ${req.round}`)
+    }
+    this.declared.set(k, req.stats)
+    try {
+      if (this.closed) throw new ContributionLateError()
+      const [s, e] = this.ranges[this.me]
+      const data = await withDeadline(this.contribDeadline - Date.now(), [signal],
+        async contribSignal => await receiveParts(fs, codecs, req.role, this.stage, req.parts, e - s, contribSignal))
+      checkDeclaredStats(data, { norm: req.stats[this.me][0], maxAbs: req.stats[this.me][1] }, codecs.relError(req.role))
+      if (this.closed) throw new ContributionLateError()
+      this.contributions.set(k, { weight: req.weight, data })
+      this.settle(k)
+    } catch (err) {
+      this.settle(k, err as Error)
+      throw err
+    } finally {
+      this.bytesReceived += fs.stats.bytesReceived
+    }
+    const res = await this.result.promise
+    const before = fs.stats.bytesSent
+    await withDeadline(this.resultDeadline - Date.now(), [signal], async sendSignal => {
+      await fs.send({ kind: 'response', stage: this.stage, microbatchId: req.round, metadata: { op: 'result', contributors: res.contributors, parts: res.parts.length } }, undefined, { signal: sendSignal })
+      await sendParts(fs, req.role, this.stage, req.round, res.parts, sendSignal)
+    })
+    this.bytesSent += fs.stats.bytesSent - before
+  }
+
+  /** Contributor side: our values of shard j to its owner, its average back. */
+  private async contribute (j: number): Promise<{ values: Float32Array, contributors: Contributors }> {
+    const { ctx } = this
+    const owner = this.members[j]
+    if (ctx.bans.isBanned(owner)) throw new PeerBannedError(owner)
+    if (ctx.faults?.withhold?.(j) === true) throw new AbortError('contribution withheld (fault injection)')
+    const guard = deadline(this.resultDeadline - Date.now(), this.abort.signal)
+    const signal = guard.signal
+    let fs: FramedStream
+    try {
+      fs = await ctx.dial(owner, signal)
+    } catch (err) {
+      guard.clear()
+      throw err
+    }
+    try {
+      const [s, e] = this.ranges[j]
+      let mine = this.data.subarray(s, e)
+      const fault = ctx.faults?.contribution
+      if (fault != null) mine = fault(j, mine.slice())
+      // the round checked its own vector before it began; injected faults go out unchecked, as a broken peer's would
+      const parts = encodeParts(ctx.codecs, this.role, mine, ctx.chunkElements, fault == null)
+      const meta: ReduceRequest = {
+        op: 'reduce',
+        round: this.round,
+        group: this.digest,
+        shard: j,
+        n: this.members.length,
+        total: this.data.length,
+        role: this.role,
+        weight: this.weight,
+        stats: this.myStats.map(st => [st.norm, st.maxAbs] as const),
+        parts: parts.length
+      }
+      await fs.send({ kind: 'request', stage: this.stage, microbatchId: this.round, metadata: meta as unknown as Record<string, unknown> }, undefined, { signal })
+      await sendParts(fs, this.role, this.stage, this.round, parts, signal)
+      const resp = parseReduceResponse(await fs.expect({ signal }), this.members.length)
+      const values = await receiveParts(fs, ctx.codecs, this.role, this.stage, resp.parts, e - s, signal)
+      await fs.close({ signal })
+      return { values, contributors: resp.contributors }
+    } catch (err) {
+      if (!(err instanceof RemoteError)) fs.abort(err as Error)
+      // an owner that banned us will not contribute to our shard either: stop waiting for it
+      if (err instanceof RemoteError && err.remoteCode === 'ERR_AVG_BANNED') this.settle(j, err)
+      throw err
+    } finally {
+      guard.clear()
+      this.bytesSent += fs.stats.bytesSent
+      this.bytesReceived += fs.stats.bytesReceived
+    }
+  }
+}
+
+function toStats (s: readonly [number, number] | undefined): ShardStats | undefined {
+  return s == null ? undefined : { norm: s[0], maxAbs: s[1] }
+}
+
+/** The code an averaging report gives an error: the remote's code for an error frame. */
+export function codeOf (err: unknown): string {
+  const e = err as { code?: unknown, remoteCode?: unknown }
+  if (typeof e?.remoteCode === 'string') return e.remoteCode
+  return typeof e?.code === 'string' ? e.code : 'ERR_UNKNOWN'
+}
