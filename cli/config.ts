@@ -60,13 +60,16 @@ export interface StartFlags {
   report?: string
   checkpointDir?: string
   exitWhenDone?: boolean
+  role?: string
+  maxAttempts?: string
+  peerWait?: string
 }
 
 /** Flags of `start` that configure the training runtime; they go to CreateNodeOptions.runtime over the config file's `runtime`. */
 export const TRAINING_FLAGS = [
   'stage', 'stages', 'model', 'tokenizer', 'data', 'steps', 'seed', 'batch', 'seqLen', 'microbatches', 'lr', 'warmup',
   'weightDecay', 'gradClip', 'bottleneck', 'runName', 'codec', 'gradCodec', 'runManifest', 'maxInflight', 'sampleNodeId', 'evalBatches',
-  'evalEvery', 'report', 'checkpointDir', 'exitWhenDone'
+  'evalEvery', 'report', 'checkpointDir', 'exitWhenDone', 'role', 'maxAttempts', 'peerWait'
 ] as const
 
 export interface StartConfig {

@@ -78,6 +78,7 @@ export class PeerJudge {
 
   /** gossipsub's appSpecificScore for `peer` (<= 0). */
   score (peer: string): number {
-    return Math.max(MIN_SCORE, -SCORE_PER_PENALTY * this.penaltiesOf(peer))
+    const n = this.penaltiesOf(peer)
+    return n === 0 ? 0 : Math.max(MIN_SCORE, -SCORE_PER_PENALTY * n)
   }
 }

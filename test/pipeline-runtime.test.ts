@@ -11,6 +11,7 @@ import { mergeStageCheckpoints } from '../core/train/merge-checkpoints.ts'
 import { parseTrainingOptions, startTrainingRuntime, type TrainingRuntime } from '../core/runtime/training-runtime.ts'
 import { loadCheckpoint } from '../core/train/checkpoint.ts'
 import { tinyCorpus, TINY } from './pipeline-helpers.ts'
+import { Tokens, type RuntimeAccess } from '../core/contracts/index.ts'
 import { writeFile } from 'node:fs/promises'
 
 describe('pipeline: training runtime on real nodes', function () {
@@ -52,8 +53,14 @@ describe('pipeline: training runtime on real nodes', function () {
       assert.ok(k in st.training, `status.training.${k}`)
     }
 
-    const r0 = await startTrainingRuntime(n0, parseTrainingOptions({ ...flags, stage: '0', report: join(dir, 'r0.json') }))
+    // --role data pins stage 0 (the data role originates the microbatches there)
+    const r0 = await startTrainingRuntime(n0, parseTrainingOptions({ ...flags, role: 'data', report: join(dir, 'r0.json') }))
     runtimes.push(r0)
+    const reach = n0.container.resolve<RuntimeAccess>(Tokens.Runtime)
+    assert.deepEqual(reach.roles().map(r => r.name), ['stage', 'data'], 'plugins reach the running roles through Tokens.Runtime')
+    assert.equal(reach.role('data')?.name, 'data')
+    assert.deepEqual((await queryControl(n0.config.dataDir, '/training') as Record<string, any>).roles, ['stage', 'data'])
+    assert.deepEqual(st.training.roles, ['stage'])
     assert.equal(r0.runId, r1.runId, 'the same flags give the same run id')
     await Promise.all([r0.done, r1.done])
 

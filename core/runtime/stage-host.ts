@@ -29,6 +29,7 @@ import { loadCorpus } from '../data/index.ts'
 import type { LayerswarmNode } from '../node/create-node.ts'
 import { PipelineNode, type PipelineData } from '../pipeline/pipeline-node.ts'
 import { PipelineMetrics } from '../pipeline/pipeline-metrics.ts'
+import type { RetryPolicy } from '../pipeline/dispatch.ts'
 import type { HostStatus } from '../pipeline/training-status.ts'
 import { MetricsRegistry } from '../metrics/registry.ts'
 import { PeerJudge } from '../peer-judge.ts'
@@ -58,6 +59,7 @@ export interface StageHostInit {
     readonly maxInflight: number
     readonly evalBatches: number
     readonly evalEvery: number
+    readonly retry?: Partial<RetryPolicy>
   }
   /** Corpus path (stage 0 reads it); default the manifest's, or the shipped corpus. */
   readonly data?: string
@@ -97,6 +99,7 @@ export class StageHost {
   private readonly rate = new BusyRate()
   private readonly stateServer: StateServer
   private unsubscribe: (() => void) | undefined
+  private readonly pipelineListeners = new Set<() => void>()
   /** Aborted at stop(): a state fetch in progress must not hold up the node's shutdown. */
   private readonly abort = new AbortController()
 
@@ -115,6 +118,17 @@ export class StageHost {
   /** The pipeline serving now (undefined before the first assignment and during a move). */
   get pipeline (): PipelineNode | undefined {
     return this.current
+  }
+
+  /** Calls `listener` whenever the serving pipeline (and so the running roles) changes; returns the unsubscribe function. */
+  onPipelineChanged (listener: () => void): () => void {
+    this.pipelineListeners.add(listener)
+    return () => { this.pipelineListeners.delete(listener) }
+  }
+
+  private setCurrent (p: PipelineNode | undefined): void {
+    this.current = p
+    for (const l of this.pipelineListeners) l()
   }
 
   async start (): Promise<void> {
@@ -146,7 +160,7 @@ export class StageHost {
     this.unsubscribe?.()
     await this.serialized(async () => {
       const p = this.current
-      this.current = undefined
+      this.setCurrent(undefined)
       await p?.stop()
     })
     await this.stateServer.stop()
@@ -296,6 +310,7 @@ export class StageHost {
         maxInflight: o.maxInflight,
         evalBatches: o.evalBatches,
         evalEvery: o.evalEvery,
+        retry: o.retry,
         container: this.init.node.container,
         source: this.init.scheduler != null ? schedulerSource(this.init.scheduler, this.me) : undefined,
         params: fetched?.params,
@@ -318,7 +333,7 @@ export class StageHost {
         throw new StageStateMismatchError(stage, fetched.peer, (err as Error).message)
       }
     }
-    this.current = p
+    this.setCurrent(p)
     this.moving = undefined
     void p.finished.then(() => {
       // a pipeline stopped for a move or at stop() is no longer current
@@ -333,7 +348,7 @@ export class StageHost {
   private async retire (): Promise<void> {
     const p = this.current
     if (p == null) return
-    this.current = undefined
+    this.setCurrent(undefined)
     await p.stop()
   }
 

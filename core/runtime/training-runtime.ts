@@ -11,6 +11,8 @@ import type { ComputeBackend } from '../contracts/backend.ts'
 import type { Logger } from '../contracts/logger.ts'
 import type { Scheduler } from '../contracts/scheduler.ts'
 import { Tokens } from '../contracts/tokens.ts'
+import type { Role, RoleName, RuntimeAccess } from '../contracts/role.ts'
+import { DEFAULT_RETRY_POLICY } from '../pipeline/dispatch.ts'
 import { ConfigError } from '../errors.ts'
 import { silentLogger } from '../logger.ts'
 import { createTokenizer } from '../data/index.ts'
@@ -61,24 +63,33 @@ export interface TrainingOptions {
   readonly report?: string
   readonly checkpointDir?: string
   readonly exitWhenDone: boolean
+  /** The roles this node runs (ROLE_NAMES); `data` pins stage 0. Default ['stage']. */
+  readonly roles: readonly RoleName[]
+  /** Attempts per microbatch and hop (RetryPolicy.maxAttempts). */
+  readonly maxAttempts: number
+  /** How long a microbatch waits for a peer of the next stage (RetryPolicy.peerWaitMs). */
+  readonly peerWait: number
 }
+
+/** The roles `start --role` accepts: a node may hold several. */
+export const ROLE_NAMES: readonly RoleName[] = ['stage', 'data']
 
 const DEFAULTS = {
   stages: 2, model: 'tiny', tokenizer: 'byte', steps: 1000, seed: 0, batch: 8, microbatches: 1, lr: 1e-3,
   weightDecay: 0.1, gradClip: 1, bottleneck: 0, runName: 'layerswarm', codec: 'none', maxInflight: 4,
-  evalBatches: 8, evalEvery: 0, exitWhenDone: false
+  evalBatches: 8, evalEvery: 0, exitWhenDone: false, roles: ['stage'], maxAttempts: DEFAULT_RETRY_POLICY.maxAttempts, peerWait: DEFAULT_RETRY_POLICY.peerWaitMs
 }
 
-const INT_KEYS = ['stage', 'stages', 'steps', 'seed', 'batch', 'seqLen', 'microbatches', 'warmup', 'bottleneck', 'maxInflight', 'evalBatches', 'evalEvery'] as const
+const INT_KEYS = ['stage', 'stages', 'steps', 'seed', 'batch', 'seqLen', 'microbatches', 'warmup', 'bottleneck', 'maxInflight', 'evalBatches', 'evalEvery', 'maxAttempts', 'peerWait'] as const
 const NUM_KEYS = ['lr', 'weightDecay', 'gradClip'] as const
 const STR_KEYS = ['model', 'tokenizer', 'data', 'runName', 'codec', 'gradCodec', 'runManifest', 'sampleNodeId', 'report', 'checkpointDir'] as const
-const MIN: Record<string, number> = { stage: 0, stages: 1, steps: 1, seed: 0, batch: 1, seqLen: 1, microbatches: 1, warmup: 0, bottleneck: 0, maxInflight: 1, evalBatches: 0, evalEvery: 0 }
+const MIN: Record<string, number> = { stage: 0, stages: 1, steps: 1, seed: 0, batch: 1, seqLen: 1, microbatches: 1, warmup: 0, bottleneck: 0, maxInflight: 1, evalBatches: 0, evalEvery: 0, maxAttempts: 1, peerWait: 0 }
 const FLAG: Record<string, string> = {
   stage: '--stage', stages: '--stages', steps: '--steps', seed: '--seed', batch: '--batch', seqLen: '--seq-len', microbatches: '--microbatches',
   warmup: '--warmup', bottleneck: '--bottleneck', maxInflight: '--max-inflight', evalBatches: '--eval-batches', evalEvery: '--eval-every',
   lr: '--lr', weightDecay: '--weight-decay', gradClip: '--grad-clip', model: '--model', tokenizer: '--tokenizer', data: '--data',
   runName: '--run-name', codec: '--codec', gradCodec: '--grad-codec', runManifest: '--run-manifest', sampleNodeId: '--sample-node-id', report: '--report',
-  checkpointDir: '--checkpoint-dir', exitWhenDone: '--exit-when-done'
+  checkpointDir: '--checkpoint-dir', exitWhenDone: '--exit-when-done', role: '--role', maxAttempts: '--max-attempts', peerWait: '--peer-wait'
 }
 
 /** Whether these raw options ask for training: any training option (`--stage` or not) is given. */
@@ -100,7 +111,7 @@ export async function schedulerRuntime (o: TrainingOptions): Promise<{ runId: st
  * and bad values are ConfigErrors naming the flag.
  */
 export function parseTrainingOptions (raw: Readonly<Record<string, unknown>>, cwd = process.cwd()): TrainingOptions {
-  const known = new Set<string>([...INT_KEYS, ...NUM_KEYS, ...STR_KEYS, 'exitWhenDone'])
+  const known = new Set<string>([...INT_KEYS, ...NUM_KEYS, ...STR_KEYS, 'exitWhenDone', 'role'])
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(`unknown training option "${k}" (known: ${[...known].join(', ')})`)
   const out: Record<string, unknown> = { ...DEFAULTS }
   for (const k of INT_KEYS) {
@@ -128,7 +139,22 @@ export function parseTrainingOptions (raw: Readonly<Record<string, unknown>>, cw
     out.exitWhenDone = raw.exitWhenDone
   }
   if (out.sampleNodeId != null && !/^[A-Za-z0-9._-]{1,128}$/.test(out.sampleNodeId as string)) throw new ConfigError('--sample-node-id must be 1..128 of [A-Za-z0-9._-]')
+  if (raw.role != null) out.roles = parseRoles(raw.role)
+  if ((out.roles as RoleName[]).includes('data')) {
+    if (out.stage != null && out.stage !== 0) throw new ConfigError(`--role data originates microbatches, which only stage 0 does; it cannot run with --stage ${String(out.stage)}`)
+    out.stage = 0
+  }
   return out as unknown as TrainingOptions
+}
+
+/** `--role stage,data` (or a JSON array in a config file): known names, at least one, stage implied by data. */
+function parseRoles (v: unknown): RoleName[] {
+  const list = typeof v === 'string' ? v.split(',').map(x => x.trim()).filter(x => x !== '') : v
+  if (!Array.isArray(list) || list.length === 0 || !list.every(x => typeof x === 'string')) throw new ConfigError('--role needs a comma-separated list of roles, e.g. --role stage,data')
+  const unknown = list.filter(x => !(ROLE_NAMES as readonly string[]).includes(x))
+  if (unknown.length > 0) throw new ConfigError(`unknown role ${unknown.join(', ')} (roles: ${ROLE_NAMES.join(', ')})`)
+  // the data role runs stage 0's compute: it needs the stage role
+  return [...new Set<RoleName>(['stage', ...list as RoleName[]])]
 }
 
 /** The run manifest these options describe (or the file they name), validated. */
@@ -211,11 +237,19 @@ export async function startTrainingRuntime (node: LayerswarmNode, options: Train
     manifest,
     pin: options.stage,
     scheduler,
-    pipeline: { microbatches: options.microbatches, maxInflight: options.maxInflight, evalBatches: options.evalBatches, evalEvery: options.evalEvery },
+    pipeline: {
+      microbatches: options.microbatches,
+      maxInflight: options.maxInflight,
+      evalBatches: options.evalBatches,
+      evalEvery: options.evalEvery,
+      retry: { maxAttempts: options.maxAttempts, peerWaitMs: options.peerWait }
+    },
     data: options.data,
     sampleNodeId: options.sampleNodeId,
     log: logger
   })
+  // plugins reach the running roles through the container (they change when the node moves)
+  node.container.register(Tokens.Runtime, { useValue: runtimeAccess(host) })
   const unregister = registerControlExtension(node.config.dataDir, {
     status: () => ({ training: host.status() }),
     routes: {
@@ -263,6 +297,15 @@ export async function startTrainingRuntime (node: LayerswarmNode, options: Train
       await host.stop()
       unregister()
     }
+  }
+}
+
+function runtimeAccess (host: StageHost): RuntimeAccess {
+  const roles = (): readonly Role[] => host.pipeline?.roles() ?? []
+  return {
+    roles,
+    role: name => roles().find(r => r.name === name),
+    onRolesChanged: listener => host.onPipelineChanged(listener)
   }
 }
 
