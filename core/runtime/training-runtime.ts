@@ -20,7 +20,7 @@ import { modelPreset, parseModelConfig, validateModelConfig, type ModelConfig } 
 import { ControlRequestError, registerControlExtension } from '../node/control-endpoint.ts'
 import type { LayerswarmNode } from '../node/create-node.ts'
 import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../pipeline/codecs.ts'
-import type { PipelineNode, TrainingStatus } from '../pipeline/pipeline-node.ts'
+import type { PipelineNode } from '../pipeline/pipeline-node.ts'
 import { defaultManifest, loadManifest, runId, type RunManifest } from '../run/manifest.ts'
 import { writeFileAtomic } from '../files.ts'
 import { StageHost, type HostStatus } from './stage-host.ts'
@@ -281,7 +281,7 @@ export async function startTrainingRuntime (node: LayerswarmNode, options: Train
       log.info('checkpoint written', { path: checkpoint })
     }
     if (options.report != null && p != null) {
-      await writeFileAtomic(options.report, new TextEncoder().encode(JSON.stringify(report(st as HostStatus & TrainingStatus, manifest, options, t0, checkpoint), null, 2) + '\n'))
+      await writeFileAtomic(options.report, new TextEncoder().encode(JSON.stringify(report(st, manifest, options, t0, checkpoint), null, 2) + '\n'))
       log.info('report written', { path: options.report })
     }
   })
@@ -309,7 +309,7 @@ function runtimeAccess (host: StageHost): RuntimeAccess {
   }
 }
 
-function report (st: HostStatus & TrainingStatus, manifest: RunManifest, o: TrainingOptions, t0: number, checkpoint: string | null): Record<string, unknown> {
+function report (st: HostStatus, manifest: RunManifest, o: TrainingOptions, t0: number, checkpoint: string | null): Record<string, unknown> {
   const seconds = (Date.now() - t0) / 1000
   const losses = st.loss.map(([, l]) => l)
   return {
