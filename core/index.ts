@@ -43,3 +43,4 @@ export { startTrainingRuntime, parseTrainingOptions } from './runtime/training-r
 export type { TrainingOptions, TrainingRuntime } from './runtime/training-runtime.ts'
 export { registerControlExtension } from './node/control-endpoint.ts'
 export { CodecSet, UnknownCodecError, CodecNotAllowedError } from './codec-set.ts'
+export * from './verify/index.ts'
