@@ -14,7 +14,8 @@
 //   codec-out rows the reference's own outputs against their round trip (a checker comparing its
 //                  f32 recomputation with the decoded claim it was sent);
 //   worst rows     the reference's decoded claim against another backend's recomputation;
-//   attack rows    what the issue's attacks look like to the same metrics, for contrast.
+//   attack rows    what the issue's attacks look like to the same metrics, for contrast;
+// and what a check costs beside the hop: the hop's compute, hashing its payload and its weights.
 // Prints relL2 / cosine / norm ratio / max abs (and max abs relative to max |reference|).
 //
 //   nice -n 10 npx tsx bench/verify-spread.ts [--stage 1] [--stages 4] [--B 8] [--steps 40] [--json]
@@ -26,6 +27,8 @@ import { Prng } from '../core/model/prng.ts'
 import { Stage } from '../core/model/stage.ts'
 import { stageLayouts } from '../core/model/stage-split.ts'
 import { tensorDiff, type TensorDiff } from '../core/verify/compare.ts'
+import { hashHex, hashHexAsync, leBytes } from '../core/verify/digest.ts'
+import { paramsDigest, paramsDigestAsync } from '../core/verify/params-digest.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/backend.ts'
 import { fp16Codec, int8BlockCodec } from '../plugins/compression/index.ts'
 
@@ -173,11 +176,30 @@ row('attack: scaled x1.05', map(x => x.map(v => 1.05 * v)), ref)
 row('attack: sign-flipped', map(x => x.map(v => -v)), ref)
 row('attack: lazy (another microbatch\'s output)', lazy, ref)
 row('attack: all zeros', map(x => new Float32Array(x.length)), ref)
+
+// what a check costs next to the hop itself: the hop's compute, and hashing its payload and weights
+const timeMs = async (f: () => unknown, reps = 5): Promise<number> => {
+  await f()
+  const t0 = performance.now()
+  for (let i = 0; i < reps; i++) await f()
+  return (performance.now() - t0) / reps
+}
+const specs = [...trained].map(([name, v]) => ({ name, shape: [v.length] }))
+const payload = leBytes(ref.out)
+const costs = {
+  hopMs: await timeMs(async () => await hop(refBackend, hidden, dout)),
+  payloadBytes: payload.length,
+  hashPayloadNobleMs: await timeMs(() => hashHex(payload)),
+  hashPayloadWebCryptoMs: await timeMs(async () => await hashHexAsync(payload)),
+  paramsBytes: specs.reduce((a, s) => a + 4 * s.shape[0], 0),
+  paramsDigestNobleMs: await timeMs(() => paramsDigest(trained, specs)),
+  paramsDigestWebCryptoMs: await timeMs(async () => await paramsDigestAsync(trained, specs))
+}
 await refBackend.dispose()
 
 const seconds = (performance.now() - started) / 1000
 if (args.json === true) {
-  console.log(JSON.stringify({ suite: 'verify-spread', model: 'tiny', stage: k, stages: S, B, T, rows, skipped, seconds }, null, 2))
+  console.log(JSON.stringify({ suite: 'verify-spread', model: 'tiny', stage: k, stages: S, B, T, rows, skipped, costs, seconds }, null, 2))
 } else {
   const e = (x: number): string => x === 0 ? '0' : x.toExponential(2)
   const cos = (x: number): string => x >= 1 ? '1' : x >= 0.9 ? `1-${e(1 - x)}` : x.toFixed(3)
@@ -188,5 +210,8 @@ if (args.json === true) {
     console.log([r.name.padEnd(58), ...cells(r.forward), '|', ...cells(r.backward)].join(' '))
   }
   for (const s of skipped) console.log(`skipped ${s}`)
+  const c = costs
+  const ms = (x: number): string => `${x.toFixed(2)} ms`
+  console.log(`cost: stage ${k} forward + backward on cpu 1 thread ${ms(c.hopMs)}; SHA-256 of the f32 output (${(c.payloadBytes / 1024).toFixed(0)} KiB) noble ${ms(c.hashPayloadNobleMs)}, WebCrypto ${ms(c.hashPayloadWebCryptoMs)}; params digest (${(c.paramsBytes / 1024).toFixed(0)} KiB) noble ${ms(c.paramsDigestNobleMs)}, WebCrypto ${ms(c.paramsDigestWebCryptoMs)}`)
   console.log(`(${seconds.toFixed(1)} s)`)
 }

@@ -9,7 +9,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { createHash } from 'node:crypto'
 import {
   CommitmentSignatureError, CommitmentSignerError, CommitmentTooLargeError, MalformedCommitmentError,
-  MAX_SIGNED_COMMITMENT_BYTES, decodeCommitment, encodeCommitment, hashHex, leBytes, signCommitment, verifyCommitment,
+  MAX_SIGNED_COMMITMENT_BYTES, decodeCommitment, encodeCommitment, hashChunksAsync, hashHex, hashHexAsync, leBytes, sha256Chunks, signCommitment, verifyCommitment,
   type HopCommitment
 } from '../core/verify/index.ts'
 
@@ -48,6 +48,14 @@ describe('verify: hop commitments', () => {
     const x = Float32Array.of(1.5, -2, 0, 3e-8)
     assert.equal(hashHex(leBytes(x)), createHash('sha256').update(Buffer.from(x.buffer)).digest('hex'))
     assert.equal(hashHex(new Uint8Array(0)), 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855')
+  })
+
+  it('the async (WebCrypto) and chunked forms give the same digests as the sync one', async () => {
+    const big = new Uint8Array(1 << 20).map((_, i) => (i * 2654435761) >>> 24)
+    assert.equal(await hashHexAsync(big), hashHex(big))
+    const parts = [big.subarray(0, 3), big.subarray(3, 70000), big.subarray(70000)]
+    assert.deepEqual(await hashChunksAsync(parts), sha256Chunks(parts))
+    assert.deepEqual(sha256Chunks(parts), sha256Chunks([big]))
   })
 
   it('round-trips through the canonical bytes, every field kept, fixed size 148 + id', () => {

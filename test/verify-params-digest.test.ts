@@ -7,7 +7,7 @@ import { modelPreset } from '../core/model/config.ts'
 import { initialValues, stageParamSpecs } from '../core/model/params.ts'
 import { Stage } from '../core/model/stage.ts'
 import { stageLayouts } from '../core/model/stage-split.ts'
-import { ParamsLayoutError, flatParamsDigest, paramsDigest, stageParamsDigest } from '../core/verify/index.ts'
+import { ParamsLayoutError, flatParamsDigest, paramsDigest, paramsDigestAsync, stageParamsDigest } from '../core/verify/index.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/backend.ts'
 
 const layout = stageLayouts(modelPreset('tiny'), 4)[1]
@@ -39,6 +39,7 @@ describe('verify: parameter digests', () => {
     const d = paramsDigest(m, specs)
     assert.match(d, /^[0-9a-f]{64}$/)
     assert.equal(flatParamsDigest(flat(m), specs), d)
+    assert.equal(await paramsDigestAsync(m, specs), d, 'the WebCrypto path gives the same digest')
     assert.equal(paramsDigest(new Map([...m].reverse()), [...specs].reverse()), d)
     const be = await createCpuBackend({ threads: 0 })
     const stage = new Stage(be, layout, { seed: 3 })
@@ -93,5 +94,12 @@ describe('verify: parameter digests', () => {
       ['not a Float32Array', () => paramsDigest(new Map([['a', [1] as unknown as Float32Array]]), [{ name: 'a', shape: [1] }])]
     ]
     for (const [what, f] of cases) assert.throws(f, ParamsLayoutError, what)
+  })
+
+  it('the async form refuses the same layout mismatches', async () => {
+    const extra = values(); extra.set('nope', new Float32Array(1))
+    const missing = values(); missing.delete(specs[0].name)
+    await assert.rejects(paramsDigestAsync(extra, specs), ParamsLayoutError)
+    await assert.rejects(paramsDigestAsync(missing, specs), ParamsLayoutError)
   })
 })

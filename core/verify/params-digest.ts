@@ -15,7 +15,7 @@
 // vector in stageParamSpecs order (what averaging moves); both give the same digest for the same
 // values. Shapes come from the layout (the specs), never from the data.
 import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js'
-import { createHasher, leBytes, u32le } from './digest.ts'
+import { hashChunksAsync, leBytes, sha256Chunks, u32le } from './digest.ts'
 import { ParamsLayoutError } from './errors.ts'
 
 const DOMAIN = utf8ToBytes('layerswarm/params/v1\0')
@@ -28,15 +28,8 @@ export interface ParamShape {
 
 /** Digest (64 hex chars) of named parameters; `specs` gives every name and shape, and nothing else may be present. */
 export function paramsDigest (values: ReadonlyMap<string, Float32Array>, specs: readonly ParamShape[]): string {
-  const names = new Set(specs.map(s => s.name))
-  for (const name of values.keys()) {
-    if (!names.has(name)) throw new ParamsLayoutError(`parameter ${name} is not in the stage's layout`)
-  }
-  return digestOf(specs, s => {
-    const v = values.get(s.name)
-    if (v == null) throw new ParamsLayoutError(`missing parameter ${s.name}`)
-    return v
-  })
+  checkNames(values, specs)
+  return digestOf(specs, s => tensorFrom(values, s))
 }
 
 /** Digest of a flat vector holding the tensors of `specs` back to back in specs order (stage-averaging's flatten). */
@@ -54,31 +47,49 @@ export function flatParamsDigest (flat: Float32Array, specs: readonly ParamShape
   })
 }
 
+/** paramsDigest through WebCrypto where present (digest.ts): the same digest, ~7x faster; for the hot path. */
+export async function paramsDigestAsync (values: ReadonlyMap<string, Float32Array>, specs: readonly ParamShape[]): Promise<string> {
+  checkNames(values, specs)
+  return bytesToHex(await hashChunksAsync(canonicalChunks(specs, s => tensorFrom(values, s))))
+}
+
 /** Digest of a stage's current parameters (downloads them from its backend). */
 export async function stageParamsDigest (params: { readonly specs: readonly ParamShape[], download: () => Promise<Map<string, Float32Array>> }): Promise<string> {
-  return paramsDigest(await params.download(), params.specs)
+  return await paramsDigestAsync(await params.download(), params.specs)
+}
+
+function checkNames (values: ReadonlyMap<string, Float32Array>, specs: readonly ParamShape[]): void {
+  const names = new Set(specs.map(s => s.name))
+  for (const name of values.keys()) {
+    if (!names.has(name)) throw new ParamsLayoutError(`parameter ${name} is not in the stage's layout`)
+  }
+}
+
+function tensorFrom (values: ReadonlyMap<string, Float32Array>, s: ParamShape): Float32Array {
+  const v = values.get(s.name)
+  if (v == null) throw new ParamsLayoutError(`missing parameter ${s.name}`)
+  return v
 }
 
 function digestOf (specs: readonly ParamShape[], tensor: (s: ParamShape) => Float32Array): string {
+  return bytesToHex(sha256Chunks(canonicalChunks(specs, tensor)))
+}
+
+/** The canonical stream (see the top of the file) as chunks: views of the tensors, no copies. */
+function canonicalChunks (specs: readonly ParamShape[], tensor: (s: ParamShape) => Float32Array): Uint8Array[] {
   const sorted = [...specs].sort((a, b) => a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i].name === sorted[i - 1].name) throw new ParamsLayoutError(`parameter ${sorted[i].name} appears twice in the layout`)
   }
-  const h = createHasher()
-  h.update(DOMAIN)
-  h.update(u32le(sorted.length))
+  const out: Uint8Array[] = [DOMAIN, u32le(sorted.length)]
   for (const s of sorted) {
     const v = tensor(s)
     if (!(v instanceof Float32Array)) throw new ParamsLayoutError(`parameter ${s.name} must be a Float32Array`)
     if (v.length !== numel(s)) throw new ParamsLayoutError(`parameter ${s.name}: expected ${numel(s)} values, got ${v.length}`)
     const name = utf8ToBytes(s.name)
-    h.update(u32le(name.length))
-    h.update(name)
-    h.update(u32le(s.shape.length))
-    for (const d of s.shape) h.update(u32le(d))
-    h.update(leBytes(v))
+    out.push(u32le(name.length), name, u32le(s.shape.length), ...s.shape.map(d => u32le(d)), leBytes(v))
   }
-  return bytesToHex(h.digest())
+  return out
 }
 
 function numel (s: ParamShape): number {
