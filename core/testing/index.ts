@@ -4,7 +4,8 @@
 // `trainingParity('my-backend', () => createMyBackend())` in a mocha test.
 export { backendCompliance } from './compliance.ts'
 export { trainingParity, trainingLosses, type TrainingParityOptions } from './training-parity.ts'
-export type { ComplianceOptions } from './compliance.ts'
+export type { ComplianceOptions } from './compliance-context.ts'
+export { assertEventLoopFree, measureEventLoop, type EventLoopReport, type EventLoopTry } from './compliance-event-loop.ts'
 export * as reference from './reference.ts'
 export { rng, randF32, randInts, assertClose, numericGrad } from './gradcheck.ts'
 export { codecCompliance, assertWithinBound, type CodecComplianceOptions } from './codec-compliance.ts'
