@@ -1,27 +1,40 @@
-// State sync: a node joining a stage downloads the stage's current state (weights, outer
-// momentum, optimizer state: bytes from state-format.ts) from several stage peers at once, and
-// serves nothing before the bytes check out.
+// State sync: a node joining a stage downloads the stage's state (weights, outer momentum,
+// optimizer state: bytes from state-format.ts) from several stage peers at once, and serves nothing
+// before the bytes check out.
 //
 // Protocol /layerswarm/state-sync/1.0.0, one request/response per stream (core/wire frames):
-//   request  {op: "manifest", stage}                 -> response {op, version, size, sha256, chunkBytes, chunks}
+//   request  {op: "manifest", stage [, of: "agreed"]} -> response {op, version, size, sha256, chunkBytes, chunks
+//                                                        [, of: "agreed", digest, group, mode]}
 //                                                        payload: sha256 of every chunk, 32 bytes each
-//   request  {op: "chunk", stage, version, index}    -> response payload: the chunk's bytes
+//   request  {op: "chunk", stage, version, index [, of: "agreed"]} -> response payload: the chunk's bytes
 //   error frame: no state for the stage (ERR_STATE_NO_PEERS), that version no longer served
 //   (ERR_STATE_VERSION), a bad request (ERR_STATE_PROTOCOL)
 //
-// The joiner asks every candidate peer for its manifest, takes the newest version that at least
-// `minAgree` peers (2 by default, 1 when only one answered) report with one identical
-// (sha256, size, chunk hashes), and that is backed by a strict majority of the peers reporting that
-// version. Chunks are then fetched in parallel, one worker per agreeing peer pulling the next
-// index from a shared queue (so different ranges come from different peers, fast peers serve
-// more). Each chunk is checked against its agreed hash on arrival: a peer that serves a bad chunk is
-// reported and dropped, the chunk is fetched again elsewhere. The assembled bytes are checked
-// against the agreed sha256 before they are returned.
+// A node serves two states of its stage: its live state (what it holds now; differs between peers
+// between averaging rounds) and, `of: "agreed"`, the parameters it wrote back after its last
+// averaging round in which every shard arrived: bit-identical on every such member of that round's
+// group, so a joiner can ask a majority to vouch for them (the round as version, `digest` the
+// parameters' digest, core/verify/params-digest.ts; `group` the round's members; `mode` the round's).
+//
+// syncState (live or any state): asks every candidate peer for its manifest, takes the newest
+// version that at least `minAgree` peers (2 by default, 1 when only one answered) report with one
+// identical (sha256, size, chunk hashes), and that is backed by a strict majority of the peers
+// reporting that version. syncAgreedState (the agreed snapshot): asks every peer in parallel under
+// a deadline, takes the manifest a strict majority of the peers that answered report identically
+// (and at least 2 of them when 2 or more were asked), and names as evidence a peer that reports
+// another digest for the same round while the majority lists it in that round's group (it must hold
+// the same bits). Either way chunks are then fetched in parallel, one worker per agreeing peer
+// pulling the next index from a shared queue (so different ranges come from different peers, fast
+// peers serve more). Each chunk is checked against its agreed hash on arrival: a peer that serves a
+// bad chunk is reported and dropped, the chunk is fetched again elsewhere. The assembled bytes are
+// checked against the agreed sha256 before they are returned.
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
-import { handleFramed, requestFrame, type Frame, type FramedStream } from '../wire/index.ts'
+import { LayerswarmError, type Verdict } from '../errors.ts'
+import { sleep } from '../timers.ts'
+import { handleFramed, RemoteError, requestFrame, type Frame, type FramedStream } from '../wire/index.ts'
 import {
   averagingVerdict, NoStatePeersError, StateAgreementError, StateChunkHashError, StateHashError, StateProtocolError,
   StateVersionError
@@ -31,11 +44,42 @@ export const STATE_SYNC_PROTOCOL = '/layerswarm/state-sync/1.0.0'
 export const DEFAULT_STATE_CHUNK_BYTES = 4 * 1024 * 1024
 /** Largest state a joiner accepts by default (bytes). */
 export const DEFAULT_MAX_STATE_BYTES = 8 * 1024 ** 3
+/** Most group members an agreed manifest lists; a larger group goes unlisted (nobody can be judged against it). */
+const MAX_GROUP_LISTED = 64
+
+// The agreed snapshot's two errors live here, beside the only code that raises them.
+
+/**
+ * A peer reports other parameters for the agreed round than the majority, while the majority lists
+ * it in that round's group: members of one round in which every shard arrived hold the same bits.
+ */
+export class StateConflictError extends LayerswarmError {
+  constructor (peer: string, round: number) {
+    super('ERR_STATE_CONFLICT', `peer ${peer} reports other parameters for round ${round} than the rest of its group`, { verdict: 'reject' })
+  }
+}
+
+/** The parameters of an agreed state do not have the digest its peers vouched for. */
+export class StateDigestError extends LayerswarmError {
+  constructor (expected: string, got: string) {
+    super('ERR_STATE_DIGEST', `the agreed state's parameters digest to ${got}, its peers vouched for ${expected}`, { verdict: 'reject' })
+  }
+}
 
 export interface StateSnapshot {
   /** What peers agree on, e.g. the averaging round after which the state was taken. */
   readonly version: number
   readonly bytes: Uint8Array
+}
+
+/** The parameters a node wrote back after its last averaging round in which every shard arrived. */
+export interface AgreedSnapshot extends StateSnapshot {
+  /** `version` is the round. The digest of the parameters in `bytes` (core/verify/params-digest.ts). */
+  readonly digest: string
+  /** The round's group (the averager's sorted member ids). */
+  readonly group: readonly string[]
+  /** The round's mode: after a `params` round every member holds the same bits by construction. */
+  readonly mode: string
 }
 
 export async function sha256Hex (bytes: Uint8Array): Promise<string> {
@@ -52,12 +96,17 @@ function hex (b: Uint8Array): string {
   return s
 }
 
+/** Which of a node's states a request names. */
+type Of = 'live' | 'agreed'
+
 // ---- serving ----------------------------------------------------------------------------------
 
 export interface StateServerInit {
   readonly runId: string
   /** The state this node serves for `stage` now, or undefined when it has none (not synced yet, other stage). */
   readonly snapshot: (stage: number) => StateSnapshot | undefined | Promise<StateSnapshot | undefined>
+  /** Its agreed snapshot of `stage` (see the top of this file), or undefined (no clean round yet). */
+  readonly agreed?: (stage: number) => AgreedSnapshot | undefined | Promise<AgreedSnapshot | undefined>
   readonly chunkBytes?: number
   readonly log?: Logger
   /** Fault injection for tests and drills: replaces the bytes of a served chunk. */
@@ -70,6 +119,8 @@ interface Prepared {
   sha256: string
   chunkHashes: Uint8Array
   chunkBytes: number
+  /** The agreed manifest's extra fields. */
+  agreed?: { of: 'agreed', digest: string, group: string[], mode: string }
 }
 
 type ServerLibp2p = Pick<Libp2p, 'handle' | 'unhandle'>
@@ -77,7 +128,8 @@ type ServerLibp2p = Pick<Libp2p, 'handle' | 'unhandle'>
 export class StateServer {
   private readonly chunkBytes: number
   private readonly log: Logger
-  private readonly prepared = new Map<number, Promise<Prepared>>()
+  /** Per `${of}/${stage}`. */
+  private readonly prepared = new Map<string, Promise<Prepared>>()
   private started = false
 
   constructor (private readonly libp2p: ServerLibp2p, private readonly init: StateServerInit) {
@@ -103,10 +155,11 @@ export class StateServer {
   }
 
   /** Hashes of the current snapshot of `stage`, computed once per version. */
-  private async prepare (stage: number): Promise<Prepared> {
-    const snap = await this.init.snapshot(stage)
-    if (snap == null) throw new NoStatePeersError(`no state for stage ${stage} here`)
-    const cached = this.prepared.get(stage)
+  private async prepare (stage: number, of: Of): Promise<Prepared> {
+    const snap = of === 'agreed' ? await this.init.agreed?.(stage) : await this.init.snapshot(stage)
+    if (snap == null) throw new NoStatePeersError(`no ${of === 'agreed' ? 'agreed ' : ''}state for stage ${stage} here`)
+    const key = `${of}/${stage}`
+    const cached = this.prepared.get(key)
     if (cached != null) {
       const p = await cached
       if (p.version === snap.version && p.bytes === snap.bytes) return p
@@ -115,22 +168,27 @@ export class StateServer {
       const chunks = Math.ceil(snap.bytes.byteLength / this.chunkBytes)
       const chunkHashes = new Uint8Array(32 * chunks)
       for (let i = 0; i < chunks; i++) chunkHashes.set(await sha256(snap.bytes.subarray(i * this.chunkBytes, (i + 1) * this.chunkBytes)), 32 * i)
-      return { version: snap.version, bytes: snap.bytes, sha256: await sha256Hex(snap.bytes), chunkHashes, chunkBytes: this.chunkBytes }
+      const a = of === 'agreed' ? snap as AgreedSnapshot : undefined
+      return {
+        version: snap.version, bytes: snap.bytes, sha256: await sha256Hex(snap.bytes), chunkHashes, chunkBytes: this.chunkBytes,
+        ...(a != null ? { agreed: { of: 'agreed' as const, digest: a.digest, group: a.group.length <= MAX_GROUP_LISTED ? [...a.group] : [], mode: a.mode } } : {})
+      }
     })()
-    this.prepared.set(stage, work)
+    this.prepared.set(key, work)
     return await work
   }
 
   private async serve (fs: FramedStream, signal: AbortSignal): Promise<void> {
     const req = await fs.expect({ signal })
-    const m = req.header.metadata as { op?: unknown, version?: unknown, index?: unknown } | undefined
+    const m = req.header.metadata as { op?: unknown, version?: unknown, index?: unknown, of?: unknown } | undefined
     if (req.header.kind !== 'request' || m == null) throw new StateProtocolError('expected a request frame with metadata')
+    if (m.of !== undefined && m.of !== 'agreed') throw new StateProtocolError(`unknown state ${String(m.of)}`)
     const stage = req.header.stage
-    const p = await this.prepare(stage)
+    const p = await this.prepare(stage, m.of === 'agreed' ? 'agreed' : 'live')
     if (m.op === 'manifest') {
       await fs.send({
         kind: 'response', stage,
-        metadata: { op: 'manifest', version: p.version, size: p.bytes.byteLength, sha256: p.sha256, chunkBytes: p.chunkBytes, chunks: p.chunkHashes.byteLength / 32 }
+        metadata: { op: 'manifest', version: p.version, size: p.bytes.byteLength, sha256: p.sha256, chunkBytes: p.chunkBytes, chunks: p.chunkHashes.byteLength / 32, ...p.agreed }
       }, p.chunkHashes, { signal })
       return
     }
@@ -175,6 +233,28 @@ export interface SyncStateResult {
   readonly badPeers: ReadonlyArray<{ peer: string, reason: string }>
 }
 
+export interface SyncAgreedOptions extends Omit<SyncStateOptions, 'minAgree'> {
+  /** Deadline for every peer's manifest (ms): a peer silent by then has not answered. Default 5 s. */
+  readonly manifestTimeoutMs?: number
+  /**
+   * No manifest has a majority and the answers name different rounds (a round was being written
+   * back as we asked): ask once more after this pause (ms). 0: never. Default 2000.
+   */
+  readonly splitRetryMs?: number
+}
+
+export interface SyncAgreedResult extends SyncStateResult {
+  /** The parameters' digest the majority vouched for (check it against the parameters in `bytes`). */
+  readonly digest: string
+  /** The agreed round's group and mode, as the majority reported them. */
+  readonly group: readonly string[]
+  readonly mode: string
+  /** Peers that answered: an agreed manifest, "none here", or a reply that breaks the protocol. */
+  readonly answered: number
+  /** Peers caught misbehaving (reject verdicts: a bad manifest or chunk, a conflicting digest): codes. */
+  readonly evidence: ReadonlyArray<{ peer: string, code: string }>
+}
+
 interface Manifest {
   peer: string
   version: number
@@ -184,48 +264,146 @@ interface Manifest {
   chunks: number
   chunkHashes: Uint8Array
   key: string
+  agreed?: { digest: string, group: string[], mode: string }
 }
 
+/** A peer dropped from a sync, with the code of its failure and that failure's verdict. */
+interface Bad { peer: string, reason: string, verdict: Verdict }
+
+/** Manifests of one poll; who answered it has no such state; who failed (and how). */
+interface Poll { manifests: Manifest[], none: string[], bad: Bad[] }
+
 type SyncLibp2p = Pick<Libp2p, 'dialProtocol'>
+type Request = (peer: string, metadata: Record<string, unknown>, maxPayloadBytes: number, timeoutMs?: number) => Promise<Frame>
+
+function requester (libp2p: SyncLibp2p, opts: SyncStateOptions): Request {
+  const timeoutMs = opts.requestTimeoutMs ?? 30_000
+  return async (peer, metadata, maxPayloadBytes, t = timeoutMs) =>
+    await requestFrame(libp2p, peerIdFromString(peer), STATE_SYNC_PROTOCOL, { kind: 'request', stage: opts.stage, metadata }, undefined,
+      { runId: opts.runId, timeoutMs: t, signal: opts.signal, limits: { maxPayloadBytes: Math.max(1024, maxPayloadBytes) } })
+}
+
+const codeOf = (err: unknown): string => (err as { code?: string }).code ?? 'ERR_UNKNOWN'
+
+/** Every peer's manifest of state `of`, in parallel. */
+async function poll (request: Request, peers: readonly string[], of: Of, opts: SyncStateOptions, log: Logger, timeoutMs?: number): Promise<Poll> {
+  const maxBytes = opts.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES
+  const out: Poll = { manifests: [], none: [], bad: [] }
+  await Promise.all(peers.map(async peer => {
+    try {
+      const f = await request(peer, { op: 'manifest', ...(of === 'agreed' ? { of } : {}) }, 32 * Math.ceil(maxBytes / 65536), timeoutMs)
+      out.manifests.push(await parseManifest(peer, f, maxBytes, of))
+    } catch (err) {
+      log.debug('no manifest', { peer, of, error: (err as Error).message })
+      if (err instanceof RemoteError && err.remoteCode === 'ERR_STATE_NO_PEERS') out.none.push(peer)
+      else out.bad.push({ peer, reason: codeOf(err), verdict: averagingVerdict(err) })
+    }
+  }))
+  opts.signal?.throwIfAborted()
+  return out
+}
+
+function byKey (manifests: readonly Manifest[]): Manifest[][] {
+  const groups = new Map<string, Manifest[]>()
+  for (const m of manifests) groups.set(m.key, [...(groups.get(m.key) ?? []), m])
+  return [...groups.values()]
+}
+
+const summary = (ms: readonly Manifest[]): string => ms.map(m => `${m.peer.slice(-6)}:v${m.version}:${m.sha256.slice(0, 8)}`).join(', ')
 
 /** Downloads and verifies a stage's state from `peers` (see the top of this file). */
 export async function syncState (libp2p: SyncLibp2p, peers: readonly string[], opts: SyncStateOptions): Promise<SyncStateResult> {
   const log = (opts.log ?? silentLogger).forComponent('layerswarm:state-sync')
-  const timeoutMs = opts.requestTimeoutMs ?? 30_000
-  const maxBytes = opts.maxStateBytes ?? DEFAULT_MAX_STATE_BYTES
-  const request = async (peer: string, metadata: Record<string, unknown>, maxPayloadBytes: number): Promise<Frame> =>
-    await requestFrame(libp2p, peerIdFromString(peer), STATE_SYNC_PROTOCOL, { kind: 'request', stage: opts.stage, metadata }, undefined,
-      { runId: opts.runId, timeoutMs, signal: opts.signal, limits: { maxPayloadBytes: Math.max(1024, maxPayloadBytes) } })
+  const request = requester(libp2p, opts)
 
   // 1. manifests
-  const badPeers: Array<{ peer: string, reason: string }> = []
-  const manifests: Manifest[] = []
-  await Promise.all([...new Set(peers)].map(async peer => {
-    try {
-      const f = await request(peer, { op: 'manifest' }, 32 * Math.ceil(maxBytes / 65536))
-      manifests.push(await parseManifest(peer, f, maxBytes))
-    } catch (err) {
-      log.debug('no manifest', { peer, error: (err as Error).message })
-      if (averagingVerdict(err) === 'reject') badPeers.push({ peer, reason: (err as { code?: string }).code ?? 'ERR_UNKNOWN' })
-    }
-  }))
-  opts.signal?.throwIfAborted()
+  const { manifests, bad } = await poll(request, [...new Set(peers)], 'live', opts, log)
+  const badPeers = bad.filter(b => b.verdict === 'reject')
   if (manifests.length === 0) throw new NoStatePeersError(`none of ${peers.length} peers served state for stage ${opts.stage}`)
 
   // 2. agreement: newest version backed by enough peers and by a strict majority of that version's reporters
   const need = Math.min(opts.minAgree ?? 2, manifests.length)
-  const byKey = new Map<string, Manifest[]>()
-  for (const m of manifests) byKey.set(m.key, [...(byKey.get(m.key) ?? []), m])
-  const candidates = [...byKey.values()].filter(g => g.length >= need).sort((a, b) => b[0].version - a[0].version || b.length - a.length)
+  const candidates = byKey(manifests).filter(g => g.length >= need).sort((a, b) => b[0].version - a[0].version || b.length - a.length)
   const chosen = candidates[0]
-  if (chosen == null) throw new StateAgreementError(`no state of stage ${opts.stage} is reported identically by ${need} peers (${manifests.map(m => `${m.peer.slice(-6)}:v${m.version}:${m.sha256.slice(0, 8)}`).join(', ')})`)
+  if (chosen == null) throw new StateAgreementError(`no state of stage ${opts.stage} is reported identically by ${need} peers (${summary(manifests)})`)
   const sameVersion = manifests.filter(m => m.version === chosen[0].version)
   if (2 * chosen.length <= sameVersion.length) throw new StateAgreementError(`peers disagree on version ${chosen[0].version} of stage ${opts.stage}: no hash has a majority`)
   const agreed = chosen[0]
   const agreeing = chosen.map(m => m.peer)
   const disagreeing = manifests.filter(m => m.key !== agreed.key).map(m => ({ peer: m.peer, version: m.version, sha256: m.sha256 }))
 
-  // 3. chunks, in parallel from the agreeing peers, each verified on arrival
+  // 3. chunks, 4. the whole
+  const { bytes, chunksByPeer } = await download(request, agreed, agreeing, 'live', opts, badPeers, log)
+  log.info('state synced', { stage: opts.stage, version: agreed.version, bytes: agreed.size, peers: agreeing.length, bad: badPeers.length })
+  return { version: agreed.version, bytes, sha256: agreed.sha256, agreeing, disagreeing, chunksByPeer, badPeers: badPeers.map(({ peer, reason }) => ({ peer, reason })) }
+}
+
+/**
+ * Downloads the stage's agreed snapshot: the one a strict majority of the peers that answered
+ * vouch for (see the top of this file); StateAgreementError when none has one. The caller checks
+ * the parameters in `bytes` against `digest` and judges the `evidence`.
+ */
+export async function syncAgreedState (libp2p: SyncLibp2p, peers: readonly string[], opts: SyncAgreedOptions): Promise<SyncAgreedResult> {
+  const log = (opts.log ?? silentLogger).forComponent('layerswarm:state-sync')
+  const request = requester(libp2p, opts)
+  const asked = [...new Set(peers)]
+  const ask = async (): Promise<Poll> => await poll(request, asked, 'agreed', opts, log, opts.manifestTimeoutMs ?? 5000)
+  let answers = await ask()
+  let chosen = majority(answers, asked.length)
+  const retryMs = opts.splitRetryMs ?? 2000
+  if (chosen == null && retryMs > 0 && new Set(answers.manifests.map(m => m.version)).size > 1) {
+    log.info('agreed state split over rounds: asking again', { stage: opts.stage, manifests: summary(answers.manifests) })
+    await sleep(retryMs, opts.signal)
+    answers = await ask()
+    chosen = majority(answers, asked.length)
+  }
+  const { manifests, none, bad } = answers
+  const answered = answeredBy(answers)
+  if (chosen == null) {
+    throw new StateAgreementError(`no agreed state of stage ${opts.stage} has a majority of the ${answered} peers that answered (of ${asked.length} asked; ` +
+      `${none.length} have none; ${summary(manifests)})`)
+  }
+  const agreed = chosen[0]
+  const { digest, group, mode } = agreed.agreed as NonNullable<Manifest['agreed']>
+  const agreeing = chosen.map(m => m.peer)
+  const disagreeing = manifests.filter(m => m.key !== agreed.key)
+  const dropped = bad.filter(b => b.verdict === 'reject')
+  // the same round, in the group the majority names: it had to hold the same bits (params mode: by
+  // construction; a pseudo-grad round's result also depends on each member's outer state)
+  for (const m of disagreeing) {
+    if (m.version === agreed.version && mode === 'params' && group.includes(m.peer)) {
+      dropped.push({ peer: m.peer, reason: new StateConflictError(m.peer, m.version).code, verdict: 'reject' })
+    }
+  }
+  const { bytes, chunksByPeer } = await download(request, agreed, agreeing, 'agreed', opts, dropped, log)
+  const evidence = dropped.filter(b => b.verdict === 'reject')
+  log.info('agreed state synced', { stage: opts.stage, round: agreed.version, bytes: agreed.size, agreeing: agreeing.length, answered, asked: asked.length, evidence: evidence.length })
+  return {
+    version: agreed.version, bytes, sha256: agreed.sha256, agreeing, chunksByPeer, digest, group, mode, answered,
+    disagreeing: disagreeing.map(m => ({ peer: m.peer, version: m.version, sha256: m.sha256 })),
+    badPeers: dropped.map(({ peer, reason }) => ({ peer, reason })),
+    evidence: evidence.map(({ peer, reason }) => ({ peer, code: reason }))
+  }
+}
+
+/** Peers that answered a poll: with a manifest, "none here", or a reply that breaks the protocol. */
+function answeredBy (p: Poll): number {
+  return p.manifests.length + p.none.length + p.bad.filter(b => b.verdict === 'reject').length
+}
+
+/** The manifests a strict majority of the peers that answered report identically, at least 2 of them when 2 or more were asked. */
+function majority (p: Poll, asked: number): Manifest[] | undefined {
+  const best = byKey(p.manifests).sort((a, b) => b.length - a.length)[0]
+  if (best == null) return undefined
+  return best.length >= Math.min(2, asked) && 2 * best.length > answeredBy(p) ? best : undefined
+}
+
+/**
+ * Chunks in parallel from the agreeing peers, each verified on arrival, then the whole against the
+ * agreed sha256. A peer failing is added to `bad` (with its failure's verdict) and dropped.
+ */
+async function download (request: Request, agreed: Manifest, agreeing: readonly string[], of: Of, opts: SyncStateOptions, bad: Bad[], log: Logger):
+Promise<{ bytes: Uint8Array, chunksByPeer: Map<string, number> }> {
   const bytes = new Uint8Array(agreed.size)
   const queue = Array.from({ length: agreed.chunks }, (_, i) => i)
   const chunksByPeer = new Map<string, number>()
@@ -239,7 +417,7 @@ export async function syncState (libp2p: SyncLibp2p, peers: readonly string[], o
       const start = index * agreed.chunkBytes
       const len = Math.min(agreed.chunkBytes, agreed.size - start)
       try {
-        const f = await request(peer, { op: 'chunk', version: agreed.version, index }, agreed.chunkBytes)
+        const f = await request(peer, { op: 'chunk', version: agreed.version, index, ...(of === 'agreed' ? { of } : {}) }, agreed.chunkBytes)
         const meta = f.header.metadata as { op?: unknown, index?: unknown } | undefined
         if (f.header.kind !== 'response' || meta?.op !== 'chunk' || meta.index !== index || f.payload.byteLength !== len) throw new StateProtocolError(`bad chunk response for chunk ${index}`)
         const h = await sha256(f.payload)
@@ -250,13 +428,14 @@ export async function syncState (libp2p: SyncLibp2p, peers: readonly string[], o
       } catch (err) {
         queue.push(index)
         opts.signal?.throwIfAborted()
-        const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN'
+        const code = codeOf(err)
         log.warn('chunk failed', { peer, index, code, error: (err as Error).message })
         const n = (failures.get(peer) ?? 0) + 1
         failures.set(peer, n)
         // a wrong chunk under an agreed hash is proof of a corrupt peer: drop it at once
-        if (averagingVerdict(err) === 'reject' || n >= 2) {
-          badPeers.push({ peer, reason: code })
+        const verdict = averagingVerdict(err)
+        if (verdict === 'reject' || n >= 2) {
+          bad.push({ peer, reason: code, verdict })
           healthy.delete(peer)
           return
         }
@@ -267,15 +446,12 @@ export async function syncState (libp2p: SyncLibp2p, peers: readonly string[], o
   // every pass either finishes or drops a peer, so this ends
   while (remaining > 0 && healthy.size > 0) await Promise.all([...healthy].map(worker))
   if (remaining > 0) throw new NoStatePeersError(`${remaining} of ${agreed.chunks} chunks of stage ${opts.stage} could not be fetched from any agreeing peer`)
-
-  // 4. the whole
   const got = await sha256Hex(bytes)
   if (got !== agreed.sha256) throw new StateHashError(agreed.sha256, got)
-  log.info('state synced', { stage: opts.stage, version: agreed.version, bytes: agreed.size, peers: agreeing.length, bad: badPeers.length })
-  return { version: agreed.version, bytes, sha256: got, agreeing, disagreeing, chunksByPeer, badPeers }
+  return { bytes, chunksByPeer }
 }
 
-async function parseManifest (peer: string, f: Frame, maxBytes: number): Promise<Manifest> {
+async function parseManifest (peer: string, f: Frame, maxBytes: number, of: Of): Promise<Manifest> {
   const m = f.header.metadata as Record<string, unknown> | undefined
   if (f.header.kind !== 'response' || m?.op !== 'manifest') throw new StateProtocolError('expected a manifest response')
   const { version, size, sha256: sha, chunkBytes, chunks } = m
@@ -283,11 +459,23 @@ async function parseManifest (peer: string, f: Frame, maxBytes: number): Promise
   if (typeof sha !== 'string' || !/^[0-9a-f]{64}$/.test(sha)) throw new StateProtocolError('bad manifest sha256')
   if (!Number.isSafeInteger(chunkBytes) || (chunkBytes as number) < 1 || (chunkBytes as number) > 64 * 1024 * 1024) throw new StateProtocolError('bad manifest chunk size')
   if (chunks !== Math.ceil((size as number) / (chunkBytes as number)) || f.payload.byteLength !== 32 * (chunks as number)) throw new StateProtocolError('manifest chunk count and hashes disagree with its size')
+  const agreed = of === 'agreed' ? parseAgreed(m) : undefined
   const listHash = await sha256Hex(f.payload)
   return {
     peer, version: version as number, size: size as number, sha256: sha, chunkBytes: chunkBytes as number, chunks: chunks as number,
-    chunkHashes: f.payload, key: `${version as number}|${size as number}|${sha}|${chunkBytes as number}|${listHash}`
+    chunkHashes: f.payload, ...(agreed != null ? { agreed } : {}),
+    key: `${version as number}|${size as number}|${sha}|${chunkBytes as number}|${listHash}` + (agreed != null ? `|${agreed.digest}|${agreed.mode}|${agreed.group.join(',')}` : '')
   }
+}
+
+/** The agreed manifest's fields: its digest, group and mode are part of what the majority must report identically. */
+function parseAgreed (m: Record<string, unknown>): NonNullable<Manifest['agreed']> {
+  const { of, digest, group, mode } = m
+  if (of !== 'agreed') throw new StateProtocolError('expected an agreed manifest')
+  if (typeof digest !== 'string' || !/^[0-9a-f]{64}$/.test(digest)) throw new StateProtocolError('bad agreed digest')
+  if (!Array.isArray(group) || group.length > MAX_GROUP_LISTED || !group.every(p => typeof p === 'string' && p.length <= 128)) throw new StateProtocolError('bad agreed group')
+  if (typeof mode !== 'string' || mode.length > 32) throw new StateProtocolError('bad agreed mode')
+  return { digest, group: group as string[], mode }
 }
 
 function equalBytes (a: Uint8Array, b: Uint8Array): boolean {
