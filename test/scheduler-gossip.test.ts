@@ -1,20 +1,23 @@
 // The scheduler plugin between real nodes: createNode (TCP on 127.0.0.1, noise, yamux, gossipsub)
-// loads the built-in `scheduler` plugin by name; nodes join, agree on one view, fill empty stages,
-// move with the runtime hooks, leave; invalid heartbeats are refused and cost the sender score.
+// loads the built-in `scheduler` plugin by name; it reads and writes the node's membership view
+// (Tokens.Membership, core/membership); nodes join, agree on one view, fill empty stages, move with
+// the runtime hooks, leave; invalid heartbeats are refused and cost the sender score.
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { RPC } from '@libp2p/gossipsub/message'
 import type { GossipSub } from '@libp2p/gossipsub'
 import { createNode, Tokens, type LayerswarmNode, type StageAssignment } from '../core/index.ts'
 import type { GossipScheduler } from '../plugins/scheduler/index.ts'
-import { encodeHeartbeat, schedulerTopic, type Heartbeat } from '../plugins/scheduler/index.ts'
+import { encodeHeartbeat, membersTopic, type Heartbeat } from '../core/membership/index.ts'
 import { removeDirs, tempDir } from './node-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
 const RUN = 'sched-test-run'
 // a long TTL against the heartbeat: a loaded test machine can stall the event loop for seconds, and an
 // entry that expires makes its stage look empty (and rightly triggers a move)
-const FAST = { heartbeatMs: 150, ttlMs: 8000, epochMs: 600, epochJitterMs: 100, joinListenMs: 800, cooldownMs: 0 }
+const FAST = { heartbeatMs: 150, epochMs: 600, epochJitterMs: 100, joinListenMs: 800, cooldownMs: 0 }
+/** The membership's heartbeat settings (NodeConfig.runtime.membership). */
+const FAST_MEMBERSHIP = { intervalMs: 150, ttlMs: 8000 }
 
 interface Started { node: LayerswarmNode, scheduler: GossipScheduler, events: StageAssignment[] }
 
@@ -23,7 +26,7 @@ class Swarm {
   readonly dirs: string[] = []
   readonly plain: LayerswarmNode[] = []
 
-  async add (opts: { stages: number, capacity?: number, pin?: number, options?: Record<string, unknown> }): Promise<Started> {
+  async add (opts: { stages: number, capacity?: number, pin?: number, options?: Record<string, unknown>, membership?: Record<string, unknown> }): Promise<Started> {
     const dir = await tempDir('lsw-sched-')
     this.dirs.push(dir)
     const node = await createNode({
@@ -32,7 +35,7 @@ class Swarm {
       controlEndpoint: false,
       plugins: ['scheduler'],
       // the pin comes the way `start --stage N` passes it: NodeConfig.runtime
-      runtime: { runId: RUN, stages: opts.stages, ...(opts.pin !== undefined ? { stage: opts.pin } : {}) },
+      runtime: { runId: RUN, stages: opts.stages, ...(opts.pin !== undefined ? { stage: opts.pin } : {}), membership: { ...FAST_MEMBERSHIP, ...opts.membership } },
       pluginOptions: { scheduler: { ...FAST, capacity: opts.capacity ?? 1, ...opts.options } }
     })
     await node.start()
@@ -178,12 +181,12 @@ describe('scheduler plugin over real gossipsub', function () {
     const swarm = new Swarm()
     let victim: Started
     let attacker: LayerswarmNode
-    const topic = schedulerTopic(RUN)
+    const topic = membersTopic(RUN)
     let seq = Date.now()
     after(async () => { await swarm.stop() })
 
     const heartbeat = (over: Partial<Record<keyof Heartbeat, unknown>> = {}): Heartbeat => ({
-      v: 1, run: RUN, peer: attacker.peerId, stage: 0, tput: 1, queue: 0, state: 'serving', pinned: false, ver: 'x', time: Date.now(), since: 0, seq: ++seq, ...over
+      v: 1, run: RUN, peer: attacker.peerId, stage: 0, state: 'serving', pinned: false, since: 0, tput: 1, phase: 'training', step: 0, throughput: 0, queue: 0, version: 'x', time: Date.now(), seq: ++seq, ...over
     } as unknown as Heartbeat)
     const json = (o: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(o))
     const pubsub = (): GossipSub => attacker.libp2p.services.pubsub
@@ -192,20 +195,20 @@ describe('scheduler plugin over real gossipsub', function () {
 
     before(async () => {
       // weight -0.5: all the rejections below stay above the graylist threshold (-80), so each is still processed
-      victim = await swarm.add({ stages: 2, pin: 0, options: { invalidMessageWeight: -0.5 } })
+      victim = await swarm.add({ stages: 2, pin: 0, membership: { invalidMessageWeight: -0.5 } })
       await swarm.add({ stages: 2, pin: 1 })
       attacker = await swarm.addPlain()
       await waitFor(() => pubsub().getSubscribers(topic).some(p => p.toString() === victim.scheduler.me), { what: 'the attacker to see the victim subscribed' })
     })
 
     const rejects: Array<[string, string, () => Uint8Array]> = [
-      ['malformed (not JSON)', 'ERR_SCHED_HB_MALFORMED', () => new TextEncoder().encode('{"v":1,')],
-      ['malformed (unknown field)', 'ERR_SCHED_HB_MALFORMED', () => json({ ...heartbeat(), extra: 1 })],
-      ['payload peer != signer', 'ERR_SCHED_HB_SENDER', () => encodeHeartbeat(heartbeat({ peer: victim.scheduler.me }))],
-      ['another run', 'ERR_SCHED_HB_RUN', () => encodeHeartbeat(heartbeat({ run: 'other-run' }))],
-      ['stage out of range', 'ERR_SCHED_HB_VALUE', () => json(heartbeat({ stage: 9 }))],
-      ['negative throughput', 'ERR_SCHED_HB_VALUE', () => json(heartbeat({ tput: -3 }))],
-      ['time beyond the clock skew', 'ERR_SCHED_HB_FUTURE', () => encodeHeartbeat(heartbeat({ time: Date.now() + 3_600_000 }))]
+      ['malformed (not JSON)', 'ERR_MEMBER_HB_MALFORMED', () => new TextEncoder().encode('{"v":1,')],
+      ['malformed (unknown field)', 'ERR_MEMBER_HB_MALFORMED', () => json({ ...heartbeat(), extra: 1 })],
+      ['payload peer != signer', 'ERR_MEMBER_HB_SENDER', () => encodeHeartbeat(heartbeat({ peer: victim.scheduler.me }))],
+      ['another run', 'ERR_MEMBER_HB_RUN', () => encodeHeartbeat(heartbeat({ run: 'other-run' }))],
+      ['stage out of range', 'ERR_MEMBER_HB_VALUE', () => json(heartbeat({ stage: 9 }))],
+      ['negative throughput', 'ERR_MEMBER_HB_VALUE', () => json(heartbeat({ tput: -3 }))],
+      ['time beyond the clock skew', 'ERR_MEMBER_HB_FUTURE', () => encodeHeartbeat(heartbeat({ time: Date.now() + 3_600_000 }))]
     ]
     for (const [what, code, bytes] of rejects) {
       it(`REJECTs ${what} (${code}) and lowers the sender's score`, async () => {
@@ -219,9 +222,9 @@ describe('scheduler plugin over real gossipsub', function () {
 
     it('IGNOREs a stale heartbeat without penalty', async () => {
       const before = score()
-      const n = count('ignored', 'ERR_SCHED_HB_STALE')
+      const n = count('ignored', 'ERR_MEMBER_HB_STALE')
       await pubsub().publish(topic, encodeHeartbeat(heartbeat({ time: Date.now() - 3_600_000 })))
-      await waitFor(() => count('ignored', 'ERR_SCHED_HB_STALE') === n + 1, { what: 'the stale heartbeat to be counted' })
+      await waitFor(() => count('ignored', 'ERR_MEMBER_HB_STALE') === n + 1, { what: 'the stale heartbeat to be counted' })
       assert.ok(score() >= before, 'an ignored message must not cost score')
     })
 
@@ -232,9 +235,9 @@ describe('scheduler plugin over real gossipsub', function () {
       await waitFor(() => victim.scheduler.view().peers.some(p => p.peerId === attacker.peerId), { what: 'the valid heartbeat to be accepted' })
       assert.ok(victim.scheduler.stats().accepted > accepted)
       const before = score()
-      const n = count('ignored', 'ERR_SCHED_HB_REPLAY')
+      const n = count('ignored', 'ERR_MEMBER_HB_REPLAY')
       await pubsub().publish(topic, encodeHeartbeat({ ...hb, seq: hb.seq - 1, time: Date.now() }))
-      await waitFor(() => count('ignored', 'ERR_SCHED_HB_REPLAY') === n + 1, { what: 'the replay to be counted' })
+      await waitFor(() => count('ignored', 'ERR_MEMBER_HB_REPLAY') === n + 1, { what: 'the replay to be counted' })
       assert.ok(score() >= before)
     })
 

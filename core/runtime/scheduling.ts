@@ -1,9 +1,11 @@
 // The runtime's side of the scheduler seam (Tokens.Scheduler, core/contracts/scheduler.ts): the
 // peer source the pipeline router routes by, and the load the node reports back.
 //
-// Core does not import the scheduler plugin (plugins/scheduler: schedulerPeerSource is the same
-// adapter without the merge below); it talks to whatever Scheduler the container holds.
+// Core does not import the scheduler plugin; it talks to whatever Scheduler the container holds.
+// Routing reads the node's one membership view (core/membership), which the scheduler writes its
+// placement into: there is nothing left to merge.
 import type { PeerSource } from '../pipeline/router.ts'
+import { StageDirectory } from '../pipeline/discovery.ts'
 import type { Scheduler, StageLoad, SteerableScheduler } from '../contracts/scheduler.ts'
 
 /** The built-in scheduler plugin's name: `start` loads it for every training node. */
@@ -15,24 +17,14 @@ export function isSteerable (s: Scheduler): s is SteerableScheduler {
 }
 
 /**
- * Peers per stage for the router: the scheduler's serving peers (best first), then peers the
- * pipeline's own StageDirectory has heard at that stage that the scheduler's view does not hold at
- * all (its heartbeats are sparser, so a new peer shows there first; a node without the scheduler
- * shows only there). A peer the scheduler knows as joining or leaving is not routed to.
+ * TRANSITIONAL (until the pipeline takes the Membership itself): the router's source where the
+ * scheduler assigns stages: the membership view under the pipeline's directory (serving peers that
+ * have not failed, best first), or the scheduler's serving peers where there is no directory.
  */
 export function schedulerSource (scheduler: Scheduler, self: string): (directory: PeerSource | undefined) => PeerSource {
-  return directory => ({
-    peersForStage (stage: number): string[] {
-      const served = scheduler.peersForStage(stage).filter(p => p !== self)
-      if (directory == null) return served
-      const known = new Set(scheduler.view().peers.map(p => p.peerId))
-      return [...served, ...directory.peersForStage(stage).filter(p => p !== self && !known.has(p))]
-    },
-    throughputOf (peer: string): number | undefined {
-      const info = scheduler.view().peers.find(p => p.peerId === peer)
-      return info != null && info.throughput > 0 ? info.throughput : directory?.throughputOf?.(peer)
-    }
-  })
+  return directory => directory instanceof StageDirectory
+    ? directory.membership
+    : { peersForStage: stage => scheduler.peersForStage(stage).filter(p => p !== self) }
 }
 
 /** What the meter reads from the serving pipeline: cumulative completions and busy milliseconds. */

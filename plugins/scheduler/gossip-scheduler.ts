@@ -1,23 +1,20 @@
-// The networked scheduler: gossips this node's heartbeat, validates and collects the others' into
-// the view, and applies the pure rule (rule.ts) to it: pick a stage when joining, move when the rule
-// elects this node at an epoch. Data enters in `validate` (gossipsub topic validator), is kept in
-// HeartbeatView, and leaves as heartbeats (`publish`) and assignment events (`onAssignment`).
+// The networked scheduler: reads the node's membership view (Tokens.Membership, the run's one
+// gossip view of the swarm), writes this node's placement into it, and applies the pure rule
+// (rule.ts) to it: pick a stage when joining, move when the rule elects this node at an epoch. Data
+// enters through the Membership (its members and onMember), and leaves as this node's placement
+// fields (published with every heartbeat) and assignment events (`onAssignment`).
 //
 // Life of a node:   joining(-1) --listen--> joining(s) --fetchStageState--> serving(s)
 //                   serving(a) --elected--> leaving(a, to b) --beforeMove--> joining(b) --fetch--> serving(b)
 //                   pinned (--stage N): serving(N) from the start, never moves
 //                   stop(): leaving (no target), then silent; others drop it at once
-import { TopicValidatorResult, type GossipSub, type Message } from '@libp2p/gossipsub'
-import { createTopicScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
-import type { PeerId } from '@libp2p/interface'
 import type { Logger } from '../../core/contracts/logger.ts'
+import type { Member, Membership, MembershipStats, PlacementFields } from '../../core/contracts/membership.ts'
 import type { NodeState, PeerStageInfo, Scheduler, StageAssignment, SwarmView } from '../../core/contracts/scheduler.ts'
-import { heartbeatVerdict, HeartbeatUnsignedError, SchedulerPubsubMissingError, SchedulerStateError, StageMoveError } from './errors.ts'
-import { encodeHeartbeat, schedulerTopic, validateHeartbeat, type Heartbeat } from './heartbeat.ts'
+import { SchedulerStateError, StageMoveError } from './errors.ts'
 import {
   assignJoiners, DEFAULT_COOLDOWN_MS, DEFAULT_HYSTERESIS, electedMove, epochOf, stageCosts, stageThroughputs, type RuleConfig
 } from './rule.ts'
-import { HeartbeatView } from './view.ts'
 
 export const SCHEDULER_VERSION = '0.1.0'
 
@@ -49,10 +46,8 @@ export interface GossipSchedulerInit {
   readonly pinnedStage?: number
   /** Estimated capacity before measurement: microbatches/s at a stage of cost 1 (0: unknown). */
   readonly capacity?: number
-  /** Heartbeat period (ms). Default 5000. */
+  /** How often the scheduler looks at the view (join, epoch checks, retries) (ms). Default 5000. */
   readonly heartbeatMs?: number
-  /** Forget a peer this long after its last heartbeat (ms). Default 4 x heartbeat. */
-  readonly ttlMs?: number
   /** Rebalancing period (ms). Default 60000. */
   readonly epochMs?: number
   /** A node checks the plan at a random delay in [0, jitter) after an epoch starts (ms). Default min(epoch/4, 10000). */
@@ -62,11 +57,6 @@ export interface GossipSchedulerInit {
   readonly hysteresis?: number
   readonly cooldownMs?: number
   readonly maxMovesPerEpoch?: number
-  /** Clock skew tolerated in heartbeat times (ms). Default 30000. */
-  readonly maxSkewMs?: number
-  /** Gossipsub score weight of one invalid heartbeat (squared with the count). Default -10. */
-  readonly invalidMessageWeight?: number
-  readonly version?: string
   readonly log?: Logger
   /** Clock (unix ms). Default Date.now. */
   readonly now?: () => number
@@ -74,40 +64,24 @@ export interface GossipSchedulerInit {
   readonly rng?: () => number
 }
 
-export interface SchedulerStats {
+/** The scheduler's state, with the membership's heartbeat counters (published, accepted, refused by code). */
+export interface SchedulerStats extends MembershipStats {
   readonly state: NodeState
   readonly stage: number | undefined
   readonly pinned: boolean
-  readonly published: number
-  readonly accepted: number
-  /** Refused heartbeats by error code. */
-  readonly rejected: Readonly<Record<string, number>>
-  readonly ignored: Readonly<Record<string, number>>
   readonly moves: number
 }
-
-/** The libp2p parts the scheduler uses (it gets the node from the container as Tokens.Libp2p). */
-export interface PubsubHost {
-  readonly peerId: PeerId
-  readonly services: { readonly pubsub?: GossipSub }
-}
-
-/** The gossipsub class exposes its peer score; its public interface does not. */
-type ScoredGossipSub = GossipSub & { score?: { params?: { topics?: Record<string, TopicScoreParams> } } }
 
 type Listener = (a: StageAssignment) => void
 
 export class GossipScheduler implements Scheduler {
-  readonly topic: string
   readonly me: string
-  private readonly pubsub: ScoredGossipSub
   private readonly cfg: RuleConfig
   private readonly costs: number[]
-  private readonly view_: HeartbeatView
   private readonly log: Logger
   private readonly now: () => number
   private readonly rng: () => number
-  private readonly o: Required<Pick<GossipSchedulerInit, 'heartbeatMs' | 'epochMs' | 'epochJitterMs' | 'joinListenMs' | 'maxSkewMs' | 'invalidMessageWeight' | 'version'>>
+  private readonly o: Required<Pick<GossipSchedulerInit, 'heartbeatMs' | 'epochMs' | 'epochJitterMs' | 'joinListenMs'>>
   private readonly listeners = new Set<Listener>()
   private hooks: MoveHooks = {}
   private load: (() => LoadReport) | undefined
@@ -117,7 +91,6 @@ export class GossipScheduler implements Scheduler {
   private to: number | undefined
   private state_: NodeState = 'joining'
   private since = 0
-  private seq = 0
   private startedAt = 0
   private running = false
   private stopped = false
@@ -126,19 +99,19 @@ export class GossipScheduler implements Scheduler {
   private checkedEpoch = -1
   private checkTimer: NodeJS.Timeout | undefined
   private timer: NodeJS.Timeout | undefined
-  private counters = { published: 0, accepted: 0, moves: 0 }
-  private readonly rejected: Record<string, number> = {}
-  private readonly ignored: Record<string, number> = {}
+  private moves = 0
+  /** Detaches this scheduler's provider and listener from the membership. */
+  private detach: Array<() => void> = []
 
-  constructor (private readonly host: PubsubHost, private readonly init: GossipSchedulerInit) {
-    if (host.services.pubsub == null) throw new SchedulerPubsubMissingError()
-    this.pubsub = host.services.pubsub
+  constructor (private readonly membership: Membership, private readonly init: GossipSchedulerInit) {
     if (!Number.isSafeInteger(init.stages) || init.stages < 1) throw new RangeError(`stages must be a positive integer, got ${init.stages}`)
     if (init.pinnedStage !== undefined && !(Number.isSafeInteger(init.pinnedStage) && init.pinnedStage >= 0 && init.pinnedStage < init.stages)) {
       throw new RangeError(`pinned stage ${init.pinnedStage} is outside [0, ${init.stages - 1}]`)
     }
-    this.topic = schedulerTopic(init.runId)
-    this.me = host.peerId.toString()
+    if (membership.runId !== init.runId || membership.stages !== init.stages) {
+      throw new RangeError(`the membership view is of run ${membership.runId} with ${membership.stages} stages, not run ${init.runId} with ${init.stages}`)
+    }
+    this.me = membership.me
     this.cfg = {
       stages: init.stages,
       stageCosts: init.stageCosts,
@@ -153,12 +126,8 @@ export class GossipScheduler implements Scheduler {
       heartbeatMs,
       epochMs,
       epochJitterMs: init.epochJitterMs ?? Math.min(epochMs / 4, 10_000),
-      joinListenMs: init.joinListenMs ?? 2 * heartbeatMs + 500,
-      maxSkewMs: init.maxSkewMs ?? 30_000,
-      invalidMessageWeight: init.invalidMessageWeight ?? -10,
-      version: init.version ?? SCHEDULER_VERSION
+      joinListenMs: init.joinListenMs ?? 2 * heartbeatMs + 500
     }
-    this.view_ = new HeartbeatView(init.ttlMs ?? 4 * heartbeatMs)
     this.log = (init.log ?? silent).forComponent('layerswarm:scheduler')
     this.now = init.now ?? Date.now
     this.rng = init.rng ?? Math.random
@@ -169,18 +138,16 @@ export class GossipScheduler implements Scheduler {
     this.running = true
     const now = this.now()
     this.startedAt = now
-    // seq starts at the clock so a restarted node's heartbeats still count as newer
-    this.seq = now
     this.since = now
-    this.configureScoring()
-    this.pubsub.topicValidators.set(this.topic, (_peer, msg) => this.validate(msg))
-    this.pubsub.subscribe(this.topic)
     if (this.init.pinnedStage !== undefined) {
       this.stage = this.init.pinnedStage
       this.state_ = 'serving'
-      this.emit({ stage: this.stage, reason: 'pinned' })
     }
-    this.log.info('scheduler started', { topic: this.topic, stages: this.init.stages, pinned: this.init.pinnedStage ?? null })
+    this.detach.push(this.membership.providePlacement(() => this.placement()))
+    // a stage left empty is filled without waiting for the next epoch
+    this.detach.push(this.membership.onMember(m => { if (m.state === 'leaving' && this.state_ === 'serving') this.scheduleCheck(false) }))
+    if (this.pinned) this.emit({ stage: this.stage, reason: 'pinned' })
+    this.log.info('scheduler started', { run: this.init.runId, stages: this.init.stages, pinned: this.init.pinnedStage ?? null })
     this.publish()
     this.timer = setInterval(() => { this.tick() }, this.o.heartbeatMs)
     this.timer.unref?.()
@@ -201,11 +168,9 @@ export class GossipScheduler implements Scheduler {
     this.running = false
     this.state_ = 'leaving'
     this.to = undefined
-    await this.publishNow().catch(() => {})
-    try {
-      this.pubsub.unsubscribe(this.topic)
-    } catch {}
-    this.pubsub.topicValidators.delete(this.topic)
+    await this.publishNow()
+    // the membership keeps `leaving` as this node's last placement
+    for (const d of this.detach.splice(0)) d()
     this.log.info('scheduler stopped')
   }
 
@@ -234,7 +199,7 @@ export class GossipScheduler implements Scheduler {
 
   /** Gossiped throughput of a peer at its stage (a prior for the router). */
   throughputOf (peer: string): number | undefined {
-    return peer === this.me ? this.self().tput : this.view_.get(peer, this.now())?.tput
+    return peer === this.me ? this.placement().tput : this.membership.member(peer)?.tput
   }
 
   onAssignment (listener: Listener): () => void {
@@ -258,96 +223,50 @@ export class GossipScheduler implements Scheduler {
   }
 
   stats (): SchedulerStats {
-    return {
-      state: this.state_,
-      stage: this.currentStage(),
-      pinned: this.pinned,
-      ...this.counters,
-      rejected: { ...this.rejected },
-      ignored: { ...this.ignored }
-    }
+    return { ...this.membership.stats(), state: this.state_, stage: this.currentStage(), pinned: this.pinned, moves: this.moves }
   }
 
-  /** Every live heartbeat, this node's own (fresh) included. */
-  heartbeats (): Heartbeat[] {
-    return [...this.view_.live(this.now()).filter(e => e.peer !== this.me), this.self()]
+  /** Every live member, this node's own (fresh) record included. */
+  heartbeats (): Member[] {
+    return [...this.membership.members(), this.membership.self()]
   }
 
-  /** This node's heartbeat as of now (without advancing seq). */
-  private self (): Heartbeat {
+  /** This node's placement as of now (the membership publishes it with every heartbeat). */
+  private placement (): PlacementFields {
     const load = this.load?.()
     const estimate = this.init.capacity ?? 0
     const tput = load != null && load.throughput > 0
       ? load.throughput
       : this.stage >= 0 ? estimate / this.costs[this.stage] : estimate
     return {
-      v: 1,
-      run: this.init.runId,
-      peer: this.me,
       stage: this.stage,
       ...(this.state_ === 'leaving' && this.to !== undefined ? { to: this.to } : {}),
-      tput: Number.isFinite(tput) && tput >= 0 ? Math.min(tput, 1e6) : 0,
-      queue: Math.max(0, Math.min(1_000_000, Math.round(load?.queueLength ?? 0))),
       state: this.state_,
       pinned: this.pinned,
-      ver: this.o.version,
-      time: this.now(),
-      since: Math.min(this.since, this.now()),
-      seq: this.seq
+      since: this.since,
+      tput: Number.isFinite(tput) && tput >= 0 ? tput : 0,
+      ...(load != null ? { queue: load.queueLength } : {})
     }
   }
 
   private publish (): void {
-    this.publishNow().catch(err => { this.log.debug('heartbeat not published', { error: (err as Error).message }) })
+    void this.membership.publish()
   }
 
+  /** Publishes at once (on every state change: peers count this node by its newest state). */
   private async publishNow (): Promise<void> {
-    this.seq++
-    const bytes = encodeHeartbeat(this.self())
-    this.counters.published++
-    await this.pubsub.publish(this.topic, bytes)
-  }
-
-  /** Gossipsub topic validator: typed errors -> REJECT / IGNORE; accepted heartbeats enter the view here. */
-  private validate (msg: Message): TopicValidatorResult {
-    try {
-      if (msg.type !== 'signed') throw new HeartbeatUnsignedError()
-      const from = msg.from.toString()
-      const now = this.now()
-      const hb = validateHeartbeat(msg.data, {
-        runId: this.init.runId,
-        stages: this.init.stages,
-        now,
-        ttlMs: this.view_.ttlMs,
-        maxSkewMs: this.o.maxSkewMs,
-        from,
-        lastSeq: this.view_.lastSeq(from)
-      })
-      this.view_.put(hb, now)
-      this.counters.accepted++
-      // a stage left empty is filled without waiting for the next epoch
-      if (hb.state === 'leaving' && this.state_ === 'serving') this.scheduleCheck(false)
-      return TopicValidatorResult.Accept
-    } catch (err) {
-      const verdict = heartbeatVerdict(err)
-      const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN'
-      const tally = verdict === 'reject' ? this.rejected : this.ignored
-      tally[code] = (tally[code] ?? 0) + 1
-      this.log.debug('heartbeat refused', { verdict, code, error: (err as Error).message })
-      return verdict === 'reject' ? TopicValidatorResult.Reject : TopicValidatorResult.Ignore
-    }
+    await this.membership.publish()
   }
 
   private tick (): void {
     if (!this.running) return
-    this.publish()
     if (this.busy) return
     const now = this.now()
     if (this.state_ === 'joining' && this.stage === -1) {
       // a joiner waits until it has heard every subscribed neighbour (still connecting ones too);
       // after 4 listen periods it decides with what it has (a first node hears no one)
       const listened = now - this.startedAt
-      if (listened >= 4 * this.o.joinListenMs || (listened >= this.o.joinListenMs && this.heardNeighbours(now))) void this.join()
+      if (listened >= 4 * this.o.joinListenMs || (listened >= this.o.joinListenMs && this.heardNeighbours())) void this.join()
       return
     }
     if (this.state_ === 'joining') {
@@ -361,15 +280,9 @@ export class GossipScheduler implements Scheduler {
   }
 
   /** Whether the view holds a heartbeat of every gossipsub neighbour subscribed to the topic (and at least one). */
-  private heardNeighbours (now: number): boolean {
-    const live = new Set(this.view_.live(now).map(e => e.peer))
-    let neighbours: string[]
-    try {
-      neighbours = this.pubsub.getSubscribers(this.topic).map(p => p.toString())
-    } catch {
-      neighbours = []
-    }
-    return live.size > 0 && neighbours.every(p => live.has(p))
+  private heardNeighbours (): boolean {
+    const live = new Set(this.membership.members().map(m => m.peer))
+    return live.size > 0 && this.membership.neighbours().every(p => live.has(p))
   }
 
   /** Check the plan after a random delay (so elected movers' announcements spread first). */
@@ -411,7 +324,7 @@ export class GossipScheduler implements Scheduler {
     try {
       this.state_ = 'leaving'
       this.to = to
-      await this.publishNow().catch(() => {})
+      await this.publishNow()
       try {
         await this.hooks.beforeMove?.(from, to, this.abort.signal)
       } catch (err) {
@@ -422,7 +335,7 @@ export class GossipScheduler implements Scheduler {
       this.to = undefined
       this.stage = to
       this.since = this.now()
-      this.counters.moves++
+      this.moves++
     } catch (err) {
       this.log.warn('move aborted; still serving the old stage', { error: (err as Error).message })
       return
@@ -438,12 +351,12 @@ export class GossipScheduler implements Scheduler {
     this.busy = true
     try {
       this.state_ = 'joining'
-      await this.publishNow().catch(() => {})
+      await this.publishNow()
       const peers = this.peersForStage(stage).filter(p => p !== this.me)
       await this.hooks.fetchStageState?.(stage, peers, this.abort.signal)
       if (!this.running) return
       this.state_ = 'serving'
-      await this.publishNow().catch(() => {})
+      await this.publishNow()
       this.log.info('serving stage', { stage, reason })
       this.emit({ stage, reason })
     } catch (err) {
@@ -462,35 +375,15 @@ export class GossipScheduler implements Scheduler {
       }
     }
   }
-
-  /** Score the topic so that each REJECTed heartbeat costs its forwarder (P4, invalid deliveries). */
-  private configureScoring (): void {
-    const topics = this.pubsub.score?.params?.topics
-    if (topics == null) {
-      this.log.warn('gossipsub exposes no peer score; invalid heartbeats will not lower scores')
-      return
-    }
-    topics[this.topic] = createTopicScoreParams({
-      topicWeight: 1,
-      // heartbeats are sparse and mesh quality matters little here: score only invalid deliveries
-      timeInMeshWeight: 0,
-      firstMessageDeliveriesWeight: 0,
-      meshMessageDeliveriesWeight: 0,
-      meshFailurePenaltyWeight: 0,
-      invalidMessageDeliveriesWeight: this.o.invalidMessageWeight,
-      // the count halves in about 11 minutes (decay applies every decayInterval, 1 s by default)
-      invalidMessageDeliveriesDecay: 0.999
-    })
-  }
 }
 
-function toInfo (h: Heartbeat): PeerStageInfo {
-  return { peerId: h.peer, stage: h.stage, throughput: h.tput, queueLength: h.queue, state: h.state, version: h.ver, time: h.time }
+function toInfo (m: Member): PeerStageInfo {
+  return { peerId: m.peer, stage: m.stage, throughput: m.tput, queueLength: m.queue, state: m.state, version: m.version, time: m.time }
 }
 
 /** Routing preference: throughput discounted by the queue it already has. */
-function score (h: Heartbeat): number {
-  return h.tput / (1 + h.queue)
+function score (m: Member): number {
+  return m.tput / (1 + m.queue)
 }
 
 function round (x: number): number {

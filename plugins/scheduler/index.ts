@@ -1,29 +1,31 @@
-// Plugin entry: binds a GossipScheduler (stage assignment by gossiped heartbeats, docs/scheduler.md)
-// as Tokens.Scheduler. Needs Tokens.Libp2p (with gossipsub at services.pubsub). Options (config
-// `plugins.scheduler`, all optional where NodeConfig.runtime supplies them):
+// Plugin entry: binds a GossipScheduler (stage assignment over the membership view, docs/scheduler.md)
+// as Tokens.Scheduler. Reads and writes the node's Tokens.Membership (the run's one view of the
+// swarm); until the runtime binds one, it makes its own from Tokens.Libp2p (own-membership.ts).
+// Options (config `plugins.scheduler`, all optional where NodeConfig.runtime supplies them):
 //   runId            run id (default NodeConfig.runtime.runId)
 //   stages           stage count (default NodeConfig.runtime.stages)
 //   stage            pin this node (default NodeConfig.runtime.stage, i.e. `start --stage N`)
-//   stageCosts, capacity, heartbeatMs, ttlMs, epochMs, epochJitterMs, joinListenMs, hysteresis,
-//   cooldownMs, maxMovesPerEpoch, maxSkewMs, invalidMessageWeight: see GossipSchedulerInit
-import { definePlugin, registerRelease, release, Tokens } from '../../core/contracts/index.ts'
+//   stageCosts, capacity, heartbeatMs, epochMs, epochJitterMs, joinListenMs, hysteresis,
+//   cooldownMs, maxMovesPerEpoch: see GossipSchedulerInit
+// The heartbeat's own settings (interval, TTL, clock skew, score weight) are the membership's:
+// NodeConfig.runtime.membership (core/membership/membership-options.ts).
+import { definePlugin, registerRelease, release, Tokens, type Membership } from '../../core/contracts/index.ts'
 import { ConfigError } from '../../core/contracts/index.ts'
-import { GossipScheduler, type GossipSchedulerInit, type PubsubHost } from './gossip-scheduler.ts'
+import type { Libp2p } from '@libp2p/interface'
+import { GossipScheduler, type GossipSchedulerInit } from './gossip-scheduler.ts'
+import { ownMembership } from './own-membership.ts'
 
 export { GossipScheduler, SCHEDULER_VERSION } from './gossip-scheduler.ts'
-export type { GossipSchedulerInit, LoadReport, MoveHooks, PubsubHost, SchedulerStats } from './gossip-scheduler.ts'
+export type { GossipSchedulerInit, LoadReport, MoveHooks, SchedulerStats } from './gossip-scheduler.ts'
 export * from './errors.ts'
-export * from './heartbeat.ts'
 export * from './rule.ts'
-export { HeartbeatView } from './view.ts'
-export type { ViewEntry } from './view.ts'
-export { schedulerPeerSource } from './peer-source.ts'
-export type { SchedulerPeerSource } from './peer-source.ts'
 
 /** Where a registration keeps the release of its scheduler (in its node's container). */
 const OWN = 'scheduler:release'
+/** Where a registration keeps the start of a membership it made itself. */
+const OWN_MEMBERSHIP_START = 'scheduler:membership-start'
 
-const NUMBER_OPTIONS = ['capacity', 'heartbeatMs', 'ttlMs', 'epochMs', 'epochJitterMs', 'joinListenMs', 'hysteresis', 'cooldownMs', 'maxMovesPerEpoch', 'maxSkewMs', 'invalidMessageWeight'] as const
+const NUMBER_OPTIONS = ['capacity', 'heartbeatMs', 'epochMs', 'epochJitterMs', 'joinListenMs', 'hysteresis', 'cooldownMs', 'maxMovesPerEpoch'] as const
 
 /** GossipSchedulerInit from plugin options over NodeConfig.runtime; ConfigError names the bad option. */
 export function schedulerInit (options: Readonly<Record<string, unknown>>, runtime: Readonly<Record<string, unknown>> = {}): Omit<GossipSchedulerInit, 'log'> {
@@ -70,13 +72,27 @@ export default definePlugin({
   requires: [Tokens.Libp2p],
   register (ctx) {
     const config = ctx.container.isRegistered(Tokens.NodeConfig, true) ? ctx.container.resolve<{ runtime?: Readonly<Record<string, unknown>> }>(Tokens.NodeConfig) : undefined
-    const init = schedulerInit(ctx.options, config?.runtime ?? {})
-    const libp2p = ctx.container.resolve<PubsubHost>(Tokens.Libp2p)
-    const scheduler = new GossipScheduler(libp2p, { ...init, log: ctx.logger })
+    const runtime = config?.runtime ?? {}
+    const init = schedulerInit(ctx.options, runtime)
+    let membership: Membership
+    let own: ReturnType<typeof ownMembership> | undefined
+    if (ctx.container.isRegistered(Tokens.Membership, true)) {
+      membership = ctx.container.resolve<Membership>(Tokens.Membership)
+    } else {
+      own = ownMembership(ctx.container.resolve<Libp2p>(Tokens.Libp2p), runtime, init.runId, init.stages, ctx.logger)
+      membership = own
+      ctx.container.registerInstance(Tokens.Membership, own)
+      ctx.container.registerInstance(OWN_MEMBERSHIP_START, () => { own?.start() })
+    }
+    const scheduler = new GossipScheduler(membership, { ...init, log: ctx.logger })
     ctx.container.registerInstance(Tokens.Scheduler, scheduler)
-    registerRelease(ctx, OWN, async () => { await scheduler.stop() })
+    registerRelease(ctx, OWN, async () => {
+      await scheduler.stop()
+      own?.stop()
+    })
   },
   async start (ctx) {
+    if (ctx.container.isRegistered(OWN_MEMBERSHIP_START)) ctx.container.resolve<() => void>(OWN_MEMBERSHIP_START)()
     const scheduler = ctx.container.resolve<GossipScheduler>(Tokens.Scheduler)
     await scheduler.start()
   },

@@ -1,4 +1,4 @@
-// Scheduler heartbeats: what each node gossips on `/layerswarm/<runId>/scheduler/1.0.0` every
+// Membership heartbeats: what each node gossips on `/layerswarm/<runId>/members/1.0.0` every
 // interval, the bytes (compact JSON, fixed key order, at most MAX_HEARTBEAT_BYTES), and the checks a
 // received one must pass before it enters the view. Pure: no networking, the clock is a parameter.
 //
@@ -7,61 +7,40 @@
 // validator then requires `from` == payload `peer`, which binds the payload to its signer. So no
 // second signature is carried. A heartbeat stored or relayed outside gossipsub (DHT records) would
 // need its own signature over encodeHeartbeat()'s canonical bytes: see docs/scheduler.md.
-import type { NodeState } from '../../core/contracts/scheduler.ts'
+import type { Member } from '../contracts/membership.ts'
 import {
   HeartbeatFromFutureError, HeartbeatMalformedError, HeartbeatReplayError, HeartbeatSenderMismatchError,
   HeartbeatStaleError, HeartbeatValueError, HeartbeatWrongRunError
 } from './errors.ts'
 
 export const HEARTBEAT_FORMAT = 1
-/** Largest heartbeat accepted, bytes (a real one is ~250). */
+/** Largest heartbeat accepted, bytes (a real one is ~330). */
 export const MAX_HEARTBEAT_BYTES = 1024
 /** Upper bounds of sane values; above them a heartbeat is REJECTed as absurd. */
 export const MAX_THROUGHPUT = 1e6
 export const MAX_QUEUE = 1_000_000
+export const MAX_STEP = 2 ** 40
 export const MAX_STAGES = 1024
 
-export interface Heartbeat {
+/** A member's record as published: the member without its receive time, plus format and run. */
+export interface Heartbeat extends Omit<Member, 'seen'> {
   readonly v: typeof HEARTBEAT_FORMAT
   /** Run id (the manifest hash). */
   readonly run: string
-  /** The publisher's peer id; must equal the gossip message's signer. */
-  readonly peer: string
-  /** Stage served (or being joined); -1 while a joining node has not picked one. */
-  readonly stage: number
-  /** While leaving to move: the stage it moves to (others count it there already). */
-  readonly to?: number
-  /**
-   * Capacity at `stage`: microbatches per second of busy time (not of wall time, which the
-   * bottleneck stage caps for everyone). With stage -1: the estimate for a stage of unit cost.
-   */
-  readonly tput: number
-  /** Microbatches waiting or running. */
-  readonly queue: number
-  readonly state: NodeState
-  /** Started with --stage: never moves, never elected to move. */
-  readonly pinned: boolean
-  /** Software version. */
-  readonly ver: string
-  /** Unix ms when published. */
-  readonly time: number
-  /** Unix ms when it took `stage` (start of its cool-down). */
-  readonly since: number
-  /** Strictly increasing per publisher, across restarts (starts at the start time in ms). */
-  readonly seq: number
 }
 
-/** The gossip topic of a run's scheduler. */
-export function schedulerTopic (runId: string): string {
-  return `/layerswarm/${runId}/scheduler/1.0.0`
+/** The gossip topic of a run's membership. */
+export function membersTopic (runId: string): string {
+  return `/layerswarm/${runId}/members/1.0.0`
 }
 
-const KEYS = ['v', 'run', 'peer', 'stage', 'to', 'tput', 'queue', 'state', 'pinned', 'ver', 'time', 'since', 'seq'] as const
+const KEYS = ['v', 'run', 'peer', 'stage', 'to', 'state', 'pinned', 'since', 'tput', 'phase', 'step', 'throughput', 'queue', 'version', 'time', 'seq'] as const
 const REQUIRED = new Set<string>(KEYS.filter(k => k !== 'to'))
 const STATES: ReadonlySet<string> = new Set(['joining', 'serving', 'leaving'])
+const PHASES: ReadonlySet<string> = new Set(['starting', 'waiting-peers', 'training', 'done', 'failed'])
 const PEER_RE = /^[A-Za-z0-9]{1,128}$/
 const RUN_RE = /^[A-Za-z0-9._-]{1,64}$/
-const VER_RE = /^[\x20-\x7e]{1,32}$/
+const VERSION_RE = /^[\x20-\x7e]{1,32}$/
 
 /** Canonical bytes: fixed key order, no whitespace (also what an explicit signature would cover). */
 export function encodeHeartbeat (hb: Heartbeat): Uint8Array {
@@ -95,20 +74,28 @@ export function decodeHeartbeat (data: Uint8Array, stages: number): Heartbeat {
     if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new HeartbeatMalformedError(`field "${k}" is not an integer`)
     return v
   }
+  // JSON has no NaN/Infinity: a non-number here is malformed, a number out of range is absurd
+  const rate = (k: string): void => {
+    const v = h[k]
+    if (typeof v !== 'number') throw new HeartbeatMalformedError(`field "${k}" is not a number`)
+    if (!Number.isFinite(v) || v < 0 || v > MAX_THROUGHPUT) throw new HeartbeatValueError(k, `${v} is outside [0, ${MAX_THROUGHPUT}]`)
+  }
   str('run', RUN_RE)
   str('peer', PEER_RE)
-  str('ver', VER_RE)
+  str('version', VERSION_RE)
   if (typeof h.state !== 'string' || !STATES.has(h.state)) throw new HeartbeatMalformedError('field "state" is not joining, serving or leaving')
+  if (typeof h.phase !== 'string' || !PHASES.has(h.phase)) throw new HeartbeatMalformedError(`field "phase" is not one of ${[...PHASES].join(', ')}`)
   if (typeof h.pinned !== 'boolean') throw new HeartbeatMalformedError('field "pinned" is not a boolean')
-  // JSON has no NaN/Infinity: a non-number here is malformed, a number out of range is absurd
-  if (typeof h.tput !== 'number') throw new HeartbeatMalformedError('field "tput" is not a number')
+  if (typeof h.tput !== 'number' || typeof h.throughput !== 'number') throw new HeartbeatMalformedError(`field "${typeof h.tput !== 'number' ? 'tput' : 'throughput'}" is not a number`)
   const stage = int('stage')
+  const step = int('step')
   const queue = int('queue')
   const time = int('time')
   const since = int('since')
   const seq = int('seq')
 
-  if (!Number.isFinite(h.tput) || h.tput < 0 || h.tput > MAX_THROUGHPUT) throw new HeartbeatValueError('tput', `${h.tput} is outside [0, ${MAX_THROUGHPUT}]`)
+  rate('tput')
+  rate('throughput')
   if (stage < -1 || stage >= stages) throw new HeartbeatValueError('stage', `${stage} is outside [-1, ${stages - 1}]`)
   if (stage === -1 && h.state !== 'joining') throw new HeartbeatValueError('stage', `-1 (unassigned) with state ${h.state as string}`)
   if (h.to !== undefined) {
@@ -116,6 +103,7 @@ export function decodeHeartbeat (data: Uint8Array, stages: number): Heartbeat {
     if (h.state !== 'leaving') throw new HeartbeatValueError('to', 'a move target outside the leaving state')
     if (to < 0 || to >= stages || to === stage) throw new HeartbeatValueError('to', `${to} is not another stage in [0, ${stages - 1}]`)
   }
+  if (step < 0 || step > MAX_STEP) throw new HeartbeatValueError('step', `${step} is outside [0, ${MAX_STEP}]`)
   if (queue < 0 || queue > MAX_QUEUE) throw new HeartbeatValueError('queue', `${queue} is outside [0, ${MAX_QUEUE}]`)
   if (time < 0) throw new HeartbeatValueError('time', 'negative')
   if (since < 0 || since > time) throw new HeartbeatValueError('since', `${since} is not in [0, time]`)
@@ -133,7 +121,7 @@ export interface HeartbeatCheck {
   readonly ttlMs: number
   /** How far ahead of `now` a heartbeat's time may be. */
   readonly maxSkewMs: number
-  /** The gossip message's verified signer, when signed. */
+  /** The gossip message's verified signer. */
   readonly from: string
   /** The last seq accepted from that peer, if any. */
   readonly lastSeq?: number
