@@ -3,7 +3,7 @@
 import '../core/polyfills.ts'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { Libp2p } from '@libp2p/interface'
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { loadCorpus, type Corpus } from '../core/data/index.ts'
 import { defaultManifest, type RunManifest } from '../core/run/manifest.ts'
 import { validateModelConfig } from '../core/model/config.ts'
@@ -36,10 +36,10 @@ export class StaticSource implements PeerSource {
 }
 
 /** n libp2p nodes, every pair connected (so each knows the others' addresses). */
-export async function connectedNodes (n: number): Promise<Libp2p[]> {
+export async function connectedNodes (n: number, keys: readonly PrivateKey[] = []): Promise<Libp2p[]> {
   const nodes: Libp2p[] = []
   for (let i = 0; i < n; i++) {
-    const node = await createTestNode()
+    const node = await createTestNode(keys[i])
     await node.start()
     nodes.push(node)
   }

@@ -4,10 +4,12 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
-import type { Libp2p } from '@libp2p/interface'
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
 
-export async function createTestNode (): Promise<Libp2p> {
+/** `privateKey`: the node's identity (give one to sign with it); default a fresh one. */
+export async function createTestNode (privateKey?: PrivateKey): Promise<Libp2p> {
   return createLibp2p({
+    ...(privateKey != null ? { privateKey } : {}),
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],

@@ -16,7 +16,7 @@ import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } 
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { preSharedKey } from '@libp2p/pnet'
-import type { AbortOptions, ServiceMap } from '@libp2p/interface'
+import type { AbortOptions, PrivateKey, ServiceMap } from '@libp2p/interface'
 import { PeerJudge } from '../peer-judge.ts'
 import { MetricsRegistry } from '../metrics/registry.ts'
 import { container as rootContainer, type DependencyContainer } from 'tsyringe'
@@ -126,6 +126,8 @@ export interface LayerswarmNode {
   readonly container: DependencyContainer
   readonly config: NodeConfig
   readonly network: NetworkProfile
+  /** The node's identity key (its peer id's): signs the node's work (hop commitments). Never sent anywhere. */
+  readonly privateKey: PrivateKey
   /** Multiaddr strings (with /p2p/<peerId>) others can dial; empty until started. */
   addresses(): string[]
   status(): NodeStatus
@@ -319,6 +321,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     container,
     config,
     network,
+    privateKey: identity.privateKey,
     addresses,
     status,
     rebootstrap () {

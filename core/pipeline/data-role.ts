@@ -11,7 +11,7 @@ import type { RunManifest } from '../run/manifest.ts'
 import { pause } from '../timers.ts'
 import type { Dispatcher } from './dispatch.ts'
 import type { PipelineMetrics } from './pipeline-metrics.ts'
-import type { MicrobatchMeta } from './protocol.ts'
+import { int32Bytes, type MicrobatchMeta } from './protocol.ts'
 import type { Router } from './router.ts'
 import type { StageWorker } from './stage-worker.ts'
 import type { TrainingState } from './training-status.ts'
@@ -113,7 +113,9 @@ export class DataRole implements Role {
     const meta: MicrobatchMeta = { origin: init.me, step, micro, micros: init.microbatches, mode: 'train' }
     try {
       const out = await init.worker.forward(key, { B, T, tokens: batch.inputs })
-      const reply = await init.dispatcher.send({ stage: 1, id, route: [init.me], hidden: out.hidden as Float32Array, shape: [B, T, init.width], targets: batch.targets, meta }, init.signal)
+      // stage 0's hop input is the token ids themselves (anyone can redraw them from the sampler's key)
+      const work = { inputs: [{ bytes: int32Bytes(batch.inputs), codecId: 0, dtype: 'i32' as const, shape: [B, T] }], paramsDigest: out.paramsDigest, step: init.worker.steps }
+      const reply = await init.dispatcher.send({ stage: 1, id, route: [init.me], hidden: out.hidden as Float32Array, shape: [B, T, init.width], targets: batch.targets, meta, work }, init.signal)
       await init.worker.backward(key, { B, T, tokens: batch.inputs }, reply.dout as Float32Array, { ...tag, loss: reply.meta.loss })
       init.metrics.completed(B * T)
       return true

@@ -7,6 +7,9 @@
 //   failure    a remote drop (the stages behind the peer failed) is final: MicrobatchDroppedError
 //              at once; any other failure is judged (PeerJudge: verdict on the peer, router ban)
 //              and the next attempt goes to another peer; after maxAttempts: dropped
+//   commitment a training hop carries the producer's signed commitment to the activation it sends
+//              (hop-commits.ts); the gradient that comes back must carry the next stage's, which is
+//              checked like any other part of the reply
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
@@ -19,6 +22,8 @@ import { isRemoteDrop, MicrobatchDroppedError } from './errors.ts'
 import type { PipelineMetrics } from './pipeline-metrics.ts'
 import { int32Bytes, PIPELINE_FORWARD_PROTOCOL, validateEvalReply, validateGradReply, type MicrobatchMeta, type ReplyMeta } from './protocol.ts'
 import type { Router } from './router.ts'
+import type { HopCommitter } from './hop-commits.ts'
+import type { HopTensor } from '../verify/hop-records.ts'
 
 /** How hard a microbatch is pushed before it is dropped (carried by the run options). */
 export interface RetryPolicy {
@@ -52,11 +57,15 @@ export interface Outbound {
   readonly shape: readonly number[]
   readonly targets: Int32Array
   readonly meta: MicrobatchMeta
+  /** Training hops of a committing node: what produced `hidden` (its inputs and weights). */
+  readonly work?: { readonly inputs: readonly HopTensor[], readonly paramsDigest: string, readonly step: number }
 }
 
 export interface Reply {
   /** The gradient of `hidden` (train only). */
   readonly dout?: Float32Array
+  /** That gradient as it crossed the wire (train only): an input of this node's backward hop. */
+  readonly doutTensor?: HopTensor
   readonly meta: ReplyMeta
 }
 
@@ -68,6 +77,8 @@ export interface DispatcherInit {
   readonly metrics: PipelineMetrics
   readonly judge: PeerJudge
   readonly retry: RetryPolicy
+  /** Signs this node's hops and checks the next stage's; absent: no commitments (verification off). */
+  readonly committer?: HopCommitter
   readonly log: Logger
   /** The node's logger for the framed streams (wire-level logs). */
   readonly wireLog?: Logger
@@ -91,6 +102,11 @@ export class Dispatcher {
     const { router, codecs, metrics, retry } = this.init
     const act = codecs.encode('activation', mb.hidden, mb.shape)
     const tgt = int32Bytes(mb.targets)
+    const train = mb.meta.mode === 'train'
+    const committer = train ? this.init.committer : undefined
+    const commitment = committer != null && mb.work != null
+      ? await committer.commit({ kind: 'forward', microbatchId: mb.id, ...mb.work }, { bytes: act.bytes, codecId: act.codecId, dtype: 'f32', shape: [...mb.shape] })
+      : undefined
     const exclude = new Set<string>()
     for (let attempt = 0; attempt < retry.maxAttempts; attempt++) {
       const peer = router.choose(mb.stage, exclude) ?? await this.waitForPeer(mb.stage, exclude, signal)
@@ -105,14 +121,20 @@ export class Dispatcher {
         fs = await openFramed(this.init.libp2p, peerIdFromString(peer), PIPELINE_FORWARD_PROTOCOL, { runId: this.init.runId, signal: sig, log: this.init.wireLog })
         const route = [...mb.route]
         const shape = [...mb.shape]
-        await fs.send({ kind: 'activation', microbatchId: mb.id, stage: mb.stage, codecId: act.codecId, dtype: 'f32', shape, route, metadata: { ...mb.meta } }, act.bytes, { signal: sig })
+        await fs.send({ kind: 'activation', microbatchId: mb.id, stage: mb.stage, codecId: act.codecId, dtype: 'f32', shape, route, metadata: { ...mb.meta, ...(commitment != null ? { commitment } : {}) } }, act.bytes, { signal: sig })
         await fs.send({ kind: 'request', microbatchId: mb.id, stage: mb.stage, dtype: 'i32', shape: [shape[0], shape[1]], route, metadata: { op: 'targets' } }, tgt, { signal: sig })
         metrics.count('bytesForward', act.bytes.byteLength + tgt.byteLength)
         metrics.boundarySent('forward', act.bytes.byteLength, shape[0] * shape[1])
         const resp = await fs.expect({ signal: sig })
-        const out: Reply = mb.meta.mode === 'train'
-          ? { meta: validateGradReply(resp, mb.id, mb.stage, shape), dout: codecs.decode('activation-grad', resp) }
-          : { meta: validateEvalReply(resp, mb.id) }
+        let out: Reply
+        if (train) {
+          const meta = validateGradReply(resp, mb.id, mb.stage, shape)
+          const dout = codecs.decode('activation-grad', resp)
+          await committer?.accept(peer, { kind: 'backward', stage: mb.stage, microbatchId: mb.id, codecId: resp.header.codecId }, resp.header.metadata?.commitment, resp.payload)
+          out = { meta, dout, doutTensor: { bytes: resp.payload, codecId: resp.header.codecId, dtype: 'f32', shape } }
+        } else {
+          out = { meta: validateEvalReply(resp, mb.id) }
+        }
         await fs.close({ signal: sig }).catch(() => {})
         router.succeeded(peer, mb.stage, performance.now() - t0)
         return out

@@ -7,12 +7,13 @@
 //   data-role.ts        the data role (stage 0): sample microbatches, step, evaluate
 //   run-end.ts          when the run is over for this node, read from the membership view
 //   pipeline-metrics.ts counters and curves; status() builds the one TrainingStatus from them
+//   hop-commits.ts      signed commitments on every training hop, what was sent (for reveal) and received
 //   stage-averaging.ts  averaging rounds with the stage's other nodes
 //   rendezvous.ts       meeting the run's other nodes through the DHT
 //
 // The node wires them, owns their lifecycle (start/stop), and answers status() and checkpoint().
 // Stage peers come from a PeerSource (the gossip StageDirectory by default).
-import type { Libp2p } from '@libp2p/interface'
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { DependencyContainer } from 'tsyringe'
 import type { ComputeBackend } from '../contracts/backend.ts'
@@ -32,6 +33,7 @@ import { saveStageCheckpoint } from './checkpoint.ts'
 import { DataRole, type PipelineData } from './data-role.ts'
 import { StageDirectory } from './discovery.ts'
 import { Dispatcher, retryPolicy, type RetryPolicy } from './dispatch.ts'
+import { HopCommitter, HopStore, ParamsWitness, ReceiptStore } from './hop-commits.ts'
 import { PipelineStoppedError } from './errors.ts'
 import { PipelineMetrics } from './pipeline-metrics.ts'
 import { boundsFor, microbatchIdFactory, type MicrobatchMeta } from './protocol.ts'
@@ -84,6 +86,11 @@ export interface PipelineNodeInit {
   readonly lingerMs?: number
   /** Initial parameters (e.g. a stage checkpoint). */
   readonly params?: ReadonlyMap<string, Float32Array>
+  /**
+   * The node's identity key: with it, every training hop this node sends carries its signed
+   * commitment and every hop it receives must carry the sender's (verification); without it, none.
+   */
+  readonly privateKey?: PrivateKey
   /** The node's judge of peers (one per node); default one of its own. */
   readonly judge?: PeerJudge
   /** The node's metrics registry (counts add up over the stages it serves); default one of its own. */
@@ -124,6 +131,7 @@ export class PipelineNode {
   private readonly runEnd: RunEnd | undefined
   private readonly averaging: StageAveraging | undefined
   private readonly unjudge: () => void
+  private readonly hops: { store: HopStore, receipts: ReceiptStore, committer: HopCommitter } | undefined
   private state: TrainingState = 'starting'
   private error: string | undefined
   private finish!: () => void
@@ -155,6 +163,12 @@ export class PipelineNode {
     this.schedule = { maxLr: m.optimizer.lr, minLr: m.optimizer.lr / 10, warmupSteps: m.optimizer.warmup, totalSteps: m.optimizer.steps }
     this.judge = init.judge ?? new PeerJudge()
     this.metrics = new PipelineMetrics(init.metrics)
+    const witness = init.privateKey != null ? new ParamsWitness() : undefined
+    if (init.privateKey != null && witness != null) {
+      const store = new HopStore(witness)
+      const receipts = new ReceiptStore()
+      this.hops = { store, receipts, committer: new HopCommitter({ runId: this.runId, stage: this.stage, me: this.me, key: init.privateKey, store, receipts }) }
+    }
     const stage = new Stage(init.backend, this.layout, {
       seed: m.data.seed,
       params: init.params,
@@ -164,6 +178,7 @@ export class PipelineNode {
       schedule: this.schedule,
       auto: this.stage > 0,
       log: init.log,
+      witness,
       onStep: r => { this.recordStep(r) }
     })
     this.codecs = init.codecs ?? boundaryCodecs({ activation: m.codecs.activation, 'activation-grad': m.codecs['activation-grad'] }, init.container)
@@ -174,7 +189,7 @@ export class PipelineNode {
     // the router bans whom the judge finds at fault in the pipeline (inbound or on a reply)
     this.unjudge = this.judge.onJudgement(j => { if (j.area === 'pipeline' && j.stage != null) this.router.failed(j.peer, j.stage, j.verdict) })
     const nextId = microbatchIdFactory()
-    this.dispatcher = new Dispatcher({ libp2p: init.libp2p, runId: this.runId, router: this.router, codecs: this.codecs, metrics: this.metrics, judge: this.judge, retry, log: this.log, wireLog: init.log })
+    this.dispatcher = new Dispatcher({ libp2p: init.libp2p, runId: this.runId, router: this.router, codecs: this.codecs, metrics: this.metrics, judge: this.judge, retry, committer: this.hops?.committer, log: this.log, wireLog: init.log })
     // a period beyond the run's last step would never fire: no averager then. Averaging partners are
     // every node of the stage the directory has heard (joining ones too), not only those the router
     // may send work to: a scheduler view that still lists a peer as joining must not leave it alone.
@@ -184,7 +199,7 @@ export class PipelineNode {
     })
     this.server = new StageServer({
       libp2p: init.libp2p, runId: this.runId, me: this.me, stage: this.stage, stages: this.stages, bounds, codecs: this.codecs,
-      worker: this.worker, dispatcher: this.dispatcher, metrics: this.metrics, judge: this.judge,
+      worker: this.worker, dispatcher: this.dispatcher, metrics: this.metrics, judge: this.judge, committer: this.hops?.committer,
       requestTimeoutMs: init.requestTimeoutMs ?? 30_000, signal: this.abort.signal, log: this.log, wireLog: init.log,
       onTrainStep: step => { this.averaging?.observe(step) },
       onEval: (meta, loss) => { this.recordEval(meta, loss) }
@@ -203,6 +218,16 @@ export class PipelineNode {
 
   get isFirst (): boolean { return this.stage === 0 }
   get isLast (): boolean { return this.stage === this.stages - 1 }
+
+  /** The hops this node sent, retained for reveal (undefined without commitments). */
+  hopRecords (): HopStore | undefined {
+    return this.hops?.store
+  }
+
+  /** The commitments this node accepted from its peers (undefined without commitments). */
+  receipts (): ReceiptStore | undefined {
+    return this.hops?.receipts
+  }
 
   /** The roles this node runs: the stage server, and on stage 0 the data role. */
   roles (): Role[] {

@@ -104,7 +104,8 @@ export function validateActivation (frame: Frame, bounds: MicrobatchBounds, from
 function parseMeta (m: Readonly<Record<string, unknown>> | undefined, bounds: MicrobatchBounds): MicrobatchMeta {
   const bad = (msg: string): never => { throw new InvalidMicrobatchError(`activation metadata: ${msg}`) }
   if (m == null) return bad('missing')
-  const known = new Set(['origin', 'step', 'micro', 'micros', 'mode', 'evalIndex', 'evalCount'])
+  // `commitment` is the hop's signed commitment (hop-commits.ts), checked by the receiver, not part of the meta
+  const known = new Set(['origin', 'step', 'micro', 'micros', 'mode', 'evalIndex', 'evalCount', 'commitment'])
   for (const k of Object.keys(m)) if (!known.has(k)) bad(`unknown field ${k}`)
   const { origin, step, micro, micros, mode, evalIndex, evalCount } = m
   if (typeof origin !== 'string' || !PEER_ID_RE.test(origin)) bad('origin must be a peer id')
@@ -118,7 +119,8 @@ function parseMeta (m: Readonly<Record<string, unknown>> | undefined, bounds: Mi
   } else if (evalIndex !== undefined || evalCount !== undefined) {
     bad('evalIndex/evalCount belong to eval microbatches')
   }
-  return m as unknown as MicrobatchMeta
+  const { commitment: _, ...meta } = m
+  return meta as unknown as MicrobatchMeta
 }
 
 /** Checks the targets frame that follows an activation and returns the ids. */

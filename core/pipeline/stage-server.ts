@@ -2,12 +2,14 @@
 // pipeline protocol (protocol.ts) while the node serves its stage.
 //
 //   receive    the activation frame and the targets frame, validated (size, shape, bounds, run,
-//              stage) and decoded (the codec adapter checks the values are finite); a bad one is
-//              judged against the sender (PeerJudge) and nothing else is disturbed
+//              stage, and the sender's hop commitment: hop-commits.ts) and decoded (the codec
+//              adapter checks the values are finite); a bad one is judged against the sender
+//              (PeerJudge) and nothing else is disturbed
 //   compute    last stage: loss and the input gradient (trainLast) or the held-out loss (eval);
 //              other stages: forward, hand the output to the dispatcher for stage s+1, then
 //              backward with the gradient that comes back
-//   reply      the input gradient (encoded) or the loss, on the same stream
+//   reply      the input gradient (encoded, with this node's commitment to it) or the loss, on the
+//              same stream
 import type { Libp2p } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import type { LayerswarmError } from '../errors.ts'
@@ -21,6 +23,8 @@ import { MicrobatchDroppedError, PipelineStoppedError } from './errors.ts'
 import type { PipelineMetrics } from './pipeline-metrics.ts'
 import { PIPELINE_FORWARD_PROTOCOL, validateActivation, validateTargets, type MicrobatchBounds, type MicrobatchMeta } from './protocol.ts'
 import type { StageWorker } from './stage-worker.ts'
+import type { HopCommitter } from './hop-commits.ts'
+import type { HopTensor } from '../verify/hop-records.ts'
 
 export interface StageServerInit {
   readonly libp2p: Libp2p
@@ -34,6 +38,8 @@ export interface StageServerInit {
   readonly dispatcher: Dispatcher
   readonly metrics: PipelineMetrics
   readonly judge: PeerJudge
+  /** Signs this node's hops and checks the previous stage's; absent: no commitments. */
+  readonly committer?: HopCommitter
   /** How long an inbound stream may take to deliver its request (ms). */
   readonly requestTimeoutMs: number
   /** Aborted when the node stops. */
@@ -90,6 +96,7 @@ export class StageServer implements Role {
     try {
       const reading = deadline(init.requestTimeoutMs, handlerSignal, init.signal)
       let B: number, T: number, meta: MicrobatchMeta, hidden: Float32Array, targets: Int32Array, id: bigint, route: string[]
+      let actIn: HopTensor, targetsIn: HopTensor
       try {
         const act = await fs.expect({ signal: reading.signal })
         ;({ B, T, meta } = validateActivation(act, init.bounds, from))
@@ -98,6 +105,9 @@ export class StageServer implements Role {
         id = act.header.microbatchId
         targets = validateTargets(tgt, B, T, id, init.bounds)
         route = [...act.header.route, init.me]
+        actIn = { bytes: act.payload.slice(), codecId: act.header.codecId, dtype: 'f32', shape: [...act.header.shape] }
+        targetsIn = { bytes: tgt.payload.slice(), codecId: tgt.header.codecId, dtype: 'i32', shape: [B, T] }
+        if (meta.mode === 'train') await init.committer?.accept(from, { kind: 'forward', stage: init.stage - 1, microbatchId: id, codecId: act.header.codecId }, act.header.metadata?.commitment, act.payload)
       } catch (err) {
         if (!init.signal.aborted) {
           const verdict = init.judge.judge(from, err, 'pipeline', init.stage - 1)
@@ -129,15 +139,17 @@ export class StageServer implements Role {
           return
         }
         const r = await init.worker.trainLast({ B, T, hidden, targets }, tag)
-        await this.replyGrad(fs, id, route, r.dinput as Float32Array, shapeIn, { loss: r.loss, count: r.count }, signal)
+        const hop = { inputs: [actIn, targetsIn], paramsDigest: r.paramsDigest, step: init.worker.steps }
+        await this.replyGrad(fs, id, route, r.dinput as Float32Array, shapeIn, { loss: r.loss, count: r.count }, hop, signal)
         init.metrics.completed(B * T)
         return
       }
 
-      const out = train ? await init.worker.forward(key, { B, T, hidden }) : await init.worker.evaluate({ B, T, hidden })
+      const out = train ? await init.worker.forward(key, { B, T, hidden }) : { ...await init.worker.evaluate({ B, T, hidden }), paramsDigest: '' }
       let reply
       try {
-        reply = await init.dispatcher.send({ stage: init.stage + 1, id, route, hidden: out.hidden as Float32Array, shape: shapeIn, targets, meta }, signal)
+        const hop = train ? { inputs: [actIn], paramsDigest: out.paramsDigest, step: init.worker.steps } : undefined
+        reply = await init.dispatcher.send({ stage: init.stage + 1, id, route, hidden: out.hidden as Float32Array, shape: shapeIn, targets, meta, work: hop }, signal)
       } catch (err) {
         if (train && err instanceof MicrobatchDroppedError) init.metrics.count('microbatchesDropped')
         throw err
@@ -146,8 +158,9 @@ export class StageServer implements Role {
         await fs.send({ kind: 'response', microbatchId: id, stage: init.stage, route, metadata: { ...reply.meta } }, undefined, { signal })
         return
       }
-      const dinput = await init.worker.backward(key, { B, T, hidden }, reply.dout as Float32Array, { ...tag, loss: reply.meta.loss })
-      await this.replyGrad(fs, id, route, dinput as Float32Array, shapeIn, reply.meta, signal)
+      const back = await init.worker.backward(key, { B, T, hidden }, reply.dout as Float32Array, { ...tag, loss: reply.meta.loss })
+      const hop = { inputs: [actIn, reply.doutTensor as HopTensor], paramsDigest: back.paramsDigest, step: init.worker.steps }
+      await this.replyGrad(fs, id, route, back.dinput as Float32Array, shapeIn, reply.meta, hop, signal)
       init.metrics.completed(B * T)
     } finally {
       work?.clear()
@@ -155,9 +168,11 @@ export class StageServer implements Role {
     }
   }
 
-  private async replyGrad (fs: FramedStream, id: bigint, route: string[], dinput: Float32Array, shape: number[], meta: { loss: number, count: number }, signal: AbortSignal): Promise<void> {
+  private async replyGrad (fs: FramedStream, id: bigint, route: string[], dinput: Float32Array, shape: number[], meta: { loss: number, count: number },
+    work: { inputs: HopTensor[], paramsDigest: string, step: number }, signal: AbortSignal): Promise<void> {
     const enc = this.init.codecs.encode('activation-grad', dinput, shape)
-    await fs.send({ kind: 'activation-grad', microbatchId: id, stage: this.init.stage, codecId: enc.codecId, dtype: 'f32', shape, route, metadata: { loss: meta.loss, count: meta.count } }, enc.bytes, { signal })
+    const commitment = await this.init.committer?.commit({ kind: 'backward', microbatchId: id, ...work }, { bytes: enc.bytes, codecId: enc.codecId, dtype: 'f32', shape })
+    await fs.send({ kind: 'activation-grad', microbatchId: id, stage: this.init.stage, codecId: enc.codecId, dtype: 'f32', shape, route, metadata: { loss: meta.loss, count: meta.count, ...(commitment != null ? { commitment } : {}) } }, enc.bytes, { signal })
     this.init.metrics.boundarySent('backward', enc.bytes.byteLength, shape[0] * shape[1])
   }
 }

@@ -12,6 +12,12 @@
 // (the swarm moved on: flush the old step), and after accumulating once they hold `micros` backward
 // passes per distinct origin (a whole step's worth). The learning rate is the schedule's value at
 // the newest step seen in microbatch headers, so it follows the swarm, not a local clock.
+//
+// Weights: every change of the parameters (an optimizer step, or anything run `exclusive`, such as
+// an averaging write-back) starts a new parameter version. With a ParamsWitness, each training
+// computation also returns the digest of the weights it used, taken under the same lock (so it is
+// exactly those weights): what its hop commitment names (hop-commits.ts).
+import type { ParamsWitness } from './hop-commits.ts'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
 import { learningRate, type LrSchedule } from '../model/lr-schedule.ts'
@@ -34,7 +40,12 @@ export interface StageWorkerOptions {
   readonly auto: boolean
   readonly log?: Logger
   readonly onStep?: (r: StepRecordOut) => void
+  /** Digests of the weights each training computation used (for hop commitments); absent: none. */
+  readonly witness?: ParamsWitness
 }
+
+/** A training computation's result and the digest of the weights it used ('' without a witness). */
+export type Witnessed<T> = T & { readonly paramsDigest: string }
 
 /** Which step a backward pass belongs to, and the loss the last stage reported for it. */
 export interface BackwardTag {
@@ -57,6 +68,8 @@ export class StageWorker {
   private accStep = -1
   private readonly origins = new Set<string>()
   private readonly log: Logger
+  /** Bumped whenever the parameters may have changed. */
+  private version = 0
 
   constructor (readonly stage: Stage, private readonly opts: StageWorkerOptions) {
     this.log = (opts.log ?? silentLogger).forComponent('layerswarm:pipeline:stage')
@@ -68,12 +81,12 @@ export class StageWorker {
   }
 
   /** Forward of one microbatch (kept for a backward of the same key). */
-  async forward (key: string, input: StageInput): Promise<StageOutput> {
+  async forward (key: string, input: StageInput): Promise<Witnessed<StageOutput>> {
     return await this.locked(async () => {
       this.lastKey = null
       const out = await this.stage.forward(input)
       this.lastKey = key
-      return out
+      return { ...out, paramsDigest: await this.witness() }
     })
   }
 
@@ -86,7 +99,7 @@ export class StageWorker {
   }
 
   /** Backward of `key`: recomputes its forward from `input` when another microbatch ran since. Returns dinput (null on stage 0). */
-  async backward (key: string, input: StageInput, dout: Float32Array, tag: BackwardTag): Promise<Float32Array | null> {
+  async backward (key: string, input: StageInput, dout: Float32Array, tag: BackwardTag): Promise<Witnessed<{ dinput: Float32Array | null }>> {
     return await this.locked(async () => {
       await this.beforeAccumulate(tag)
       if (this.lastKey !== key) {
@@ -95,21 +108,24 @@ export class StageWorker {
       }
       this.lastKey = null
       const dinput = await this.stage.backward(dout)
+      // the weights of this backward, before afterAccumulate may step them
+      const paramsDigest = await this.witness()
       await this.afterAccumulate(tag, tag.loss)
-      return dinput
+      return { dinput, paramsDigest }
     })
   }
 
   /** Last stage: forward with targets, then backward from the loss, as one unit. */
-  async trainLast (input: StageInput, tag: Omit<BackwardTag, 'loss'>): Promise<{ loss: number, count: number, dinput: Float32Array | null }> {
+  async trainLast (input: StageInput, tag: Omit<BackwardTag, 'loss'>): Promise<Witnessed<{ loss: number, count: number, dinput: Float32Array | null }>> {
     return await this.locked(async () => {
       await this.beforeAccumulate(tag)
       this.lastKey = null
       const out = await this.stage.forward(input)
       const dinput = await this.stage.backward()
       const loss = out.loss as number
+      const paramsDigest = await this.witness()
       await this.afterAccumulate(tag, loss)
-      return { loss, count: out.count as number, dinput }
+      return { loss, count: out.count as number, dinput, paramsDigest }
     })
   }
 
@@ -142,8 +158,14 @@ export class StageWorker {
         return await fn()
       } finally {
         this.lastKey = null
+        this.version++
       }
     })
+  }
+
+  /** Digest of the current weights (call under the lock); '' without a witness. */
+  private async witness (): Promise<string> {
+    return this.opts.witness != null ? await this.opts.witness.capture(this.stage, this.version) : ''
   }
 
   private async beforeAccumulate (tag: BackwardTag): Promise<void> {
@@ -180,6 +202,7 @@ export class StageWorker {
     this.steps++
     // parameters changed: a kept forward no longer matches them
     this.lastKey = null
+    this.version++
     if (!r.applied) this.log.warn('non-finite gradient: step skipped', { step: rec.step })
     this.opts.onStep?.(rec)
     return rec

@@ -4,17 +4,18 @@
 //   assignment   pinned (--stage N): serve N for life. Otherwise Tokens.Scheduler decides: the host
 //                fills its move hooks and serves what `onAssignment` / `currentStage()` say.
 //   join/move    scheduler: joining(s) -> fetchStageState(s, peers) -> serving(s) -> onAssignment.
-//                fetchStageState downloads stage s's weights and optimizer state from one of its
-//                serving peers over state sync (core/averaging: /layerswarm/state-sync/1.0.0; the
-//                first peer, best first, that answers with a state that fits), or takes the seeded
-//                init when no peer serves s, then starts the PipelineNode, so it handles
-//                microbatches before the scheduler announces `serving`.
+//                fetchStageState downloads stage s's weights over state sync (stage-state.ts: the
+//                agreed snapshot a majority of its serving peers vouch for, else one peer's live
+//                state that fits and is finite), or takes the seeded init when no peer serves s,
+//                then starts the PipelineNode, so it handles microbatches before the scheduler
+//                announces `serving`.
 //   leaving      beforeMove(from, to): the scheduler has already announced `leaving` (peers stop
 //                routing here); a stage >= 1 finishes the microbatches it holds (at most drainMs),
 //                stage 0 drops its own in-flight ones (it is their origin: nothing else waits on
 //                them); then the PipelineNode stops. A node whose run is over refuses to move.
 //   serving      every node runs a state-sync server for the stage it serves, so later joiners
-//                and movers can fetch from it.
+//                and movers can fetch from it: its live state, and the parameters of its last
+//                averaging round in which every shard arrived (the agreed snapshot).
 //   load         microbatches per busy second of the serving stage (BusyRate), reported through
 //                `setLoadSource`.
 // Status: the serving pipeline's TrainingStatus plus `assignment` and `moves`; traffic and
@@ -24,10 +25,11 @@ import type { ComputeBackend } from '../contracts/backend.ts'
 import type { Logger } from '../contracts/logger.ts'
 import type { Scheduler, StageAssignment } from '../contracts/scheduler.ts'
 import { AbortError, LayerswarmError } from '../errors.ts'
-import { parseState, serializeState, StateServer, syncState, type StateSnapshot } from '../averaging/index.ts'
+import { serializeState, StateServer, type AgreedSnapshot, type StateSnapshot } from '../averaging/index.ts'
 import { loadCorpus } from '../data/index.ts'
 import type { LayerswarmNode } from '../node/create-node.ts'
 import { PipelineNode, type PipelineData } from '../pipeline/pipeline-node.ts'
+import type { AgreedRound } from '../pipeline/stage-averaging.ts'
 import { PipelineMetrics } from '../pipeline/pipeline-metrics.ts'
 import type { RetryPolicy } from '../pipeline/dispatch.ts'
 import type { HostStatus } from '../pipeline/training-status.ts'
@@ -39,14 +41,12 @@ import { corpusData } from '../data/index.ts'
 import { ConfigError } from '../errors.ts'
 import { silentLogger } from '../logger.ts'
 import { pause, withDeadline } from '../timers.ts'
-import { validateModelConfig } from '../model/config.ts'
-import { numel, stageParamSpecs } from '../model/params.ts'
-import { stageLayouts } from '../model/stage-split.ts'
 import { MoveAfterRunError, StageStateMismatchError } from './runtime-errors.ts'
 import { BusyRate, cachedLoad, isSteerable, schedulerSource } from './scheduling.ts'
+import { agreedSnapshot, fetchStageState, joinState, type FetchedState } from './stage-state.ts'
 
 export interface StageHostInit {
-  readonly node: Pick<LayerswarmNode, 'libp2p' | 'peerId' | 'container' | 'rebootstrap'>
+  readonly node: Pick<LayerswarmNode, 'libp2p' | 'peerId' | 'container' | 'rebootstrap'> & Partial<Pick<LayerswarmNode, 'privateKey'>>
   readonly backend: ComputeBackend
   readonly manifest: RunManifest
   /** Serve this stage for life; without it the scheduler assigns the stage. */
@@ -96,6 +96,8 @@ export class StageHost {
   private swarmStep = 0
   private data: Promise<PipelineData> | undefined
   private snapshotCache: { pipeline: PipelineNode, at: number, snap: Promise<StateSnapshot> } | undefined
+  /** The serving pipeline's last agreed round (StageAveraging's onAgreed), and its snapshot once asked for. */
+  private agreed: { pipeline: PipelineNode, round: AgreedRound, snap?: Promise<AgreedSnapshot> } | undefined
   private readonly rate = new BusyRate()
   private readonly stateServer: StateServer
   private unsubscribe: (() => void) | undefined
@@ -112,7 +114,7 @@ export class StageHost {
     const c = init.node.container
     this.judge = c.isRegistered(Tokens.PeerJudge, true) ? c.resolve<PeerJudge>(Tokens.PeerJudge) : new PeerJudge()
     this.metrics = c.isRegistered(Tokens.Metrics, true) ? c.resolve<MetricsRegistry>(Tokens.Metrics) : new MetricsRegistry()
-    this.stateServer = new StateServer(init.node.libp2p, { runId: this.runId, snapshot: async stage => await this.snapshot(stage), log: init.log })
+    this.stateServer = new StateServer(init.node.libp2p, { runId: this.runId, snapshot: async stage => await this.snapshot(stage), agreed: async stage => await this.agreedSnapshot(stage), log: init.log })
   }
 
   /** The pipeline serving now (undefined before the first assignment and during a move). */
@@ -244,38 +246,7 @@ export class StageHost {
   }
 
   private async fetchState (stage: number, peers: readonly string[], signal: AbortSignal): Promise<FetchedState | undefined> {
-    for (const peer of peers.slice(0, 3)) {
-      try {
-        // one peer at a time: between averaging rounds a stage's peers hold different weights, so
-        // no two need agree; the state checks against its own hashes (syncState) and the layout
-        const r = await syncState(this.init.node.libp2p, [peer], { runId: this.runId, stage, minAgree: 1, requestTimeoutMs: 15_000, signal, log: this.init.log })
-        const state = parseState(r.bytes)
-        const fetched = splitState(state.tensors, state.version, state.step)
-        this.checkFits(stage, peer, fetched)
-        this.log.info('stage state fetched', { stage, peer, step: fetched.step, bytes: r.bytes.byteLength })
-        return { ...fetched, peer }
-      } catch (err) {
-        if (signal.aborted) throw new AbortError('the move was abandoned')
-        this.log.warn('stage state not fetched from peer', { stage, peer, code: (err as LayerswarmError).code, error: (err as Error).message })
-      }
-    }
-    this.log.info(peers.length === 0 ? 'no peer serves the stage: starting from the seeded init' : 'no stage peer gave its state: starting from the seeded init', { stage, peers: peers.length })
-    return undefined
-  }
-
-  /** Every parameter and moment of the stage, each of the right size (a missing one would silently take the init). */
-  private checkFits (stage: number, peer: string, f: Omit<FetchedState, 'peer'>): void {
-    const m = this.init.manifest
-    const layout = stageLayouts(validateModelConfig(m.model), m.stages.count, m.bottleneck ?? 0)[stage]
-    const specs = stageParamSpecs(layout)
-    for (const s of specs) {
-      for (const [what, map] of [['parameter', f.params], ['adam.m', f.optimizer.m], ['adam.v', f.optimizer.v]] as const) {
-        const t = map.get(s.name)
-        if (t == null) throw new StageStateMismatchError(stage, peer, `${what} ${s.name} is missing`)
-        if (t.length !== numel(s.shape)) throw new StageStateMismatchError(stage, peer, `${what} ${s.name} has ${t.length} values, expected ${numel(s.shape)}`)
-      }
-    }
-    if (f.params.size !== specs.length) throw new StageStateMismatchError(stage, peer, `${f.params.size} parameters, expected ${specs.length}`)
+    return await fetchStageState({ libp2p: this.init.node.libp2p, runId: this.runId, manifest: this.init.manifest, stage, peers, judge: this.judge, signal, log: this.log })
   }
 
   // ---- the pipeline ------------------------------------------------------------------------
@@ -317,9 +288,11 @@ export class StageHost {
         startStep: fetched?.step,
         judge: this.judge,
         metrics: this.metrics,
+        privateKey: this.init.node.privateKey,
         log: this.init.log,
         rendezvous: { rebootstrap: () => { this.init.node.rebootstrap() } },
-        onStep: r => { this.swarmStep = Math.max(this.swarmStep, r.step) }
+        onStep: r => { this.swarmStep = Math.max(this.swarmStep, r.step) },
+        averaging: { onAgreed: a => { this.recordAgreed(p, a) } }
       })
     } catch (err) {
       if (fetched != null) throw new StageStateMismatchError(stage, fetched.peer, (err as Error).message)
@@ -392,41 +365,24 @@ export class StageHost {
     return await snap
   }
 
+  /** Keeps a copy of the round's result: the vector is the averager's, and the next round replaces it. */
+  private recordAgreed (pipeline: PipelineNode, a: AgreedRound): void {
+    this.agreed = { pipeline, round: { ...a, group: [...a.group], params: a.params.slice() } }
+  }
+
+  /** State-sync server: the agreed snapshot of `stage` while this node serves it (stage-state.ts). */
+  private async agreedSnapshot (stage: number): Promise<AgreedSnapshot | undefined> {
+    const a = this.agreed
+    const p = this.current
+    if (a == null || p == null || a.pipeline !== p || p.stage !== stage || this.moving != null) return undefined
+    a.snap ??= agreedSnapshot(stage, a.round, p.worker.stage.params.specs)
+    return await a.snap
+  }
+
   /** Lifecycle steps run one at a time (hooks and assignment events may overlap). */
   private async serialized<R> (fn: () => Promise<R>): Promise<R> {
     const run = this.lane.then(fn, fn)
     this.lane = run.catch(() => {})
     return await run
   }
-}
-
-interface FetchedState {
-  readonly params: Map<string, Float32Array>
-  readonly optimizer: { step: number, m: Map<string, Float32Array>, v: Map<string, Float32Array> }
-  readonly step: number
-  readonly peer: string
-}
-
-// State tensor names: `param/<name>`, `adam.m/<name>`, `adam.v/<name>`; version = AdamW's update count.
-function joinState (params: Map<string, Float32Array>, m: Map<string, Float32Array>, v: Map<string, Float32Array>): Map<string, Float32Array> {
-  const out = new Map<string, Float32Array>()
-  for (const [k, t] of params) out.set(`param/${k}`, t)
-  for (const [k, t] of m) out.set(`adam.m/${k}`, t)
-  for (const [k, t] of v) out.set(`adam.v/${k}`, t)
-  return out
-}
-
-function splitState (tensors: ReadonlyMap<string, Float32Array>, version: number, step: number): Omit<FetchedState, 'peer'> {
-  const params = new Map<string, Float32Array>()
-  const m = new Map<string, Float32Array>()
-  const v = new Map<string, Float32Array>()
-  for (const [k, t] of tensors) {
-    const slash = k.indexOf('/')
-    const kind = k.slice(0, slash)
-    const name = k.slice(slash + 1)
-    if (kind === 'param') params.set(name, t)
-    else if (kind === 'adam.m') m.set(name, t)
-    else if (kind === 'adam.v') v.set(name, t)
-  }
-  return { params, optimizer: { step: version, m, v }, step }
 }

@@ -1,0 +1,194 @@
+// Commitments on every hop (docs/verification.md): every training output a node sends, forward
+// (activations to stage s+1) and backward (the input gradient to stage s-1), carries a signed
+// HopCommitment (core/verify/commitment.ts) binding it to the exact inputs and weights it came
+// from; the frame's metadata field `commitment` holds its bytes, base64.
+//
+//   producer   ParamsWitness: the digest of the weights each computation used (one download and
+//              hash per parameter version, taken under the stage worker's lock); HopStore: the
+//              hops this node sent (inputs, output, weights by digest) for a bounded time, so it
+//              can reveal them to a checker (HopRecordSource)
+//   receiver   accept(): the commitment must verify under the sender's key, name this run, stage,
+//              microbatch and kind, and hash to the payload actually received; else the hop is
+//              refused with a 'reject' verdict. ReceiptStore keeps what was accepted, per producer
+//              (ReceiptSource: what a validator samples from, and what the work ledger counts)
+// Eval microbatches carry no commitment: they do not change the model.
+import type { PrivateKey } from '@libp2p/interface'
+import { base64 } from 'multiformats/bases/base64'
+import { LayerswarmError } from '../errors.ts'
+import type { Stage } from '../model/stage.ts'
+import { signCommitment, verifyCommitment, type HopKind } from '../verify/commitment.ts'
+import { hashHexAsync } from '../verify/digest.ts'
+import { hopInputHash, hopKey, type HopRecord, type HopRecordSource, type HopTensor, type ReceiptSource } from '../verify/hop-records.ts'
+import { paramsDigestAsync } from '../verify/params-digest.ts'
+
+/** A hop's commitment is missing or does not match what arrived (never honest): 'reject'. */
+export class HopCommitmentError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_PIPELINE_COMMITMENT', message, { verdict: 'reject' })
+  }
+}
+
+/** Digests of the weights each computation used, and the weights themselves for the last few versions. */
+export class ParamsWitness {
+  private readonly byVersion = new Map<number, string>()
+  private readonly snapshots = new Map<string, ReadonlyMap<string, Float32Array>>()
+
+  constructor (private readonly keep = 3) {}
+
+  /** The digest of `stage`'s parameters at `version`; call with the stage idle (under the worker's lock). */
+  async capture (stage: Stage, version: number): Promise<string> {
+    const known = this.byVersion.get(version)
+    if (known != null) return known
+    const values = await stage.params.download()
+    const digest = await paramsDigestAsync(values, stage.params.specs)
+    this.byVersion.set(version, digest)
+    this.snapshots.delete(digest)
+    this.snapshots.set(digest, values)
+    while (this.byVersion.size > this.keep) this.byVersion.delete(this.byVersion.keys().next().value as number)
+    while (this.snapshots.size > this.keep) this.snapshots.delete(this.snapshots.keys().next().value as string)
+    return digest
+  }
+
+  params (digest: string): ReadonlyMap<string, Float32Array> | undefined {
+    return this.snapshots.get(digest)
+  }
+}
+
+export interface HopStoreOptions {
+  /** Hops kept for reveal (newest); their payload bytes dominate the memory. Default 64. */
+  readonly maxRecords?: number
+  /** Payload bytes kept at most, all records together. Default 64 MiB. */
+  readonly maxBytes?: number
+}
+
+/** The hops this node sent, newest kept, for reveal to a checker. */
+export class HopStore implements HopRecordSource {
+  private readonly records = new Map<string, HopRecord>()
+  private bytes = 0
+  private readonly maxRecords: number
+  private readonly maxBytes: number
+
+  constructor (private readonly witness: ParamsWitness, opts: HopStoreOptions = {}) {
+    this.maxRecords = opts.maxRecords ?? 64
+    this.maxBytes = opts.maxBytes ?? 64 * 2 ** 20
+  }
+
+  add (r: HopRecord): void {
+    const key = hopKey(r.microbatchId, r.kind)
+    const old = this.records.get(key)
+    if (old != null) this.bytes -= sizeOf(old)
+    this.records.delete(key)
+    this.records.set(key, r)
+    this.bytes += sizeOf(r)
+    while (this.records.size > 0 && (this.records.size > this.maxRecords || this.bytes > this.maxBytes)) {
+      const [k, first] = this.records.entries().next().value as [string, HopRecord]
+      this.records.delete(k)
+      this.bytes -= sizeOf(first)
+    }
+  }
+
+  record (microbatchId: bigint, kind: HopKind): HopRecord | undefined {
+    return this.records.get(hopKey(microbatchId, kind))
+  }
+
+  params (digest: string): ReadonlyMap<string, Float32Array> | undefined {
+    return this.witness.params(digest)
+  }
+}
+
+function sizeOf (r: HopRecord): number {
+  return r.output.bytes.byteLength + r.inputs.reduce((a, t) => a + t.bytes.byteLength, 0)
+}
+
+/** Signed commitments this node accepted, per producer and kind, newest kept. */
+export class ReceiptStore implements ReceiptSource {
+  private readonly byProducer = new Map<string, Uint8Array[]>()
+
+  constructor (private readonly perProducer = 64, private readonly maxProducers = 1024) {}
+
+  add (producer: string, kind: HopKind, signed: Uint8Array): void {
+    const key = `${kind}:${producer}`
+    const list = this.byProducer.get(key) ?? []
+    list.unshift(signed)
+    if (list.length > this.perProducer) list.length = this.perProducer
+    this.byProducer.delete(key)
+    this.byProducer.set(key, list)
+    if (this.byProducer.size > this.maxProducers) this.byProducer.delete(this.byProducer.keys().next().value as string)
+  }
+
+  recent (producer: string, kind: HopKind, max: number): Uint8Array[] {
+    return (this.byProducer.get(`${kind}:${producer}`) ?? []).slice(0, Math.max(0, max))
+  }
+
+  /** Every producer's receipts (for the work ledger). */
+  * all (): Generator<{ producer: string, kind: HopKind, commitments: readonly Uint8Array[] }> {
+    for (const [key, commitments] of this.byProducer) {
+      const i = key.indexOf(':')
+      yield { kind: key.slice(0, i) as HopKind, producer: key.slice(i + 1), commitments }
+    }
+  }
+}
+
+export interface HopCommitterInit {
+  readonly runId: string
+  readonly stage: number
+  readonly me: string
+  readonly key: PrivateKey
+  readonly store: HopStore
+  readonly receipts: ReceiptStore
+}
+
+/** What a hop's producer commits to, before the output is encoded. */
+export interface HopWork {
+  readonly kind: HopKind
+  readonly microbatchId: bigint
+  /** The producer's optimizer steps when it computed the hop. */
+  readonly step: number
+  readonly inputs: readonly HopTensor[]
+  readonly paramsDigest: string
+}
+
+export class HopCommitter {
+  constructor (private readonly init: HopCommitterInit) {}
+
+  /** Signs the commitment of a hop whose encoded output is `output`, keeps the record, returns the base64 for the frame. */
+  async commit (work: HopWork, output: HopTensor): Promise<string> {
+    const { init } = this
+    const commitment = await signCommitment({
+      runId: init.runId,
+      stage: init.stage,
+      microbatchId: work.microbatchId,
+      kind: work.kind,
+      step: work.step,
+      inputHash: hopInputHash(work.inputs.map(t => t.bytes)),
+      outputHash: await hashHexAsync(output.bytes),
+      paramsDigest: work.paramsDigest,
+      codecId: output.codecId,
+      producer: init.me,
+      time: Date.now()
+    }, init.key)
+    init.store.add({ commitment, kind: work.kind, microbatchId: work.microbatchId, stage: init.stage, inputs: work.inputs, output, paramsDigest: work.paramsDigest })
+    return base64.baseEncode(commitment)
+  }
+
+  /**
+   * Checks the commitment that came with a hop from `from` (its payload `payload`, encoded with
+   * `codecId`), for stage `stage`'s output of `kind` on `microbatchId`; keeps it as a receipt.
+   * Throws HopCommitmentError or a commitment error (verdict 'reject') when it does not match.
+   */
+  async accept (from: string, expect: { kind: HopKind, stage: number, microbatchId: bigint, codecId: number }, field: unknown, payload: Uint8Array): Promise<void> {
+    if (typeof field !== 'string' || field.length === 0 || field.length > 1024) throw new HopCommitmentError(`a training ${expect.kind} hop must carry its commitment (metadata.commitment, base64)`)
+    let signed: Uint8Array
+    try {
+      signed = base64.baseDecode(field)
+    } catch {
+      throw new HopCommitmentError('metadata.commitment is not base64')
+    }
+    const { commitment: c } = await verifyCommitment(signed, { producer: from })
+    const want = `run ${this.init.runId} stage ${expect.stage} ${expect.kind} of microbatch ${expect.microbatchId} codec ${expect.codecId}`
+    const got = `run ${c.runId} stage ${c.stage} ${c.kind} of microbatch ${c.microbatchId} codec ${c.codecId}`
+    if (want !== got) throw new HopCommitmentError(`the commitment is for ${got}, the hop is ${want}`)
+    if (c.outputHash !== await hashHexAsync(payload)) throw new HopCommitmentError(`the ${expect.kind} payload does not hash to the commitment's outputHash`)
+    this.init.receipts.add(from, expect.kind, signed)
+  }
+}
