@@ -10,6 +10,7 @@ import type { LayerswarmError } from '../errors.ts'
 import type { RunManifest } from '../run/manifest.ts'
 import { pause } from '../timers.ts'
 import type { Dispatcher } from './dispatch.ts'
+import type { Adversary } from './adversary.ts'
 import type { PipelineMetrics } from './pipeline-metrics.ts'
 import { int32Bytes, type MicrobatchMeta } from './protocol.ts'
 import type { Router } from './router.ts'
@@ -48,6 +49,8 @@ export interface DataRoleInit {
   readonly setState: (s: TrainingState) => void
   readonly onEval: (step: number, loss: number) => void
   readonly log: Logger
+  /** A cheating origin (verification tests and bench only: adversary.ts). */
+  readonly adversary?: Adversary
 }
 
 export class DataRole implements Role {
@@ -115,7 +118,8 @@ export class DataRole implements Role {
       const out = await init.worker.forward(key, { B, T, tokens: batch.inputs })
       // stage 0's hop input is the token ids themselves (anyone can redraw them from the sampler's key)
       const work = { inputs: [{ bytes: int32Bytes(batch.inputs), codecId: 0, dtype: 'i32' as const, shape: [B, T] }], paramsDigest: out.paramsDigest, step: init.worker.steps }
-      const reply = await init.dispatcher.send({ stage: 1, id, route: [init.me], hidden: out.hidden as Float32Array, shape: [B, T, init.width], targets: batch.targets, meta, work }, init.signal)
+      const hidden = init.adversary?.forward(out.hidden as Float32Array) ?? out.hidden as Float32Array
+      const reply = await init.dispatcher.send({ stage: 1, id, route: [init.me], hidden, shape: [B, T, init.width], targets: batch.targets, meta, work }, init.signal)
       await init.worker.backward(key, { B, T, tokens: batch.inputs }, reply.dout as Float32Array, { ...tag, loss: reply.meta.loss })
       init.metrics.completed(B * T)
       return true

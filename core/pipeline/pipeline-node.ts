@@ -34,6 +34,8 @@ import { DataRole, type PipelineData } from './data-role.ts'
 import { StageDirectory } from './discovery.ts'
 import { Dispatcher, retryPolicy, type RetryPolicy } from './dispatch.ts'
 import { HopCommitter, HopStore, ParamsWitness, ReceiptStore } from './hop-commits.ts'
+import type { Adversary } from './adversary.ts'
+import type { HopRecordSource } from '../verify/hop-records.ts'
 import { PipelineStoppedError } from './errors.ts'
 import { PipelineMetrics } from './pipeline-metrics.ts'
 import { boundsFor, microbatchIdFactory, type MicrobatchMeta } from './protocol.ts'
@@ -91,6 +93,8 @@ export interface PipelineNodeInit {
    * commitment and every hop it receives must carry the sender's (verification); without it, none.
    */
   readonly privateKey?: PrivateKey
+  /** Makes this node cheat (verification tests and `bench verify` only: adversary.ts). */
+  readonly adversary?: Adversary
   /** The node's judge of peers (one per node); default one of its own. */
   readonly judge?: PeerJudge
   /** The node's metrics registry (counts add up over the stages it serves); default one of its own. */
@@ -199,7 +203,7 @@ export class PipelineNode {
     })
     this.server = new StageServer({
       libp2p: init.libp2p, runId: this.runId, me: this.me, stage: this.stage, stages: this.stages, bounds, codecs: this.codecs,
-      worker: this.worker, dispatcher: this.dispatcher, metrics: this.metrics, judge: this.judge, committer: this.hops?.committer,
+      worker: this.worker, dispatcher: this.dispatcher, metrics: this.metrics, judge: this.judge, committer: this.hops?.committer, adversary: init.adversary,
       requestTimeoutMs: init.requestTimeoutMs ?? 30_000, signal: this.abort.signal, log: this.log, wireLog: init.log,
       onTrainStep: step => { this.averaging?.observe(step) },
       onEval: (meta, loss) => { this.recordEval(meta, loss) }
@@ -208,6 +212,7 @@ export class PipelineNode {
       me: this.me, manifest: m, stages: this.stages, width: bounds.width, data: init.data as PipelineData, worker: this.worker,
       dispatcher: this.dispatcher, router: this.router, metrics: this.metrics, nextId, microbatches: M, maxInflight: this.maxInflight,
       evalBatches: init.evalBatches ?? 8, evalEvery: init.evalEvery ?? 0, startStep: init.startStep ?? 0, signal: this.abort.signal,
+      adversary: init.adversary,
       setState: s => { this.state = s },
       onEval: (step, loss) => { this.setEval(step, loss) },
       log: this.log
@@ -219,9 +224,9 @@ export class PipelineNode {
   get isFirst (): boolean { return this.stage === 0 }
   get isLast (): boolean { return this.stage === this.stages - 1 }
 
-  /** The hops this node sent, retained for reveal (undefined without commitments). */
-  hopRecords (): HopStore | undefined {
-    return this.hops?.store
+  /** The hops this node sent, retained for reveal (undefined without commitments, or when it withholds). */
+  hopRecords (): HopRecordSource | undefined {
+    return this.init.adversary?.withholds === true ? undefined : this.hops?.store
   }
 
   /** The commitments this node accepted from its peers (undefined without commitments). */

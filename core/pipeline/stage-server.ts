@@ -25,6 +25,7 @@ import { PIPELINE_FORWARD_PROTOCOL, validateActivation, validateTargets, type Mi
 import type { StageWorker } from './stage-worker.ts'
 import type { HopCommitter } from './hop-commits.ts'
 import type { HopTensor } from '../verify/hop-records.ts'
+import type { Adversary } from './adversary.ts'
 
 export interface StageServerInit {
   readonly libp2p: Libp2p
@@ -40,6 +41,8 @@ export interface StageServerInit {
   readonly judge: PeerJudge
   /** Signs this node's hops and checks the previous stage's; absent: no commitments. */
   readonly committer?: HopCommitter
+  /** A cheating stage server (verification tests and bench only: adversary.ts). */
+  readonly adversary?: Adversary
   /** How long an inbound stream may take to deliver its request (ms). */
   readonly requestTimeoutMs: number
   /** Aborted when the node stops. */
@@ -140,7 +143,7 @@ export class StageServer implements Role {
         }
         const r = await init.worker.trainLast({ B, T, hidden, targets }, tag)
         const hop = { inputs: [actIn, targetsIn], paramsDigest: r.paramsDigest, step: init.worker.steps }
-        await this.replyGrad(fs, id, route, r.dinput as Float32Array, shapeIn, { loss: r.loss, count: r.count }, hop, signal)
+        await this.replyGrad(fs, id, route, this.tamper(r.dinput as Float32Array), shapeIn, { loss: r.loss, count: r.count }, hop, signal)
         init.metrics.completed(B * T)
         return
       }
@@ -149,7 +152,8 @@ export class StageServer implements Role {
       let reply
       try {
         const hop = train ? { inputs: [actIn], paramsDigest: out.paramsDigest, step: init.worker.steps } : undefined
-        reply = await init.dispatcher.send({ stage: init.stage + 1, id, route, hidden: out.hidden as Float32Array, shape: shapeIn, targets, meta, work: hop }, signal)
+        const hidden = train && init.adversary != null ? init.adversary.forward(out.hidden as Float32Array) : out.hidden as Float32Array
+        reply = await init.dispatcher.send({ stage: init.stage + 1, id, route, hidden, shape: shapeIn, targets, meta, work: hop }, signal)
       } catch (err) {
         if (train && err instanceof MicrobatchDroppedError) init.metrics.count('microbatchesDropped')
         throw err
@@ -160,12 +164,16 @@ export class StageServer implements Role {
       }
       const back = await init.worker.backward(key, { B, T, hidden }, reply.dout as Float32Array, { ...tag, loss: reply.meta.loss })
       const hop = { inputs: [actIn, reply.doutTensor as HopTensor], paramsDigest: back.paramsDigest, step: init.worker.steps }
-      await this.replyGrad(fs, id, route, back.dinput as Float32Array, shapeIn, reply.meta, hop, signal)
+      await this.replyGrad(fs, id, route, this.tamper(back.dinput as Float32Array), shapeIn, reply.meta, hop, signal)
       init.metrics.completed(B * T)
     } finally {
       work?.clear()
       this.handling--
     }
+  }
+
+  private tamper (dinput: Float32Array): Float32Array {
+    return this.init.adversary?.backward(dinput) ?? dinput
   }
 
   private async replyGrad (fs: FramedStream, id: bigint, route: string[], dinput: Float32Array, shape: number[], meta: { loss: number, count: number },
