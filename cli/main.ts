@@ -4,6 +4,7 @@ import '../core/polyfills.ts'
 import { Command, CommanderError } from 'commander'
 import { ConfigError, LayerswarmError } from '../core/errors.ts'
 import { commands } from './commands/index.ts'
+import { pluginModuleHint } from './plugin-hints.ts'
 
 export async function main (argv: string[]): Promise<number> {
   const program = new Command('layerswarm')
@@ -23,11 +24,11 @@ export async function main (argv: string[]): Promise<number> {
       return err.exitCode === 0 ? 0 : 2
     }
     if (err instanceof ConfigError) {
-      process.stderr.write(`layerswarm: ${err.message}\n`)
+      process.stderr.write(`layerswarm: ${err.message}${pluginModuleHint(err)}\n`)
       return 2
     }
     if (err instanceof LayerswarmError) {
-      process.stderr.write(`layerswarm: ${err.message} (${err.code})\n`)
+      process.stderr.write(`layerswarm: ${err.message} (${err.code})${pluginModuleHint(err)}\n`)
       return 1
     }
     process.stderr.write(`layerswarm: ${(err as Error)?.stack ?? String(err)}\n`)

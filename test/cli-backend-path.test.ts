@@ -1,9 +1,11 @@
 // A backend plugin written outside the repository's plugins/ (plain JS, loaded by file path) works
 // with every command that takes --backend, as docs/plugins.md says: chosen by the name it declares,
-// with its options, and refused before anything starts when the path is wrong.
+// with its options, and refused before anything starts when the path is wrong, the file is not a
+// backend plugin, or a .js ES module sits outside a "type": "module" package. (A plugin outside the
+// repository, against the packed package: test/package-tarball.test.ts.)
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { writeFile } from 'node:fs/promises'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
 import { ROOT, runCli, startCli, terminate } from './cli-helpers.ts'
 import { removeDirs, tempDir } from './node-helpers.ts'
@@ -42,6 +44,50 @@ describe('cli: --backend ./path of a backend plugin', function () {
     const report = JSON.parse(r.stdout)
     assert.equal(report.backend, 'wrapped-cpu')
     assert.ok(report.results.length > 0)
+  })
+
+  it('train --local, bench kernels and start refuse a missing file or a non-backend plugin with exit 2, naming it', async () => {
+    const data = await tempDir('lsw-backend-refuse-')
+    dirs.push(data)
+    const service = './test/fixtures/plugins/echo-service.js'
+    const cases: Array<[string[], RegExp]> = [
+      [['train', '--local', '--backend', './missing.js', '--steps', '2'], /^layerswarm: --backend \.\/missing\.js is not a known backend: plugin "\.\/missing\.js" not found: no file at .*missing\.js\n$/],
+      [['train', '--local', '--backend', service, '--steps', '2'], /^layerswarm: --backend \.\/test\/fixtures\/plugins\/echo-service\.js: plugin "echo-service" \(.*echo-service\.js\) is a service plugin that provides "fixture:Echo", not "layerswarm:ComputeBackend"/],
+      [['bench', 'kernels', '--backend', './missing.js'], /^layerswarm: --backend \.\/missing\.js is not a known backend: .*no file at .*missing\.js\n$/],
+      [['bench', 'kernels', '--backend', service], /^layerswarm: --backend .*echo-service\.js: plugin "echo-service" .* is a service plugin .* not "layerswarm:ComputeBackend"/],
+      // start resolves paths first (as a config file's, against the file): the message names the absolute file
+      [['start', '--data-dir', data, '--listen', '/ip4/127.0.0.1/tcp/0', '--backend', './missing.js'], /^layerswarm: --backend \/.*\/missing\.js is not a known backend: .*no file at .*missing\.js\n$/],
+      [['start', '--data-dir', data, '--listen', '/ip4/127.0.0.1/tcp/0', '--plugins', `backend-cpu,${service}`, '--backend', service], /^layerswarm: --backend \/.*echo-service\.js: plugin "echo-service" .* is a service plugin/]
+    ]
+    for (const [args, message] of cases) {
+      const r = await runCli(args, { timeoutMs: 60_000 })
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`)
+      assert.match(r.stderr, message, args.join(' '))
+      assert.equal(r.stdout, '', `${args.join(' ')} printed nothing on stdout (no listening line, no report)`)
+    }
+  })
+
+  it('a .js ES module plugin outside a "type": "module" package exits 2 saying how to make it one', async () => {
+    const loose = await tempDir('lsw-backend-loose-')
+    dirs.push(loose)
+    const plugin = "export default { name: 'loose-backend', kind: 'backend', provides: ['layerswarm:ComputeBackend'], register () {} }\n"
+    await writeFile(join(loose, 'my-backend.js'), plugin)
+    const hint = /my-backend\.js is read as CommonJS: no package\.json above it says "type": "module"\. An ES module plugin \(import\/export\) is a \.mjs file, or a \.js file in a folder whose package\.json has \{"type": "module"\}/
+    for (const args of [['train', '--local', '--backend', './my-backend.js', '--steps', '2'], ['bench', 'kernels', '--backend', './my-backend.js']]) {
+      const r = await runCli(args, { cwd: loose })
+      assert.equal(r.code, 2, r.stderr)
+      assert.match(r.stderr, /^layerswarm: --backend \.\/my-backend\.js: plugin module "\.\/my-backend\.js" /)
+      assert.match(r.stderr, hint)
+    }
+    // the same file in a "type": "module" folder loads (and is then refused for binding nothing: it is not started here)
+    const typed = join(loose, 'typed')
+    await mkdir(typed)
+    await writeFile(join(typed, 'package.json'), '{ "type": "module" }\n')
+    await writeFile(join(typed, 'my-backend.js'), plugin)
+    const r = await runCli(['demo', '--backend', './my-backend.js', '--out', join(typed, 'out')], { cwd: typed })
+    assert.equal(r.code, 2, r.stderr)
+    assert.match(r.stderr, /plugin "loose-backend" \(.*my-backend\.js\) cannot run: plugin "loose-backend" failed in register\(\): it declares it provides "layerswarm:ComputeBackend" but did not register it/)
+    assert.doesNotMatch(r.stderr, /read as CommonJS/)
   })
 
   it('demo refuses a missing backend file with exit 2 before it starts any node', async () => {

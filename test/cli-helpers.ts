@@ -14,9 +14,12 @@ function childEnv (extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   return { ...env, ...extra }
 }
 
+/** Where a CLI child runs: the repository's bin in its root, unless a test gives another (a packed copy, an author's folder). */
+export interface CliPlace { bin?: string, cwd?: string }
+
 /** Runs a short command to its end (killed after timeoutMs). */
-export async function runCli (args: string[], opts: { env?: Record<string, string>, timeoutMs?: number } = {}): Promise<RunResult> {
-  const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] })
+export async function runCli (args: string[], opts: { env?: Record<string, string>, timeoutMs?: number } & CliPlace = {}): Promise<RunResult> {
+  const child = spawn(process.execPath, [opts.bin ?? BIN, ...args], { cwd: opts.cwd ?? ROOT, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d: Buffer) => { stdout += d.toString() })
@@ -37,8 +40,8 @@ export interface RunningNode {
 }
 
 /** Starts `layerswarm start ...` and resolves once it printed its listening line. */
-export async function startCli (args: string[], opts: { env?: Record<string, string>, timeoutMs?: number } = {}): Promise<RunningNode> {
-  const child = spawn(process.execPath, [BIN, 'start', ...args], { cwd: ROOT, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] })
+export async function startCli (args: string[], opts: { env?: Record<string, string>, timeoutMs?: number } & CliPlace = {}): Promise<RunningNode> {
+  const child = spawn(process.execPath, [opts.bin ?? BIN, 'start', ...args], { cwd: opts.cwd ?? ROOT, env: childEnv(opts.env), stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString() })
