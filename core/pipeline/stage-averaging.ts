@@ -40,6 +40,18 @@ export interface StageAveragingOptions {
   readonly phaseTimeoutMs?: number
   /** Who is in a group; default the peer source's stage peers, plus the DHT when libp2p has one. */
   readonly finder?: GroupFinder
+  /** After a round with a group in which every shard arrived: its result, the same bits on every such member (state sync serves it). */
+  readonly onAgreed?: (a: AgreedRound) => void
+}
+
+/** A round's result as every member that received every shard holds it (`params`: flat, stageParamSpecs order; copy to keep). */
+export interface AgreedRound {
+  readonly round: number
+  /** The 1-based swarm step of the round. */
+  readonly step: number
+  readonly group: readonly string[]
+  readonly mode: AveragingMode
+  readonly params: Float32Array
 }
 
 export interface StageAveragingInit extends StageAveragingOptions {
@@ -223,6 +235,7 @@ export class StageAveraging {
       this.s.divergenceAfter = after
       this.s.paramNorm = l2Distance(r.averaged, new Float32Array(0))
       this.s.paramsDigest = fnv1a(back)
+      if (r.lostShards.length === 0) this.init.onAgreed?.({ round, step, group: r.group, mode: r.mode, params: r.averaged })
       this.s.lastMs = performance.now() - t0
       this.s.history.push([round, step, r.groupSize, before, after])
       if (this.s.history.length > MAX_HISTORY) this.s.history.splice(0, this.s.history.length - MAX_HISTORY)
