@@ -189,6 +189,11 @@ export async function verifyCommitment (bytes: Uint8Array, opts: { readonly prod
   return { commitment, body, signature }
 }
 
+/** The canonical body of signed commitment bytes (unchecked: what a commitment's id hashes; verifyCommitment checks it). */
+export function signedBody (bytes: Uint8Array): Uint8Array {
+  return bytes.length > 10 ? bytes.subarray(0, Math.min(bytes.length, FIXED_BYTES + bytes[10])) : bytes
+}
+
 function signed (body: Uint8Array): Uint8Array {
   const out = new Uint8Array(DOMAIN.length + body.length)
   out.set(DOMAIN, 0)
