@@ -18,6 +18,7 @@ const LATE_SHARE = 0.75
 const MIN_KERNEL_MS = 200
 /** Largest square matmul side tried (3 tensors of 16 MiB); a faster backend runs several queued calls. */
 const MAX_N = 2048
+const MAX_CALLS = 256
 const TRIES = 4
 
 export interface EventLoopTry {
@@ -38,9 +39,19 @@ export interface EventLoopReport {
 
 const onTime = (t: EventLoopTry): boolean => t.lateMs <= LATE_SHARE * t.kernelMs
 
+/**
+ * Queues `calls` n^3 matmuls and waits for their result: a readback (sumSquares) waits for every
+ * earlier kernel, also on a backend whose kernels resolve once queued (WebGPU's completion: 'queue').
+ */
+async function matmuls (be: ComputeBackend, [a, w, out]: Tensor[], calls: number): Promise<void> {
+  const pending: Array<Promise<void>> = []
+  for (let i = 0; i < calls; i++) pending.push(be.matmulForward(out, a, w, null))
+  await Promise.all(pending)
+  await be.sumSquares(out)
+}
+
 /** Runs `calls` queued n^3 matmuls while a 10 ms interval ticks; how late the latest tick was. */
 async function matmulsWhileTicking (be: ComputeBackend, tensors: Tensor[], calls: number): Promise<EventLoopTry> {
-  const [a, w, out] = tensors
   let last = performance.now()
   let maxGap = 0
   const timer = setInterval(() => {
@@ -51,9 +62,7 @@ async function matmulsWhileTicking (be: ComputeBackend, tensors: Tensor[], calls
   const t0 = performance.now()
   last = t0
   try {
-    const pending: Array<Promise<void>> = []
-    for (let i = 0; i < calls; i++) pending.push(be.matmulForward(out, a, w, null))
-    await Promise.all(pending)
+    await matmuls(be, tensors, calls)
   } finally {
     clearInterval(timer)
   }
@@ -69,26 +78,30 @@ function upload (be: ComputeBackend, n: number): Tensor[] {
 
 /**
  * Measures whether `be`'s kernels leave the event loop free: grows a square matmul until one call
- * takes at least 200 ms (queueing several calls when the largest size is quicker), then up to 3 tries.
+ * takes at least 200 ms, past the largest size queues more calls, then up to 4 tries.
  */
 export async function measureEventLoop (be: ComputeBackend): Promise<EventLoopReport> {
   let n = 256
+  let calls = 1
   let tensors = upload(be, n)
   try {
-    let callMs = 0
+    await matmuls(be, tensors, 1) // warm-up: compilation, scratch memory
     for (;;) {
-      await be.matmulForward(tensors[2], tensors[0], tensors[1], null) // warm-up: compilation, scratch memory
       const t0 = performance.now()
-      await be.matmulForward(tensors[2], tensors[0], tensors[1], null)
-      callMs = Math.max(performance.now() - t0, 0.1)
-      if (callMs >= MIN_KERNEL_MS || n >= MAX_N) break
-      // aim a little past the minimum; the work grows as n^3
-      const grow = Math.min(4, Math.max(1.25, Math.cbrt(1.3 * MIN_KERNEL_MS / callMs)))
-      n = Math.min(MAX_N, Math.ceil(n * grow / 16) * 16)
-      for (const t of tensors) be.free(t)
-      tensors = upload(be, n)
+      await matmuls(be, tensors, calls)
+      const ms = Math.max(performance.now() - t0, 0.1)
+      if (ms >= MIN_KERNEL_MS || calls >= MAX_CALLS) break
+      // aim a little past the minimum; the work grows as n^3, then with the calls
+      const grow = 1.3 * MIN_KERNEL_MS / ms
+      if (n < MAX_N) {
+        n = Math.min(MAX_N, Math.ceil(n * Math.min(4, Math.max(1.25, Math.cbrt(grow))) / 16) * 16)
+        for (const t of tensors) be.free(t)
+        tensors = upload(be, n)
+        await matmuls(be, tensors, 1)
+      } else {
+        calls = Math.min(MAX_CALLS, Math.ceil(calls * Math.min(16, Math.max(1.25, grow))))
+      }
     }
-    const calls = Math.max(1, Math.ceil(1.3 * MIN_KERNEL_MS / callMs))
     const tries: EventLoopTry[] = []
     while (tries.length < TRIES) {
       const t = await matmulsWhileTicking(be, tensors, calls)
