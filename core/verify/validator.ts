@@ -50,6 +50,8 @@ export interface ValidatorInit extends RecomputeContext {
   readonly receiptsMax?: number
   /** Hops older than this are not sampled (the producers' retention, with a margin). Default DEFAULT_RETENTION_MS / 2. */
   readonly maxAgeMs?: number
+  /** Weights this node holds by digest (its own HopRecordSource's `params`: a same-stage checker after averaging). */
+  readonly paramsOf?: (digest: string) => ReadonlyMap<string, Float32Array> | undefined
   /** This node's own receipts, where it serves a neighbouring stage. */
   readonly receipts?: () => ReceiptSource | undefined
   readonly ledger?: WorkLedger
@@ -131,7 +133,8 @@ export class Validator implements Role {
     peer.checks++
 
     const revealed = await revealWithRetries(this.init.libp2p, c, {
-      runId: this.runId, timeoutMs: this.init.revealTimeoutMs ?? 10_000, tries: 2, signal, log: this.init.log, paramsCache: this.params
+      runId: this.runId, timeoutMs: this.init.revealTimeoutMs ?? 10_000, tries: 2, signal, log: this.init.log,
+      paramsCache: { get: d => this.init.paramsOf?.(d) ?? this.params.get(d) }
     })
     if (signal?.aborted === true) return 'inconclusive'
     const bytes = signedOf(chosen)
