@@ -2,8 +2,8 @@
 // yamux, gossipsub): one heartbeat per node on the run's members topic carries both contributors'
 // fields (placement: scheduler or pin; run: pipeline); every node's view holds the others; routing
 // takes serving peers that have not failed, best first; a peer drops out at once when its last
-// connection closes, or a TTL after its last heartbeat; the pipeline's StageDirectory reads the
-// node's one service.
+// connection closes, or a TTL after its last heartbeat; the pipeline's parts read the node's one
+// service (core/pipeline/stage-peers.ts).
 import '../core/polyfills.ts'
 import assert from 'node:assert/strict'
 import { createLibp2p } from 'libp2p'
@@ -15,7 +15,7 @@ import { gossipsub } from '@libp2p/gossipsub'
 import type { Libp2p } from '@libp2p/interface'
 import type { Member, PlacementFields, RunFields } from '../core/contracts/index.ts'
 import { createMembership, MembershipStateError, pinnedPlacement, type MembershipHost, type MembershipService } from '../core/membership/index.ts'
-import { StageDirectory, type DirectoryEntry } from '../core/pipeline/discovery.ts'
+import { averagingPartners, peersPerStage, runEndView } from '../core/pipeline/stage-peers.ts'
 import { stopNodes } from './wire-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
@@ -164,43 +164,39 @@ describe('membership view over real gossipsub', function () {
       assert.throws(() => { first.start() }, MembershipStateError)
     })
 
-    it('a StageDirectory adds the pipeline\'s fields to the running service, or runs its own with a pinned placement', async () => {
-      const shared = createMembership(host(nodes[1]), { runId: 'other-run', stages: 2, intervalMs: 100 })
-      shared.start()
-      stoppers.push(() => { shared.stop() })
-      shared.providePlacement(() => placed({ stage: 1, tput: 4 }))
-      const heard: DirectoryEntry[] = []
-      const mine = new StageDirectory(host(nodes[1]), { runId: 'other-run', stages: 2, intervalMs: 100, self: () => ({ stage: 1, state: 'training', step: 3, throughput: 1, queue: 0 }) })
-      assert.equal(mine.membership, shared, 'the node\'s running service')
-      mine.start()
-      stoppers.push(() => { mine.stop() })
-      assert.equal(shared.self().step, 3)
-      assert.equal(shared.self().tput, 4, 'the placement stays the scheduler\'s')
-      // node 0 has no service of that run: its directory makes one, pinned at its stage
-      const own = new StageDirectory(host(nodes[0]), {
-        runId: 'other-run', stages: 2, intervalMs: 100, self: () => ({ stage: 0, state: 'waiting-peers', step: 0, throughput: 0, queue: 0 }), onHeartbeat: e => { heard.push(e) }
-      })
-      assert.notEqual(own.membership, shared)
-      own.start()
-      stoppers.push(() => { own.stop() })
-      assert.deepEqual([own.membership.self().stage, own.membership.self().state, own.membership.self().pinned], [0, 'serving', true])
-      await waitFor(() => own.live().length === 1 && mine.live().length === 1, { what: 'the two directories to see each other' })
-      assert.deepEqual(own.live().map(e => [e.peerId, e.stage, e.state, e.step]), [[shared.me, 1, 'training', 3]])
-      assert.deepEqual(own.peersPerStage(0), { 0: 1, 1: 1 })
-      assert.deepEqual(mine.peersForStage(0), [own.membership.me])
-      assert.equal(own.throughputOf(shared.me), 4)
-      await waitFor(() => heard.length > 0, { what: 'onHeartbeat to hear node 1' })
-      assert.equal(heard[0].peerId, shared.me)
-      assert.deepEqual(shared.neighbours(), [own.membership.me])
-      // the directory of a shared service leaves it running; its own one it stops
-      mine.stop()
-      own.stop()
-      const published = shared.stats().published
-      await shared.publish()
-      assert.equal(shared.stats().published, published + 1)
-      const ownPublished = own.membership.stats().published
-      await own.membership.publish()
-      assert.equal(own.membership.stats().published, ownPublished, 'a stopped service publishes nothing')
+    it('the pipeline reads one view: routing takes serving peers, averaging every live member of the stage, the run end every placed member', async () => {
+      const a = createMembership(host(nodes[1]), { runId: 'other-run', stages: 2, intervalMs: 100 })
+      const b = createMembership(host(nodes[0]), { runId: 'other-run', stages: 2, intervalMs: 100 })
+      for (const m of [a, b]) {
+        m.start()
+        stoppers.push(() => { m.stop() })
+      }
+      a.providePlacement(() => placed({ stage: 1, tput: 4 }))
+      a.provideRun(() => running({ phase: 'training', step: 3 }))
+      b.providePlacement(pinnedPlacement(0))
+      b.provideRun(() => running({ phase: 'waiting-peers' }))
+      const heard: Member[] = []
+      stoppers.push(b.onMember(m => { heard.push(m) }))
+      await waitFor(() => a.members().length === 1 && b.members().length === 1, { what: 'the two views to see each other' })
+      assert.deepEqual(runEndView(b).live(), [{ stage: 1, state: 'training' }])
+      assert.deepEqual(peersPerStage(b, 2, 0), { 0: 1, 1: 1 })
+      assert.deepEqual(peersPerStage(b, 2), { 0: 0, 1: 1 }, 'others only')
+      assert.deepEqual(b.peersForStage(1), [a.me])
+      assert.equal(b.throughputOf(a.me), 4)
+      await waitFor(() => heard.length > 0, { what: 'onMember to hear node 1' })
+      assert.equal(heard[0].peer, a.me)
+      // a joining member is an averaging partner but not a routing target
+      a.providePlacement(() => placed({ stage: 1, state: 'joining' }))
+      await a.publish()
+      await waitFor(() => b.member(a.me)?.state === 'joining', { what: 'the joining heartbeat' })
+      assert.deepEqual(b.peersForStage(1), [])
+      assert.deepEqual(averagingPartners(b).peersForStage(1), [a.me])
+      // a failed one is neither
+      a.provideRun(() => running({ phase: 'failed' }))
+      await a.publish()
+      await waitFor(() => b.member(a.me)?.phase === 'failed', { what: 'the failed heartbeat' })
+      assert.deepEqual(averagingPartners(b).peersForStage(1), [])
+      assert.deepEqual(peersPerStage(b, 2), { 0: 0, 1: 0 })
     })
   })
 })

@@ -50,14 +50,6 @@ export interface MembershipHost {
 /** The gossipsub class exposes its peer score; its public interface does not. */
 type ScoredGossipSub = GossipSub & { score?: { params?: { topics?: Record<string, TopicScoreParams> } } }
 
-/** The services running per libp2p node, by run id (a StageDirectory finds the node's one here). */
-const running = new WeakMap<object, Map<string, MembershipService>>()
-
-/** The membership service of `runId` running on `host`, if any. */
-export function runningMembership (host: object, runId: string): MembershipService | undefined {
-  return running.get(host)?.get(runId)
-}
-
 /** A fixed placement: `--stage N` without the scheduler (serving N from `since` on, never moving). */
 export function pinnedPlacement (stage: number, since = Date.now()): () => PlacementFields {
   const fields: PlacementFields = { stage, state: 'serving', pinned: true, since, tput: 0 }
@@ -125,10 +117,8 @@ export class MembershipService implements Membership {
   /** Subscribes, validates, publishes now and every interval. */
   start (): void {
     if (this.state !== 'idle') throw new MembershipStateError('start() is allowed once')
-    const byRun = running.get(this.host) ?? new Map<string, MembershipService>()
-    if (byRun.has(this.runId)) throw new MembershipStateError(`a membership view of run ${this.runId} already runs on this node`)
-    byRun.set(this.runId, this)
-    running.set(this.host, byRun)
+    // one view per run and node: a second would fight over the topic's validator
+    if (this.pubsub.topicValidators.has(this.topic)) throw new MembershipStateError(`a membership view of run ${this.runId} already runs on this node`)
     this.state = 'running'
     // seq starts at the clock so a restarted node's heartbeats still count as newer
     this.seq = this.now()
@@ -156,8 +146,6 @@ export class MembershipService implements Membership {
       this.pubsub.unsubscribe(this.topic)
     } catch {}
     if (this.pubsub.topicValidators.get(this.topic) != null) this.pubsub.topicValidators.delete(this.topic)
-    const byRun = running.get(this.host)
-    if (byRun?.get(this.runId) === this) byRun.delete(this.runId)
   }
 
   members (): Member[] {

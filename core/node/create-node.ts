@@ -18,6 +18,7 @@ import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay
 import { preSharedKey } from '@libp2p/pnet'
 import type { AbortOptions, PrivateKey, ServiceMap } from '@libp2p/interface'
 import { PeerJudge } from '../peer-judge.ts'
+import { createMembership, membershipInit } from '../membership/index.ts'
 import { MetricsRegistry } from '../metrics/registry.ts'
 import { container as rootContainer, type DependencyContainer } from 'tsyringe'
 import type { Logger } from '../contracts/logger.ts'
@@ -241,6 +242,11 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   container.register(Tokens.Libp2p, { useValue: libp2p })
   container.register(Tokens.PeerJudge, { useValue: judge })
   container.register(Tokens.Metrics, { useValue: metrics })
+  // a training node (its runtime names a run) has the run's one membership view, for the runtime and
+  // the plugins (the scheduler) alike; it starts with libp2p, before the plugins
+  const mInit = bootstrapNode ? undefined : membershipInit(config.runtime, logger)
+  const membership = mInit != null ? createMembership(libp2p as never, mInit) : undefined
+  if (membership != null) container.register(Tokens.Membership, { useValue: membership })
   const choices: Record<string, string> = {}
   if (backendChoice != null) choices[Tokens.ComputeBackend] = backendChoice.name
   const choiceHints = {
@@ -309,6 +315,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     await control?.close().catch(err => { log.warn('closing the control endpoint failed', { error: String(err) }) })
     control = undefined
     await host.stop().catch(err => { log.warn('stopping plugins failed', { error: (err as Error).message }) })
+    membership?.stop()
     await stopQuietly(libp2p, err => { log.warn('stopping libp2p failed', { error: String(err) }) })
     await lock?.release()
     lock = undefined
@@ -361,6 +368,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
       signal.throwIfAborted()
       lock = await lockDataDir(dataDir)
       await libp2p.start()
+      membership?.start()
       signal.throwIfAborted()
       await host.start()
       signal.throwIfAborted()

@@ -12,7 +12,7 @@
 //   rendezvous.ts       meeting the run's other nodes through the DHT
 //
 // The node wires them, owns their lifecycle (start/stop), and answers status() and checkpoint().
-// Stage peers come from a PeerSource (the gossip StageDirectory by default).
+// Stage peers come from the run's one membership view (stage-peers.ts says who reads what).
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import type { GossipSub } from '@libp2p/gossipsub'
 import type { DependencyContainer } from 'tsyringe'
@@ -31,7 +31,9 @@ import { runId as manifestRunId, type RunManifest } from '../run/manifest.ts'
 import { boundaryCodecs, type BoundaryCodecs } from './codecs.ts'
 import { saveStageCheckpoint } from './checkpoint.ts'
 import { DataRole, type PipelineData } from './data-role.ts'
-import { StageDirectory } from './discovery.ts'
+import type { Membership } from '../contracts/membership.ts'
+import { createMembership, pinnedPlacement, type MembershipService } from '../membership/index.ts'
+import { averagingPartners, peersPerStage, runEndView } from './stage-peers.ts'
 import { Dispatcher, retryPolicy, type RetryPolicy } from './dispatch.ts'
 import { HopCommitter, HopStore, ParamsWitness, ReceiptStore } from './hop-commits.ts'
 import type { Adversary } from './adversary.ts'
@@ -67,11 +69,12 @@ export interface PipelineNodeInit {
   /** Eval every this many steps as well (0 = final only). */
   readonly evalEvery?: number
   /**
-   * Peers per stage; default the gossip StageDirectory (needs libp2p.services.pubsub). A function
-   * gets that directory (still run, when gossipsub is there: run end and status use it) and returns
-   * the source to route by, e.g. the scheduler's view merged with it.
+   * The run's membership view (the node's, Tokens.Membership). Without it, a node with gossipsub
+   * runs one of its own with this stage pinned (heartbeatMs); a node without gossipsub needs `source`.
    */
-  readonly source?: PeerSource | ((directory: PeerSource | undefined) => PeerSource)
+  readonly membership?: Membership
+  /** Peers to route to instead of the membership's (tests without gossip: no run end, no averaging). */
+  readonly source?: PeerSource
   /** Stage 0: the swarm step to continue from (a state fetched from stage peers). Default 0. */
   readonly startStep?: number
   /** Plugin codecs, for manifests that name a codec other than `none`. */
@@ -82,7 +85,7 @@ export interface PipelineNodeInit {
   readonly retry?: Partial<RetryPolicy>
   /** How long an inbound stream may take to deliver its request (ms). Default 30000. */
   readonly requestTimeoutMs?: number
-  /** Heartbeat period of the StageDirectory (ms). Default 1000. */
+  /** Heartbeat period of a membership of its own (ms). Default 1000. */
   readonly heartbeatMs?: number
   /** After the run, wait this long at most for the other nodes to report done (ms). Default 15000. */
   readonly lingerMs?: number
@@ -124,7 +127,10 @@ export class PipelineNode {
   private readonly me: string
   private readonly log: Logger
   private readonly codecs: BoundaryCodecs
-  private readonly directory: StageDirectory | undefined
+  private readonly membership: Membership | undefined
+  /** A membership this node runs itself (none was given): started and stopped with it. */
+  private readonly ownMembership: MembershipService | undefined
+  private readonly detach: Array<() => void> = []
   private readonly rendezvous: RunRendezvous | undefined
   private readonly source: PeerSource
   private readonly abort = new AbortController()
@@ -187,18 +193,20 @@ export class PipelineNode {
     })
     this.codecs = init.codecs ?? boundaryCodecs({ activation: m.codecs.activation, 'activation-grad': m.codecs['activation-grad'] }, init.container)
     const bounds = boundsFor(m, this.stage, stage.boundaryWidth)
-    ;({ directory: this.directory, source: this.source } = this.peerSource())
+    ;({ membership: this.membership, own: this.ownMembership } = this.findMembership())
+    const source = init.source ?? this.membership
+    if (source == null) throw new ConfigError('no peer source: give `membership` or `source`, or a libp2p node with gossipsub (services.pubsub)')
+    this.source = source
     this.rendezvous = this.makeRendezvous()
     this.router = new Router(this.source, init.router)
     // the router bans whom the judge finds at fault in the pipeline (inbound or on a reply)
     this.unjudge = this.judge.onJudgement(j => { if (j.area === 'pipeline' && j.stage != null) this.router.failed(j.peer, j.stage, j.verdict) })
     const nextId = microbatchIdFactory()
     this.dispatcher = new Dispatcher({ libp2p: init.libp2p, runId: this.runId, router: this.router, codecs: this.codecs, metrics: this.metrics, judge: this.judge, retry, committer: this.hops?.committer, log: this.log, wireLog: init.log })
-    // a period beyond the run's last step would never fire: no averager then. Averaging partners are
-    // every node of the stage the directory has heard (joining ones too), not only those the router
-    // may send work to: a scheduler view that still lists a peer as joining must not leave it alone.
+    // a period beyond the run's last step would never fire: no averager then
     this.averaging = init.averaging === false || m.averaging.period > m.optimizer.steps ? undefined : new StageAveraging({
-      ...init.averaging, libp2p: init.libp2p, runId: this.runId, manifest: m, stage: this.stage, worker: this.worker, source: this.directory ?? this.source,
+      ...init.averaging, libp2p: init.libp2p, runId: this.runId, manifest: m, stage: this.stage, worker: this.worker,
+      source: this.membership != null ? averagingPartners(this.membership) : this.source,
       startStep: init.startStep, container: init.container, log: init.log
     })
     this.server = new StageServer({
@@ -217,7 +225,7 @@ export class PipelineNode {
       onEval: (step, loss) => { this.setEval(step, loss) },
       log: this.log
     })
-    this.runEnd = this.directory == null ? undefined : new RunEnd({ view: this.directory, heartbeatMs: init.heartbeatMs ?? 1000, lingerMs: init.lingerMs ?? 15_000, signal: this.abort.signal, log: this.log })
+    this.runEnd = this.membership == null ? undefined : new RunEnd({ view: runEndView(this.membership), heartbeatMs: init.heartbeatMs ?? 1000, lingerMs: init.lingerMs ?? 15_000, signal: this.abort.signal, log: this.log })
     this.finished = new Promise(resolve => { this.finish = resolve })
   }
 
@@ -243,7 +251,18 @@ export class PipelineNode {
     if (this.started) return
     this.started = true
     await this.server.start()
-    this.directory?.start()
+    const mb = this.membership
+    if (mb != null) {
+      this.detach.push(mb.provideRun(() => ({ phase: this.state, step: this.worker.steps, throughput: this.metrics.throughput(), queue: this.queue() })))
+      // a data node's step count is the swarm's step: it starts averaging rounds here too
+      this.detach.push(mb.onMember(member => { if (member.stage === 0) this.averaging?.observe(member.step) }))
+      if (this.ownMembership != null) {
+        this.detach.push(mb.providePlacement(pinnedPlacement(this.stage)))
+        this.ownMembership.start()
+      } else {
+        void mb.publish()
+      }
+    }
     this.rendezvous?.start()
     await this.averaging?.start()
     this.state = this.isFirst ? 'waiting-peers' : 'training'
@@ -263,7 +282,8 @@ export class PipelineNode {
     await this.dataLoop
     await this.averaging?.stop()
     await this.rendezvous?.stop()
-    this.directory?.stop()
+    for (const d of this.detach.splice(0)) d()
+    this.ownMembership?.stop()
     this.unjudge()
     // wait for the stage to be idle before its memory goes
     await this.worker.exclusive(async () => {})
@@ -309,37 +329,29 @@ export class PipelineNode {
 
   // ---- wiring ------------------------------------------------------------------------------------
 
-  private peerSource (): { directory: StageDirectory | undefined, source: PeerSource } {
+  private findMembership (): { membership: Membership | undefined, own: MembershipService | undefined } {
     const init = this.init
-    if (init.source != null && typeof init.source !== 'function') return { directory: undefined, source: init.source }
+    if (init.membership != null) return { membership: init.membership, own: undefined }
     const services = (init.libp2p as unknown as { services?: { pubsub?: GossipSub } }).services
-    if (services?.pubsub == null && init.source == null) throw new ConfigError('no peer source: give `source`, or a libp2p node with gossipsub (services.pubsub)')
-    const directory = services?.pubsub == null ? undefined : new StageDirectory(init.libp2p as never, {
-      runId: this.runId,
-      stages: this.stages,
-      intervalMs: init.heartbeatMs,
-      log: init.log,
-      self: () => ({ stage: this.stage, state: this.state, step: this.worker.steps, throughput: this.metrics.throughput(), queue: this.queue() }),
-      // a data node's step count is the swarm's step: it starts averaging rounds here too
-      onHeartbeat: e => { if (e.stage === 0) this.averaging?.observe(e.step) }
-    })
-    return { directory, source: typeof init.source === 'function' ? init.source(directory) : directory as StageDirectory }
+    if (services?.pubsub == null) return { membership: undefined, own: undefined }
+    const intervalMs = init.heartbeatMs ?? 1000
+    const own = createMembership(init.libp2p as never, { runId: this.runId, stages: this.stages, intervalMs, ttlMs: 3 * intervalMs + 1000, log: init.log })
+    return { membership: own, own }
   }
 
   private makeRendezvous (): RunRendezvous | undefined {
-    const dir = this.directory
+    const mb = this.membership
     const hasDht = (this.init.libp2p as unknown as { services?: { dht?: unknown } }).services?.dht != null
-    if (dir == null || !hasDht || this.init.rendezvous === false) return undefined
+    if (mb == null || !hasDht || this.init.rendezvous === false) return undefined
     return new RunRendezvous(this.init.libp2p, {
       ...this.init.rendezvous,
       runId: this.runId,
       stages: this.stages,
       log: this.init.log,
-      reannounce: () => { dir.publish() },
+      reannounce: () => { void mb.publish() },
       view: () => {
         // whom this node knows: the others, per stage
-        const stagePeers = dir.peersPerStage(this.stage)
-        stagePeers[String(this.stage)]--
+        const stagePeers = peersPerStage(mb, this.stages)
         return { peers: Object.values(stagePeers).reduce((a, b) => a + b, 0), stagePeers }
       }
     }, this.stage)
@@ -359,7 +371,7 @@ export class PipelineNode {
       this.state = 'failed'
       this.error = (err as Error).message
       this.log.error('training failed', { error: (err as Error).stack ?? String(err) })
-      this.directory?.publish()
+      void this.membership?.publish()
     }
     this.finish()
   }
@@ -410,7 +422,7 @@ export class PipelineNode {
   }
 
   private peersPerStage (): Record<string, number> {
-    if (this.directory != null) return this.directory.peersPerStage(this.stage)
+    if (this.membership != null) return peersPerStage(this.membership, this.stages, this.stage)
     const out: Record<string, number> = {}
     for (let s = 0; s < this.stages; s++) out[String(s)] = (s === this.stage ? 1 : 0) + this.source.peersForStage(s).length
     return out

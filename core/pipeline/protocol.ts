@@ -16,10 +16,6 @@ import { RAW_CODEC_ID, type Frame } from '../wire/index.ts'
 import { InvalidMicrobatchError, StageMismatchError } from './errors.ts'
 
 export const PIPELINE_FORWARD_PROTOCOL = '/layerswarm/pipeline/forward/1.0.0'
-/** Gossip topic of stage heartbeats of a run. */
-export function stagesTopic (runId: string): string {
-  return `/layerswarm/${runId}/stages/1.0.0`
-}
 
 export type MicrobatchMode = 'train' | 'eval'
 

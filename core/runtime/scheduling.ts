@@ -4,8 +4,6 @@
 // Core does not import the scheduler plugin; it talks to whatever Scheduler the container holds.
 // Routing reads the node's one membership view (core/membership), which the scheduler writes its
 // placement into: there is nothing left to merge.
-import type { PeerSource } from '../pipeline/router.ts'
-import { StageDirectory } from '../pipeline/discovery.ts'
 import type { Scheduler, StageLoad, SteerableScheduler } from '../contracts/scheduler.ts'
 
 /** The built-in scheduler plugin's name: `start` loads it for every training node. */
@@ -14,17 +12,6 @@ export const SCHEDULER_PLUGIN = 'scheduler'
 export function isSteerable (s: Scheduler): s is SteerableScheduler {
   const o = s as Partial<SteerableScheduler>
   return typeof o.setMoveHooks === 'function' && typeof o.setLoadSource === 'function'
-}
-
-/**
- * TRANSITIONAL (until the pipeline takes the Membership itself): the router's source where the
- * scheduler assigns stages: the membership view under the pipeline's directory (serving peers that
- * have not failed, best first), or the scheduler's serving peers where there is no directory.
- */
-export function schedulerSource (scheduler: Scheduler, self: string): (directory: PeerSource | undefined) => PeerSource {
-  return directory => directory instanceof StageDirectory
-    ? directory.membership
-    : { peersForStage: stage => scheduler.peersForStage(stage).filter(p => p !== self) }
 }
 
 /** What the meter reads from the serving pipeline: cumulative completions and busy milliseconds. */

@@ -42,7 +42,9 @@ import { ConfigError } from '../errors.ts'
 import { silentLogger } from '../logger.ts'
 import { pause, withDeadline } from '../timers.ts'
 import { MoveAfterRunError, StageStateMismatchError } from './runtime-errors.ts'
-import { BusyRate, cachedLoad, isSteerable, schedulerSource } from './scheduling.ts'
+import { BusyRate, cachedLoad, isSteerable } from './scheduling.ts'
+import type { Membership } from '../contracts/membership.ts'
+import { createMembership, pinnedPlacement, type MembershipService } from '../membership/index.ts'
 import { agreedSnapshot, fetchStageState, joinState, type FetchedState } from './stage-state.ts'
 
 export interface StageHostInit {
@@ -53,6 +55,12 @@ export interface StageHostInit {
   readonly pin?: number
   /** Assigns stages (and is told this node's load); required without a pin. */
   readonly scheduler?: Scheduler
+  /**
+   * The run's membership view: routing, averaging and the end of the run read it. Default the
+   * node's (Tokens.Membership, which createNode makes when its runtime names the run); a node that
+   * has none (given the run only now: the API, tests) gets one for the host's life.
+   */
+  readonly membership?: Membership
   /** PipelineNode settings that do not change with the stage. */
   readonly pipeline: {
     readonly microbatches: number
@@ -92,6 +100,8 @@ export class StageHost {
   private lane: Promise<unknown> = Promise.resolve()
   private readonly judge: PeerJudge
   private readonly metrics: MetricsRegistry
+  private readonly membership: Membership
+  private readonly ownMembership: MembershipService | undefined
   /** Swarm steps behind the serving stage's weights (from its optimizer step records). */
   private swarmStep = 0
   private data: Promise<PipelineData> | undefined
@@ -114,6 +124,15 @@ export class StageHost {
     const c = init.node.container
     this.judge = c.isRegistered(Tokens.PeerJudge, true) ? c.resolve<PeerJudge>(Tokens.PeerJudge) : new PeerJudge()
     this.metrics = c.isRegistered(Tokens.Metrics, true) ? c.resolve<MetricsRegistry>(Tokens.Metrics) : new MetricsRegistry()
+    if (init.membership != null) {
+      this.membership = init.membership
+    } else if (c.isRegistered(Tokens.Membership, true)) {
+      this.membership = c.resolve<Membership>(Tokens.Membership)
+    } else {
+      this.ownMembership = createMembership(init.node.libp2p as never, { runId: this.runId, stages: init.manifest.stages.count, log: init.log })
+      this.membership = this.ownMembership
+    }
+    if (this.membership.runId !== this.runId) throw new ConfigError(`the node's membership view is of run ${this.membership.runId}, this host trains run ${this.runId}`)
     this.stateServer = new StateServer(init.node.libp2p, { runId: this.runId, snapshot: async stage => await this.snapshot(stage), agreed: async stage => await this.agreedSnapshot(stage), log: init.log })
   }
 
@@ -134,9 +153,12 @@ export class StageHost {
   }
 
   async start (): Promise<void> {
+    this.ownMembership?.start()
     await this.stateServer.start()
     const s = this.init.scheduler
     if (s == null) {
+      // without a scheduler the pin is this node's placement
+      this.unsubscribe = this.membership.providePlacement(pinnedPlacement(this.init.pin as number))
       this.assignment = { stage: this.init.pin as number, reason: 'pinned' }
       await this.serialized(async () => { await this.serve(this.init.pin as number) })
       return
@@ -166,6 +188,7 @@ export class StageHost {
       await p?.stop()
     })
     await this.stateServer.stop()
+    this.ownMembership?.stop()
     this.finish()
   }
 
@@ -283,7 +306,7 @@ export class StageHost {
         evalEvery: o.evalEvery,
         retry: o.retry,
         container: this.init.node.container,
-        source: this.init.scheduler != null ? schedulerSource(this.init.scheduler, this.me) : undefined,
+        membership: this.membership,
         params: fetched?.params,
         startStep: fetched?.step,
         judge: this.judge,

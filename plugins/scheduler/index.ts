@@ -1,6 +1,6 @@
 // Plugin entry: binds a GossipScheduler (stage assignment over the membership view, docs/scheduler.md)
 // as Tokens.Scheduler. Reads and writes the node's Tokens.Membership (the run's one view of the
-// swarm); until the runtime binds one, it makes its own from Tokens.Libp2p (own-membership.ts).
+// swarm, which createNode binds for a node whose runtime names a run).
 // Options (config `plugins.scheduler`, all optional where NodeConfig.runtime supplies them):
 //   runId            run id (default NodeConfig.runtime.runId)
 //   stages           stage count (default NodeConfig.runtime.stages)
@@ -9,11 +9,8 @@
 //   cooldownMs, maxMovesPerEpoch: see GossipSchedulerInit
 // The heartbeat's own settings (interval, TTL, clock skew, score weight) are the membership's:
 // NodeConfig.runtime.membership (core/membership/membership-options.ts).
-import { definePlugin, registerRelease, release, Tokens, type Membership } from '../../core/contracts/index.ts'
-import { ConfigError } from '../../core/contracts/index.ts'
-import type { Libp2p } from '@libp2p/interface'
+import { ConfigError, definePlugin, registerRelease, release, Tokens, type Membership } from '../../core/contracts/index.ts'
 import { GossipScheduler, type GossipSchedulerInit } from './gossip-scheduler.ts'
-import { ownMembership } from './own-membership.ts'
 
 export { GossipScheduler, SCHEDULER_VERSION } from './gossip-scheduler.ts'
 export type { GossipSchedulerInit, LoadReport, MoveHooks, SchedulerStats } from './gossip-scheduler.ts'
@@ -23,7 +20,6 @@ export * from './rule.ts'
 /** Where a registration keeps the release of its scheduler (in its node's container). */
 const OWN = 'scheduler:release'
 /** Where a registration keeps the start of a membership it made itself. */
-const OWN_MEMBERSHIP_START = 'scheduler:membership-start'
 
 const NUMBER_OPTIONS = ['capacity', 'heartbeatMs', 'epochMs', 'epochJitterMs', 'joinListenMs', 'hysteresis', 'cooldownMs', 'maxMovesPerEpoch'] as const
 
@@ -69,30 +65,18 @@ export default definePlugin({
   version: '0.1.0',
   description: 'Stage assignment by gossipsub heartbeats: join the least-served stage, rebalance the bottleneck',
   provides: [Tokens.Scheduler],
-  requires: [Tokens.Libp2p],
+  requires: [Tokens.Membership],
   register (ctx) {
     const config = ctx.container.isRegistered(Tokens.NodeConfig, true) ? ctx.container.resolve<{ runtime?: Readonly<Record<string, unknown>> }>(Tokens.NodeConfig) : undefined
     const runtime = config?.runtime ?? {}
     const init = schedulerInit(ctx.options, runtime)
-    let membership: Membership
-    let own: ReturnType<typeof ownMembership> | undefined
-    if (ctx.container.isRegistered(Tokens.Membership, true)) {
-      membership = ctx.container.resolve<Membership>(Tokens.Membership)
-    } else {
-      own = ownMembership(ctx.container.resolve<Libp2p>(Tokens.Libp2p), runtime, init.runId, init.stages, ctx.logger)
-      membership = own
-      ctx.container.registerInstance(Tokens.Membership, own)
-      ctx.container.registerInstance(OWN_MEMBERSHIP_START, () => { own?.start() })
-    }
+    const membership = ctx.container.resolve<Membership>(Tokens.Membership)
+    if (membership.runId !== init.runId) throw new ConfigError(`the node's membership view is of run ${membership.runId}, the scheduler's options name run ${init.runId}`)
     const scheduler = new GossipScheduler(membership, { ...init, log: ctx.logger })
     ctx.container.registerInstance(Tokens.Scheduler, scheduler)
-    registerRelease(ctx, OWN, async () => {
-      await scheduler.stop()
-      own?.stop()
-    })
+    registerRelease(ctx, OWN, async () => { await scheduler.stop() })
   },
   async start (ctx) {
-    if (ctx.container.isRegistered(OWN_MEMBERSHIP_START)) ctx.container.resolve<() => void>(OWN_MEMBERSHIP_START)()
     const scheduler = ctx.container.resolve<GossipScheduler>(Tokens.Scheduler)
     await scheduler.start()
   },
