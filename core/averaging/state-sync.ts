@@ -22,8 +22,9 @@
 // reporting that version. syncAgreedState (the agreed snapshot): asks every peer in parallel under
 // a deadline, takes the manifest a strict majority of the peers that answered report identically
 // (and at least 2 of them when 2 or more were asked), and names as evidence a peer that reports
-// another digest for the same round while the majority lists it in that round's group (it must hold
-// the same bits). Either way chunks are then fetched in parallel, one worker per agreeing peer
+// other parameters for the same round of a `params` round while the majority lists it in that
+// round's group, or while it names a group that overlaps the majority's (it must hold the same
+// bits). Either way chunks are then fetched in parallel, one worker per agreeing peer
 // pulling the next index from a shared queue (so different ranges come from different peers, fast
 // peers serve more). Each chunk is checked against its agreed hash on arrival: a peer that serves a
 // bad chunk is reported and dropped, the chunk is fetched again elsewhere. The assembled bytes are
@@ -251,8 +252,14 @@ export interface SyncAgreedResult extends SyncStateResult {
   readonly mode: string
   /** Peers that answered: an agreed manifest, "none here", or a reply that breaks the protocol. */
   readonly answered: number
-  /** Peers caught misbehaving (reject verdicts: a bad manifest or chunk, a conflicting digest): codes. */
+  /** Peers caught misbehaving by their own bytes (reject verdicts: a bad manifest or chunk): codes. */
   readonly evidence: ReadonlyArray<{ peer: string, code: string }>
+  /**
+   * Peers whose claim contradicts the majority's (StateConflictError): the same `params` round, and a
+   * member of the majority's group or naming a group that overlaps it, with other parameters. Only
+   * the majority's word says so: judge them once the agreed state checked out.
+   */
+  readonly conflicting: ReadonlyArray<{ peer: string, code: string }>
 }
 
 interface Manifest {
@@ -368,21 +375,22 @@ export async function syncAgreedState (libp2p: SyncLibp2p, peers: readonly strin
   const agreeing = chosen.map(m => m.peer)
   const disagreeing = manifests.filter(m => m.key !== agreed.key)
   const dropped = bad.filter(b => b.verdict === 'reject')
-  // the same round, in the group the majority names: it had to hold the same bits (params mode: by
-  // construction; a pseudo-grad round's result also depends on each member's outer state)
-  for (const m of disagreeing) {
-    if (m.version === agreed.version && mode === 'params' && group.includes(m.peer)) {
-      dropped.push({ peer: m.peer, reason: new StateConflictError(m.peer, m.version).code, verdict: 'reject' })
-    }
-  }
+  // the same round, and a member of the group the majority names, or naming a group that overlaps it
+  // (one round's groups that completed are identical or disjoint): it had to hold the same bits
+  // (params mode: by construction; a pseudo-grad round's result also depends on each member's outer state)
+  const conflicting = disagreeing.filter(m => {
+    const claimed = (m.agreed as NonNullable<Manifest['agreed']>).group
+    return m.version === agreed.version && mode === 'params' && (group.includes(m.peer) || claimed.some(p => group.includes(p)))
+  }).map(m => ({ peer: m.peer, code: new StateConflictError(m.peer, m.version).code }))
   const { bytes, chunksByPeer } = await download(request, agreed, agreeing, 'agreed', opts, dropped, log)
   const evidence = dropped.filter(b => b.verdict === 'reject')
-  log.info('agreed state synced', { stage: opts.stage, round: agreed.version, bytes: agreed.size, agreeing: agreeing.length, answered, asked: asked.length, evidence: evidence.length })
+  log.info('agreed state synced', { stage: opts.stage, round: agreed.version, bytes: agreed.size, agreeing: agreeing.length, answered, asked: asked.length, evidence: evidence.length, conflicting: conflicting.length })
   return {
     version: agreed.version, bytes, sha256: agreed.sha256, agreeing, chunksByPeer, digest, group, mode, answered,
     disagreeing: disagreeing.map(m => ({ peer: m.peer, version: m.version, sha256: m.sha256 })),
     badPeers: dropped.map(({ peer, reason }) => ({ peer, reason })),
-    evidence: evidence.map(({ peer, reason }) => ({ peer, code: reason }))
+    evidence: evidence.map(({ peer, reason }) => ({ peer, code: reason })),
+    conflicting
   }
 }
 
@@ -459,7 +467,7 @@ async function parseManifest (peer: string, f: Frame, maxBytes: number, of: Of):
   if (typeof sha !== 'string' || !/^[0-9a-f]{64}$/.test(sha)) throw new StateProtocolError('bad manifest sha256')
   if (!Number.isSafeInteger(chunkBytes) || (chunkBytes as number) < 1 || (chunkBytes as number) > 64 * 1024 * 1024) throw new StateProtocolError('bad manifest chunk size')
   if (chunks !== Math.ceil((size as number) / (chunkBytes as number)) || f.payload.byteLength !== 32 * (chunks as number)) throw new StateProtocolError('manifest chunk count and hashes disagree with its size')
-  const agreed = of === 'agreed' ? parseAgreed(m) : undefined
+  const agreed = of === 'agreed' ? parseAgreed(peer, m) : undefined
   const listHash = await sha256Hex(f.payload)
   return {
     peer, version: version as number, size: size as number, sha256: sha, chunkBytes: chunkBytes as number, chunks: chunks as number,
@@ -469,11 +477,13 @@ async function parseManifest (peer: string, f: Frame, maxBytes: number, of: Of):
 }
 
 /** The agreed manifest's fields: its digest, group and mode are part of what the majority must report identically. */
-function parseAgreed (m: Record<string, unknown>): NonNullable<Manifest['agreed']> {
+function parseAgreed (peer: string, m: Record<string, unknown>): NonNullable<Manifest['agreed']> {
   const { of, digest, group, mode } = m
   if (of !== 'agreed') throw new StateProtocolError('expected an agreed manifest')
   if (typeof digest !== 'string' || !/^[0-9a-f]{64}$/.test(digest)) throw new StateProtocolError('bad agreed digest')
   if (!Array.isArray(group) || group.length > MAX_GROUP_LISTED || !group.every(p => typeof p === 'string' && p.length <= 128)) throw new StateProtocolError('bad agreed group')
+  // a member reports its own group (empty: too large to list)
+  if (group.length > 0 && !group.includes(peer)) throw new StateProtocolError('the agreed group does not list the peer that reports it')
   if (typeof mode !== 'string' || mode.length > 32) throw new StateProtocolError('bad agreed mode')
   return { digest, group: group as string[], mode }
 }

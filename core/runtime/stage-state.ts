@@ -15,10 +15,12 @@
 //            under a large m blows it up). Without a majority (the stage never averaged; a stage
 //            larger than one group; one serving peer), the live state of one peer, best first, that
 //            fits and is finite (the state before issue 13, plus the checks), logged as unchecked.
-//   judge    evidence from the sync (a chunk against the agreed hash, a bad manifest, a digest against
-//            the majority within the agreed round's group), a majority that vouched for parameters
-//            that are not finite or do not hash to their digest, and a live state that is not finite:
-//            PeerJudge.record(reject, area 'state-sync'), once per peer and fetch.
+//   judge    evidence from the sync (a chunk against the agreed hash, a bad manifest); once the agreed
+//            state checked out, a peer that claims other parameters for its round and group (only
+//            the majority's word says so: a majority found lying convicts nobody else); a majority
+//            that vouched for parameters that are not finite or do not hash to their digest; a live
+//            state that is not finite: PeerJudge.record(reject, area 'state-sync'), once per peer
+//            and fetch.
 import type { Libp2p } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import { AbortError, LayerswarmError, verdictOf } from '../errors.ts'
@@ -104,6 +106,7 @@ async function fetchAgreed (c: FetchStageStateInit, convicted: Set<string>): Pro
     const digest = await paramsDigestAsync(params, specs)
     if (digest !== r.digest) throw new StateDigestError(r.digest, digest)
     checkFinite(fetched.params, 'parameter')
+    for (const e of r.conflicting) convict(c, convicted, e.peer, e.code)
     log.info('agreed stage state fetched', { stage, round: r.version, step: state.step, agreeing: r.agreeing.length, answered: r.answered, asked: c.peers.length, digest })
     return { ...fetched, peer: from }
   } catch (err) {
