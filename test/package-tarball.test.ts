@@ -3,7 +3,7 @@
 // test/fixtures/author-package (plain JS, ESM; docs/plugins.md "Testing your plugin"), whose mocha
 // tests import layerswarm/testing and pass backendCompliance and trainingParity in a child `node`
 // process; a TypeScript consumer typechecks against the shipped .d.ts (tsc --noEmit); and the packed
-// CLI runs the author's backend by path in train --local, bench kernels, demo and start. No network:
+// CLI runs the author's backend by path in train --local, bench kernels, demo, sample and start. No network:
 // the tarball's dependencies are the repository's node_modules, linked. Everything made is removed.
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -138,7 +138,7 @@ describe('package: what npm pack ships, used from a plugin author\'s package', f
       assert.equal(JSON.parse(r.stdout).backend, 'my-backend')
     })
 
-    it('demo runs every node on it', async () => {
+    it('demo runs every node on it, and sample generates from the demo\'s model on it', async () => {
       const out = join(author, 'demo-out')
       const r = await runCli(['demo', '--backend', './my-backend.js', '--steps', '2', '--model', 'model.json', '--nodes', '2', '--stages', '2',
         '--batch', '2', '--eval-batches', '1', '--out', out], { ...where(), timeoutMs: 180_000 })
@@ -147,6 +147,11 @@ describe('package: what npm pack ships, used from a plugin author\'s package', f
       for (const log of ['s0.log', 's1.log']) {
         assert.match(await readFile(join(out, 'logs', log), 'utf8'), /plugins=\["my-backend"/, `${log} ran my-backend`)
       }
+      const sample = await runCli(['sample', '--checkpoint', join(out, 'model.safetensors'), '--backend', './my-backend.js', '--tokens', '5',
+        '--prompt', 'And', '--log-level', 'info'], { ...where(), timeoutMs: 90_000 })
+      assert.equal(sample.code, 0, sample.stderr)
+      assert.match(sample.stderr, /started plugin plugin=my-backend kind=backend/)
+      assert.match(sample.stdout, /^And/)
     })
 
     it('start runs a node on it', async () => {
