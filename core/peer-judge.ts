@@ -9,7 +9,8 @@
 //   score(peer)              gossipsub's application-specific score (createNode wires it): each
 //                            penalty costs 0.5, so 2 penalties reach gossipsub's default gossip
 //                            threshold (-10 at weight 10), 10 its publish threshold (-50); capped
-//                            at the graylist threshold (-80) so one peer's count cannot overflow
+//                            at the graylist threshold (-80) so one peer's count cannot overflow;
+//                            a peer convicted of cheating (CONVICTED_CODE) sits at the cap
 //
 // One judge per node (createNode registers it under Tokens.PeerJudge); a part built without a node
 // (tests, the pipeline on a bare libp2p) makes its own.
@@ -37,9 +38,12 @@ export interface PenaltyStatus {
 
 const SCORE_PER_PENALTY = 0.5
 const MIN_SCORE = -8
+/** The code of a conviction for cheating (core/verify's ConvictedError): the peer is out for good. */
+export const CONVICTED_CODE = 'ERR_VERIFY_CONVICTED'
 
 export class PeerJudge {
   private readonly counts = new Map<string, number>()
+  private readonly convicted = new Set<string>()
   private readonly sinks = new Set<JudgementSink>()
 
   /**
@@ -57,6 +61,7 @@ export class PeerJudge {
   /** Records a judgement reached elsewhere (e.g. a verified accusation). */
   record (j: Judgement): void {
     if (j.verdict === 'reject') this.counts.set(j.peer, (this.counts.get(j.peer) ?? 0) + 1)
+    if (j.verdict === 'reject' && j.code === CONVICTED_CODE) this.convicted.add(j.peer)
     for (const sink of this.sinks) sink(j)
   }
 
@@ -64,6 +69,11 @@ export class PeerJudge {
   onJudgement (sink: JudgementSink): () => void {
     this.sinks.add(sink)
     return () => { this.sinks.delete(sink) }
+  }
+
+  /** Whether `peer` was convicted of cheating (it gets no work and no say here). */
+  isConvicted (peer: string): boolean {
+    return this.convicted.has(peer)
   }
 
   penaltiesOf (peer: string): number {
@@ -78,6 +88,7 @@ export class PeerJudge {
 
   /** gossipsub's appSpecificScore for `peer` (<= 0). */
   score (peer: string): number {
+    if (this.convicted.has(peer)) return MIN_SCORE
     const n = this.penaltiesOf(peer)
     return n === 0 ? 0 : Math.max(MIN_SCORE, -SCORE_PER_PENALTY * n)
   }

@@ -19,10 +19,12 @@ describe('runtime options: roles and the retry policy', () => {
     assert.equal(o.stage, 0)
     assert.deepEqual(parseTrainingOptions({ role: ['stage', 'data', 'stage'] }).roles, ['stage', 'data'])
     assert.deepEqual(parseTrainingOptions({ role: ' stage , ' }).roles, ['stage'])
+    assert.deepEqual(parseTrainingOptions({ role: 'validator' }).roles, ['validator'], 'a validator alone serves no stage')
+    assert.deepEqual(parseTrainingOptions({ role: 'stage,validator' }).roles, ['stage', 'validator'])
   })
 
   it('refuses unknown roles, an empty list, and data with another stage, naming the flag', () => {
-    assert.throws(() => parseTrainingOptions({ role: 'miner' }), (e: Error) => e instanceof ConfigError && /unknown role miner \(roles: stage, data\)/.test(e.message))
+    assert.throws(() => parseTrainingOptions({ role: 'miner' }), (e: Error) => e instanceof ConfigError && /unknown role miner \(roles: stage, data, validator\)/.test(e.message))
     assert.throws(() => parseTrainingOptions({ role: '' }), (e: Error) => e instanceof ConfigError && /--role/.test(e.message))
     assert.throws(() => parseTrainingOptions({ role: 42 }), (e: Error) => e instanceof ConfigError && /--role/.test(e.message))
     assert.throws(() => parseTrainingOptions({ role: 'data', stage: '1' }), (e: Error) => e instanceof ConfigError && /only stage 0/.test(e.message))

@@ -90,6 +90,8 @@ export interface Membership {
   providePlacement(provider: () => PlacementFields): () => void
   /** Sets where this node's run fields come from; detaching works as for providePlacement. */
   provideRun(provider: () => RunFields): () => void
+  /** Leaves a peer out of this view for good (a convicted cheater); its heartbeats are refused. */
+  exclude(peer: string): void
   /** Gossip neighbours that take part (subscribed to the members topic). */
   neighbours(): string[]
   stats(): MembershipStats

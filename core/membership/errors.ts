@@ -74,6 +74,13 @@ export class HeartbeatReplayError extends HeartbeatError {
 }
 
 /** The node's libp2p has no gossipsub service under `services.pubsub`. */
+/** The publisher was convicted of cheating (or excluded otherwise): it has no place in this node's view. REJECT. */
+export class HeartbeatExcludedError extends HeartbeatError {
+  constructor (readonly peer: string) {
+    super('ERR_MEMBER_HB_EXCLUDED', `heartbeat from ${peer}, whom this node excluded from the run`, 'reject')
+  }
+}
+
 export class MembershipPubsubMissingError extends ConfigError {
   constructor () {
     super('the membership view needs gossipsub at libp2p.services.pubsub')

@@ -15,7 +15,7 @@ import type { PeerId } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import type { Member, Membership, MembershipStats, PlacementFields, RunFields } from '../contracts/membership.ts'
 import { silentLogger } from '../logger.ts'
-import { heartbeatVerdict, HeartbeatUnsignedError, MembershipPubsubMissingError, MembershipStateError } from './errors.ts'
+import { heartbeatVerdict, HeartbeatExcludedError, HeartbeatUnsignedError, MembershipPubsubMissingError, MembershipStateError } from './errors.ts'
 import { encodeHeartbeat, MAX_QUEUE, MAX_STEP, MAX_THROUGHPUT, membersTopic, validateHeartbeat, type Heartbeat } from './heartbeat.ts'
 import { MemberView } from './view.ts'
 
@@ -86,6 +86,7 @@ export class MembershipService implements Membership {
   private readonly counters = { published: 0, accepted: 0 }
   private readonly rejected: Record<string, number> = {}
   private readonly ignored: Record<string, number> = {}
+  private readonly excluded = new Set<string>()
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
     const peer = evt.detail.toString()
     if (this.view.drop(peer)) this.log.debug('member disconnected', { peer })
@@ -146,6 +147,13 @@ export class MembershipService implements Membership {
       this.pubsub.unsubscribe(this.topic)
     } catch {}
     if (this.pubsub.topicValidators.get(this.topic) != null) this.pubsub.topicValidators.delete(this.topic)
+  }
+
+  /** Leaves `peer` out of this view for good (a convicted cheater): routing, averaging, the scheduler and the run end stop seeing it. */
+  exclude (peer: string): void {
+    if (peer === this.me) return
+    this.excluded.add(peer)
+    if (this.view.drop(peer)) this.log.info('member excluded', { peer })
   }
 
   members (): Member[] {
@@ -243,6 +251,7 @@ export class MembershipService implements Membership {
     try {
       if (msg.type !== 'signed') throw new HeartbeatUnsignedError()
       const from = msg.from.toString()
+      if (this.excluded.has(from)) throw new HeartbeatExcludedError(from)
       hb = validateHeartbeat(msg.data, {
         runId: this.runId, stages: this.stages, now, ttlMs: this.view.ttlMs, maxSkewMs: this.maxSkewMs, from, lastSeq: this.view.lastSeq(from)
       })

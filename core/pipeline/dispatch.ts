@@ -130,7 +130,7 @@ export class Dispatcher {
         if (train) {
           const meta = validateGradReply(resp, mb.id, mb.stage, shape)
           const dout = codecs.decode('activation-grad', resp)
-          await committer?.accept(peer, { kind: 'backward', stage: mb.stage, microbatchId: mb.id, codecId: resp.header.codecId }, resp.header.metadata?.commitment, resp.payload)
+          await committer?.accept(peer, { kind: 'backward', stage: mb.stage, microbatchId: mb.id, codecId: resp.header.codecId, tokens: shape[0] * shape[1] }, resp.header.metadata?.commitment, resp.payload)
           out = { meta, dout, doutTensor: { bytes: resp.payload, codecId: resp.header.codecId, dtype: 'f32', shape } }
         } else {
           out = { meta: validateEvalReply(resp, mb.id) }

@@ -24,6 +24,13 @@ export class MicrobatchDroppedError extends LayerswarmError {
   }
 }
 
+/** The sender was convicted of cheating: this node takes no work from it (already judged: no new verdict). */
+export class PeerConvictedError extends LayerswarmError {
+  constructor (readonly peer: string) {
+    super('ERR_PIPELINE_CONVICTED', `peer ${peer} was convicted of cheating; its work is refused`)
+  }
+}
+
 /** This node is shutting down or the run is over: it takes no more work. */
 export class PipelineStoppedError extends LayerswarmError {
   constructor (message = 'the pipeline is stopping') {

@@ -5,8 +5,10 @@
 //
 //   producer   ParamsWitness: the digest of the weights each computation used (one download and
 //              hash per parameter version, taken under the stage worker's lock); HopStore: the
-//              hops this node sent (inputs, output, weights by digest) for a bounded time, so it
-//              can reveal them to a checker (HopRecordSource)
+//              hops this node sent (inputs, output, weights by digest), so it can reveal them to a
+//              checker (HopRecordSource). Both keep what they hold for the retention the checkers
+//              rely on (core/verify DEFAULT_RETENTION_MS, plus a margin): a weights snapshot per
+//              optimizer step of that window (tiny model, ~3 steps/s: ~100 MB), capped in bytes
 //   receiver   accept(): the commitment must verify under the sender's key, name this run, stage,
 //              microbatch and kind, and hash to the payload actually received; else the hop is
 //              refused with a 'reject' verdict. ReceiptStore keeps what was accepted, per producer
@@ -18,8 +20,14 @@ import { LayerswarmError } from '../errors.ts'
 import type { Stage } from '../model/stage.ts'
 import { signCommitment, verifyCommitment, type HopKind } from '../verify/commitment.ts'
 import { hashHexAsync } from '../verify/digest.ts'
-import { hopInputHash, hopKey, type HopRecord, type HopRecordSource, type HopTensor, type ReceiptSource } from '../verify/hop-records.ts'
+import { DEFAULT_RETENTION_MS, hopInputHash, hopKey, type HopRecord, type HopRecordSource, type HopTensor, type ReceiptSource } from '../verify/hop-records.ts'
 import { paramsDigestAsync } from '../verify/params-digest.ts'
+import type { HopCommitment } from '../verify/commitment.ts'
+
+/** How long this node keeps what it committed to: the checkers' window and a margin (ms). */
+export const RETAIN_MS = DEFAULT_RETENTION_MS + 10_000
+/** A commitment's time may differ from the receiver's clock by this much (ms): else a producer could date its hops out of the checkers' window. */
+export const MAX_CLOCK_SKEW_MS = 60_000
 
 /** A hop's commitment is missing or does not match what arrived (never honest): 'reject'. */
 export class HopCommitmentError extends LayerswarmError {
@@ -28,67 +36,91 @@ export class HopCommitmentError extends LayerswarmError {
   }
 }
 
-/** Digests of the weights each computation used, and the weights themselves for the last few versions. */
+/** Digests of the weights each computation used, and the weights themselves while a retained hop may name them. */
 export class ParamsWitness {
   private readonly byVersion = new Map<number, string>()
-  private readonly snapshots = new Map<string, ReadonlyMap<string, Float32Array>>()
+  private readonly snapshots = new Map<string, { values: ReadonlyMap<string, Float32Array>, used: number, bytes: number }>()
+  private bytes = 0
 
-  constructor (private readonly keep = 3) {}
+  constructor (private readonly retainMs = RETAIN_MS, private readonly maxBytes = 512 * 2 ** 20, private readonly now: () => number = Date.now) {}
 
   /** The digest of `stage`'s parameters at `version`; call with the stage idle (under the worker's lock). */
   async capture (stage: Stage, version: number): Promise<string> {
+    const t = this.now()
     const known = this.byVersion.get(version)
-    if (known != null) return known
+    const snap = known != null ? this.snapshots.get(known) : undefined
+    if (known != null && snap != null) {
+      snap.used = t
+      return known
+    }
     const values = await stage.params.download()
     const digest = await paramsDigestAsync(values, stage.params.specs)
+    this.byVersion.clear()
     this.byVersion.set(version, digest)
+    const old = this.snapshots.get(digest)
+    if (old != null) this.bytes -= old.bytes
     this.snapshots.delete(digest)
-    this.snapshots.set(digest, values)
-    while (this.byVersion.size > this.keep) this.byVersion.delete(this.byVersion.keys().next().value as number)
-    while (this.snapshots.size > this.keep) this.snapshots.delete(this.snapshots.keys().next().value as string)
+    const bytes = [...values.values()].reduce((a, v) => a + v.byteLength, 0)
+    this.snapshots.set(digest, { values, used: t, bytes })
+    this.bytes += bytes
+    this.prune(t)
     return digest
   }
 
   params (digest: string): ReadonlyMap<string, Float32Array> | undefined {
-    return this.snapshots.get(digest)
+    return this.snapshots.get(digest)?.values
+  }
+
+  // oldest first (insertion order): past the window, or over the byte cap, but never the newest
+  private prune (t: number): void {
+    for (const [digest, s] of this.snapshots) {
+      if (this.snapshots.size <= 1 || (t - s.used <= this.retainMs && this.bytes <= this.maxBytes)) break
+      this.snapshots.delete(digest)
+      this.bytes -= s.bytes
+    }
   }
 }
 
 export interface HopStoreOptions {
-  /** Hops kept for reveal (newest); their payload bytes dominate the memory. Default 64. */
-  readonly maxRecords?: number
-  /** Payload bytes kept at most, all records together. Default 64 MiB. */
+  /** How long a hop is kept for reveal (ms). Default RETAIN_MS. */
+  readonly retainMs?: number
+  /** Payload bytes kept at most, all records together (oldest dropped first). Default 256 MiB. */
   readonly maxBytes?: number
+  readonly now?: () => number
 }
 
 /** The hops this node sent, newest kept, for reveal to a checker. */
 export class HopStore implements HopRecordSource {
-  private readonly records = new Map<string, HopRecord>()
+  private readonly records = new Map<string, { record: HopRecord, at: number }>()
   private bytes = 0
-  private readonly maxRecords: number
+  private readonly retainMs: number
   private readonly maxBytes: number
+  private readonly now: () => number
 
   constructor (private readonly witness: ParamsWitness, opts: HopStoreOptions = {}) {
-    this.maxRecords = opts.maxRecords ?? 64
-    this.maxBytes = opts.maxBytes ?? 64 * 2 ** 20
+    this.retainMs = opts.retainMs ?? RETAIN_MS
+    this.maxBytes = opts.maxBytes ?? 256 * 2 ** 20
+    this.now = opts.now ?? Date.now
   }
 
   add (r: HopRecord): void {
     const key = hopKey(r.microbatchId, r.kind)
     const old = this.records.get(key)
-    if (old != null) this.bytes -= sizeOf(old)
+    if (old != null) this.bytes -= sizeOf(old.record)
     this.records.delete(key)
-    this.records.set(key, r)
+    const t = this.now()
+    this.records.set(key, { record: r, at: t })
     this.bytes += sizeOf(r)
-    while (this.records.size > 0 && (this.records.size > this.maxRecords || this.bytes > this.maxBytes)) {
-      const [k, first] = this.records.entries().next().value as [string, HopRecord]
+    for (const [k, e] of this.records) {
+      if (t - e.at <= this.retainMs && this.bytes <= this.maxBytes) break
       this.records.delete(k)
-      this.bytes -= sizeOf(first)
+      this.bytes -= sizeOf(e.record)
     }
   }
 
   record (microbatchId: bigint, kind: HopKind): HopRecord | undefined {
-    return this.records.get(hopKey(microbatchId, kind))
+    const e = this.records.get(hopKey(microbatchId, kind))
+    return e != null && this.now() - e.at <= this.retainMs ? e.record : undefined
   }
 
   params (digest: string): ReadonlyMap<string, Float32Array> | undefined {
@@ -136,6 +168,8 @@ export interface HopCommitterInit {
   readonly key: PrivateKey
   readonly store: HopStore
   readonly receipts: ReceiptStore
+  /** Every commitment accepted from a peer (the work ledger counts them); `tokens` = B x T of the hop. */
+  readonly onReceipt?: (c: HopCommitment, tokens: number) => void
 }
 
 /** What a hop's producer commits to, before the output is encoded. */
@@ -176,7 +210,7 @@ export class HopCommitter {
    * `codecId`), for stage `stage`'s output of `kind` on `microbatchId`; keeps it as a receipt.
    * Throws HopCommitmentError or a commitment error (verdict 'reject') when it does not match.
    */
-  async accept (from: string, expect: { kind: HopKind, stage: number, microbatchId: bigint, codecId: number }, field: unknown, payload: Uint8Array): Promise<void> {
+  async accept (from: string, expect: { kind: HopKind, stage: number, microbatchId: bigint, codecId: number, tokens: number }, field: unknown, payload: Uint8Array): Promise<void> {
     if (typeof field !== 'string' || field.length === 0 || field.length > 1024) throw new HopCommitmentError(`a training ${expect.kind} hop must carry its commitment (metadata.commitment, base64)`)
     let signed: Uint8Array
     try {
@@ -188,7 +222,9 @@ export class HopCommitter {
     const want = `run ${this.init.runId} stage ${expect.stage} ${expect.kind} of microbatch ${expect.microbatchId} codec ${expect.codecId}`
     const got = `run ${c.runId} stage ${c.stage} ${c.kind} of microbatch ${c.microbatchId} codec ${c.codecId}`
     if (want !== got) throw new HopCommitmentError(`the commitment is for ${got}, the hop is ${want}`)
+    if (Math.abs(c.time - Date.now()) > MAX_CLOCK_SKEW_MS) throw new HopCommitmentError(`the commitment is dated ${c.time - Date.now()} ms from this node's clock (at most ${MAX_CLOCK_SKEW_MS})`)
     if (c.outputHash !== await hashHexAsync(payload)) throw new HopCommitmentError(`the ${expect.kind} payload does not hash to the commitment's outputHash`)
     this.init.receipts.add(from, expect.kind, signed)
+    this.init.onReceipt?.(c, expect.tokens)
   }
 }

@@ -38,6 +38,7 @@ import { Dispatcher, retryPolicy, type RetryPolicy } from './dispatch.ts'
 import { HopCommitter, HopStore, ParamsWitness, ReceiptStore } from './hop-commits.ts'
 import type { Adversary } from './adversary.ts'
 import type { HopRecordSource } from '../verify/hop-records.ts'
+import type { HopCommitment } from '../verify/commitment.ts'
 import { PipelineStoppedError } from './errors.ts'
 import { PipelineMetrics } from './pipeline-metrics.ts'
 import { boundsFor, microbatchIdFactory, type MicrobatchMeta } from './protocol.ts'
@@ -105,6 +106,8 @@ export interface PipelineNodeInit {
   readonly log?: Logger
   readonly onStep?: (r: StepRecordOut) => void
   readonly onEval?: (step: number, loss: number) => void
+  /** Every hop commitment accepted from a peer, with the hop's tokens (the work ledger). */
+  readonly onReceipt?: (c: HopCommitment, tokens: number) => void
   /** Averaging within the stage every manifest.averaging.period steps (stage-averaging.ts); false = off. */
   readonly averaging?: StageAveragingOptions | false
   /** Meeting the run's other nodes through the DHT (rendezvous.ts); false = off. Needs gossipsub and a DHT. */
@@ -177,7 +180,7 @@ export class PipelineNode {
     if (init.privateKey != null && witness != null) {
       const store = new HopStore(witness)
       const receipts = new ReceiptStore()
-      this.hops = { store, receipts, committer: new HopCommitter({ runId: this.runId, stage: this.stage, me: this.me, key: init.privateKey, store, receipts }) }
+      this.hops = { store, receipts, committer: new HopCommitter({ runId: this.runId, stage: this.stage, me: this.me, key: init.privateKey, store, receipts, onReceipt: init.onReceipt }) }
     }
     const stage = new Stage(init.backend, this.layout, {
       seed: m.data.seed,

@@ -19,7 +19,7 @@ import { deadline, type Deadline } from '../timers.ts'
 import { handleFramed, type FramedStream } from '../wire/index.ts'
 import type { BoundaryCodecs } from './codecs.ts'
 import type { Dispatcher } from './dispatch.ts'
-import { MicrobatchDroppedError, PipelineStoppedError } from './errors.ts'
+import { MicrobatchDroppedError, PeerConvictedError, PipelineStoppedError } from './errors.ts'
 import type { PipelineMetrics } from './pipeline-metrics.ts'
 import { PIPELINE_FORWARD_PROTOCOL, validateActivation, validateTargets, type MicrobatchBounds, type MicrobatchMeta } from './protocol.ts'
 import type { StageWorker } from './stage-worker.ts'
@@ -94,6 +94,7 @@ export class StageServer implements Role {
   private async handle (fs: FramedStream, from: string, handlerSignal: AbortSignal): Promise<void> {
     const { init } = this
     if (init.signal.aborted) throw new PipelineStoppedError()
+    if (init.judge.isConvicted(from)) throw new PeerConvictedError(from)
     this.handling++
     let work: Deadline | undefined
     try {
@@ -110,7 +111,7 @@ export class StageServer implements Role {
         route = [...act.header.route, init.me]
         actIn = { bytes: act.payload.slice(), codecId: act.header.codecId, dtype: 'f32', shape: [...act.header.shape] }
         targetsIn = { bytes: tgt.payload.slice(), codecId: tgt.header.codecId, dtype: 'i32', shape: [B, T] }
-        if (meta.mode === 'train') await init.committer?.accept(from, { kind: 'forward', stage: init.stage - 1, microbatchId: id, codecId: act.header.codecId }, act.header.metadata?.commitment, act.payload)
+        if (meta.mode === 'train') await init.committer?.accept(from, { kind: 'forward', stage: init.stage - 1, microbatchId: id, codecId: act.header.codecId, tokens: B * T }, act.header.metadata?.commitment, act.payload)
       } catch (err) {
         if (!init.signal.aborted) {
           const verdict = init.judge.judge(from, err, 'pipeline', init.stage - 1)

@@ -36,6 +36,8 @@ export interface TrainingStatus extends PipelineCounters, CurveSnapshot {
   averaging: AveragingStatus | null
   /** Whom of its run this node knows and what it misses (rendezvous.ts); null without gossip and a DHT. */
   swarm: RendezvousStatus | null
+  /** This node's part in verification: work ledger, convictions, evidence, validator (core/runtime/node-verification.ts). */
+  verification?: Readonly<Record<string, unknown>>
   error?: string
 }
 

@@ -33,6 +33,7 @@ import type { AgreedRound } from '../pipeline/stage-averaging.ts'
 import { PipelineMetrics } from '../pipeline/pipeline-metrics.ts'
 import type { RetryPolicy } from '../pipeline/dispatch.ts'
 import type { HostStatus } from '../pipeline/training-status.ts'
+import type { HopCommitment } from '../verify/commitment.ts'
 import { MetricsRegistry } from '../metrics/registry.ts'
 import { PeerJudge } from '../peer-judge.ts'
 import { Tokens } from '../contracts/tokens.ts'
@@ -69,6 +70,8 @@ export interface StageHostInit {
     readonly evalEvery: number
     readonly retry?: Partial<RetryPolicy>
   }
+  /** Every hop commitment the serving pipeline accepted from a peer (the work ledger). */
+  readonly onReceipt?: (c: HopCommitment, tokens: number) => void
   /** Corpus path (stage 0 reads it); default the manifest's, or the shipped corpus. */
   readonly data?: string
   /** Node id of the batch sampler key; default the peer id. */
@@ -79,6 +82,32 @@ export interface StageHostInit {
 }
 
 export type { HostStatus } from '../pipeline/training-status.ts'
+
+/** The status of a node that serves no stage now (between stages, or a validator): its counters so far. */
+export function idleStatus (o: { runId: string, peerId: string, manifest: RunManifest, judge: PeerJudge, metrics?: MetricsRegistry, maxInflight: number }): HostStatus {
+  return {
+    runId: o.runId,
+    peerId: o.peerId,
+    stage: null,
+    stages: o.manifest.stages.count,
+    state: 'starting',
+    roles: [],
+    step: 0,
+    steps: o.manifest.optimizer.steps,
+    ...new PipelineMetrics(o.metrics).snapshot(),
+    peersPerStage: {},
+    throughput: 0,
+    maxInflight: o.maxInflight,
+    queue: 0,
+    penalties: o.judge.penalties(),
+    codecs: null,
+    bottleneck: null,
+    averaging: null,
+    swarm: null,
+    assignment: null,
+    moves: 0
+  }
+}
 
 /** A stage's snapshot is kept this long, so the chunks a joiner asks for after the manifest still match it. */
 const SNAPSHOT_TTL_MS = 5000
@@ -197,26 +226,10 @@ export class StageHost {
     const extra = { assignment: this.assignment, moves: this.moves, ...(this.init.scheduler != null ? { servingPerStage: this.servingPerStage(this.init.scheduler) } : {}) }
     if (p != null) return { ...p.status(), ...extra }
     // between stages (or before the first): the counters so far, nothing serving
-    const m = this.init.manifest
     return {
-      runId: this.runId,
-      peerId: this.me,
+      ...idleStatus({ runId: this.runId, peerId: this.me, manifest: this.init.manifest, judge: this.judge, metrics: this.metrics, maxInflight: this.init.pipeline.maxInflight }),
       stage: this.moving?.to ?? this.assignment?.stage ?? null,
-      stages: m.stages.count,
       state: this.error != null ? 'failed' : 'starting',
-      roles: [],
-      step: 0,
-      steps: m.optimizer.steps,
-      ...new PipelineMetrics(this.metrics).snapshot(),
-      peersPerStage: {},
-      throughput: 0,
-      maxInflight: this.init.pipeline.maxInflight,
-      queue: 0,
-      penalties: this.judge.penalties(),
-      codecs: null,
-      bottleneck: null,
-      averaging: null,
-      swarm: null,
       ...extra,
       ...(this.error != null ? { error: this.error } : {})
     }
@@ -312,6 +325,7 @@ export class StageHost {
         judge: this.judge,
         metrics: this.metrics,
         privateKey: this.init.node.privateKey,
+        onReceipt: this.init.onReceipt,
         log: this.init.log,
         rendezvous: { rebootstrap: () => { this.init.node.rebootstrap() } },
         onStep: r => { this.swarmStep = Math.max(this.swarmStep, r.step) },

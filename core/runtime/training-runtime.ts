@@ -23,7 +23,11 @@ import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../pipeline/codecs.ts'
 import type { PipelineNode } from '../pipeline/pipeline-node.ts'
 import { defaultManifest, loadManifest, runId, type RunManifest } from '../run/manifest.ts'
 import { writeFileAtomic } from '../files.ts'
-import { StageHost, type HostStatus } from './stage-host.ts'
+import { idleStatus, StageHost, type HostStatus } from './stage-host.ts'
+import { NodeVerification } from './node-verification.ts'
+import { PeerJudge } from '../peer-judge.ts'
+import type { Membership } from '../contracts/membership.ts'
+import { createMembership, type MembershipService } from '../membership/index.ts'
 import { SCHEDULER_PLUGIN } from './scheduling.ts'
 
 /** Options of the training runtime (CLI flags of `start`; config file key `runtime`). */
@@ -63,7 +67,7 @@ export interface TrainingOptions {
   readonly report?: string
   readonly checkpointDir?: string
   readonly exitWhenDone: boolean
-  /** The roles this node runs (ROLE_NAMES); `data` pins stage 0. Default ['stage']. */
+  /** The roles this node runs (ROLE_NAMES); `data` pins stage 0 (and implies `stage`); `validator` alone serves no stage. Default ['stage']. */
   readonly roles: readonly RoleName[]
   /** Attempts per microbatch and hop (RetryPolicy.maxAttempts). */
   readonly maxAttempts: number
@@ -72,7 +76,7 @@ export interface TrainingOptions {
 }
 
 /** The roles `start --role` accepts: a node may hold several. */
-export const ROLE_NAMES: readonly RoleName[] = ['stage', 'data']
+export const ROLE_NAMES: readonly RoleName[] = ['stage', 'data', 'validator']
 
 const DEFAULTS = {
   stages: 2, model: 'tiny', tokenizer: 'byte', steps: 1000, seed: 0, batch: 8, microbatches: 1, lr: 1e-3,
@@ -154,7 +158,8 @@ function parseRoles (v: unknown): RoleName[] {
   const unknown = list.filter(x => !(ROLE_NAMES as readonly string[]).includes(x))
   if (unknown.length > 0) throw new ConfigError(`unknown role ${unknown.join(', ')} (roles: ${ROLE_NAMES.join(', ')})`)
   // the data role runs stage 0's compute: it needs the stage role
-  return [...new Set<RoleName>(['stage', ...list as RoleName[]])]
+  const roles = list as RoleName[]
+  return [...new Set<RoleName>(roles.includes('data') ? ['stage', ...roles] : roles)]
 }
 
 /** The run manifest these options describe (or the file they name), validated. */
@@ -229,83 +234,128 @@ export async function startTrainingRuntime (node: LayerswarmNode, options: Train
   if (!node.container.isRegistered(Tokens.ComputeBackend, true)) {
     throw new ConfigError('training needs a compute backend plugin (e.g. --backend cpu); none is loaded')
   }
+  const serves = options.roles.includes('stage')
   const scheduler = node.container.isRegistered(Tokens.Scheduler, true) ? node.container.resolve<Scheduler>(Tokens.Scheduler) : undefined
-  if (options.stage == null && scheduler == null) throw new ConfigError(`without --stage the ${SCHEDULER_PLUGIN} plugin assigns the stage, and it is not loaded`)
-  const host = new StageHost({
-    node,
-    backend: node.container.resolve<ComputeBackend>(Tokens.ComputeBackend),
+  if (serves && options.stage == null && scheduler == null) throw new ConfigError(`without --stage the ${SCHEDULER_PLUGIN} plugin assigns the stage, and it is not loaded`)
+  const backend = node.container.resolve<ComputeBackend>(Tokens.ComputeBackend)
+  const judge = node.container.isRegistered(Tokens.PeerJudge, true) ? node.container.resolve<PeerJudge>(Tokens.PeerJudge) : new PeerJudge()
+  // the run's one membership view: the node's (createNode binds it when its runtime names the run),
+  // else one for the runtime's life
+  let ownMembership: MembershipService | undefined
+  if (!node.container.isRegistered(Tokens.Membership, true)) {
+    ownMembership = createMembership(node.libp2p as never, { runId: id, stages: manifest.stages.count, log: logger })
+    node.container.register(Tokens.Membership, { useValue: ownMembership })
+  }
+  const membership = node.container.resolve<Membership>(Tokens.Membership)
+  if (membership.runId !== id) throw new ConfigError(`the node's membership view is of run ${membership.runId}, the training options describe run ${id}`)
+  let host: StageHost | undefined
+  const verification = new NodeVerification({
+    libp2p: node.libp2p as never,
+    privateKey: node.privateKey,
+    container: node.container,
     manifest,
-    pin: options.stage,
-    scheduler,
-    pipeline: {
-      microbatches: options.microbatches,
-      maxInflight: options.maxInflight,
-      evalBatches: options.evalBatches,
-      evalEvery: options.evalEvery,
-      retry: { maxAttempts: options.maxAttempts, peerWaitMs: options.peerWait }
-    },
-    data: options.data,
-    sampleNodeId: options.sampleNodeId,
+    backend,
+    membership,
+    judge,
+    pipeline: () => host?.pipeline,
+    validator: options.roles.includes('validator') ? {} : undefined,
     log: logger
   })
+  host = !serves
+    ? undefined
+    : new StageHost({
+      node,
+      backend,
+      manifest,
+      membership,
+      pin: options.stage,
+      scheduler,
+      pipeline: {
+        microbatches: options.microbatches,
+        maxInflight: options.maxInflight,
+        evalBatches: options.evalBatches,
+        evalEvery: options.evalEvery,
+        retry: { maxAttempts: options.maxAttempts, peerWaitMs: options.peerWait }
+      },
+      data: options.data,
+      sampleNodeId: options.sampleNodeId,
+      onReceipt: (c, tokens) => { verification.receipt(c, tokens) },
+      log: logger
+    })
+  const stageHost = host
+  const status = (): HostStatus => {
+    const st = stageHost?.status() ?? idleStatus({ runId: id, peerId: node.peerId, manifest, judge, maxInflight: options.maxInflight })
+    const validator = verification.validator
+    return { ...st, roles: validator != null ? [...st.roles, validator.name] : st.roles, verification: verification.status() }
+  }
   // plugins reach the running roles through the container (they change when the node moves)
-  node.container.register(Tokens.Runtime, { useValue: runtimeAccess(host) })
+  node.container.register(Tokens.Runtime, { useValue: runtimeAccess(stageHost, verification.validator) })
   const unregister = registerControlExtension(node.config.dataDir, {
-    status: () => ({ training: host.status() }),
+    status: () => ({ training: status() }),
     routes: {
-      'GET /training': () => host.status(),
+      'GET /training': () => status(),
       'POST /checkpoint': async (body: unknown) => {
         const dir = (body as { dir?: unknown } | undefined)?.dir ?? options.checkpointDir
         if (typeof dir !== 'string' || dir === '') throw new ControlRequestError('POST /checkpoint needs {"dir": "..."} (or --checkpoint-dir)')
-        const p = host.pipeline
-        if (p == null) throw new ControlRequestError('the stage is not ready yet')
+        const p = stageHost?.pipeline
+        if (p == null) throw new ControlRequestError(stageHost == null ? 'this node serves no stage' : 'the stage is not ready yet')
         return { path: await p.checkpoint(resolve(dir)) }
       }
     }
   })
+  const stopAll = async (): Promise<void> => {
+    await stageHost?.stop()
+    await verification.stop()
+    ownMembership?.stop()
+  }
   try {
-    await host.start()
+    ownMembership?.start()
+    await verification.start()
+    await stageHost?.start()
   } catch (err) {
     unregister()
-    await host.stop()
+    await stopAll()
     throw err
   }
-  log.info('training', { runId: id, stage: options.stage ?? 'assigned by the scheduler', stages: manifest.stages.count, steps: manifest.optimizer.steps })
+  log.info('training', { runId: id, roles: options.roles.join(','), stage: serves ? options.stage ?? 'assigned by the scheduler' : 'none', stages: manifest.stages.count, steps: manifest.optimizer.steps })
 
-  const done = host.done.then(async () => {
-    const p = host.pipeline
-    const st = host.status()
-    let checkpoint: string | null = null
-    if (options.checkpointDir != null && p != null && st.state === 'done') {
-      checkpoint = await p.checkpoint(options.checkpointDir)
-      log.info('checkpoint written', { path: checkpoint })
-    }
-    if (options.report != null && p != null) {
-      await writeFileAtomic(options.report, new TextEncoder().encode(JSON.stringify(report(st, manifest, options, t0, checkpoint), null, 2) + '\n'))
-      log.info('report written', { path: options.report })
-    }
-  })
+  // a node that serves no stage (a validator) has no run of its own to finish: it runs until stopped
+  const done = stageHost == null
+    ? new Promise<void>(() => {})
+    : stageHost.done.then(async () => {
+      const p = stageHost.pipeline
+      const st = status()
+      let checkpoint: string | null = null
+      if (options.checkpointDir != null && p != null && st.state === 'done') {
+        checkpoint = await p.checkpoint(options.checkpointDir)
+        log.info('checkpoint written', { path: checkpoint })
+      }
+      if (options.report != null && p != null) {
+        await writeFileAtomic(options.report, new TextEncoder().encode(JSON.stringify(report(st, manifest, options, t0, checkpoint), null, 2) + '\n'))
+        log.info('report written', { path: options.report })
+      }
+    })
 
   return {
     options,
     manifest,
     runId: id,
-    get pipeline () { return host.pipeline },
+    get pipeline () { return stageHost?.pipeline },
     done,
-    status: () => host.status(),
+    status,
     async stop () {
-      await host.stop()
+      await stopAll()
       unregister()
     }
   }
 }
 
-function runtimeAccess (host: StageHost): RuntimeAccess {
-  const roles = (): readonly Role[] => host.pipeline?.roles() ?? []
+function runtimeAccess (host: StageHost | undefined, validator: Role | undefined): RuntimeAccess {
+  const roles = (): readonly Role[] => [...host?.pipeline?.roles() ?? [], ...validator != null ? [validator] : []]
   return {
     roles,
     role: name => roles().find(r => r.name === name),
-    onRolesChanged: listener => host.onPipelineChanged(listener)
+    onRolesChanged: listener => host?.onPipelineChanged(listener) ?? (() => {})
   }
 }
 

@@ -37,8 +37,8 @@ import { recomputeHop, revealMismatch, type RecomputeContext, type RecomputeResu
 import { commitmentId, EvidenceServer, EvidenceStore, requestEvidence, requestReveal } from './reveal.ts'
 import type { WorkLedger } from './work-ledger.ts'
 
-/** How long producers keep what they committed to (ms); checks and withhold accusations stay inside it. */
-export const DEFAULT_RETENTION_MS = 60_000
+import { DEFAULT_RETENTION_MS } from './hop-records.ts'
+export { DEFAULT_RETENTION_MS }
 
 type EvidenceLibp2p = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'peerId'> & { readonly services: { readonly pubsub?: GossipSub } }
 

@@ -14,6 +14,12 @@
 import { hashBytes, hashHex } from './digest.ts'
 import type { HopKind } from './commitment.ts'
 
+/**
+ * How long producers keep what they committed to (ms); checks and withhold accusations stay inside
+ * it. A window of seconds, not minutes: a producer holds a weights snapshot per optimizer step of it.
+ */
+export const DEFAULT_RETENTION_MS = 30_000
+
 /** One input or output tensor of a hop, as it crossed the wire. */
 export interface HopTensor {
   readonly bytes: Uint8Array
