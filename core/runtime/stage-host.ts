@@ -32,6 +32,7 @@ import { PipelineNode, type PipelineData } from '../pipeline/pipeline-node.ts'
 import type { AgreedRound } from '../pipeline/stage-averaging.ts'
 import { PipelineMetrics } from '../pipeline/pipeline-metrics.ts'
 import type { RetryPolicy } from '../pipeline/dispatch.ts'
+import type { Adversary } from '../pipeline/adversary.ts'
 import type { HostStatus } from '../pipeline/training-status.ts'
 import type { HopCommitment } from '../verify/commitment.ts'
 import { MetricsRegistry } from '../metrics/registry.ts'
@@ -69,6 +70,8 @@ export interface StageHostInit {
     readonly evalBatches: number
     readonly evalEvery: number
     readonly retry?: Partial<RetryPolicy>
+    /** A cheating node (verification tests and bench only). */
+    readonly adversary?: Adversary
   }
   /** Every hop commitment the serving pipeline accepted from a peer (the work ledger). */
   readonly onReceipt?: (c: HopCommitment, tokens: number) => void
@@ -318,6 +321,7 @@ export class StageHost {
         evalBatches: o.evalBatches,
         evalEvery: o.evalEvery,
         retry: o.retry,
+        adversary: o.adversary,
         container: this.init.node.container,
         membership: this.membership,
         params: fetched?.params,

@@ -25,6 +25,7 @@ import { defaultManifest, loadManifest, runId, type RunManifest } from '../run/m
 import { writeFileAtomic } from '../files.ts'
 import { idleStatus, StageHost, type HostStatus } from './stage-host.ts'
 import { NodeVerification } from './node-verification.ts'
+import { Adversary, type AdversaryKind } from '../pipeline/adversary.ts'
 import { PeerJudge } from '../peer-judge.ts'
 import type { Membership } from '../contracts/membership.ts'
 import { createMembership, type MembershipService } from '../membership/index.ts'
@@ -73,6 +74,8 @@ export interface TrainingOptions {
   readonly maxAttempts: number
   /** How long a microbatch waits for a peer of the next stage (RetryPolicy.peerWaitMs). */
   readonly peerWait: number
+  /** Make this node cheat (the verification tests and `bench verify` only; no flag: core/pipeline/adversary.ts). */
+  readonly adversary?: AdversaryKind
 }
 
 /** The roles `start --role` accepts: a node may hold several. */
@@ -275,7 +278,8 @@ export async function startTrainingRuntime (node: LayerswarmNode, options: Train
         maxInflight: options.maxInflight,
         evalBatches: options.evalBatches,
         evalEvery: options.evalEvery,
-        retry: { maxAttempts: options.maxAttempts, peerWaitMs: options.peerWait }
+        retry: { maxAttempts: options.maxAttempts, peerWaitMs: options.peerWait },
+        ...(options.adversary != null ? { adversary: new Adversary(options.adversary) } : {})
       },
       data: options.data,
       sampleNodeId: options.sampleNodeId,
