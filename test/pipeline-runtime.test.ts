@@ -87,5 +87,13 @@ describe('pipeline: training runtime on real nodes', function () {
     await assert.rejects(queryControl(n0.config.dataDir, '/checkpoint', { method: 'POST', body: {} }), /answered 400.*needs/)
     await access(join(dir, 'r0.json'))
     await access(join(dir, 'r1.json'))
+
+    // a late joiner pinned to stage 1 starts from the state of the stage's trained peer, not the seeded init
+    const n2 = await mk('n2', [n1.addresses()[0]])
+    const r2 = await startTrainingRuntime(n2, parseTrainingOptions({ ...flags, stage: '1', report: undefined }))
+    runtimes.push(r2)
+    const fromPeer = await r1.pipeline!.worker.stage.params.download()
+    const joined = await r2.pipeline!.worker.stage.params.download()
+    for (const [name, v] of fromPeer) assert.deepEqual(joined.get(name), v, `${name}: the joiner holds stage 1's trained weights`)
   })
 })

@@ -45,7 +45,7 @@ import { silentLogger } from '../logger.ts'
 import { pause, withDeadline } from '../timers.ts'
 import { MoveAfterRunError, StageStateMismatchError } from './runtime-errors.ts'
 import { BusyRate, cachedLoad, isSteerable } from './scheduling.ts'
-import type { Membership } from '../contracts/membership.ts'
+import type { Member, Membership } from '../contracts/membership.ts'
 import { createMembership, pinnedPlacement, type MembershipService } from '../membership/index.ts'
 import { agreedSnapshot, fetchStageState, joinState, type FetchedState } from './stage-state.ts'
 
@@ -79,6 +79,8 @@ export interface StageHostInit {
   readonly data?: string
   /** Node id of the batch sampler key; default the peer id. */
   readonly sampleNodeId?: string
+  /** A pinned node listens this long at most for its stage's peers before it starts (ms). Default 1500. */
+  readonly joinListenMs?: number
   /** How long a leaving stage >= 1 waits for its in-flight microbatches (ms). Default 5000. */
   readonly drainMs?: number
   readonly log?: Logger
@@ -190,9 +192,16 @@ export class StageHost {
     const s = this.init.scheduler
     if (s == null) {
       // without a scheduler the pin is this node's placement
-      this.unsubscribe = this.membership.providePlacement(pinnedPlacement(this.init.pin as number))
-      this.assignment = { stage: this.init.pin as number, reason: 'pinned' }
-      await this.serialized(async () => { await this.serve(this.init.pin as number) })
+      const pin = this.init.pin as number
+      this.unsubscribe = this.membership.providePlacement(pinnedPlacement(pin))
+      this.assignment = { stage: pin, reason: 'pinned' }
+      // a late joiner takes the stage's state from the peers that have trained it (as a scheduler
+      // move does: a majority-agreed snapshot where there is one, stage-state.ts)
+      const donors = await this.trainedPeers(pin)
+      await this.serialized(async () => {
+        const fetched = donors.length > 0 ? await this.fetchState(pin, donors, this.abort.signal) : undefined
+        await this.serve(pin, fetched)
+      })
       return
     }
     if (isSteerable(s)) {
@@ -282,6 +291,17 @@ export class StageHost {
     const fetched = await this.fetchState(stage, peers, signal)
     if (this.stopped) return
     await this.serve(stage, fetched)
+  }
+
+  /**
+   * Peers serving `stage` that have taken optimizer steps, most steps first, once the view has heard
+   * from the swarm (at most joinListenMs): empty for the first nodes of a run.
+   */
+  private async trainedPeers (stage: number): Promise<string[]> {
+    const until = Date.now() + (this.init.joinListenMs ?? 1500)
+    const of = (): Member[] => this.membership.members().filter(m => m.stage === stage && m.phase !== 'failed')
+    while (of().length === 0 && Date.now() < until && !this.abort.signal.aborted) await pause(100, this.abort.signal).catch(() => {})
+    return of().filter(m => m.step > 0).sort((a, b) => b.step - a.step).map(m => m.peer)
   }
 
   private async fetchState (stage: number, peers: readonly string[], signal: AbortSignal): Promise<FetchedState | undefined> {
