@@ -28,7 +28,7 @@ import type { LrSchedule } from '../model/lr-schedule.ts'
 import { Stage } from '../model/stage.ts'
 import { stageLayouts, type StageLayout } from '../model/stage-split.ts'
 import { runId as manifestRunId, type RunManifest } from '../run/manifest.ts'
-import { boundaryCodecs, type BoundaryCodecs } from './codecs.ts'
+import { boundaryCodecs, type BoundaryCodecs } from '../codecs/tensor-codecs.ts'
 import { saveStageCheckpoint } from './checkpoint.ts'
 import { DataRole, type PipelineData } from './data-role.ts'
 import type { Membership } from '../contracts/membership.ts'
@@ -185,6 +185,8 @@ export class PipelineNode {
     const stage = new Stage(init.backend, this.layout, {
       seed: m.data.seed,
       params: init.params,
+      // inputs reach the stage decoded by the codec adapter, which checked them finite
+      inputsChecked: true,
       optimizer: { beta1: m.optimizer.beta1, beta2: m.optimizer.beta2, eps: m.optimizer.eps, weightDecay: m.optimizer.weightDecay, gradClip: m.optimizer.clip }
     })
     this.worker = new StageWorker(stage, {

@@ -19,7 +19,8 @@ import { createTokenizer } from '../data/index.ts'
 import { modelPreset, parseModelConfig, validateModelConfig, type ModelConfig } from '../model/config.ts'
 import { ControlRequestError, registerControlExtension } from '../node/control-endpoint.ts'
 import type { LayerswarmNode } from '../node/create-node.ts'
-import { CODEC_PLUGIN, RAW_CODEC_NAMES } from '../pipeline/codecs.ts'
+import { CODEC_PLUGIN } from '../codecs/tensor-codecs.ts'
+import { RAW_CODEC_NAMES } from '../codecs/raw.ts'
 import type { PipelineNode } from '../pipeline/pipeline-node.ts'
 import { defaultManifest, loadManifest, runId, type RunManifest } from '../run/manifest.ts'
 import { writeFileAtomic } from '../files.ts'
@@ -74,6 +75,10 @@ export interface TrainingOptions {
   readonly maxAttempts: number
   /** How long a microbatch waits for a peer of the next stage (RetryPolicy.peerWaitMs). */
   readonly peerWait: number
+  /** The validator role's check period (ms; Validator intervalMs). Default 2000. */
+  readonly checkInterval?: number
+  /** The validator role's checks per period (the sample rate). Default 1. */
+  readonly checksPerInterval?: number
   /** Make this node cheat (the verification tests and `bench verify` only; no flag: core/pipeline/adversary.ts). */
   readonly adversary?: AdversaryKind
 }
@@ -87,16 +92,17 @@ const DEFAULTS = {
   evalBatches: 8, evalEvery: 0, exitWhenDone: false, roles: ['stage'], maxAttempts: DEFAULT_RETRY_POLICY.maxAttempts, peerWait: DEFAULT_RETRY_POLICY.peerWaitMs
 }
 
-const INT_KEYS = ['stage', 'stages', 'steps', 'seed', 'batch', 'seqLen', 'microbatches', 'warmup', 'bottleneck', 'maxInflight', 'evalBatches', 'evalEvery', 'maxAttempts', 'peerWait'] as const
+const INT_KEYS = ['stage', 'stages', 'steps', 'seed', 'batch', 'seqLen', 'microbatches', 'warmup', 'bottleneck', 'maxInflight', 'evalBatches', 'evalEvery', 'maxAttempts', 'peerWait', 'checkInterval', 'checksPerInterval'] as const
 const NUM_KEYS = ['lr', 'weightDecay', 'gradClip'] as const
 const STR_KEYS = ['model', 'tokenizer', 'data', 'runName', 'codec', 'gradCodec', 'runManifest', 'sampleNodeId', 'report', 'checkpointDir'] as const
-const MIN: Record<string, number> = { stage: 0, stages: 1, steps: 1, seed: 0, batch: 1, seqLen: 1, microbatches: 1, warmup: 0, bottleneck: 0, maxInflight: 1, evalBatches: 0, evalEvery: 0, maxAttempts: 1, peerWait: 0 }
+const MIN: Record<string, number> = { stage: 0, stages: 1, steps: 1, seed: 0, batch: 1, seqLen: 1, microbatches: 1, warmup: 0, bottleneck: 0, maxInflight: 1, evalBatches: 0, evalEvery: 0, maxAttempts: 1, peerWait: 0, checkInterval: 1, checksPerInterval: 1 }
 const FLAG: Record<string, string> = {
   stage: '--stage', stages: '--stages', steps: '--steps', seed: '--seed', batch: '--batch', seqLen: '--seq-len', microbatches: '--microbatches',
   warmup: '--warmup', bottleneck: '--bottleneck', maxInflight: '--max-inflight', evalBatches: '--eval-batches', evalEvery: '--eval-every',
   lr: '--lr', weightDecay: '--weight-decay', gradClip: '--grad-clip', model: '--model', tokenizer: '--tokenizer', data: '--data',
   runName: '--run-name', codec: '--codec', gradCodec: '--grad-codec', runManifest: '--run-manifest', sampleNodeId: '--sample-node-id', report: '--report',
-  checkpointDir: '--checkpoint-dir', exitWhenDone: '--exit-when-done', role: '--role', maxAttempts: '--max-attempts', peerWait: '--peer-wait'
+  checkpointDir: '--checkpoint-dir', exitWhenDone: '--exit-when-done', role: '--role', maxAttempts: '--max-attempts', peerWait: '--peer-wait',
+  checkInterval: '--check-interval', checksPerInterval: '--checks-per-interval'
 }
 
 /** Whether these raw options ask for training: any training option (`--stage` or not) is given. */
@@ -261,7 +267,9 @@ export async function startTrainingRuntime (node: LayerswarmNode, options: Train
     membership,
     judge,
     pipeline: () => host?.pipeline,
-    validator: options.roles.includes('validator') ? {} : undefined,
+    validator: options.roles.includes('validator')
+      ? { ...(options.checkInterval != null ? { intervalMs: options.checkInterval } : {}), ...(options.checksPerInterval != null ? { checksPerInterval: options.checksPerInterval } : {}) }
+      : undefined,
     log: logger
   })
   host = !serves
