@@ -1,7 +1,8 @@
 // Robust aggregation (core/verify/robust-mean.ts): with 3 to 8 honest noisy contributions, the
 // poisoned ones of issue 13 (all zeros declaring weight 1e15, NaN, x10, sign-flipped) are excluded
 // with their reason, alone or all at once, while every honest one is kept and the mean is the honest
-// weighted mean; declared weights are bounded; `center` judges deltas; too few members is reported.
+// weighted mean; declared weights are bounded; `center` judges deltas (or deviations from the
+// median); small contributions can be kept; a zero median has its own scale; too few members is reported.
 import assert from 'node:assert/strict'
 import { Prng } from '../core/model/prng.ts'
 import { VerifyOptionsError, robustMean, type Contribution, type ExclusionReason } from '../core/verify/index.ts'
@@ -109,8 +110,44 @@ describe('verify: robust mean of averaging contributions', () => {
     assert.ok(Number.isNaN(none.medianNorm))
   })
 
+  it("center 'median': deviations from the coordinate-wise median are judged by norm only; nearly equal parameters are not outliers", () => {
+    const rng = new Prng('rm-median')
+    const params = Float32Array.from({ length: N }, () => rng.normal())
+    const near = (): Float32Array => params.map(x => x + 0.01 * rng.normal())
+    const honest = Array.from({ length: 4 }, (_, i) => ({ id: `h${i}`, data: near(), weight: 1 }))
+    const all = [...honest, { id: 'zeros', data: new Float32Array(N), weight: 1e15 }, { id: 'x10', data: near().map(x => 10 * x), weight: 1 }]
+    const r = robustMean(all, N, { center: 'median' })
+    assert.deepEqual(r.excluded.map(e => [e.id, e.reason]), [['zeros', 'norm-high'], ['x10', 'norm-high']])
+    assert.ok(r.kept.every(k => Number.isNaN(k.cosine)), 'no direction step')
+    assert.ok(robustMean(honest, N, { center: 'median' }).excluded.length === 0)
+    // a sign flip of parameters that are all nearly equal is a parameter vector far from the rest
+    assert.deepEqual(robustMean([...honest, { id: 'flip', data: near().map(x => -x), weight: 1 }], N, { center: 'median' }).excluded.map(e => e.reason), ['norm-high'])
+  })
+
+  it('minNormFactor Infinity keeps small contributions; zeroMedianScale judges where a majority sent the center itself', () => {
+    const g = group(4, 'rm-low')
+    const zeros = { id: 'idle', data: new Float32Array(N), weight: 1 }
+    assert.deepEqual(robustMean([...g.honest, zeros], N).excluded.map(e => e.reason), ['norm-low'])
+    assert.equal(robustMean([...g.honest, zeros], N, { minNormFactor: Infinity }).excluded.length, 0)
+    // three identical members and one that moved: the median deviation is 0
+    const same = g.noisy()
+    const moved = { id: 'moved', data: same.map((x, i) => x + 0.1 * g.signal[i]), weight: 1 }
+    const trio = [0, 1, 2].map(i => ({ id: `same-${i}`, data: same, weight: 1 }))
+    const bare = robustMean([...trio, moved], N, { center: 'median' })
+    assert.equal(bare.medianNorm, 0)
+    assert.deepEqual(bare.excluded.map(e => e.id), ['moved'], 'with no scale, any move is an outlier')
+    // ||moved - same|| is about 0.1 x ||signal|| = 6.4: kept under 3 x 10, the x100 one is not
+    const o = { center: 'median', minNormFactor: Infinity, zeroMedianScale: 10 } as const
+    assert.equal(robustMean([...trio, moved], N, o).excluded.length, 0)
+    const far = { id: 'far', data: same.map(x => 100 * x), weight: 1 }
+    assert.deepEqual(robustMean([...trio, moved, far], N, o).excluded.map(e => e.id), ['far'])
+  })
+
   it('refuses options out of range', () => {
-    const bad = [{ normFactor: 0.5 }, { normFactor: Infinity }, { weightCap: 0.5 }, { minCosine: -2 }, { minWeight: -1 }, { minWeight: 2, maxWeight: 1 }, { center: new Float32Array(3) }]
+    const bad = [
+      { normFactor: 0.5 }, { normFactor: Infinity }, { weightCap: 0.5 }, { minCosine: -2 }, { minWeight: -1 }, { minWeight: 2, maxWeight: 1 }, { center: new Float32Array(3) },
+      { minNormFactor: 0.5 }, { zeroMedianScale: -1 }, { zeroMedianScale: Infinity }
+    ]
     for (const o of bad) assert.throws(() => robustMean([], 4, o), VerifyOptionsError, JSON.stringify(o))
     assert.throws(() => robustMean([], -1), VerifyOptionsError)
   })

@@ -8,11 +8,13 @@
 //                   for every other member in parallel; then waits for our own shard's average and
 //                   assembles the vector: a lost or refused shard keeps this node's values
 //   serve()         owner side: one contributor's values of our shard; when every member delivered
-//                   or the contribution deadline passed, the weighted mean goes back to each of them
+//                   or the contribution deadline passed, the robust weighted mean (robust-shard.ts)
+//                   goes back to each of them
 //
-// A member that does not deliver in time is left out of that shard's average. Results are checked
-// against the stats every member declared to this node directly; a peer whose data or average is
-// refused is penalized (the service bans it for later rounds).
+// A member that does not deliver in time is left out of that shard's average; one whose contribution
+// is an outlier is left out and penalized (ERR_AVG_OUTLIER). Results are checked against the stats
+// every member declared to this node directly; a peer whose data or average is refused is penalized
+// (the service's judge bans it for later rounds), and its own shard's average is not taken this round.
 import type { Logger } from '../contracts/logger.ts'
 import { AbortError } from '../errors.ts'
 import { deadline, withDeadline } from '../timers.ts'
@@ -20,12 +22,14 @@ import { PeerResetError, RemoteError, type FramedStream } from '../wire/index.ts
 import type { AveragingRole, TensorCodecs } from '../codecs/tensor-codecs.ts'
 import {
   checkAverageBounds, checkDeclaredStats, encodeParts, parseReduceResponse, receiveParts, sendParts, shardRanges,
-  shardStats, weightedMean, type ReduceRequest, type ShardStats
+  shardStats, type ReduceRequest, type ShardStats
 } from './butterfly.ts'
 import {
-  averagingVerdict, ContributionLateError, GroupViewMismatchError, PeerBannedError, RoundMismatchError, AveragingProtocolError
+  averagingVerdict, ContributionLateError, ContributionOutlierError, GroupViewMismatchError, PeerBannedError, RoundMismatchError,
+  AveragingProtocolError
 } from './errors.ts'
 import type { BanList } from './ban-list.ts'
+import { robustShardMean, type RobustAveragingOptions } from './robust-shard.ts'
 
 /** Hooks that make this node misbehave on purpose: for fault-injection tests and drills only. */
 export interface FaultInjection {
@@ -48,9 +52,24 @@ export interface LostShard {
 
 export interface ExcludedPeer {
   readonly peer: string
+  /** Error code (ERR_AVG_OUTLIER: its contribution to our shard was an outlier). */
   readonly reason: string
   /** Put on the ban list for this. */
   readonly banned: boolean
+  /** For ERR_AVG_OUTLIER: robust-mean's reason and figures, e.g. "norm-high: norm 41.2 > 5 x median 1.03". */
+  readonly detail?: string
+}
+
+/** How this node averaged the shard it owns (robust-shard.ts): the figures the thresholds are judged by. */
+export interface OwnShardReport {
+  /** False with fewer than 3 contributions: nothing could be excluded. */
+  readonly robust: boolean
+  /** Median norm of the contributions (deviations from their median in role 'parameter'). */
+  readonly medianNorm: number
+  /** Norm of the shard's reference parameters (the scale where the median is 0). */
+  readonly referenceNorm: number
+  /** Kept contributions: peer, declared and used weight, norm, cosine to the median (NaN: not judged). */
+  readonly kept: ReadonlyArray<{ peer: string, declaredWeight: number, weight: number, norm: number, cosine: number }>
 }
 
 /** What one round's exchange gives (run()). */
@@ -62,6 +81,8 @@ export interface ReduceOutcome {
   readonly lostShards: readonly LostShard[]
   /** Peers whose contribution or result this node left out. */
   readonly excluded: readonly ExcludedPeer[]
+  /** How our own shard was averaged. */
+  readonly ownShard: OwnShardReport
   readonly bytesSent: number
   readonly bytesReceived: number
   /** ms of the exchange (after the group formed). */
@@ -82,10 +103,11 @@ export interface RoundContext {
   /** This node's link bandwidth estimate (bytes/s). */
   readonly bandwidth: number
   readonly faults?: FaultInjection
+  readonly robust?: RobustAveragingOptions
   readonly log: Logger
   /** Opens an averaging stream to `peer`. */
   dial(peer: string, signal: AbortSignal): Promise<FramedStream>
-  /** Bans `peer` when `err` says it misbehaved. */
+  /** Judges `peer` by `err` (a 'reject' bans it). */
   penalize(peer: string, err: Error): void
 }
 
@@ -95,6 +117,8 @@ interface OwnerResult {
   parts: Array<{ codecId: number, bytes: Uint8Array, elements: number }>
   own: Float32Array
   contributors: Array<[number, number, number, number]>
+  report: OwnShardReport
+  outliers: ExcludedPeer[]
 }
 
 function deferred<T> (): { promise: Promise<T>, resolve: (v: T) => void, reject: (e: Error) => void } {
@@ -131,8 +155,12 @@ export class AllReduceRound {
   /** Inbound exchanges still sending our shard's average: the round waits for them (bounded). */
   private readonly serving = new Set<Promise<void>>()
 
+  /**
+   * `reference`: the parameters that set the norm scale's floor (robust-shard.ts): `data` itself in
+   * role 'parameter', theta_start for pseudo-gradients.
+   */
   constructor (private readonly ctx: RoundContext, readonly stage: number, readonly round: number,
-    readonly role: AveragingRole, readonly data: Float32Array, readonly weight: number) {}
+    readonly role: AveragingRole, readonly data: Float32Array, readonly weight: number, readonly reference: Float32Array = data) {}
 
   /** The group is formed (sorted members, this node included): layout, deadlines, banned members left out. */
   begin (members: string[], digest: string): void {
@@ -197,6 +225,7 @@ export class AllReduceRound {
       const peer = members[k]
       excluded.push({ peer, reason: codeOf(err), banned: ctx.bans.isBanned(peer) })
     }
+    excluded.push(...own.outliers.map(x => ({ ...x, banned: ctx.bans.isBanned(x.peer) })))
     const rel = ctx.codecs.relError(this.role)
     outcomes.forEach((o, j) => {
       if (o == null) return
@@ -207,6 +236,11 @@ export class AllReduceRound {
         if (averagingVerdict(o.err) === 'reject') ctx.penalize(owner, o.err)
         lose(codeOf(o.err))
         if (averagingVerdict(o.err) === 'reject') excluded.push({ peer: owner, reason: codeOf(o.err), banned: true })
+        return
+      }
+      // an owner this node convicted during this round (bad data, an outlier) is not trusted with an average
+      if (ctx.bans.isBanned(owner)) {
+        lose('ERR_AVG_BANNED')
         return
       }
       let conflict = false
@@ -235,6 +269,7 @@ export class AllReduceRound {
       contributors: own.contributors.length,
       lostShards,
       excluded,
+      ownShard: own.report,
       bytesSent: this.bytesSent,
       bytesReceived: this.bytesReceived,
       reduceMs: Date.now() - tr
@@ -286,7 +321,25 @@ export class AllReduceRound {
       const inputs: Array<{ idx: number, weight: number, data: Float32Array }> = [{ idx: this.me, weight: this.weight, data: this.data.subarray(s, e) }]
       for (const [idx, c] of this.contributions) inputs.push({ idx, ...c })
       inputs.sort((a, b) => a.idx - b.idx)
-      let avg = weightedMean(inputs, e - s)
+      const refNorm = shardStats(this.reference.subarray(s, e)).norm
+      const r = robustShardMean(inputs.map(i => ({ peer: this.members[i.idx], weight: i.weight, data: i.data })), e - s, this.role, refNorm, this.ctx.robust)
+      const report: OwnShardReport = {
+        robust: r.robust,
+        medianNorm: r.medianNorm,
+        referenceNorm: refNorm,
+        kept: r.kept.map(k => ({ peer: k.id, declaredWeight: k.declaredWeight, weight: k.weight, norm: k.norm, cosine: k.cosine }))
+      }
+      // every outlier but this node itself is judged: a 'reject' bans it from later rounds
+      const outliers: ExcludedPeer[] = []
+      for (const x of r.excluded) {
+        if (x.id === this.ctx.self) continue
+        const detail = `${x.reason}: ${x.detail}`
+        this.ctx.penalize(x.id, new ContributionOutlierError(x.reason, x.detail))
+        outliers.push({ peer: x.id, reason: 'ERR_AVG_OUTLIER', banned: true, detail })
+      }
+      // nothing kept (every contribution pointed away from the others' median): the shard keeps our values
+      const used = new Map(r.mean != null ? r.kept.map(k => [k.id, k.weight]) : [[this.ctx.self, this.weight]])
+      let avg = r.mean ?? this.data.slice(s, e)
       if (faults?.result != null) avg = faults.result(this.me, avg)
       const parts = encodeParts(codecs, this.role, avg, chunkElements)
       // keep exactly what the others receive, so every member holds the same bits for this shard
@@ -297,11 +350,12 @@ export class AllReduceRound {
         own.set(d, at)
         at += d.length
       }
-      const contributors = inputs.map(i => {
+      // the kept contributions, with the weights the mean used: receivers check the result against their declared stats
+      const contributors = inputs.filter(i => used.has(this.members[i.idx])).map(i => {
         const st = i.idx === this.me ? this.myStats[this.me] : toStats(this.declared.get(i.idx)?.[this.me]) as ShardStats
-        return [i.idx, i.weight, st.norm, st.maxAbs] as [number, number, number, number]
+        return [i.idx, used.get(this.members[i.idx]) as number, st.norm, st.maxAbs] as [number, number, number, number]
       })
-      this.result.resolve({ parts, own, contributors })
+      this.result.resolve({ parts, own, contributors, report, outliers })
     } catch (err) {
       this.result.reject(err as Error)
     }

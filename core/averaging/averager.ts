@@ -13,10 +13,12 @@
 //
 // One protocol handler serves both greetings and reduce requests; a request for a round this node
 // has not started yet waits (bounded) for it. Inbound shards are validated (protocol, size, codec,
-// finite, declared stats) and results are checked against the bounds their inputs allow; a peer
-// that sends bad data or a dishonest average goes on a local ban list: later rounds refuse its
-// contributions and ignore its results (it stays in the shard layout, so members that have not
-// banned it still agree with this node on the group).
+// finite, declared stats), a shard owner leaves outliers out of its mean (robust-shard.ts), and
+// results are checked against the bounds their inputs allow. Every such fault is judged by the
+// node's PeerJudge (area 'averaging': one penalty counter for the node); a 'reject' puts the peer on
+// the local ban list, which subscribes to the judge: later rounds refuse its contributions and
+// ignore its results (it stays in the shard layout, so members that have not banned it still agree
+// with this node on the group).
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
@@ -26,17 +28,19 @@ import { sleep, withDeadline } from '../timers.ts'
 import { assertFiniteF32, handleFramed, openFramed, requestFrame, type Frame, type FramedStream } from '../wire/index.ts'
 import { shardCodecs, type AveragingRole, type TensorCodecs } from '../codecs/tensor-codecs.ts'
 import { AVERAGING_PROTOCOL, DEFAULT_CHUNK_ELEMENTS, MAX_GROUP_SIZE, parseReduceRequest } from './butterfly.ts'
-import { AllReduceRound, codeOf, type ExcludedPeer, type FaultInjection, type LostShard, type RoundContext } from './all-reduce-round.ts'
+import { AllReduceRound, codeOf, type ExcludedPeer, type FaultInjection, type LostShard, type OwnShardReport, type RoundContext } from './all-reduce-round.ts'
 import {
   AveragerStoppedError, AveragingConfigError, averagingVerdict, GroupViewMismatchError, PeerBannedError,
   RoundMismatchError, AveragingProtocolError
 } from './errors.ts'
 import { BanList } from './ban-list.ts'
+import { checkRobustOptions, type RobustAveragingOptions } from './robust-shard.ts'
+import { PeerJudge } from '../peer-judge.ts'
 import { OuterOptimizer, type OuterOptimizerOptions, type OuterState } from './outer-optimizer.ts'
 import { DhtGroupFinder, groupDigest, groupName, moshpitGrid, moshpitGroupIndex, selectGroup, type GroupFinder } from './group.ts'
 
 export type AveragingMode = 'params' | 'pseudo-grad'
-export { BanList, OuterOptimizer, type OuterOptimizerOptions, type OuterState }
+export { BanList, OuterOptimizer, type OuterOptimizerOptions, type OuterState, type RobustAveragingOptions }
 
 export interface AveragerInit {
   /** The run id (32 hex chars): every frame carries it; groups are per run. */
@@ -67,6 +71,10 @@ export interface AveragerInit {
   readonly banMs?: number
   /** DiLoCo outer optimizer. Default lr 0.7, momentum 0.9. */
   readonly outer?: OuterOptimizerOptions
+  /** How a shard owner combines contributions (bounded weights, outliers excluded): robust-shard.ts. */
+  readonly robust?: RobustAveragingOptions
+  /** The node's judge (Tokens.PeerJudge): averaging's verdicts count there, and its averaging rejects ban. Default: one of its own. */
+  readonly judge?: PeerJudge
   readonly log?: Logger
   readonly faults?: FaultInjection
 }
@@ -94,8 +102,10 @@ export interface AllReduceResult {
   readonly contributors: number
   /** Shards that kept this node's own values. */
   readonly lostShards: readonly LostShard[]
-  /** Peers whose contribution or result this node left out. */
+  /** Peers whose contribution or result this node left out (ERR_AVG_OUTLIER: robust averaging did, with its `detail`). */
   readonly excluded: readonly ExcludedPeer[]
+  /** How this node averaged the shard it owns; null when it averaged alone. */
+  readonly ownShard: OwnShardReport | null
   readonly bytesSent: number
   readonly bytesReceived: number
   /** ms: group formation, then the all-reduce itself. */
@@ -132,6 +142,7 @@ type AveragerLibp2p = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'con
 
 export class Averager {
   readonly bans: BanList
+  readonly judge: PeerJudge
   readonly mode: AveragingMode
   /** Bytes/s, refined after every round. */
   bandwidth: number
@@ -151,6 +162,7 @@ export class Averager {
   private readonly waiters = new Map<string, Array<(s: RoundState) => void>>()
   private started = false
   private stopped = false
+  private unjudge: () => void = () => {}
   // a member whose last connection closed will not contribute: stop waiting for it at once
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
     const peer = evt.detail.toString()
@@ -174,12 +186,18 @@ export class Averager {
     this.chunkElements = init.chunkElements ?? DEFAULT_CHUNK_ELEMENTS
     this.window = init.window ?? 4
     this.outer = new OuterOptimizer(init.outer)
+    checkRobustOptions(init.robust)
     this.bans = new BanList(init.banMs ?? 10 * 60_000)
+    this.judge = init.judge ?? new PeerJudge()
   }
 
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
+    // the ban list follows the judge: a 'reject' in averaging bans, whoever judged it
+    this.unjudge = this.judge.onJudgement(j => {
+      if (j.area === 'averaging' && j.verdict === 'reject' && !this.bans.isBanned(j.peer)) this.bans.ban(j.peer, j.code)
+    })
     this.libp2p.addEventListener('peer:disconnect', this.onDisconnect)
     await handleFramed(this.libp2p, AVERAGING_PROTOCOL, async (fs, conn, signal) => {
       await this.serve(fs, conn.remotePeer.toString(), signal)
@@ -195,6 +213,7 @@ export class Averager {
   async stop (): Promise<void> {
     if (this.stopped) return
     this.stopped = true
+    this.unjudge()
     this.libp2p.removeEventListener('peer:disconnect', this.onDisconnect)
     for (const s of this.sessions.values()) s.reduce.abort.abort(new AveragerStoppedError())
     for (const list of this.waiters.values()) list.splice(0)
@@ -209,7 +228,8 @@ export class Averager {
       if (this.mode === 'pseudo-grad') this.outer.begin(stage, r.averaged)
       return { ...r, round: args.round, stage, mode: 'params' }
     }
-    const r = await this.allReduce({ ...args, role: 'parameter-grad', data: this.outer.pseudoGradient(stage, params) })
+    const start = this.outer.stateOf(stage)?.start
+    const r = await this.allReduce({ ...args, role: 'parameter-grad', data: this.outer.pseudoGradient(stage, params), reference: start })
     return { ...r, averaged: this.outer.step(stage, r.averaged), round: args.round, stage, mode: 'pseudo-grad' }
   }
 
@@ -223,8 +243,11 @@ export class Averager {
     this.outer.setState(stage, start, momentum)
   }
 
-  /** Butterfly all-reduce (weighted mean) of `data` over this round's group. */
-  async allReduce (args: RoundArgs & { role: AveragingRole, data: Float32Array }): Promise<AllReduceResult> {
+  /**
+   * Butterfly all-reduce (robust weighted mean) of `data` over this round's group. `reference`: the
+   * parameters whose norm floors the outlier scale (default `data`; theta_start for pseudo-gradients).
+   */
+  async allReduce (args: RoundArgs & { role: AveragingRole, data: Float32Array, reference?: Float32Array }): Promise<AllReduceResult> {
     const { round, stage, role, data, weight } = args
     if (!this.started || this.stopped) throw new AveragerStoppedError(this.stopped ? undefined : 'call start() first')
     if (!Number.isSafeInteger(round) || round < 0) throw new AveragingConfigError(`round must be a non-negative integer, got ${round}`)
@@ -235,7 +258,8 @@ export class Averager {
     const k = key(stage, round)
     if (this.sessions.has(k) || this.done.includes(k)) throw new AveragingConfigError(`round ${round} of stage ${stage} already ran here`)
     const t0 = Date.now()
-    const reduce = new AllReduceRound(this.roundContext(), stage, round, role, data, weight)
+    if (args.reference != null && args.reference.length !== data.length) throw new AveragingConfigError(`reference has ${args.reference.length} values, data ${data.length}`)
+    const reduce = new AllReduceRound(this.roundContext(), stage, round, role, data, weight, args.reference)
     const session = new RoundState(reduce)
     session.found.add(this.me)
     const onAbort = (): void => { reduce.abort.abort(args.signal?.reason ?? new AbortError()) }
@@ -271,13 +295,18 @@ export class Averager {
       const formMs = Date.now() - t0
       if (!members.includes(this.me) || members.length < 2) {
         reduce.alone()
-        return { averaged: data.slice(), group: members.includes(this.me) ? members : [this.me], groupSize: 1, groupIndex, contributors: 1, lostShards: [], excluded: [], bytesSent: 0, bytesReceived: 0, formMs, reduceMs: 0 }
+        return { averaged: data.slice(), group: members.includes(this.me) ? members : [this.me], groupSize: 1, groupIndex, contributors: 1, lostShards: [], excluded: [], ownShard: null, bytesSent: 0, bytesReceived: 0, formMs, reduceMs: 0 }
       }
       reduce.begin(members, groupDigest(members))
       this.log.debug('group formed', { stage, round, groupIndex, members: members.length, me: reduce.me, formMs })
 
       // 2. scatter-reduce + all-gather, 3. assemble and check
       const r = await reduce.run()
+      const sh = r.ownShard
+      this.log.debug('own shard averaged', {
+        stage, round, role, robust: sh.robust, medianNorm: sh.medianNorm, referenceNorm: sh.referenceNorm,
+        kept: sh.kept.map(k => [k.peer, k.weight, k.norm, k.cosine]), excluded: r.excluded.map(x => [x.peer, x.reason, x.banned, x.detail])
+      })
       if (r.reduceMs > 0 && r.bytesSent > 0 && r.lostShards.length === 0) {
         this.bandwidth = Math.max(1e6, 0.5 * this.bandwidth + 0.5 * r.bytesSent / (r.reduceMs / 1000))
       }
@@ -303,16 +332,18 @@ export class Averager {
       phaseTimeoutMs: this.init.phaseTimeoutMs,
       bandwidth: this.bandwidth,
       faults: this.init.faults,
+      robust: this.init.robust,
       log: this.log,
       dial: async (peer, signal) => await this.dial(peer, signal),
       penalize: (peer, err) => { this.penalize(peer, err) }
     }
   }
 
+  /** A fault on `peer`'s data goes to the judge (once per ban: a banned peer's later faults are the same incident). */
   private penalize (peer: string, err: Error): void {
     if (averagingVerdict(err) !== 'reject' || this.bans.isBanned(peer)) return
     this.log.warn('peer banned from averaging', { peer, code: codeOf(err), error: err.message })
-    this.bans.ban(peer, `${codeOf(err)}: ${err.message}`)
+    this.judge.judge(peer, err, 'averaging')
   }
 
   private async waitSession (stage: number, round: number, signal: AbortSignal): Promise<RoundState> {

@@ -31,6 +31,16 @@ export class ShardBoundsError extends LayerswarmError {
   }
 }
 
+/**
+ * A contribution lies outside what the group's honest members produce (robust shard averaging:
+ * its norm against the group's median, its direction against the group's): left out of the mean.
+ */
+export class ContributionOutlierError extends LayerswarmError {
+  constructor (readonly reason: string, message: string) {
+    super('ERR_AVG_OUTLIER', `contribution excluded (${reason}): ${message}`, { verdict: 'reject' })
+  }
+}
+
 /** The peer is on this node's ban list (it misbehaved in an earlier round). */
 export class PeerBannedError extends LayerswarmError {
   constructor (readonly peer: string) {

@@ -32,6 +32,7 @@ import { CodecSet } from '../codec-set.ts'
 import type { RunManifest } from '../run/manifest.ts'
 import type { PeerSource } from './router.ts'
 import type { StageWorker } from './stage-worker.ts'
+import type { PeerJudge } from '../peer-judge.ts'
 
 export interface StageAveragingOptions {
   /** How long members look for each other (ms). Default 3000. */
@@ -64,6 +65,8 @@ export interface StageAveragingInit extends StageAveragingOptions {
   /** The swarm step this node starts at (rounds at or before it are not run). */
   readonly startStep?: number
   readonly container?: DependencyContainer
+  /** The node's judge: averaging's verdicts on peers count there (the Averager's default: one of its own). */
+  readonly judge?: PeerJudge
   readonly log?: Logger
 }
 
@@ -130,6 +133,7 @@ export class StageAveraging {
       finder,
       joinMs: init.joinMs,
       phaseTimeoutMs: init.phaseTimeoutMs,
+      judge: init.judge,
       log: init.log
     })
     this.s = {

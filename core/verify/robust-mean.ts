@@ -7,9 +7,9 @@
 // statistics that judge the others):
 //   1. validity   wrong length ('length'), a NaN/Inf value ('non-finite'), a weight that is not a
 //                 finite number > 0 ('weight');
-//   2. norm       ||x - center|| against the median over the valid ones: above normFactor x median
-//                 ('norm-high': a x10 gradient), below median / normFactor ('norm-low': a lazy or
-//                 all-zero one);
+//   2. norm       ||x - center|| against the median over the valid ones (zeroMedianScale where that
+//                 median is 0): above normFactor x median ('norm-high': a x10 gradient), below
+//                 median / minNormFactor ('norm-low': a lazy or all-zero one);
 //   3. direction  cosine of (x - center) to the coordinate-wise median of the survivors below
 //                 minCosine ('direction': a sign flip). The median, unlike the mean, stays inside the
 //                 honest values of every coordinate while attackers are a minority;
@@ -30,7 +30,9 @@
 //                   envelope, so its weight can only move the mean within that envelope.
 // Steps 2 and 3 need a majority to define "honest": with fewer than 3 valid contributions they are
 // skipped and the result says so (robust: false); give `center` where contributions share a large
-// common part (in params mode: the last agreed parameters, so deltas are judged, not parameters).
+// common part (in params mode: the last agreed parameters, so deltas are judged, not parameters), or
+// center 'median': deviations from the coordinate-wise median of the valid contributions are judged
+// by norm only (they share no direction: their own median is ~0 by construction, so step 3 is skipped).
 import { VerifyOptionsError } from './errors.ts'
 
 export interface Contribution {
@@ -48,19 +50,32 @@ export interface RobustMeanOptions {
   readonly maxWeight?: number
   /** Kept weights are capped at this multiple of the median valid weight (default 4). */
   readonly weightCap?: number
-  /** Norms within [median / normFactor, median x normFactor] are kept (default 3). */
+  /** Norms above median x normFactor are excluded (default 3). */
   readonly normFactor?: number
+  /** Norms below median / minNormFactor are excluded (default: normFactor; Infinity: never). */
+  readonly minNormFactor?: number
+  /**
+   * The scale the factors multiply where the median norm is 0 (a majority sent the center itself:
+   * identical parameters, zero deltas). Default 0: then every nonzero norm is 'norm-high'.
+   */
+  readonly zeroMedianScale?: number
   /** Cosine to the coordinate-wise median below this is excluded (default 0). */
   readonly minCosine?: number
-  /** Judge (data - center) instead of data (e.g. the last agreed parameters). Same length as the data. */
-  readonly center?: Float32Array
+  /**
+   * Judge (data - center) instead of data: the last agreed parameters (same length as the data), or
+   * 'median': the coordinate-wise median of the valid contributions (norm step only).
+   */
+  readonly center?: Float32Array | 'median'
 }
 
-export const DEFAULT_ROBUST_MEAN: Readonly<Required<Omit<RobustMeanOptions, 'center'>>> = Object.freeze({
+type Tunables = Required<Omit<RobustMeanOptions, 'center' | 'minNormFactor'>> & { readonly minNormFactor?: number }
+
+export const DEFAULT_ROBUST_MEAN: Readonly<Tunables> = Object.freeze({
   minWeight: 0,
   maxWeight: Infinity,
   weightCap: 4,
   normFactor: 3,
+  zeroMedianScale: 0,
   minCosine: 0
 })
 
@@ -97,8 +112,11 @@ export interface RobustMeanResult {
 export function robustMean (contributions: readonly Contribution[], length: number, options: RobustMeanOptions = {}): RobustMeanResult {
   const o = { ...DEFAULT_ROBUST_MEAN, ...stripUndefined(options) }
   checkOptions(o, length)
-  const center = options.center
-  if (center != null && (!(center instanceof Float32Array) || center.length !== length)) throw new VerifyOptionsError(`robustMean: center must be a Float32Array of ${length} elements`)
+  const minNormFactor = o.minNormFactor ?? o.normFactor
+  const byMedian = options.center === 'median'
+  if (options.center != null && !byMedian && (!(options.center instanceof Float32Array) || options.center.length !== length)) {
+    throw new VerifyOptionsError(`robustMean: center must be 'median' or a Float32Array of ${length} elements`)
+  }
   const excluded: Exclusion[] = []
   const exclude = (c: Contribution, reason: ExclusionReason, detail: string): void => { excluded.push({ id: c.id, reason, detail }) }
 
@@ -109,8 +127,10 @@ export function robustMean (contributions: readonly Contribution[], length: numb
     const bad = firstNonFinite(c.data)
     if (bad >= 0) { exclude(c, 'non-finite', `element ${bad} is ${c.data[bad]}`); continue }
     if (typeof c.weight !== 'number' || !Number.isFinite(c.weight) || c.weight <= 0) { exclude(c, 'weight', `declared weight ${c.weight} is not a finite number > 0`); continue }
-    valid.push({ c, norm: normOf(c.data, center) })
+    valid.push({ c, norm: 0 })
   }
+  const center = byMedian ? (valid.length > 0 ? coordinateMedian(valid.map(v => v.c.data), length) : undefined) : options.center as Float32Array | undefined
+  for (const v of valid) v.norm = normOf(v.c.data, center)
   const medianNorm = valid.length > 0 ? median(valid.map(v => v.norm)) : NaN
   const robust = valid.length >= 3
 
@@ -118,16 +138,18 @@ export function robustMean (contributions: readonly Contribution[], length: numb
   let survivors = valid
   if (robust) {
     survivors = []
+    const scale = medianNorm > 0 ? medianNorm : o.zeroMedianScale
+    const of = medianNorm > 0 ? `median ${fmt(medianNorm)}` : `${fmt(scale)} (the median is 0)`
     for (const v of valid) {
-      if (v.norm > medianNorm * o.normFactor) exclude(v.c, 'norm-high', `norm ${fmt(v.norm)} > ${o.normFactor} x median ${fmt(medianNorm)}`)
-      else if (v.norm < medianNorm / o.normFactor) exclude(v.c, 'norm-low', `norm ${fmt(v.norm)} < median ${fmt(medianNorm)} / ${o.normFactor}`)
+      if (v.norm > scale * o.normFactor) exclude(v.c, 'norm-high', `norm ${fmt(v.norm)} > ${o.normFactor} x ${of}`)
+      else if (v.norm < scale / minNormFactor) exclude(v.c, 'norm-low', `norm ${fmt(v.norm)} < ${of} / ${minNormFactor}`)
       else survivors.push(v)
     }
   }
 
-  // 3. direction
+  // 3. direction (deviations from the median have none)
   const cosines = new Map<Contribution, number>()
-  if (robust && survivors.length >= 3) {
+  if (robust && !byMedian && survivors.length >= 3) {
     const ref = coordinateMedian(survivors.map(v => v.c.data), length, center)
     const refNorm = normOf(ref)
     if (refNorm > 0) {
@@ -210,11 +232,13 @@ function firstNonFinite (x: Float32Array): number {
   return -1
 }
 
-function checkOptions (o: Required<Omit<RobustMeanOptions, 'center'>>, length: number): void {
+function checkOptions (o: Tunables, length: number): void {
   if (!Number.isSafeInteger(length) || length < 0) throw new VerifyOptionsError(`robustMean: length must be a non-negative integer, got ${length}`)
   if (!(o.minWeight >= 0) || !(o.maxWeight >= o.minWeight)) throw new VerifyOptionsError('robustMean: need 0 <= minWeight <= maxWeight')
   if (!(o.weightCap >= 1)) throw new VerifyOptionsError('robustMean: weightCap must be >= 1')
   if (!(o.normFactor >= 1) || !Number.isFinite(o.normFactor)) throw new VerifyOptionsError('robustMean: normFactor must be a finite number >= 1')
+  if (o.minNormFactor !== undefined && !(o.minNormFactor >= 1)) throw new VerifyOptionsError('robustMean: minNormFactor must be >= 1 (Infinity: no lower bound)')
+  if (!(o.zeroMedianScale >= 0) || !Number.isFinite(o.zeroMedianScale)) throw new VerifyOptionsError('robustMean: zeroMedianScale must be a finite number >= 0')
   if (!(o.minCosine >= -1 && o.minCosine <= 1)) throw new VerifyOptionsError('robustMean: minCosine must be in [-1, 1]')
 }
 
