@@ -63,13 +63,16 @@ export interface StartFlags {
   role?: string
   maxAttempts?: string
   peerWait?: string
+  checkInterval?: string
+  checksPerInterval?: string
 }
 
 /** Flags of `start` that configure the training runtime; they go to CreateNodeOptions.runtime over the config file's `runtime`. */
 export const TRAINING_FLAGS = [
   'stage', 'stages', 'model', 'tokenizer', 'data', 'steps', 'seed', 'batch', 'seqLen', 'microbatches', 'lr', 'warmup',
   'weightDecay', 'gradClip', 'bottleneck', 'runName', 'codec', 'gradCodec', 'runManifest', 'maxInflight', 'sampleNodeId', 'evalBatches',
-  'evalEvery', 'report', 'checkpointDir', 'exitWhenDone', 'role', 'maxAttempts', 'peerWait'
+  'evalEvery', 'report', 'checkpointDir', 'exitWhenDone', 'role', 'maxAttempts', 'peerWait',
+  'checkInterval', 'checksPerInterval'
 ] as const
 
 export interface StartConfig {

@@ -57,9 +57,11 @@ export function register (program: Command): void {
     .option('--report <file>', 'train: write a JSON report when the run is done')
     .option('--checkpoint-dir <dir>', 'train: write this stage\'s checkpoint here when the run is done')
     .option('--exit-when-done', 'train: exit 0 once the run is done (default: keep serving)')
-    .option('--role <list>', 'train: the roles this node runs, comma-separated: stage (serve a stage), data (originate microbatches: pins stage 0) (default stage)')
+    .option('--role <list>', 'train: the roles this node runs, comma-separated: stage (serve a stage), data (originate microbatches: pins stage 0), validator (check peers\' work) (default stage)')
     .option('--max-attempts <n>', 'train: attempts per microbatch and hop, each on another peer, before it is dropped (default 3)')
     .option('--peer-wait <ms>', 'train: how long a microbatch waits for a peer of the next stage to appear (default 30000)')
+    .option('--check-interval <ms>', 'train: with --role validator, the period of its checks (default 2000)')
+    .option('--checks-per-interval <n>', 'train: with --role validator, the checks per period (the sample rate; default 1)')
     .addHelpText('after', '\nEnvironment: LAYERSWARM_NETWORK, LAYERSWARM_LISTEN (comma-separated), LAYERSWARM_ANNOUNCE, ' +
       'LAYERSWARM_BOOTSTRAP, LAYERSWARM_PLUGINS, LAYERSWARM_BACKEND, LAYERSWARM_DATA_DIR, LAYERSWARM_BOOTSTRAP_NODE, ' +
       'LAYERSWARM_RELAY, LAYERSWARM_PSK, LAYERSWARM_CONFIG, LAYERSWARM_LOG_LEVEL, LAYERSWARM_LOG_FORMAT. See docs/node.md.')
