@@ -1,9 +1,17 @@
 // Shared by the averaging tests: a small swarm of real layerswarm nodes (createNode: TCP + noise +
-// yamux + the network's private Kademlia DHT) on 127.0.0.1, joined through a bootstrap node, and
-// deterministic test vectors.
+// yamux + the network's private Kademlia DHT) on 127.0.0.1, joined through a bootstrap node,
+// deterministic test vectors, and the fixture of the pipeline averaging tests.
 import '../core/polyfills.ts'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { ComputeBackend } from '../core/contracts/backend.ts'
+import type { Corpus } from '../core/data/index.ts'
 import { createNode, type LayerswarmNode } from '../core/index.ts'
+import type { PipelineNode } from '../core/pipeline/pipeline-node.ts'
+import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
 import { removeDirs, tempDir } from './node-helpers.ts'
+import { tinyCorpus } from './pipeline-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 import { prng } from './wire-helpers.ts'
 
@@ -83,4 +91,35 @@ export function expectedMean (byPeer: Map<string, { data: Float32Array, weight: 
   const out = new Float32Array(n)
   for (let i = 0; i < n; i++) out[i] = acc[i] / w
   return out
+}
+
+export interface PipelineFixture {
+  /** The tiny corpus and a 1-thread CPU backend, made before the tests. */
+  readonly corpus: Corpus
+  readonly be: ComputeBackend
+  /** What a test starts: stopped after it. */
+  swarm: Swarm | undefined
+  pnodes: PipelineNode[]
+}
+
+/** Registers the mocha hooks of a pipeline averaging test (call inside describe). */
+export function pipelineFixture (prefix: string): PipelineFixture {
+  let dir = ''
+  const fx = { swarm: undefined, pnodes: [] } as unknown as { -readonly [K in keyof PipelineFixture]: PipelineFixture[K] }
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), prefix))
+    ;({ corpus: fx.corpus } = await tinyCorpus(dir))
+    fx.be = await createCpuBackend({ threads: 1 })
+  })
+  afterEach(async () => {
+    await Promise.all(fx.pnodes.map(async p => { await p.stop() }))
+    fx.pnodes = []
+    await fx.swarm?.stop()
+    fx.swarm = undefined
+  })
+  after(async () => {
+    await fx.be?.dispose()
+    await rm(dir, { recursive: true, force: true })
+  })
+  return fx
 }

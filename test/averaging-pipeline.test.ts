@@ -5,49 +5,25 @@
 // round moved them (distance before > 0, after = 0), the lone stage-0 node skipped every round at
 // once, and training went on to the end with a falling loss.
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import type { ComputeBackend } from '../core/contracts/backend.ts'
-import type { Corpus } from '../core/data/index.ts'
 import { validateModelConfig } from '../core/model/config.ts'
 import { PipelineNode } from '../core/pipeline/pipeline-node.ts'
 import { flatten, fnv1a } from '../core/pipeline/stage-averaging.ts'
 import { validateManifest } from '../core/run/manifest.ts'
 import { corpusData } from '../core/data/index.ts'
-import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
-import { startSwarm, type Swarm } from './averaging-helpers.ts'
-import { tinyCorpus, tinyManifest } from './pipeline-helpers.ts'
+import { pipelineFixture, startSwarm } from './averaging-helpers.ts'
+import { tinyManifest } from './pipeline-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
 describe('averaging in the pipeline', function () {
-  let dir: string
-  let corpus: Corpus
-  let be: ComputeBackend
-  let swarm: Swarm | undefined
-  let pnodes: PipelineNode[] = []
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'lsw-avgpipe-'))
-    ;({ corpus } = await tinyCorpus(dir))
-    be = await createCpuBackend({ threads: 1 })
-  })
-  afterEach(async () => {
-    await Promise.all(pnodes.map(async p => { await p.stop() }))
-    pnodes = []
-    await swarm?.stop()
-    swarm = undefined
-  })
-  after(async () => {
-    await be?.dispose()
-    await rm(dir, { recursive: true, force: true })
-  })
+  const fx = pipelineFixture('lsw-avgpipe-')
 
   it('two nodes of stage 1 average every 3 steps: identical parameters after each round, training goes on', async () => {
     const steps = 12
     const period = 3
     const base = tinyManifest({ stages: 2, steps, batch: 2, seqLen: 16, lr: 1e-2, warmup: 1, clip: 1, seed: 5 })
     const manifest = validateManifest({ ...structuredClone(base), averaging: { period, mode: 'params' } } as never, { validateModel: validateModelConfig })
-    swarm = await startSwarm(3)
+    const { be, corpus } = fx
+    const swarm = fx.swarm = await startSwarm(3)
     const [n0, n1, n2] = swarm.nodes
     // both stage-1 nodes start from the same seeded init; they drift apart by training on different microbatches
     const s1a = new PipelineNode({ libp2p: n1.libp2p, backend: be, manifest, stage: 1, heartbeatMs: 300, lingerMs: 5000 })
@@ -55,7 +31,7 @@ describe('averaging in the pipeline', function () {
     const s0 = new PipelineNode({
       libp2p: n0.libp2p, backend: be, manifest, stage: 0, data: corpusData(corpus, 5), microbatches: 4, maxInflight: 4, evalBatches: 2, heartbeatMs: 300, lingerMs: 5000
     })
-    pnodes = [s0, s1a, s1b]
+    const pnodes = fx.pnodes = [s0, s1a, s1b]
     await s1a.start()
     await s1b.start()
     // s0 waits for stage-1 peers in its directory; wait until each stage-1 node sees the other too

@@ -6,20 +6,14 @@
 // shard averaging"): per role, the largest contribution norm over the median (and over the
 // reference parameters' norm), and the smallest pseudo-gradient cosine.
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import type { ComputeBackend } from '../core/contracts/backend.ts'
 import type { Logger } from '../core/contracts/logger.ts'
-import type { Corpus } from '../core/data/index.ts'
 import { corpusData } from '../core/data/index.ts'
 import { validateModelConfig } from '../core/model/config.ts'
 import { PipelineNode } from '../core/pipeline/pipeline-node.ts'
 import { validateManifest } from '../core/run/manifest.ts'
 import { normFactorOf, type AveragingRole } from '../core/averaging/index.ts'
-import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
-import { startSwarm, type Swarm } from './averaging-helpers.ts'
-import { tinyCorpus, tinyManifest } from './pipeline-helpers.ts'
+import { pipelineFixture, startSwarm } from './averaging-helpers.ts'
+import { tinyManifest } from './pipeline-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
 /** One owner's 'own shard averaged' debug record. */
@@ -47,26 +41,7 @@ function recordingLogger (records: ShardRecord[]): Logger {
 
 describe('robust averaging: honest groups in the pipeline exclude nobody', function () {
   this.timeout(240_000)
-  let dir: string
-  let corpus: Corpus
-  let be: ComputeBackend
-  let swarm: Swarm | undefined
-  let pnodes: PipelineNode[] = []
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'lsw-avgrobust-'))
-    ;({ corpus } = await tinyCorpus(dir))
-    be = await createCpuBackend({ threads: 1 })
-  })
-  afterEach(async () => {
-    await Promise.all(pnodes.map(async p => { await p.stop() }))
-    pnodes = []
-    await swarm?.stop()
-    swarm = undefined
-  })
-  after(async () => {
-    await be?.dispose()
-    await rm(dir, { recursive: true, force: true })
-  })
+  const fx = pipelineFixture('lsw-avgrobust-')
 
   for (const mode of ['params', 'pseudo-grad'] as const) {
     it(`${mode}: four stage-1 nodes, a round every 2 steps: every contribution kept, nobody banned`, async () => {
@@ -74,14 +49,15 @@ describe('robust averaging: honest groups in the pipeline exclude nobody', funct
       const period = 2
       const base = tinyManifest({ stages: 2, steps, batch: 2, seqLen: 16, lr: 1e-2, warmup: 1, clip: 1, seed: 7 })
       const manifest = validateManifest({ ...structuredClone(base), averaging: { period, mode } } as never, { validateModel: validateModelConfig })
-      swarm = await startSwarm(5)
+      const { be, corpus } = fx
+      const swarm = fx.swarm = await startSwarm(5)
       const records: ShardRecord[] = []
       const log = recordingLogger(records)
       const stage1 = swarm.nodes.slice(1).map(n => new PipelineNode({ libp2p: n.libp2p, backend: be, manifest, stage: 1, heartbeatMs: 300, lingerMs: 5000, log }))
       const s0 = new PipelineNode({
         libp2p: swarm.nodes[0].libp2p, backend: be, manifest, stage: 0, data: corpusData(corpus, 7), microbatches: 4, maxInflight: 4, evalBatches: 1, heartbeatMs: 300, lingerMs: 5000
       })
-      pnodes = [s0, ...stage1]
+      const pnodes = fx.pnodes = [s0, ...stage1]
       for (const p of stage1) await p.start()
       await waitFor(() => stage1.every(p => p.status().peersPerStage['1'] >= 4), {
         what: 'the stage-1 nodes to see each other',
@@ -111,7 +87,7 @@ describe('robust averaging: honest groups in the pipeline exclude nobody', funct
         for (const [, , norm, cos] of r.kept) {
           if (r.medianNorm > 0) s.ratio = Math.max(s.ratio, norm / r.medianNorm)
           if (r.referenceNorm > 0) s.rel = Math.max(s.rel, norm / r.referenceNorm)
-          if (!Number.isNaN(cos)) s.cos = Math.min(s.cos, cos)
+          if (!Number.isNaN(cos) && norm > 0) s.cos = Math.min(s.cos, cos) // an idle member's zero delta has no direction (cosine 0, kept)
         }
         spread.set(r.role, s)
       }
