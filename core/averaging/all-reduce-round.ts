@@ -16,7 +16,7 @@
 // every member declared to this node directly; a peer whose data or average is refused is penalized
 // (the service's judge bans it for later rounds), and its own shard's average is not taken this round.
 import type { Logger } from '../contracts/logger.ts'
-import { AbortError } from '../errors.ts'
+import { AbortError, verdictOf } from '../errors.ts'
 import { deadline, withDeadline } from '../timers.ts'
 import { PeerResetError, RemoteError, type FramedStream } from '../wire/index.ts'
 import type { AveragingRole, TensorCodecs } from '../codecs/tensor-codecs.ts'
@@ -25,7 +25,7 @@ import {
   shardStats, type ReduceRequest, type ShardStats
 } from './butterfly.ts'
 import {
-  averagingVerdict, ContributionLateError, ContributionOutlierError, GroupViewMismatchError, PeerBannedError, RoundMismatchError,
+  ContributionLateError, ContributionOutlierError, GroupViewMismatchError, PeerBannedError, RoundMismatchError,
   AveragingProtocolError
 } from './errors.ts'
 import type { BanList } from './ban-list.ts'
@@ -233,9 +233,9 @@ export class AllReduceRound {
       const owner = members[j]
       const lose = (reason: string): void => { lostShards.push({ shard: j, owner, start: s, end: e, reason }) }
       if (!o.ok) {
-        if (averagingVerdict(o.err) === 'reject') ctx.penalize(owner, o.err)
+        if (verdictOf(o.err) === 'reject') ctx.penalize(owner, o.err)
         lose(codeOf(o.err))
-        if (averagingVerdict(o.err) === 'reject') excluded.push({ peer: owner, reason: codeOf(o.err), banned: true })
+        if (verdictOf(o.err) === 'reject') excluded.push({ peer: owner, reason: codeOf(o.err), banned: true })
         return
       }
       // an owner this node convicted during this round (bad data, an outlier) is not trusted with an average

@@ -23,14 +23,14 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
-import { AbortError } from '../errors.ts'
+import { AbortError, verdictOf } from '../errors.ts'
 import { sleep, withDeadline } from '../timers.ts'
 import { assertFiniteF32, handleFramed, openFramed, requestFrame, type Frame, type FramedStream } from '../wire/index.ts'
 import { shardCodecs, type AveragingRole, type TensorCodecs } from '../codecs/tensor-codecs.ts'
 import { AVERAGING_PROTOCOL, DEFAULT_CHUNK_ELEMENTS, MAX_GROUP_SIZE, parseReduceRequest } from './butterfly.ts'
 import { AllReduceRound, codeOf, type ExcludedPeer, type FaultInjection, type LostShard, type OwnShardReport, type RoundContext } from './all-reduce-round.ts'
 import {
-  AveragerStoppedError, AveragingConfigError, averagingVerdict, GroupViewMismatchError, PeerBannedError,
+  AveragerStoppedError, AveragingConfigError, GroupViewMismatchError, PeerBannedError,
   RoundMismatchError, AveragingProtocolError
 } from './errors.ts'
 import { BanList } from './ban-list.ts'
@@ -341,7 +341,7 @@ export class Averager {
 
   /** A fault on `peer`'s data goes to the judge (once per ban: a banned peer's later faults are the same incident). */
   private penalize (peer: string, err: Error): void {
-    if (averagingVerdict(err) !== 'reject' || this.bans.isBanned(peer)) return
+    if (verdictOf(err) !== 'reject' || this.bans.isBanned(peer)) return
     this.log.warn('peer banned from averaging', { peer, code: codeOf(err), error: err.message })
     this.judge.judge(peer, err, 'averaging')
   }

@@ -1,7 +1,7 @@
 // Typed errors of averaging (group formation, butterfly all-reduce, state sync), one class per
 // condition, each carrying its verdict on the peer whose data raised it (core/errors.ts Verdict):
 // 'reject' bans the peer from later rounds, 'ignore' only loses its data.
-import { LayerswarmError, verdictOf, type Verdict } from '../errors.ts'
+import { LayerswarmError } from '../errors.ts'
 
 /** An averaging request or response breaks the protocol: bad metadata, kind, part order or range. */
 export class AveragingProtocolError extends LayerswarmError {
@@ -134,5 +134,19 @@ export class StateFormatError extends LayerswarmError {
   }
 }
 
-/** Averaging's callers name it so; the verdict is the error's own (core/errors.ts verdictOf). */
-export const averagingVerdict: (err: unknown) => Verdict = verdictOf
+/**
+ * A peer reports other parameters for the agreed round than the majority, while the majority lists
+ * it in that round's group: members of one round in which every shard arrived hold the same bits.
+ */
+export class StateConflictError extends LayerswarmError {
+  constructor (peer: string, round: number) {
+    super('ERR_STATE_CONFLICT', `peer ${peer} reports other parameters for round ${round} than the rest of its group`, { verdict: 'reject' })
+  }
+}
+
+/** The parameters of an agreed state do not have the digest its peers vouched for. */
+export class StateDigestError extends LayerswarmError {
+  constructor (expected: string, got: string) {
+    super('ERR_STATE_DIGEST', `the agreed state's parameters digest to ${got}, its peers vouched for ${expected}`, { verdict: 'reject' })
+  }
+}

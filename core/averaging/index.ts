@@ -11,3 +11,4 @@ export * from './state-format.ts'
 export * from './state-sync.ts'
 // the codecs adapter for the averaging roles (core/codecs/tensor-codecs.ts), for callers that import it from here
 export { shardCodecs, type AveragingRole } from '../codecs/tensor-codecs.ts'
+export * from './state-server.ts'

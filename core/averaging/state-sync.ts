@@ -33,178 +33,23 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
-import { LayerswarmError, type Verdict } from '../errors.ts'
+import { type Verdict, verdictOf } from '../errors.ts'
 import { sleep } from '../timers.ts'
-import { handleFramed, RemoteError, requestFrame, type Frame, type FramedStream } from '../wire/index.ts'
+import { RemoteError, requestFrame, type Frame } from '../wire/index.ts'
 import {
-  averagingVerdict, NoStatePeersError, StateAgreementError, StateChunkHashError, StateHashError, StateProtocolError,
-  StateVersionError
+  NoStatePeersError, StateAgreementError, StateChunkHashError, StateConflictError, StateHashError, StateProtocolError
 } from './errors.ts'
+import {
+  MAX_GROUP_LISTED, sha256Hex, STATE_SYNC_PROTOCOL, type Of
+} from './state-server.ts'
+import { hashChunksAsync } from '../verify/digest.ts'
 
-export const STATE_SYNC_PROTOCOL = '/layerswarm/state-sync/1.0.0'
-export const DEFAULT_STATE_CHUNK_BYTES = 4 * 1024 * 1024
 /** Largest state a joiner accepts by default (bytes). */
 export const DEFAULT_MAX_STATE_BYTES = 8 * 1024 ** 3
-/** Most group members an agreed manifest lists; a larger group goes unlisted (nobody can be judged against it). */
-const MAX_GROUP_LISTED = 64
-
-// The agreed snapshot's two errors live here, beside the only code that raises them.
-
-/**
- * A peer reports other parameters for the agreed round than the majority, while the majority lists
- * it in that round's group: members of one round in which every shard arrived hold the same bits.
- */
-export class StateConflictError extends LayerswarmError {
-  constructor (peer: string, round: number) {
-    super('ERR_STATE_CONFLICT', `peer ${peer} reports other parameters for round ${round} than the rest of its group`, { verdict: 'reject' })
-  }
-}
-
-/** The parameters of an agreed state do not have the digest its peers vouched for. */
-export class StateDigestError extends LayerswarmError {
-  constructor (expected: string, got: string) {
-    super('ERR_STATE_DIGEST', `the agreed state's parameters digest to ${got}, its peers vouched for ${expected}`, { verdict: 'reject' })
-  }
-}
-
-export interface StateSnapshot {
-  /** What peers agree on, e.g. the averaging round after which the state was taken. */
-  readonly version: number
-  readonly bytes: Uint8Array
-}
-
-/** The parameters a node wrote back after its last averaging round in which every shard arrived. */
-export interface AgreedSnapshot extends StateSnapshot {
-  /** `version` is the round. The digest of the parameters in `bytes` (core/verify/params-digest.ts). */
-  readonly digest: string
-  /** The round's group (the averager's sorted member ids). */
-  readonly group: readonly string[]
-  /** The round's mode: after a `params` round every member holds the same bits by construction. */
-  readonly mode: string
-}
-
-export async function sha256Hex (bytes: Uint8Array): Promise<string> {
-  return hex(await sha256(bytes))
-}
 
 async function sha256 (bytes: Uint8Array): Promise<Uint8Array> {
-  return new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>))
+  return await hashChunksAsync([bytes])
 }
-
-function hex (b: Uint8Array): string {
-  let s = ''
-  for (const x of b) s += x.toString(16).padStart(2, '0')
-  return s
-}
-
-/** Which of a node's states a request names. */
-type Of = 'live' | 'agreed'
-
-// ---- serving ----------------------------------------------------------------------------------
-
-export interface StateServerInit {
-  readonly runId: string
-  /** The state this node serves for `stage` now, or undefined when it has none (not synced yet, other stage). */
-  readonly snapshot: (stage: number) => StateSnapshot | undefined | Promise<StateSnapshot | undefined>
-  /** Its agreed snapshot of `stage` (see the top of this file), or undefined (no clean round yet). */
-  readonly agreed?: (stage: number) => AgreedSnapshot | undefined | Promise<AgreedSnapshot | undefined>
-  readonly chunkBytes?: number
-  readonly log?: Logger
-  /** Fault injection for tests and drills: replaces the bytes of a served chunk. */
-  readonly faults?: { readonly chunk?: (index: number, bytes: Uint8Array) => Uint8Array }
-}
-
-interface Prepared {
-  version: number
-  bytes: Uint8Array
-  sha256: string
-  chunkHashes: Uint8Array
-  chunkBytes: number
-  /** The agreed manifest's extra fields. */
-  agreed?: { of: 'agreed', digest: string, group: string[], mode: string }
-}
-
-type ServerLibp2p = Pick<Libp2p, 'handle' | 'unhandle'>
-
-export class StateServer {
-  private readonly chunkBytes: number
-  private readonly log: Logger
-  /** Per `${of}/${stage}`. */
-  private readonly prepared = new Map<string, Promise<Prepared>>()
-  private started = false
-
-  constructor (private readonly libp2p: ServerLibp2p, private readonly init: StateServerInit) {
-    this.chunkBytes = init.chunkBytes ?? DEFAULT_STATE_CHUNK_BYTES
-    this.log = (init.log ?? silentLogger).forComponent('layerswarm:state-sync')
-  }
-
-  async start (): Promise<void> {
-    if (this.started) return
-    this.started = true
-    await handleFramed(this.libp2p, STATE_SYNC_PROTOCOL, async (fs, _conn, signal) => { await this.serve(fs, signal) }, {
-      runId: this.init.runId,
-      timeoutMs: 60_000,
-      log: this.init.log,
-      limits: { maxPayloadBytes: Math.max(this.chunkBytes, 1024 * 1024) }
-    })
-  }
-
-  async stop (): Promise<void> {
-    if (!this.started) return
-    this.started = false
-    await this.libp2p.unhandle(STATE_SYNC_PROTOCOL).catch(() => {})
-  }
-
-  /** Hashes of the current snapshot of `stage`, computed once per version. */
-  private async prepare (stage: number, of: Of): Promise<Prepared> {
-    const snap = of === 'agreed' ? await this.init.agreed?.(stage) : await this.init.snapshot(stage)
-    if (snap == null) throw new NoStatePeersError(`no ${of === 'agreed' ? 'agreed ' : ''}state for stage ${stage} here`)
-    const key = `${of}/${stage}`
-    const cached = this.prepared.get(key)
-    if (cached != null) {
-      const p = await cached
-      if (p.version === snap.version && p.bytes === snap.bytes) return p
-    }
-    const work = (async (): Promise<Prepared> => {
-      const chunks = Math.ceil(snap.bytes.byteLength / this.chunkBytes)
-      const chunkHashes = new Uint8Array(32 * chunks)
-      for (let i = 0; i < chunks; i++) chunkHashes.set(await sha256(snap.bytes.subarray(i * this.chunkBytes, (i + 1) * this.chunkBytes)), 32 * i)
-      const a = of === 'agreed' ? snap as AgreedSnapshot : undefined
-      return {
-        version: snap.version, bytes: snap.bytes, sha256: await sha256Hex(snap.bytes), chunkHashes, chunkBytes: this.chunkBytes,
-        ...(a != null ? { agreed: { of: 'agreed' as const, digest: a.digest, group: a.group.length <= MAX_GROUP_LISTED ? [...a.group] : [], mode: a.mode } } : {})
-      }
-    })()
-    this.prepared.set(key, work)
-    return await work
-  }
-
-  private async serve (fs: FramedStream, signal: AbortSignal): Promise<void> {
-    const req = await fs.expect({ signal })
-    const m = req.header.metadata as { op?: unknown, version?: unknown, index?: unknown, of?: unknown } | undefined
-    if (req.header.kind !== 'request' || m == null) throw new StateProtocolError('expected a request frame with metadata')
-    if (m.of !== undefined && m.of !== 'agreed') throw new StateProtocolError(`unknown state ${String(m.of)}`)
-    const stage = req.header.stage
-    const p = await this.prepare(stage, m.of === 'agreed' ? 'agreed' : 'live')
-    if (m.op === 'manifest') {
-      await fs.send({
-        kind: 'response', stage,
-        metadata: { op: 'manifest', version: p.version, size: p.bytes.byteLength, sha256: p.sha256, chunkBytes: p.chunkBytes, chunks: p.chunkHashes.byteLength / 32, ...p.agreed }
-      }, p.chunkHashes, { signal })
-      return
-    }
-    if (m.op !== 'chunk' || !Number.isSafeInteger(m.version) || !Number.isSafeInteger(m.index)) throw new StateProtocolError('bad state-sync request')
-    if (m.version !== p.version) throw new StateVersionError(`version ${String(m.version)} is not served here (now ${p.version})`)
-    const index = m.index as number
-    const chunks = p.chunkHashes.byteLength / 32
-    if (index < 0 || index >= chunks) throw new StateProtocolError(`chunk ${index} out of 0..${chunks - 1}`)
-    let bytes = p.bytes.subarray(index * p.chunkBytes, Math.min((index + 1) * p.chunkBytes, p.bytes.byteLength))
-    if (this.init.faults?.chunk != null) bytes = this.init.faults.chunk(index, bytes.slice())
-    await fs.send({ kind: 'response', stage, metadata: { op: 'chunk', index } }, bytes, { signal })
-  }
-}
-
-// ---- joining ----------------------------------------------------------------------------------
 
 export interface SyncStateOptions {
   readonly runId: string
@@ -303,7 +148,7 @@ async function poll (request: Request, peers: readonly string[], of: Of, opts: S
     } catch (err) {
       log.debug('no manifest', { peer, of, error: (err as Error).message })
       if (err instanceof RemoteError && err.remoteCode === 'ERR_STATE_NO_PEERS') out.none.push(peer)
-      else out.bad.push({ peer, reason: codeOf(err), verdict: averagingVerdict(err) })
+      else out.bad.push({ peer, reason: codeOf(err), verdict: verdictOf(err) })
     }
   }))
   opts.signal?.throwIfAborted()
@@ -441,7 +286,7 @@ Promise<{ bytes: Uint8Array, chunksByPeer: Map<string, number> }> {
         const n = (failures.get(peer) ?? 0) + 1
         failures.set(peer, n)
         // a wrong chunk under an agreed hash is proof of a corrupt peer: drop it at once
-        const verdict = averagingVerdict(err)
+        const verdict = verdictOf(err)
         if (verdict === 'reject' || n >= 2) {
           bad.push({ peer, reason: code, verdict })
           healthy.delete(peer)

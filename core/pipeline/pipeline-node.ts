@@ -212,7 +212,7 @@ export class PipelineNode {
     this.averaging = init.averaging === false || m.averaging.period > m.optimizer.steps ? undefined : new StageAveraging({
       ...init.averaging, libp2p: init.libp2p, runId: this.runId, manifest: m, stage: this.stage, worker: this.worker,
       source: this.membership != null ? averagingPartners(this.membership) : this.source,
-      startStep: init.startStep, container: init.container, log: init.log
+      startStep: init.startStep, container: init.container, judge: this.judge, log: init.log
     })
     this.server = new StageServer({
       libp2p: init.libp2p, runId: this.runId, me: this.me, stage: this.stage, stages: this.stages, bounds, codecs: this.codecs,
