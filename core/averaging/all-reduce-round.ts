@@ -15,11 +15,10 @@
 // is an outlier is left out and penalized (ERR_AVG_OUTLIER). Results are checked against the stats
 // every member declared to this node directly; a peer whose data or average is refused is penalized
 // (the service's judge bans it for later rounds), and its own shard's average is not taken this round.
-import type { Logger } from '../contracts/logger.ts'
 import { AbortError, verdictOf } from '../errors.ts'
 import { deadline, withDeadline } from '../timers.ts'
 import { PeerResetError, RemoteError, type FramedStream } from '../wire/index.ts'
-import type { AveragingRole, TensorCodecs } from '../codecs/tensor-codecs.ts'
+import type { AveragingRole } from '../codecs/tensor-codecs.ts'
 import {
   checkAverageBounds, checkDeclaredStats, encodeParts, parseReduceResponse, receiveParts, sendParts, shardRanges,
   shardStats, type ReduceRequest, type ShardStats
@@ -28,90 +27,9 @@ import {
   ContributionLateError, ContributionOutlierError, GroupViewMismatchError, PeerBannedError, RoundMismatchError,
   AveragingProtocolError
 } from './errors.ts'
-import type { BanList } from './ban-list.ts'
-import { robustShardMean, type RobustAveragingOptions } from './robust-shard.ts'
-
-/** Hooks that make this node misbehave on purpose: for fault-injection tests and drills only. */
-export interface FaultInjection {
-  /** Replaces the values this node sends as its contribution to shard `shard` (after declaring stats). */
-  readonly contribution?: (shard: number, data: Float32Array) => Float32Array
-  /** Replaces the average this node returns for the shard it owns. */
-  readonly result?: (shard: number, avg: Float32Array) => Float32Array
-  /** True: this node never opens a stream to shard `shard`'s owner (a silent member that stays connected). */
-  readonly withhold?: (shard: number) => boolean
-}
-
-export interface LostShard {
-  readonly shard: number
-  readonly owner: string
-  readonly start: number
-  readonly end: number
-  /** Error code of why its average did not arrive or was refused. */
-  readonly reason: string
-}
-
-export interface ExcludedPeer {
-  readonly peer: string
-  /** Error code (ERR_AVG_OUTLIER: its contribution to our shard was an outlier). */
-  readonly reason: string
-  /** Put on the ban list for this. */
-  readonly banned: boolean
-  /** For ERR_AVG_OUTLIER: robust-mean's reason and figures, e.g. "norm-high: norm 41.2 > 5 x median 1.03". */
-  readonly detail?: string
-}
-
-/** How this node averaged the shard it owns (robust-shard.ts): the figures the thresholds are judged by. */
-export interface OwnShardReport {
-  /** False with fewer than 3 contributions: nothing could be excluded. */
-  readonly robust: boolean
-  /** Median norm of the contributions (deviations from their median in role 'parameter'). */
-  readonly medianNorm: number
-  /** Norm of the shard's reference parameters (the scale where the median is 0). */
-  readonly referenceNorm: number
-  /** Kept contributions: peer, declared and used weight, norm, cosine to the median (NaN: not judged). */
-  readonly kept: ReadonlyArray<{ peer: string, declaredWeight: number, weight: number, norm: number, cosine: number }>
-}
-
-/** What one round's exchange gives (run()). */
-export interface ReduceOutcome {
-  readonly averaged: Float32Array
-  /** Contributions (this node's included) in the average of the shard this node owns. */
-  readonly contributors: number
-  /** Shards that kept this node's own values. */
-  readonly lostShards: readonly LostShard[]
-  /** Peers whose contribution or result this node left out. */
-  readonly excluded: readonly ExcludedPeer[]
-  /** How our own shard was averaged. */
-  readonly ownShard: OwnShardReport
-  readonly bytesSent: number
-  readonly bytesReceived: number
-  /** ms of the exchange (after the group formed). */
-  readonly reduceMs: number
-}
-
-/** What a round needs from the averaging service. */
-export interface RoundContext {
-  /** This node's peer id. */
-  readonly self: string
-  readonly codecs: TensorCodecs<AveragingRole>
-  readonly bans: BanList
-  readonly chunkElements: number
-  readonly joinMs: number
-  readonly slackMs: number
-  /** A fixed deadline per phase (ms) instead of the bandwidth rule. */
-  readonly phaseTimeoutMs?: number
-  /** This node's link bandwidth estimate (bytes/s). */
-  readonly bandwidth: number
-  readonly faults?: FaultInjection
-  readonly robust?: RobustAveragingOptions
-  readonly log: Logger
-  /** Opens an averaging stream to `peer`. */
-  dial(peer: string, signal: AbortSignal): Promise<FramedStream>
-  /** Judges `peer` by `err` (a 'reject' bans it). */
-  penalize(peer: string, err: Error): void
-}
-
-type Contributors = ReadonlyArray<readonly [number, number, number, number]>
+import type { Contributors, ExcludedPeer, LostShard, OwnShardReport, ReduceOutcome, RoundContext } from './round-types.ts'
+export type { FaultInjection, ExcludedPeer, LostShard, OwnShardReport, ReduceOutcome, RoundContext } from './round-types.ts'
+import { robustShardMean } from './robust-shard.ts'
 
 interface OwnerResult {
   parts: Array<{ codecId: number, bytes: Uint8Array, elements: number }>

@@ -28,7 +28,9 @@ import { sleep, withDeadline } from '../timers.ts'
 import { assertFiniteF32, handleFramed, openFramed, requestFrame, type Frame, type FramedStream } from '../wire/index.ts'
 import { shardCodecs, type AveragingRole, type TensorCodecs } from '../codecs/tensor-codecs.ts'
 import { AVERAGING_PROTOCOL, DEFAULT_CHUNK_ELEMENTS, MAX_GROUP_SIZE, parseReduceRequest } from './butterfly.ts'
-import { AllReduceRound, codeOf, type ExcludedPeer, type FaultInjection, type LostShard, type OwnShardReport, type RoundContext } from './all-reduce-round.ts'
+import { AllReduceRound, codeOf } from './all-reduce-round.ts'
+import type { AllReduceResult, AveragingMode, FaultInjection, RoundArgs, RoundContext, RoundResult } from './round-types.ts'
+export type { AllReduceResult, AveragingMode, ExcludedPeer, FaultInjection, LostShard, OwnShardReport, RoundArgs, RoundResult } from './round-types.ts'
 import {
   AveragerStoppedError, AveragingConfigError, GroupViewMismatchError, PeerBannedError,
   RoundMismatchError, AveragingProtocolError
@@ -39,7 +41,6 @@ import { PeerJudge } from '../peer-judge.ts'
 import { OuterOptimizer, type OuterOptimizerOptions, type OuterState } from './outer-optimizer.ts'
 import { DhtGroupFinder, groupDigest, groupName, moshpitGrid, moshpitGroupIndex, selectGroup, type GroupFinder } from './group.ts'
 
-export type AveragingMode = 'params' | 'pseudo-grad'
 export { BanList, OuterOptimizer, type OuterOptimizerOptions, type OuterState, type RobustAveragingOptions }
 
 export interface AveragerInit {
@@ -77,47 +78,6 @@ export interface AveragerInit {
   readonly judge?: PeerJudge
   readonly log?: Logger
   readonly faults?: FaultInjection
-}
-
-export interface RoundArgs {
-  /** Round number, the same on every member (e.g. step / averaging.period). */
-  readonly round: number
-  readonly stage: number
-  /** Flattened parameters of the stage (not modified). */
-  readonly params: Float32Array
-  /** Samples processed since the last round: the weight of this node's contribution, > 0. */
-  readonly weight: number
-  readonly signal?: AbortSignal
-  /** Nodes serving the stage (from the gossiped view), this one included: sizes the Moshpit grid and lets group search stop early. */
-  readonly stageSize?: number
-}
-
-export interface AllReduceResult {
-  readonly averaged: Float32Array
-  /** Sorted member peer ids (this node included). */
-  readonly group: readonly string[]
-  readonly groupSize: number
-  readonly groupIndex: number
-  /** Contributions (this node's included) in the average of the shard this node owns. */
-  readonly contributors: number
-  /** Shards that kept this node's own values. */
-  readonly lostShards: readonly LostShard[]
-  /** Peers whose contribution or result this node left out (ERR_AVG_OUTLIER: robust averaging did, with its `detail`). */
-  readonly excluded: readonly ExcludedPeer[]
-  /** How this node averaged the shard it owns; null when it averaged alone. */
-  readonly ownShard: OwnShardReport | null
-  readonly bytesSent: number
-  readonly bytesReceived: number
-  /** ms: group formation, then the all-reduce itself. */
-  readonly formMs: number
-  readonly reduceMs: number
-}
-
-export interface RoundResult extends AllReduceResult {
-  readonly round: number
-  readonly stage: number
-  /** What was averaged: parameters, or pseudo-gradients followed by the outer step. */
-  readonly mode: AveragingMode
 }
 
 /** One round on this node: the group search, then its all-reduce. */
