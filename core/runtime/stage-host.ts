@@ -24,9 +24,9 @@
 import type { ComputeBackend } from '../contracts/backend.ts'
 import type { Logger } from '../contracts/logger.ts'
 import type { Scheduler, StageAssignment } from '../contracts/scheduler.ts'
-import { AbortError, LayerswarmError } from '../errors.ts'
-import { serializeState, StateServer, type AgreedSnapshot, type StateSnapshot } from '../averaging/index.ts'
-import { loadCorpus } from '../data/index.ts'
+import { AbortError, ConfigError, LayerswarmError } from '../errors.ts'
+import { serializeState, StateServer, type AgreedSnapshot, type RobustAveragingOptions, type StateSnapshot } from '../averaging/index.ts'
+import { corpusData, loadCorpus } from '../data/index.ts'
 import type { LayerswarmNode } from '../node/create-node.ts'
 import { PipelineNode, type PipelineData } from '../pipeline/pipeline-node.ts'
 import type { AgreedRound } from '../pipeline/stage-averaging.ts'
@@ -39,8 +39,6 @@ import { MetricsRegistry } from '../metrics/registry.ts'
 import { PeerJudge } from '../peer-judge.ts'
 import { Tokens } from '../contracts/tokens.ts'
 import { runId as manifestRunId, type RunManifest } from '../run/manifest.ts'
-import { corpusData } from '../data/index.ts'
-import { ConfigError } from '../errors.ts'
 import { silentLogger } from '../logger.ts'
 import { pause, withDeadline } from '../timers.ts'
 import { MoveAfterRunError, StageStateMismatchError } from './runtime-errors.ts'
@@ -72,6 +70,8 @@ export interface StageHostInit {
     readonly retry?: Partial<RetryPolicy>
     /** A cheating node (verification tests and bench only). */
     readonly adversary?: Adversary
+    /** Averaging's combination rule; default robust (`{ enabled: false }`: the plain mean, bench verify's unverified baseline). */
+    readonly robust?: RobustAveragingOptions
   }
   /** Every hop commitment the serving pipeline accepted from a peer (the work ledger). */
   readonly onReceipt?: (c: HopCommitment, tokens: number) => void
@@ -353,7 +353,7 @@ export class StageHost {
         log: this.init.log,
         rendezvous: { rebootstrap: () => { this.init.node.rebootstrap() } },
         onStep: r => { this.swarmStep = Math.max(this.swarmStep, r.step) },
-        averaging: { onAgreed: a => { this.recordAgreed(p, a) } }
+        averaging: { onAgreed: a => { this.recordAgreed(p, a) }, robust: o.robust, faults: o.adversary?.averagingFaults }
       })
     } catch (err) {
       if (fetched != null) throw new StageStateMismatchError(stage, fetched.peer, (err as Error).message)
