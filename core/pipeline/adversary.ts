@@ -8,10 +8,13 @@
 //   scaled     backward: input gradients multiplied by 10
 //   signflip   backward: input gradients negated
 //   withhold   honest outputs, but nothing is revealed to a checker
+//   poison     honest hops; in the stage's averaging rounds its contribution to every shard is
+//              sign-flipped and scaled by 20 (caught by robust averaging, not by a check)
+import type { FaultInjection } from '../averaging/all-reduce-round.ts'
 import { ConfigError } from '../errors.ts'
 
-export type AdversaryKind = 'random' | 'lazy' | 'scaled' | 'signflip' | 'withhold'
-export const ADVERSARY_KINDS: readonly AdversaryKind[] = ['random', 'lazy', 'scaled', 'signflip', 'withhold']
+export type AdversaryKind = 'random' | 'lazy' | 'scaled' | 'signflip' | 'withhold' | 'poison'
+export const ADVERSARY_KINDS: readonly AdversaryKind[] = ['random', 'lazy', 'scaled', 'signflip', 'withhold', 'poison']
 
 export class Adversary {
   private cached: Float32Array | undefined
@@ -41,6 +44,11 @@ export class Adversary {
     if (this.kind === 'scaled') return dinput.map(x => 10 * x)
     if (this.kind === 'signflip') return dinput.map(x => -x)
     return dinput
+  }
+
+  /** What it does to its averaging contributions (the averager's fault injection), if anything. */
+  get averagingFaults (): FaultInjection | undefined {
+    return this.kind === 'poison' ? { contribution: (_shard, data) => data.map(x => -20 * x) } : undefined
   }
 
   /** Whether it refuses to reveal its hops. */

@@ -27,7 +27,8 @@ import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
 import { sleep } from '../timers.ts'
 import { fnv1aBits as fnv1a } from '../hash.ts'
-import { Averager, DhtGroupFinder, shardCodecs, type AveragingMode, type GroupFinder, type GroupQuery } from '../averaging/index.ts'
+import { Averager, DhtGroupFinder, shardCodecs, type AveragingMode, type GroupFinder, type GroupQuery, type RobustAveragingOptions } from '../averaging/index.ts'
+import type { FaultInjection } from '../averaging/all-reduce-round.ts'
 import { CodecSet } from '../codec-set.ts'
 import type { RunManifest } from '../run/manifest.ts'
 import type { PeerSource } from './router.ts'
@@ -43,6 +44,10 @@ export interface StageAveragingOptions {
   readonly finder?: GroupFinder
   /** After a round with a group in which every shard arrived: its result, the same bits on every such member (state sync serves it). */
   readonly onAgreed?: (a: AgreedRound) => void
+  /** How shard owners combine contributions; default robust (core/averaging/robust-shard.ts). */
+  readonly robust?: RobustAveragingOptions
+  /** Misbehave on purpose (a poisoning adversary: verification tests and bench only). */
+  readonly faults?: FaultInjection
 }
 
 /** A round's result as every member that received every shard holds it (`params`: flat, stageParamSpecs order; copy to keep). */
@@ -134,6 +139,8 @@ export class StageAveraging {
       joinMs: init.joinMs,
       phaseTimeoutMs: init.phaseTimeoutMs,
       judge: init.judge,
+      robust: init.robust,
+      faults: init.faults,
       log: init.log
     })
     this.s = {

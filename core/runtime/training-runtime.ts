@@ -81,6 +81,8 @@ export interface TrainingOptions {
   readonly checksPerInterval?: number
   /** Make this node cheat (the verification tests and `bench verify` only; no flag: core/pipeline/adversary.ts). */
   readonly adversary?: AdversaryKind
+  /** False: averaging takes the plain mean (bench verify's unverified baseline only; no flag). Default true. */
+  readonly robustAveraging?: boolean
 }
 
 /** The roles `start --role` accepts: a node may hold several. */
@@ -287,7 +289,8 @@ export async function startTrainingRuntime (node: LayerswarmNode, options: Train
         evalBatches: options.evalBatches,
         evalEvery: options.evalEvery,
         retry: { maxAttempts: options.maxAttempts, peerWaitMs: options.peerWait },
-        ...(options.adversary != null ? { adversary: new Adversary(options.adversary) } : {})
+        ...(options.adversary != null ? { adversary: new Adversary(options.adversary) } : {}),
+        ...(options.robustAveraging === false ? { robust: { enabled: false } } : {})
       },
       data: options.data,
       sampleNodeId: options.sampleNodeId,

@@ -14,7 +14,7 @@
 //                 with a bogus bundle; every node must verify it, penalise the liar and convict nobody
 //
 // `verify: false` runs the same swarm without identity keys on the hops (no commitments, nothing to
-// check) and without a validator: the unverified baseline of the bench. Every node is stopped and the
+// check), without a validator and with averaging's plain mean: the unverified baseline of the bench. Every node is stopped and the
 // temporary directory removed however the run ends.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -83,7 +83,10 @@ export interface ByzantineSwarmResult {
    * accusation (false-accuser), or left it out of averaging and banned it (poison).
    */
   readonly detected: boolean
-  /** Validator checks (all peers) run when the cheater was first convicted; false-accuser: 1 (the accusation). Null: not detected. */
+  /**
+   * Checks until detection: the validator's checks (all peers) when the cheater was first convicted;
+   * poison: the averaging rounds run by then; false-accuser: 1 (the accusation). Null: not detected.
+   */
   readonly checks: number | null
   /** Honest nodes that convicted (penalised, for false-accuser) the cheater. */
   readonly caughtBy: number
@@ -178,7 +181,7 @@ async function run (o: ByzantineSwarmOptions, dir: string, members: Member[], si
     return m
   }
   const train = async (m: Member, flags: Record<string, unknown>, extra: { adversary?: AdversaryKind } = {}): Promise<void> => {
-    const options = { ...parseTrainingOptions({ runManifest: manifestFile, maxInflight: 4, evalBatches: 8, sampleNodeId: 'byzantine-swarm', peerWait: 60_000, ...flags }), ...extra }
+    const options = { ...(verify ? {} : { robustAveraging: false }), ...parseTrainingOptions({ runManifest: manifestFile, maxInflight: 4, evalBatches: 8, sampleNodeId: 'byzantine-swarm', peerWait: 60_000, ...flags }), ...extra }
     // the unverified baseline: a node without its identity key signs nothing and asks for no commitments
     const node = verify ? m.node : new Proxy(m.node, { get: (t, k) => k === 'privateKey' ? undefined : Reflect.get(t, k) })
     m.runtime = await startTrainingRuntime(node, options, log)
@@ -199,16 +202,14 @@ async function run (o: ByzantineSwarmOptions, dir: string, members: Member[], si
   if (liar != null) liar.verification = await liarVerification(liar.node, manifest, log)
   await train(s2, { stage: 2 })
   for (const m of s1) await train(m, { stage: 1 })
-  if (cheater != null && cheaterKind != null) {
-    // poison: the poisoned averaging member is the other engineer's fault injection (core/averaging); see bench/verify.ts
-    await train(cheater, { stage: 1 }, cheaterKind === 'poison' ? {} : { adversary: cheaterKind })
-  }
+  if (cheater != null && cheaterKind != null) await train(cheater, { stage: 1 }, { adversary: cheaterKind })
   const t0 = Date.now()
   await train(s0, { stage: 0 })
 
   const cheaterId = (cheater ?? liar)?.node.peerId ?? null
   const judges = attack === 'poison' ? s1 : honest
   const validatorChecks = (): number => Number((val?.runtime?.status().verification?.validator as { checks?: number } | undefined)?.checks ?? 0)
+  const averagingRounds = (): number => Math.max(0, ...s1.map(m => m.runtime?.status().averaging?.rounds ?? 0))
   const firstCaught = (): boolean => cheaterId != null && judges.some(m => caught(m, cheaterId, attack))
   // checks until detection: the validator's count when the cheater is first caught by anyone
   // (false-accuser: the one accusation each node verifies)
@@ -217,7 +218,7 @@ async function run (o: ByzantineSwarmOptions, dir: string, members: Member[], si
   const watch = (async () => {
     if (cheaterId == null) return
     await poll(() => over || firstCaught(), signal)
-    if (firstCaught()) checks = attack === 'false-accuser' ? 1 : validatorChecks()
+    if (firstCaught()) checks = attack === 'false-accuser' ? 1 : attack === 'poison' ? averagingRounds() : validatorChecks()
   })()
 
   const accused = liar != null ? falseAccusation(liar, s2, s1[0], id, signal) : undefined
