@@ -1,6 +1,6 @@
 // `layerswarm bench <suite>`: performance suites, each measured against a baseline in the same run.
 // Suites: `kernels` (a backend's matmul, attention and training step vs PyTorch), `codecs`
-// (bench/codecs.ts). With --json,
+// (bench/codecs.ts), `verify` (bench/verify.ts: byzantine peers in a real swarm). With --json,
 // stdout carries exactly one JSON object (the report); progress goes to stderr.
 import type { Command } from 'commander'
 import { ConfigError } from '../../core/errors.ts'
@@ -9,6 +9,7 @@ import { webgpuKernelsBench } from '../../bench/kernels-webgpu.ts'
 import { benchCodecs } from '../../bench/codecs.ts'
 import { benchAllreduce } from '../../bench/allreduce.ts'
 import { benchCompressionQuality } from '../../bench/compression-quality.ts'
+import { benchVerify } from '../../bench/verify.ts'
 import { formatTable } from '../../bench/report.ts'
 import type { BenchReport } from '../../bench/report.ts'
 import { resolveBackend } from '../../core/node/backend-choice.ts'
@@ -33,6 +34,7 @@ interface BenchFlags {
   peers?: string
   mb?: string
   codec?: string
+  quick?: boolean
 }
 
 type Suite = (flags: BenchFlags) => Promise<BenchReport>
@@ -77,6 +79,12 @@ const SUITES: Record<string, Suite> = {
     backendPlugin: flags.backend,
     threads: flags.threads != null ? intFlag('--threads', flags.threads, 0) : undefined,
     progress: line => { if (flags.logLevel !== 'silent') process.stderr.write(line + '\n') }
+  }),
+  // Byzantine peers in a real swarm: checks until each attack is caught, false convictions, verification's overhead, held-out loss attacked with and without it.
+  verify: async flags => await benchVerify({
+    quick: flags.quick === true,
+    steps: flags.steps != null ? intFlag('--steps', flags.steps, 1) : undefined,
+    progress: line => { if (flags.logLevel !== 'silent') process.stderr.write(line + '\n') }
   })
 }
 
@@ -91,7 +99,7 @@ export function register (program: Command): void {
     .option('--rounds <n>', 'kernels: alternate baseline and ours n times, keeping each side\'s best median', '2')
     .option('--python <path>', 'python with torch for the baseline', '/usr/bin/python3')
     .option('--no-baseline', 'skip the PyTorch baseline (reported as missing)')
-    .option('--steps <n>', 'compression-quality: optimizer steps per setting (default 200)')
+    .option('--steps <n>', 'compression-quality: optimizer steps per setting (default 200); verify: per run (default 60, --quick 30)')
     .option('--model <preset|file>', 'compression-quality: model preset or JSON config (default tiny)')
     .option('--stages <n>', 'compression-quality: pipeline stages (default 3)')
     .option('--seed <n>', 'compression-quality: init and data seed (default 0)')
@@ -100,6 +108,7 @@ export function register (program: Command): void {
     .option('--peers <n>', 'allreduce: peer processes (default 4)')
     .option('--mb <n>', 'allreduce: MiB of float32 parameters per peer (default 64)')
     .option('--codec <name>', 'allreduce: codec of the compressed rounds (default int8-block)')
+    .option('--quick', 'verify: fewer steps and one overhead pair (about half the time)')
     .option('--json', 'print one JSON object')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default: info; warn with --json)')
     .action(async (suite: string, flags: BenchFlags) => {

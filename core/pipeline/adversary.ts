@@ -9,7 +9,9 @@
 //   signflip   backward: input gradients negated
 //   withhold   honest outputs, but nothing is revealed to a checker
 //   poison     honest hops; in the stage's averaging rounds its contribution to every shard is
-//              sign-flipped and scaled by 20 (caught by robust averaging, not by a check)
+//              negated: the norm and max it declared still hold, so only robust averaging (its
+//              distance from the median) catches it; in 'params' mode the plain mean shrinks the
+//              stage's weights towards zero every round
 import type { FaultInjection } from '../averaging/all-reduce-round.ts'
 import { ConfigError } from '../errors.ts'
 
@@ -48,7 +50,7 @@ export class Adversary {
 
   /** What it does to its averaging contributions (the averager's fault injection), if anything. */
   get averagingFaults (): FaultInjection | undefined {
-    return this.kind === 'poison' ? { contribution: (_shard, data) => data.map(x => -20 * x) } : undefined
+    return this.kind === 'poison' ? { contribution: (_shard, data) => data.map(x => -x) } : undefined
   }
 
   /** Whether it refuses to reveal its hops. */

@@ -231,7 +231,8 @@ async function run (o: ByzantineSwarmOptions, dir: string, members: Member[], si
   await Promise.race([s0.runtime?.done, aborted])
   const trainSeconds = (Date.now() - t0) / 1000
   await Promise.race([accused, aborted])
-  if (cheaterId != null) await poll(() => judges.every(m => caught(m, cheaterId, attack)), signal, o.detectTimeoutMs ?? 60_000)
+  // unverified, nothing will catch the cheater: no wait
+  if (cheaterId != null && verify) await poll(() => judges.every(m => caught(m, cheaterId, attack)), signal, o.detectTimeoutMs ?? 60_000)
   if ((o.checkAfterMs ?? 0) > 0) await pause(o.checkAfterMs ?? 0, signal)
   over = true
   await watch
@@ -368,7 +369,7 @@ async function falseAccusation (liar: Member, receiver: Member, victim: Member, 
   await evidence.accuse('mismatch', hop.record.commitment, { record: { ...hop.record, output }, params: hop.params }, 'bogus: a zeroed output')
 }
 
-/** The swarm's manifest: 3 stages, the tiny model, raw codecs, averaging only where asked (or for poison). */
+/** The swarm's manifest: 3 stages, the tiny model, raw codecs, averaging (params mode) only where asked (or for poison). */
 function swarmManifest (o: ByzantineSwarmOptions, steps: number): RunManifest {
   const period = o.averagingPeriod ?? (o.attack === 'poison' ? 4 : steps + 1)
   return defaultManifest({
@@ -378,7 +379,7 @@ function swarmManifest (o: ByzantineSwarmOptions, steps: number): RunManifest {
     data: { corpus: 'builtin:kjv', seed: 1, tokenizer: 'byte', batchSize: o.batch ?? 4, seqLen: o.seqLen ?? 32 },
     optimizer: { lr: 3e-3, warmup: 2, steps, weightDecay: 0.1, clip: 1 },
     codecs: { activation: 'none', 'activation-grad': 'none', parameter: 'none', 'parameter-grad': 'none' },
-    averaging: { period, mode: 'pseudo-grad' },
+    averaging: { period, mode: 'params' },
     bottleneck: null
   }, { validateModel: validateModelConfig })
 }
