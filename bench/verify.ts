@@ -112,7 +112,7 @@ export async function benchVerify (o: VerifyBenchOptions = {}): Promise<BenchRep
       defaultRate: '1 check per 2000 ms',
       lossAttack: LOSS_ATTACK,
       overheadRuns: { verified: verified.map(r => round(r.tokensPerSecond, 1)), unverified: bare.map(r => round(r.tokensPerSecond, 1)), checks: v.validator?.checks ?? 0, hops: v.hops },
-      averagingPeriod: 'poison: 4 steps (params mode); otherwise none within the run'
+      averagingPeriod: 'poison: 4 steps (pseudo-grad mode); otherwise none within the run'
     },
     results
   }

@@ -9,9 +9,8 @@
 //   signflip   backward: input gradients negated
 //   withhold   honest outputs, but nothing is revealed to a checker
 //   poison     honest hops; in the stage's averaging rounds its contribution to every shard is
-//              negated: the norm and max it declared still hold, so only robust averaging (its
-//              distance from the median) catches it; in 'params' mode the plain mean shrinks the
-//              stage's weights towards zero every round
+//              sign-flipped and scaled by 20 (what it sends no longer matches the stats it
+//              declared, and its norm is far above the group's median: the shard owners exclude it)
 import type { FaultInjection } from '../averaging/all-reduce-round.ts'
 import { ConfigError } from '../errors.ts'
 
@@ -50,7 +49,7 @@ export class Adversary {
 
   /** What it does to its averaging contributions (the averager's fault injection), if anything. */
   get averagingFaults (): FaultInjection | undefined {
-    return this.kind === 'poison' ? { contribution: (_shard, data) => data.map(x => -x) } : undefined
+    return this.kind === 'poison' ? { contribution: (_shard, data) => data.map(x => -20 * x) } : undefined
   }
 
   /** Whether it refuses to reveal its hops. */

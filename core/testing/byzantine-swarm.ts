@@ -369,7 +369,7 @@ async function falseAccusation (liar: Member, receiver: Member, victim: Member, 
   await evidence.accuse('mismatch', hop.record.commitment, { record: { ...hop.record, output }, params: hop.params }, 'bogus: a zeroed output')
 }
 
-/** The swarm's manifest: 3 stages, the tiny model, raw codecs, averaging (params mode) only where asked (or for poison). */
+/** The swarm's manifest: 3 stages, the tiny model, raw codecs, averaging (pseudo-grad) only where asked (or for poison). */
 function swarmManifest (o: ByzantineSwarmOptions, steps: number): RunManifest {
   const period = o.averagingPeriod ?? (o.attack === 'poison' ? 4 : steps + 1)
   return defaultManifest({
@@ -379,7 +379,7 @@ function swarmManifest (o: ByzantineSwarmOptions, steps: number): RunManifest {
     data: { corpus: 'builtin:kjv', seed: 1, tokenizer: 'byte', batchSize: o.batch ?? 4, seqLen: o.seqLen ?? 32 },
     optimizer: { lr: 3e-3, warmup: 2, steps, weightDecay: 0.1, clip: 1 },
     codecs: { activation: 'none', 'activation-grad': 'none', parameter: 'none', 'parameter-grad': 'none' },
-    averaging: { period, mode: 'params' },
+    averaging: { period, mode: 'pseudo-grad' },
     bottleneck: null
   }, { validateModel: validateModelConfig })
 }
