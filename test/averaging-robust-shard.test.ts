@@ -41,6 +41,11 @@ describe('averaging: robust shard mean', () => {
     assert.equal(r.excluded.length, 0)
     const x10 = { peer: 'x10', weight: 1, data: same.map(x => 10 * x) }
     assert.deepEqual(ids(robustShardMean([...idle, trained, x10], N, 'parameter', norm(same))), [['x10', 'norm-high']])
+    // two members holding the same averaged parameters and a third sending them negated (declared
+    // stats intact): the median deviation is 0 and the negation deviates by exactly 2 x their norm,
+    // beyond the 1.5 x bound
+    const negated = { peer: 'negated', weight: 1e15, data: same.map(x => -x) }
+    assert.deepEqual(ids(robustShardMean([...idle, negated], N, 'parameter', norm(same))), [['negated', 'norm-high']])
   })
 
   it("role 'parameter-grad': an idle member's zero delta is kept; x10 and a sign flip are excluded", () => {

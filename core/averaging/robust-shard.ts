@@ -14,7 +14,8 @@
 // Where the median norm is 0 (a majority sent identical parameters or zero deltas: members that did
 // not train since they last averaged together), the scale is the shard's reference parameters
 // (this node's parameters; theta_start for pseudo-gradients): a contribution is an outlier above
-// maxRelNorm (2) x their norm, so an honest member that did train is not convicted for it. Small
+// maxRelNorm (1.5) x their norm, so an honest member that did train is not convicted for it (the
+// largest honest move measured: 0.73 x) while negated parameters (a deviation of exactly 2 x) are. Small
 // contributions are never excluded (an idle member sends exactly zero deltas): they only dilute the
 // mean, and their weight is bounded like any other (weightCap 4 x the median declared weight).
 // With fewer than 3 contributions nothing tells honest from dishonest: all are kept (robust: false),
@@ -35,7 +36,7 @@ export interface RobustAveragingOptions {
   readonly minCosine?: number
   /** Kept weights are capped at weightCap x the median declared weight. Default 4. */
   readonly weightCap?: number
-  /** Where the median norm is 0: norms above maxRelNorm x the reference parameters' norm are excluded. Default 2. */
+  /** Where the median norm is 0: norms above maxRelNorm x the reference parameters' norm are excluded. Default 1.5. */
   readonly maxRelNorm?: number
   /**
    * The weight a contribution counts with, from the peer and what it declared (before the cap).
@@ -44,7 +45,7 @@ export interface RobustAveragingOptions {
   readonly weightOf?: (peer: string, declared: number) => number
 }
 
-export const DEFAULT_ROBUST_AVERAGING = Object.freeze({ enabled: true, paramNormFactor: 16, gradNormFactor: 4, minCosine: 0, weightCap: 4, maxRelNorm: 2 })
+export const DEFAULT_ROBUST_AVERAGING = Object.freeze({ enabled: true, paramNormFactor: 16, gradNormFactor: 4, minCosine: 0, weightCap: 4, maxRelNorm: 1.5 })
 
 export interface ShardContribution {
   readonly peer: string
