@@ -37,7 +37,7 @@ import {
 } from './errors.ts'
 import { BanList } from './ban-list.ts'
 import { checkRobustOptions, type RobustAveragingOptions } from './robust-shard.ts'
-import { PeerJudge } from '../peer-judge.ts'
+import { CONVICTED_CODE, PeerJudge } from '../peer-judge.ts'
 import { OuterOptimizer, type OuterOptimizerOptions, type OuterState } from './outer-optimizer.ts'
 import { DhtGroupFinder, groupDigest, groupName, moshpitGrid, moshpitGroupIndex, selectGroup, type GroupFinder } from './group.ts'
 
@@ -156,7 +156,9 @@ export class Averager {
     this.started = true
     // the ban list follows the judge: a 'reject' in averaging bans, whoever judged it
     this.unjudge = this.judge.onJudgement(j => {
-      if (j.area === 'averaging' && j.verdict === 'reject' && !this.bans.isBanned(j.peer)) this.bans.ban(j.peer, j.code)
+      // a peer convicted of cheating anywhere (verification) is out of averaging for good
+      if (j.verdict === 'reject' && j.code === CONVICTED_CODE) this.bans.ban(j.peer, j.code, true)
+      else if (j.area === 'averaging' && j.verdict === 'reject' && !this.bans.isBanned(j.peer)) this.bans.ban(j.peer, j.code)
     })
     this.libp2p.addEventListener('peer:disconnect', this.onDisconnect)
     await handleFramed(this.libp2p, AVERAGING_PROTOCOL, async (fs, conn, signal) => {

@@ -4,8 +4,9 @@
 export class BanList {
   private readonly until = new Map<string, { until: number, reason: string }>()
   constructor (private readonly banMs: number) {}
-  ban (peer: string, reason: string): void {
-    this.until.set(peer, { until: Date.now() + this.banMs, reason })
+  /** Bans `peer` for the list's ban length, or for good (`forever`: a peer convicted of cheating). */
+  ban (peer: string, reason: string, forever = false): void {
+    this.until.set(peer, { until: forever ? Infinity : Date.now() + this.banMs, reason })
   }
 
   isBanned (peer: string): boolean {
