@@ -87,6 +87,11 @@ export async function benchVerify (o: VerifyBenchOptions = {}): Promise<BenchRep
   add('false_convictions', falseConvictions, 'peers', { name: 'checks honest peers passed (all runs)', value: honestPassed })
   add('overhead.compute_pct', 100 * (b.tokensPerSecond / v.tokensPerSecond - 1), '%', { name: 'goal (at most)', value: 10 })
   add('overhead.bytes_pct', 100 * v.verificationBytes / v.trainingBytes, '%', { name: 'goal (at most)', value: 10 })
+  // the same pair by CPU time: every node and the validator share this process, so its CPU seconds
+  // per token trained (all threads) with verification over without, minus 1; fixed per-second work
+  // (heartbeats, timers) also weighs more per token in the slower, verified runs
+  const cpuOf = (rs: ByzantineSwarmResult[]): number => Math.min(...rs.map(r => r.cpuSecondsPerToken))
+  add('overhead.cpu_pct', 100 * (cpuOf(verified) / cpuOf(bare) - 1), '%', { name: 'goal (at most, as compute_pct)', value: 10 })
   const honestLoss = v.evalLoss ?? Number.NaN
   add('loss.honest', honestLoss, 'nats/token', { name: 'honest swarm without verification', value: b.evalLoss ?? Number.NaN })
   add('loss.attacked_verified', attackedVerified?.evalLoss ?? Number.NaN, 'nats/token', { name: 'loss.honest', value: honestLoss })

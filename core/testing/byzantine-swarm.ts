@@ -109,6 +109,8 @@ export interface ByzantineSwarmResult {
   readonly trainSeconds: number
   /** Tokens per second through the swarm (stage 0's completed tokens / trainSeconds). */
   readonly tokensPerSecond: number
+  /** CPU seconds the whole process spent (all nodes and threads) per token trained, over the same window. */
+  readonly cpuSecondsPerToken: number
   /** Training payload bytes sent by all nodes (forward and backward). */
   readonly trainingBytes: number
   /** Verification bytes, from counts (see verificationBytes()). */
@@ -204,6 +206,8 @@ async function run (o: ByzantineSwarmOptions, dir: string, members: Member[], si
   for (const m of s1) await train(m, { stage: 1 })
   if (cheater != null && cheaterKind != null) await train(cheater, { stage: 1 }, { adversary: cheaterKind })
   const t0 = Date.now()
+  // CPU time of this process (every node, the validator and their worker threads): the cost of the run
+  const cpu0 = process.cpuUsage()
   await train(s0, { stage: 0 })
 
   const cheaterId = (cheater ?? liar)?.node.peerId ?? null
@@ -230,6 +234,7 @@ async function run (o: ByzantineSwarmOptions, dir: string, members: Member[], si
   aborted.catch(() => {})
   await Promise.race([s0.runtime?.done, aborted])
   const trainSeconds = (Date.now() - t0) / 1000
+  const cpu = process.cpuUsage(cpu0)
   await Promise.race([accused, aborted])
   // unverified, nothing will catch the cheater: no wait
   if (cheaterId != null && verify) await poll(() => judges.every(m => caught(m, cheaterId, attack)), signal, o.detectTimeoutMs ?? 60_000)
@@ -268,6 +273,7 @@ async function run (o: ByzantineSwarmOptions, dir: string, members: Member[], si
     steps: s0st?.step ?? 0,
     trainSeconds,
     tokensPerSecond: trainSeconds > 0 ? (s0st?.tokens ?? 0) / trainSeconds : 0,
+    cpuSecondsPerToken: (cpu.user + cpu.system) / 1e6 / Math.max(1, s0st?.tokens ?? 0),
     trainingBytes,
     verificationBytes: verify ? verificationBytes(manifest, Number(validatorStatus?.checks ?? 0), hops) : 0,
     hops
