@@ -1,5 +1,5 @@
 // Averaging inside the pipeline (core/pipeline/stage-averaging.ts): a 2-stage swarm of real nodes
-// (createNode: TCP + noise + yamux, gossip StageDirectory, the private Kademlia DHT for groups) in
+// (createNode: TCP + noise + yamux, the gossip membership view, the private Kademlia DHT for groups) in
 // one process, stage 1 served by two nodes, averaging every 3 steps. After each round the two stage-1
 // nodes hold bit-identical parameters (same digest of the values read back from the backend), the
 // round moved them (distance before > 0, after = 0), the lone stage-0 node skipped every round at
