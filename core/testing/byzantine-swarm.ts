@@ -51,6 +51,8 @@ export interface ByzantineSwarmOptions {
   readonly steps?: number
   /** Commitments on every hop and a validator (default true); false: neither (the unverified baseline). */
   readonly verify?: boolean
+  /** With `verify`: run the validator node (default true); false measures the commitments alone, the cost every node pays. */
+  readonly validator?: boolean
   /** The validator's check period (ms) and checks per period; default the Validator's (2000 ms, 1). */
   readonly checkInterval?: number
   readonly checksPerInterval?: number
@@ -196,7 +198,7 @@ async function run (o: ByzantineSwarmOptions, dir: string, members: Member[], si
   for (let i = 0; i < (o.honestStage1 ?? 2); i++) s1.push(await start(i === 0 ? 's1a' : 's1b', true))
   const cheaterKind = attack === 'none' || attack === 'false-accuser' ? undefined : attack
   const cheater = cheaterKind != null ? await start('s1x', false) : undefined
-  const val = verify ? await start('val', true) : undefined
+  const val = verify && o.validator !== false ? await start('val', true) : undefined
   const liar = attack === 'false-accuser' ? await start('liar', false) : undefined
   const honest = members.filter(m => m.honest)
 
