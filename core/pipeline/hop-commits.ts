@@ -20,7 +20,7 @@ import { LayerswarmError } from '../errors.ts'
 import type { Stage } from '../model/stage.ts'
 import { signCommitment, verifyCommitment, type HopKind } from '../verify/commitment.ts'
 import { hashHexAsync } from '../verify/digest.ts'
-import { DEFAULT_RETENTION_MS, hopInputHash, hopKey, type HopRecord, type HopRecordSource, type HopTensor, type ReceiptSource } from '../verify/hop-records.ts'
+import { DEFAULT_RETENTION_MS, hopInputHashAsync, hopKey, type HopRecord, type HopRecordSource, type HopTensor, type ReceiptSource } from '../verify/hop-records.ts'
 import { paramsDigestAsync } from '../verify/params-digest.ts'
 import type { HopCommitment } from '../verify/commitment.ts'
 
@@ -194,7 +194,7 @@ export class HopCommitter {
       microbatchId: work.microbatchId,
       kind: work.kind,
       step: work.step,
-      inputHash: hopInputHash(work.inputs.map(t => t.bytes)),
+      inputHash: await hopInputHashAsync(work.inputs.map(t => t.bytes)),
       outputHash: await hashHexAsync(output.bytes),
       paramsDigest: work.paramsDigest,
       codecId: output.codecId,

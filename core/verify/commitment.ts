@@ -26,7 +26,7 @@
 // for another message signed with the same key (libp2p records, gossip, noise handshakes).
 // Decoding re-encodes nothing: every field is checked (range, reserved byte, canonical peer id,
 // no trailing bytes), so one commitment has exactly one byte form.
-import type { PrivateKey } from '@libp2p/interface'
+import type { PrivateKey, PublicKey } from '@libp2p/interface'
 import { peerIdFromMultihash, peerIdFromPrivateKey, peerIdFromString } from '@libp2p/peer-id'
 import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js'
 import * as Digest from 'multiformats/hashes/digest'
@@ -177,7 +177,7 @@ export async function verifyCommitment (bytes: Uint8Array, opts: { readonly prod
   const signature = bytes.slice(bodyLength + 1)
   const commitment = decodeCommitment(body)
   if (opts.producer != null && opts.producer !== commitment.producer) throw new CommitmentSignerError(opts.producer, commitment.producer)
-  const publicKey = peerIdFromString(commitment.producer).publicKey
+  const publicKey = publicKeyOf(commitment.producer)
   if (publicKey == null) throw new MalformedCommitmentError(`producer ${commitment.producer} does not embed its public key`)
   let ok = false
   try {
@@ -192,6 +192,19 @@ export async function verifyCommitment (bytes: Uint8Array, opts: { readonly prod
 /** The canonical body of signed commitment bytes (unchecked: what a commitment's id hashes; verifyCommitment checks it). */
 export function signedBody (bytes: Uint8Array): Uint8Array {
   return bytes.length > 10 ? bytes.subarray(0, Math.min(bytes.length, FIXED_BYTES + bytes[10])) : bytes
+}
+
+// A receiver verifies every hop of the same few producers: their key objects are kept (a fresh one per
+// verification re-imported the key each time, about a third of a verification's cost)
+const KEYS_KEPT = 1024
+const keys = new Map<string, PublicKey | undefined>()
+
+function publicKeyOf (producer: string): PublicKey | undefined {
+  if (keys.has(producer)) return keys.get(producer)
+  const key = peerIdFromString(producer).publicKey
+  if (keys.size >= KEYS_KEPT) keys.delete(keys.keys().next().value as string)
+  keys.set(producer, key)
+  return key
 }
 
 function signed (body: Uint8Array): Uint8Array {

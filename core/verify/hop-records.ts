@@ -11,7 +11,8 @@
 //   backward, last stage    [activation received, targets]
 // inputHash = SHA-256 of the single input, or SHA-256 of the concatenated SHA-256s of the inputs;
 // outputHash = SHA-256 of the payload bytes sent (encoded with the commitment's codecId).
-import { hashBytes, hashHex } from './digest.ts'
+import { hashBytes, hashChunksAsync, hashHex, hashHexAsync } from './digest.ts'
+import { bytesToHex } from '@noble/hashes/utils.js'
 import type { HopKind } from './commitment.ts'
 
 /**
@@ -62,6 +63,14 @@ export function hopInputHash (inputs: readonly Uint8Array[]): string {
   const cat = new Uint8Array(32 * inputs.length)
   inputs.forEach((b, i) => { cat.set(hashBytes(b), 32 * i) })
   return hashHex(cat)
+}
+
+/** hopInputHash through WebCrypto where present (digest.ts): the same 64 hex, for the producer's hot path. */
+export async function hopInputHashAsync (inputs: readonly Uint8Array[]): Promise<string> {
+  if (inputs.length === 1) return await hashHexAsync(inputs[0])
+  const cat = new Uint8Array(32 * inputs.length)
+  for (let i = 0; i < inputs.length; i++) cat.set(await hashChunksAsync([inputs[i]]), 32 * i)
+  return bytesToHex(await hashChunksAsync([cat]))
 }
 
 /** outputHash of a hop, 64 hex. */
