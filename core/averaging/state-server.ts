@@ -5,7 +5,6 @@
 // and kept while its version is the one served.
 import type { Libp2p } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
-import { silentLogger } from '../logger.ts'
 import { handleFramed, type FramedStream } from '../wire/index.ts'
 import { hashChunksAsync, hashHexAsync } from '../verify/digest.ts'
 import { StateProtocolError, StateVersionError, NoStatePeersError } from './errors.ts'
@@ -69,14 +68,12 @@ type ServerLibp2p = Pick<Libp2p, 'handle' | 'unhandle'>
 
 export class StateServer {
   private readonly chunkBytes: number
-  private readonly log: Logger
   /** Per `${of}/${stage}`. */
   private readonly prepared = new Map<string, Promise<Prepared>>()
   private started = false
 
   constructor (private readonly libp2p: ServerLibp2p, private readonly init: StateServerInit) {
     this.chunkBytes = init.chunkBytes ?? DEFAULT_STATE_CHUNK_BYTES
-    this.log = (init.log ?? silentLogger).forComponent('layerswarm:state-sync')
   }
 
   async start (): Promise<void> {

@@ -24,7 +24,7 @@
 import type { ComputeBackend } from '../contracts/backend.ts'
 import type { Logger } from '../contracts/logger.ts'
 import type { Scheduler, StageAssignment } from '../contracts/scheduler.ts'
-import { AbortError, ConfigError, LayerswarmError } from '../errors.ts'
+import { ConfigError, LayerswarmError } from '../errors.ts'
 import { serializeState, StateServer, type AgreedSnapshot, type RobustAveragingOptions, type StateSnapshot } from '../averaging/index.ts'
 import { corpusData, loadCorpus } from '../data/index.ts'
 import type { LayerswarmNode } from '../node/create-node.ts'

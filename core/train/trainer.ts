@@ -15,7 +15,7 @@ import { ModelConfigError, type ModelConfig } from '../model/config.ts'
 import { GptModel } from '../model/gpt.ts'
 import { learningRate, validateLrSchedule, type LrSchedule } from '../model/lr-schedule.ts'
 import type { AdamWOptions } from '../model/optimizer.ts'
-import type { Batch, TrainData } from '../data/index.ts'
+import type { TrainData } from '../data/index.ts'
 import { CheckpointMismatchError, checkpointFileName, saveCheckpoint, type Checkpoint } from './checkpoint.ts'
 
 export interface TrainerOptions {

@@ -8,7 +8,6 @@ import { RemoteError, StreamEndedError } from './errors.ts'
 import { FramedStream, signalError } from './framed-stream.ts'
 import type { FramedStreamInit } from './framed-stream.ts'
 import type { Frame, FrameInit } from './header.ts'
-import type { Logger } from '../contracts/logger.ts'
 import type { Connection, Libp2p, StreamHandlerOptions } from '@libp2p/interface'
 
 export type FramedRegistrar = Pick<Libp2p, 'handle'>
