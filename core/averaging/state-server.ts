@@ -33,10 +33,6 @@ export interface AgreedSnapshot extends StateSnapshot {
 /** SHA-256 of bytes, 64 hex (the state's and its chunk list's hash). */
 export const sha256Hex = hashHexAsync
 
-async function sha256 (bytes: Uint8Array): Promise<Uint8Array> {
-  return await hashChunksAsync([bytes])
-}
-
 /** Which of a node's states a request names. */
 export type Of = 'live' | 'agreed'
 
@@ -106,7 +102,7 @@ export class StateServer {
     const work = (async (): Promise<Prepared> => {
       const chunks = Math.ceil(snap.bytes.byteLength / this.chunkBytes)
       const chunkHashes = new Uint8Array(32 * chunks)
-      for (let i = 0; i < chunks; i++) chunkHashes.set(await sha256(snap.bytes.subarray(i * this.chunkBytes, (i + 1) * this.chunkBytes)), 32 * i)
+      for (let i = 0; i < chunks; i++) chunkHashes.set(await hashChunksAsync([snap.bytes.subarray(i * this.chunkBytes, (i + 1) * this.chunkBytes)]), 32 * i)
       const a = of === 'agreed' ? snap as AgreedSnapshot : undefined
       return {
         version: snap.version, bytes: snap.bytes, sha256: await sha256Hex(snap.bytes), chunkHashes, chunkBytes: this.chunkBytes,

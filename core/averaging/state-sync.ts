@@ -47,10 +47,6 @@ import { hashChunksAsync } from '../verify/digest.ts'
 /** Largest state a joiner accepts by default (bytes). */
 export const DEFAULT_MAX_STATE_BYTES = 8 * 1024 ** 3
 
-async function sha256 (bytes: Uint8Array): Promise<Uint8Array> {
-  return await hashChunksAsync([bytes])
-}
-
 export interface SyncStateOptions {
   readonly runId: string
   readonly stage: number
@@ -273,7 +269,7 @@ Promise<{ bytes: Uint8Array, chunksByPeer: Map<string, number> }> {
         const f = await request(peer, { op: 'chunk', version: agreed.version, index, ...(of === 'agreed' ? { of } : {}) }, agreed.chunkBytes)
         const meta = f.header.metadata as { op?: unknown, index?: unknown } | undefined
         if (f.header.kind !== 'response' || meta?.op !== 'chunk' || meta.index !== index || f.payload.byteLength !== len) throw new StateProtocolError(`bad chunk response for chunk ${index}`)
-        const h = await sha256(f.payload)
+        const h = await hashChunksAsync([f.payload])
         if (!equalBytes(h, agreed.chunkHashes.subarray(32 * index, 32 * index + 32))) throw new StateChunkHashError(index, peer)
         bytes.set(f.payload, start)
         chunksByPeer.set(peer, (chunksByPeer.get(peer) ?? 0) + 1)

@@ -117,7 +117,7 @@ export class DataRole implements Role {
     try {
       const out = await init.worker.forward(key, { B, T, tokens: batch.inputs })
       // stage 0's hop input is the token ids themselves (anyone can redraw them from the sampler's key)
-      const work = { inputs: [{ bytes: int32Bytes(batch.inputs), codecId: 0, dtype: 'i32' as const, shape: [B, T] }], paramsDigest: out.paramsDigest, step: init.worker.steps }
+      const work = !init.dispatcher.commits ? undefined : { inputs: [{ bytes: int32Bytes(batch.inputs), codecId: 0, dtype: 'i32' as const, shape: [B, T] }], paramsDigest: out.paramsDigest, step: init.worker.steps }
       const hidden = init.adversary?.forward(out.hidden as Float32Array) ?? out.hidden as Float32Array
       const reply = await init.dispatcher.send({ stage: 1, id, route: [init.me], hidden, shape: [B, T, init.width], targets: batch.targets, meta, work }, init.signal)
       await init.worker.backward(key, { B, T, tokens: batch.inputs }, reply.dout as Float32Array, { ...tag, loss: reply.meta.loss })

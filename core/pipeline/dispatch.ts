@@ -89,6 +89,11 @@ export class Dispatcher {
 
   constructor (private readonly init: DispatcherInit) {}
 
+  /** Whether this node signs its training hops (then senders pass what produced them as `work`). */
+  get commits (): boolean {
+    return this.init.committer != null
+  }
+
   /** Microbatches waiting for a reply from the next stage. */
   get inFlight (): number {
     return this.outstanding

@@ -100,7 +100,8 @@ export class StageServer implements Role {
     try {
       const reading = deadline(init.requestTimeoutMs, handlerSignal, init.signal)
       let B: number, T: number, meta: MicrobatchMeta, hidden: Float32Array, targets: Int32Array, id: bigint, route: string[]
-      let actIn: HopTensor, targetsIn: HopTensor
+      // what this hop's commitments need: the inputs as they crossed the wire (training hops of a committing node only)
+      let actIn: HopTensor | undefined, targetsIn: HopTensor | undefined
       try {
         const act = await fs.expect({ signal: reading.signal })
         ;({ B, T, meta } = validateActivation(act, init.bounds, from))
@@ -109,9 +110,11 @@ export class StageServer implements Role {
         id = act.header.microbatchId
         targets = validateTargets(tgt, B, T, id, init.bounds)
         route = [...act.header.route, init.me]
-        actIn = { bytes: act.payload.slice(), codecId: act.header.codecId, dtype: 'f32', shape: [...act.header.shape] }
-        targetsIn = { bytes: tgt.payload.slice(), codecId: tgt.header.codecId, dtype: 'i32', shape: [B, T] }
-        if (meta.mode === 'train') await init.committer?.accept(from, { kind: 'forward', stage: init.stage - 1, microbatchId: id, codecId: act.header.codecId, tokens: B * T }, act.header.metadata?.commitment, act.payload)
+        if (meta.mode === 'train' && init.committer != null) {
+          await init.committer.accept(from, { kind: 'forward', stage: init.stage - 1, microbatchId: id, codecId: act.header.codecId, tokens: B * T }, act.header.metadata?.commitment, act.payload)
+          actIn = { bytes: act.payload.slice(), codecId: act.header.codecId, dtype: 'f32', shape: [...act.header.shape] }
+          targetsIn = { bytes: tgt.payload.slice(), codecId: tgt.header.codecId, dtype: 'i32', shape: [B, T] }
+        }
       } catch (err) {
         if (!init.signal.aborted) {
           const verdict = init.judge.judge(from, err, 'pipeline', init.stage - 1)
@@ -143,7 +146,7 @@ export class StageServer implements Role {
           return
         }
         const r = await init.worker.trainLast({ B, T, hidden, targets }, tag)
-        const hop = { inputs: [actIn, targetsIn], paramsDigest: r.paramsDigest, step: init.worker.steps }
+        const hop = hopWork([actIn, targetsIn], r.paramsDigest, init.worker.steps)
         await this.replyGrad(fs, id, route, this.tamper(r.dinput as Float32Array), shapeIn, { loss: r.loss, count: r.count }, hop, signal)
         init.metrics.completed(B * T)
         return
@@ -152,7 +155,7 @@ export class StageServer implements Role {
       const out = train ? await init.worker.forward(key, { B, T, hidden }) : { ...await init.worker.evaluate({ B, T, hidden }), paramsDigest: '' }
       let reply
       try {
-        const hop = train ? { inputs: [actIn], paramsDigest: out.paramsDigest, step: init.worker.steps } : undefined
+        const hop = hopWork([actIn], out.paramsDigest, init.worker.steps)
         const hidden = train && init.adversary != null ? init.adversary.forward(out.hidden as Float32Array) : out.hidden as Float32Array
         reply = await init.dispatcher.send({ stage: init.stage + 1, id, route, hidden, shape: shapeIn, targets, meta, work: hop }, signal)
       } catch (err) {
@@ -164,7 +167,7 @@ export class StageServer implements Role {
         return
       }
       const back = await init.worker.backward(key, { B, T, hidden }, reply.dout as Float32Array, { ...tag, loss: reply.meta.loss })
-      const hop = { inputs: [actIn, reply.doutTensor as HopTensor], paramsDigest: back.paramsDigest, step: init.worker.steps }
+      const hop = hopWork([actIn, reply.doutTensor], back.paramsDigest, init.worker.steps)
       await this.replyGrad(fs, id, route, this.tamper(back.dinput as Float32Array), shapeIn, reply.meta, hop, signal)
       init.metrics.completed(B * T)
     } finally {
@@ -178,10 +181,17 @@ export class StageServer implements Role {
   }
 
   private async replyGrad (fs: FramedStream, id: bigint, route: string[], dinput: Float32Array, shape: number[], meta: { loss: number, count: number },
-    work: { inputs: HopTensor[], paramsDigest: string, step: number }, signal: AbortSignal): Promise<void> {
+    work: HopWorkIn | undefined, signal: AbortSignal): Promise<void> {
     const enc = this.init.codecs.encode('activation-grad', dinput, shape)
-    const commitment = await this.init.committer?.commit({ kind: 'backward', microbatchId: id, ...work }, { bytes: enc.bytes, codecId: enc.codecId, dtype: 'f32', shape })
+    const commitment = work == null ? undefined : await this.init.committer?.commit({ kind: 'backward', microbatchId: id, ...work }, { bytes: enc.bytes, codecId: enc.codecId, dtype: 'f32', shape })
     await fs.send({ kind: 'activation-grad', microbatchId: id, stage: this.init.stage, codecId: enc.codecId, dtype: 'f32', shape, route, metadata: { loss: meta.loss, count: meta.count, ...(commitment != null ? { commitment } : {}) } }, enc.bytes, { signal })
     this.init.metrics.boundarySent('backward', enc.bytes.byteLength, shape[0] * shape[1])
   }
+}
+
+type HopWorkIn = { inputs: HopTensor[], paramsDigest: string, step: number }
+
+/** What a hop's commitment names, when every input was kept (a committing node's training hop). */
+function hopWork (inputs: ReadonlyArray<HopTensor | undefined>, paramsDigest: string, step: number): HopWorkIn | undefined {
+  return inputs.every((t): t is HopTensor => t != null) ? { inputs: [...inputs], paramsDigest, step } : undefined
 }
