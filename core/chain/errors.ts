@@ -131,3 +131,13 @@ export class NotAdmittedError extends ChainError {
     this.reason = reason
   }
 }
+
+/** The peer could not be asked for its binding (unreachable, reset, timed out): no verdict yet. IGNORE. */
+export class AdmissionPendingError extends ChainError {
+  readonly peer: string
+  constructor (peer: string, options?: { cause?: unknown }) {
+    const why = options?.cause instanceof Error ? options.cause.message : 'no answer'
+    super('ERR_CHAIN_ADMISSION_PENDING', `peer ${peer} could not be asked for its binding (${why}); it is not admitted yet`, { cause: options?.cause, verdict: 'ignore' })
+    this.peer = peer
+  }
+}
