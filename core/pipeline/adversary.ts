@@ -14,8 +14,10 @@
 import type { FaultInjection } from '../averaging/all-reduce-round.ts'
 import { ConfigError } from '../errors.ts'
 
-export type AdversaryKind = 'random' | 'lazy' | 'scaled' | 'signflip' | 'withhold' | 'poison'
-export const ADVERSARY_KINDS: readonly AdversaryKind[] = ['random', 'lazy', 'scaled', 'signflip', 'withhold', 'poison']
+export type AdversaryKind = 'random' | 'lazy' | 'scaled' | 'signflip' | 'withhold' | 'poison' | 'slow'
+export const ADVERSARY_KINDS: readonly AdversaryKind[] = ['random', 'lazy', 'scaled', 'signflip', 'withhold', 'poison', 'slow']
+/** How long the 'slow' behaviour holds each training hop (ms). */
+export const SLOW_HOP_DELAY_MS = 150
 
 export class Adversary {
   private cached: Float32Array | undefined
@@ -50,6 +52,11 @@ export class Adversary {
   /** What it does to its averaging contributions (the averager's fault injection), if anything. */
   get averagingFaults (): FaultInjection | undefined {
     return this.kind === 'poison' ? { contribution: (_shard, data) => data.map(x => -20 * x) } : undefined
+  }
+
+  /** How long it holds a training hop before computing it (ms). */
+  get hopDelayMs (): number {
+    return this.kind === 'slow' ? SLOW_HOP_DELAY_MS : 0
   }
 
   /** Whether it refuses to reveal its hops. */

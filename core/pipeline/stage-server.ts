@@ -15,7 +15,7 @@ import type { Logger } from '../contracts/logger.ts'
 import type { LayerswarmError } from '../errors.ts'
 import type { PeerJudge } from '../peer-judge.ts'
 import type { Role } from '../contracts/role.ts'
-import { deadline, type Deadline } from '../timers.ts'
+import { deadline, pause, type Deadline } from '../timers.ts'
 import { handleFramed, type FramedStream } from '../wire/index.ts'
 import type { BoundaryCodecs } from '../codecs/tensor-codecs.ts'
 import type { Dispatcher } from './dispatch.ts'
@@ -132,6 +132,7 @@ export class StageServer implements Role {
       }
       work = deadline(undefined, handlerSignal, init.signal)
       const signal = work.signal
+      if (train && (init.adversary?.hopDelayMs ?? 0) > 0) await pause(init.adversary?.hopDelayMs ?? 0, signal)
       const shapeIn = [B, T, init.bounds.width]
       const key = `${meta.origin}:${id}`
       const tag = { origin: meta.origin, step: meta.step, micros: meta.micros }

@@ -14,6 +14,12 @@
 //      not what the commitment says -> a 'withhold' accusation and a local conviction (only while the
 //      target is still listed: a peer that left is not accused); inconclusive -> counted, nothing else
 //
+// Work census (`censusIntervalMs`): besides the sampled checks, the validator periodically asks each
+// serving peer's neighbours for the newest receipts they hold of its hops (up to MAX_RECEIPTS each) and
+// counts every one that verifies in its ledger, once per commitment. The ledger's work figures, which
+// the chain's weights read, then follow the hops a peer actually delivered, signed by that peer, rather
+// than how often this validator happened to sample it.
+//
 // Cost: one reveal (the hop's inputs and output, plus the weights once per digest) and one forward (+
 // backward) of one stage per check; docs/verification.md has the figures and the detection
 // probability as a function of the rate. Same-stage peers can run it too (after an averaging round
@@ -28,7 +34,7 @@ import { verifyCommitment, type HopKind, type VerifiedCommitment } from './commi
 import { DEFAULT_RETENTION_MS, revealWithRetries, type EvidenceService } from './evidence.ts'
 import type { ReceiptSource } from './hop-records.ts'
 import { recomputeHop, revealMismatch, stageSends, type RecomputeContext } from './recompute.ts'
-import { requestReceipts } from './receipts.ts'
+import { MAX_RECEIPTS, requestReceipts } from './receipts.ts'
 import type { WorkLedger } from './work-ledger.ts'
 
 export interface ValidatorInit extends RecomputeContext {
@@ -55,6 +61,8 @@ export interface ValidatorInit extends RecomputeContext {
   /** This node's own receipts, where it serves a neighbouring stage. */
   readonly receipts?: () => ReceiptSource | undefined
   readonly ledger?: WorkLedger
+  /** Period of the work census (ms; see the top of this file). Default 5000 where a ledger is given; 0: off. */
+  readonly censusIntervalMs?: number
   /** Uniform integer in [0, n); default crypto randomness. */
   readonly random?: (n: number) => number
   readonly log?: Logger
@@ -72,7 +80,8 @@ export class Validator implements Role {
   private readonly random: (n: number) => number
   private readonly params = new Map<string, ReadonlyMap<string, Float32Array>>()
   private readonly perPeer = new Map<string, PeerCounts>()
-  private readonly counts = { checks: 0, passed: 0, failed: 0, withheld: 0, inconclusive: 0, skipped: 0, accusations: 0 }
+  private readonly counts = { checks: 0, passed: 0, failed: 0, withheld: 0, inconclusive: 0, skipped: 0, accusations: 0, censuses: 0, receiptsCounted: 0 }
+  private lastCensus = 0
   private abort: AbortController | undefined
   private loop: Promise<void> | undefined
 
@@ -95,6 +104,11 @@ export class Validator implements Role {
           } catch (err) {
             if (!abort.signal.aborted) this.log.warn('check failed to run', { error: (err as Error).message })
           }
+        }
+        const census = this.init.censusIntervalMs ?? (this.init.ledger != null ? 5000 : 0)
+        if (census > 0 && Date.now() - this.lastCensus >= census && !abort.signal.aborted) {
+          this.lastCensus = Date.now()
+          await this.census(abort.signal).catch(err => { if (!abort.signal.aborted) this.log.warn('work census failed', { error: (err as Error).message }) })
         }
       }
     })()
@@ -123,6 +137,7 @@ export class Validator implements Role {
     const target = pick.targets[this.random(pick.targets.length)]
 
     const receipts = await this.receiptsOf(target, pick.stage, pick.kind, signal)
+    this.count(receipts)
     const maxAge = this.init.maxAgeMs ?? DEFAULT_RETENTION_MS / 2
     const fresh = receipts.filter(v => v.commitment.stage === pick.stage && Date.now() - v.commitment.time <= maxAge)
     if (fresh.length === 0) return this.skip('no-receipts')
@@ -170,6 +185,44 @@ export class Validator implements Role {
     this.init.ledger?.check(target, 'withheld')
     if (await this.init.evidence.accuse('withhold', commitment, undefined, detail)) this.counts.accusations++
     return 'withheld'
+  }
+
+  /** The work census (see the top of this file): every serving peer's newest receipts into the ledger. */
+  async census (signal?: AbortSignal): Promise<number> {
+    const S = this.init.manifest.stages.count
+    const convictions = this.init.evidence.convictions
+    let counted = 0
+    for (let stage = 0; stage < S; stage++) {
+      for (const kind of (['forward', 'backward'] as HopKind[]).filter(k => stageSends(stage, S, k))) {
+        // every neighbour: each holds the receipts of the hops routed to it
+        const neighbours = this.init.peersOfStage(kind === 'forward' ? stage + 1 : stage - 1).filter(p => p !== this.me)
+        for (const target of this.init.peersOfStage(stage).filter(p => p !== this.me && !convictions.has(p))) {
+          for (const peer of neighbours.filter(p => p !== target)) {
+            if (signal?.aborted === true) return counted
+            try {
+              counted += this.count(await requestReceipts(this.init.libp2p, peer, { producer: target, kind, max: MAX_RECEIPTS }, { runId: this.runId, timeoutMs: this.init.receiptsTimeoutMs ?? 5000, signal, log: this.init.log }))
+            } catch (err) {
+              this.log.debug('census: no receipts from neighbour', { peer, target, error: (err as Error).message })
+            }
+          }
+          const own = this.init.receipts?.()
+          if (own != null) counted += this.count(await Promise.all(own.recent(target, kind, MAX_RECEIPTS).map(async b => await verifyCommitment(b, { producer: target }))))
+        }
+      }
+    }
+    this.counts.censuses++
+    return counted
+  }
+
+  /** Counts verified receipts in the ledger (each commitment once); B*T tokens per hop, the run's microbatch shape. */
+  private count (receipts: readonly VerifiedCommitment[]): number {
+    const ledger = this.init.ledger
+    if (ledger == null) return 0
+    const tokens = this.init.manifest.data.batchSize * this.init.manifest.data.seqLen
+    let n = 0
+    for (const v of receipts) if (ledger.receipt(v.commitment, tokens)) n++
+    this.counts.receiptsCounted += n
+    return n
   }
 
   /** Receipts of `target`'s `kind` hops from a random neighbour (this node included where it holds some). */
