@@ -2,7 +2,7 @@
 // and admission. Local conditions (an unreachable endpoint, a wrong passphrase) carry verdict 'none';
 // a peer's binding that does not verify, or a peer whose hotkey is not registered, carries 'reject'.
 // Other chain modules append their own classes at the end of this file.
-import { LayerswarmError } from '../errors.ts'
+import { ConfigError, LayerswarmError } from '../errors.ts'
 
 /** Base class of every chain condition (catch it to handle any of them). */
 export class ChainError extends LayerswarmError {
@@ -112,6 +112,24 @@ export class BadMnemonicError extends WalletError {
   }
 }
 
+/** A wallet file exists but does not hold what it should (not key JSON, an encrypted hotkey). */
+export class WalletCorruptError extends WalletError {
+  readonly path: string
+  constructor (path: string, reason: string, options?: { cause?: unknown }) {
+    super('ERR_WALLET_CORRUPT', `wallet file ${path} cannot be used: ${reason}`, options)
+    this.path = path
+  }
+}
+
+/** A wallet or hotkey name that is not [A-Za-z0-9_-]{1,64} (it becomes a file name). User input: exit 2. */
+export class WalletNameError extends ConfigError {
+  readonly walletName: string
+  constructor (kind: 'wallet' | 'hotkey', name: string) {
+    super(`invalid ${kind} name ${JSON.stringify(name)}: use 1 to 64 letters, digits, '_' or '-'`)
+    this.walletName = name
+  }
+}
+
 /** A peer presented a peer-id <-> hotkey binding that does not verify. REJECT. */
 export class BindingError extends ChainError {
   readonly reason: string
@@ -139,5 +157,12 @@ export class AdmissionPendingError extends ChainError {
     const why = options?.cause instanceof Error ? options.cause.message : 'no answer'
     super('ERR_CHAIN_ADMISSION_PENDING', `peer ${peer} could not be asked for its binding (${why}); it is not admitted yet`, { cause: options?.cause, verdict: 'ignore' })
     this.peer = peer
+  }
+}
+
+/** A weights call came before the subnet allows it (SettingWeightsTooFast, CommittingWeightsTooFast, RevealTooEarly): retry later. */
+export class WeightsTooSoonError extends ChainExtrinsicError {
+  constructor (errorName: string, docs = '') {
+    super(errorName, docs)
   }
 }
