@@ -6,7 +6,7 @@ import { Keyring } from '@polkadot/keyring'
 import type { KeyringPair, KeyringPair$Json } from '@polkadot/keyring/types'
 import { hexToU8a, isHex } from '@polkadot/util'
 import { cryptoIsReady, cryptoWaitReady, mnemonicGenerate, mnemonicValidate } from '@polkadot/util-crypto'
-import { BadMnemonicError, WalletCorruptError, WalletError, WalletNotFoundError, WrongPassphraseError } from './errors.ts'
+import { BadMnemonicError, WalletCorruptError, WalletError, WalletExistsError, WalletNotFoundError, WrongPassphraseError } from './errors.ts'
 import { checkName, ensureWalletDirs, exists, hotkeyPath, listNames, readIfExists, walletPaths, walletsRoot, writeKeyFile } from './wallet-store.ts'
 import { ensureDataDir } from '../node/data-dir.ts'
 
@@ -68,6 +68,8 @@ function pairFromJson (json: string | KeyringPair$Json, passphrase: string | und
 async function writeColdkey (dataDir: string, wallet: string, pair: KeyringPair, passphrase: string, overwrite: boolean): Promise<string> {
   if (typeof passphrase !== 'string' || passphrase.length === 0) throw new BadMnemonicError('a coldkey needs a non-empty passphrase')
   const paths = await ensureWalletDirs(dataDir, wallet)
+  // refuse before the scrypt encryption (about 0.5 s); writeKeyFile still refuses a concurrent writer's
+  if (!overwrite && await exists(paths.coldkey)) throw new WalletExistsError(`coldkey of wallet ${wallet}`, paths.coldkey)
   await writeKeyFile(paths.coldkey, JSON.stringify(pair.toJson(passphrase)), `coldkey of wallet ${wallet}`, overwrite)
   // derived from the coldkey: always rewritten with it
   await writeKeyFile(paths.coldkeypub, `${pair.address}\n`, 'coldkeypub.txt', true)
