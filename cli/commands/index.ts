@@ -8,6 +8,7 @@ import { register as sample } from './sample.ts'
 import { register as bench } from './bench.ts'
 import { register as demo } from './demo.ts'
 import { register as simulate } from './simulate.ts'
+import { register as wallet } from './wallet.ts'
 
 export type RegisterCommand = (program: Command) => void
 
@@ -19,5 +20,6 @@ export const commands: RegisterCommand[] = [
   sample,
   bench,
   demo,
-  simulate
+  simulate,
+  wallet
 ]
