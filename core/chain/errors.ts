@@ -166,3 +166,10 @@ export class WeightsTooSoonError extends ChainExtrinsicError {
     super(errorName, docs)
   }
 }
+
+/** The local dev chain (chopsticks in a child process) did not start or answer. */
+export class DevChainError extends ChainError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('ERR_CHAIN_DEV', message, options)
+  }
+}
