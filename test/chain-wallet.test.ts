@@ -3,7 +3,7 @@
 // refusal to overwrite, name validation, and list/show that hold addresses only. In the net set only
 // for its time: each coldkey encryption or unlock is the keyring's scrypt, about 0.5 s.
 import assert from 'node:assert/strict'
-import { readFile, stat, writeFile } from 'node:fs/promises'
+import { readFile, stat, unlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Keyring } from '@polkadot/keyring'
 import { cryptoWaitReady } from '@polkadot/util-crypto'
@@ -71,6 +71,7 @@ describe('chain: wallets', function () {
     }
     await assert.rejects(createWallet({ dataDir, wallet: 'e', passphrase: '' }), BadMnemonicError)
     await assert.rejects(createWallet({ dataDir, wallet: 'e', passphrase: 'pw', words: 13 as 12 }), BadMnemonicError)
+    await assert.rejects(createHotkey({ dataDir, wallet: 'e', hotkey: 'h', words: 18 as 12 }), BadMnemonicError)
     await assert.rejects(loadColdkey(dataDir, 'nope', 'pw'), WalletNotFoundError)
     await assert.rejects(loadHotkey(dataDir, 'w', 'nope'), WalletNotFoundError)
     await assert.rejects(showWallet(dataDir, 'nope'), WalletNotFoundError)
@@ -123,6 +124,9 @@ describe('chain: wallets', function () {
     for (const f of [join(dataDir, 'wallets/a/hotkeys/h1'), join(dataDir, 'wallets/a/coldkey')]) {
       assert.ok(!text.includes(JSON.parse(await readFile(f, 'utf8')).encoded))
     }
+    // coldkeypub.txt lost: the address still shows, from the coldkey JSON's public field
+    await unlink(join(dataDir, 'wallets/a/coldkeypub.txt'))
+    assert.equal((await showWallet(dataDir, 'a')).coldkey, a.coldkey)
   })
 
   it('devKeyFromUri gives the dev chain accounts', async () => {

@@ -85,12 +85,16 @@ async function writeHotkey (dataDir: string, wallet: string, hotkey: string, pai
   return path
 }
 
+function wordCount (words: number | undefined): 12 | 24 {
+  if (words === undefined) return 12
+  if (words !== 12 && words !== 24) throw new BadMnemonicError(`a mnemonic has 12 or 24 words, not ${String(words)}`)
+  return words
+}
+
 /** Creates the wallet's coldkey; the mnemonic is returned once, never stored in clear. */
 export async function createWallet (opts: { dataDir: string, wallet: string, passphrase: string, words?: 12 | 24, overwrite?: boolean }): Promise<{ coldkey: string, mnemonic: string, path: string }> {
-  const words = opts.words ?? 12
-  if (words !== 12 && words !== 24) throw new BadMnemonicError(`a mnemonic has 12 or 24 words, not ${String(words)}`)
   await cryptoWaitReady()
-  const mnemonic = mnemonicGenerate(words)
+  const mnemonic = mnemonicGenerate(wordCount(opts.words))
   const pair = keyring().addFromUri(mnemonic)
   const path = await writeColdkey(opts.dataDir, opts.wallet, pair, opts.passphrase, opts.overwrite === true)
   return { coldkey: pair.address, mnemonic, path }
@@ -99,7 +103,7 @@ export async function createWallet (opts: { dataDir: string, wallet: string, pas
 /** Creates a hotkey in the wallet (the wallet need not have a coldkey yet). */
 export async function createHotkey (opts: { dataDir: string, wallet: string, hotkey: string, words?: 12 | 24, overwrite?: boolean }): Promise<{ hotkey: string, mnemonic: string, path: string }> {
   await cryptoWaitReady()
-  const mnemonic = mnemonicGenerate(opts.words ?? 12)
+  const mnemonic = mnemonicGenerate(wordCount(opts.words))
   const pair = keyring().addFromUri(mnemonic)
   const path = await writeHotkey(opts.dataDir, opts.wallet, opts.hotkey, pair, opts.overwrite === true)
   return { hotkey: pair.address, mnemonic, path }
@@ -167,20 +171,31 @@ export async function loadHotkey (dataDir: string, wallet: string, hotkey: strin
   }
 }
 
+/** The address field of a key file's JSON, or null (no file, not JSON): the secret is not decoded. */
+function publicAddress (text: string | null): string | null {
+  if (text === null) return null
+  try {
+    const address = JSON.parse(text)?.address
+    return typeof address === 'string' && address !== '' ? address : null
+  } catch {
+    return null
+  }
+}
+
 /** One wallet's addresses (never secrets); WalletNotFoundError when it does not exist. */
 export async function showWallet (dataDir: string, wallet: string): Promise<WalletInfo> {
   const paths = walletPaths(dataDir, wallet)
   if (!await exists(paths.dir)) throw new WalletNotFoundError(`wallet ${wallet}`, paths.dir)
-  const coldkey = (await readIfExists(paths.coldkeypub))?.trim() ?? null
+  let coldkey = (await readIfExists(paths.coldkeypub))?.trim() ?? null
+  // coldkeypub.txt lost (a crash between the two writes, a copy): the JSON's address field is public too
+  if (coldkey === null || coldkey === '') coldkey = publicAddress(await readIfExists(paths.coldkey))
   const hotkeys: Array<{ name: string, address: string }> = []
   for (const name of await listNames(paths.hotkeys, 'file')) {
     // the address field is public; the key itself is not decoded here
-    const text = await readFile(hotkeyPath(dataDir, wallet, name), 'utf8').catch(() => null)
-    let address: unknown
-    try { address = text === null ? undefined : JSON.parse(text)?.address } catch {}
-    if (typeof address === 'string') hotkeys.push({ name, address })
+    const address = publicAddress(await readFile(hotkeyPath(dataDir, wallet, name), 'utf8').catch(() => null))
+    if (address !== null) hotkeys.push({ name, address })
   }
-  return { wallet, coldkey: coldkey === '' ? null : coldkey, hotkeys }
+  return { wallet, coldkey, hotkeys }
 }
 
 /** Every wallet in the data dir, by name; [] when there is none. */
