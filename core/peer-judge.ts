@@ -11,10 +11,16 @@
 //                            threshold (-10 at weight 10), 10 its publish threshold (-50); capped
 //                            at the graylist threshold (-80) so one peer's count cannot overflow;
 //                            a peer convicted of cheating (CONVICTED_CODE) sits at the cap
+//   admission                with `start --chain`, the policy of who may take part (useAdmission,
+//                            core/contracts/admission.ts): admit(peer) before serving a peer's
+//                            stream, admissionOf(peer) in gossip validators; a refusal is recorded
+//                            once per refusal as a 'reject' (the router bans it, gossipsub scores it
+//                            down). Without a policy everyone is admitted at once: nothing changes.
 //
 // One judge per node (createNode registers it under Tokens.PeerJudge); a part built without a node
 // (tests, the pipeline on a bare libp2p) makes its own.
 import { verdictOf, type Verdict } from './errors.ts'
+import type { AdmissionState, PeerAdmission } from './contracts/admission.ts'
 
 /** Which part of the node saw the peer's data. */
 export type JudgeArea = 'pipeline' | 'averaging' | 'state-sync' | 'gossip' | 'verification'
@@ -45,6 +51,43 @@ export class PeerJudge {
   private readonly counts = new Map<string, number>()
   private readonly convicted = new Set<string>()
   private readonly sinks = new Set<JudgementSink>()
+  private admission: PeerAdmission | undefined
+  /** Peers whose current refusal was already recorded (cleared when they are admitted). */
+  private readonly refusalRecorded = new Set<string>()
+
+  /** Sets the admission policy (the chain's, with --chain). */
+  useAdmission (admission: PeerAdmission): void {
+    this.admission = admission
+  }
+
+  /** The cached admission of `peer` (sync, for gossip validators): 'admitted' when there is no policy. */
+  admissionOf (peer: string): AdmissionState {
+    return this.admission?.state(peer) ?? 'admitted'
+  }
+
+  /** The hotkey bound to `peer`, where the policy verified one. */
+  hotkeyOf (peer: string): string | undefined {
+    return this.admission?.hotkeyOf(peer)
+  }
+
+  /**
+   * Resolves when `peer` may take part (at once without a policy); else throws the policy's error
+   * (NotAdmittedError is recorded as a 'reject' in `area`, once per refusal).
+   */
+  async admit (peer: string, signal?: AbortSignal, area: JudgeArea = 'gossip'): Promise<void> {
+    const admission = this.admission
+    if (admission == null) return
+    try {
+      await admission.admit(peer, signal)
+      this.refusalRecorded.delete(peer)
+    } catch (err) {
+      if (verdictOf(err) === 'reject' && !this.refusalRecorded.has(peer)) {
+        this.refusalRecorded.add(peer)
+        this.judge(peer, err, area)
+      }
+      throw err
+    }
+  }
 
   /**
    * Judges `peer` by an error raised while taking its data in `area`; returns the verdict.

@@ -168,6 +168,7 @@ export class Averager {
       window: this.window,
       log: this.init.log,
       onError: (err, peer) => { this.penalize(peer, err) },
+      admit: async (peer, signal) => { await this.judge.admit(peer, signal, 'averaging') },
       streamOptions: { maxInboundStreams: 2 * MAX_GROUP_SIZE }
     })
   }

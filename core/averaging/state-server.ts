@@ -46,6 +46,8 @@ export interface StateServerInit {
   readonly agreed?: (stage: number) => AgreedSnapshot | undefined | Promise<AgreedSnapshot | undefined>
   readonly chunkBytes?: number
   readonly log?: Logger
+  /** Admission (PeerJudge.admit): run before serving a peer; throws when it may not sync from here. */
+  readonly admit?: (peer: string, signal: AbortSignal) => Promise<void>
   /** Fault injection for tests and drills: replaces the bytes of a served chunk. */
   readonly faults?: { readonly chunk?: (index: number, bytes: Uint8Array) => Uint8Array }
 }
@@ -79,7 +81,8 @@ export class StateServer {
       runId: this.init.runId,
       timeoutMs: 60_000,
       log: this.init.log,
-      limits: { maxPayloadBytes: Math.max(this.chunkBytes, 1024 * 1024) }
+      limits: { maxPayloadBytes: Math.max(this.chunkBytes, 1024 * 1024) },
+      admit: this.init.admit
     })
   }
 

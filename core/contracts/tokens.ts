@@ -20,7 +20,11 @@ export const Tokens = {
   /** `PeerJudge` (core): the node's one place where verdicts on peers become penalties and bans. */
   PeerJudge: 'layerswarm:PeerJudge',
   /** `MetricsRegistry` (core): the node's counters and gauges. */
-  Metrics: 'layerswarm:Metrics'
+  Metrics: 'layerswarm:Metrics',
+  /** `ChainNode` (core/chain/chain-node.ts; bound when the node runs with --chain): metagraph, binding, admission. */
+  Chain: 'layerswarm:Chain',
+  /** `PeerAdmission` (core, bound with --chain): who may take part (contracts/admission.ts). */
+  Admission: 'layerswarm:Admission'
 } as const
 
 /** Tokens for which several providers are collected rather than chosen between. */

@@ -81,6 +81,20 @@ export class HeartbeatExcludedError extends HeartbeatError {
   }
 }
 
+/** With --chain: the publisher's bound hotkey is not registered, or its binding does not verify. REJECT. */
+export class HeartbeatNotAdmittedError extends HeartbeatError {
+  constructor (readonly peer: string) {
+    super('ERR_MEMBER_HB_NOT_ADMITTED', `heartbeat from ${peer}, whom admission refused (not registered on the subnet, or no valid binding)`, 'reject')
+  }
+}
+
+/** With --chain: the publisher's admission is not known yet (its binding is being asked for). IGNORE. */
+export class HeartbeatAdmissionPendingError extends HeartbeatError {
+  constructor (readonly peer: string) {
+    super('ERR_MEMBER_HB_ADMISSION_PENDING', `heartbeat from ${peer}, whose admission is not decided yet`, 'ignore')
+  }
+}
+
 export class MembershipPubsubMissingError extends ConfigError {
   constructor () {
     super('the membership view needs gossipsub at libp2p.services.pubsub')

@@ -15,7 +15,11 @@ import type { PeerId } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import type { Member, Membership, MembershipStats, PlacementFields, RunFields } from '../contracts/membership.ts'
 import { silentLogger } from '../logger.ts'
-import { heartbeatVerdict, HeartbeatExcludedError, HeartbeatUnsignedError, MembershipPubsubMissingError, MembershipStateError } from './errors.ts'
+import type { AdmissionState } from '../contracts/admission.ts'
+import {
+  heartbeatVerdict, HeartbeatAdmissionPendingError, HeartbeatExcludedError, HeartbeatNotAdmittedError, HeartbeatUnsignedError,
+  MembershipPubsubMissingError, MembershipStateError
+} from './errors.ts'
 import { encodeHeartbeat, MAX_QUEUE, MAX_STEP, MAX_THROUGHPUT, membersTopic, validateHeartbeat, type Heartbeat } from './heartbeat.ts'
 import { MemberView } from './view.ts'
 
@@ -35,6 +39,14 @@ export interface MembershipInit {
   /** Software version published. */
   readonly version?: string
   readonly log?: Logger
+  /**
+   * Admission (the node's PeerJudge, with --chain): a refused publisher's heartbeats are REJECTed, an
+   * unknown one's IGNOREd while it is asked for its binding. Absent: everyone is admitted.
+   */
+  readonly admission?: {
+    admissionOf: (peer: string) => AdmissionState
+    admit: (peer: string, signal?: AbortSignal) => Promise<void>
+  }
   /** Clock (unix ms). Default Date.now. */
   readonly now?: () => number
 }
@@ -252,6 +264,7 @@ export class MembershipService implements Membership {
       if (msg.type !== 'signed') throw new HeartbeatUnsignedError()
       const from = msg.from.toString()
       if (this.excluded.has(from)) throw new HeartbeatExcludedError(from)
+      this.checkAdmission(from)
       hb = validateHeartbeat(msg.data, {
         runId: this.runId, stages: this.stages, now, ttlMs: this.view.ttlMs, maxSkewMs: this.maxSkewMs, from, lastSeq: this.view.lastSeq(from)
       })
@@ -275,6 +288,18 @@ export class MembershipService implements Membership {
       }
     }
     return TopicValidatorResult.Accept
+  }
+
+  /** Throws when `from` may not take part (see MembershipInit.admission); asks an unknown one in the background. */
+  private checkAdmission (from: string): void {
+    const admission = this.init.admission
+    if (admission == null) return
+    const state = admission.admissionOf(from)
+    if (state === 'refused') throw new HeartbeatNotAdmittedError(from)
+    if (state === 'unknown') {
+      admission.admit(from).catch(() => {}) // the verdict lands in the cache; the next heartbeat reads it
+      throw new HeartbeatAdmissionPendingError(from)
+    }
   }
 
   /** Score the topic so that each REJECTed heartbeat costs its forwarder (P4, invalid deliveries). */

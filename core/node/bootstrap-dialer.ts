@@ -1,7 +1,9 @@
 // Keeps this node connected to its bootstrap peers. Each address has its own loop: dial; on failure log
 // and retry after an exponential backoff (capped, with jitter so a restarted swarm does not redial in
 // lockstep); once connected, wait for the disconnect and start over. Never throws: an unreachable
-// bootstrap peer must not take the node down.
+// bootstrap peer must not take the node down. setAddrs() replaces the list at run time (with --chain,
+// the axons served on the subnet): loops of addresses that left end, new ones start. An address
+// without /p2p/ is dialed all the same: libp2p learns the peer id in the noise handshake.
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from '../contracts/logger.ts'
@@ -23,7 +25,7 @@ export interface BootstrapDialerInit {
    * start and then only every QUERY_SELF_INTERVAL_MS, so a node whose bootstrap connection dropped
    * early would stay unknown to the swarm until then.
    */
-  onConnected?: () => void
+  onConnected?: (addr: Multiaddr, peer: PeerId) => void
 }
 
 export interface BootstrapPeerState {
@@ -48,7 +50,9 @@ export class BootstrapDialer {
   private readonly init: Required<BootstrapDialerInit>
   private readonly states = new Map<string, { connected: boolean, failures: number, lastError?: string, nextDialAt?: number }>()
   private controller?: AbortController
-  private loops: Array<Promise<void>> = []
+  /** Per running address: its loop and what ends it. */
+  private readonly running = new Map<string, { loop: Promise<void>, stop: AbortController }>()
+  private addrs: readonly Multiaddr[]
   /** Aborted by redialNow(): cuts the back-off wait of every disconnected address. */
   private wake = new AbortController()
 
@@ -56,24 +60,50 @@ export class BootstrapDialer {
     this.libp2p = libp2p
     this.log = logger.forComponent('layerswarm:bootstrap')
     this.init = { initialDelayMs: 1000, maxDelayMs: 60_000, dialTimeoutMs: 10_000, random: Math.random, onConnected: () => {}, ...init }
+    this.addrs = init.addrs
   }
 
   start (): void {
     if (this.controller != null) return
     this.controller = new AbortController()
-    const self = this.libp2p.peerId.toString()
-    for (const ma of this.init.addrs) {
-      if (peerIdOf(ma) === self) continue // a bootstrap node finds itself in its network's list
-      this.states.set(ma.toString(), { connected: false, failures: 0 })
-      this.loops.push(this.run(ma, this.controller.signal))
-    }
+    this.sync()
+  }
+
+  /** Replaces the address list; while started, dials new addresses at once and ends the loops of removed ones. */
+  setAddrs (addrs: readonly Multiaddr[]): void {
+    this.addrs = [...addrs]
+    if (this.controller != null) this.sync()
   }
 
   async stop (): Promise<void> {
     this.controller?.abort()
-    await Promise.all(this.loops)
-    this.loops = []
+    await Promise.all([...this.running.values()].map(async r => { await r.loop }))
+    this.running.clear()
     this.controller = undefined
+  }
+
+  /** Starts a loop per listed address that has none, and ends those no longer listed. */
+  private sync (): void {
+    const parent = this.controller!.signal
+    const self = this.libp2p.peerId.toString()
+    const wanted = new Map<string, Multiaddr>()
+    for (const ma of this.addrs) {
+      if (peerIdOf(ma) === self) continue // a bootstrap node finds itself in its network's list
+      wanted.set(ma.toString(), ma)
+    }
+    for (const [key, r] of this.running) {
+      if (wanted.has(key)) continue
+      r.stop.abort()
+      this.running.delete(key)
+      this.states.delete(key)
+    }
+    for (const [key, ma] of wanted) {
+      if (this.running.has(key)) continue
+      const stop = new AbortController()
+      parent.addEventListener('abort', () => { stop.abort() }, { once: true })
+      this.states.set(key, { connected: false, failures: 0 })
+      this.running.set(key, { loop: this.run(ma, stop.signal), stop })
+    }
   }
 
   /** Disconnected addresses dial again now instead of after their back-off. */
@@ -99,7 +129,7 @@ export class BootstrapDialer {
         else if (reconnect) this.log.info('reconnected to bootstrap peer', { addr: key })
         else this.log.debug('connected to bootstrap peer', { addr: key })
         Object.assign(state, { connected: true, failures: 0, lastError: undefined, nextDialAt: undefined })
-        try { this.init.onConnected() } catch (err) { this.log.warn('onConnected failed', { error: String(err) }) }
+        try { this.init.onConnected(ma, conn.remotePeer) } catch (err) { this.log.warn('onConnected failed', { error: String(err) }) }
         await this.waitForDisconnect(conn.remotePeer, signal)
         state.connected = false
         if (signal.aborted) return

@@ -1,8 +1,9 @@
 // createNode: assembles one layerswarm node: identity (data dir), libp2p (TCP + WebSockets + circuit
 // relay transports, noise, yamux, optional pre-shared key, identify, ping, the network's private
 // Kademlia DHT, gossipsub, relay server on bootstrap nodes), the plugin host (tsyringe container), the
-// bootstrap dialer and the local control endpoint. start() brings them up in that order, stop() takes
-// them down in reverse; a failed start() leaves nothing running.
+// bootstrap dialer and the local control endpoint; with `chain`, the chain service (core/chain/chain-node.ts:
+// binding, metagraph, bootstrap targets, admission), up right after libp2p. start() brings them up in
+// that order, stop() takes them down in reverse; a failed start() leaves nothing running.
 import '../polyfills.ts'
 import './websocket-global.ts'
 import { createLibp2p, type Libp2p } from 'libp2p'
@@ -37,6 +38,7 @@ import { BootstrapDialer, type BootstrapDialerInit, type BootstrapPeerState } fr
 import { startControlServer, type ControlServer } from './control-endpoint.ts'
 import { NodeStateError } from './node-errors.ts'
 import { deadline, withDeadline } from '../timers.ts'
+import type { ChainNode, ChainOptions, ChainStatus } from '../chain/chain-node.ts'
 
 /** The plugin a training node loads when none are named. */
 export const DEFAULT_BACKEND_PLUGIN = 'backend-cpu'
@@ -77,6 +79,8 @@ export interface CreateNodeOptions {
   /** Seam for the training runtime (stage, run manifest, ...): passed through in NodeConfig.runtime. */
   runtime?: Readonly<Record<string, unknown>>
   logger?: Logger
+  /** Join a Bittensor subnet: bootstrap from its metagraph, admit only its registered hotkeys' peers. */
+  chain?: ChainOptions
   /** Base for relative paths (psk, network file, plugin paths). Default process.cwd(). */
   cwd?: string
 }
@@ -118,6 +122,7 @@ export interface NodeStatus {
   dataDir: string
   pid: number
   uptimeS: number
+  chain?: ChainStatus
 }
 
 export interface LayerswarmNode {
@@ -245,7 +250,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   // a training node (its runtime names a run) has the run's one membership view, for the runtime and
   // the plugins (the scheduler) alike; it starts with libp2p, before the plugins
   const mInit = bootstrapNode ? undefined : membershipInit(config.runtime, logger)
-  const membership = mInit != null ? createMembership(libp2p as never, mInit) : undefined
+  const membership = mInit != null ? createMembership(libp2p as never, { ...mInit, admission: judge }) : undefined
   if (membership != null) container.register(Tokens.Membership, { useValue: membership })
   const choices: Record<string, string> = {}
   if (backendChoice != null) choices[Tokens.ComputeBackend] = backendChoice.name
@@ -278,8 +283,13 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     addrs: bootstrapAddrs,
     // on every (re)connect, look ourselves up at once: the lookup connects us to our DHT neighbours
     // and tells them about us (the DHT's own first self-lookup may have run while we were cut off)
-    onConnected: () => { void selfLookup(libp2p.services.dht as KadDHT, libp2p.peerId, log) }
+    onConnected: (addr, peer) => { chain?.onConnected(addr, peer); void selfLookup(libp2p.services.dht as KadDHT, libp2p.peerId, log) }
   })
+  // loaded only with --chain: it pulls in @polkadot's crypto
+  const chain: ChainNode | undefined = options.chain == null ? undefined : new (await import('../chain/chain-node.ts')).ChainNode({
+    ...options.chain, libp2p, privateKey: identity.privateKey, judge, log: logger, setTargets: addrs => { bootstrapDialer.setAddrs([...bootstrapAddrs, ...addrs]) }
+  })
+  if (chain != null) { container.register(Tokens.Chain, { useValue: chain }); container.register(Tokens.Admission, { useValue: chain.admission }) }
   let state: 'idle' | 'starting' | 'started' | 'stopping' | 'stopped' = 'idle'
   let lock: DataDirLock | undefined
   let control: ControlServer | undefined
@@ -305,7 +315,8 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
       bootstrap: bootstrapDialer.status(),
       dataDir,
       pid: process.pid,
-      uptimeS: startedAt > 0 ? Math.round((Date.now() - startedAt) / 1000) : 0
+      uptimeS: startedAt > 0 ? Math.round((Date.now() - startedAt) / 1000) : 0,
+      ...(chain != null ? { chain: chain.status() } : {})
     }
   }
 
@@ -316,6 +327,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     control = undefined
     await host.stop().catch(err => { log.warn('stopping plugins failed', { error: (err as Error).message }) })
     membership?.stop()
+    await chain?.stop().catch(err => { log.warn('stopping the chain service failed', { error: (err as Error).message }) })
     await stopQuietly(libp2p, err => { log.warn('stopping libp2p failed', { error: String(err) }) })
     await lock?.release()
     lock = undefined
@@ -368,6 +380,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
       signal.throwIfAborted()
       lock = await lockDataDir(dataDir)
       await libp2p.start()
+      await chain?.start(signal)
       membership?.start()
       signal.throwIfAborted()
       await host.start()

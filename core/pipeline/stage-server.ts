@@ -77,6 +77,7 @@ export class StageServer implements Role {
       runId: this.init.runId,
       log: this.init.wireLog,
       streamOptions: { maxInboundStreams: 256 },
+      admit: async (peer, signal) => { await this.init.judge.admit(peer, signal, 'pipeline') },
       onError: (err, peer) => { this.init.log.debug('inbound microbatch ended with an error', { peer, code: (err as LayerswarmError).code, error: err.message }) }
     })
   }

@@ -54,8 +54,9 @@ export class NodeVerification {
       libp2p: init.libp2p as never, privateKey: init.privateKey, judge: init.judge, convictions: this.convictions, ledger: this.ledger,
       manifest: m, backend: init.backend, codecs, isLive: p => init.membership.member(p) != null, log: init.log
     })
-    this.reveal = new RevealServer(init.libp2p as never, { runId, source: () => init.pipeline()?.hopRecords(), log: init.log })
-    this.receipts = new ReceiptServer(init.libp2p, { runId, source: () => init.pipeline()?.receipts(), log: init.log })
+    const admit = async (peer: string, signal: AbortSignal): Promise<void> => { await init.judge.admit(peer, signal, 'verification') }
+    this.reveal = new RevealServer(init.libp2p as never, { runId, source: () => init.pipeline()?.hopRecords(), log: init.log, admit })
+    this.receipts = new ReceiptServer(init.libp2p, { runId, source: () => init.pipeline()?.receipts(), log: init.log, admit })
     this.validator = init.validator == null
       ? undefined
       : new Validator({

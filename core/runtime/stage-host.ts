@@ -167,7 +167,7 @@ export class StageHost {
       this.membership = this.ownMembership
     }
     if (this.membership.runId !== this.runId) throw new ConfigError(`the node's membership view is of run ${this.membership.runId}, this host trains run ${this.runId}`)
-    this.stateServer = new StateServer(init.node.libp2p, { runId: this.runId, snapshot: async stage => await this.snapshot(stage), agreed: async stage => await this.agreedSnapshot(stage), log: init.log })
+    this.stateServer = new StateServer(init.node.libp2p, { runId: this.runId, snapshot: async stage => await this.snapshot(stage), agreed: async stage => await this.agreedSnapshot(stage), log: init.log, admit: async (p, s) => { await this.judge.admit(p, s, 'state-sync') } })
   }
 
   /** The pipeline serving now (undefined before the first assignment and during a move). */

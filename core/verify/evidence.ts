@@ -103,7 +103,9 @@ export class EvidenceService {
     this.topic = evidenceTopic(this.runId)
     this.convictions = init.convictions ?? new Convictions()
     this.log = (init.log ?? silentLogger).forComponent('layerswarm:verify:evidence')
-    this.server = new EvidenceServer(init.libp2p, { runId: this.runId, store: this.store, log: init.log })
+    this.server = new EvidenceServer(init.libp2p, {
+      runId: this.runId, store: this.store, log: init.log, admit: async (peer, signal) => { await init.judge.admit(peer, signal, 'verification') }
+    })
   }
 
   async start (): Promise<void> {
@@ -180,6 +182,10 @@ export class EvidenceService {
       if (msg.type !== 'signed') throw new AccusationMalformedError('unsigned gossip message')
       const a = await verifyAccusation(msg.data)
       if (msg.from.toString() !== a.accuser) throw new AccusationMalformedError(`published by ${msg.from.toString()}, not by its accuser`)
+      // with --chain only admitted peers accuse (an unknown one is asked for its binding meanwhile)
+      const admission = this.init.judge.admissionOf(a.accuser)
+      if (admission === 'unknown') this.init.judge.admit(a.accuser).catch(() => {})
+      if (admission !== 'admitted') throw new AccusationIgnoredError(`accuser ${a.accuser} is not admitted (${admission})`)
       let c: HopCommitment
       try {
         c = (await verifyCommitment(a.commitment)).commitment

@@ -26,6 +26,8 @@ export interface ReceiptServerInit {
   /** The node's receiver-side store (the pipeline's), or undefined while it serves no stage. */
   readonly source: () => ReceiptSource | undefined
   readonly log?: Logger
+  /** Admission (PeerJudge.admit): run before serving a peer. */
+  readonly admit?: (peer: string, signal: AbortSignal) => Promise<void>
 }
 
 /** Answers receipt requests from the node's ReceiptSource (none held: an empty answer). */
@@ -45,7 +47,7 @@ export class ReceiptServer {
       }
       const list = this.init.source()?.recent(m.producer, m.kind, Math.min(m.max as number, MAX_RECEIPTS)) ?? []
       await fs.send({ kind: 'response', metadata: { op: 'receipts', count: list.length } }, pack(list), { signal })
-    }, { runId: this.init.runId, timeoutMs: 10_000, log: this.init.log, streamOptions: { maxInboundStreams: 32 } })
+    }, { runId: this.init.runId, timeoutMs: 10_000, log: this.init.log, streamOptions: { maxInboundStreams: 32 }, admit: this.init.admit })
   }
 
   async stop (): Promise<void> {

@@ -117,6 +117,8 @@ export interface RevealServerInit {
   /** The node's producer-side store (the pipeline's), or undefined while it serves no stage. */
   readonly source: () => HopRecordSource | undefined
   readonly log?: Logger
+  /** Admission (PeerJudge.admit): run before serving a peer. */
+  readonly admit?: (peer: string, signal: AbortSignal) => Promise<void>
 }
 
 /** Answers reveal requests from the node's HopRecordSource. */
@@ -134,7 +136,7 @@ export class RevealServer {
     if (this.started) return
     this.started = true
     await handleFramed(this.libp2p, REVEAL_PROTOCOL, async (fs, conn, signal) => { await this.serve(fs, conn.remotePeer.toString(), signal) }, {
-      runId: this.init.runId, timeoutMs: SERVE_TIMEOUT_MS, log: this.init.log, streamOptions: { maxInboundStreams: 16 }
+      runId: this.init.runId, timeoutMs: SERVE_TIMEOUT_MS, log: this.init.log, streamOptions: { maxInboundStreams: 16 }, admit: this.init.admit
     })
   }
 
@@ -194,7 +196,9 @@ export class EvidenceStore {
 /** Serves `store`'s bundles on EVIDENCE_PROTOCOL. */
 export class EvidenceServer {
   private started = false
-  constructor (private readonly libp2p: Registrar, private readonly init: { readonly runId: string, readonly store: EvidenceStore, readonly log?: Logger }) {}
+  constructor (private readonly libp2p: Registrar, private readonly init: {
+    readonly runId: string, readonly store: EvidenceStore, readonly log?: Logger, readonly admit?: (peer: string, signal: AbortSignal) => Promise<void>
+  }) {}
 
   async start (): Promise<void> {
     if (this.started) return
@@ -208,7 +212,7 @@ export class EvidenceServer {
       const hop = this.init.store.get(id.id)
       if (hop == null) throw new EvidenceNotHeldError(id.id)
       await sendHop(fs, hop, true, signal)
-    }, { runId: this.init.runId, timeoutMs: SERVE_TIMEOUT_MS, log: this.init.log, streamOptions: { maxInboundStreams: 16 } })
+    }, { runId: this.init.runId, timeoutMs: SERVE_TIMEOUT_MS, log: this.init.log, streamOptions: { maxInboundStreams: 16 }, admit: this.init.admit })
   }
 
   async stop (): Promise<void> {

@@ -22,6 +22,11 @@ export interface FramedHandlerOptions extends FramedStreamInit {
   readonly timeoutMs?: number
   /** Called with the error a handler run ended with and the remote peer id (penalty hook). */
   readonly onError?: (err: Error, peerId: string) => void
+  /**
+   * Runs before the handler, with the handler's signal: throws when the peer may not use the protocol
+   * (admission with --chain: PeerJudge.admit). Its error takes the onError path like a handler's.
+   */
+  readonly admit?: (peer: string, signal: AbortSignal) => Promise<void>
   /** Passed to libp2p's handle(): maxInboundStreams, maxOutboundStreams, ... */
   readonly streamOptions?: StreamHandlerOptions
 }
@@ -42,6 +47,7 @@ export async function handleFramed (registrar: FramedRegistrar, protocol: string
     const guard = deadline(options.timeoutMs)
     const signal = guard.signal
     try {
+      if (options.admit != null) await options.admit(peer, signal)
       await handler(fs, connection, signal)
       // The handler may have returned after the stream failed under it (bad bytes, credit overrun):
       // that still counts against the peer.
