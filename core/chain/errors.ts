@@ -173,3 +173,10 @@ export class DevChainError extends ChainError {
     super('ERR_CHAIN_DEV', message, options)
   }
 }
+
+/** The ledger-to-weights mapping met a NaN, infinite or negative intermediate: a bug, never a peer's fault. */
+export class WeightsInvariantError extends ChainError {
+  constructor (detail: string) {
+    super('ERR_CHAIN_WEIGHTS_INVARIANT', `weights computation invariant broken: ${detail}`)
+  }
+}
