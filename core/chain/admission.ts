@@ -113,6 +113,8 @@ export class ChainAdmission implements PeerAdmission {
 
   /** Refuses `peer` for a reason found elsewhere (a dialed axon answered with another hotkey's binding). */
   refuse (peer: string, reason: string): void {
+    // forgotten with its binding: metagraph updates leave the refusal alone until the re-check asks anew
+    this.bindings.delete(peer)
     this.verdicts.set(peer, { state: 'refused', reason, at: this.now() })
     this.log.info('peer refused', { peer, reason })
   }
