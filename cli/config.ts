@@ -31,6 +31,11 @@ export interface StartFlags {
   config?: string
   logLevel?: string
   logFormat?: string
+  // Bittensor (core/chain/chain-node.ts): endpoint, subnet, and the wallet's hotkey the node binds
+  chain?: string
+  netuid?: string
+  wallet?: string
+  hotkey?: string
   allowSoftwareGpu?: boolean
   gpuF16?: boolean
   // training (core/runtime/training-runtime.ts parses and validates them)
@@ -82,6 +87,17 @@ export interface StartConfig {
   logFormat: LogFormat
   /** The config file read, if any. */
   configFile?: string
+  /** With --chain: the subnet to join and the hotkey to load (cli/commands/start.ts loads it). */
+  chain?: ChainConfig
+}
+
+export interface ChainConfig {
+  /** ws:// or wss:// URL of a subtensor node. */
+  endpoint: string
+  netuid: number
+  /** Wallet and hotkey names in the data dir (default "default"). */
+  wallet: string
+  hotkey: string
 }
 
 /** Environment variables read by `start` (documented in docs/node.md). */
@@ -98,13 +114,17 @@ export const ENV = {
   relay: 'LAYERSWARM_RELAY',
   psk: 'LAYERSWARM_PSK',
   logLevel: 'LAYERSWARM_LOG_LEVEL',
-  logFormat: 'LAYERSWARM_LOG_FORMAT'
+  logFormat: 'LAYERSWARM_LOG_FORMAT',
+  chain: 'LAYERSWARM_CHAIN',
+  netuid: 'LAYERSWARM_NETUID',
+  wallet: 'LAYERSWARM_WALLET',
+  hotkey: 'LAYERSWARM_HOTKEY'
 } as const
 
 /** Keys a config file may hold. */
 const FILE_KEYS = new Set([
   'network', 'listen', 'announce', 'bootstrap', 'plugins', 'pluginOptions', 'backend', 'dataDir', 'bootstrapNode',
-  'relay', 'psk', 'logLevel', 'logFormat', 'bootstrapRetry', 'runtime'
+  'relay', 'psk', 'logLevel', 'logFormat', 'bootstrapRetry', 'runtime', 'chain', 'netuid', 'wallet', 'hotkey'
 ])
 const LOG_LEVELS = 'trace, debug, info, warn, error, silent'
 
@@ -125,6 +145,11 @@ interface Layer {
   logFormat?: string
   bootstrapRetry?: CreateNodeOptions['bootstrapRetry']
   runtime?: Record<string, unknown>
+  chain?: string
+  /** Text as given (a file's number becomes its text): checked once, in chainConfig. */
+  netuid?: string
+  wallet?: string
+  hotkey?: string
 }
 
 export async function resolveStartConfig (flags: StartFlags, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Promise<StartConfig> {
@@ -162,7 +187,26 @@ export async function resolveStartConfig (flags: StartFlags, env: NodeJS.Process
     const where = fromFlags[key] != null ? `--${key}` : fromEnv[key] != null ? ENV[key] : `"${key}" of ${configFile ?? 'the config file'}`
     parseMultiaddrs(node[key] ?? [], where)
   }
-  return { node, logLevel, logFormat, configFile }
+  const chain = chainConfig(pick('chain'), pick('netuid'), pick('wallet'), pick('hotkey'))
+  return { node, logLevel, logFormat, configFile, ...(chain != null ? { chain } : {}) }
+}
+
+// --chain needs --netuid; --netuid, --wallet and --hotkey mean nothing without --chain
+function chainConfig (endpoint: string | undefined, netuid: string | undefined, wallet: string | undefined, hotkey: string | undefined): ChainConfig | undefined {
+  if (endpoint == null) {
+    const stray = [netuid != null ? '--netuid' : '', wallet != null ? '--wallet' : '', hotkey != null ? '--hotkey' : ''].filter(s => s !== '')
+    if (stray.length > 0) throw new ConfigError(`${stray.join(', ')} given without --chain; pass the subtensor endpoint with --chain ws://HOST:PORT (or ${ENV.chain}, or "chain")`)
+    return undefined
+  }
+  if (!/^wss?:\/\/[^\s/]+/.test(endpoint)) throw new ConfigError(`chain endpoint "${endpoint}" is not a ws:// or wss:// URL; fix --chain, ${ENV.chain} or "chain"`)
+  if (netuid == null) throw new ConfigError(`--chain needs --netuid N (the subnet to join; or ${ENV.netuid}, or "netuid")`)
+  if (!/^\d{1,5}$/.test(netuid) || Number(netuid) > 65535) throw new ConfigError(`netuid "${netuid}" is not an integer in 0..65535; fix --netuid, ${ENV.netuid} or "netuid"`)
+  const name = (v: string | undefined, what: string): string => {
+    const n = v ?? 'default'
+    if (!/^[A-Za-z0-9._-]{1,64}$/.test(n) || n.startsWith('.')) throw new ConfigError(`${what} name "${n}" must be 1-64 of [A-Za-z0-9._-], not starting with "."`)
+    return n
+  }
+  return { endpoint, netuid: Number(netuid), wallet: name(wallet, 'wallet'), hotkey: name(hotkey, 'hotkey') }
 }
 
 // Training flags override the config file's `runtime` keys one by one (paths are resolved later,
@@ -186,7 +230,11 @@ function flagLayer (f: StartFlags, cwd: string): Layer {
     relay: f.relay === true ? true : undefined,
     psk: f.psk != null ? pskSpec(f.psk, cwd) : undefined,
     logLevel: f.logLevel,
-    logFormat: f.logFormat
+    logFormat: f.logFormat,
+    chain: f.chain,
+    netuid: f.netuid,
+    wallet: f.wallet,
+    hotkey: f.hotkey
   }
 }
 
@@ -213,7 +261,11 @@ function envLayer (env: NodeJS.ProcessEnv, cwd: string): Layer {
     relay: envBool(env, ENV.relay),
     psk: psk != null ? pskSpec(psk, cwd) : undefined,
     logLevel: get('logLevel'),
-    logFormat: get('logFormat')
+    logFormat: get('logFormat'),
+    chain: get('chain'),
+    netuid: get('netuid'),
+    wallet: get('wallet'),
+    hotkey: get('hotkey')
   }
 }
 
@@ -283,6 +335,7 @@ async function fileLayer (file: string): Promise<Layer> {
       if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw bad(`"bootstrapRetry.${k}" must be a positive number of milliseconds`)
     }
   }
+  if (o.netuid != null && typeof o.netuid !== 'number' && typeof o.netuid !== 'string') throw bad('"netuid" must be an integer')
   const network = str('network')
   const dataDir = str('dataDir')
   const psk = str('psk')
@@ -302,7 +355,11 @@ async function fileLayer (file: string): Promise<Layer> {
     logLevel: str('logLevel'),
     logFormat: str('logFormat'),
     bootstrapRetry: retry as CreateNodeOptions['bootstrapRetry'],
-    runtime: obj('runtime')
+    runtime: obj('runtime'),
+    chain: str('chain'),
+    netuid: o.netuid != null ? String(o.netuid) : undefined,
+    wallet: str('wallet'),
+    hotkey: str('hotkey')
   }
 }
 

@@ -105,4 +105,26 @@ describe('cli: start configuration', () => {
     await bad({}, { LAYERSWARM_LOG_FORMAT: 'xml' }, /log format "xml" is not human or json/)
     await bad({ announce: ['/ip4/1.2.3.4/tcp/x'] }, {}, /invalid multiaddr .* in --announce/)
   })
+
+  it('--chain: endpoint, netuid, wallet and hotkey from flags, env or the config file; clear errors', async () => {
+    assert.equal((await resolveStartConfig({}, {}, dir)).chain, undefined)
+    assert.deepEqual((await resolveStartConfig({ chain: 'ws://127.0.0.1:9944', netuid: '3' }, {}, dir)).chain,
+      { endpoint: 'ws://127.0.0.1:9944', netuid: 3, wallet: 'default', hotkey: 'default' })
+    const f = join(dir, 'chain.json')
+    await writeFile(f, JSON.stringify({ chain: 'wss://example.org:443', netuid: 9, wallet: 'w1', hotkey: 'h1' }))
+    assert.deepEqual((await resolveStartConfig({ config: f }, { LAYERSWARM_HOTKEY: 'h2' }, dir)).chain,
+      { endpoint: 'wss://example.org:443', netuid: 9, wallet: 'w1', hotkey: 'h2' })
+    assert.deepEqual((await resolveStartConfig({ netuid: '4' }, { LAYERSWARM_CHAIN: 'ws://h:1', LAYERSWARM_NETUID: '5' }, dir)).chain,
+      { endpoint: 'ws://h:1', netuid: 4, wallet: 'default', hotkey: 'default' })
+    await bad({ chain: 'ws://127.0.0.1:9944' }, {}, /--chain needs --netuid N/)
+    await bad({ chain: 'http://127.0.0.1:9944', netuid: '1' }, {}, /not a ws:\/\/ or wss:\/\/ URL/)
+    await bad({ chain: 'ws://127.0.0.1:9944', netuid: '-1' }, {}, /netuid "-1" is not an integer in 0\.\.65535/)
+    await bad({ chain: 'ws://127.0.0.1:9944', netuid: '70000' }, {}, /netuid "70000" is not an integer/)
+    await bad({ chain: 'ws://127.0.0.1:9944', netuid: '1', hotkey: '../x' }, {}, /hotkey name "\.\.\/x" must be/)
+    await bad({ netuid: '1' }, {}, /--netuid given without --chain/)
+    // a hotkey missing from the data dir is the user's to fix (exit 2)
+    const { chainOption } = await import('../cli/commands/start.ts')
+    await assert.rejects(chainOption({ endpoint: 'ws://h:1', netuid: 1, wallet: 'nowallet', hotkey: 'default' }, dir),
+      (err: unknown) => err instanceof ConfigError && /--chain needs hotkey "default" of wallet "nowallet": .*not found/.test(err.message))
+  })
 })

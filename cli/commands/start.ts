@@ -4,7 +4,9 @@
 // (reverse order), connections; exit 0. A second signal forces exit 1.
 import type { Command } from 'commander'
 import { createLogger } from '../../core/logger.ts'
-import { resolveStartConfig, type StartFlags } from '../config.ts'
+import { resolveStartConfig, type ChainConfig, type StartFlags } from '../config.ts'
+import { ConfigError } from '../../core/errors.ts'
+import type { ChainOptions } from '../../core/chain/chain-node.ts'
 import type { TrainingOptions, TrainingRuntime } from '../../core/runtime/training-runtime.ts'
 
 /** How long a clean shutdown may take before the process gives up and exits 1. */
@@ -26,6 +28,10 @@ export function register (program: Command): void {
     .option('--relay', 'reserve a slot on relays so peers can reach this node behind NAT')
     .option('--psk <file>', 'pre-shared key file (swarm.key format) of a private swarm; overrides the profile\'s')
     .option('--config <file>', 'JSON config file (flags > LAYERSWARM_* env > config file > defaults)')
+    .option('--chain <url>', 'join a Bittensor subnet through this subtensor endpoint (ws:// or wss://): bootstrap from its metagraph, admit only peers bound to its registered hotkeys (docs/chain.md)')
+    .option('--netuid <n>', 'with --chain: the subnet to join')
+    .option('--wallet <name>', 'with --chain: the wallet in the data dir whose hotkey this node binds (default: default)')
+    .option('--hotkey <name>', 'with --chain: the hotkey of that wallet (default: default)')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default: info)')
     .option('--log-format <format>', 'human or json (default: human)')
     .option('--allow-software-gpu', 'with --backend webgpu: accept a software adapter (llvmpipe) when no GPU is found')
@@ -64,7 +70,8 @@ export function register (program: Command): void {
     .option('--checks-per-interval <n>', 'train: with --role validator, the checks per period (the sample rate; default 1)')
     .addHelpText('after', '\nEnvironment: LAYERSWARM_NETWORK, LAYERSWARM_LISTEN (comma-separated), LAYERSWARM_ANNOUNCE, ' +
       'LAYERSWARM_BOOTSTRAP, LAYERSWARM_PLUGINS, LAYERSWARM_BACKEND, LAYERSWARM_DATA_DIR, LAYERSWARM_BOOTSTRAP_NODE, ' +
-      'LAYERSWARM_RELAY, LAYERSWARM_PSK, LAYERSWARM_CONFIG, LAYERSWARM_LOG_LEVEL, LAYERSWARM_LOG_FORMAT. See docs/node.md.')
+      'LAYERSWARM_RELAY, LAYERSWARM_PSK, LAYERSWARM_CONFIG, LAYERSWARM_LOG_LEVEL, LAYERSWARM_LOG_FORMAT, LAYERSWARM_CHAIN, ' +
+      'LAYERSWARM_NETUID, LAYERSWARM_WALLET, LAYERSWARM_HOTKEY. See docs/node.md and docs/chain.md.')
     .action(async (flags: StartFlags) => { await runStart(flags) })
 }
 
@@ -116,7 +123,8 @@ export async function runStart (flags: StartFlags): Promise<void> {
         log.info('loading plugins the run needs', { plugins: extra.join(',') })
       }
     }
-    const node = await createNode({ ...config.node, plugins, runtime: runtimeConfig, logger })
+    const chain = config.chain != null ? await chainOption(config.chain, config.node.dataDir) : undefined
+    const node = await createNode({ ...config.node, plugins, runtime: runtimeConfig, logger, ...(chain != null ? { chain } : {}) })
     const starting = node.start()
     const first = await Promise.race([starting.then(() => undefined), received])
     if (first != null) {
@@ -169,5 +177,20 @@ export async function runStart (flags: StartFlags): Promise<void> {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
     process.off('unhandledRejection', onRejection)
+  }
+}
+
+/** createNode's `chain` option: the configured subnet and the wallet's hotkey, loaded from the data dir. */
+export async function chainOption (c: ChainConfig, dataDir: string | undefined): Promise<ChainOptions> {
+  const { loadHotkey } = await import('../../core/chain/wallet.ts')
+  const { WalletError } = await import('../../core/chain/errors.ts')
+  const { defaultDataDir } = await import('../../core/node/data-dir.ts')
+  try {
+    const hotkey = await loadHotkey(dataDir ?? defaultDataDir(), c.wallet, c.hotkey)
+    return { endpoint: c.endpoint, netuid: c.netuid, hotkey }
+  } catch (err) {
+    // a missing or unreadable hotkey is the user's to fix: a config error (exit 2)
+    if (err instanceof WalletError) throw new ConfigError(`--chain needs hotkey "${c.hotkey}" of wallet "${c.wallet}": ${err.message}`, { cause: err })
+    throw err
   }
 }
