@@ -84,7 +84,7 @@ describe('verify: accusation format, convictions, work ledger', () => {
     assert.deepEqual(s.peers[p1].accusations, { upheld: 0, false: 1 })
     assert.equal(s.peers[p1].convicted, true)
     assert.equal(s.peers[set.producers[0].id].convicted, false)
-    assert.deepEqual(s.totals, { microbatches: 3, tokens: 96, checks: { passed: 1, failed: 1, withheld: 0 }, convicted: 1 })
+    assert.deepEqual(s.totals, { microbatches: 3, tokens: 96, checks: { passed: 1, failed: 1, withheld: 0 }, copies: 0, convicted: 1 })
     JSON.stringify(s)
   })
 
