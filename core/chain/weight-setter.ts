@@ -7,7 +7,7 @@
 //      error), the metagraph (the node's fresh copy, else read), this hotkey's uid
 //   2. with commit-reveal, a pending commit is revealed in the one epoch the runtime accepts it
 //      (commit epoch + revealPeriodEpochs, epochs counted as subtensor does: (block + netuid + 1) /
-//      (tempo + 1)); RevealTooEarly waits for the next tick, a commit past its epoch is dropped
+//      (tempo + 1)); RevealTooEarly waits for the next tick, a commit the chain calls expired is dropped
 //   3. skip unless the rate limit has passed since this hotkey's last update (the metagraph's
 //      lastUpdate, or this setter's own last set/commit where the metagraph is older), the hotkey
 //      has a validator permit, and some uid earns a positive weight
@@ -231,7 +231,9 @@ export class WeightSetter {
     // the reveal lands in the next block at the earliest
     const now = epochOf(head + 1, netuid, rules.tempo)
     if (now < first) return 'skip:reveal-epoch'
-    if (epochOf(head, netuid, rules.tempo) > last) {
+    // the chain says when a commit is dead (ExpiredWeightCommit and kin, below); this bound only
+    // ends retries that fail otherwise, a full reveal period after the last possible reveal epoch
+    if (epochOf(head, netuid, rules.tempo) > last + rules.revealPeriodEpochs) {
       this.log.warn('a weights commit passed its reveal epoch unrevealed: dropped', { commitBlock: p.commitBlock })
       await this.dropPending()
       return 'error:commit-expired'
