@@ -24,7 +24,7 @@ import { writeFileAtomic } from '../files.ts'
 import { silentLogger } from '../logger.ts'
 import { pause } from '../timers.ts'
 import type { LedgerStatus } from '../verify/work-ledger.ts'
-import { ChainExtrinsicError, WeightsTooSoonError, WeightVersionKeyError } from './errors.ts'
+import { ChainExtrinsicError, WeightsInvariantError, WeightsTooSoonError, WeightVersionKeyError } from './errors.ts'
 import type { ChainReader, Metagraph, SubnetWeightRules, WeightsWriter } from './types.ts'
 import { ledgerToWeights, type StageCost, type WeightsResult } from './weights.ts'
 import { commitHash, randomSalt } from './weights-commit.ts'
@@ -109,6 +109,8 @@ export class WeightSetter {
   private pending: PendingCommit | undefined
   /** Block of this setter's own last set or commit (the metagraph's lastUpdate may be older). */
   private lastUpdate = 0
+  /** A tick is running (the loop's, or a caller's): another one skips. */
+  private busy = false
   private readonly state: WeightSetterStatus = { ticks: 0, errors: {}, droppedCommits: 0 }
 
   constructor (private readonly init: WeightSetterInit) {
@@ -146,6 +148,8 @@ export class WeightSetter {
 
   /** One pass (see the top of this file); never throws. Returns what it did: 'set', 'committed', 'revealed' or 'skip:<reason>', 'error:<code>'. */
   async tick (signal?: AbortSignal): Promise<string[]> {
+    if (this.busy) return ['skip:busy']
+    this.busy = true
     this.state.ticks++
     const done: string[] = []
     try {
@@ -153,7 +157,11 @@ export class WeightSetter {
     } catch (err) {
       if (signal?.aborted === true) return done
       done.push(`error:${this.count(err)}`)
-      this.log.warn('weights not set', { error: (err as Error).message })
+      // an invariant error is this node's bug; the rest are the chain's weather
+      if (err instanceof WeightsInvariantError) this.log.error('weights not computed', { error: err.message })
+      else this.log.warn('weights not set', { error: (err as Error).message })
+    } finally {
+      this.busy = false
     }
     const skip = done.find(d => d.startsWith('skip:'))
     if (skip != null) this.state.lastSkip = skip.slice(5)
