@@ -144,6 +144,15 @@ export class ChainNode {
     return peer === this.self ? this.hotkey : this.admission.hotkeyOf(peer)
   }
 
+  /** What the node reads the chain through (its client, or the injected reader). */
+  reader (): ChainReader | undefined {
+    return this.client ?? this.init.reader
+  }
+
+  get netuid (): number {
+    return this.init.netuid
+  }
+
   /** Signs weights with this node's hotkey; undefined when the chain is read through an injected reader. */
   writer (): WeightsWriter | undefined {
     return this.client?.writer(this.init.hotkey)

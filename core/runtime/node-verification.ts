@@ -9,6 +9,8 @@
 //                     gossip score at the floor and the stage server refuses its work
 //   ledger            per peer, the work this node holds signed receipts for, and check outcomes
 //   validator         the validator role (`--role validator`): samples and re-checks peers' hops
+//   weights           a validator with --chain also turns the ledger into weights on chain (the
+//                     WeightSetter, core/chain/weight-setter.ts), stage cost = blocks per stage
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import type { ComputeBackend } from '../contracts/backend.ts'
 import type { Logger } from '../contracts/logger.ts'
@@ -20,6 +22,13 @@ import type { PipelineNode } from '../pipeline/pipeline-node.ts'
 import { runId as runIdOf, type RunManifest } from '../run/manifest.ts'
 import { Convictions, EvidenceService, ReceiptServer, RevealServer, Validator, WorkLedger } from '../verify/index.ts'
 import type { HopCommitment } from '../verify/commitment.ts'
+import { join } from 'node:path'
+import type { ChainNode } from '../chain/chain-node.ts'
+import type { WeightSetter } from '../chain/weight-setter.ts'
+import { splitStages } from '../model/stage-split.ts'
+import type { ModelConfig } from '../model/config.ts'
+import { Tokens } from '../contracts/tokens.ts'
+import type { NodeConfig } from '../node/create-node.ts'
 
 export interface NodeVerificationInit {
   readonly libp2p: Libp2p
@@ -33,6 +42,8 @@ export interface NodeVerificationInit {
   readonly pipeline: () => PipelineNode | undefined
   /** Run the validator role. */
   readonly validator?: { readonly intervalMs?: number, readonly checksPerInterval?: number, readonly stages?: readonly number[] }
+  /** The node's chain service (--chain): a validator sets weights on chain through it. */
+  readonly chain?: ChainNode
   readonly log?: Logger
 }
 
@@ -44,8 +55,9 @@ export class NodeVerification {
   private readonly reveal: RevealServer
   private readonly receipts: ReceiptServer
   private readonly unsubscribe: () => void
+  private weights: WeightSetter | undefined
 
-  constructor (init: NodeVerificationInit) {
+  constructor (private readonly init: NodeVerificationInit) {
     const m = init.manifest
     const runId = runIdOf(m)
     const codecs = boundaryCodecs({ activation: m.codecs.activation, 'activation-grad': m.codecs['activation-grad'] }, init.container)
@@ -85,10 +97,41 @@ export class NodeVerification {
     await this.reveal.start()
     await this.receipts.start()
     await this.validator?.start()
+    if (this.validator != null && this.init.chain != null) await this.startWeights(this.init.chain)
+  }
+
+  /** The validator's weight setter (see the top of this file); loaded only here, with --chain. */
+  private async startWeights (chain: ChainNode): Promise<void> {
+    const reader = chain.reader()
+    const writer = chain.writer()
+    if (reader == null || writer == null) {
+      this.init.log?.forComponent('layerswarm:verify').warn('the chain is read through an injected reader: no weights are set')
+      return
+    }
+    const { WeightSetter } = await import('../chain/weight-setter.ts')
+    const { layerStageCost } = await import('../chain/weights.ts')
+    const m = this.init.manifest
+    const layers = m.stages.split ?? splitStages(m.model as unknown as ModelConfig, m.stages.count).map(r => r.endBlock - r.firstBlock)
+    const dataDir = this.init.container.isRegistered(Tokens.NodeConfig, true) ? this.init.container.resolve<NodeConfig>(Tokens.NodeConfig).dataDir : undefined
+    this.weights = new WeightSetter({
+      reader,
+      writer,
+      netuid: chain.netuid,
+      ledger: () => this.ledger.status(),
+      hotkeyOf: p => chain.hotkeyOf(p),
+      metagraph: () => chain.metagraph(),
+      stageCost: layerStageCost(layers),
+      ...(dataDir != null ? { pendingPath: join(dataDir, `weights-pending-${chain.netuid}.json`) } : {}),
+      log: this.init.log
+    })
+    await this.weights.start()
+    chain.attachWeightSetter(this.weights)
   }
 
   async stop (): Promise<void> {
     this.unsubscribe()
+    this.init.chain?.attachWeightSetter(undefined)
+    await this.weights?.stop()
     await this.validator?.stop()
     await this.receipts.stop()
     await this.reveal.stop()
@@ -100,7 +143,8 @@ export class NodeVerification {
       ledger: this.ledger.status(),
       convictions: this.convictions.list(),
       evidence: this.evidence.status(),
-      ...(this.validator != null ? { validator: this.validator.status() } : {})
+      ...(this.validator != null ? { validator: this.validator.status() } : {}),
+      ...(this.weights != null ? { weights: this.weights.status() } : {})
     }
   }
 }

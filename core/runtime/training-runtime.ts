@@ -26,6 +26,7 @@ import { defaultManifest, loadManifest, runId, type RunManifest } from '../run/m
 import { writeFileAtomic } from '../files.ts'
 import { idleStatus, StageHost, type HostStatus } from './stage-host.ts'
 import { NodeVerification } from './node-verification.ts'
+import type { ChainNode } from '../chain/chain-node.ts'
 import { Adversary, type AdversaryKind } from '../pipeline/adversary.ts'
 import { PeerJudge } from '../peer-judge.ts'
 import type { Membership } from '../contracts/membership.ts'
@@ -269,6 +270,7 @@ export async function startTrainingRuntime (node: LayerswarmNode, options: Train
     membership,
     judge,
     pipeline: () => host?.pipeline,
+    chain: node.container.isRegistered(Tokens.Chain, true) ? node.container.resolve<ChainNode>(Tokens.Chain) : undefined,
     validator: options.roles.includes('validator')
       ? { ...(options.checkInterval != null ? { intervalMs: options.checkInterval } : {}), ...(options.checksPerInterval != null ? { checksPerInterval: options.checksPerInterval } : {}) }
       : undefined,
