@@ -4,6 +4,7 @@
 // provider reconnects by itself), then throw ChainUnreachableError; signed operations go through
 // extrinsic.ts (local nonces, inclusion, typed dispatch errors).
 import { routePolkadotConsole } from './polkadot-console.ts'
+import { checkRuntimeSurface } from './runtime-surface.ts'
 import { ApiPromise, WsProvider } from '@polkadot/api'
 import type { SubmittableExtrinsic } from '@polkadot/api/types'
 import type { KeyringPair } from '@polkadot/keyring/types'
@@ -80,6 +81,9 @@ export async function connectChain (endpoint: string, opts: ConnectOptions = {})
         })
       })
       log.debug('connected', { endpoint, spec: api.runtimeVersion.specVersion.toNumber() })
+      for (const d of checkRuntimeSurface(api.runtimeMetadata, api.registry)) {
+        (d.breaking ? log.warn : log.debug)('the runtime differs from what the chain client uses', { endpoint, kind: d.kind, what: d.what, detail: d.detail })
+      }
       return new ChainClient(api, endpoint, log, opts.readTimeoutMs ?? 10_000)
     } catch (err) {
       lastErr = err
