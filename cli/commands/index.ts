@@ -9,6 +9,7 @@ import { register as bench } from './bench.ts'
 import { register as demo } from './demo.ts'
 import { register as simulate } from './simulate.ts'
 import { register as wallet } from './wallet.ts'
+import { register as chain } from './chain.ts'
 
 export type RegisterCommand = (program: Command) => void
 
@@ -21,5 +22,6 @@ export const commands: RegisterCommand[] = [
   bench,
   demo,
   simulate,
-  wallet
+  wallet,
+  chain
 ]
