@@ -198,7 +198,8 @@ function chainConfig (endpoint: string | undefined, netuid: string | undefined, 
     if (stray.length > 0) throw new ConfigError(`${stray.join(', ')} given without --chain; pass the subtensor endpoint with --chain ws://HOST:PORT (or ${ENV.chain}, or "chain")`)
     return undefined
   }
-  if (!/^wss?:\/\/[^\s/]+/.test(endpoint)) throw new ConfigError(`chain endpoint "${endpoint}" is not a ws:// or wss:// URL; fix --chain, ${ENV.chain} or "chain"`)
+  // "testnet" names the Bittensor testnet (cli/commands/chain.ts CHAIN_ALIASES; resolved when the hotkey is loaded)
+  if (endpoint !== 'testnet' && !/^wss?:\/\/[^\s/]+/.test(endpoint)) throw new ConfigError(`chain endpoint "${endpoint}" is not a ws:// or wss:// URL (or "testnet"); fix --chain, ${ENV.chain} or "chain"`)
   if (netuid == null) throw new ConfigError(`--chain needs --netuid N (the subnet to join; or ${ENV.netuid}, or "netuid")`)
   if (!/^\d{1,5}$/.test(netuid) || Number(netuid) > 65535) throw new ConfigError(`netuid "${netuid}" is not an integer in 0..65535; fix --netuid, ${ENV.netuid} or "netuid"`)
   const name = (v: string | undefined, what: string): string => {

@@ -28,7 +28,7 @@ export function register (program: Command): void {
     .option('--relay', 'reserve a slot on relays so peers can reach this node behind NAT')
     .option('--psk <file>', 'pre-shared key file (swarm.key format) of a private swarm; overrides the profile\'s')
     .option('--config <file>', 'JSON config file (flags > LAYERSWARM_* env > config file > defaults)')
-    .option('--chain <url>', 'join a Bittensor subnet through this subtensor endpoint (ws:// or wss://): bootstrap from its metagraph, admit only peers bound to its registered hotkeys (docs/chain.md)')
+    .option('--chain <url>', 'join a Bittensor subnet through this subtensor endpoint (ws:// or wss://; "testnet": the Bittensor testnet): bootstrap from its metagraph, admit only peers bound to its registered hotkeys (docs/chain.md)')
     .option('--netuid <n>', 'with --chain: the subnet to join')
     .option('--wallet <name>', 'with --chain: the wallet in the data dir whose hotkey this node binds (default: default)')
     .option('--hotkey <name>', 'with --chain: the hotkey of that wallet (default: default)')
@@ -187,7 +187,8 @@ export async function chainOption (c: ChainConfig, dataDir: string | undefined):
   const { defaultDataDir } = await import('../../core/node/data-dir.ts')
   try {
     const hotkey = await loadHotkey(dataDir ?? defaultDataDir(), c.wallet, c.hotkey)
-    return { endpoint: c.endpoint, netuid: c.netuid, hotkey }
+    const { CHAIN_ALIASES } = await import('./chain.ts')
+    return { endpoint: CHAIN_ALIASES[c.endpoint] ?? c.endpoint, netuid: c.netuid, hotkey }
   } catch (err) {
     // a missing or unreadable hotkey is the user's to fix: a config error (exit 2)
     if (err instanceof WalletError) throw new ConfigError(`--chain needs hotkey "${c.hotkey}" of wallet "${c.wallet}": ${err.message}`, { cause: err })
