@@ -9,6 +9,7 @@ import {
 } from '../core/chain/errors.ts'
 import { mapModuleError, mapPoolError } from '../core/chain/extrinsic.ts'
 import { isStaleNonceError, NonceTracker } from '../core/chain/nonce-tracker.ts'
+import { startDevChain } from '../core/chain/dev-chain.ts'
 import { ConfigError } from '../core/errors.ts'
 
 describe('chain: axon addresses', () => {
@@ -104,5 +105,12 @@ describe('chain: typed extrinsic errors', () => {
   it('maps pool rejections', () => {
     assert.ok(mapPoolError(new Error('1010: Invalid Transaction: Inability to pay some fees , e.g. account balance too low')) instanceof InsufficientBalanceError)
     assert.ok(mapPoolError(new Error('1010: Invalid Transaction: Custom error: 3')) instanceof ChainExtrinsicError)
+  })
+})
+
+describe('chain: the dev chain\'s refusals', () => {
+  it('a missing chain spec is a ConfigError that says how to give one', async () => {
+    await assert.rejects(startDevChain({ genesis: '/nonexistent/raonet.json' }),
+      (err: unknown) => err instanceof ConfigError && /\/nonexistent\/raonet\.json not found.*--genesis.*LAYERSWARM_CHAIN_SPEC/.test(err.message))
   })
 })

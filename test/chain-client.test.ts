@@ -170,4 +170,17 @@ describe('chain client (chopsticks on raonet.json)', function () {
     const row = await client.weightsOf(netuid, (await client.uidOf(netuid, k.valHot.address))!)
     assert.equal(row[row.length - 1][1], 65535)
   })
+
+  // last: it stops the chain
+  it('a read while the endpoint is gone fails with ChainUnreachableError within its bound', async () => {
+    const short = await connectChain(chain!.endpoint, { readTimeoutMs: 1500 })
+    try {
+      assert.ok(await short.head() > 0)
+      await chain!.stop()
+      await assert.rejects(short.head(), ChainUnreachableError)
+      assert.equal(short.connected, false)
+    } finally {
+      await short.close()
+    }
+  })
 })
