@@ -67,6 +67,7 @@ export class DevChain {
   private readonly child: ChildProcess
   private readonly exited: Promise<void>
   private apiPromise?: Promise<ApiPromise>
+  private provider?: WsProvider
 
   constructor (endpoint: string, genesis: string, child: ChildProcess, exited: Promise<void>) {
     this.endpoint = endpoint
@@ -77,14 +78,17 @@ export class DevChain {
 
   /** One connection of its own for the dev_* RPCs and the account reads fund() needs. */
   private async api (): Promise<ApiPromise> {
-    this.apiPromise ??= ApiPromise.create({ provider: new WsProvider(this.endpoint, 1000), noInitWarn: true, throwOnConnect: true })
+    if (this.apiPromise == null) {
+      this.provider = new WsProvider(this.endpoint, 1000)
+      this.apiPromise = ApiPromise.create({ provider: this.provider, noInitWarn: true, throwOnConnect: true })
+    }
     return await this.apiPromise
   }
 
   /** Calls a dev_* (or any) RPC method. */
   async rpc (method: string, params: unknown[]): Promise<unknown> {
-    const api = await this.api()
-    return await (api as unknown as { _rpcCore: { provider: WsProvider } })._rpcCore.provider.send(method, params)
+    await this.api()
+    return await this.provider!.send(method, params)
   }
 
   /** dev_setStorage: `{ Pallet: { Item: value | [[[keys...], value], ...] } }` as chopsticks takes it. */

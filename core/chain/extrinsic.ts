@@ -93,6 +93,8 @@ async function submitOnce (api: ApiPromise, nonces: NonceTracker, tx: Submittabl
   if (options.signal?.aborted === true) throw new AbortError()
   let settle!: { resolve: (v: Included) => void, reject: (e: unknown) => void }
   const included = new Promise<Included>((resolve, reject) => { settle = { resolve, reject } })
+  // the outcome may arrive before it is awaited below; it is awaited there
+  included.catch(() => {})
   // pool acceptance inside the nonce lock; inclusion outside it, so other submissions of this signer can follow
   const unsubscribe = await nonces.withNonce(signer.address, async nonce => {
     log.debug('submitting', { call: label, signer: signer.address, nonce })
