@@ -16,6 +16,8 @@ import { ping, type Ping } from '@libp2p/ping'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { autoNAT } from '@libp2p/autonat'
+import { dcutr } from '@libp2p/dcutr'
 import { preSharedKey } from '@libp2p/pnet'
 import type { AbortOptions, PrivateKey, ServiceMap } from '@libp2p/interface'
 import { PeerJudge } from '../peer-judge.ts'
@@ -37,6 +39,8 @@ import { parseMultiaddrs } from './multiaddrs.ts'
 import { BootstrapDialer, type BootstrapDialerInit, type BootstrapPeerState } from './bootstrap-dialer.ts'
 import { startControlServer, type ControlServer } from './control-endpoint.ts'
 import { NodeStateError } from './node-errors.ts'
+import { summarizeConnections, type ConnectionSummary } from './connections.ts'
+import { NatMonitor, NAT_MONITOR_TOKEN, type NatStatus } from './nat-status.ts'
 import { deadline, withDeadline } from '../timers.ts'
 import type { ChainNode, ChainOptions, ChainStatus } from '../chain/chain-node.ts'
 
@@ -123,6 +127,10 @@ export interface NodeStatus {
   pid: number
   uptimeS: number
   chain?: ChainStatus
+  /** Reachability (AutoNAT, observed addresses) and relay listening (core/node/nat-status.ts). */
+  nat: NatStatus
+  /** Direct vs relayed connections, one entry per connected peer (core/node/connections.ts). */
+  connections: ConnectionSummary
 }
 
 export interface LayerswarmNode {
@@ -220,7 +228,14 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     // peers this node's judge penalized score lower (core/peer-judge.ts)
     pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, scoreParams: { appSpecificScore: peer => judge.score(peer) } })
   }
-  if (relayServer) services.relay = circuitRelayServer({ reservations: { maxReservations: 128 } })
+  // AutoNAT: peers dial our public addresses back; libp2p advertises a public listen address only
+  // once confirmed. DCUtR: upgrades a relayed connection to a direct one by hole punching where the
+  // NAT lets it (docs/node.md, NAT).
+  services.autoNAT = autoNAT({ protocolPrefix: network.protocolPrefix.replace(/^\//, '') })
+  services.dcutr = dcutr()
+  // the swarm's relays carry training traffic for nodes that no direct path reaches, so they relay
+  // without the circuit v2 default limits (2 min, 128 KiB per connection: a transfer cut mid-tensor)
+  if (relayServer) services.relay = circuitRelayServer({ reservations: { maxReservations: 128, applyDefaultLimit: false } })
 
   const libp2p = await createLibp2p({
     start: false,
@@ -247,6 +262,8 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   container.register(Tokens.Libp2p, { useValue: libp2p })
   container.register(Tokens.PeerJudge, { useValue: judge })
   container.register(Tokens.Metrics, { useValue: metrics })
+  const nat = new NatMonitor(libp2p as unknown as Libp2p, { relayListen, log: logger.forComponent('layerswarm:nat') })
+  container.register(NAT_MONITOR_TOKEN, { useValue: nat })
   // a training node (its runtime names a run) has the run's one membership view, for the runtime and
   // the plugins (the scheduler) alike; it starts with libp2p, before the plugins
   const mInit = bootstrapNode ? undefined : membershipInit(config.runtime, logger)
@@ -316,7 +333,9 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
       dataDir,
       pid: process.pid,
       uptimeS: startedAt > 0 ? Math.round((Date.now() - startedAt) / 1000) : 0,
-      ...(chain != null ? { chain: chain.status() } : {})
+      ...(chain != null ? { chain: chain.status() } : {}),
+      nat: nat.status(),
+      connections: summarizeConnections(libp2p.getConnections())
     }
   }
 
@@ -327,6 +346,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     control = undefined
     await host.stop().catch(err => { log.warn('stopping plugins failed', { error: (err as Error).message }) })
     membership?.stop()
+    nat.stop()
     await chain?.stop().catch(err => { log.warn('stopping the chain service failed', { error: (err as Error).message }) })
     await stopQuietly(libp2p, err => { log.warn('stopping libp2p failed', { error: String(err) }) })
     await lock?.release()
@@ -380,6 +400,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
       signal.throwIfAborted()
       lock = await lockDataDir(dataDir)
       await libp2p.start()
+      nat.start()
       await chain?.start(signal)
       membership?.start()
       signal.throwIfAborted()
