@@ -183,7 +183,7 @@ async function subnetCreate (flags: CommonFlags): Promise<void> {
   })
 }
 
-async function dev (flags: { genesis?: string, host: string, port: string, fund?: string, fundAmount: string, json?: boolean }): Promise<void> {
+async function dev (flags: { genesis?: string, host: string, port: string, fund?: string, fundAmount: string, blockTime?: string, json?: boolean }): Promise<void> {
   const { startDevChain } = await import('../../core/chain/dev-chain.ts')
   const port = intFlag('--port', flags.port, 0)
   const addresses = (flags.fund ?? '').split(',').map(s => s.trim()).filter(s => s !== '')
@@ -192,13 +192,26 @@ async function dev (flags: { genesis?: string, host: string, port: string, fund?
   const onSignal = (): void => { stop.abort() }
   process.once('SIGINT', onSignal)
   process.once('SIGTERM', onSignal)
+  const blockSeconds = intFlag('--block-time', flags.blockTime, 0)
   const chain = await startDevChain({ genesis: flags.genesis, host: flags.host, port, signal: stop.signal })
+  let ticker: NodeJS.Timeout | undefined
   try {
+    // a transaction signed at the genesis block fails with "bad proof" on this chain: start at block 1;
+    // a dev chain lets anyone create subnets and submit back to back (both rate limits are 0)
+    await chain.setItem('subtensorModule', 'networkRateLimit', [], 0)
+    await chain.setItem('subtensorModule', 'txRateLimit', [], 0)
+    await chain.newBlocks(1)
     for (const a of addresses) await chain.fund(a, amount)
-    const out = { endpoint: chain.endpoint, genesis: chain.genesis, funded: addresses, amount }
+    // instant mode makes a block per transaction only; a node's metagraph refresh and the weights'
+    // rate limit count blocks, so a chain to run a swarm on also makes them on a clock
+    if (blockSeconds > 0) {
+      ticker = setInterval(() => { chain.newBlocks(1).catch(() => {}) }, blockSeconds * 1000)
+    }
+    const out = { endpoint: chain.endpoint, genesis: chain.genesis, funded: addresses, amount, blockTime: blockSeconds }
     print(flags, out, [
       `chain endpoint=${chain.endpoint} genesis=${chain.genesis}`,
       ...addresses.map(a => `funded ${a} with ${formatTao(amount)} TAO`),
+      blockSeconds > 0 ? `a block every ${blockSeconds} s, and one per transaction` : 'a block per transaction',
       'press Ctrl-C to stop'
     ])
     await new Promise<void>(resolve => {
@@ -206,6 +219,7 @@ async function dev (flags: { genesis?: string, host: string, port: string, fund?
       else stop.signal.addEventListener('abort', () => { resolve() }, { once: true })
     })
   } finally {
+    clearInterval(ticker)
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
     await chain.stop()
@@ -236,7 +250,8 @@ export function register (program: Command): void {
     .option('--port <n>', 'port to listen on (0: any free one)', '9944')
     .option('--fund <addresses>', 'comma-separated ss58 addresses to give a balance')
     .option('--fund-amount <tao>', 'the balance --fund gives each, in TAO', '100000')
-    .option('--json', 'print one JSON object: {"endpoint", "genesis", "funded", "amount"}')
+    .option('--block-time <s>', 'also make a block every s seconds (0: only one per transaction)', '6')
+    .option('--json', 'print one JSON object: {"endpoint", "genesis", "funded", "amount", "blockTime"}')
     .action(dev)
 
   common(chain.command('register'), { coldkey: true })

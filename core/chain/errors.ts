@@ -15,10 +15,21 @@ export class ChainError extends LayerswarmError {
 export class ChainUnreachableError extends ChainError {
   readonly endpoint: string
   constructor (endpoint: string, cause?: unknown) {
-    const why = cause instanceof Error ? cause.message : cause !== undefined ? String(cause) : 'no answer'
+    const why = describeCause(cause)
     super('ERR_CHAIN_UNREACHABLE', `chain endpoint ${endpoint} is unreachable (${why}); check the URL and that the node is up`, { cause })
     this.endpoint = endpoint
   }
+}
+
+/** Words for why a connection failed: WebSocket providers hand over error events, not Errors. */
+function describeCause (cause: unknown): string {
+  if (cause === undefined) return 'no answer'
+  if (cause instanceof Error) return cause.message
+  const c = cause as { message?: unknown, error?: { message?: unknown }, type?: unknown }
+  if (typeof c?.message === 'string' && c.message !== '') return c.message
+  if (typeof c?.error?.message === 'string') return c.error.message
+  if (typeof c?.type === 'string') return `websocket ${c.type}`
+  return typeof cause === 'string' ? cause : 'no answer'
 }
 
 /** The signing account cannot pay for the operation (burn, stake, fees). */
@@ -68,7 +79,7 @@ export class LoopbackAddressError extends ChainError {
   readonly ip: string
   constructor (ip: string) {
     super('ERR_CHAIN_LOOPBACK_ADDRESS', `cannot serve ${ip}: the chain refuses loopback and unspecified addresses; ` +
-      'pass the node\'s reachable address (e.g. --announce-ip)')
+      'pass the address others reach the node at (its public IP and the port it listens on)')
     this.ip = ip
   }
 }
