@@ -13,7 +13,7 @@ import type { Member, Membership, MembershipStats, PlacementFields } from '../..
 import type { NodeState, PeerStageInfo, Scheduler, StageAssignment, SwarmView } from '../../core/contracts/scheduler.ts'
 import { SchedulerStateError, StageMoveError } from './errors.ts'
 import {
-  assignJoiners, DEFAULT_COOLDOWN_MS, DEFAULT_HYSTERESIS, electedMove, epochOf, stageCosts, stageThroughputs, type RuleConfig
+  assignJoiners, DEFAULT_COOLDOWN_MS, DEFAULT_HYSTERESIS, electedMove, epochOf, publishedThroughput, stageCosts, stageThroughputs, type RuleConfig
 } from './rule.ts'
 
 export const SCHEDULER_VERSION = '0.1.0'
@@ -57,6 +57,8 @@ export interface GossipSchedulerInit {
   readonly hysteresis?: number
   readonly cooldownMs?: number
   readonly maxMovesPerEpoch?: number
+  /** True while this node is reachable only through relays (core/node/nat-status.ts): it publishes its throughput x RELAYED_CAPACITY_FACTOR. */
+  readonly relayedOnly?: () => boolean
   readonly log?: Logger
   /** Clock (unix ms). Default Date.now. */
   readonly now?: () => number
@@ -244,7 +246,7 @@ export class GossipScheduler implements Scheduler {
       state: this.state_,
       pinned: this.pinned,
       since: this.since,
-      tput: Number.isFinite(tput) && tput >= 0 ? tput : 0,
+      tput: Number.isFinite(tput) && tput >= 0 ? publishedThroughput(tput, this.init.relayedOnly?.() === true) : 0,
       ...(load != null ? { queue: load.queueLength } : {})
     }
   }

@@ -11,6 +11,7 @@
 // NodeConfig.runtime.membership (core/membership/membership-options.ts).
 import { ConfigError, definePlugin, registerRelease, release, Tokens, type Membership } from '../../core/contracts/index.ts'
 import { GossipScheduler, type GossipSchedulerInit } from './gossip-scheduler.ts'
+import { NAT_MONITOR_TOKEN } from '../../core/node/nat-status.ts'
 
 export { GossipScheduler, SCHEDULER_VERSION } from './gossip-scheduler.ts'
 export type { GossipSchedulerInit, LoadReport, MoveHooks, SchedulerStats } from './gossip-scheduler.ts'
@@ -72,7 +73,9 @@ export default definePlugin({
     const init = schedulerInit(ctx.options, runtime)
     const membership = ctx.container.resolve<Membership>(Tokens.Membership)
     if (membership.runId !== init.runId) throw new ConfigError(`the node's membership view is of run ${membership.runId}, the scheduler's options name run ${init.runId}`)
-    const scheduler = new GossipScheduler(membership, { ...init, log: ctx.logger })
+    // a node behind NAT that only relays reach publishes a discounted throughput (rule.ts, RELAYED_CAPACITY_FACTOR)
+    const nat = ctx.container.isRegistered(NAT_MONITOR_TOKEN, true) ? ctx.container.resolve<{ relayedOnly: () => boolean }>(NAT_MONITOR_TOKEN) : undefined
+    const scheduler = new GossipScheduler(membership, { ...init, log: ctx.logger, ...(nat != null ? { relayedOnly: () => nat.relayedOnly() } : {}) })
     ctx.container.registerInstance(Tokens.Scheduler, scheduler)
     registerRelease(ctx, OWN, async () => { await scheduler.stop() })
   },

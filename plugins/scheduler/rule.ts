@@ -50,6 +50,18 @@ export interface RuleConfig {
 }
 
 export const DEFAULT_HYSTERESIS = 0.15
+/**
+ * A node reachable only through a relay publishes this share of its measured throughput: its
+ * activations cross the relay twice (in and out), share the relay's uplink with every other relayed
+ * node, and add the relay's round trip (Petals lowers relayed servers' throughput the same way).
+ * The node applies it to itself, so every node's rule reads the same discounted figure.
+ */
+export const RELAYED_CAPACITY_FACTOR = 0.5
+
+/** The throughput a node publishes: its own, discounted when it is reachable only through relays. */
+export function publishedThroughput (tput: number, relayedOnly: boolean): number {
+  return relayedOnly ? tput * RELAYED_CAPACITY_FACTOR : tput
+}
 export const DEFAULT_COOLDOWN_MS = 10 * 60_000
 
 export interface Move {
