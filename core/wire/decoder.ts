@@ -2,7 +2,9 @@
 // whole, validated frames. Memory is bounded by the limits: the preamble is checked before the
 // header is buffered, the header is fully validated before the payload buffer is allocated, and
 // each payload byte is copied exactly once, from the (pooled, unaligned) chunk into a fresh buffer
-// of the declared size. The payload CRC is computed as bytes arrive.
+// of the declared size. The payload CRC is computed as bytes arrive. `onHeader` runs after the
+// header is validated and before the payload buffer exists: the place to reserve its memory from a
+// budget (budget.ts) or refuse the frame by throwing.
 import { crc32 } from './checksum.ts'
 import { ChecksumError, TruncatedFrameError } from './errors.ts'
 import { PREAMBLE_BYTES, decodeHeader, readPreamble, resolveLimits } from './header.ts'
@@ -19,8 +21,13 @@ export class FrameDecoder {
   private payloadCrc = 0
   private failed: Error | null = null
 
-  constructor (limits?: Partial<WireLimits>) {
+  constructor (limits?: Partial<WireLimits>, private readonly onHeader?: (header: FrameHeader) => void) {
     this.limits = resolveLimits(limits)
+  }
+
+  /** Bytes of the frame being received (0 at a boundary): what a stalled peer pins here. */
+  get partialBytes (): number {
+    return this.phase === 'payload' ? (this.payload?.byteLength ?? 0) : (this.headerBuf?.byteLength ?? 0)
   }
 
   /** True when no partial frame is buffered (a clean place for the input to end). */
@@ -59,6 +66,7 @@ export class FrameDecoder {
           if (this.filled === buf.byteLength) {
             this.header = decodeHeader(buf, this.limits)
             this.headerBuf = null
+            this.onHeader?.(this.header)
             this.payload = new Uint8Array(this.header.payloadLength)
             this.payloadCrc = 0
             this.filled = 0
@@ -93,8 +101,16 @@ export class FrameDecoder {
         ? `payload (${this.filled} of ${this.payload?.byteLength ?? 0} bytes)`
         : this.phase === 'header' ? `header (${this.filled} of ${this.headerBuf?.byteLength ?? 0} bytes)` : `preamble (${this.filled} of ${PREAMBLE_BYTES} bytes)`
       this.failed = new TruncatedFrameError(`input ended inside a frame's ${where}`, cause != null ? { cause } : undefined)
+      this.release()
       throw this.failed
     }
+  }
+
+  /** Drops the partial frame's buffers (the input will not continue). */
+  release (): void {
+    this.headerBuf = null
+    this.payload = null
+    this.header = null
   }
 
   private finishFrame (): Frame {

@@ -154,3 +154,42 @@ export class WireOptionError extends LayerswarmError {
 function hex (b: Uint8Array): string {
   return Array.from(b.subarray(0, 4), x => x.toString(16).padStart(2, '0')).join('')
 }
+
+/** The peer asked for more than its share of this node's inbound bytes in flight or open streams. */
+export class PeerBudgetError extends WireError {
+  readonly resource: 'bytes' | 'streams'
+  constructor (resource: 'bytes' | 'streams', asked: number, used: number, limit: number) {
+    super('ERR_WIRE_PEER_BUDGET', `peer's ${resource} in flight would reach ${used + asked} of its share of ${limit}`, { verdict: 'reject' })
+    this.resource = resource
+  }
+}
+
+/** This node's inbound bytes in flight or open streams are all taken (by honest peers, maybe): try later. */
+export class NodeBudgetError extends WireError {
+  readonly resource: 'bytes' | 'streams'
+  constructor (resource: 'bytes' | 'streams', asked: number, used: number, limit: number) {
+    super('ERR_WIRE_NODE_BUSY', `node's inbound ${resource} in flight would reach ${used + asked} of ${limit}`, { verdict: 'ignore' })
+    this.resource = resource
+  }
+}
+
+/** The peer sent frames or bytes faster than its rate limit allows (a flood). */
+export class RateLimitError extends WireError {
+  constructor (what: 'frames' | 'bytes') {
+    super('ERR_WIRE_RATE', `peer exceeded its inbound ${what} rate limit`, { verdict: 'reject' })
+  }
+}
+
+/** The peer's streams are refused for a while after repeated rate-limit violations (it was judged for those already). */
+export class PeerBlockedError extends WireError {
+  constructor (ms: number) {
+    super('ERR_WIRE_BLOCKED', `peer is blocked for another ${Math.ceil(ms / 1000)} s after flooding this node`, { verdict: 'ignore' })
+  }
+}
+
+/** No bytes moved on a stream for the idle limit while a frame was half received or half sent (slow loris). */
+export class StreamIdleError extends WireError {
+  constructor (where: 'receiving' | 'sending', ms: number) {
+    super('ERR_WIRE_IDLE', `no progress for ${ms} ms while ${where} a frame`, { verdict: 'ignore' })
+  }
+}

@@ -14,15 +14,23 @@
 // Writing: header, then the payload in `chunkBytes` slices; when stream.send() returns false the
 // writer awaits stream.onDrain(). One frame is written at a time (a lock), so credit grants and
 // error reports never land inside another frame's bytes.
+//
+// Budget (budget.ts, optional): each inbound frame's payload length is reserved from the node's
+// and the peer's budgets (and its rate tokens taken) when its header arrives, before its buffer is
+// allocated, and released when the application reads the frame or the stream fails. A frame cut
+// off by a clean close aborts the stream and drops its buffer at once; with `idleMs`, a frame half
+// received or half sent with no bytes moving for that long fails the stream (slow loris).
 import { AbortError, LayerswarmError } from '../errors.ts'
 import { silentLogger } from '../logger.ts'
 import { FrameDecoder } from './decoder.ts'
+import { IdleWatch } from './idle-watch.ts'
 import {
   CreditViolationError, PeerResetError, RemoteError, RunMismatchError, StreamEndedError, UnexpectedFrameError,
-  WireOptionError, WireTimeoutError
+  StreamIdleError, WireOptionError, WireTimeoutError
 } from './errors.ts'
 import { creditOf, encodeHeader, errorOf, isCreditExempt, resolveLimits } from './header.ts'
-import type { Frame, FrameInit, WireLimits } from './header.ts'
+import type { Frame, FrameHeader, FrameInit, WireLimits } from './header.ts'
+import type { Reservation, WireBudget } from './budget.ts'
 import type { Logger } from '../contracts/logger.ts'
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
 
@@ -31,6 +39,7 @@ export const INITIAL_CREDIT = 1
 export const DEFAULT_WINDOW = 4
 export const DEFAULT_CHUNK_BYTES = 1024 * 1024
 const EMPTY = new Uint8Array(0)
+const NO_RESERVATION: Reservation = { amount: 0, release: () => {} }
 
 export type FlowControl = 'credit' | 'none'
 
@@ -45,6 +54,12 @@ export interface FramedStreamInit {
   /** Bytes per stream.send() when writing a payload. Default 1 MiB. */
   readonly chunkBytes?: number
   readonly log?: Logger
+  /** The node's inbound budget and rate limits; with `peer`, every inbound frame is charged to them. */
+  readonly budget?: WireBudget
+  /** The remote peer (its id), whom the budget charges. */
+  readonly peer?: string
+  /** Fail the stream when a frame is half received or half sent and no bytes move for this long (ms). Default: the budget's idleMs, or none. */
+  readonly idleMs?: number
 }
 
 export interface AbortOptions {
@@ -79,6 +94,11 @@ export class FramedStream {
   private readonly log: Logger
   private readonly decoder: FrameDecoder
   private readonly queue: Frame[] = []
+  /** Budget reservations of the frames in `queue` (same order) and of the frame being received. */
+  private readonly held: Reservation[] = []
+  private receiving: Reservation | null = null
+  private readonly idle: IdleWatch | undefined
+  private draining = false
   private readonly readers: Array<{ resolve: (f: Frame | null) => void, reject: (e: Error) => void }> = []
   private readonly creditWaiters: Array<{ resolve: () => void, reject: (e: Error) => void }> = []
   private credit: number
@@ -99,7 +119,19 @@ export class FramedStream {
     this.chunkBytes = init.chunkBytes ?? DEFAULT_CHUNK_BYTES
     if (!Number.isSafeInteger(this.chunkBytes) || this.chunkBytes < 1) throw new WireOptionError('chunkBytes', `must be a positive integer, got ${this.chunkBytes}`)
     this.log = (init.log ?? silentLogger).forComponent('layerswarm:wire')
-    this.decoder = new FrameDecoder(this.limits)
+    const budget = init.budget
+    const peer = init.peer
+    this.decoder = new FrameDecoder(this.limits, budget == null || peer == null
+      ? undefined
+      : (h: FrameHeader) => { this.receiving = budget.admitFrame(peer, h.payloadLength) })
+    const idleMs = init.idleMs ?? budget?.options.idleMs
+    if (idleMs != null && (!Number.isSafeInteger(idleMs) || idleMs < 1)) throw new WireOptionError('idleMs', `must be a positive integer, got ${idleMs}`)
+    this.idle = idleMs == null
+      ? undefined
+      : new IdleWatch(idleMs, () => this.failure != null ? null : !this.decoder.atBoundary ? 'receiving' : this.draining ? 'sending' : null, where => {
+        this.log.debug('stream idle mid-frame', { stream: this.stream.id, protocol: this.stream.protocol, where, partialBytes: this.decoder.partialBytes })
+        this.fail(new StreamIdleError(where, idleMs), true)
+      })
     this.credit = this.flowControl === 'credit' ? INITIAL_CREDIT : Infinity
     this.stats = {
       framesSent: 0,
@@ -210,6 +242,7 @@ export class FramedStream {
   private onMessage (evt: StreamMessageEvent): void {
     if (this.failure != null) return
     const data = evt.data
+    this.idle?.progress()
     try {
       if (data instanceof Uint8Array) {
         this.stats.bytesReceived += data.byteLength
@@ -224,11 +257,15 @@ export class FramedStream {
     } catch (err) {
       this.log.debug('bad inbound bytes', { stream: this.stream.id, protocol: this.stream.protocol, code: (err as LayerswarmError).code, error: (err as Error).message })
       this.fail(err as Error, true)
+      return
     }
+    if (!this.decoder.atBoundary) this.idle?.arm()
   }
 
   private onFrame (frame: Frame): void {
-    if (this.failure != null) return
+    const reservation = this.receiving
+    this.receiving = null
+    if (this.failure != null) { reservation?.release(); return }
     const h = frame.header
     if (h.runId !== this.runId) throw new RunMismatchError(this.runId, h.runId)
     if (h.kind === 'credit') {
@@ -254,10 +291,12 @@ export class FramedStream {
     }
     const reader = this.readers.shift()
     if (reader != null) {
+      reservation?.release()
       this.consumed()
       reader.resolve(frame)
     } else {
       this.queue.push(frame)
+      this.held.push(reservation ?? NO_RESERVATION)
       if (this.queue.length > this.stats.maxQueued) this.stats.maxQueued = this.queue.length
     }
   }
@@ -272,7 +311,8 @@ export class FramedStream {
     try {
       this.decoder.end()
     } catch (err) {
-      this.fail(err as Error, false)
+      // a frame cut off by a clean close: drop it now and end the stream (nothing more can come)
+      this.fail(err as Error, true)
       return
     }
     this.ended = true
@@ -285,16 +325,22 @@ export class FramedStream {
 
   private onClose (evt: StreamCloseEvent): void {
     for (const [name, fn] of this.listeners) this.stream.removeEventListener(name as 'message', fn)
-    if (this.failure != null) return
-    if (evt.error != null) {
-      this.onBroken(evt.error)
-    } else if (!this.ended) {
-      this.onEnd()
-    }
-    // Writers waiting for credit can never be served now.
-    if (this.failure == null) {
-      const err = new PeerResetError()
-      for (const w of this.creditWaiters.splice(0)) w.reject(err)
+    this.idle?.clear()
+    try {
+      if (this.failure != null) return
+      if (evt.error != null) {
+        this.onBroken(evt.error)
+      } else if (!this.ended) {
+        this.onEnd()
+      }
+      // Writers waiting for credit can never be served now.
+      if (this.failure == null) {
+        const err = new PeerResetError()
+        for (const w of this.creditWaiters.splice(0)) w.reject(err)
+      }
+    } finally {
+      // the stream is gone: frames still queued are the application's now, off the budget
+      this.releaseAll()
     }
   }
 
@@ -313,6 +359,7 @@ export class FramedStream {
 
   private take (): Frame {
     const f = this.queue.shift() as Frame
+    this.held.shift()?.release()
     this.consumed()
     return f
   }
@@ -386,14 +433,35 @@ export class FramedStream {
     try {
       let ok = this.stream.send(header)
       for (let o = 0; o < payload.byteLength; o += this.chunkBytes) {
-        if (!ok) await this.stream.onDrain({ signal })
+        if (!ok) await this.drain(signal)
         ok = this.stream.send(payload.subarray(o, Math.min(o + this.chunkBytes, payload.byteLength)))
       }
-      if (!ok) await this.stream.onDrain({ signal })
+      if (!ok) await this.drain(signal)
     } catch (err) {
       if (signal?.aborted === true) throw signalError(signal, 'the transport to drain')
       throw this.failure ?? new PeerResetError({ cause: err })
     }
+  }
+
+  /** Waits for the transport to drain; the idle limit applies (a peer that stops reading). */
+  private async drain (signal?: AbortSignal): Promise<void> {
+    this.idle?.progress()
+    this.draining = true
+    this.idle?.arm()
+    try {
+      await this.stream.onDrain({ signal })
+    } finally {
+      this.draining = false
+      this.idle?.progress()
+    }
+  }
+
+  /** Returns every budget reservation this stream holds (it ended: nothing queued will be read). */
+  private releaseAll (): void {
+    this.receiving?.release()
+    this.receiving = null
+    for (const r of this.held.splice(0)) r.release()
+    this.decoder.release()
   }
 
   private throwIfFailed (): void {
@@ -405,8 +473,17 @@ export class FramedStream {
    * peer (an error frame, if no other frame is mid-write) and aborts the stream.
    */
   private fail (err: Error, abortStream: boolean): void {
-    if (this.failure != null) return
+    if (this.failure != null) {
+      // failed quietly before (the peer's close or reset): a local abort still ends our side
+      if (abortStream && (this.stream.status === 'open' || this.stream.status === 'closing')) this.stream.abort(err)
+      return
+    }
     this.failure = err
+    this.idle?.clear()
+    // frames already received stay readable; only the partial frame's memory goes now
+    this.receiving?.release()
+    this.receiving = null
+    this.decoder.release()
     for (const r of this.readers.splice(0)) r.reject(err)
     for (const w of this.creditWaiters.splice(0)) w.reject(err)
     if (!abortStream) return

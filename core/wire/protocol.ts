@@ -1,11 +1,15 @@
 // Protocol helpers over FramedStream: register a handler that never leaks a bare stream reset
 // (errors are logged, reported to the peer as an error frame and handed to `onError`, the seam for
 // peer penalties), open a framed stream, and one request/response exchange with a deadline.
+// Where the libp2p carries a node's budget (budget.ts: attachWireBudget), every inbound stream takes
+// a stream slot of its peer's share (held until the stream closes) and every frame, inbound or in
+// answer to our own streams, is charged to the budget and the peer's rate limits.
 import { silentLogger } from '../logger.ts'
 import { LayerswarmError } from '../errors.ts'
 import { deadline } from '../timers.ts'
 import { RemoteError, StreamEndedError } from './errors.ts'
 import { FramedStream, signalError } from './framed-stream.ts'
+import { wireBudgetOf } from './budget.ts'
 import type { FramedStreamInit } from './framed-stream.ts'
 import type { Frame, FrameInit } from './header.ts'
 import type { Connection, Libp2p, StreamHandlerOptions } from '@libp2p/interface'
@@ -34,11 +38,25 @@ export interface FramedHandlerOptions extends FramedStreamInit {
 /** Registers `handler` for `protocol`, wrapping each run as described above. */
 export async function handleFramed (registrar: FramedRegistrar, protocol: string, handler: FramedHandler, options: FramedHandlerOptions): Promise<void> {
   const log = (options.log ?? silentLogger).forComponent('layerswarm:wire:handler')
+  const budget = options.budget ?? wireBudgetOf(registrar)
   await registrar.handle(protocol, async (stream, connection) => {
     const peer = connection.remotePeer.toString()
     let fs: FramedStream
     try {
-      fs = new FramedStream(stream, options)
+      // a refused slot costs the node nothing more: no wrapper, no handler, the stream reset
+      const slot = budget?.openStream(peer)
+      if (slot != null) {
+        if (stream.status === 'open') stream.addEventListener('close', () => { slot.release() }, { once: true })
+        else slot.release()
+      }
+    } catch (err) {
+      log.debug('stream refused', { protocol, peer, code: (err as { code?: string }).code, error: (err as Error).message })
+      try { options.onError?.(err as Error, peer) } catch {}
+      stream.abort(err as Error)
+      return
+    }
+    try {
+      fs = new FramedStream(stream, { ...options, budget, peer })
     } catch (err) {
       log.error('cannot wrap stream', { protocol, peer, error: (err as Error).message })
       stream.abort(err as Error)
@@ -80,7 +98,8 @@ export async function openFramed (dialer: FramedDialer, peer: DialTarget, protoc
   } catch (err) {
     throw mapAbort(err, options.signal, `a ${protocol} stream to open`)
   }
-  return new FramedStream(stream, options)
+  const budget = options.budget ?? wireBudgetOf(dialer)
+  return new FramedStream(stream, { ...options, budget, peer: options.peer ?? String(peer) })
 }
 
 export interface RequestOptions extends OpenFramedOptions {
