@@ -11,6 +11,7 @@ import type { RunManifest } from '../run/manifest.ts'
 import { pause } from '../timers.ts'
 import type { Dispatcher } from './dispatch.ts'
 import type { Adversary } from './adversary.ts'
+import type { OriginSigner } from './route-auth.ts'
 import type { PipelineMetrics } from './pipeline-metrics.ts'
 import { int32Bytes, type MicrobatchMeta } from './protocol.ts'
 import type { Router } from './router.ts'
@@ -51,6 +52,8 @@ export interface DataRoleInit {
   readonly log: Logger
   /** A cheating origin (verification tests and bench only: adversary.ts). */
   readonly adversary?: Adversary
+  /** Signs each microbatch's origin tuple (route-auth.ts); absent: unsigned (a node without a key). */
+  readonly signer?: OriginSigner
 }
 
 export class DataRole implements Role {
@@ -113,8 +116,8 @@ export class DataRole implements Role {
       init.metrics.completed(B * T)
       return Number.isFinite(r.loss)
     }
-    const meta: MicrobatchMeta = { origin: init.me, step, micro, micros: init.microbatches, mode: 'train' }
     try {
+      const meta = await this.signed({ origin: init.me, step, micro, micros: init.microbatches, mode: 'train' }, id)
       const out = await init.worker.forward(key, { B, T, tokens: batch.inputs })
       // stage 0's hop input is the token ids themselves (anyone can redraw them from the sampler's key)
       const work = !init.dispatcher.commits ? undefined : { inputs: [{ bytes: int32Bytes(batch.inputs), codecId: 0, dtype: 'i32' as const, shape: [B, T] }], paramsDigest: out.paramsDigest, step: init.worker.steps }
@@ -131,6 +134,10 @@ export class DataRole implements Role {
     }
   }
 
+  private async signed (meta: MicrobatchMeta, id: bigint): Promise<MicrobatchMeta> {
+    return this.init.signer != null ? await this.init.signer.sign(meta, id) : meta
+  }
+
   private async runEval (step: number, B: number, T: number): Promise<void> {
     const { init } = this
     const n = Math.min(init.evalBatches, init.data.evalBatchCount?.(B, T) ?? init.evalBatches)
@@ -144,8 +151,9 @@ export class DataRole implements Role {
           sum += (await init.worker.evaluate({ B, T, tokens: b.inputs, targets: b.targets })).loss as number
         } else {
           const out = await init.worker.evaluate({ B, T, tokens: b.inputs })
-          const meta: MicrobatchMeta = { origin: init.me, step, micro: 0, micros: 1, mode: 'eval', evalIndex: i, evalCount: n }
-          sum += (await init.dispatcher.send({ stage: 1, id: init.nextId(), route: [init.me], hidden: out.hidden as Float32Array, shape: [B, T, init.width], targets: b.targets, meta }, init.signal)).meta.loss
+          const id = init.nextId()
+          const meta = await this.signed({ origin: init.me, step, micro: 0, micros: 1, mode: 'eval', evalIndex: i, evalCount: n }, id)
+          sum += (await init.dispatcher.send({ stage: 1, id, route: [init.me], hidden: out.hidden as Float32Array, shape: [B, T, init.width], targets: b.targets, meta }, init.signal)).meta.loss
         }
         got++
       } catch (err) {

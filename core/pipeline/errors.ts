@@ -38,6 +38,27 @@ export class PipelineStoppedError extends LayerswarmError {
   }
 }
 
+/** A peer dropped most of what it was sent while its stage's other peers completed theirs (route-auth.ts, DropTracker): 'reject'. */
+export class RepeatedDropsError extends LayerswarmError {
+  constructor (readonly peer: string, readonly drops: number, readonly of: number) {
+    super('ERR_PIPELINE_REPEATED_DROPS', `peer ${peer} dropped ${drops.toFixed(1)} of its last ${of.toFixed(1)} microbatches while its stage's other peers completed theirs`, { verdict: 'reject' })
+  }
+}
+
+/** A microbatch from a peer the view does not list as serving the previous stage (route-auth.ts): 'reject'. */
+export class UpstreamNotServingError extends LayerswarmError {
+  constructor (readonly peer: string, readonly stage: number) {
+    super('ERR_PIPELINE_UPSTREAM', `peer ${peer} is not serving stage ${stage}: this node takes activations only from stage ${stage}`, { verdict: 'reject' })
+  }
+}
+
+/** A microbatch whose origin signature is missing or does not verify (route-auth.ts): 'reject' on the sender. */
+export class OriginAuthError extends LayerswarmError {
+  constructor (message: string) {
+    super('ERR_PIPELINE_ORIGIN_AUTH', message, { verdict: 'reject' })
+  }
+}
+
 // an honest peer answers these when it, or the stages behind it, cannot serve: no ban for the
 // messenger, the microbatch is dropped upstream rather than retried (it would fail the same way)
 const NOT_PEERS_FAULT = new Set(['ERR_PIPELINE_DROPPED', 'ERR_PIPELINE_STOPPED'])

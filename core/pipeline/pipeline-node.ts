@@ -47,6 +47,7 @@ import { RunEnd } from './run-end.ts'
 import { RunRendezvous, type RendezvousInit } from './rendezvous.ts'
 import { StageAveraging, type StageAveragingOptions } from './stage-averaging.ts'
 import { StageServer } from './stage-server.ts'
+import { OriginSigner, RouteAuth } from './route-auth.ts'
 import { StageWorker, type StepRecordOut } from './stage-worker.ts'
 import type { TrainingState, TrainingStatus } from './training-status.ts'
 
@@ -217,6 +218,7 @@ export class PipelineNode {
     this.server = new StageServer({
       libp2p: init.libp2p, runId: this.runId, me: this.me, stage: this.stage, stages: this.stages, bounds, codecs: this.codecs,
       worker: this.worker, dispatcher: this.dispatcher, metrics: this.metrics, judge: this.judge, committer: this.hops?.committer, adversary: init.adversary,
+      routeAuth: new RouteAuth({ runId: this.runId, stage: this.stage, source: this.source, verifyOrigin: init.privateKey != null }),
       requestTimeoutMs: init.requestTimeoutMs ?? 30_000, signal: this.abort.signal, log: this.log, wireLog: init.log,
       onTrainStep: step => { this.averaging?.observe(step) },
       onEval: (meta, loss) => { this.recordEval(meta, loss) }
@@ -226,6 +228,7 @@ export class PipelineNode {
       dispatcher: this.dispatcher, router: this.router, metrics: this.metrics, nextId, microbatches: M, maxInflight: this.maxInflight,
       evalBatches: init.evalBatches ?? 8, evalEvery: init.evalEvery ?? 0, startStep: init.startStep ?? 0, signal: this.abort.signal,
       adversary: init.adversary,
+      signer: init.privateKey != null ? new OriginSigner(this.runId, init.privateKey) : undefined,
       setState: s => { this.state = s },
       onEval: (step, loss) => { this.setEval(step, loss) },
       log: this.log

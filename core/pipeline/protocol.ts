@@ -32,6 +32,8 @@ export interface MicrobatchMeta {
   /** Eval microbatches: index of this batch and how many make up the eval. */
   readonly evalIndex?: number
   readonly evalCount?: number
+  /** The origin's signature over the microbatch's tuple, base64 (route-auth.ts); checked where the node has a key. */
+  readonly auth?: string
 }
 
 export interface ReplyMeta {
@@ -101,9 +103,10 @@ function parseMeta (m: Readonly<Record<string, unknown>> | undefined, bounds: Mi
   const bad = (msg: string): never => { throw new InvalidMicrobatchError(`activation metadata: ${msg}`) }
   if (m == null) return bad('missing')
   // `commitment` is the hop's signed commitment (hop-commits.ts), checked by the receiver, not part of the meta
-  const known = new Set(['origin', 'step', 'micro', 'micros', 'mode', 'evalIndex', 'evalCount', 'commitment'])
+  const known = new Set(['origin', 'step', 'micro', 'micros', 'mode', 'evalIndex', 'evalCount', 'commitment', 'auth'])
   for (const k of Object.keys(m)) if (!known.has(k)) bad(`unknown field ${k}`)
-  const { origin, step, micro, micros, mode, evalIndex, evalCount } = m
+  const { origin, step, micro, micros, mode, evalIndex, evalCount, auth } = m
+  if (auth !== undefined && (typeof auth !== 'string' || !/^[A-Za-z0-9+/]{1,200}={0,2}$/.test(auth))) bad('auth must be a base64 signature')
   if (typeof origin !== 'string' || !PEER_ID_RE.test(origin)) bad('origin must be a peer id')
   if (mode !== 'train' && mode !== 'eval') bad('mode must be "train" or "eval"')
   if (!isInt(step, 0, mode === 'train' ? bounds.steps - 1 : bounds.steps)) bad(`step ${String(step)} is outside the run's ${bounds.steps} steps`)

@@ -8,13 +8,25 @@
 // but is not flooded to "catch up". Expected run time for an unmeasured peer: the stage's median
 // measurement, else its gossiped throughput, else 0 (tried at once).
 //
-// Timeouts follow measurement: EWMA + k x mean deviation of the peer's round trips, never below a
-// floor; an unmeasured peer gets the initial timeout. A failure bans the peer with exponential
+// Timeouts follow measurement: EWMA + k x mean deviation of the peer's round trips (its service
+// time: network and the stages behind it), between a floor and a ceiling; a peer not measured yet
+// gets its stage's medians (a new peer, or a silent one that never answered, is expected to serve
+// like the others, so it is caught within a few of their round trips: docs/pipeline.md), and only
+// a stage where nobody was measured yet gets the initial timeout (the ceiling). The dispatcher adds
+// the network's share for the bytes it sends (core/net/peer-timing.ts). A failure bans the peer with exponential
 // backoff (base x 2^(failures-1), capped; x4 for a protocol violation); a success clears the
 // failure count. Peers come from a `PeerSource` (the node's membership view). Verdicts come from
 // the node's PeerJudge (core/peer-judge.ts), which also keeps the penalty count.
+//
+// Remote drops (a peer answers ERR_PIPELINE_DROPPED: the stages behind it failed) are free while
+// occasional, since an honest peer drops under load too; but each peer's recent drops and
+// completions are counted (decaying per outcome), and a peer that dropped at least `dropShare` of
+// its last several microbatches while another peer of its stage completes nearly all of its own is
+// at fault (RepeatedDropsError, 'reject': banned like any rejected peer, with growing backoff). A
+// stage whose peers all drop (the stage behind them is gone) blames none of them.
 
 import type { Verdict } from '../errors.ts'
+import { RepeatedDropsError } from './errors.ts'
 
 /** Where the router learns which peers serve a stage (seam for Tokens.Scheduler). */
 export interface PeerSource {
@@ -34,14 +46,18 @@ export interface RouterOptions {
   readonly banBaseMs?: number
   /** Longest ban (ms). Default 60000. */
   readonly banMaxMs?: number
-  /** Shortest timeout (ms). Default 10000. */
+  /** Shortest timeout (ms). Default 2000. */
   readonly timeoutFloorMs?: number
-  /** Timeout before a peer has been measured (ms). Default 120000. */
+  /** Timeout before any peer of the stage has been measured, and the longest (ms). Default 120000. */
   readonly initialTimeoutMs?: number
   /** Deviations above the mean round trip before a timeout. Default 4. */
   readonly timeoutK?: number
   /** EWMA weight of a new sample. Default 0.25. */
   readonly alpha?: number
+  /** Share of a peer's recent outcomes that, dropped, puts it at fault. Default 0.5. */
+  readonly dropShare?: number
+  /** Recent outcomes (decayed count) needed before a peer's drops are judged. Default 3 (the 4th drop in a row). */
+  readonly dropEvidence?: number
 }
 
 export interface PeerRouteStats {
@@ -53,6 +69,9 @@ export interface PeerRouteStats {
   readonly failures: number
   readonly bannedForMs: number
   readonly finish: number
+  /** Decayed counts of recent remote drops and completions. */
+  readonly drops: number
+  readonly completed: number
 }
 
 interface PeerState {
@@ -64,7 +83,13 @@ interface PeerState {
   bannedUntil: number
   /** Virtual finish time: cumulative expected ms of the work sent to it. */
   finish: number
+  /** Recent remote drops and completions, each decayed by DROP_DECAY per outcome. */
+  drops: number
+  completed: number
 }
+
+/** Weight kept by the older outcomes at each new one: about the last 10 outcomes count. */
+const DROP_DECAY = 0.9
 
 const ENTER_EPSILON_MS = 1e-3
 
@@ -82,10 +107,12 @@ export class Router {
     this.opts = {
       banBaseMs: options.banBaseMs ?? 2000,
       banMaxMs: options.banMaxMs ?? 60_000,
-      timeoutFloorMs: options.timeoutFloorMs ?? 10_000,
+      timeoutFloorMs: options.timeoutFloorMs ?? 2000,
       initialTimeoutMs: options.initialTimeoutMs ?? 120_000,
       timeoutK: options.timeoutK ?? 4,
-      alpha: options.alpha ?? 0.25
+      alpha: options.alpha ?? 0.25,
+      dropShare: options.dropShare ?? 0.5,
+      dropEvidence: options.dropEvidence ?? 3
     }
   }
 
@@ -135,11 +162,27 @@ export class Router {
     return tp != null && tp > 0 ? 1000 / tp : 0
   }
 
-  /** How long to wait for `peer` before giving up on a microbatch (ms). */
-  timeoutMs (peer: string): number {
+  /**
+   * How long to wait for `peer` (of `stage`) before giving up on a microbatch (ms): its service
+   * time's EWMA + k deviations, else its stage's medians, else the initial timeout; within
+   * [floor, initial]. `extraMs` (the network's share for the bytes sent) is added before clamping.
+   */
+  timeoutMs (peer: string, stage?: number, extraMs = 0): number {
     const s = this.peers.get(peer)
-    if (s == null || s.samples === 0) return this.opts.initialTimeoutMs
-    return Math.max(this.opts.timeoutFloorMs, s.ewma + this.opts.timeoutK * s.dev)
+    let ewma: number
+    let dev: number
+    if (s != null && s.samples > 0) {
+      ewma = s.ewma
+      dev = s.dev
+    } else {
+      const st = stage ?? s?.stage
+      const measured = [...this.peers.values()].filter(x => x.stage === st && x.samples > 0)
+      if (measured.length === 0) return this.opts.initialTimeoutMs
+      ewma = medianOf(measured.map(x => x.ewma))
+      dev = medianOf(measured.map(x => x.dev))
+    }
+    const ms = ewma + this.opts.timeoutK * dev + extraMs
+    return Math.min(this.opts.initialTimeoutMs, Math.max(this.opts.timeoutFloorMs, ms))
   }
 
   /** A round trip through `peer` finished in `ms`. */
@@ -155,6 +198,23 @@ export class Router {
     }
     s.samples++
     s.failures = 0
+    s.completed = DROP_DECAY * s.completed + 1
+    s.drops *= DROP_DECAY
+  }
+
+  /**
+   * `peer` answered that the microbatch was dropped behind it. Returns RepeatedDropsError when its
+   * drops are its own (see the top of this file): the caller judges it and retries elsewhere.
+   */
+  remoteDropped (peer: string, stage: number): RepeatedDropsError | undefined {
+    const s = this.state(peer, stage)
+    s.drops = DROP_DECAY * s.drops + 1
+    s.completed *= DROP_DECAY
+    const total = s.drops + s.completed
+    if (total < this.opts.dropEvidence || s.drops / total < this.opts.dropShare) return undefined
+    // the stage behind works for someone: these drops are this peer's
+    const healthy = [...this.peers.entries()].some(([p, o]) => p !== peer && o.stage === stage && o.completed >= 1 && o.drops / (o.drops + o.completed) < this.opts.dropShare / 2)
+    return healthy ? new RepeatedDropsError(peer, s.drops, total) : undefined
   }
 
   /**
@@ -184,17 +244,25 @@ export class Router {
       samples: s.samples,
       failures: s.failures,
       bannedForMs: Math.max(0, s.bannedUntil - t),
-      finish: s.finish
+      finish: s.finish,
+      drops: s.drops,
+      completed: s.completed
     }))
   }
 
   private state (peer: string, stage: number): PeerState {
     let s = this.peers.get(peer)
     if (s == null) {
-      s = { stage, ewma: 0, dev: 0, samples: 0, failures: 0, bannedUntil: 0, finish: 0 }
+      s = { stage, ewma: 0, dev: 0, samples: 0, failures: 0, bannedUntil: 0, finish: 0, drops: 0, completed: 0 }
       this.peers.set(peer, s)
     }
     s.stage = stage
     return s
   }
+}
+
+function medianOf (xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2
 }

@@ -2,7 +2,8 @@
 // pipeline protocol (protocol.ts) while the node serves its stage.
 //
 //   receive    the activation frame and the targets frame, validated (size, shape, bounds, run,
-//              stage, and the sender's hop commitment: hop-commits.ts) and decoded (the codec
+//              stage, the sender's place in the route and the origin's signature: route-auth.ts,
+//              and the sender's hop commitment: hop-commits.ts) and decoded (the codec
 //              adapter checks the values are finite); a bad one is judged against the sender
 //              (PeerJudge) and nothing else is disturbed
 //   compute    last stage: loss and the input gradient (trainLast) or the held-out loss (eval);
@@ -26,6 +27,7 @@ import type { StageWorker } from './stage-worker.ts'
 import type { HopCommitter } from './hop-commits.ts'
 import type { HopTensor } from '../verify/hop-records.ts'
 import type { Adversary } from './adversary.ts'
+import type { RouteAuth } from './route-auth.ts'
 
 export interface StageServerInit {
   readonly libp2p: Libp2p
@@ -41,6 +43,8 @@ export interface StageServerInit {
   readonly judge: PeerJudge
   /** Signs this node's hops and checks the previous stage's; absent: no commitments. */
   readonly committer?: HopCommitter
+  /** Who may send this stage work and whose work it is (route-auth.ts); absent: anyone (bare tests). */
+  readonly routeAuth?: RouteAuth
   /** A cheating stage server (verification tests and bench only: adversary.ts). */
   readonly adversary?: Adversary
   /** How long an inbound stream may take to deliver its request (ms). */
@@ -106,6 +110,8 @@ export class StageServer implements Role {
       try {
         const act = await fs.expect({ signal: reading.signal })
         ;({ B, T, meta } = validateActivation(act, init.bounds, from))
+        // before decoding anything: only the previous stage's peers, only microbatches their origin signed
+        await init.routeAuth?.check(from, act.header.microbatchId, meta, reading.signal)
         hidden = init.codecs.decode('activation', act)
         const tgt = await fs.expect({ signal: reading.signal })
         id = act.header.microbatchId
