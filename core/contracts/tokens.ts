@@ -21,6 +21,8 @@ export const Tokens = {
   PeerJudge: 'layerswarm:PeerJudge',
   /** `MetricsRegistry` (core): the node's counters and gauges. */
   Metrics: 'layerswarm:Metrics',
+  /** `WireBudget` (core/wire/budget.ts): inbound bytes in flight, streams and rate limits, per peer and node-wide. */
+  WireBudget: 'layerswarm:WireBudget',
   /** `ChainNode` (core/chain/chain-node.ts; bound when the node runs with --chain): metagraph, binding, admission. */
   Chain: 'layerswarm:Chain',
   /** `PeerAdmission` (core, bound with --chain): who may take part (contracts/admission.ts). */

@@ -41,6 +41,7 @@ import { startControlServer, type ControlServer } from './control-endpoint.ts'
 import { NodeStateError } from './node-errors.ts'
 import { summarizeConnections, type ConnectionSummary } from './connections.ts'
 import { NatMonitor, NAT_MONITOR_TOKEN, type NatStatus } from './nat-status.ts'
+import { attachWireBudget, WireBudget, type WireBudgetOptions } from '../wire/budget.ts'
 import { deadline, withDeadline } from '../timers.ts'
 import type { ChainNode, ChainOptions, ChainStatus } from '../chain/chain-node.ts'
 
@@ -87,6 +88,8 @@ export interface CreateNodeOptions {
   chain?: ChainOptions
   /** Base for relative paths (psk, network file, plugin paths). Default process.cwd(). */
   cwd?: string
+  /** Inbound bytes in flight, streams and rate limits per peer and node-wide (core/wire/budget.ts); default sized from memory. */
+  wireBudget?: Partial<WireBudgetOptions>
 }
 
 /** The resolved configuration, bound as Tokens.NodeConfig for plugins. */
@@ -262,6 +265,10 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   container.register(Tokens.Libp2p, { useValue: libp2p })
   container.register(Tokens.PeerJudge, { useValue: judge })
   container.register(Tokens.Metrics, { useValue: metrics })
+  // what any peer may make this node hold, enforced by every framed protocol on this libp2p
+  const wireBudget = new WireBudget(options.wireBudget)
+  attachWireBudget(libp2p, wireBudget)
+  container.register(Tokens.WireBudget, { useValue: wireBudget })
   const nat = new NatMonitor(libp2p as unknown as Libp2p, { relayListen, log: logger.forComponent('layerswarm:nat') })
   container.register(NAT_MONITOR_TOKEN, { useValue: nat })
   // a training node (its runtime names a run) has the run's one membership view, for the runtime and
