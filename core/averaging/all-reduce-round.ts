@@ -2,8 +2,13 @@
 // service, averager.ts, finds the group and schedules rounds; butterfly.ts holds the messages and
 // the shard arithmetic):
 //
-//   begin(members)  shard layout, this node's declared stats, deadlines from the measured bandwidth
-//                   plus slack (contributions by contribDeadline, results by resultDeadline)
+//   begin(members)  shard layout, this node's declared stats, deadlines (contributions by
+//                   contribDeadline, results by resultDeadline): a phase lasts 3x this node's
+//                   transfer at its measured bandwidth plus slack, or longer where a member's link
+//                   is slower: slack + srtt + 4 rttvar + shard bytes / throughput of the slowest
+//                   member (core/net/peer-timing.ts; that term capped at PEER_PHASE_CEILING_MS).
+//                   Every exchange feeds the estimator: the stream's opening as a round trip, each
+//                   shard's parts as a transfer
 //   run()           contributor side: this node's values of shard j to its owner, the average back,
 //                   for every other member in parallel; then waits for our own shard's average and
 //                   assembles the vector: a lost or refused shard keeps this node's values
@@ -17,6 +22,7 @@
 // (the service's judge bans it for later rounds), and its own shard's average is not taken this round.
 import { AbortError, verdictOf } from '../errors.ts'
 import { deadline, withDeadline } from '../timers.ts'
+import type { PeerTiming } from '../net/peer-timing.ts'
 import { PeerResetError, RemoteError, type FramedStream } from '../wire/index.ts'
 import type { AveragingRole } from '../codecs/tensor-codecs.ts'
 import {
@@ -30,6 +36,9 @@ import {
 import type { Contributors, ExcludedPeer, LostShard, OwnShardReport, ReduceOutcome, RoundContext } from './round-types.ts'
 export type { FaultInjection, ExcludedPeer, LostShard, OwnShardReport, ReduceOutcome, RoundContext } from './round-types.ts'
 import { robustShardMean } from './robust-shard.ts'
+
+/** Longest phase the per-member rule may ask for (ms); the node's own bandwidth rule is not capped. */
+export const PEER_PHASE_CEILING_MS = 600_000
 
 interface OwnerResult {
   parts: Array<{ codecId: number, bytes: Uint8Array, elements: number }>
@@ -89,7 +98,7 @@ export class AllReduceRound {
     this.ranges = shardRanges(data.length, members.length)
     this.myStats = this.ranges.map(([s, e]) => shardStats(data.subarray(s, e)))
     const readyAt = Date.now()
-    const phaseMs = ctx.phaseTimeoutMs ?? Math.ceil(ctx.slackMs + 3000 * (data.length * 4 * (members.length - 1) / members.length) / ctx.bandwidth)
+    const phaseMs = ctx.phaseTimeoutMs ?? phaseDeadlineMs(ctx, members, this.me, data.length)
     this.contribDeadline = readyAt + ctx.joinMs + phaseMs
     this.resultDeadline = readyAt + ctx.joinMs + 2 * phaseMs
     this.timer = setTimeout(() => { this.finalize() }, this.contribDeadline - Date.now())
@@ -301,7 +310,7 @@ export class AllReduceRound {
       if (this.closed) throw new ContributionLateError()
       const [s, e] = this.ranges[this.me]
       const data = await withDeadline(this.contribDeadline - Date.now(), [signal],
-        async contribSignal => await receiveParts(fs, codecs, req.role, this.stage, req.parts, e - s, contribSignal))
+        async contribSignal => await timedReceive(this.ctx.timing, peer, fs, async () => await receiveParts(fs, codecs, req.role, this.stage, req.parts, e - s, contribSignal)))
       checkDeclaredStats(data, { norm: req.stats[this.me][0], maxAbs: req.stats[this.me][1] }, codecs.relError(req.role))
       if (this.closed) throw new ContributionLateError()
       this.contributions.set(k, { weight: req.weight, data })
@@ -331,7 +340,10 @@ export class AllReduceRound {
     const signal = guard.signal
     let fs: FramedStream
     try {
+      const t0 = performance.now()
       fs = await ctx.dial(owner, signal)
+      // opening a stream on the open connection negotiates its protocol: about one round trip
+      ctx.timing?.observeRtt(owner, performance.now() - t0)
     } catch (err) {
       guard.clear()
       throw err
@@ -358,7 +370,7 @@ export class AllReduceRound {
       await fs.send({ kind: 'request', stage: this.stage, microbatchId: this.round, metadata: meta as unknown as Record<string, unknown> }, undefined, { signal })
       await sendParts(fs, this.role, this.stage, this.round, parts, signal)
       const resp = parseReduceResponse(await fs.expect({ signal }), this.members.length)
-      const values = await receiveParts(fs, ctx.codecs, this.role, this.stage, resp.parts, e - s, signal)
+      const values = await timedReceive(ctx.timing, owner, fs, async () => await receiveParts(fs, ctx.codecs, this.role, this.stage, resp.parts, e - s, signal))
       await fs.close({ signal })
       return { values, contributors: resp.contributors }
     } catch (err) {
@@ -372,6 +384,27 @@ export class AllReduceRound {
       this.bytesReceived += fs.stats.bytesReceived
     }
   }
+}
+
+/** A phase's length: this node's bandwidth rule, or the slowest other member's link (peer-timing.ts) when longer. */
+export function phaseDeadlineMs (ctx: Pick<RoundContext, 'slackMs' | 'bandwidth' | 'timing'>, members: readonly string[], me: number, elements: number): number {
+  const n = members.length
+  const own = ctx.slackMs + 3000 * (elements * 4 * (n - 1) / n) / ctx.bandwidth
+  const timing = ctx.timing
+  if (timing == null || n < 2) return Math.ceil(own)
+  const shardBytes = 4 * Math.ceil(elements / n)
+  const slowest = Math.max(...members.filter((_, i) => i !== me).map(p => timing.networkMs(p, shardBytes)))
+  return Math.ceil(Math.max(own, Math.min(PEER_PHASE_CEILING_MS, ctx.slackMs + slowest)))
+}
+
+/** Times one exchange's received bytes into `timing` (a transfer of at least 1 KiB). */
+async function timedReceive<T> (timing: PeerTiming | undefined, peer: string, fs: FramedStream, fn: () => Promise<T>): Promise<T> {
+  const b0 = fs.stats.bytesReceived
+  const t0 = performance.now()
+  const out = await fn()
+  const bytes = fs.stats.bytesReceived - b0
+  if (bytes >= 1024) timing?.observeTransfer(peer, bytes, performance.now() - t0)
+  return out
 }
 
 function toStats (s: readonly [number, number] | undefined): ShardStats | undefined {

@@ -21,6 +21,7 @@
 // with this node on the group).
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p, PeerId } from '@libp2p/interface'
+import { timingFor } from '../net/peer-timing.ts'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
 import { AbortError, verdictOf } from '../errors.ts'
@@ -294,6 +295,7 @@ export class Averager {
       slackMs: this.slackMs,
       phaseTimeoutMs: this.init.phaseTimeoutMs,
       bandwidth: this.bandwidth,
+      timing: timingFor(this.libp2p),
       faults: this.init.faults,
       robust: this.init.robust,
       log: this.log,

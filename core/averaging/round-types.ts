@@ -5,6 +5,7 @@ import type { Logger } from '../contracts/logger.ts'
 import type { FramedStream } from '../wire/index.ts'
 import type { AveragingRole, TensorCodecs } from '../codecs/tensor-codecs.ts'
 import type { BanList } from './ban-list.ts'
+import type { PeerTiming } from '../net/peer-timing.ts'
 import type { RobustAveragingOptions } from './robust-shard.ts'
 
 /** How a round averages: the parameters themselves, or pseudo-gradients with an outer optimizer (DiLoCo). */
@@ -81,6 +82,8 @@ export interface RoundContext {
   readonly phaseTimeoutMs?: number
   /** This node's link bandwidth estimate (bytes/s). */
   readonly bandwidth: number
+  /** Per-peer round trips and throughputs (core/net/peer-timing.ts): phase deadlines follow the slowest member's. */
+  readonly timing?: PeerTiming
   readonly faults?: FaultInjection
   readonly robust?: RobustAveragingOptions
   readonly log: Logger

@@ -29,12 +29,17 @@
 // peers serve more). Each chunk is checked against its agreed hash on arrival: a peer that serves a
 // bad chunk is reported and dropped, the chunk is fetched again elsewhere. The assembled bytes are
 // checked against the agreed sha256 before they are returned.
+//
+// Deadlines follow each peer's measured link (core/net/peer-timing.ts): a chunk request waits
+// clamp(srtt + 4 rttvar + chunk bytes / throughput, 5 s, 120 s), a manifest request the same rule
+// within [5 s, 30 s]; every chunk that arrives is a throughput sample. `requestTimeoutMs` fixes them.
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
 import { type Verdict, verdictOf } from '../errors.ts'
 import { sleep } from '../timers.ts'
+import { timingFor, type DeadlineBounds, type PeerTiming } from '../net/peer-timing.ts'
 import { RemoteError, requestFrame, type Frame } from '../wire/index.ts'
 import {
   NoStatePeersError, StateAgreementError, StateChunkHashError, StateConflictError, StateHashError, StateProtocolError
@@ -52,8 +57,10 @@ export interface SyncStateOptions {
   readonly stage: number
   /** Peers that agree on one hash needed before trusting it (when that many answered). Default 2. */
   readonly minAgree?: number
-  /** Deadline per request (ms). Default 30 s. */
+  /** A fixed deadline per request (ms). Default: the peer-timing rule (see the top of this file). */
   readonly requestTimeoutMs?: number
+  /** Per-peer round trips and throughputs. Default: the libp2p node's (timingFor). */
+  readonly timing?: PeerTiming
   /** Most peers downloaded from at once. Default 8. */
   readonly parallel?: number
   readonly maxStateBytes?: number
@@ -124,11 +131,21 @@ interface Poll { manifests: Manifest[], none: string[], bad: Bad[] }
 type SyncLibp2p = Pick<Libp2p, 'dialProtocol'>
 type Request = (peer: string, metadata: Record<string, unknown>, maxPayloadBytes: number, timeoutMs?: number) => Promise<Frame>
 
+/** Deadline bounds of a chunk request and of a manifest request (ms). */
+export const CHUNK_DEADLINE: DeadlineBounds = { floorMs: 5000, ceilingMs: 120_000 }
+export const MANIFEST_DEADLINE: DeadlineBounds = { floorMs: 5000, ceilingMs: 30_000 }
+
 function requester (libp2p: SyncLibp2p, opts: SyncStateOptions): Request {
-  const timeoutMs = opts.requestTimeoutMs ?? 30_000
-  return async (peer, metadata, maxPayloadBytes, t = timeoutMs) =>
-    await requestFrame(libp2p, peerIdFromString(peer), STATE_SYNC_PROTOCOL, { kind: 'request', stage: opts.stage, metadata }, undefined,
-      { runId: opts.runId, timeoutMs: t, signal: opts.signal, limits: { maxPayloadBytes: Math.max(1024, maxPayloadBytes) } })
+  const timing = opts.timing ?? timingFor(libp2p)
+  return async (peer, metadata, maxPayloadBytes, t) => {
+    const chunk = metadata.op === 'chunk'
+    const timeoutMs = t ?? opts.requestTimeoutMs ?? timing.deadline(peer, maxPayloadBytes, chunk ? CHUNK_DEADLINE : MANIFEST_DEADLINE)
+    const t0 = performance.now()
+    const f = await requestFrame(libp2p, peerIdFromString(peer), STATE_SYNC_PROTOCOL, { kind: 'request', stage: opts.stage, metadata }, undefined,
+      { runId: opts.runId, timeoutMs, signal: opts.signal, limits: { maxPayloadBytes: Math.max(1024, maxPayloadBytes) } })
+    if (chunk) timing.observeTransfer(peer, f.payload.byteLength, performance.now() - t0)
+    return f
+  }
 }
 
 const codeOf = (err: unknown): string => (err as { code?: string }).code ?? 'ERR_UNKNOWN'

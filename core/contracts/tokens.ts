@@ -19,6 +19,8 @@ export const Tokens = {
   Runtime: 'layerswarm:Runtime',
   /** `PeerJudge` (core): the node's one place where verdicts on peers become penalties and bans. */
   PeerJudge: 'layerswarm:PeerJudge',
+  /** `PeerTiming` (core/net/peer-timing.ts): the node's per-peer round trips, throughputs and deadline rule. */
+  PeerTiming: 'layerswarm:PeerTiming',
   /** `MetricsRegistry` (core): the node's counters and gauges. */
   Metrics: 'layerswarm:Metrics',
   /** `WireBudget` (core/wire/budget.ts): inbound bytes in flight, streams and rate limits, per peer and node-wide. */

@@ -21,6 +21,7 @@ import { dcutr } from '@libp2p/dcutr'
 import { preSharedKey } from '@libp2p/pnet'
 import type { AbortOptions, PrivateKey, ServiceMap } from '@libp2p/interface'
 import { PeerJudge } from '../peer-judge.ts'
+import { timingFor } from '../net/peer-timing.ts'
 import { createMembership, membershipInit } from '../membership/index.ts'
 import { MetricsRegistry } from '../metrics/registry.ts'
 import { container as rootContainer, type DependencyContainer } from 'tsyringe'
@@ -265,6 +266,8 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   container.register(Tokens.Libp2p, { useValue: libp2p })
   container.register(Tokens.PeerJudge, { useValue: judge })
   container.register(Tokens.Metrics, { useValue: metrics })
+  // the deadlines of every exchange with a peer follow its measured link (docs/networks.md)
+  container.register(Tokens.PeerTiming, { useValue: timingFor(libp2p) })
   // what any peer may make this node hold, enforced by every framed protocol on this libp2p
   const wireBudget = new WireBudget(options.wireBudget)
   attachWireBudget(libp2p, wireBudget)

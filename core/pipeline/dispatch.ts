@@ -4,6 +4,12 @@
 //
 //   attempt    router.choose(stage) (or wait, bounded, for a peer to appear) -> open a framed
 //              stream -> activation frame + targets frame -> the reply frame, validated and decoded
+//   deadline   each attempt has the router's timeout for the peer (its service time, or its stage's
+//              when it was never measured) plus the network's share for the bytes sent
+//              (core/net/peer-timing.ts: srtt + 4 rttvar + bytes / throughput); a peer that misses
+//              it (a silent one: accepts the stream, never answers) gets PeerDeadlineError ('ignore':
+//              the router bans it with a backoff that doubles while it keeps failing) and the
+//              microbatch is re-routed. Not hedged: a second copy would be trained on twice.
 //   failure    a remote drop (the stages behind the peer failed) is final: MicrobatchDroppedError
 //              at once; any other failure is judged (PeerJudge: verdict on the peer, router ban)
 //              and the next attempt goes to another peer; after maxAttempts: dropped
@@ -16,6 +22,9 @@ import type { Logger } from '../contracts/logger.ts'
 import { AbortError, ConfigError, type LayerswarmError } from '../errors.ts'
 import type { PeerJudge } from '../peer-judge.ts'
 import { deadline, pause } from '../timers.ts'
+import { PeerDeadlineError } from '../net/errors.ts'
+import { timingFor, type PeerTiming } from '../net/peer-timing.ts'
+import { pingerOf, RttProbe } from '../net/rtt-probe.ts'
 import { openFramed, RemoteError, type FramedStream } from '../wire/index.ts'
 import type { BoundaryCodecs } from '../codecs/tensor-codecs.ts'
 import { isRemoteDrop, MicrobatchDroppedError } from './errors.ts'
@@ -77,6 +86,8 @@ export interface DispatcherInit {
   readonly metrics: PipelineMetrics
   readonly judge: PeerJudge
   readonly retry: RetryPolicy
+  /** Per-peer round-trip and throughput estimates; default: the libp2p node's (timingFor, Tokens.PeerTiming). */
+  readonly timing?: PeerTiming
   /** Signs this node's hops and checks the next stage's; absent: no commitments (verification off). */
   readonly committer?: HopCommitter
   readonly log: Logger
@@ -86,8 +97,13 @@ export interface DispatcherInit {
 
 export class Dispatcher {
   private outstanding = 0
+  readonly timing: PeerTiming
+  private readonly probe: RttProbe
 
-  constructor (private readonly init: DispatcherInit) {}
+  constructor (private readonly init: DispatcherInit) {
+    this.timing = init.timing ?? timingFor(init.libp2p)
+    this.probe = new RttProbe(this.timing, pingerOf(init.libp2p))
+  }
 
   /** Whether this node signs its training hops (then senders pass what produced them as `work`). */
   get commits (): boolean {
@@ -118,7 +134,9 @@ export class Dispatcher {
       if (peer == null) break
       if (attempt > 0) metrics.count('microbatchesRetried')
       const t0 = performance.now()
-      const attemptDeadline = deadline(router.timeoutMs(peer), signal)
+      this.probe.maybeProbe(peer)
+      const hopMs = router.timeoutMs(peer, mb.stage, this.timing.networkMs(peer, act.bytes.byteLength + tgt.byteLength))
+      const attemptDeadline = deadline(hopMs, signal)
       const sig = attemptDeadline.signal
       let fs: FramedStream | undefined
       this.outstanding++
@@ -143,11 +161,15 @@ export class Dispatcher {
         await fs.close({ signal: sig }).catch(() => {})
         router.succeeded(peer, mb.stage, performance.now() - t0)
         return out
-      } catch (err) {
+      } catch (caught) {
+        // our own deadline for this peer fired (not the caller's abort): the peer's fault, mildly
+        const err = sig.aborted && !signal.aborted ? new PeerDeadlineError(peer, hopMs, `stage-${mb.stage} hop`) : caught
         if (fs != null && !(err instanceof RemoteError)) fs.abort(err as Error)
         if (signal.aborted) throw new AbortError('the microbatch was abandoned')
-        if (isRemoteDrop(err)) throw new MicrobatchDroppedError(mb.stage, `stage ${mb.stage} peer ${peer} dropped the microbatch: ${(err as Error).message}`)
-        const verdict = this.init.judge.judge(peer, err, 'pipeline', mb.stage)
+        // a drop is final unless this peer drops far more than its stage's others (router.ts): then it is judged and the next peer tried
+        const dropper = isRemoteDrop(err) ? router.remoteDropped(peer, mb.stage) : undefined
+        if (isRemoteDrop(err) && dropper == null) throw new MicrobatchDroppedError(mb.stage, `stage ${mb.stage} peer ${peer} dropped the microbatch: ${(err as Error).message}`)
+        const verdict = this.init.judge.judge(peer, dropper ?? err, 'pipeline', mb.stage)
         exclude.add(peer)
         this.init.log.warn('microbatch failed at a peer; retrying elsewhere', {
           peer, stage: mb.stage, attempt: attempt + 1, of: retry.maxAttempts, verdict, code: (err as LayerswarmError).code, error: (err as Error).message
