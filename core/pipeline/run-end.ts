@@ -4,7 +4,10 @@
 //                until every known peer reports done, so late listeners see it done
 //   stage >= 1   ends when every live stage-0 peer reports done (and one was seen done) and no
 //                microbatch is in flight here: the last partial step is applied, then it reports
-//                done and lingers the same way
+//                done and lingers the same way; microbatches still here `graceMs` after the
+//                last stage-0 peer reported done do not keep it going (a peer that holds an
+//                inbound stream open must not keep a node from ever ending: the stage server
+//                aborts what is left when the node stops)
 import type { Logger } from '../contracts/logger.ts'
 import { pause } from '../timers.ts'
 import type { TrainingState } from './training-status.ts'
@@ -22,10 +25,16 @@ export interface RunEndInit {
   readonly lingerMs: number
   readonly signal: AbortSignal
   readonly log: Logger
+  /** How long in-flight microbatches may keep a stage >= 1 node going once every stage-0 peer is done (ms). Default 20 s. */
+  readonly graceMs?: number
 }
+
+export const DEFAULT_RUN_END_GRACE_MS = 20_000
 
 export class RunEnd {
   private seenStage0Done = false
+  /** When every stage-0 peer was first seen done with microbatches still here (ms since epoch). */
+  private heldSince: number | undefined
 
   constructor (private readonly init: RunEndInit) {}
 
@@ -36,7 +45,17 @@ export class RunEnd {
   downstreamDone (inFlight: number): boolean {
     const origins = this.init.view.live().filter(e => e.stage === 0)
     if (origins.some(e => e.state === 'done')) this.seenStage0Done = true
-    return this.seenStage0Done && inFlight === 0 && origins.every(e => e.state === 'done' || e.state === 'failed')
+    const over = this.seenStage0Done && origins.every(e => e.state === 'done' || e.state === 'failed')
+    if (!over) {
+      this.heldSince = undefined
+      return false
+    }
+    if (inFlight === 0) return true
+    const now = Date.now()
+    this.heldSince ??= now
+    if (now - this.heldSince < (this.init.graceMs ?? DEFAULT_RUN_END_GRACE_MS)) return false
+    this.init.log.warn('run over with microbatches still in flight here: ending anyway', { inFlight, graceMs: this.init.graceMs ?? DEFAULT_RUN_END_GRACE_MS })
+    return true
   }
 
   /** After this node is done: tell the swarm, and wait until every known peer reports done (they saw our state), at most lingerMs. */

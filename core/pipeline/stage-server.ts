@@ -17,7 +17,7 @@ import type { LayerswarmError } from '../errors.ts'
 import type { PeerJudge } from '../peer-judge.ts'
 import type { Role } from '../contracts/role.ts'
 import { deadline, pause, type Deadline } from '../timers.ts'
-import { handleFramed, type FramedStream } from '../wire/index.ts'
+import { handleFramed, PeerBudgetError, type FramedStream } from '../wire/index.ts'
 import type { BoundaryCodecs } from '../codecs/tensor-codecs.ts'
 import type { Dispatcher } from './dispatch.ts'
 import { MicrobatchDroppedError, PeerConvictedError, PipelineStoppedError } from './errors.ts'
@@ -63,6 +63,8 @@ export class StageServer implements Role {
   readonly name = 'stage'
   private handling = 0
   private registered = false
+  /** Inbound streams of the microbatches being handled: stop() aborts them (a held one must not outlive the node's run). */
+  private readonly streams = new Set<FramedStream>()
 
   constructor (private readonly init: StageServerInit) {}
 
@@ -82,7 +84,11 @@ export class StageServer implements Role {
       log: this.init.wireLog,
       streamOptions: { maxInboundStreams: 256 },
       admit: async (peer, signal) => { await this.init.judge.admit(peer, signal, 'pipeline') },
-      onError: (err, peer) => { this.init.log.debug('inbound microbatch ended with an error', { peer, code: (err as LayerswarmError).code, error: err.message }) }
+      onError: (err, peer) => {
+        // a stream refused at the door (past the peer's share of streams) never reaches handle()'s judgement
+        if (err instanceof PeerBudgetError && err.resource === 'streams') this.init.judge.judge(peer, err, 'pipeline', this.init.stage - 1)
+        this.init.log.debug('inbound microbatch ended with an error', { peer, code: (err as LayerswarmError).code, error: err.message })
+      }
     })
   }
 
@@ -90,6 +96,7 @@ export class StageServer implements Role {
     if (!this.registered) return
     this.registered = false
     await this.init.libp2p.unhandle(PIPELINE_FORWARD_PROTOCOL).catch(() => {})
+    for (const fs of this.streams) fs.abort(new PipelineStoppedError())
   }
 
   status (): Record<string, unknown> {
@@ -101,6 +108,7 @@ export class StageServer implements Role {
     if (init.signal.aborted) throw new PipelineStoppedError()
     if (init.judge.isConvicted(from)) throw new PeerConvictedError(from)
     this.handling++
+    this.streams.add(fs)
     let work: Deadline | undefined
     try {
       const reading = deadline(init.requestTimeoutMs, handlerSignal, init.signal)
@@ -180,6 +188,7 @@ export class StageServer implements Role {
       init.metrics.completed(B * T)
     } finally {
       work?.clear()
+      this.streams.delete(fs)
       this.handling--
     }
   }
