@@ -10,7 +10,8 @@ import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
 import type { ComputeBackend } from '../core/contracts/backend.ts'
 import { corpusData } from '../core/data/index.ts'
 import { PipelineNode } from '../core/pipeline/pipeline-node.ts'
-import { int32Bytes, PIPELINE_FORWARD_PROTOCOL } from '../core/pipeline/protocol.ts'
+import { int32Bytes, PIPELINE_FORWARD_PROTOCOL, type MicrobatchMeta } from '../core/pipeline/protocol.ts'
+import { OriginSigner } from '../core/pipeline/route-auth.ts'
 import { runId } from '../core/run/manifest.ts'
 import { signCommitment, verifyCommitment } from '../core/verify/commitment.ts'
 import { hashHex } from '../core/verify/digest.ts'
@@ -125,7 +126,9 @@ describe('pipeline: commitments on every hop', function () {
       const client = nodes[0].peerId.toString()
       const fs = await openFramed(nodes[0], nodes[1].peerId, PIPELINE_FORWARD_PROTOCOL, { runId: rid })
       try {
-        const meta = { origin: client, step: 0, micro: 0, micros: 1, mode: 'train', ...(c != null ? { commitment: c } : {}) }
+        // the client is stage 0: it signs the microbatch's origin tuple (route-auth.ts)
+        const signed = await new OriginSigner(rid, keys[0]).sign({ origin: client, step: 0, micro: 0, micros: 1, mode: 'train' } satisfies MicrobatchMeta, 7n)
+        const meta = { ...signed, ...(c != null ? { commitment: c } : {}) }
         await fs.send({ kind: 'activation', microbatchId: 7n, stage: 1, dtype: 'f32', shape: [B, T, C], route: [client], metadata: meta }, payload)
         await fs.send({ kind: 'request', microbatchId: 7n, stage: 1, dtype: 'i32', shape: [B, T], route: [client], metadata: { op: 'targets' } }, int32Bytes(targets))
         const frame = await fs.expect()

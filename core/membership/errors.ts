@@ -95,6 +95,20 @@ export class HeartbeatAdmissionPendingError extends HeartbeatError {
   }
 }
 
+/** A publisher sent heartbeats faster than its rate (membership-service.ts, PublisherRates): dropped, not forwarded. IGNORE. */
+export class HeartbeatRateLimitedError extends HeartbeatError {
+  constructor (peer: string) {
+    super('ERR_MEMBER_HB_RATE', `heartbeats from ${peer} arrive faster than its rate; dropped`, 'ignore')
+  }
+}
+
+/** A publisher kept flooding far past its rate (a hard bound no honest node reaches). REJECT. */
+export class HeartbeatFloodError extends HeartbeatError {
+  constructor (peer: string, excess: number) {
+    super('ERR_MEMBER_HB_FLOOD', `heartbeats from ${peer} exceed its rate by ${Math.round(excess)}: a flood`, 'reject')
+  }
+}
+
 export class MembershipPubsubMissingError extends ConfigError {
   constructor () {
     super('the membership view needs gossipsub at libp2p.services.pubsub')

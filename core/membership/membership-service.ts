@@ -2,8 +2,10 @@
 //
 //   leaves   every `intervalMs` (and on publish()) this node's heartbeat on `/layerswarm/<runId>/members/1.0.0`:
 //            the placement provider's fields (scheduler or pin) and the run provider's (pipeline)
-//   enters   the gossipsub topic validator (`validate`): typed errors -> REJECT / IGNORE, counted by
-//            code; an accepted heartbeat enters the MemberView and goes to every onMember listener
+//   enters   the gossipsub topic validator (`validate`): the publisher's rate first (publisher-rates.ts:
+//            beyond it IGNORE, far beyond REJECT, before any parsing), then typed errors -> REJECT /
+//            IGNORE, counted by code; an accepted heartbeat enters the MemberView and goes to every
+//            onMember listener
 //   expires  `ttlMs` after it arrived, or at once when the peer's last connection closes (a killed
 //            node drops out of routing in milliseconds, not seconds)
 //
@@ -22,6 +24,7 @@ import {
 } from './errors.ts'
 import { encodeHeartbeat, MAX_QUEUE, MAX_STEP, MAX_THROUGHPUT, membersTopic, validateHeartbeat, type Heartbeat } from './heartbeat.ts'
 import { MemberView } from './view.ts'
+import { PublisherRates } from './publisher-rates.ts'
 
 export const MEMBERSHIP_VERSION = '0.1.0'
 
@@ -36,6 +39,12 @@ export interface MembershipInit {
   readonly maxSkewMs?: number
   /** Gossipsub score weight of one invalid heartbeat (squared with the count). Default -10. */
   readonly invalidMessageWeight?: number
+  /** Heartbeats per second one publisher may send; beyond, IGNOREd. Default 4 x this node's own rate, at least 4. */
+  readonly maxHeartbeatsPerSec?: number
+  /** Heartbeats one publisher may send at once. Default 16. */
+  readonly heartbeatBurst?: number
+  /** Heartbeats beyond the rate (draining at the rate) above which they are REJECTed. Default 100. */
+  readonly heartbeatHardExcess?: number
   /** Software version published. */
   readonly version?: string
   readonly log?: Logger
@@ -99,6 +108,7 @@ export class MembershipService implements Membership {
   private readonly rejected: Record<string, number> = {}
   private readonly ignored: Record<string, number> = {}
   private readonly excluded = new Set<string>()
+  private readonly rates: PublisherRates
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
     const peer = evt.detail.toString()
     if (this.view.drop(peer)) this.log.debug('member disconnected', { peer })
@@ -121,6 +131,12 @@ export class MembershipService implements Membership {
     this.startedAt = this.now()
     this.unplaced = () => ({ stage: -1, state: 'joining', pinned: false, since: this.startedAt, tput: 0 })
     this.placement = this.unplaced
+    this.rates = new PublisherRates({
+      perSec: init.maxHeartbeatsPerSec ?? Math.max(4, 4000 / this.intervalMs),
+      burst: init.heartbeatBurst ?? 16,
+      hardExcess: init.heartbeatHardExcess ?? 100,
+      now: this.now
+    })
   }
 
   get ttlMs (): number {
@@ -264,6 +280,7 @@ export class MembershipService implements Membership {
       if (msg.type !== 'signed') throw new HeartbeatUnsignedError()
       const from = msg.from.toString()
       if (this.excluded.has(from)) throw new HeartbeatExcludedError(from)
+      this.rates.take(from)
       this.checkAdmission(from)
       hb = validateHeartbeat(msg.data, {
         runId: this.runId, stages: this.stages, now, ttlMs: this.view.ttlMs, maxSkewMs: this.maxSkewMs, from, lastSeq: this.view.lastSeq(from)
