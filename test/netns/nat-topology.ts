@@ -1,0 +1,112 @@
+// Two homes behind NAT and an "internet", built from network namespaces with `ip` and `iptables`:
+//
+//   inet (bridge br0, 7.77.0.0/24; the relay 7.77.0.1 and a public node 7.77.0.4 run here)
+//    |-- natA: public leg 7.77.0.2 -- MASQUERADE -- private leg 10.78.1.1 -- homeA: 10.78.1.2
+//    `-- natB: public leg 7.77.0.3 -- MASQUERADE -- private leg 10.78.2.1 -- homeB: 10.78.2.2
+//
+// 7.77.0.0/24 exists only inside these namespaces (none has a route out); it is a public-looking range
+// on purpose: AutoNAT and DCUtR ignore private addresses, so an "internet" on 10.x would test nothing.
+// A home reaches the internet through its router; nothing reaches a home (the routers have no route
+// to the other home's 10.78.x network and MASQUERADE maps only replies), so the homes meet only through
+// the relay. Each router counts the bytes its home exchanges with the relay, with the other home's
+// public address (a direct, hole-punched path) and with the public node.
+import { execFileSync } from 'node:child_process'
+import { Netns } from '../netns-helpers.ts'
+
+export const RELAY_IP = '7.77.0.1'
+export const PUBLIC_IP = '7.77.0.4'
+
+export interface Home {
+  readonly router: Netns
+  readonly host: Netns
+  /** The router's public address: what the internet sees the home's connections come from. */
+  readonly publicIp: string
+  /** The home host's own (private) address. */
+  readonly ip: string
+}
+
+/** Bytes a home exchanged (both directions) through its router, by the other end. */
+export interface HomeTraffic {
+  readonly relay: number
+  readonly otherHome: number
+  readonly publicNode: number
+}
+
+function run (ns: Netns, ...args: string[]): string {
+  return execFileSync('ip', ['netns', 'exec', ns.name, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+}
+
+function ipIn (ns: Netns, ...args: string[]): void {
+  execFileSync('ip', ['-n', ns.name, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+}
+
+/** Why the NAT topology cannot be built here (iptables missing), or undefined. */
+export function natUnavailable (): string | undefined {
+  try {
+    execFileSync('iptables', ['--version'], { stdio: 'ignore' })
+  } catch {
+    return 'iptables is not installed (apt-get install iptables)'
+  }
+  return undefined
+}
+
+export class NatTopology {
+  private constructor (readonly inet: Netns, readonly homes: readonly [Home, Home]) {}
+
+  static create (tag: string): NatTopology {
+    const made: Netns[] = []
+    const make = (t: string): Netns => { const n = Netns.create(t); made.push(n); return n }
+    try {
+      const inet = make(`${tag}i`)
+      ipIn(inet, 'link', 'add', 'br0', 'type', 'bridge')
+      ipIn(inet, 'addr', 'add', `${RELAY_IP}/24`, 'dev', 'br0')
+      ipIn(inet, 'addr', 'add', `${PUBLIC_IP}/24`, 'dev', 'br0')
+      ipIn(inet, 'link', 'set', 'br0', 'up')
+      const home = (i: 1 | 2, publicIp: string): Home => {
+        const router = make(`${tag}r${i}`)
+        const host = make(`${tag}h${i}`)
+        const lan = `10.78.${i}`
+        // public leg: router `pub` <-> inet `up<i>` on the bridge
+        ipIn(router, 'link', 'add', 'pub', 'type', 'veth', 'peer', 'name', `up${i}`, 'netns', inet.name)
+        ipIn(inet, 'link', 'set', `up${i}`, 'master', 'br0')
+        ipIn(inet, 'link', 'set', `up${i}`, 'up')
+        ipIn(router, 'addr', 'add', `${publicIp}/24`, 'dev', 'pub')
+        ipIn(router, 'link', 'set', 'pub', 'up')
+        // private leg: router `lan` <-> host `eth0`
+        ipIn(router, 'link', 'add', 'lan', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', host.name)
+        ipIn(router, 'addr', 'add', `${lan}.1/24`, 'dev', 'lan')
+        ipIn(router, 'link', 'set', 'lan', 'up')
+        ipIn(host, 'addr', 'add', `${lan}.2/24`, 'dev', 'eth0')
+        ipIn(host, 'link', 'set', 'eth0', 'up')
+        ipIn(host, 'route', 'add', 'default', 'via', `${lan}.1`)
+        run(router, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
+        run(router, 'iptables', '-t', 'nat', '-A', 'POSTROUTING', '-o', 'pub', '-j', 'MASQUERADE')
+        // byte counters (no target: count only), in the order traffic() reads them
+        for (const peer of [RELAY_IP, i === 1 ? '7.77.0.3' : '7.77.0.2', PUBLIC_IP]) {
+          run(router, 'iptables', '-A', 'FORWARD', '-i', 'lan', '-d', peer)
+          run(router, 'iptables', '-A', 'FORWARD', '-o', 'lan', '-s', peer)
+        }
+        return { router, host, publicIp, ip: `${lan}.2` }
+      }
+      return new NatTopology(inet, [home(1, '7.77.0.2'), home(2, '7.77.0.3')])
+    } catch (err) {
+      for (const n of made) n.destroy()
+      throw err
+    }
+  }
+
+  /** Bytes home `i` (0 or 1) exchanged through its router, by the other end. */
+  traffic (i: 0 | 1): HomeTraffic {
+    const out = run(this.homes[i].router, 'iptables', '-nvxL', 'FORWARD')
+    // rule lines start with "pkts bytes"; ours carry no target, so they are the first six
+    const bytes = out.split('\n').slice(2).filter(l => /^\s*\d+\s+\d+/.test(l)).map(l => Number(l.trim().split(/\s+/)[1]))
+    const pair = (k: number): number => (bytes[2 * k] ?? 0) + (bytes[2 * k + 1] ?? 0)
+    return { relay: pair(0), otherHome: pair(1), publicNode: pair(2) }
+  }
+
+  /** Kills everything in the namespaces and deletes them. Idempotent. */
+  destroy (): void {
+    for (const h of this.homes) { h.host.destroy(); h.router.destroy() }
+    this.inet.destroy()
+  }
+}

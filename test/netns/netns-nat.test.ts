@@ -1,0 +1,123 @@
+// Two nodes behind separate NATs (test/netns/nat-topology.ts), reachable only through the relay (the
+// bootstrap node), train the 3-stage micro model with a public node: the public node serves stage 0,
+// the homes stages 1 and 2, so every activation between stages 1 and 2 crosses the NATs. Checked:
+// the homes find out on their own that they are behind NAT (status nat.reachability 'private') and
+// take a relay reservation, the relay is 'public' (AutoNAT: a home dialed it back), status shows the
+// homes' connection to each other as relayed unless DCUtR upgraded it, and the run finishes.
+// Printed: whether DCUtR went direct, the bytes each home exchanged with the relay, the other home
+// and the public node (router counters), the run's tokens/s. Needs root and iptables; skips otherwise.
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { SwarmLauncher, type LaunchedNode } from '../../core/demo/swarm-launcher.ts'
+import { queryControl } from '../../core/node/control-endpoint.ts'
+import type { TrainingStatus } from '../../core/demo/swarm-view.ts'
+import { BIN, ROOT } from '../cli-helpers.ts'
+import { netnsUnavailable, type Netns } from '../netns-helpers.ts'
+import { waitForTraining, writeMicroModel, type SwarmNode } from '../swarm-helpers.ts'
+import { waitFor } from '../wait-helpers.ts'
+import { NatTopology, natUnavailable, PUBLIC_IP, RELAY_IP } from './nat-topology.ts'
+
+const IN_NETNS = join(dirname(fileURLToPath(import.meta.url)), 'in-netns.mjs')
+const STEPS = 20
+
+interface Status {
+  nat: { reachability: string, relayAddrs: string[], relayReason?: string }
+  connections: { direct: number, relayed: number, peers: Array<{ peer: string, direct: boolean, addr: string }> }
+}
+
+async function statusOf (dataDir: string): Promise<Status | undefined> {
+  return await queryControl(dataDir, '/status', { timeoutMs: 5000 }).catch(() => undefined) as Status | undefined
+}
+
+describe('netns: two nodes behind NAT train through a relay', function () {
+  this.timeout(600_000)
+  let topo: NatTopology | undefined
+  let launcher: SwarmLauncher | undefined
+  let dir = ''
+
+  before(async function () {
+    const why = netnsUnavailable() ?? natUnavailable()
+    if (why != null) {
+      console.log(`      skipped: ${why}`)
+      this.skip()
+    }
+    dir = await mkdtemp(join(tmpdir(), 'lsw-netns-nat-'))
+    topo = NatTopology.create(`n${process.pid % 1000}`)
+  })
+  after(async () => {
+    await launcher?.stopAll(10_000).catch(() => {})
+    topo?.destroy()
+    if (dir !== '') await rm(dir, { recursive: true, force: true })
+  })
+
+  it('finds the NAT, joins through circuit relay v2, tries DCUtR and serves stages', async () => {
+    const t = topo!
+    launcher = new SwarmLauncher({ bin: IN_NETNS, cwd: ROOT })
+    const env = (ns: Netns): Record<string, string> => ({ LSW_NETNS: ns.name, LSW_NETNS_BIN: BIN })
+    const model = await writeMicroModel(dir)
+    const config = join(dir, 'node-config.json')
+    await writeFile(config, JSON.stringify({ pluginOptions: { 'backend-cpu': { threads: 1 } } }))
+    const run = ['--stages', '3', '--model', model, '--steps', String(STEPS), '--seed', '3', '--batch', '4', '--lr', '1e-2',
+      '--microbatches', '2', '--eval-batches', '4', '--log-level', 'info']
+    const relayDir = join(dir, 'relay')
+    const relay = await launcher.start({
+      name: 'relay', args: ['--bootstrap-node', '--data-dir', relayDir, '--listen', `/ip4/${RELAY_IP}/tcp/4001`, '--log-level', 'info'],
+      logFile: join(dir, 'relay.log'), env: env(t.inet)
+    })
+    const start = async (name: string, ns: Netns, ip: string, stage: number): Promise<SwarmNode> => {
+      const dataDir = join(dir, name)
+      const node: LaunchedNode = await launcher!.start({
+        name,
+        args: ['--data-dir', dataDir, '--config', config, '--listen', `/ip4/${ip}/tcp/0`, '--bootstrap', relay.addrs[0], '--stage', String(stage), ...run],
+        logFile: join(dir, `${name}.log`),
+        env: env(ns)
+      })
+      return { name, stage, dataDir, node }
+    }
+    const t0 = performance.now()
+    const nodes = await Promise.all([
+      start('public-s0', t.inet, PUBLIC_IP, 0),
+      start('homeA-s1', t.homes[0].host, t.homes[0].ip, 1),
+      start('homeB-s2', t.homes[1].host, t.homes[1].ip, 2)
+    ])
+    const [, homeA, homeB] = nodes
+
+    // the homes learn they are behind NAT and take a relay reservation on their own
+    for (const h of [homeA, homeB]) {
+      const s = await waitFor(async () => {
+        const st = await statusOf(h.dataDir)
+        return st?.nat.reachability === 'private' && st.nat.relayAddrs.length > 0 ? st : undefined
+      }, { what: `${h.name}: reachability private and a relay reservation`, timeoutMs: 60_000, intervalMs: 500 })
+      assert.equal(s.nat.relayReason, 'private')
+      assert.ok(s.nat.relayAddrs[0].startsWith(relay.addrs[0]), `reserved on the relay: ${s.nat.relayAddrs[0]}`)
+    }
+    // the homes reach each other: through the relay, or directly once DCUtR punched a hole
+    const link = await waitFor(async () => (await statusOf(homeA.dataDir))?.connections.peers.find(p => p.peer === homeB.node.peerId),
+      { what: 'home A connected to home B', timeoutMs: 120_000, intervalMs: 500 })
+    console.log(`      home A -> home B: ${link.direct ? 'direct' : 'relayed'} (${link.addr})`)
+
+    const last = await waitForTraining(nodes, `${STEPS} steps across the NATs`, ts => ts.every(x => x?.state === 'done') &&
+      ts.some(x => x?.stage === 2 && x.evalLoss != null), 480_000) as TrainingStatus[]
+    const seconds = (performance.now() - t0) / 1000
+    const tokens = last.filter(x => x.stage === 0).reduce((a, x) => a + x.tokens, 0)
+    assert.ok(last.every(x => x.microbatchesDone > 0), 'every node, the homes included, served microbatches')
+
+    // after the run: AutoNAT confirmed the relay's address; status tells direct from relayed
+    const rs = await waitFor(async () => { const s = await statusOf(relayDir); return s?.nat.reachability === 'public' ? s : undefined },
+      { what: 'the relay: reachability public (AutoNAT)', timeoutMs: 60_000, intervalMs: 1000 })
+    const [a, b] = await Promise.all([statusOf(homeA.dataDir), statusOf(homeB.dataDir)])
+    const aToB = a?.connections.peers.find(p => p.peer === homeB.node.peerId)
+    const aToRelay = a?.connections.peers.find(p => p.peer === relay.peerId)
+    assert.equal(aToRelay?.direct, true, 'a home dials the relay directly (out through its NAT)')
+    const [ta, tb] = [t.traffic(0), t.traffic(1)]
+    const direct = ta.otherHome + tb.otherHome
+    const viaRelay = ta.relay + tb.relay
+    console.log(`      ${STEPS} steps in ${seconds.toFixed(1)} s, ${(tokens / seconds).toFixed(0)} tokens/s; relay ${rs.nat.reachability}, homes ${a?.nat.reachability}/${b?.nat.reachability}`)
+    console.log(`      home A connections: ${a?.connections.direct} direct, ${a?.connections.relayed} relayed; A <-> B ${aToB == null ? 'closed' : aToB.direct ? 'direct' : 'relayed'}`)
+    console.log(`      bytes through the NATs: home A relay ${ta.relay}, home B ${ta.otherHome}, public node ${ta.publicNode}; home B relay ${tb.relay}, home A ${tb.otherHome}, public node ${tb.publicNode}`)
+    console.log(`      home-to-home traffic: ${direct} B direct, ${viaRelay} B through the relay (relay total, control traffic included): ${(100 * direct / Math.max(1, direct + viaRelay)).toFixed(1)}% direct`)
+  })
+})
