@@ -24,7 +24,7 @@ async function rejects (value: unknown, expectedPeer?: string, reason?: RegExp):
 }
 
 describe('chain: peer binding', function () {
-  this.timeout(20_000)
+  this.timeout(120_000)
   let key: PrivateKey
   let otherKey: PrivateKey
   let alice: KeyringPair

@@ -19,7 +19,7 @@ import { removeDirs, tempDir } from './node-helpers.ts'
 const ALICE = '5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY'
 
 describe('chain: wallets', function () {
-  this.timeout(20_000)
+  this.timeout(180_000) // scrypt (the keyring's encryption) is slow on a loaded 2-core machine
   const dirs: string[] = []
   const dir = async (): Promise<string> => { const d = await tempDir('lsw-wallet-'); dirs.push(d); return d }
   after(async () => { await removeDirs(dirs) })

@@ -5,10 +5,10 @@
 //                                               hotkey and must start unattended (no passphrase prompt);
 //                                               the hotkey holds no funds, the coldkey does
 // Dirs are 0700 and files 0600 from their first byte; a file appears whole or not at all.
-import { randomBytes } from 'node:crypto'
-import { chmod, link, mkdir, open, readFile, readdir, rename, stat, unlink } from 'node:fs/promises'
+import { chmod, mkdir, readFile, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ensureDataDir } from '../node/data-dir.ts'
+import { writeFileAtomic } from '../files.ts'
 import { WalletExistsError, WalletNameError } from './errors.ts'
 
 const NAME = /^[A-Za-z0-9_-]{1,64}$/
@@ -60,26 +60,9 @@ export async function ensureWalletDirs (dataDir: string, wallet: string): Promis
  * WalletExistsError. With it, renamed over the old one.
  */
 export async function writeKeyFile (path: string, text: string, what: string, overwrite: boolean): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`
-  const fh = await open(tmp, 'wx', 0o600)
   try {
-    await fh.writeFile(text)
-    await fh.sync()
-  } catch (err) {
-    await fh.close()
-    await unlink(tmp).catch(() => {})
-    throw err
-  }
-  await fh.close()
-  try {
-    if (overwrite) {
-      await rename(tmp, path)
-    } else {
-      await link(tmp, path)
-      await unlink(tmp)
-    }
+    await writeFileAtomic(path, text, { mode: 0o600, exclusive: !overwrite })
   } catch (err: any) {
-    await unlink(tmp).catch(() => {})
     if (err?.code === 'EEXIST') throw new WalletExistsError(what, path)
     throw err
   }
