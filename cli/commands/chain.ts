@@ -196,11 +196,9 @@ async function dev (flags: { genesis?: string, host: string, port: string, fund?
   const chain = await startDevChain({ genesis: flags.genesis, host: flags.host, port, signal: stop.signal })
   let ticker: NodeJS.Timeout | undefined
   try {
-    // a transaction signed at the genesis block fails with "bad proof" on this chain: start at block 1;
     // a dev chain lets anyone create subnets and submit back to back (both rate limits are 0)
     await chain.setItem('subtensorModule', 'networkRateLimit', [], 0)
     await chain.setItem('subtensorModule', 'txRateLimit', [], 0)
-    await chain.newBlocks(1)
     for (const a of addresses) await chain.fund(a, amount)
     // instant mode makes a block per transaction only; a node's metagraph refresh and the weights'
     // rate limit count blocks, so a chain to run a swarm on also makes them on a clock

@@ -162,6 +162,7 @@ export async function startDevChain (opts: DevChainOptions = {}): Promise<DevCha
   let stderr = ''
   child.stderr?.on('data', (d: Buffer) => { stderr = (stderr + d.toString()).slice(-4000) })
   const exited = new Promise<void>(resolve => { child.once('exit', () => { resolve() }) })
+  let chain: DevChain | undefined
   try {
     const addr = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => { reject(new DevChainError(`chopsticks did not start within ${opts.startTimeoutMs ?? 60_000} ms; stderr: ${stderr}`)) }, opts.startTimeoutMs ?? 60_000)
@@ -178,8 +179,14 @@ export async function startDevChain (opts: DevChainOptions = {}): Promise<DevCha
     })
     const port = Number(addr.slice(addr.lastIndexOf(':') + 1))
     const h = host.includes(':') ? `[${host}]` : host
-    return new DevChain(`ws://${h}:${port}`, genesis, child, exited)
+    chain = new DevChain(`ws://${h}:${port}`, genesis, child, exited)
+    // chopsticks reports ready before it has built block 1, and a transaction signed at the genesis
+    // block fails with "bad proof" here (its mortal era names a block hash the runtime does not hold):
+    // hand out a chain at block 1 or later
+    await chain.newBlocks(1)
+    return chain
   } catch (err) {
+    if (chain != null) await chain.stop().catch(() => {})
     child.kill('SIGKILL')
     await exited
     throw err
