@@ -20,17 +20,18 @@
 // allocated, and released when the application reads the frame or the stream fails. A frame cut
 // off by a clean close aborts the stream and drops its buffer at once; with `idleMs`, a frame half
 // received or half sent with no bytes moving for that long fails the stream (slow loris).
-import { AbortError, LayerswarmError } from '../errors.ts'
+import { LayerswarmError } from '../errors.ts'
 import { silentLogger } from '../logger.ts'
 import { FrameDecoder } from './decoder.ts'
 import { IdleWatch } from './idle-watch.ts'
 import {
   CreditViolationError, PeerResetError, RemoteError, RunMismatchError, StreamEndedError, UnexpectedFrameError,
-  StreamIdleError, WireOptionError, WireTimeoutError
+  StreamIdleError, WireOptionError
 } from './errors.ts'
 import { creditOf, encodeHeader, errorOf, isCreditExempt, resolveLimits } from './header.ts'
 import type { Frame, FrameHeader, FrameInit, WireLimits } from './header.ts'
-import type { Reservation, WireBudget } from './budget.ts'
+import type { Reservation } from './budget.ts'
+import { enqueueWaiter, signalError, type AbortOptions, type FlowControl, type FramedStreamInit, type FramedStreamStats, type Waiter } from './stream-options.ts'
 import type { Logger } from '../contracts/logger.ts'
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
 
@@ -40,48 +41,6 @@ export const DEFAULT_WINDOW = 4
 export const DEFAULT_CHUNK_BYTES = 1024 * 1024
 const EMPTY = new Uint8Array(0)
 const NO_RESERVATION: Reservation = { amount: 0, release: () => {} }
-
-export type FlowControl = 'credit' | 'none'
-
-export interface FramedStreamInit {
-  /** The run this stream serves: stamped on control frames; inbound frames of another run are refused. */
-  readonly runId: string
-  readonly limits?: Partial<WireLimits>
-  /** Both ends of a protocol must use the same mode. Default 'credit'. */
-  readonly flowControl?: FlowControl
-  /** Most unread inbound frames (the credit window). Default 4. Memory bound: window x maxPayloadBytes. */
-  readonly window?: number
-  /** Bytes per stream.send() when writing a payload. Default 1 MiB. */
-  readonly chunkBytes?: number
-  readonly log?: Logger
-  /** The node's inbound budget and rate limits; with `peer`, every inbound frame is charged to them. */
-  readonly budget?: WireBudget
-  /** The remote peer (its id), whom the budget charges. */
-  readonly peer?: string
-  /** Fail the stream when a frame is half received or half sent and no bytes move for this long (ms). Default: the budget's idleMs, or none. */
-  readonly idleMs?: number
-}
-
-export interface AbortOptions {
-  readonly signal?: AbortSignal
-}
-
-export interface FramedStreamStats {
-  /** Data frames sent (those that consume credit). */
-  framesSent: number
-  /** Data frames received (decoded and accepted). */
-  framesReceived: number
-  /** Data frames handed to the application by read(). */
-  framesRead: number
-  bytesSent: number
-  bytesReceived: number
-  /** Credit this end granted the peer, INITIAL_CREDIT included. */
-  creditGranted: number
-  /** Credit the peer granted this end, INITIAL_CREDIT included. */
-  creditReceived: number
-  /** Highest number of unread frames queued here. */
-  maxQueued: number
-}
 
 export class FramedStream {
   readonly stream: Stream
@@ -99,8 +58,8 @@ export class FramedStream {
   private receiving: Reservation | null = null
   private readonly idle: IdleWatch | undefined
   private draining = false
-  private readonly readers: Array<{ resolve: (f: Frame | null) => void, reject: (e: Error) => void }> = []
-  private readonly creditWaiters: Array<{ resolve: () => void, reject: (e: Error) => void }> = []
+  private readonly readers: Array<Waiter<Frame | null>> = []
+  private readonly creditWaiters: Array<Waiter<void>> = []
   private credit: number
   private unacked = 0
   private ended = false
@@ -207,19 +166,7 @@ export class FramedStream {
     if (this.ended) return null
     const signal = options?.signal
     if (signal?.aborted === true) throw signalError(signal, 'a frame')
-    return new Promise<Frame | null>((resolve, reject) => {
-      const onAbort = (): void => {
-        const i = this.readers.indexOf(entry)
-        if (i >= 0) this.readers.splice(i, 1)
-        reject(signalError(signal as AbortSignal, 'a frame'))
-      }
-      const entry = {
-        resolve: (f: Frame | null) => { signal?.removeEventListener('abort', onAbort); resolve(f) },
-        reject: (e: Error) => { signal?.removeEventListener('abort', onAbort); reject(e) }
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-      this.readers.push(entry)
-    })
+    return await enqueueWaiter(this.readers, signal, 'a frame')
   }
 
   /** Like read(), but a clean end is an error (StreamEndedError): for when a frame must come. */
@@ -393,19 +340,7 @@ export class FramedStream {
     }
     if (this.ended) throw new StreamEndedError('the peer closed its end of the stream; no more credit will come')
     if (signal?.aborted === true) throw signalError(signal, 'flow-control credit')
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        const i = this.creditWaiters.indexOf(entry)
-        if (i >= 0) this.creditWaiters.splice(i, 1)
-        reject(signalError(signal as AbortSignal, 'flow-control credit'))
-      }
-      const entry = {
-        resolve: () => { signal?.removeEventListener('abort', onAbort); resolve() },
-        reject: (e: Error) => { signal?.removeEventListener('abort', onAbort); reject(e) }
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-      this.creditWaiters.push(entry)
-    })
+    await enqueueWaiter(this.creditWaiters, signal, 'flow-control credit')
   }
 
   private wakeCreditWaiters (): void {
@@ -501,12 +436,4 @@ export class FramedStream {
     }
     this.stream.abort(err)
   }
-}
-
-/** The typed error for an aborted signal: WireTimeoutError for timeouts, AbortError otherwise. */
-export function signalError (signal: AbortSignal, what: string): Error {
-  const reason = signal.reason as { name?: string } | undefined
-  if (reason instanceof WireTimeoutError) return reason
-  if (reason?.name === 'TimeoutError') return new WireTimeoutError(what, { cause: reason })
-  return reason instanceof AbortError ? reason : new AbortError(`aborted while waiting for ${what}`)
 }

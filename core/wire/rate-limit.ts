@@ -8,11 +8,11 @@
 export interface RateLimitOptions {
   /** Inbound data frames per second per peer (refill). Default 200. */
   readonly framesPerSec: number
-  /** Frames a peer may send at once (bucket size). Default 4 s worth. */
+  /** Frames a peer may send at once (bucket size). Default 2 s worth. */
   readonly frameBurst: number
   /** Inbound payload bytes per second per peer. Default 128 MiB/s. */
   readonly bytesPerSec: number
-  /** Payload bytes a peer may send at once. Default 4 s worth. */
+  /** Payload bytes a peer may send at once. Default 2 s worth. */
   readonly byteBurst: number
   /** Refusals within violationWindowMs that block the peer. Default 3. */
   readonly maxViolations: number
@@ -24,9 +24,9 @@ export interface RateLimitOptions {
 
 export const DEFAULT_RATE_LIMITS: RateLimitOptions = {
   framesPerSec: 200,
-  frameBurst: 800,
+  frameBurst: 400,
   bytesPerSec: 128 * 1024 * 1024,
-  byteBurst: 512 * 1024 * 1024,
+  byteBurst: 256 * 1024 * 1024,
   maxViolations: 3,
   violationWindowMs: 10_000,
   blockMs: 30_000,
@@ -82,8 +82,8 @@ export class PeerRateLimiter {
 
   constructor (options: Partial<RateLimitOptions> = {}, private readonly now: Clock = Date.now) {
     this.options = { ...DEFAULT_RATE_LIMITS, ...options }
-    if (options.frameBurst == null) this.options = { ...this.options, frameBurst: Math.max(1, this.options.framesPerSec * 4) }
-    if (options.byteBurst == null) this.options = { ...this.options, byteBurst: Math.max(1, this.options.bytesPerSec * 4) }
+    if (options.frameBurst == null) this.options = { ...this.options, frameBurst: Math.max(1, this.options.framesPerSec * 2) }
+    if (options.byteBurst == null) this.options = { ...this.options, byteBurst: Math.max(1, this.options.bytesPerSec * 2) }
   }
 
   /** Takes one frame and `bytes` payload bytes from `peer`'s buckets; a refusal is a violation. */
