@@ -15,6 +15,11 @@
 // in the DHT is enough, and sets merge transitively, with every entry confirmed by the peer itself.
 // The group is the sorted peer-id list found; every message of the round carries a digest of it, so
 // two members with different views never mix shards (they lose each other's data instead).
+//
+// Sybil provider records: anyone can ADD_PROVIDER a group key (24 bare identities doing so for the
+// coming rounds left honest nodes averaging alone: issue 15). With `isPartner` (the membership view:
+// peers it lists at the stage) the DHT finder takes only partners from the records; the others are
+// counted and logged, never greeted, and cannot crowd a partner out of a round.
 import { dhtKey } from '../node/dht-keys.ts'
 import { hash32 } from '../hash.ts'
 import { silentLogger } from '../logger.ts'
@@ -116,6 +121,8 @@ export interface GroupFinder {
 export interface DhtGroupFinderInit {
   /** Interval between findProviders queries (ms). Default 200. */
   readonly pollMs?: number
+  /** Whether a provider may be a partner (the view lists it at the stage); default every provider. */
+  readonly isPartner?: (peer: string) => boolean
   readonly log?: Logger
 }
 
@@ -125,9 +132,11 @@ type ContentRoutingLibp2p = Pick<Libp2p, 'contentRouting'>
 export class DhtGroupFinder implements GroupFinder {
   private readonly pollMs: number
   private readonly log: Logger
+  private readonly isPartner: ((peer: string) => boolean) | undefined
 
   constructor (private readonly libp2p: ContentRoutingLibp2p, init: DhtGroupFinderInit = {}) {
     this.pollMs = init.pollMs ?? 200
+    this.isPartner = init.isPartner
     this.log = (init.log ?? silentLogger).forComponent('layerswarm:averaging:group')
   }
 
@@ -141,6 +150,15 @@ export class DhtGroupFinder implements GroupFinder {
       .catch(err => { this.log.debug('provide failed', { group: q.name, error: (err as Error).message }) })
       .finally(() => { providing.clear() })
     const stopped = (): boolean => q.stop?.aborted === true
+    const strangers = new Set<string>()
+    try {
+      await this.poll(q, key, strangers, stopped)
+    } finally {
+      if (strangers.size > 0) this.log.warn('group key provided by peers the view does not list at the stage; left out', { group: q.name, strangers: strangers.size, sample: [...strangers].slice(0, 3) })
+    }
+  }
+
+  private async poll (q: GroupQuery, key: Awaited<ReturnType<typeof dhtKey>>, strangers: Set<string>, stopped: () => boolean): Promise<void> {
     while (Date.now() < q.deadline && !stopped()) {
       q.signal?.throwIfAborted()
       try {
@@ -148,6 +166,10 @@ export class DhtGroupFinder implements GroupFinder {
         await withDeadline(Math.min(5000, q.deadline - Date.now()), [q.signal, q.stop], async signal => {
           for await (const p of this.libp2p.contentRouting.findProviders(key, { signal })) {
             const id = p.id.toString()
+            if (id !== q.self && this.isPartner != null && !this.isPartner(id)) {
+              strangers.add(id)
+              continue
+            }
             if (!q.found.has(id)) {
               q.found.add(id)
               q.onFound?.(id)

@@ -130,7 +130,9 @@ export class StageAveraging {
     this.lastRound = Math.floor((init.startStep ?? 0) / this.period)
     const services = (init.libp2p as unknown as { services?: { dht?: unknown } }).services
     const fromSource = new SourceGroupFinder(() => init.source.peersForStage(init.stage))
-    const finder = init.finder ?? (services?.dht != null ? new EitherGroupFinder([fromSource, new DhtGroupFinder(init.libp2p, { log: init.log })]) : fromSource)
+    // only peers the view lists at the stage are partners: Sybil provider records cannot fill a group (group.ts)
+    const isPartner = (peer: string): boolean => init.source.peersForStage(init.stage).includes(peer)
+    const finder = init.finder ?? (services?.dht != null ? new EitherGroupFinder([fromSource, new DhtGroupFinder(init.libp2p, { log: init.log, isPartner })]) : fromSource)
     this.averager = new Averager(init.libp2p as never, {
       runId: init.runId,
       mode: m.averaging.mode,
@@ -233,7 +235,8 @@ export class StageAveraging {
       if (r.groupSize < 2) {
         this.s.alone++
         this.s.lastMs = performance.now() - t0
-        this.log.info('averaging round found no partner', { round, step, stageSize, formMs: r.formMs })
+        // alone while the view lists others at the stage: not expected, so said loudly (issue 15)
+        this.log.warn('averaging round found no partner although the view lists peers of the stage', { round, step, stageSize, peers: this.init.source.peersForStage(this.init.stage).slice(0, 4), formMs: r.formMs })
         return
       }
       const before = l2Distance(flat, r.averaged)
