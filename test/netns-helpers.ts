@@ -52,6 +52,11 @@ export class Netns {
       hooked = true
       // a test that throws past its after() still leaves no namespace behind
       process.on('exit', () => { for (const n of [...live]) removeNetns(n) })
+      // and so does a run stopped by Ctrl-C or a CI cancel: exit() runs the 'exit' hooks (this one, the
+      // swarm launcher's), which a signal's default action would skip
+      for (const [sig, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+        process.once(sig, () => { process.exit(code) })
+      }
     }
     ip('netns', 'add', name)
     live.add(name)

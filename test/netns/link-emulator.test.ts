@@ -86,6 +86,20 @@ describe('netns: the link emulator', function () {
     assert.ok(p.connectMs >= 2500)
   })
 
+  it('prints the per-link counters once a second while asked', async () => {
+    const seen: number[] = []
+    let stop = (): void => {}
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => { reject(new Error(`${seen.length} counter lines in 10 s`)) }, 10_000)
+      stop = bed!.onStats(s => {
+        seen.push(s.t)
+        if (seen.length === 2) { clearTimeout(t); resolve() }
+      })
+    }).finally(() => { stop() })
+    assert.ok(seen[1] - seen[0] >= 0.5, `counter lines ${seen[1] - seen[0]} s apart`)
+    assert.ok(bed!.lastStats?.links[bed!.hosts[0].ip] != null)
+  })
+
   it('answers a bad command with an error', async () => {
     await assert.rejects(bed!.setLink('10.80.0.99', { delayMs: 1 }), /no such host/)
   })
