@@ -42,6 +42,7 @@ describe('node: connections and NAT status', () => {
     const listened: unknown[] = []
     const libp2p = Object.assign(events, {
       getMultiaddrs: () => [],
+      peerId: { toString: () => '12D3KooWHome' },
       components: {
         addressManager: { getAddressesWithMetadata: () => [] },
         transportManager: { listen: async (a: unknown[]) => { listened.push(...a) } }

@@ -41,7 +41,7 @@ import { BootstrapDialer, type BootstrapDialerInit, type BootstrapPeerState } fr
 import { startControlServer, type ControlServer } from './control-endpoint.ts'
 import { NodeStateError } from './node-errors.ts'
 import { summarizeConnections, type ConnectionSummary } from './connections.ts'
-import { NatMonitor, NAT_MONITOR_TOKEN, type NatStatus } from './nat-status.ts'
+import { dialableAddrs, NatMonitor, NAT_MONITOR_TOKEN, type NatStatus } from './nat-status.ts'
 import { attachWireBudget, WireBudget, type WireBudgetOptions } from '../wire/budget.ts'
 import { deadline, withDeadline } from '../timers.ts'
 import type { ChainNode, ChainOptions, ChainStatus } from '../chain/chain-node.ts'
@@ -325,7 +325,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   const startAbort = new AbortController()
   let stopPromise: Promise<void> | undefined
 
-  const addresses = (): string[] => libp2p.getMultiaddrs().map(ma => ma.toString())
+  const addresses = (): string[] => dialableAddrs(libp2p as unknown as Libp2p)
   const status = (): NodeStatus => {
     const dht = libp2p.services.dht as KadDHT & { routingTable?: { size: number } }
     return {

@@ -116,7 +116,7 @@ export class NatMonitor {
       translatedIps: [...this.translated],
       relayListen: this.relayReason != null,
       ...(this.relayReason != null ? { relayReason: this.relayReason } : {}),
-      relayAddrs: this.libp2p.getMultiaddrs().map(String).filter(isRelayedAddr)
+      relayAddrs: dialableAddrs(this.libp2p).filter(isRelayedAddr)
     }
   }
 
@@ -151,4 +151,22 @@ export class NatMonitor {
       .filter(a => a.verified && !isRelayedAddr(a.multiaddr.toString()) && !isPrivate(multiaddr(a.multiaddr.toString())))
       .map(a => a.multiaddr.toString()))]
   }
+}
+
+/**
+ * What others can dial: libp2p's own list (confirmed addresses) first, then our public listen
+ * addresses that AutoNAT has not confirmed yet. libp2p leaves those out until a peer has dialed them
+ * back, which a bootstrap node on a public IP (everyone's first contact) would wait for forever.
+ */
+export function dialableAddrs (libp2p: Libp2p): string[] {
+  const out = libp2p.getMultiaddrs().map(String)
+  const am = (libp2p as unknown as { components?: { addressManager?: AddressManagerLike } }).components?.addressManager
+  const self = `/p2p/${libp2p.peerId.toString()}`
+  for (const a of am?.getAddressesWithMetadata() ?? []) {
+    if (a.type !== 'transport' || a.verified) continue
+    const s = a.multiaddr.toString()
+    const full = s.endsWith(self) ? s : s + self
+    if (!out.includes(full)) out.push(full)
+  }
+  return out
 }
