@@ -137,6 +137,15 @@ describe('wire: budgets and rate limits', function () {
     assert.equal(b.status().streams, 3)
   })
 
+  it('a peer past its share again and again is blocked like a flooder', function () {
+    const c = fakeClock()
+    const b = new WireBudget({ nodeBytes: 1000, peerBytes: 100, rate: { maxViolations: 3, blockMs: 1000 } }, c.now)
+    b.admitFrame('bloat', 100)
+    for (let i = 0; i < 3; i++) assert.throws(() => b.admitFrame('bloat', 50), PeerBudgetError)
+    assert.throws(() => b.openStream('bloat'), PeerBlockedError)
+    assert.equal(b.rates.blockedFor('other'), 0)
+  })
+
   it('the decoder asks before allocating a payload, and drops a partial frame when the input ends', function () {
     const seen: number[] = []
     const refuse = new FrameDecoder(undefined, h => { seen.push(h.payloadLength); throw new PeerBudgetError('bytes', h.payloadLength, 0, 10) })

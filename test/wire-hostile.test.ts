@@ -139,6 +139,12 @@ describe('wire: hostile clients against a live swarm (real processes)', function
     console.log(`      receiver's budget: ${budget.nodeBytes / MiB} MiB node-wide, ${budget.peerBytes / MiB} MiB per peer; log: ${count('ERR_WIRE_PEER_BUDGET')} peer-budget refusals, ` +
       `${count('ERR_WIRE_RATE')} rate-limit refusals, ${count('ERR_WIRE_TRUNCATED')} cut-off frames, ${count('ERR_WIRE_IDLE')} idle streams; flooder's penalties ${flooderPenalties}`)
 
+    // what stage 0 saw meanwhile (for reading the step rates)
+    const log0 = await readFile(join(dir, `${s0.name}.log`), 'utf8')
+    const codes: Record<string, number> = {}
+    for (const m of log0.matchAll(/"code":"(ERR_[A-Z_]+)"/g)) codes[m[1]] = (codes[m[1]] ?? 0) + 1
+    console.log(`      stage 0's log, error codes: ${JSON.stringify(codes)}; connections closed for flooding (stage 1): ${count('blocked for flooding')}`)
+
     // every node is still up and training
     for (const n of swarm.nodes) assert.equal(n.node.exit, null, `${n.name} is still running`)
     assert.ok(base.steps >= 5, `training ran before the attacks: ${base.steps} steps`)

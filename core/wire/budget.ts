@@ -89,7 +89,7 @@ export class WireBudget {
     const blocked = this.rates.blockedFor(peer)
     if (blocked > 0) throw this.count(new PeerBlockedError(blocked))
     const u = this.usageOf(peer)
-    if (u.streams + 1 > this.options.peerStreams) throw this.count(new PeerBudgetError('streams', 1, u.streams, this.options.peerStreams))
+    if (u.streams + 1 > this.options.peerStreams) throw this.strike(peer, new PeerBudgetError('streams', 1, u.streams, this.options.peerStreams))
     if (this.streams + 1 > this.options.nodeStreams) throw this.count(new NodeBudgetError('streams', 1, this.streams, this.options.nodeStreams))
     u.streams++
     this.streams++
@@ -105,7 +105,7 @@ export class WireBudget {
     if (rate != null) throw this.count(new RateLimitError(rate))
     if (bytes === 0) return NOTHING
     const u = this.usageOf(peer)
-    if (u.bytes + bytes > this.options.peerBytes) throw this.count(new PeerBudgetError('bytes', bytes, u.bytes, this.options.peerBytes))
+    if (u.bytes + bytes > this.options.peerBytes) throw this.strike(peer, new PeerBudgetError('bytes', bytes, u.bytes, this.options.peerBytes))
     if (this.bytes + bytes > this.options.nodeBytes) throw this.count(new NodeBudgetError('bytes', bytes, this.bytes, this.options.nodeBytes))
     u.bytes += bytes
     this.bytes += bytes
@@ -139,6 +139,12 @@ export class WireBudget {
         if (u.bytes === 0 && u.streams === 0) this.usage.delete(peer)
       }
     }
+  }
+
+  /** A peer past its share: counted like a rate violation (repeated, it blocks the peer). */
+  private strike<E extends { code: string }> (peer: string, err: E): E {
+    this.rates.strike(peer)
+    return this.count(err)
   }
 
   private count<E extends { code: string }> (err: E): E {

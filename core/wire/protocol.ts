@@ -54,6 +54,7 @@ export async function handleFramed (registrar: FramedRegistrar, protocol: string
       log.debug('stream refused', { protocol, peer, code: (err as { code?: string }).code, error: (err as Error).message })
       try { options.onError?.(err as Error, peer) } catch {}
       stream.abort(err as Error)
+      dropIfBlocked(connection, peer, err as Error)
       return
     }
     try {
@@ -81,10 +82,18 @@ export async function handleFramed (registrar: FramedRegistrar, protocol: string
         log.error('onError hook threw', { error: (hookErr as Error).message })
       }
       fs.abort(e)
+      dropIfBlocked(connection, peer, e)
     } finally {
       guard.clear()
     }
   }, options.streamOptions)
+
+  /** A peer blocked for flooding loses its connection: what it still has in flight is never decrypted. */
+  function dropIfBlocked (connection: Connection, peer: string, err: Error): void {
+    if (budget == null || budget.rates.blockedFor(peer) <= 0 || connection.status !== 'open') return
+    log.info('closing the connection of a peer blocked for flooding', { protocol, peer, code: (err as { code?: string }).code })
+    connection.abort(err)
+  }
 }
 
 export interface OpenFramedOptions extends FramedStreamInit {

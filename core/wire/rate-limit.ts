@@ -109,6 +109,11 @@ export class PeerRateLimiter {
     return this.peers.size
   }
 
+  /** Counts a violation against `peer` found elsewhere (a frame past its byte share): floods of any kind end in a block. */
+  strike (peer: string): void {
+    this.violation(this.peer(peer), 'bytes')
+  }
+
   private violation (p: PeerRate, why: 'frames' | 'bytes'): RateRefusal {
     const t = this.now()
     p.violations = p.violations.filter(v => t - v < this.options.violationWindowMs)
