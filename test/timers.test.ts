@@ -29,7 +29,7 @@ describe('timers: deadlines that always fire', function () {
       return await aborted(d.signal)
     })
     assert.equal((reason as Error).name, 'TimeoutError')
-    assert.ok(ms >= 145 && ms < 1500, `fired after ${ms.toFixed(0)} ms`)
+    assert.ok(ms >= 145 && ms < 10_000, `fired after ${ms.toFixed(0)} ms`)
     // the bug this guards against, shown (not asserted: a fixed Node may fire it)
     const c = new AbortController()
     const composite = AbortSignal.any([c.signal, AbortSignal.timeout(100)])
