@@ -16,7 +16,7 @@ import { ping, type Ping } from '@libp2p/ping'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
-import { autoNAT } from '@libp2p/autonat'
+import { autoNATFreshDialBack } from './autonat-dial-back.ts'
 import { dcutr } from '@libp2p/dcutr'
 import { preSharedKey } from '@libp2p/pnet'
 import type { AbortOptions, PrivateKey, ServiceMap } from '@libp2p/interface'
@@ -234,8 +234,9 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   }
   // AutoNAT: peers dial our public addresses back; libp2p advertises a public listen address only
   // once confirmed. DCUtR: upgrades a relayed connection to a direct one by hole punching where the
-  // NAT lets it (docs/node.md, NAT).
-  services.autoNAT = autoNAT({ protocolPrefix: network.protocolPrefix.replace(/^\//, '') })
+  // NAT lets it (docs/node.md, NAT). The dial-back opens a fresh connection (autonat-dial-back.ts:
+  // libp2p's would close the connection we already had to the asking peer).
+  services.autoNAT = autoNATFreshDialBack({ protocolPrefix: network.protocolPrefix.replace(/^\//, '') })
   services.dcutr = dcutr()
   // the swarm's relays carry training traffic for nodes that no direct path reaches, so they relay
   // without the circuit v2 default limits (2 min, 128 KiB per connection: a transfer cut mid-tensor)

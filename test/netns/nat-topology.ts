@@ -1,6 +1,7 @@
 // Two homes behind NAT and an "internet", built from network namespaces with `ip` and `iptables`:
 //
-//   inet (bridge br0, 7.77.0.0/24; the relay 7.77.0.1 and a public node 7.77.0.4 run here)
+//   inet (bridge br0, 7.77.0.0/24; the relay 7.77.0.1 runs here)
+//    |-- pub: 7.77.0.4 (a public node: a host of its own, so its connections come from its address)
 //    |-- natA: public leg 7.77.0.2 -- MASQUERADE -- private leg 10.78.1.1 -- homeA: 10.78.1.2
 //    `-- natB: public leg 7.77.0.3 -- MASQUERADE -- private leg 10.78.2.1 -- homeB: 10.78.2.2
 //
@@ -51,7 +52,7 @@ export function natUnavailable (): string | undefined {
 }
 
 export class NatTopology {
-  private constructor (readonly inet: Netns, readonly homes: readonly [Home, Home]) {}
+  private constructor (readonly inet: Netns, readonly pub: Netns, readonly homes: readonly [Home, Home]) {}
 
   static create (tag: string): NatTopology {
     const made: Netns[] = []
@@ -60,8 +61,15 @@ export class NatTopology {
       const inet = make(`${tag}i`)
       ipIn(inet, 'link', 'add', 'br0', 'type', 'bridge')
       ipIn(inet, 'addr', 'add', `${RELAY_IP}/24`, 'dev', 'br0')
-      ipIn(inet, 'addr', 'add', `${PUBLIC_IP}/24`, 'dev', 'br0')
       ipIn(inet, 'link', 'set', 'br0', 'up')
+      // the public node on a host of its own: on the relay's host, its connections to the relay would
+      // leave from the relay's address, and AutoNAT could never confirm the public node's
+      const pub = make(`${tag}p`)
+      ipIn(pub, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'up0', 'netns', inet.name)
+      ipIn(inet, 'link', 'set', 'up0', 'master', 'br0')
+      ipIn(inet, 'link', 'set', 'up0', 'up')
+      ipIn(pub, 'addr', 'add', `${PUBLIC_IP}/24`, 'dev', 'eth0')
+      ipIn(pub, 'link', 'set', 'eth0', 'up')
       const home = (i: 1 | 2, publicIp: string): Home => {
         const router = make(`${tag}r${i}`)
         const host = make(`${tag}h${i}`)
@@ -88,7 +96,7 @@ export class NatTopology {
         }
         return { router, host, publicIp, ip: `${lan}.2` }
       }
-      return new NatTopology(inet, [home(1, '7.77.0.2'), home(2, '7.77.0.3')])
+      return new NatTopology(inet, pub, [home(1, '7.77.0.2'), home(2, '7.77.0.3')])
     } catch (err) {
       for (const n of made) n.destroy()
       throw err
@@ -107,6 +115,7 @@ export class NatTopology {
   /** Kills everything in the namespaces and deletes them. Idempotent. */
   destroy (): void {
     for (const h of this.homes) { h.host.destroy(); h.router.destroy() }
+    this.pub.destroy()
     this.inet.destroy()
   }
 }

@@ -7,7 +7,7 @@
 // Printed: whether DCUtR went direct, the bytes each home exchanged with the relay, the other home
 // and the public node (router counters), the run's tokens/s. Needs root and iptables; skips otherwise.
 import assert from 'node:assert/strict'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -32,6 +32,17 @@ async function statusOf (dataDir: string): Promise<Status | undefined> {
   return await queryControl(dataDir, '/status', { timeoutMs: 5000 }).catch(() => undefined) as Status | undefined
 }
 
+/** On failure: the nodes' logs go to a kept directory, and their tails to the test's output. */
+async function keepLogs (dir: string): Promise<void> {
+  const kept = `${dir}-logs`
+  const logs = (await readdir(dir)).filter(f => f.endsWith('.log'))
+  for (const f of logs) {
+    await cp(join(dir, f), join(kept, f)).catch(() => {})
+    const tail = (await readFile(join(dir, f), 'utf8').catch(() => '')).split('\n').slice(-40).join('\n')
+    console.log(`      --- ${f} (last 40 lines; all of it in ${kept}) ---\n${tail}`)
+  }
+}
+
 describe('netns: two nodes behind NAT train through a relay', function () {
   this.timeout(600_000)
   let topo: NatTopology | undefined
@@ -47,9 +58,12 @@ describe('netns: two nodes behind NAT train through a relay', function () {
     dir = await mkdtemp(join(tmpdir(), 'lsw-netns-nat-'))
     topo = NatTopology.create(`n${process.pid % 1000}`)
   })
+  let failed = false
+  afterEach(function () { if (this.currentTest?.state === 'failed') failed = true })
   after(async () => {
     await launcher?.stopAll(10_000).catch(() => {})
     topo?.destroy()
+    if (dir !== '' && failed) await keepLogs(dir)
     if (dir !== '') await rm(dir, { recursive: true, force: true })
   })
 
@@ -79,7 +93,7 @@ describe('netns: two nodes behind NAT train through a relay', function () {
     }
     const t0 = performance.now()
     const nodes = await Promise.all([
-      start('public-s0', t.inet, PUBLIC_IP, 0),
+      start('public-s0', t.pub, PUBLIC_IP, 0),
       start('homeA-s1', t.homes[0].host, t.homes[0].ip, 1),
       start('homeB-s2', t.homes[1].host, t.homes[1].ip, 2)
     ])
