@@ -9,7 +9,7 @@
 // and the public node (router counters), the run's tokens/s and held-out loss. On failure the nodes'
 // logs are kept and their tails printed. Needs root and iptables; skips otherwise.
 import assert from 'node:assert/strict'
-import { cp, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -18,12 +18,14 @@ import { queryControl } from '../../core/node/control-endpoint.ts'
 import type { TrainingStatus } from '../../core/demo/swarm-view.ts'
 import { BIN, ROOT } from '../cli-helpers.ts'
 import { netnsUnavailable, type Netns } from '../netns-helpers.ts'
-import { waitForTraining, writeMicroModel, type SwarmNode } from '../swarm-helpers.ts'
+import { startSwarm, waitForTraining, writeMicroModel, type SwarmNode, type TestSwarm } from '../swarm-helpers.ts'
 import { waitFor } from '../wait-helpers.ts'
 import { NatTopology, natUnavailable, PUBLIC_IP, RELAY_IP } from './nat-topology.ts'
 
 const IN_NETNS = join(dirname(fileURLToPath(import.meta.url)), 'in-netns.mjs')
 const STEPS = 20
+const runArgs = (model: string): string[] => ['--stages', '3', '--model', model, '--steps', String(STEPS), '--seed', '3', '--batch', '4',
+  '--lr', '1e-2', '--microbatches', '2', '--eval-batches', '4', '--log-level', 'info']
 
 interface Status {
   nat: { reachability: string, relayAddrs: string[], relayReason?: string }
@@ -49,6 +51,9 @@ describe('netns: two nodes behind NAT train through a relay', function () {
   this.timeout(600_000)
   let topo: NatTopology | undefined
   let launcher: SwarmLauncher | undefined
+  let loop: TestSwarm | undefined
+  /** The NAT run's held-out loss, for the loopback comparison. */
+  let natLoss: number | undefined
   let dir = ''
 
   before(async function () {
@@ -64,6 +69,7 @@ describe('netns: two nodes behind NAT train through a relay', function () {
   afterEach(function () { if (this.currentTest?.state === 'failed') failed = true })
   after(async () => {
     await launcher?.stopAll(10_000).catch(() => {})
+    await loop?.stop().catch(() => {})
     topo?.destroy()
     if (dir !== '' && failed) await keepLogs(dir)
     if (dir !== '') await rm(dir, { recursive: true, force: true })
@@ -81,8 +87,7 @@ describe('netns: two nodes behind NAT train through a relay', function () {
     // looked up again when dialed and found at its relay address
     const network = join(dir, 'nat-net.json')
     await writeFile(network, JSON.stringify({ name: 'nat-test', lan: false, listen: [] }))
-    const run = ['--network', network, '--stages', '3', '--model', model, '--steps', String(STEPS), '--seed', '3', '--batch', '4', '--lr', '1e-2',
-      '--microbatches', '2', '--eval-batches', '4', '--log-level', 'info']
+    const run = ['--network', network, ...runArgs(model)]
     const relayDir = join(dir, 'relay')
     const relay = await launcher.start({
       name: 'relay', args: ['--bootstrap-node', '--network', network, '--data-dir', relayDir, '--listen', `/ip4/${RELAY_IP}/tcp/4001`, '--log-level', 'info'],
@@ -128,7 +133,8 @@ describe('netns: two nodes behind NAT train through a relay', function () {
     const now = performance.now()
     const [seconds, trainSeconds] = [(now - t0) / 1000, (now - tTrain) / 1000]
     const tokens = last.filter(x => x.stage === 0).reduce((a, x) => a + x.tokens, 0)
-    const evalLoss = last.find(x => x.stage === 2 && x.evalLoss != null)?.evalLoss
+    const evalLoss = last.find(x => x.stage === 2 && x.evalLoss != null)?.evalLoss ?? undefined
+    natLoss = evalLoss
     assert.ok(last.every(x => x.microbatchesDone > 0), 'every node, the homes included, served microbatches')
 
     // after the run: AutoNAT confirmed the public addresses of the relay and of the public node (a peer
@@ -154,5 +160,20 @@ describe('netns: two nodes behind NAT train through a relay', function () {
     console.log(`      bytes through the NATs: home A relay ${ta.relay}, home B ${ta.otherHome}, public node ${ta.publicNode}; home B relay ${tb.relay}, home A ${tb.otherHome}, public node ${tb.publicNode}`)
     console.log(`      home-to-home traffic: ${direct} B direct, ${viaRelay} B through the relay (relay total, control traffic included): ${pct(direct, viaRelay)}% direct`)
     console.log(`      all the homes' traffic: ${allDirect} B direct (public node, other home), ${viaRelay} B via the relay: ${pct(allDirect, viaRelay)}% direct`)
+  })
+
+  // 20 steps on samples drawn from each run's own (random) peer ids: runs differ by a few percent
+  // (0.6-3.7% seen), so the bound is wide; the figure is printed (the 5% criterion: netns-training)
+  it('reaches about the loopback run\'s held-out loss', async function () {
+    if (natLoss == null) this.skip() // the NAT run failed: nothing to compare
+    const d = join(dir, 'loopback')
+    await mkdir(d)
+    loop = await startSwarm(d, [0, 1, 2], runArgs(await writeMicroModel(d)))
+    const last = await waitForTraining(loop.nodes, `loopback: ${STEPS} steps`, ts => ts.every(x => x?.state === 'done') &&
+      ts.some(x => x?.stage === 2 && x.evalLoss != null), 300_000) as TrainingStatus[]
+    const lo = last.find(x => x.stage === 2 && x.evalLoss != null)?.evalLoss as number
+    const gap = Math.abs(natLoss! - lo) / lo
+    console.log(`      held-out loss: NAT ${natLoss!.toFixed(4)}, loopback ${lo.toFixed(4)}: ${(gap * 100).toFixed(2)}% apart`)
+    assert.ok(gap <= 0.1, `held-out loss ${natLoss} (NAT) vs ${lo} (loopback): ${(gap * 100).toFixed(1)}% apart`)
   })
 })
