@@ -5,6 +5,7 @@
 // the axons served on the subnet): loops of addresses that left end, new ones start. An address
 // without /p2p/ is dialed all the same: libp2p learns the peer id in the noise handshake.
 import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { KadDHT } from '@libp2p/kad-dht'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from '../contracts/logger.ts'
 import { peerIdOf } from './multiaddrs.ts'
@@ -163,5 +164,23 @@ export class BootstrapDialer {
       // the connection may have closed before the listener was attached
       if (signal.aborted || this.libp2p.getConnections(peer).length === 0) done()
     })
+  }
+}
+
+/** Bound of the self-lookup run after each bootstrap (re)connect. */
+const SELF_LOOKUP_TIMEOUT_MS = 10_000
+
+/** Runs one DHT lookup of our own id (connects us to, and announces us to, our nearest peers). */
+export async function selfLookup (dht: Pick<KadDHT, 'getClosestPeers'>, self: { toMultihash: () => { bytes: Uint8Array } }, log: Logger): Promise<void> {
+  let peers = 0
+  try {
+    await withDeadline(SELF_LOOKUP_TIMEOUT_MS, [], async signal => {
+      for await (const e of dht.getClosestPeers(self.toMultihash().bytes, { signal })) {
+        if (e.name === 'FINAL_PEER') peers++
+      }
+    })
+    log.debug('self-lookup after a bootstrap connect', { peers })
+  } catch (err) {
+    log.debug('self-lookup after a bootstrap connect failed', { peers, error: (err as Error).message })
   }
 }

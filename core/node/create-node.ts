@@ -37,21 +37,19 @@ import { loadOrCreateIdentity } from './identity.ts'
 import { lockDataDir, type DataDirLock } from './data-dir-lock.ts'
 import { loadNetworkProfile, loadSwarmKey, type NetworkProfile } from './network-profile.ts'
 import { parseMultiaddrs } from './multiaddrs.ts'
-import { BootstrapDialer, type BootstrapDialerInit, type BootstrapPeerState } from './bootstrap-dialer.ts'
+import { BootstrapDialer, selfLookup, type BootstrapDialerInit, type BootstrapPeerState } from './bootstrap-dialer.ts'
 import { startControlServer, type ControlServer } from './control-endpoint.ts'
 import { NodeStateError } from './node-errors.ts'
 import { summarizeConnections, type ConnectionSummary } from './connections.ts'
 import { dialableAddrs, NatMonitor, NAT_MONITOR_TOKEN, type NatStatus } from './nat-status.ts'
 import { attachWireBudget, WireBudget, type WireBudgetOptions } from '../wire/budget.ts'
-import { deadline, withDeadline } from '../timers.ts'
+import { deadline } from '../timers.ts'
 import type { ChainNode, ChainOptions, ChainStatus } from '../chain/chain-node.ts'
 
 /** The plugin a training node loads when none are named. */
 export const DEFAULT_BACKEND_PLUGIN = 'backend-cpu'
 /** How often the DHT looks itself up (refreshing its neighbourhood); kad-dht's default is 5 min. */
 export const QUERY_SELF_INTERVAL_MS = 30_000
-/** Bound of the self-lookup run after each bootstrap (re)connect. */
-const SELF_LOOKUP_TIMEOUT_MS = 10_000
 
 export interface CreateNodeOptions {
   /** Identity key, lock and control socket live here. Default ~/.layerswarm. */
@@ -434,21 +432,6 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     }
   }
   return node
-}
-
-/** Runs one DHT lookup of our own id (connects us to, and announces us to, our nearest peers). */
-async function selfLookup (dht: KadDHT, self: { toMultihash: () => { bytes: Uint8Array } }, log: Logger): Promise<void> {
-  let peers = 0
-  try {
-    await withDeadline(SELF_LOOKUP_TIMEOUT_MS, [], async signal => {
-      for await (const e of dht.getClosestPeers(self.toMultihash().bytes, { signal })) {
-        if (e.name === 'FINAL_PEER') peers++
-      }
-    })
-    log.debug('self-lookup after a bootstrap connect', { peers })
-  } catch (err) {
-    log.debug('self-lookup after a bootstrap connect failed', { peers, error: (err as Error).message })
-  }
 }
 
 async function stopQuietly (libp2p: { stop: () => void | Promise<void> }, onError: (err: unknown) => void = () => {}): Promise<void> {
