@@ -3,6 +3,7 @@
 // cheater's weight (a property over random ledgers), one peer copying another's work, a convicted
 // peer with the most tokens, a peer with no binding, u16 rounding to 0.
 import assert from 'node:assert/strict'
+import { rng } from '../core/testing/gradcheck.ts'
 import { compactToU8a, u8aConcat } from '@polkadot/util'
 import { blake2AsU8a, decodeAddress } from '@polkadot/util-crypto'
 import { WeightsInvariantError } from '../core/chain/errors.ts'
@@ -54,18 +55,6 @@ function weightOf (r: ReturnType<typeof ledgerToWeights>, uid: number): number {
 function shareOf (r: ReturnType<typeof ledgerToWeights>, uid: number): number {
   const sum = r.weights.reduce((a, b) => a + b, 0)
   return sum === 0 ? 0 : weightOf(r, uid) / sum
-}
-
-/** Deterministic PRNG (mulberry32) so the property test's ledgers are the same on every run. */
-function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 describe('chain weights: the ledger-to-weights mapping', () => {

@@ -12,7 +12,7 @@
 // One service per node and run: a second one would share the topic's one validator slot. The
 // service asks libp2p only for its peer id, gossipsub and the disconnect event.
 import { TopicValidatorResult, type GossipSub, type Message } from '@libp2p/gossipsub'
-import { createTopicScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
+import { scoreInvalidDeliveries } from './topic-score.ts'
 import type { PeerId } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import type { Member, Membership, MembershipStats, PlacementFields, RunFields } from '../contracts/membership.ts'
@@ -69,7 +69,6 @@ export interface MembershipHost {
 }
 
 /** The gossipsub class exposes its peer score; its public interface does not. */
-type ScoredGossipSub = GossipSub & { score?: { params?: { topics?: Record<string, TopicScoreParams> } } }
 
 /** A fixed placement: `--stage N` without the scheduler (serving N from `since` on, never moving). */
 export function pinnedPlacement (stage: number, since = Date.now()): () => PlacementFields {
@@ -89,7 +88,7 @@ export class MembershipService implements Membership {
   readonly stages: number
   readonly topic: string
   readonly intervalMs: number
-  private readonly pubsub: ScoredGossipSub
+  private readonly pubsub: GossipSub
   private readonly view: MemberView
   private readonly log: Logger
   private readonly now: () => number
@@ -151,7 +150,7 @@ export class MembershipService implements Membership {
     this.state = 'running'
     // seq starts at the clock so a restarted node's heartbeats still count as newer
     this.seq = this.now()
-    this.configureScoring()
+    scoreInvalidDeliveries(this.pubsub, this.topic, this.log, 'heartbeats', this.init.invalidMessageWeight ?? -10)
     this.pubsub.topicValidators.set(this.topic, (_peer, msg) => this.validate(msg))
     this.host.addEventListener('peer:disconnect', this.onDisconnect)
     this.pubsub.subscribe(this.topic)
@@ -319,25 +318,6 @@ export class MembershipService implements Membership {
     }
   }
 
-  /** Score the topic so that each REJECTed heartbeat costs its forwarder (P4, invalid deliveries). */
-  private configureScoring (): void {
-    const topics = this.pubsub.score?.params?.topics
-    if (topics == null) {
-      this.log.warn('gossipsub exposes no peer score; invalid heartbeats will not lower scores')
-      return
-    }
-    topics[this.topic] = createTopicScoreParams({
-      topicWeight: 1,
-      // heartbeats are small and mesh quality matters little here: score only invalid deliveries
-      timeInMeshWeight: 0,
-      firstMessageDeliveriesWeight: 0,
-      meshMessageDeliveriesWeight: 0,
-      meshFailurePenaltyWeight: 0,
-      invalidMessageDeliveriesWeight: this.init.invalidMessageWeight ?? -10,
-      // the count halves in about 11 minutes (decay applies every decayInterval, 1 s by default)
-      invalidMessageDeliveriesDecay: 0.999
-    })
-  }
 }
 
 const IDLE_RUN: RunFields = { phase: 'starting', step: 0, throughput: 0, queue: 0 }

@@ -23,7 +23,7 @@
 //              a recomputation that fails here (inconclusive) convicts nobody and penalises nobody
 import type { GossipSub, Message } from '@libp2p/gossipsub'
 import { TopicValidatorResult } from '@libp2p/gossipsub'
-import { createTopicScoreParams, type TopicScoreParams } from '@libp2p/gossipsub/score'
+import { scoreInvalidDeliveries } from '../membership/topic-score.ts'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
@@ -115,7 +115,7 @@ export class EvidenceService {
     await this.server.start()
     const pubsub = this.init.libp2p.services.pubsub
     if (pubsub != null) {
-      this.configureScoring(pubsub)
+      scoreInvalidDeliveries(pubsub, this.topic, this.log, 'accusations')
       pubsub.topicValidators.set(this.topic, async (_peer, msg) => await this.validate(msg))
       pubsub.subscribe(this.topic)
     } else {
@@ -178,26 +178,6 @@ export class EvidenceService {
     return true
   }
 
-  /**
-   * Scores the topic so that each REJECTed accusation costs its forwarder (P4, invalid deliveries),
-   * as the membership topic does; accusations are rare, so nothing else is scored.
-   */
-  private configureScoring (pubsub: GossipSub): void {
-    const topics = (pubsub as GossipSub & { score?: { params?: { topics?: Record<string, TopicScoreParams> } } }).score?.params?.topics
-    if (topics == null) {
-      this.log.warn('gossipsub exposes no peer score; invalid accusations will not lower scores')
-      return
-    }
-    topics[this.topic] = createTopicScoreParams({
-      topicWeight: 1,
-      timeInMeshWeight: 0,
-      firstMessageDeliveriesWeight: 0,
-      meshMessageDeliveriesWeight: 0,
-      meshFailurePenaltyWeight: 0,
-      invalidMessageDeliveriesWeight: -10,
-      invalidMessageDeliveriesDecay: 0.999
-    })
-  }
 
   /** Gossipsub topic validator (see the top of this file). */
   private async validate (msg: Message): Promise<TopicValidatorResult> {
