@@ -10,6 +10,7 @@ import { register as demo } from './demo.ts'
 import { register as simulate } from './simulate.ts'
 import { register as wallet } from './wallet.ts'
 import { register as chain } from './chain.ts'
+import { register as data } from './data.ts'
 
 export type RegisterCommand = (program: Command) => void
 
@@ -23,5 +24,6 @@ export const commands: RegisterCommand[] = [
   demo,
   simulate,
   wallet,
-  chain
+  chain,
+  data
 ]

@@ -5,14 +5,13 @@
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { ConfigError } from '../../core/errors.ts'
-import { loadCorpus } from '../../core/data/index.ts'
+import { loadTrainData } from '../../core/data/index.ts'
 import { DEFAULT_ADAMW } from '../../core/model/optimizer.ts'
 import { resolveBackend } from '../../core/node/backend-choice.ts'
 import { CheckpointMismatchError, loadCheckpoint, type Checkpoint } from '../../core/train/checkpoint.ts'
 import { writeFileAtomic } from '../../core/files.ts'
 import { ProgressReporter } from '../../core/train/progress.ts'
 import { trainLocal, type StepRecord } from '../../core/train/trainer.ts'
-import { corpusData } from '../../core/data/index.ts'
 import { intFlag, makeLogger, numFlag, resolveCheckpointPath, resolveModelConfig, withBackend } from '../flags.ts'
 import { pluginShorthandOptions } from '../plugin-flags.ts'
 
@@ -52,8 +51,8 @@ export function register (program: Command): void {
     .option('--local', 'train in this process (swarm training runs through `layerswarm start`)')
     .option('--model <preset|file>', 'model preset (tiny, small) or a JSON config file (default: tiny; on --resume: the checkpoint\'s)')
     .option('--steps <n>', 'total optimizer steps of the run (the schedule\'s length)', '1000')
-    .option('--data <path>', 'text/JSONL file or folder (default: the shipped corpus)')
-    .option('--tokenizer <name>', 'byte or gpt2 (a preset takes its vocabulary size from it)', 'byte')
+    .option('--data <path>', 'text/JSONL file or folder, or a `data prepare` folder (default: the shipped corpus)')
+    .option('--tokenizer <name>', 'byte or gpt2 (default byte; a prepared folder\'s own); a preset takes its vocabulary size from it')
     .option('--report <file>', 'write a JSON report of the run here')
     .option('--batch <n>', 'B: sequences per microbatch', '16')
     .option('--seq-len <n>', 'T: tokens per sequence (default: the model\'s context length)')
@@ -104,7 +103,8 @@ export async function runTrain (flags: TrainFlags): Promise<void> {
     resume = await loadCheckpoint(path)
     log.info('resuming', { checkpoint: path, step: resume.train?.step })
   }
-  const corpus = await loadCorpus({ path: flags.data != null ? resolve(flags.data) : undefined, tokenizer: flags.tokenizer ?? 'byte' })
+  // a prepared shard folder (`data prepare`) is read lazily and names its own tokenizer
+  const corpus = await loadTrainData({ path: flags.data != null ? resolve(flags.data) : undefined, tokenizer: flags.tokenizer, seed })
   const config = resume?.config ?? await resolveModelConfig(flags.model ?? 'tiny', corpus.tokenizer.vocabSize)
   if (resume != null && flags.model != null) {
     const asked = await resolveModelConfig(flags.model, corpus.tokenizer.vocabSize)
@@ -115,7 +115,7 @@ export async function runTrain (flags: TrainFlags): Promise<void> {
   }
   const T = flags.seqLen != null ? intFlag('--seq-len', flags.seqLen, 1) : config.blockSize
   const unigram = corpus.unigramBaseline()
-  log.info('data', { path: corpus.stats.path, tokenizer: corpus.tokenizer.name, trainTokens: corpus.stats.trainTokens, heldOutTokens: corpus.stats.heldOutTokens, unigramEvalLoss: round(unigram, 4) })
+  log.info('data', { path: corpus.path, dataId: corpus.dataId, tokenizer: corpus.tokenizer.name, trainTokens: corpus.trainTokens, heldOutTokens: corpus.heldOutTokens, unigramEvalLoss: round(unigram, 4) })
 
   const abort = new AbortController()
   const onSignal = (): void => {
@@ -136,7 +136,7 @@ export async function runTrain (flags: TrainFlags): Promise<void> {
       return await trainLocal({
         backend,
         config,
-        data: corpusData(corpus, seed),
+        data: corpus.data,
         steps,
         batchSize: B,
         seqLen: T,
@@ -199,7 +199,7 @@ export async function runTrain (flags: TrainFlags): Promise<void> {
       microbatches: micro,
       schedule: { max_lr: lr, min_lr: minLr, warmup, total_steps: steps },
       seed,
-      data: { path: corpus.stats.path, tokenizer: corpus.tokenizer.name, train_tokens: corpus.stats.trainTokens, held_out_tokens: corpus.stats.heldOutTokens },
+      data: { path: corpus.path, data_id: corpus.dataId ?? null, tokenizer: corpus.tokenizer.name, train_tokens: corpus.trainTokens, held_out_tokens: corpus.heldOutTokens },
       loss_curve: downsample(curve, 50),
       eval_curve: result.evals.map(e => [e.step, e.loss])
     }
@@ -213,6 +213,7 @@ export async function runTrain (flags: TrainFlags): Promise<void> {
       unigramEvalLoss: round(unigram, 4)
     })
   } finally {
+    corpus.close()
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
   }

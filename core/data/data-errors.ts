@@ -59,3 +59,65 @@ export class UnknownTokenizerError extends ConfigError {
     super(`unknown tokenizer "${tokenizer}"; known: ${known.join(', ')}`)
   }
 }
+
+// ---- prepared token shards (prepare.ts, shard-set.ts) ----
+
+/** A text file is not valid UTF-8: which file, and the byte offset of the first bad byte (of the decompressed stream for .gz). */
+export class InvalidUtf8Error extends ConfigError {
+  override readonly code = 'ERR_INVALID_UTF8'
+  constructor (readonly path: string, readonly offset: number) {
+    super(`${path} is not valid UTF-8: bad byte sequence at byte offset ${offset}`)
+  }
+}
+
+/** A JSONL line that is not a JSON object with a string text field (prepare refuses it rather than skipping). */
+export class MalformedRecordError extends ConfigError {
+  override readonly code = 'ERR_MALFORMED_RECORD'
+  constructor (readonly where: string, field: string) {
+    super(`${where}: not a JSON object with a string "${field}" field`)
+  }
+}
+
+/** A vocabulary that does not fit the token width (uint16 holds ids < 65536). */
+export class TokenWidthError extends ConfigError {
+  override readonly code = 'ERR_TOKEN_WIDTH'
+  constructor (readonly vocabSize: number, readonly width: number) {
+    super(width === 2 || width === 4
+      ? `a vocabulary of ${vocabSize} tokens does not fit ${width}-byte tokens (at most ${2 ** (8 * width)})`
+      : `token width must be 2 or 4 bytes, got ${width}`)
+  }
+}
+
+/** `data prepare --out` names a file or a non-empty folder. */
+export class OutputNotEmptyError extends ConfigError {
+  override readonly code = 'ERR_OUTPUT_NOT_EMPTY'
+  constructor (readonly path: string) {
+    super(`output ${path} exists and is not an empty folder; choose a new one`)
+  }
+}
+
+/** A prepared dataset's manifest or shard is malformed or disagrees with itself. */
+export class PreparedDataError extends ConfigError {
+  override readonly code = 'ERR_PREPARED_DATA'
+  constructor (readonly path: string, problem: string) {
+    super(`prepared data ${path} ${problem}`)
+  }
+}
+
+/** A shard's SHA-256 differs from the manifest's: the file was changed or damaged. */
+export class ShardHashMismatchError extends ConfigError {
+  override readonly code = 'ERR_SHARD_HASH'
+  constructor (readonly path: string, readonly expected: string, readonly actual: string) {
+    super(`shard ${path} has SHA-256 ${actual}, the manifest says ${expected}: the file was changed or damaged; prepare the data again`)
+  }
+}
+
+/** This node's data is not the data the run pins. */
+export class DataIdMismatchError extends ConfigError {
+  override readonly code = 'ERR_DATA_ID'
+  constructor (readonly expected: string, readonly actual: string | undefined, readonly path: string) {
+    super(actual == null
+      ? `the run trains on prepared data ${expected}, but ${path} is not a prepared folder: pass --data with the run's prepared folder`
+      : `the run trains on prepared data ${expected}, but ${path} holds ${actual}: this node has other data and cannot join; pass --data with the run's prepared folder`)
+  }
+}

@@ -38,6 +38,8 @@ export interface RunManifest {
     readonly batchSize: number
     /** T: tokens per sequence. */
     readonly seqLen: number
+    /** Optional: the data id (64 hex) of a prepared shard folder (core/data/prepared-manifest.ts); nodes with other data refuse the run. */
+    readonly dataId?: string
   }
   readonly optimizer: {
     readonly lr: number
@@ -205,9 +207,9 @@ const CODEC_NAME_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/
 export function validateManifest (input: unknown, options: ValidateOptions = {}): RunManifest {
   const issues: ManifestIssue[] = []
   const bad = (path: string, message: string): void => { issues.push({ path, message }) }
-  const obj = (v: unknown, path: string, keys: readonly string[]): Record<string, unknown> | undefined => {
+  const obj = (v: unknown, path: string, keys: readonly string[], optional: readonly string[] = []): Record<string, unknown> | undefined => {
     if (!isPlainObject(v)) { bad(path, 'must be an object'); return undefined }
-    for (const k of Object.keys(v)) if (!keys.includes(k)) bad(path === '' ? k : `${path}.${k}`, 'unknown field')
+    for (const k of Object.keys(v)) if (!keys.includes(k) && !optional.includes(k)) bad(path === '' ? k : `${path}.${k}`, 'unknown field')
     for (const k of keys) if (v[k] === undefined) bad(path === '' ? k : `${path}.${k}`, 'is required')
     return v
   }
@@ -261,8 +263,10 @@ export function validateManifest (input: unknown, options: ValidateOptions = {})
     }
   }
 
-  const data = obj(root.data, 'data', ['corpus', 'seed', 'tokenizer', 'batchSize', 'seqLen'])
+  const data = obj(root.data, 'data', ['corpus', 'seed', 'tokenizer', 'batchSize', 'seqLen'], ['dataId'])
   if (data != null) {
+    // absent (not null) when unpinned, so manifests without it keep their run id
+    if (data.dataId !== undefined && (typeof data.dataId !== 'string' || !/^[0-9a-f]{64}$/.test(data.dataId))) bad('data.dataId', `must be 64 lowercase hex chars (a prepared folder's data id), got ${show(data.dataId)}`)
     str(data.corpus, 'data.corpus')
     int(data.seed, 'data.seed', 0)
     str(data.tokenizer, 'data.tokenizer', 128)

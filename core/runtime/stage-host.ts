@@ -26,7 +26,7 @@ import type { Logger } from '../contracts/logger.ts'
 import type { Scheduler, StageAssignment } from '../contracts/scheduler.ts'
 import { ConfigError, LayerswarmError } from '../errors.ts'
 import { serializeState, StateServer, type AgreedSnapshot, type RobustAveragingOptions, type StateSnapshot } from '../averaging/index.ts'
-import { corpusData, loadCorpus } from '../data/index.ts'
+import { loadTrainData } from '../data/index.ts'
 import type { LayerswarmNode } from '../node/create-node.ts'
 import { PipelineNode, type PipelineData } from '../pipeline/pipeline-node.ts'
 import type { AgreedRound } from '../pipeline/stage-averaging.ts'
@@ -390,13 +390,14 @@ export class StageHost {
     this.data ??= (async () => {
       const m = this.init.manifest
       const path = this.init.data ?? (m.data.corpus.startsWith('builtin:') ? undefined : m.data.corpus)
-      const corpus = await loadCorpus({ path, tokenizer: m.data.tokenizer })
+      const nodeId = this.init.sampleNodeId ?? this.me
+      // a run that pins prepared data (data.dataId) refuses any other data (DataIdMismatchError)
+      const corpus = await loadTrainData({ path, tokenizer: m.data.tokenizer, seed: m.data.seed, nodeId, dataId: m.data.dataId })
       if (corpus.tokenizer.vocabSize > Number(m.model.vocabSize)) {
         throw new ConfigError(`the ${corpus.tokenizer.name} tokenizer has ${corpus.tokenizer.vocabSize} tokens but the model's vocabulary is ${String(m.model.vocabSize)}`)
       }
-      const nodeId = this.init.sampleNodeId ?? this.me
-      this.log.info('data', { path: corpus.stats.path, trainTokens: corpus.stats.trainTokens, heldOutTokens: corpus.stats.heldOutTokens, sampleNodeId: nodeId })
-      return corpusData(corpus, m.data.seed, nodeId)
+      this.log.info('data', { path: corpus.path, dataId: corpus.dataId, trainTokens: corpus.trainTokens, heldOutTokens: corpus.heldOutTokens, sampleNodeId: nodeId })
+      return corpus.data
     })()
     this.data.catch(() => { this.data = undefined }) // a failed load is tried again at the next assignment
     return await this.data

@@ -15,7 +15,7 @@ import type { Role, RoleName, RuntimeAccess } from '../contracts/role.ts'
 import { DEFAULT_RETRY_POLICY } from '../pipeline/dispatch.ts'
 import { ConfigError } from '../errors.ts'
 import { silentLogger } from '../logger.ts'
-import { createTokenizer } from '../data/index.ts'
+import { createTokenizer, isPreparedFolder, readPreparedManifest } from '../data/index.ts'
 import { modelPreset, parseModelConfig, validateModelConfig, type ModelConfig } from '../model/config.ts'
 import { ControlRequestError, registerControlExtension } from '../node/control-endpoint.ts'
 import type { LayerswarmNode } from '../node/create-node.ts'
@@ -177,13 +177,15 @@ function parseRoles (v: unknown): RoleName[] {
 /** The run manifest these options describe (or the file they name), validated. */
 export async function buildManifest (o: TrainingOptions): Promise<RunManifest> {
   if (o.runManifest != null) return await loadManifest(o.runManifest, { validateModel: validateModelConfig })
-  const tokenizer = await createTokenizer(o.tokenizer)
+  // a prepared folder (`data prepare`) names the tokenizer and is pinned by its data id
+  const prepared = o.data != null && await isPreparedFolder(o.data) ? await readPreparedManifest(o.data) : undefined
+  const tokenizer = await createTokenizer(prepared?.content.tokenizer ?? o.tokenizer)
   const model = await resolveModel(o.model, tokenizer.vocabSize)
   return defaultManifest({
     name: o.runName,
     model: { ...model },
     stages: { count: o.stages, split: null },
-    data: { corpus: o.data ?? 'builtin:kjv', seed: o.seed, tokenizer: o.tokenizer, batchSize: o.batch, seqLen: o.seqLen ?? model.blockSize },
+    data: { corpus: o.data ?? 'builtin:kjv', seed: o.seed, tokenizer: tokenizer.name, batchSize: o.batch, seqLen: o.seqLen ?? model.blockSize, ...(prepared != null ? { dataId: prepared.dataId } : {}) },
     optimizer: {
       lr: o.lr,
       warmup: o.warmup ?? Math.min(100, Math.floor(o.steps / 10)),
