@@ -15,6 +15,7 @@ import { parseMultiaddrs } from '../core/node/multiaddrs.ts'
 import { isPathSpec } from '../core/node/plugin-registry.ts'
 import { isSwarmKeyText } from '../core/node/swarm-key.ts'
 import { withShorthandOptions } from './plugin-flags.ts'
+import { MemorySizeError, parseMemorySize } from '../core/model/memory-estimate.ts'
 
 /** Options as commander parses them from the `start` flags. */
 export interface StartFlags {
@@ -70,6 +71,8 @@ export interface StartFlags {
   peerWait?: string
   checkInterval?: string
   checksPerInterval?: string
+  /** --max-memory SIZE (512M, 2G): also LAYERSWARM_MAX_MEMORY and the config file's "maxMemory". */
+  maxMemory?: string
 }
 
 /** Flags of `start` that configure the training runtime; they go to CreateNodeOptions.runtime over the config file's `runtime`. */
@@ -118,13 +121,14 @@ export const ENV = {
   chain: 'LAYERSWARM_CHAIN',
   netuid: 'LAYERSWARM_NETUID',
   wallet: 'LAYERSWARM_WALLET',
-  hotkey: 'LAYERSWARM_HOTKEY'
+  hotkey: 'LAYERSWARM_HOTKEY',
+  maxMemory: 'LAYERSWARM_MAX_MEMORY'
 } as const
 
 /** Keys a config file may hold. */
 const FILE_KEYS = new Set([
   'network', 'listen', 'announce', 'bootstrap', 'plugins', 'pluginOptions', 'backend', 'dataDir', 'bootstrapNode',
-  'relay', 'psk', 'logLevel', 'logFormat', 'bootstrapRetry', 'runtime', 'chain', 'netuid', 'wallet', 'hotkey'
+  'relay', 'psk', 'logLevel', 'logFormat', 'bootstrapRetry', 'runtime', 'chain', 'netuid', 'wallet', 'hotkey', 'maxMemory'
 ])
 const LOG_LEVELS = 'trace, debug, info, warn, error, silent'
 
@@ -150,6 +154,8 @@ interface Layer {
   netuid?: string
   wallet?: string
   hotkey?: string
+  /** Text as given (a file's number becomes its text): parsed once, in resolveStartConfig. */
+  maxMemory?: string
 }
 
 export async function resolveStartConfig (flags: StartFlags, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Promise<StartConfig> {
@@ -186,6 +192,16 @@ export async function resolveStartConfig (flags: StartFlags, env: NodeJS.Process
   for (const key of ['listen', 'announce', 'bootstrap'] as const) {
     const where = fromFlags[key] != null ? `--${key}` : fromEnv[key] != null ? ENV[key] : `"${key}" of ${configFile ?? 'the config file'}`
     parseMultiaddrs(node[key] ?? [], where)
+  }
+  // --max-memory: the training runtime's budget (bytes); a node that does not train ignores it
+  const mem = pick('maxMemory')
+  if (mem != null && node.runtime != null) {
+    const where = fromFlags.maxMemory != null ? '--max-memory' : fromEnv.maxMemory != null ? ENV.maxMemory : `"maxMemory" of ${configFile ?? 'the config file'}`
+    try {
+      node.runtime = { ...node.runtime, maxMemory: parseMemorySize(mem) }
+    } catch (err) {
+      throw new MemorySizeError(`${where}: ${(err as Error).message}`, { cause: err })
+    }
   }
   const chain = chainConfig(pick('chain'), pick('netuid'), pick('wallet'), pick('hotkey'))
   return { node, logLevel, logFormat, configFile, ...(chain != null ? { chain } : {}) }
@@ -235,7 +251,8 @@ function flagLayer (f: StartFlags, cwd: string): Layer {
     chain: f.chain,
     netuid: f.netuid,
     wallet: f.wallet,
-    hotkey: f.hotkey
+    hotkey: f.hotkey,
+    maxMemory: f.maxMemory
   }
 }
 
@@ -266,7 +283,8 @@ function envLayer (env: NodeJS.ProcessEnv, cwd: string): Layer {
     chain: get('chain'),
     netuid: get('netuid'),
     wallet: get('wallet'),
-    hotkey: get('hotkey')
+    hotkey: get('hotkey'),
+    maxMemory: get('maxMemory')
   }
 }
 
@@ -337,6 +355,7 @@ async function fileLayer (file: string): Promise<Layer> {
     }
   }
   if (o.netuid != null && typeof o.netuid !== 'number' && typeof o.netuid !== 'string') throw bad('"netuid" must be an integer')
+  if (o.maxMemory != null && typeof o.maxMemory !== 'number' && typeof o.maxMemory !== 'string') throw bad('"maxMemory" must be a size such as "2G" or a number of bytes')
   const network = str('network')
   const dataDir = str('dataDir')
   const psk = str('psk')
@@ -360,7 +379,8 @@ async function fileLayer (file: string): Promise<Layer> {
     chain: str('chain'),
     netuid: o.netuid != null ? String(o.netuid) : undefined,
     wallet: str('wallet'),
-    hotkey: str('hotkey')
+    hotkey: str('hotkey'),
+    maxMemory: o.maxMemory != null ? String(o.maxMemory) : undefined
   }
 }
 

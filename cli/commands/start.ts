@@ -39,7 +39,8 @@ export function register (program: Command): void {
     // training (docs/pipeline.md, docs/scheduler.md); any of these flags makes the node train
     .option('--stage <n>', 'train: pin this pipeline stage (0..S-1); without it the scheduler assigns and moves the stage')
     .option('--stages <n>', 'train: number of pipeline stages S (default 2)')
-    .option('--model <preset|file>', 'train: tiny, small or a JSON model config (default tiny)')
+    .option('--model <preset|file>', 'train: tiny, small, gpt2-30m, gpt2-124m or a JSON model config (default tiny)')
+    .option('--max-memory <size>', 'train: memory budget, e.g. 512M or 2G (powers of 1024): a pinned stage estimated above it fails the start, the scheduler assigns only stages within it')
     .option('--tokenizer <name>', 'train: byte or gpt2 (default byte)')
     .option('--data <path>', 'train: corpus file or folder, read by stage-0 nodes (default: the shipped corpus)')
     .option('--steps <n>', 'train: optimizer steps of the run (default 1000)')
@@ -71,7 +72,7 @@ export function register (program: Command): void {
     .addHelpText('after', '\nEnvironment: LAYERSWARM_NETWORK, LAYERSWARM_LISTEN (comma-separated), LAYERSWARM_ANNOUNCE, ' +
       'LAYERSWARM_BOOTSTRAP, LAYERSWARM_PLUGINS, LAYERSWARM_BACKEND, LAYERSWARM_DATA_DIR, LAYERSWARM_BOOTSTRAP_NODE, ' +
       'LAYERSWARM_RELAY, LAYERSWARM_PSK, LAYERSWARM_CONFIG, LAYERSWARM_LOG_LEVEL, LAYERSWARM_LOG_FORMAT, LAYERSWARM_CHAIN, ' +
-      'LAYERSWARM_NETUID, LAYERSWARM_WALLET, LAYERSWARM_HOTKEY. See docs/node.md and docs/chain.md.')
+      'LAYERSWARM_NETUID, LAYERSWARM_WALLET, LAYERSWARM_HOTKEY, LAYERSWARM_MAX_MEMORY. See docs/node.md and docs/chain.md.')
     .action(async (flags: StartFlags) => { await runStart(flags) })
 }
 

@@ -29,6 +29,8 @@ export interface PlacementFields {
   readonly tput: number
   /** Microbatches waiting or running, when the placement contributor measures them. */
   readonly queue?: number
+  /** --max-memory in bytes: the scheduler assigns this node only stages estimated within it; absent: no budget. */
+  readonly mem?: number
 }
 
 /** What the run contributor (the serving pipeline) says about this node. */

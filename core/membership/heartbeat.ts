@@ -21,6 +21,8 @@ export const MAX_THROUGHPUT = 1e6
 export const MAX_QUEUE = 1_000_000
 export const MAX_STEP = 2 ** 40
 export const MAX_STAGES = 1024
+/** Largest memory budget a heartbeat may claim (1 PiB, core/model/memory-estimate.ts MAX_MEMORY_BYTES). */
+export const MAX_MEMORY = 2 ** 50
 
 /** A member's record as published: the member without its receive time, plus format and run. */
 export interface Heartbeat extends Omit<Member, 'seen'> {
@@ -34,8 +36,8 @@ export function membersTopic (runId: string): string {
   return `/layerswarm/${runId}/members/1.0.0`
 }
 
-const KEYS = ['v', 'run', 'peer', 'stage', 'to', 'state', 'pinned', 'since', 'tput', 'phase', 'step', 'throughput', 'queue', 'version', 'time', 'seq'] as const
-const REQUIRED = new Set<string>(KEYS.filter(k => k !== 'to'))
+const KEYS = ['v', 'run', 'peer', 'stage', 'to', 'state', 'pinned', 'since', 'tput', 'mem', 'phase', 'step', 'throughput', 'queue', 'version', 'time', 'seq'] as const
+const REQUIRED = new Set<string>(KEYS.filter(k => k !== 'to' && k !== 'mem'))
 const STATES: ReadonlySet<string> = new Set(['joining', 'serving', 'leaving'])
 const PHASES: ReadonlySet<string> = new Set(['starting', 'waiting-peers', 'training', 'done', 'failed'])
 const PEER_RE = /^[A-Za-z0-9]{1,128}$/
@@ -108,6 +110,10 @@ export function decodeHeartbeat (data: Uint8Array, stages: number): Heartbeat {
   if (time < 0) throw new HeartbeatValueError('time', 'negative')
   if (since < 0 || since > time) throw new HeartbeatValueError('since', `${since} is not in [0, time]`)
   if (seq < 0) throw new HeartbeatValueError('seq', 'negative')
+  if (h.mem !== undefined) {
+    const mem = int('mem')
+    if (mem < 1 || mem > MAX_MEMORY) throw new HeartbeatValueError('mem', `${mem} is outside [1, ${MAX_MEMORY}]`)
+  }
   if (h.pinned === true && stage === -1) throw new HeartbeatValueError('pinned', 'a pinned node without a stage')
   return h as unknown as Heartbeat
 }

@@ -22,7 +22,7 @@ import {
   heartbeatVerdict, HeartbeatAdmissionPendingError, HeartbeatExcludedError, HeartbeatNotAdmittedError, HeartbeatUnsignedError,
   MembershipPubsubMissingError, MembershipStateError
 } from './errors.ts'
-import { encodeHeartbeat, MAX_QUEUE, MAX_STEP, MAX_THROUGHPUT, membersTopic, validateHeartbeat, type Heartbeat } from './heartbeat.ts'
+import { encodeHeartbeat, MAX_MEMORY, MAX_QUEUE, MAX_STEP, MAX_THROUGHPUT, membersTopic, validateHeartbeat, type Heartbeat } from './heartbeat.ts'
 import { MemberView } from './view.ts'
 import { PublisherRates } from './publisher-rates.ts'
 
@@ -260,6 +260,7 @@ export class MembershipService implements Membership {
       pinned: p.pinned,
       since: Math.max(0, Math.min(Math.round(p.since), now)),
       tput: clampRate(p.tput),
+      ...(p.mem !== undefined && Number.isSafeInteger(p.mem) && p.mem >= 1 ? { mem: Math.min(p.mem, MAX_MEMORY) } : {}),
       phase: r.phase,
       step: Math.max(0, Math.min(MAX_STEP, Math.round(r.step))),
       throughput: clampRate(r.throughput),

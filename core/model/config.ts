@@ -25,12 +25,21 @@ export class ModelConfigError extends ConfigError {}
  * A config for the GPT-2 BPE tokenizer uses 50257.
  */
 export const BYTE_VOCAB_SIZE = 256
+/** The GPT-2 BPE tokenizer's vocabulary (50,000 merges + 256 bytes + end-of-text). */
+export const GPT2_VOCAB_SIZE = 50257
 
 export const MODEL_PRESETS: Readonly<Record<string, ModelConfig>> = Object.freeze({
   /** ~0.9M parameters: tests and the few-minute CPU reference run. */
   tiny: Object.freeze({ vocabSize: BYTE_VOCAB_SIZE, blockSize: 64, nLayer: 4, nHead: 4, dModel: 128 }),
   /** ~4.9M parameters. */
-  small: Object.freeze({ vocabSize: BYTE_VOCAB_SIZE, blockSize: 128, nLayer: 6, nHead: 8, dModel: 256 })
+  small: Object.freeze({ vocabSize: BYTE_VOCAB_SIZE, blockSize: 128, nLayer: 6, nHead: 8, dModel: 256 }),
+  /** ~30.7M parameters (25.7M of them the two BPE embeddings): GPT-2's vocabulary and context, 6 narrow blocks. */
+  'gpt2-30m': Object.freeze({ vocabSize: GPT2_VOCAB_SIZE, blockSize: 1024, nLayer: 6, nHead: 4, dModel: 256 }),
+  /**
+   * GPT-2 small's shape (12 layers, 12 heads, 768 wide, context 1024, BPE vocabulary): 163.0M
+   * parameters here, GPT-2's 124.4M plus the untied LM head (V x C = 38.6M).
+   */
+  'gpt2-124m': Object.freeze({ vocabSize: GPT2_VOCAB_SIZE, blockSize: 1024, nLayer: 12, nHead: 12, dModel: 768 })
 })
 
 const FIELDS = ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'dModel'] as const
@@ -65,7 +74,7 @@ export function validateModelConfig (input: unknown): ModelConfig {
   })
 }
 
-/** A preset by name (`tiny`, `small`). */
+/** A preset by name (`tiny`, `small`, `gpt2-30m`, `gpt2-124m`). */
 export function modelPreset (name: string): ModelConfig {
   const preset = Object.hasOwn(MODEL_PRESETS, name) ? MODEL_PRESETS[name] : undefined
   if (preset == null) {
@@ -93,9 +102,13 @@ export function parseModelConfig (json: string, source = 'model config'): ModelC
   }
 }
 
-/** Total number of parameters of the unsplit model (no bottleneck). */
-export function countParameters (c: ModelConfig): number {
+/**
+ * Total number of parameters of the unsplit model (no bottleneck). The LM head is untied (the
+ * embedding and the head live on different stages), so this counts V x C more than GPT-2's own
+ * figure; `{ tiedHead: true }` leaves the head out, as GPT-2 (and its 124,439,808) counts.
+ */
+export function countParameters (c: ModelConfig, opts: { tiedHead?: boolean } = {}): number {
   const C = c.dModel
   const perBlock = 2 * C + (3 * C * C + 3 * C) + (C * C + C) + 2 * C + (4 * C * C + 4 * C) + (4 * C * C + C)
-  return c.vocabSize * C + c.blockSize * C + c.nLayer * perBlock + 2 * C + c.vocabSize * C
+  return c.vocabSize * C + c.blockSize * C + c.nLayer * perBlock + 2 * C + (opts.tiedHead === true ? 0 : c.vocabSize * C)
 }

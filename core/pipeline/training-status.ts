@@ -38,6 +38,8 @@ export interface TrainingStatus extends PipelineCounters, CurveSnapshot {
   swarm: RendezvousStatus | null
   /** This node's part in verification: work ledger, convictions, evidence, validator (core/runtime/node-verification.ts). */
   verification?: Readonly<Record<string, unknown>>
+  /** Budget, the served stage's estimate and the process's real peak, bytes (core/runtime/stage-memory.ts MemoryStatus). */
+  memory?: { readonly budget: number | null, readonly estimate: number | null, readonly stages: readonly number[], readonly rss: number, readonly peakRss: number }
   error?: string
 }
 

@@ -32,6 +32,8 @@ import { PeerJudge } from '../peer-judge.ts'
 import type { Membership } from '../contracts/membership.ts'
 import { createMembership, type MembershipService } from '../membership/index.ts'
 import { SCHEDULER_PLUGIN } from './scheduling.ts'
+import { MemorySizeError, parseMemorySize } from '../model/memory-estimate.ts'
+import { checkStageBudget, memoryStatus, runStageMemory } from './stage-memory.ts'
 
 /** Options of the training runtime (CLI flags of `start`; config file key `runtime`). */
 export interface TrainingOptions {
@@ -84,6 +86,8 @@ export interface TrainingOptions {
   readonly adversary?: AdversaryKind
   /** False: averaging takes the plain mean (bench verify's unverified baseline only; no flag). Default true. */
   readonly robustAveraging?: boolean
+  /** --max-memory in bytes: a stage estimated above it is refused (pinned) or never assigned (stage-memory.ts). */
+  readonly maxMemory?: number
 }
 
 /** The roles `start --role` accepts: a node may hold several. */
@@ -117,9 +121,11 @@ export function wantsTraining (raw: Readonly<Record<string, unknown>> | undefine
  * What the node's plugins read from NodeConfig.runtime (the scheduler plugin: run id, stage count,
  * pin), so `start` builds the manifest before it creates the node.
  */
-export async function schedulerRuntime (o: TrainingOptions): Promise<{ runId: string, stages: number, stage?: number }> {
+export async function schedulerRuntime (o: TrainingOptions): Promise<{ runId: string, stages: number, stage?: number, maxMemory?: number, stageMemory?: number[] }> {
   const m = await buildManifest(o)
-  return { runId: runId(m), stages: m.stages.count, ...(o.stage != null ? { stage: o.stage } : {}) }
+  // with a budget, the scheduler gossips it and assigns only stages whose estimate fits
+  const memory = o.maxMemory != null ? { maxMemory: o.maxMemory, stageMemory: runStageMemory(m) } : {}
+  return { runId: runId(m), stages: m.stages.count, ...(o.stage != null ? { stage: o.stage } : {}), ...memory }
 }
 
 /**
@@ -127,7 +133,7 @@ export async function schedulerRuntime (o: TrainingOptions): Promise<{ runId: st
  * and bad values are ConfigErrors naming the flag.
  */
 export function parseTrainingOptions (raw: Readonly<Record<string, unknown>>, cwd = process.cwd()): TrainingOptions {
-  const known = new Set<string>([...INT_KEYS, ...NUM_KEYS, ...STR_KEYS, 'exitWhenDone', 'role'])
+  const known = new Set<string>([...INT_KEYS, ...NUM_KEYS, ...STR_KEYS, 'exitWhenDone', 'role', 'maxMemory'])
   for (const k of Object.keys(raw)) if (!known.has(k)) throw new ConfigError(`unknown training option "${k}" (known: ${[...known].join(', ')})`)
   const out: Record<string, unknown> = { ...DEFAULTS }
   for (const k of INT_KEYS) {
@@ -156,6 +162,14 @@ export function parseTrainingOptions (raw: Readonly<Record<string, unknown>>, cw
   }
   if (out.sampleNodeId != null && !/^[A-Za-z0-9._-]{1,128}$/.test(out.sampleNodeId as string)) throw new ConfigError('--sample-node-id must be 1..128 of [A-Za-z0-9._-]')
   if (raw.role != null) out.roles = parseRoles(raw.role)
+  // a budget alone does not make a node train (it is not in FLAG, which wantsTraining reads)
+  if (raw.maxMemory != null) {
+    try {
+      out.maxMemory = parseMemorySize(raw.maxMemory as string)
+    } catch (err) {
+      throw new MemorySizeError(`--max-memory: ${(err as Error).message}`, { cause: err })
+    }
+  }
   if ((out.roles as RoleName[]).includes('data')) {
     if (out.stage != null && out.stage !== 0) throw new ConfigError(`--role data originates microbatches, which only stage 0 does; it cannot run with --stage ${String(out.stage)}`)
     out.stage = 0
@@ -245,6 +259,7 @@ export async function startTrainingRuntime (node: LayerswarmNode, options: Train
   const manifest = await buildManifest(options)
   const id = runId(manifest)
   if (options.stage != null && options.stage >= manifest.stages.count) throw new ConfigError(`--stage ${options.stage} is outside [0, ${manifest.stages.count - 1}]`)
+  if (options.stage != null && options.roles.includes('stage')) checkStageBudget(manifest, options.stage, options.maxMemory)
   if (!node.container.isRegistered(Tokens.ComputeBackend, true)) {
     throw new ConfigError('training needs a compute backend plugin (e.g. --backend cpu); none is loaded')
   }
@@ -305,7 +320,7 @@ export async function startTrainingRuntime (node: LayerswarmNode, options: Train
   const status = (): HostStatus => {
     const st = stageHost?.status() ?? idleStatus({ runId: id, peerId: node.peerId, manifest, judge, maxInflight: options.maxInflight })
     const validator = verification.validator
-    return { ...st, roles: validator != null ? [...st.roles, validator.name] : st.roles, verification: verification.status() }
+    return { ...st, roles: validator != null ? [...st.roles, validator.name] : st.roles, verification: verification.status(), memory: memoryStatus(manifest, st.stage, options.maxMemory) }
   }
   // plugins reach the running roles through the container (they change when the node moves)
   node.container.register(Tokens.Runtime, { useValue: runtimeAccess(stageHost, verification.validator) })
@@ -414,6 +429,7 @@ function report (st: HostStatus, manifest: RunManifest, o: TrainingOptions, t0: 
     max_inflight: o.maxInflight,
     microbatches_per_step: o.microbatches,
     checkpoint,
+    memory: st.memory ?? null,
     manifest
   }
 }

@@ -57,6 +57,10 @@ export interface GossipSchedulerInit {
   readonly hysteresis?: number
   readonly cooldownMs?: number
   readonly maxMovesPerEpoch?: number
+  /** --max-memory (bytes): gossiped; the rule gives this node only stages whose stageMemory fits it. */
+  readonly maxMemory?: number
+  /** Estimated memory (bytes) of each stage (core/runtime/stage-memory.ts), the same on every node of the run. */
+  readonly stageMemory?: readonly number[]
   /** True while this node is reachable only through relays (core/node/nat-status.ts): it publishes its throughput x RELAYED_CAPACITY_FACTOR. */
   readonly relayedOnly?: () => boolean
   readonly log?: Logger
@@ -102,6 +106,7 @@ export class GossipScheduler implements Scheduler {
   private checkTimer: NodeJS.Timeout | undefined
   private timer: NodeJS.Timeout | undefined
   private moves = 0
+  private warnedFit = false
   /** Detaches this scheduler's provider and listener from the membership. */
   private detach: Array<() => void> = []
 
@@ -119,7 +124,8 @@ export class GossipScheduler implements Scheduler {
       stageCosts: init.stageCosts,
       hysteresis: init.hysteresis ?? DEFAULT_HYSTERESIS,
       cooldownMs: init.cooldownMs ?? DEFAULT_COOLDOWN_MS,
-      maxMovesPerEpoch: init.maxMovesPerEpoch
+      maxMovesPerEpoch: init.maxMovesPerEpoch,
+      stageMemory: init.stageMemory
     }
     this.costs = stageCosts(this.cfg)
     const heartbeatMs = init.heartbeatMs ?? 5000
@@ -247,7 +253,8 @@ export class GossipScheduler implements Scheduler {
       pinned: this.pinned,
       since: this.since,
       tput: Number.isFinite(tput) && tput >= 0 ? publishedThroughput(tput, this.init.relayedOnly?.() === true) : 0,
-      ...(load != null ? { queue: load.queueLength } : {})
+      ...(load != null ? { queue: load.queueLength } : {}),
+      ...(this.init.maxMemory !== undefined ? { mem: this.init.maxMemory } : {})
     }
   }
 
@@ -312,7 +319,11 @@ export class GossipScheduler implements Scheduler {
   private async join (): Promise<void> {
     const now = this.now()
     const stage = assignJoiners(this.heartbeats(), this.cfg, epochOf(now, this.o.epochMs)).get(this.me)
-    if (stage === undefined) return
+    if (stage === undefined) {
+      if (!this.warnedFit) this.log.warn('no stage fits this node\'s memory budget; staying unassigned', { maxMemory: this.init.maxMemory, stageMemory: this.init.stageMemory })
+      this.warnedFit = true
+      return
+    }
     this.log.info('joining stage', { stage, throughputs: this.stageThroughputs().map(round) })
     this.stage = stage
     this.since = now

@@ -7,6 +7,8 @@
 //   stage            pin this node (default NodeConfig.runtime.stage, i.e. `start --stage N`)
 //   stageCosts, capacity, heartbeatMs, epochMs, epochJitterMs, joinListenMs, hysteresis,
 //   cooldownMs, maxMovesPerEpoch: see GossipSchedulerInit
+//   maxMemory, stageMemory  memory budget (bytes) and each stage's estimate (default NodeConfig.runtime's,
+//                    which `start --max-memory` fills in: core/runtime/training-runtime.ts schedulerRuntime)
 // The heartbeat's own settings (interval, TTL, clock skew, score weight) are the membership's:
 // NodeConfig.runtime.membership (core/membership/membership-options.ts).
 import { ConfigError, definePlugin, registerRelease, release, Tokens, type Membership } from '../../core/contracts/index.ts'
@@ -51,6 +53,18 @@ export function schedulerInit (options: Readonly<Record<string, unknown>>, runti
       throw new ConfigError(`scheduler option stageCosts must be ${stages} positive numbers`)
     }
     init.stageCosts = c
+  }
+  const mem = asInt(options.maxMemory ?? runtime.maxMemory)
+  if (mem != null) {
+    if (typeof mem !== 'number' || !Number.isSafeInteger(mem) || mem < 1) throw new ConfigError('scheduler option maxMemory must be a positive integer of bytes')
+    init.maxMemory = mem
+  }
+  const need = options.stageMemory ?? runtime.stageMemory
+  if (need != null) {
+    if (!Array.isArray(need) || need.length !== stages || need.some(x => typeof x !== 'number' || !(x > 0) || !Number.isFinite(x))) {
+      throw new ConfigError(`scheduler option stageMemory must be ${stages} positive numbers of bytes`)
+    }
+    init.stageMemory = need
   }
   return init as unknown as Omit<GossipSchedulerInit, 'log'>
 }

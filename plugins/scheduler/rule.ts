@@ -23,6 +23,10 @@
 // B x (1 + h), or it lifts at least one more stage out of the band [B, B x (1 + h)] (so two tied
 // bottlenecks, or two empty stages, are fixed a few moves at a time); otherwise nobody moves, and
 // measurement noise below h moves no one. A node moves only when the plan names it.
+//
+// Memory budgets: with `stageMemory` (each stage's estimated training bytes, the same on every node:
+// a function of the manifest) a node that gossips a budget (`mem`) is never assigned, nor moved to, a
+// stage estimated above it: for that node the stage is unavailable. A joiner no stage fits gets none.
 import type { NodeState } from '../../core/contracts/scheduler.ts'
 import { hash32 } from '../../core/hash.ts'
 
@@ -35,6 +39,8 @@ export interface RuleEntry {
   readonly state: NodeState
   readonly pinned: boolean
   readonly since: number
+  /** Memory budget, bytes; absent: unbounded. */
+  readonly mem?: number
 }
 
 export interface RuleConfig {
@@ -47,6 +53,8 @@ export interface RuleConfig {
   readonly cooldownMs: number
   /** Most moves planned per epoch; default max(1, floor(counted nodes / (4 x stages))). */
   readonly maxMovesPerEpoch?: number
+  /** Estimated memory (bytes) each stage needs to train (length `stages`); absent: every stage fits everyone. */
+  readonly stageMemory?: readonly number[]
 }
 
 export const DEFAULT_HYSTERESIS = 0.15
@@ -98,6 +106,12 @@ export function stageCosts (cfg: Pick<RuleConfig, 'stages' | 'stageCosts'>): num
     throw new RangeError(`stageCosts must hold ${cfg.stages} positive numbers`)
   }
   return [...c]
+}
+
+/** Whether a node with budget `mem` can hold stage s (no budget or no estimate: yes). */
+export function fitsStage (mem: number | undefined, s: number, cfg: Pick<RuleConfig, 'stageMemory'>): boolean {
+  const need = cfg.stageMemory?.[s]
+  return mem === undefined || need === undefined || need <= mem
 }
 
 /** The stage an entry adds throughput to: its stage (serving or joining it), its move target (leaving with `to`), else -1. */
@@ -159,7 +173,7 @@ const EPS = 1e-9
  * hash(peer, epoch) order, each to the then least-served stage. Pure: each joiner computes the whole
  * map and reads its own entry, so joiners that see the same view never collide.
  */
-export function assignJoiners (entries: readonly RuleEntry[], cfg: Pick<RuleConfig, 'stages' | 'stageCosts'>, epoch: number): Map<string, number> {
+export function assignJoiners (entries: readonly RuleEntry[], cfg: Pick<RuleConfig, 'stages' | 'stageCosts' | 'stageMemory'>, epoch: number): Map<string, number> {
   const costs = stageCosts(cfg)
   const prior = capacityPrior(entries, costs)
   const T = stageThroughputs(entries, cfg)
@@ -168,9 +182,10 @@ export function assignJoiners (entries: readonly RuleEntry[], cfg: Pick<RuleConf
     .sort((a, b) => a.key - b.key || (a.e.peer < b.e.peer ? -1 : a.e.peer > b.e.peer ? 1 : 0))
   const out = new Map<string, number>()
   for (const { e, key } of joiners) {
-    const min = Math.min(...T)
-    const tied: number[] = []
-    for (let s = 0; s < T.length; s++) if (T[s] <= min + EPS * Math.max(1, min)) tied.push(s)
+    const open = T.map((_, s) => s).filter(s => fitsStage(e.mem, s, cfg))
+    if (open.length === 0) continue // no stage fits its budget: it stays unassigned
+    const min = Math.min(...open.map(s => T[s]))
+    const tied = open.filter(s => T[s] <= min + EPS * Math.max(1, min))
     const stage = tied[key % tied.length]
     out.set(e.peer, stage)
     T[stage] += capacityOf(e, costs, prior) / costs[stage]
@@ -179,9 +194,9 @@ export function assignJoiners (entries: readonly RuleEntry[], cfg: Pick<RuleConf
 }
 
 /** The stage `me` (a joiner of `entries`) takes. */
-export function joinStage (entries: readonly RuleEntry[], me: string, cfg: Pick<RuleConfig, 'stages' | 'stageCosts'>, epoch: number): number {
+export function joinStage (entries: readonly RuleEntry[], me: string, cfg: Pick<RuleConfig, 'stages' | 'stageCosts' | 'stageMemory'>, epoch: number): number {
   const stage = assignJoiners(entries, cfg, epoch).get(me)
-  if (stage === undefined) throw new RangeError(`${me} is not an unassigned joiner of the view`)
+  if (stage === undefined) throw new RangeError(`${me} is not an unassigned joiner of the view, or no stage fits its memory budget`)
   return stage
 }
 
@@ -198,7 +213,7 @@ export function planMoves (entries: readonly RuleEntry[], cfg: RuleConfig, now: 
   const before = [...T]
   const serving = new Array<number>(cfg.stages).fill(0)
   // tie keys are hashed only when a tie needs them
-  interface Cand { peer: string, stage: number, cap: number, key?: number }
+  interface Cand { peer: string, stage: number, cap: number, mem?: number, key?: number }
   const keyOf = (c: Cand): number => (c.key ??= tieKey(c.peer, epoch))
   const cands: Cand[] = []
   let counted = 0
@@ -206,7 +221,7 @@ export function planMoves (entries: readonly RuleEntry[], cfg: RuleConfig, now: 
     if (countedStage(e) >= 0) counted++
     if (e.state !== 'serving' || e.stage < 0 || e.stage >= cfg.stages) continue
     serving[e.stage]++
-    if (!e.pinned && now - e.since >= cfg.cooldownMs) cands.push({ peer: e.peer, stage: e.stage, cap: capacityOf(e, costs, prior) })
+    if (!e.pinned && now - e.since >= cfg.cooldownMs) cands.push({ peer: e.peer, stage: e.stage, cap: capacityOf(e, costs, prior), mem: e.mem })
   }
   const maxMoves = cfg.maxMovesPerEpoch ?? defaultMaxMoves(counted, cfg.stages)
   const moved = new Set<Cand>()
@@ -222,7 +237,7 @@ export function planMoves (entries: readonly RuleEntry[], cfg: RuleConfig, now: 
     let bestLeft = -Infinity
     for (const c of cands) {
       // never leave a stage one serves alone
-      if (c.stage === b.stage || moved.has(c) || serving[c.stage] < 2) continue
+      if (c.stage === b.stage || moved.has(c) || serving[c.stage] < 2 || !fitsStage(c.mem, b.stage, cfg)) continue
       const left = T[c.stage] - c.cap / costs[c.stage]
       const level = Math.min(left, T[b.stage] + c.cap / costs[b.stage])
       if (!(level > floor)) continue

@@ -1,0 +1,150 @@
+// Memory a node needs to train one stage, from the run's shapes alone (so every node of a run
+// computes the same figure for every stage: the scheduler's rule compares them with the budgets
+// nodes gossip). Bytes, f32 everywhere (i32 token ids are 4 bytes too). P = the stage's parameters
+// (stageParamSpecs), B = batch (sequences per microbatch), T = sequence length, C = width, NH =
+// heads, V = vocabulary, W = boundary width (C, or the bottleneck k), L_s = the stage's blocks.
+//
+//   weights      4 P
+//   gradients    4 P                                   (ParameterSet: one buffer per parameter)
+//   optimizer    8 P                                   (AdamW: m and v)
+//   activations  4 x ( L_s x (16 BTC + 4 BT + 2 B NH T^2)   saved per block (layers.ts BlockActivations,
+//                                                           llm.c's layout: the attention keeps preatt
+//                                                           and att, [B,NH,T,T] each)
+//                     + 14 BTC + 2 B NH T^2                 backward scratch, shared by the blocks
+//                     + BTC (dres) + the stage's input      stage 0: BT ids + BTC; others: BTW
+//                     + bottleneck buffers                  up: BTC + BTk; down: 2 BTk (stage.ts)
+//                     + head (last stage) 2 BTC + 3 BTV + 4 BT   lnf, dlnf, logits, probs, dlogits, ...
+//                   ) + 8 k C per bottleneck projection     (its constant identity part and W + E)
+//   workspace    8 BT x max(4C, V on the last stage)    the CPU backend's matmul-backward scratch: a
+//                                                       packed copy of the widest output gradient,
+//                                                       grown by doubling (so up to twice that)
+//   margin       RUNTIME_BASE_BYTES                     the process without a model: Node, libp2p, code
+//                + 8 P                                  host copies of the weights (averaging downloads
+//                                                       them and flattens them into one vector)
+//                + MARGIN_FRACTION x the tensors above  allocator slack, in-flight boundary arrays
+// total = the sum. Reference: test/model-memory.test.ts checks it against hand computations and a
+// measured peak (docs/model.md has the figures).
+import { ConfigError } from '../errors.ts'
+import type { ModelConfig } from './config.ts'
+import { numel, stageParamSpecs } from './params.ts'
+import { isFirstStage, isLastStage, stageLayouts, type StageLayout, type StageRange } from './stage-split.ts'
+
+/** What a node's process holds before it takes a stage (Node, libp2p, the code), bytes. */
+export const RUNTIME_BASE_BYTES = 192 * 2 ** 20
+/** Share of the tensors added for allocator slack and transient host arrays. */
+export const MARGIN_FRACTION = 0.1
+/** Largest memory budget accepted (1 PiB): a bound on what a heartbeat may claim. */
+export const MAX_MEMORY_BYTES = 2 ** 50
+
+export interface MemoryEstimateOptions {
+  /** B: sequences per microbatch. */
+  readonly batch: number
+  /** T: tokens per sequence. */
+  readonly seqLen: number
+  /** Only AdamW exists (two moments per parameter). */
+  readonly optimizer?: 'adamw'
+  /** k when `layout` is a bare StageRange (a StageLayout carries its own); default 0. */
+  readonly bottleneck?: number
+}
+
+/** Bytes by component; `total` is what a budget must cover. */
+export interface StageMemoryEstimate {
+  readonly parameters: number
+  readonly weights: number
+  readonly gradients: number
+  readonly optimizer: number
+  readonly activations: number
+  readonly workspace: number
+  readonly margin: number
+  readonly total: number
+}
+
+/** A memory size (`--max-memory`) is not a positive size this node can mean. */
+export class MemorySizeError extends ConfigError {
+  override readonly code = 'ERR_MEMORY_SIZE'
+}
+
+/** A stage needs more memory than the node's budget. */
+export class StageMemoryError extends ConfigError {
+  override readonly code = 'ERR_STAGE_MEMORY'
+  constructor (readonly stage: number, readonly estimate: StageMemoryEstimate, readonly budget: number) {
+    super(`stage ${stage} needs an estimated ${formatBytes(estimate.total)} to train (weights ${formatBytes(estimate.weights)}, ` +
+      `gradients ${formatBytes(estimate.gradients)}, AdamW ${formatBytes(estimate.optimizer)}, activations ${formatBytes(estimate.activations)}, ` +
+      `workspace ${formatBytes(estimate.workspace)}, ` +
+      `margin ${formatBytes(estimate.margin)}) but --max-memory is ${formatBytes(budget)}; raise the budget, use more stages, or a smaller --batch / --seq-len`)
+  }
+}
+
+/** The estimate of training one stage (see the header for the formula). */
+export function estimateStageMemory (config: ModelConfig, layout: StageLayout | StageRange, opts: MemoryEstimateOptions): StageMemoryEstimate {
+  const { batch: B, seqLen: T } = opts
+  if (!Number.isSafeInteger(B) || B < 1) throw new ConfigError(`memory estimate: batch must be a positive integer, got ${B}`)
+  if (!Number.isSafeInteger(T) || T < 1) throw new ConfigError(`memory estimate: seqLen must be a positive integer, got ${T}`)
+  if (opts.optimizer != null && opts.optimizer !== 'adamw') throw new ConfigError(`memory estimate: unknown optimizer ${String(opts.optimizer)} (only adamw)`)
+  const full: StageLayout = 'range' in layout
+    ? { ...layout, config }
+    : { config, range: layout, bottleneck: opts.bottleneck ?? 0 }
+  const { range, bottleneck: k } = full
+  const C = config.dModel
+  const NH = config.nHead
+  const V = config.vocabSize
+  const P = stageParamSpecs(full).reduce((a, s) => a + numel(s.shape), 0)
+  const first = isFirstStage(full)
+  const last = isLastStage(full)
+  const up = !first && k > 0
+  const down = !last && k > 0
+  const BT = B * T
+  const att = B * NH * T * T
+  const blocks = range.endBlock - range.firstBlock
+  let floats = blocks * (16 * BT * C + 4 * BT + 2 * att) + 14 * BT * C + 2 * att + BT * C
+  floats += first ? BT + BT * C : BT * (k > 0 ? k : C)
+  if (up) floats += BT * C + BT * k + 2 * k * C
+  if (down) floats += 2 * BT * k + 2 * k * C
+  if (last) floats += 2 * BT * C + 3 * BT * V + 4 * BT
+  const weights = 4 * P
+  const gradients = 4 * P
+  const optimizer = 8 * P
+  const activations = 4 * floats
+  const workspace = 8 * BT * Math.max(4 * C, last ? V : 0)
+  const tensors = weights + gradients + optimizer + activations + workspace
+  const margin = Math.ceil(RUNTIME_BASE_BYTES + 8 * P + MARGIN_FRACTION * tensors)
+  return { parameters: P, weights, gradients, optimizer, activations, workspace, margin, total: tensors + margin }
+}
+
+/** Estimated totals (bytes) of every stage of an even split of S stages with bottleneck k (0: none). */
+export function stageMemoryTotals (config: ModelConfig, S: number, k: number, opts: MemoryEstimateOptions): number[] {
+  return stageLayouts(config, S, k).map(l => estimateStageMemory(config, l, opts).total)
+}
+
+/** Throws StageMemoryError when the estimate is over `budget` bytes (no budget: always fits). */
+export function checkStageFits (estimate: StageMemoryEstimate, stage: number, budget: number | undefined): void {
+  if (budget != null && estimate.total > budget) throw new StageMemoryError(stage, estimate, budget)
+}
+
+const UNITS: Readonly<Record<string, number>> = { '': 1, B: 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50 }
+
+/**
+ * Parses a memory size: a number of bytes, or a number with a binary unit K, M, G, T (also written
+ * KiB/KB, MiB/MB, ...; all powers of 1024, as `docker --memory` reads them): 512M, 2G, 1.5GiB.
+ * Throws MemorySizeError for anything else, zero, or more than MAX_MEMORY_BYTES.
+ */
+export function parseMemorySize (text: string | number): number {
+  const s = String(text).trim()
+  const m = /^(\d+(?:\.\d+)?|\.\d+)\s*([KMGTP]?)(i?B)?$/i.exec(s)
+  if (m == null || (m[2] === '' && m[3] != null && m[3].toLowerCase() !== 'b')) {
+    throw new MemorySizeError(`memory size "${s}" is not a size: give bytes or a number with K, M, G or T (powers of 1024), e.g. 512M or 2G`)
+  }
+  const bytes = Math.floor(Number(m[1]) * UNITS[m[2].toUpperCase()])
+  if (!(bytes >= 1)) throw new MemorySizeError(`memory size "${s}" is zero; give a positive size, e.g. 512M`)
+  if (bytes > MAX_MEMORY_BYTES) throw new MemorySizeError(`memory size "${s}" is more than ${formatBytes(MAX_MEMORY_BYTES)}`)
+  return bytes
+}
+
+/** 1536 -> "1.5 KiB"; binary units, three significant digits. */
+export function formatBytes (n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
+  let i = 0
+  let v = n
+  while (Math.abs(v) >= 1024 && i < units.length - 1) { v /= 1024; i++ }
+  return i === 0 ? `${n} B` : `${Number(v.toPrecision(3))} ${units[i]}`
+}
