@@ -150,6 +150,17 @@ describe('data: prepare and read token shards', function () {
     assert.throws(() => defaultManifest({ data: { dataId: 'xyz' } }), ManifestValidationError)
   })
 
+  it('start --data on a prepared folder pins its data id and takes its tokenizer in the run manifest', async () => {
+    const { buildManifest, parseTrainingOptions } = await import('../core/runtime/training-runtime.ts')
+    const out = fresh()
+    const { manifest } = await prepareDataset({ input: path.join(input, 'a.txt'), out, tokenizer: 'gpt2', valFraction: 0.1 })
+    const m = await buildManifest(parseTrainingOptions({ data: out }))
+    assert.equal(m.data.dataId, manifest.dataId)
+    assert.equal(m.data.tokenizer, 'gpt2')
+    assert.equal(m.model.vocabSize, 50257)
+    assert.equal((await buildManifest(parseTrainingOptions({}))).data.dataId, undefined)
+  })
+
   describe('bad input', () => {
     it('a missing file', async () => {
       await assert.rejects(prepareDataset({ input: path.join(root, 'nope.txt'), out: fresh() }), DatasetNotFoundError)
