@@ -100,7 +100,7 @@ describe('netns: training across hosts with 50 ms delay, 10 ms jitter, 1% loss, 
   })
 
   it('keeps training through a stage-1 node\'s 20 s outage, and the node comes back on its own', async () => {
-    await outage(20_000, 60, 'outage20')
+    await outage(20_000, 80, 'outage20')
   })
 
   it('after a 60 s outage (past the 30 s keep-alive timeout: connections close) the node redials and serves again', async () => {
