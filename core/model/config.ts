@@ -1,7 +1,10 @@
-// GPT model configuration: the architecture hyperparameters, named presets, JSON loading and
-// validation. Architecture is GPT-2 (learned token + position embeddings, pre-LayerNorm blocks,
-// causal multi-head attention, 4x GELU MLP, final LayerNorm) with an UNTIED LM head, so the
-// embedding (stage 0) and the head (last stage) can live on different nodes.
+// Model configuration: the architecture hyperparameters, named presets, JSON loading and
+// validation. Two architectures, both with an UNTIED LM head (the embedding on stage 0 and the head
+// on the last stage can live on different nodes):
+//   gpt2 (the default; `arch` absent): learned token + position embeddings, pre-LayerNorm blocks,
+//        causal multi-head attention, 4x GELU MLP with biases, final LayerNorm.
+//   llama: token embedding only, pre-RMSNorm blocks, rotary position embeddings on q and k,
+//        SwiGLU MLP of width ffnHidden, no biases, final RMSNorm.
 import { ConfigError } from '../errors.ts'
 
 export interface ModelConfig {
@@ -15,6 +18,37 @@ export interface ModelConfig {
   readonly nHead: number
   /** C: model width (residual stream channels). */
   readonly dModel: number
+  /**
+   * Architecture; absent means gpt2 (validation drops an explicit 'gpt2', so every GPT-2 config
+   * and the run ids hashed from it stay what they were before llama existed).
+   */
+  readonly arch?: ModelArch
+  /** llama only: H, the SwiGLU hidden width (validation fills in defaultFfnHidden(C)). */
+  readonly ffnHidden?: number
+  /** llama only: RoPE base (validation fills in 10000). */
+  readonly ropeTheta?: number
+  /** llama only: RMSNorm epsilon (validation fills in 1e-5). */
+  readonly normEps?: number
+}
+
+export type ModelArch = 'gpt2' | 'llama'
+
+/** Llama defaults validation fills in. */
+export const LLAMA_ROPE_THETA = 10000
+export const LLAMA_NORM_EPS = 1e-5
+
+/** The Llama rule for the SwiGLU width: 2/3 of 4C, rounded up to a multiple of 64. */
+export function defaultFfnHidden (dModel: number): number {
+  return Math.ceil(Math.floor(8 * dModel / 3) / 64) * 64
+}
+
+export function isLlama (c: ModelConfig): boolean {
+  return c.arch === 'llama'
+}
+
+/** H of a llama config (its ffnHidden, or the default rule for an unvalidated object). */
+export function ffnHiddenOf (c: ModelConfig): number {
+  return c.ffnHidden ?? defaultFfnHidden(c.dModel)
 }
 
 /** A model config field is invalid (not a positive integer, nHead not dividing dModel, ...). */
@@ -39,21 +73,53 @@ export const MODEL_PRESETS: Readonly<Record<string, ModelConfig>> = Object.freez
    * GPT-2 small's shape (12 layers, 12 heads, 768 wide, context 1024, BPE vocabulary): 163.0M
    * parameters here, GPT-2's 124.4M plus the untied LM head (V x C = 38.6M).
    */
-  'gpt2-124m': Object.freeze({ vocabSize: GPT2_VOCAB_SIZE, blockSize: 1024, nLayer: 12, nHead: 12, dModel: 768 })
+  'gpt2-124m': Object.freeze({ vocabSize: GPT2_VOCAB_SIZE, blockSize: 1024, nLayer: 12, nHead: 12, dModel: 768 }),
+  /** 19,895,520 parameters (16.1M of them the two BPE embeddings): 12 blocks 160 wide, 5 heads of 32, SwiGLU 448. */
+  'llama-20m': llamaPreset(12, 5, 160),
+  /** 59,840,640 parameters: 12 blocks 384 wide, 6 heads of 64, SwiGLU 1024. */
+  'llama-60m': llamaPreset(12, 6, 384),
+  /** 123,818,880 parameters (GPT-2 small's size; 64.3M in the two embeddings): 12 blocks 640 wide, 10 heads of 64, SwiGLU 1728. */
+  'llama-125m': llamaPreset(12, 10, 640)
 })
 
-const FIELDS = ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'dModel'] as const
+/** A llama preset: BPE vocabulary, context 1024, the default SwiGLU width, head dim C / NH. */
+function llamaPreset (nLayer: number, nHead: number, dModel: number): ModelConfig {
+  return Object.freeze({
+    arch: 'llama',
+    vocabSize: GPT2_VOCAB_SIZE,
+    blockSize: 1024,
+    nLayer,
+    nHead,
+    dModel,
+    ffnHidden: defaultFfnHidden(dModel),
+    ropeTheta: LLAMA_ROPE_THETA,
+    normEps: LLAMA_NORM_EPS
+  })
+}
 
-/** Checks every field and returns a frozen copy; throws ModelConfigError naming the bad field. */
+const FIELDS = ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'dModel'] as const
+const LLAMA_FIELDS = ['ffnHidden', 'ropeTheta', 'normEps'] as const
+/** `tiedHead` is accepted only as false: the head is always untied (stage 0 and the last stage differ). */
+const KNOWN = [...FIELDS, 'arch', ...LLAMA_FIELDS, 'tiedHead']
+
+/**
+ * Checks every field and returns a frozen, normalized copy: gpt2 configs carry exactly the five
+ * shape fields (no `arch`), llama configs every llama field with its default filled in. Throws
+ * ModelConfigError naming the bad field.
+ */
 export function validateModelConfig (input: unknown): ModelConfig {
   if (input == null || typeof input !== 'object' || Array.isArray(input)) {
     throw new ModelConfigError('model config must be an object')
   }
   const obj = input as Record<string, unknown>
   for (const key of Object.keys(obj)) {
-    if (!(FIELDS as readonly string[]).includes(key)) {
-      throw new ModelConfigError(`model config: unknown field "${key}" (expected ${FIELDS.join(', ')})`)
+    if (!KNOWN.includes(key)) {
+      throw new ModelConfigError(`model config: unknown field "${key}" (expected ${KNOWN.join(', ')})`)
     }
+  }
+  const arch = obj.arch ?? 'gpt2'
+  if (arch !== 'gpt2' && arch !== 'llama') {
+    throw new ModelConfigError(`model config: arch must be "gpt2" or "llama", got ${JSON.stringify(obj.arch)}`)
   }
   for (const f of FIELDS) {
     const v = obj[f]
@@ -61,20 +127,40 @@ export function validateModelConfig (input: unknown): ModelConfig {
       throw new ModelConfigError(`model config: ${f} must be a positive integer, got ${JSON.stringify(v)}`)
     }
   }
+  if (obj.tiedHead !== undefined && obj.tiedHead !== false) {
+    throw new ModelConfigError(`model config: tiedHead must be false (the LM head is untied: the embedding and the head live on different stages), got ${JSON.stringify(obj.tiedHead)}`)
+  }
   const cfg = obj as unknown as ModelConfig
   if (cfg.dModel % cfg.nHead !== 0) {
     throw new ModelConfigError(`model config: nHead (${cfg.nHead}) must divide dModel (${cfg.dModel})`)
   }
-  return Object.freeze({
-    vocabSize: cfg.vocabSize,
-    blockSize: cfg.blockSize,
-    nLayer: cfg.nLayer,
-    nHead: cfg.nHead,
-    dModel: cfg.dModel
-  })
+  const shape = { vocabSize: cfg.vocabSize, blockSize: cfg.blockSize, nLayer: cfg.nLayer, nHead: cfg.nHead, dModel: cfg.dModel }
+  if (arch === 'gpt2') {
+    for (const f of LLAMA_FIELDS) {
+      if (obj[f] !== undefined) throw new ModelConfigError(`model config: ${f} is a llama field; set "arch": "llama" or remove it`)
+    }
+    return Object.freeze(shape)
+  }
+  const hd = cfg.dModel / cfg.nHead
+  if (hd % 2 !== 0) {
+    throw new ModelConfigError(`model config: llama's rotary embedding needs an even head dimension, dModel / nHead = ${hd}`)
+  }
+  const ffnHidden = obj.ffnHidden ?? defaultFfnHidden(cfg.dModel)
+  if (typeof ffnHidden !== 'number' || !Number.isSafeInteger(ffnHidden) || ffnHidden <= 0) {
+    throw new ModelConfigError(`model config: ffnHidden must be a positive integer, got ${JSON.stringify(obj.ffnHidden)}`)
+  }
+  const ropeTheta = obj.ropeTheta ?? LLAMA_ROPE_THETA
+  if (typeof ropeTheta !== 'number' || !Number.isFinite(ropeTheta) || ropeTheta <= 1) {
+    throw new ModelConfigError(`model config: ropeTheta must be a finite number > 1, got ${JSON.stringify(obj.ropeTheta)}`)
+  }
+  const normEps = obj.normEps ?? LLAMA_NORM_EPS
+  if (typeof normEps !== 'number' || !Number.isFinite(normEps) || normEps <= 0 || normEps >= 1) {
+    throw new ModelConfigError(`model config: normEps must be a number in (0, 1), got ${JSON.stringify(obj.normEps)}`)
+  }
+  return Object.freeze({ arch: 'llama', ...shape, ffnHidden, ropeTheta, normEps })
 }
 
-/** A preset by name (`tiny`, `small`, `gpt2-30m`, `gpt2-124m`). */
+/** A preset by name (`tiny`, `small`, `gpt2-30m`, `gpt2-124m`, `llama-20m`, `llama-60m`, `llama-125m`). */
 export function modelPreset (name: string): ModelConfig {
   const preset = Object.hasOwn(MODEL_PRESETS, name) ? MODEL_PRESETS[name] : undefined
   if (preset == null) {
@@ -106,9 +192,16 @@ export function parseModelConfig (json: string, source = 'model config'): ModelC
  * Total number of parameters of the unsplit model (no bottleneck). The LM head is untied (the
  * embedding and the head live on different stages), so this counts V x C more than GPT-2's own
  * figure; `{ tiedHead: true }` leaves the head out, as GPT-2 (and its 124,439,808) counts.
+ * llama: per block 2C (two RMSNorm weights) + 4C^2 (qkv, o) + 3HC (gate|up, down); no position
+ * table; final norm C.
  */
 export function countParameters (c: ModelConfig, opts: { tiedHead?: boolean } = {}): number {
   const C = c.dModel
+  const head = opts.tiedHead === true ? 0 : c.vocabSize * C
+  if (isLlama(c)) {
+    const H = ffnHiddenOf(c)
+    return c.vocabSize * C + c.nLayer * (2 * C + 4 * C * C + 3 * H * C) + C + head
+  }
   const perBlock = 2 * C + (3 * C * C + 3 * C) + (C * C + C) + 2 * C + (4 * C * C + 4 * C) + (4 * C * C + C)
-  return c.vocabSize * C + c.blockSize * C + c.nLayer * perBlock + 2 * C + (opts.tiedHead === true ? 0 : c.vocabSize * C)
+  return c.vocabSize * C + c.blockSize * C + c.nLayer * perBlock + 2 * C + head
 }

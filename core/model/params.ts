@@ -6,11 +6,16 @@
 // weight is stored [OC, C] (out, in), as the backend's matmul takes it; HF's Conv1D stores
 // c_attn/c_proj/c_fc as [C, OC], so importing HF weights means transposing those four.
 //
+// llama (see llamaBlockParamNames) takes HF LlamaForCausalLM's names without the `model.` prefix,
+// with q|k|v fused into one qkv_proj [3C, C] and gate|up into one gate_up_proj [2H, C] (Phi-3's
+// names for the same fusion); no biases, no position table, RMSNorm weights only.
+//
 // Init is GPT-2's: weights N(0, 0.02), residual output projections (attn.c_proj, mlp.c_proj,
 // bottleneck_up) N(0, 0.02/sqrt(2L)), biases 0, LayerNorm weight 1. Each tensor draws from its own
 // stream seeded by (seed, name), so a stage's init does not depend on how the model was split.
 import type { ComputeBackend, Tensor } from '../contracts/backend.ts'
 import { ShapeError } from '../errors.ts'
+import { ffnHiddenOf, isLlama } from './config.ts'
 import { Prng } from './prng.ts'
 import { isFirstStage, isLastStage, type StageLayout } from './stage-split.ts'
 
@@ -53,6 +58,30 @@ export interface BlockParamNames {
   ln2w: string, ln2b: string, fcw: string, fcb: string, fcprojw: string, fcprojb: string
 }
 
+/** Names of llama block i's tensors, in the order stageParamSpecs lists them. */
+export function llamaBlockParamNames (i: number): LlamaBlockParamNames {
+  const l = `layers.${i}`
+  return {
+    attnNorm: `${l}.input_layernorm.weight`,
+    qkvw: `${l}.self_attn.qkv_proj.weight`,
+    ow: `${l}.self_attn.o_proj.weight`,
+    ffnNorm: `${l}.post_attention_layernorm.weight`,
+    gateUpw: `${l}.mlp.gate_up_proj.weight`,
+    downw: `${l}.mlp.down_proj.weight`
+  }
+}
+
+export interface LlamaBlockParamNames {
+  attnNorm: string, qkvw: string, ow: string, ffnNorm: string, gateUpw: string, downw: string
+}
+
+/** Names of the embedding, final norm and head tensors of either architecture. */
+export function edgeParamNames (llama: boolean): { embed: string, pos: string | null, normW: string, normB: string | null, head: string } {
+  return llama
+    ? { embed: 'embed_tokens.weight', pos: null, normW: 'norm.weight', normB: null, head: 'lm_head.weight' }
+    : { embed: 'wte.weight', pos: 'wpe.weight', normW: 'ln_f.weight', normB: 'ln_f.bias', head: 'lm_head.weight' }
+}
+
 /** Bottleneck projection names: `down` sits on a stage's last block, `up` on the next stage's first. */
 export function bottleneckParamNames (block: number, dir: 'down' | 'up'): { w: string, b: string } {
   return { w: `h.${block}.bottleneck_${dir}.weight`, b: `h.${block}.bottleneck_${dir}.bias` }
@@ -72,15 +101,27 @@ export function stageParamSpecs (layout: StageLayout): ParamSpec[] {
     specs.push(Object.freeze({ name, shape: Object.freeze(shape), init, decay }))
   }
 
+  const llama = isLlama(c)
+  const edge = edgeParamNames(llama)
   if (isFirstStage(layout)) {
-    add('wte.weight', [V, C], normal(INIT_STD), true)
-    add('wpe.weight', [c.blockSize, C], normal(INIT_STD), true)
+    add(edge.embed, [V, C], normal(INIT_STD), true)
+    if (edge.pos != null) add(edge.pos, [c.blockSize, C], normal(INIT_STD), true)
   } else if (k > 0) {
     const up = bottleneckParamNames(range.firstBlock, 'up')
     add(up.w, [C, k], normal(residStd), true)
     add(up.b, [C], zeros, false)
   }
-  for (let i = range.firstBlock; i < range.endBlock; i++) {
+  for (let i = range.firstBlock; i < range.endBlock && llama; i++) {
+    const n = llamaBlockParamNames(i)
+    const H = ffnHiddenOf(c)
+    add(n.attnNorm, [C], ones, false)
+    add(n.qkvw, [3 * C, C], normal(INIT_STD), true)
+    add(n.ow, [C, C], normal(residStd), true)
+    add(n.ffnNorm, [C], ones, false)
+    add(n.gateUpw, [2 * H, C], normal(INIT_STD), true)
+    add(n.downw, [C, H], normal(residStd), true)
+  }
+  for (let i = range.firstBlock; i < range.endBlock && !llama; i++) {
     const n = blockParamNames(i)
     add(n.ln1w, [C], ones, false)
     add(n.ln1b, [C], zeros, false)
@@ -96,9 +137,9 @@ export function stageParamSpecs (layout: StageLayout): ParamSpec[] {
     add(n.fcprojb, [C], zeros, false)
   }
   if (isLastStage(layout)) {
-    add('ln_f.weight', [C], ones, false)
-    add('ln_f.bias', [C], zeros, false)
-    add('lm_head.weight', [V, C], normal(INIT_STD), true)
+    add(edge.normW, [C], ones, false)
+    if (edge.normB != null) add(edge.normB, [C], zeros, false)
+    add(edge.head, [V, C], normal(INIT_STD), true)
   } else if (k > 0) {
     const down = bottleneckParamNames(range.endBlock - 1, 'down')
     add(down.w, [k, C], normal(INIT_STD), true)
