@@ -83,6 +83,8 @@ export interface AveragingStatus {
   rounds: number
   /** Rounds skipped because no other node served the stage, or that found no partner in time. */
   alone: number
+  /** Rounds that found no partner although the view listed peers of the stage, and were tried once more (a retry round key). */
+  retried: number
   /** Rounds that failed (error logged; the parameters were left as they were). */
   failed: number
   /** Round triggers dropped because the previous round was still queued or running. */
@@ -150,6 +152,7 @@ export class StageAveraging {
       mode: m.averaging.mode,
       rounds: 0,
       alone: 0,
+      retried: 0,
       failed: 0,
       busy: 0,
       lastRound: null,
@@ -228,15 +231,23 @@ export class StageAveraging {
     const params = this.init.worker.stage.params
     try {
       const flat = flatten(await params.download(), params.specs.map(s => s.name))
-      const r = await this.averager.round({ round, stage: this.init.stage, params: flat, weight, stageSize, signal })
+      let r = await this.averager.round({ round, stage: this.init.stage, params: flat, weight, stageSize, signal })
+      const others = this.init.source.peersForStage(this.init.stage).filter(p => p !== this.me)
+      if (r.groupSize < 2 && others.length > 0 && !signal.aborted) {
+        // alone while the view lists others at the stage: not expected (issue 15: Sybil records, a
+        // partner that came late). Said loudly and tried once more under a retry key of its own, in
+        // which a partner that was alone as well meets us; the view's peers are greeted first
+        this.s.retried++
+        this.log.warn('averaging round found no partner although the view lists peers of the stage; retrying once', { round, step, stageSize, peers: others.slice(0, 4), formMs: r.formMs })
+        r = await this.averager.round({ round: retryRound(round), stage: this.init.stage, params: flat, weight, stageSize, signal })
+      }
       this.s.lastGroupSize = r.groupSize
       this.s.lostShards += r.lostShards.length
       this.s.excluded += r.excluded.length
       if (r.groupSize < 2) {
         this.s.alone++
         this.s.lastMs = performance.now() - t0
-        // alone while the view lists others at the stage: not expected, so said loudly (issue 15)
-        this.log.warn('averaging round found no partner although the view lists peers of the stage', { round, step, stageSize, peers: this.init.source.peersForStage(this.init.stage).slice(0, 4), formMs: r.formMs })
+        if (others.length > 0) this.log.warn('averaging round alone after its retry', { round, step, stageSize, peers: others.slice(0, 4), formMs: r.formMs })
         return
       }
       const before = l2Distance(flat, r.averaged)
@@ -265,6 +276,13 @@ export class StageAveraging {
       this.log.warn('averaging round failed; training goes on', { round, step, code: (err as { code?: string }).code, error: (err as Error).message })
     }
   }
+}
+
+/** Round keys of retries: far above any real round number, the same on every member (a retry of round r meets the others' retry of r). */
+const RETRY_ROUNDS = 2 ** 40
+
+function retryRound (round: number): number {
+  return RETRY_ROUNDS + round
 }
 
 /** Group members from the pipeline's peer source: offered until the join deadline, so late greetings still count. */
