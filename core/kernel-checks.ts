@@ -108,6 +108,19 @@ export function attentionDims (out: Tensor, preatt: Tensor, att: Tensor, qkv: Te
   return { B, T, C }
 }
 
+/** Flash attention: qkv [B,T,3C], out/dout [B,T,C], lse [B,NH,T]. */
+export function flashAttentionDims (out: Tensor, lse: Tensor, qkv: Tensor, NH: number): { B: number, T: number, C: number } {
+  positiveInt('NH', NH)
+  rank('qkv', qkv, 3)
+  const [B, T, C3] = qkv.shape
+  if (C3 % 3 !== 0) throw new ShapeError(`qkv: last dim must be 3C, got ${shapeOf(qkv.shape)}`)
+  const C = C3 / 3
+  if (C % NH !== 0) throw new ShapeError(`C=${C} is not divisible by NH=${NH}`)
+  dims('out/dout', out, [B, T, C])
+  dims('lse', lse, [B, NH, T])
+  return { B, T, C }
+}
+
 export function crossEntropyDims (probs: Tensor, logits: Tensor, targets: Tensor): { N: number, V: number } {
   const V = lastDim(logits)
   if (V === 0) throw new ShapeError('logits: V must be > 0')
@@ -115,4 +128,42 @@ export function crossEntropyDims (probs: Tensor, logits: Tensor, targets: Tensor
   size('probs/dlogits', probs, logits.size)
   size('targets', targets, N)
   return { N, V }
+}
+
+// ---- Llama layers ----
+
+/** eps of RMSNorm: finite, >= 0. */
+export function rmsnormDims (inp: Tensor, weight: Tensor, rstd: Tensor, eps?: number): { N: number, C: number } {
+  const C = lastDim(inp)
+  if (C === 0) throw new ShapeError(`inp: last dim must be > 0, got ${shapeOf(inp.shape)}`)
+  const N = inp.size / C
+  size('weight', weight, C)
+  size('rstd', rstd, N)
+  if (eps !== undefined && !(typeof eps === 'number' && Number.isFinite(eps) && eps >= 0)) throw new ShapeError(`eps must be a finite number >= 0, got ${String(eps)}`)
+  return { N, C }
+}
+
+/** qkv [B,T,3C] with C = NH * HS, HS even; theta finite and > 0; out/dout the same shape. */
+export function ropeDims (out: Tensor, inp: Tensor, NH: number, theta: number): { B: number, T: number, C: number } {
+  positiveInt('NH', NH)
+  if (!(typeof theta === 'number' && Number.isFinite(theta) && theta > 0)) throw new ShapeError(`theta must be a finite number > 0, got ${String(theta)}`)
+  rank('inp/dout', inp, 3)
+  const [B, T, C3] = inp.shape
+  if (C3 % 3 !== 0) throw new ShapeError(`inp/dout: last dim must be 3C, got ${shapeOf(inp.shape)}`)
+  const C = C3 / 3
+  if (C % NH !== 0) throw new ShapeError(`C=${C} is not divisible by NH=${NH}`)
+  if ((C / NH) % 2 !== 0) throw new ShapeError(`head size C/NH=${C / NH} must be even for rotary embeddings`)
+  dims('out/dinp', out, inp.shape)
+  return { B, T, C }
+}
+
+/** inp [..., 2H] -> out [..., H], H > 0. */
+export function swigluDims (out: Tensor, inp: Tensor): { N: number, H: number } {
+  const H2 = lastDim(inp)
+  if (H2 === 0 || H2 % 2 !== 0) throw new ShapeError(`inp/dinp: last dim must be 2H > 0, got ${shapeOf(inp.shape)}`)
+  const H = H2 / 2
+  const N = inp.size / H2
+  if (lastDim(out) !== H) throw new ShapeError(`out/dout: last dim must be H=${H}, got ${shapeOf(out.shape)}`)
+  size('out/dout', out, N * H)
+  return { N, H }
 }

@@ -88,6 +88,14 @@ export interface ComputeBackend {
    */
   attentionForward(out: Tensor, preatt: Tensor, att: Tensor, qkv: Tensor, NH: number): Promise<void>
   attentionBackward(dqkv: Tensor, dpreatt: Tensor, datt: Tensor, dout: Tensor, qkv: Tensor, att: Tensor, NH: number): Promise<void>
+  /**
+   * Causal multi-head attention without [B,NH,T,T] buffers (online softmax, FlashAttention-style):
+   * qkv [B,T,3C] -> out [B,T,C] (equal to attentionForward's), lse [B,NH,T] (the log-sum-exp of
+   * each row's scaled scores, kept for backward). Memory O(T·HS) per head.
+   */
+  attentionFlashForward(out: Tensor, lse: Tensor, qkv: Tensor, NH: number): Promise<void>
+  /** Recomputes the probabilities from qkv and lse; ACCUMULATES into dqkv [B,T,3C]. */
+  attentionFlashBackward(dqkv: Tensor, dout: Tensor, out: Tensor, qkv: Tensor, lse: Tensor, NH: number): Promise<void>
 
   /** GELU, tanh approximation (GPT-2). Elementwise, any shape. */
   geluForward(out: Tensor, inp: Tensor): Promise<void>
@@ -106,6 +114,25 @@ export interface ComputeBackend {
 
   /** AdamW in place: m, v moments; weight decay applied to params decoupled (p -= lr*wd*p). */
   adamwUpdate(params: Tensor, grads: Tensor, m: Tensor, v: Tensor, hp: AdamWParams): Promise<void>
+
+  // ---- Llama layers (RMSNorm, rotary embeddings, SwiGLU); backward kernels ACCUMULATE too ----
+  /** RMSNorm over the last dim C of inp [N,C] (any leading dims): out = inp * rstd * weight, rstd[N] = 1/sqrt(mean(inp^2) + eps). */
+  rmsnormForward(out: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, eps: number): Promise<void>
+  /** Accumulates into dinp [N,C] and dweight [C]. */
+  rmsnormBackward(dinp: Tensor, dweight: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, rstd: Tensor): Promise<void>
+  /**
+   * Rotary position embedding (Llama/GPT-NeoX "rotate half" layout, as `transformers`) applied to the
+   * q and k parts of qkv [B,T,3C] (the first 2C channels of each row), heads of size HS = C/NH, position
+   * t: for i < HS/2, angle t * theta^(-2i/HS), (x[i], x[i+HS/2]) -> (x[i] cos - x[i+HS/2] sin,
+   * x[i] sin + x[i+HS/2] cos). The v part is copied unchanged. out may equal inp (in place). HS must be even.
+   */
+  ropeForward(out: Tensor, inp: Tensor, NH: number, theta: number): Promise<void>
+  /** The transpose rotation: dinp += R^T dout on the q and k parts, dinp += dout on the v part. dinp must not alias dout. */
+  ropeBackward(dinp: Tensor, dout: Tensor, NH: number, theta: number): Promise<void>
+  /** SwiGLU: inp [N, 2H] = [gate | up] (any leading dims) -> out [N, H] = silu(gate) * up, silu(g) = g * sigmoid(g). */
+  swigluForward(out: Tensor, inp: Tensor): Promise<void>
+  /** Accumulates into dinp [N, 2H]. */
+  swigluBackward(dinp: Tensor, dout: Tensor, inp: Tensor): Promise<void>
 }
 
 /** How a backend plugin exposes a factory; the plugin binds one instance under Tokens.ComputeBackend. */

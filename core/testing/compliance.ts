@@ -17,7 +17,9 @@ import assert from 'node:assert/strict'
 import type { ComputeBackend } from '../contracts/index.ts'
 import { suiteContext, type ComplianceOptions } from './compliance-context.ts'
 import { eventLoopTests } from './compliance-event-loop.ts'
+import { flashAttentionTests } from './compliance-flash.ts'
 import { kernelTests } from './compliance-kernels.ts'
+import { llamaKernelTests } from './compliance-llama.ts'
 import { memoryTests } from './compliance-memory.ts'
 import { nonFiniteTests } from './compliance-nonfinite.ts'
 import { referenceTests } from './compliance-references.ts'
@@ -40,6 +42,8 @@ export function backendCompliance (name: string, factory: () => Promise<ComputeB
 
     memoryTests(ctx)
     kernelTests(ctx)
+    llamaKernelTests(ctx)
+    flashAttentionTests(ctx)
     nonFiniteTests(ctx)
     referenceTests(ctx)
     if (opts.eventLoop !== false) eventLoopTests(ctx)

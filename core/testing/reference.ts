@@ -234,3 +234,137 @@ export function adamwUpdate (params: F64, grads: F64, m: F64, v: F64, hp: AdamWR
   }
   return { params: p2, m: m2, v: v2 }
 }
+
+/** Flash attention forward: attentionForward's out, plus lse [B,NH,T] = log sum_{t2<=t} exp(preatt). */
+export function attentionFlashForward (qkv: F64, B: number, T: number, C: number, NH: number): { out: F64, lse: F64 } {
+  const { out, preatt } = attentionForward(qkv, B, T, C, NH)
+  const lse = new Float64Array(B * NH * T)
+  for (let r = 0; r < B * NH * T; r++) {
+    const t = r % T
+    let max = -Infinity
+    for (let t2 = 0; t2 <= t; t2++) max = Math.max(max, preatt[r * T + t2])
+    let sum = 0
+    for (let t2 = 0; t2 <= t; t2++) sum += Math.exp(preatt[r * T + t2] - max)
+    lse[r] = max + Math.log(sum)
+  }
+  return { out, lse }
+}
+
+/**
+ * Flash attention backward (FlashAttention's formulas, no T x T buffer kept): p = exp(s - lse),
+ * dp = dout . v, ds = p (dp - D) with D = dout . out; dq += sc ds k, dk += sc ds q, dv += p dout.
+ */
+export function attentionFlashBackward (dout: F64, out: F64, qkv: F64, lse: F64, B: number, T: number, C: number, NH: number): F64 {
+  const hs = C / NH
+  const sc = 1 / Math.sqrt(hs)
+  const dqkv = new Float64Array(B * T * 3 * C)
+  const at = (b: number, t: number, h: number): number => (b * T + t) * 3 * C + h * hs // q of (b, t, h)
+  for (let b = 0; b < B; b++) {
+    for (let h = 0; h < NH; h++) {
+      for (let t = 0; t < T; t++) {
+        const o = (b * T + t) * C + h * hs
+        const q = at(b, t, h)
+        let D = 0
+        for (let i = 0; i < hs; i++) D += dout[o + i] * out[o + i]
+        for (let t2 = 0; t2 <= t; t2++) {
+          const k = at(b, t2, h) + C
+          const v = k + C
+          let s = 0; let dp = 0
+          for (let i = 0; i < hs; i++) { s += qkv[q + i] * qkv[k + i]; dp += dout[o + i] * qkv[v + i] }
+          const p = Math.exp(s * sc - lse[(b * NH + h) * T + t])
+          const ds = p * (dp - D)
+          for (let i = 0; i < hs; i++) {
+            dqkv[q + i] += sc * ds * qkv[k + i]
+            dqkv[k + i] += sc * ds * qkv[q + i]
+            dqkv[v + i] += p * dout[o + i]
+          }
+        }
+      }
+    }
+  }
+  return dqkv
+}
+
+// ---- Llama layers (RMSNorm, rotary embeddings, SwiGLU) ----
+
+export function rmsnormForward (inp: F64, weight: F64, eps: number, N: number, C: number): { out: F64, rstd: F64 } {
+  const out = new Float64Array(N * C)
+  const rstd = new Float64Array(N)
+  for (let n = 0; n < N; n++) {
+    let ms = 0
+    for (let i = 0; i < C; i++) ms += inp[n * C + i] ** 2 / C
+    const s = 1 / Math.sqrt(ms + eps)
+    for (let i = 0; i < C; i++) out[n * C + i] = inp[n * C + i] * s * weight[i]
+    rstd[n] = s
+  }
+  return { out, rstd }
+}
+
+/** norm = x * rstd; dinp = rstd * (dnorm - norm * mean(dnorm * norm)), dnorm = w * dout; dweight = sum dout * norm. */
+export function rmsnormBackward (dout: F64, inp: F64, weight: F64, rstd: F64, N: number, C: number): { dinp: F64, dweight: F64 } {
+  const dinp = new Float64Array(N * C)
+  const dweight = new Float64Array(C)
+  for (let n = 0; n < N; n++) {
+    let m = 0
+    for (let i = 0; i < C; i++) m += weight[i] * dout[n * C + i] * inp[n * C + i] * rstd[n] / C
+    for (let i = 0; i < C; i++) {
+      const norm = inp[n * C + i] * rstd[n]
+      dinp[n * C + i] = rstd[n] * (weight[i] * dout[n * C + i] - norm * m)
+      dweight[i] += dout[n * C + i] * norm
+    }
+  }
+  return { dinp, dweight }
+}
+
+/**
+ * Rotary embedding, `transformers`' rotate_half form: q' = q * cos + rotate_half(q) * sin with
+ * rotate_half(x) = [-x2, x1], cos/sin of t * theta^(-2i/HS) repeated over both halves; on the q and
+ * k parts of qkv [B,T,3C]; v copied. sign -1 rotates by -angle (R^T, the backward's map).
+ */
+export function ropeForward (qkv: F64, B: number, T: number, C: number, NH: number, theta: number, sign = 1): F64 {
+  const hs = C / NH
+  const half = hs / 2
+  const out = Float64Array.from(qkv)
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      for (let h = 0; h < 2 * NH; h++) { // q heads, then k heads
+        const base = (b * T + t) * 3 * C + h * hs
+        for (let d = 0; d < hs; d++) {
+          const a = t * theta ** (-2 * (d % half) / hs)
+          const rot = d < half ? -qkv[base + d + half] : qkv[base + d - half]
+          out[base + d] = qkv[base + d] * Math.cos(a) + rot * Math.sin(sign * a)
+        }
+      }
+    }
+  }
+  return out
+}
+
+/** dinp = R^T dout: the rotation by -angle on q and k, v passed through. */
+export function ropeBackward (dout: F64, B: number, T: number, C: number, NH: number, theta: number): F64 {
+  return ropeForward(dout, B, T, C, NH, theta, -1)
+}
+
+export function swigluForward (inp: F64, N: number, H: number): F64 {
+  const out = new Float64Array(N * H)
+  for (let n = 0; n < N; n++) {
+    for (let i = 0; i < H; i++) {
+      const g = inp[n * 2 * H + i]
+      out[n * H + i] = g / (1 + Math.exp(-g)) * inp[n * 2 * H + H + i]
+    }
+  }
+  return out
+}
+
+export function swigluBackward (dout: F64, inp: F64, N: number, H: number): F64 {
+  const dinp = new Float64Array(N * 2 * H)
+  for (let n = 0; n < N; n++) {
+    for (let i = 0; i < H; i++) {
+      const g = inp[n * 2 * H + i]; const u = inp[n * 2 * H + H + i]
+      const s = 1 / (1 + Math.exp(-g))
+      dinp[n * 2 * H + i] = dout[n * H + i] * u * (s + g * s * (1 - s))
+      dinp[n * 2 * H + H + i] = dout[n * H + i] * g * s
+    }
+  }
+  return dinp
+}

@@ -11,6 +11,7 @@ import type { AdamWParams, BackendInfo, ComputeBackend, DType, Tensor } from '..
 import { kernelChecks as chk } from '../../core/contracts/index.ts'
 import { chunkCount, Executor, INLINE_WORK, jobWork, OP, PARAMS_LENGTH, SCRATCH, scratchElements } from './exec.ts'
 import { Heap } from './heap.ts'
+import { LLAMA_OP } from './llama-kernels.ts'
 import { WorkerPool } from './pool.ts'
 import { createSharedMemory, instantiate, kernelModule } from './wasm.ts'
 import type { WasmMemory } from './wasm.ts'
@@ -220,6 +221,20 @@ export class CpuBackend implements ComputeBackend {
     await this.submit([OP.ATTENTION_BWD, dq.off, dpa.off, da.off, d.off, q.off, a.off, B, T, C, NH])
   }
 
+  async attentionFlashForward (out: Tensor, lse: Tensor, qkv: Tensor, NH: number): Promise<void> {
+    const o = this.f32(out, 'out'); const l = this.f32(lse, 'lse'); const q = this.f32(qkv, 'qkv')
+    const { B, T, C } = chk.flashAttentionDims(out, lse, qkv, NH)
+    await this.submit([OP.FLASH_FWD, o.off, l.off, q.off, B, T, C, NH])
+  }
+
+  async attentionFlashBackward (dqkv: Tensor, dout: Tensor, out: Tensor, qkv: Tensor, lse: Tensor, NH: number): Promise<void> {
+    const dq = this.f32(dqkv, 'dqkv'); const d = this.f32(dout, 'dout'); const o = this.f32(out, 'out'); const q = this.f32(qkv, 'qkv'); const l = this.f32(lse, 'lse')
+    const { B, T, C } = chk.flashAttentionDims(dout, lse, qkv, NH)
+    chk.dims('out', out, dout.shape)
+    chk.dims('dqkv', dqkv, qkv.shape)
+    await this.submit([OP.FLASH_BWD, dq.off, d.off, o.off, q.off, l.off, B, T, C, NH])
+  }
+
   // ---- gelu, residual -------------------------------------------------------------------------
 
   async geluForward (out: Tensor, inp: Tensor): Promise<void> {
@@ -269,6 +284,50 @@ export class CpuBackend implements ComputeBackend {
     chk.positiveInt('hp.step', hp.step)
     for (const k of ['lr', 'beta1', 'beta2', 'eps', 'weightDecay', 'gradScale'] as const) chk.finiteNumber(`hp.${k}`, hp[k])
     await this.submit([OP.ADAMW, p.off, g.off, mm.off, vv.off, p.size, hp.lr, hp.beta1, hp.beta2, hp.eps, hp.weightDecay, hp.step, hp.gradScale])
+  }
+
+  // ---- Llama layers (llama-kernels.ts) --------------------------------------------------------
+
+  async rmsnormForward (out: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, eps: number): Promise<void> {
+    const o = this.f32(out, 'out'); const r = this.f32(rstd, 'rstd'); const x = this.f32(inp, 'inp'); const w = this.f32(weight, 'weight')
+    const { N, C } = chk.rmsnormDims(inp, weight, rstd, eps)
+    chk.size('out', out, inp.size)
+    await this.submit([LLAMA_OP.RMSNORM_FWD, o.off, r.off, x.off, w.off, N, C, eps])
+  }
+
+  async rmsnormBackward (dinp: Tensor, dweight: Tensor, dout: Tensor, inp: Tensor, weight: Tensor, rstd: Tensor): Promise<void> {
+    const dx = this.f32(dinp, 'dinp'); const dw = this.f32(dweight, 'dweight'); const d = this.f32(dout, 'dout')
+    const x = this.f32(inp, 'inp'); const w = this.f32(weight, 'weight'); const r = this.f32(rstd, 'rstd')
+    const { N, C } = chk.rmsnormDims(inp, weight, rstd)
+    chk.size('dweight', dweight, C)
+    chk.size('dinp', dinp, inp.size)
+    chk.size('dout', dout, inp.size)
+    await this.submit([LLAMA_OP.RMSNORM_BWD, dx.off, dw.off, d.off, x.off, w.off, r.off, N, C])
+  }
+
+  async ropeForward (out: Tensor, inp: Tensor, NH: number, theta: number): Promise<void> {
+    const o = this.f32(out, 'out'); const x = this.f32(inp, 'inp')
+    const { B, T, C } = chk.ropeDims(out, inp, NH, theta)
+    await this.submit([LLAMA_OP.ROPE_FWD, o.off, x.off, B * T, T, C, NH, theta])
+  }
+
+  async ropeBackward (dinp: Tensor, dout: Tensor, NH: number, theta: number): Promise<void> {
+    const dx = this.f32(dinp, 'dinp'); const d = this.f32(dout, 'dout')
+    const { B, T, C } = chk.ropeDims(dinp, dout, NH, theta)
+    await this.submit([LLAMA_OP.ROPE_BWD, dx.off, d.off, B * T, T, C, NH, theta])
+  }
+
+  async swigluForward (out: Tensor, inp: Tensor): Promise<void> {
+    const o = this.f32(out, 'out'); const x = this.f32(inp, 'inp')
+    const { N, H } = chk.swigluDims(out, inp)
+    await this.submit([LLAMA_OP.SWIGLU_FWD, o.off, x.off, N, H])
+  }
+
+  async swigluBackward (dinp: Tensor, dout: Tensor, inp: Tensor): Promise<void> {
+    const dx = this.f32(dinp, 'dinp'); const d = this.f32(dout, 'dout'); const x = this.f32(inp, 'inp')
+    const { N, H } = chk.swigluDims(dout, inp)
+    chk.size('dinp', dinp, inp.size)
+    await this.submit([LLAMA_OP.SWIGLU_BWD, dx.off, d.off, x.off, N, H])
   }
 
   // ---- queue and dispatch ---------------------------------------------------------------------

@@ -6,7 +6,9 @@
 // Each job splits into chunkCount() disjoint chunks (ranges of elements, rows, channels, 8-column
 // panels or (b, h) pairs), so threads never write the same element. Threads claim chunks one at a
 // time (pool.ts): a thread that the OS runs late, or that is slower, simply takes fewer.
+import { FLASH_SCRATCH, flashBackward, flashForward } from './flash-attention.ts'
 import * as K from './kernels.ts'
+import { llamaChunkCount, llamaJobWork, runLlamaChunk } from './llama-kernels.ts'
 import type { WasmKernels, WasmMemory } from './wasm.ts'
 
 export const OP = {
@@ -31,7 +33,10 @@ export const OP = {
   CROSSENTROPY_BWD: 18,
   ADAMW: 19,
   /** Range checks on i32 tensors (token ids, targets); partials[part] = 1 where a value is out of range. */
-  CHECK_RANGE: 20
+  CHECK_RANGE: 20,
+  /** Flash attention (flash-attention.ts): no [B,NH,T,T] buffers. */
+  FLASH_FWD: 30, // out, lse, qkv, B, T, C, NH
+  FLASH_BWD: 31 // dqkv, dout, out, qkv, lse, B, T, C, NH
 } as const
 
 /** Index in the job array of the scratch base and per-part size. */
@@ -71,7 +76,9 @@ export function chunkCount (P: ArrayLike<number>, parts: number): number {
     case OP.ATTENTION_FWD: return unitChunks(P[5] * P[8], parts, 16)
     case OP.ATTENTION_BWD: return unitChunks(P[7] * P[10], parts, 16)
     case OP.CROSSENTROPY_FWD: case OP.CROSSENTROPY_BWD: return unitChunks(P[5], parts)
-    default: return 1
+    case OP.FLASH_FWD: return unitChunks(P[4] * P[7] * P[5], parts, 16) // rows: independent in forward
+    case OP.FLASH_BWD: return unitChunks(P[6] * P[9], parts, 16) // (b, h) pairs: they share dk, dv
+    default: return llamaChunkCount(P, parts) ?? 1
   }
 }
 
@@ -89,6 +96,7 @@ export function scratchElements (P: ArrayLike<number>, parts: number): number {
       const N = P[7]; const C = P[8]; const OC = P[9]; const np = Math.ceil(C / 8)
       return packedASize(OC, N) + Math.max(OC, N) * 8 * Math.ceil(np / matmulBwdChunks(P, parts)[0]) + 16
     }
+    case OP.FLASH_FWD: case OP.FLASH_BWD: return FLASH_SCRATCH
     default: return 0
   }
 }
@@ -114,7 +122,9 @@ export function jobWork (P: ArrayLike<number>): number {
     case OP.ATTENTION_BWD: return 2 * P[7] * P[8] * P[8] * P[9]
     case OP.CROSSENTROPY_FWD: return P[5] * P[6] * 8
     case OP.CROSSENTROPY_BWD: return P[5] * P[6]
-    default: return Infinity
+    case OP.FLASH_FWD: return P[4] * P[5] * P[5] * P[6]
+    case OP.FLASH_BWD: return 2 * P[6] * P[7] * P[7] * P[8]
+    default: return llamaJobWork(P) ?? Infinity
   }
 }
 
@@ -331,7 +341,18 @@ export class Executor {
           { lr: P[6], beta1: P[7], beta2: P[8], eps: P[9], weightDecay: P[10], step: P[11], gradScale: P[12] }, lo, hi)
         return
       }
+      case OP.FLASH_FWD: { // out, lse, qkv, B, T, C, NH
+        const [r0, r1] = partRange(P[4] * P[7] * P[5], c, nc)
+        flashForward(f, this.wasm, P[1], P[2], P[3], P[5], P[6], P[7], r0, r1, scratch)
+        return
+      }
+      case OP.FLASH_BWD: { // dqkv, dout, out, qkv, lse, B, T, C, NH
+        const [p0, p1] = partRange(P[6] * P[9], c, nc)
+        flashBackward(f, this.wasm, P[1], P[2], P[3], P[4], P[5], P[7], P[8], P[9], p0, p1, scratch)
+        return
+      }
       default:
+        if (runLlamaChunk(f, P, c, nc, parts)) return
         throw new Error(`cpu backend: unknown op ${P[0]}`)
     }
   }
