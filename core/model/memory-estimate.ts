@@ -18,19 +18,27 @@
 //   workspace    8 BT x max(4C, V on the last stage)    the CPU backend's matmul-backward scratch: a
 //                                                       packed copy of the widest output gradient,
 //                                                       grown by doubling (so up to twice that)
-//   margin       RUNTIME_BASE_BYTES                     the process without a model: Node, libp2p, code
+//   margin       RUNTIME_BASE_BYTES                     the node's process besides the tensors (768 MiB)
 //                + 8 P                                  host copies of the weights (averaging downloads
 //                                                       them and flattens them into one vector)
 //                + MARGIN_FRACTION x the tensors above  allocator slack, in-flight boundary arrays
-// total = the sum. Reference: test/model-memory.test.ts checks it against hand computations and a
+// llama (config.arch, llama-layers.ts; H = ffnHidden): a block saves 9 BTC + 3 BTH + 2 BT + 2 B NH T^2,
+// the shared scratch is 9 BTC + 3 BTH + 2 B NH T^2, stage 0 adds 2 TC (the zero position rows and
+// their discarded gradient) and the workspace is 8 BT x max(2H, 3C, V on the last stage).
+// The activation terms are the GPT-2 blocks' (layers.ts); a llama config gets its own parameter count
+// but the same activation formula until its layout is added here. total = the sum. Reference: test/model-memory.test.ts checks it against hand computations and a
 // measured peak (docs/model.md has the figures).
 import { ConfigError } from '../errors.ts'
-import type { ModelConfig } from './config.ts'
+import { ffnHiddenOf, isLlama, type ModelConfig } from './config.ts'
 import { numel, stageParamSpecs } from './params.ts'
 import { isFirstStage, isLastStage, stageLayouts, type StageLayout, type StageRange } from './stage-split.ts'
 
-/** What a node's process holds before it takes a stage (Node, libp2p, the code), bytes. */
-export const RUNTIME_BASE_BYTES = 192 * 2 ** 20
+/**
+ * A training node's memory besides its stage's tensors, bytes: Node, libp2p, the CPU backend's worker
+ * threads, the corpus, and the garbage its pipeline makes between collections. Measured (docs/model.md):
+ * 266 MiB idle, 525-790 MiB of RSS beyond the tensors while training small and tiny.
+ */
+export const RUNTIME_BASE_BYTES = 768 * 2 ** 20
 /** Share of the tensors added for allocator slack and transient host arrays. */
 export const MARGIN_FRACTION = 0.1
 /** Largest memory budget accepted (1 PiB): a bound on what a heartbeat may claim. */
@@ -96,7 +104,11 @@ export function estimateStageMemory (config: ModelConfig, layout: StageLayout | 
   const BT = B * T
   const att = B * NH * T * T
   const blocks = range.endBlock - range.firstBlock
-  let floats = blocks * (16 * BT * C + 4 * BT + 2 * att) + 14 * BT * C + 2 * att + BT * C
+  const llama = isLlama(config)
+  const H = ffnHiddenOf(config)
+  let floats = llama
+    ? blocks * (9 * BT * C + 3 * BT * H + 2 * BT + 2 * att) + 9 * BT * C + 3 * BT * H + 2 * att + BT * C + (first ? 2 * T * C : 0)
+    : blocks * (16 * BT * C + 4 * BT + 2 * att) + 14 * BT * C + 2 * att + BT * C
   floats += first ? BT + BT * C : BT * (k > 0 ? k : C)
   if (up) floats += BT * C + BT * k + 2 * k * C
   if (down) floats += 2 * BT * k + 2 * k * C
@@ -105,7 +117,7 @@ export function estimateStageMemory (config: ModelConfig, layout: StageLayout | 
   const gradients = 4 * P
   const optimizer = 8 * P
   const activations = 4 * floats
-  const workspace = 8 * BT * Math.max(4 * C, last ? V : 0)
+  const workspace = 8 * BT * Math.max(llama ? Math.max(2 * H, 3 * C) : 4 * C, last ? V : 0)
   const tensors = weights + gradients + optimizer + activations + workspace
   const margin = Math.ceil(RUNTIME_BASE_BYTES + 8 * P + MARGIN_FRACTION * tensors)
   return { parameters: P, weights, gradients, optimizer, activations, workspace, margin, total: tensors + margin }

@@ -123,6 +123,8 @@ export function wantsTraining (raw: Readonly<Record<string, unknown>> | undefine
  */
 export async function schedulerRuntime (o: TrainingOptions): Promise<{ runId: string, stages: number, stage?: number, maxMemory?: number, stageMemory?: number[] }> {
   const m = await buildManifest(o)
+  // a pinned stage over the budget fails here, before `start` brings the node up
+  if (o.stage != null && o.roles.includes('stage')) checkStageBudget(m, o.stage, o.maxMemory)
   // with a budget, the scheduler gossips it and assigns only stages whose estimate fits
   const memory = o.maxMemory != null ? { maxMemory: o.maxMemory, stageMemory: runStageMemory(m) } : {}
   return { runId: runId(m), stages: m.stages.count, ...(o.stage != null ? { stage: o.stage } : {}), ...memory }
