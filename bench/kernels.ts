@@ -1,5 +1,6 @@
 // `layerswarm bench kernels`: a backend's matmul (at 1024^3 and at the tiny model's shapes, forward
-// and backward), attention and full training step, against PyTorch on the same machine in the same
+// and backward), attention, the Llama kernels (RMSNorm, rotary embeddings, SwiGLU at llama-20m's
+// widths, forward + backward) and full training step, against PyTorch on the same machine in the same
 // run (bench/torch_baseline.py, float32, the same thread count). Where PyTorch is absent the
 // baseline is null and the reason is reported; it is never invented.
 // On a machine shared with other work, load comes and goes: the baseline and ours alternate for
@@ -10,7 +11,7 @@ import type { ComputeBackend } from '../core/contracts/backend.ts'
 import type { Logger } from '../core/contracts/logger.ts'
 import { silentLogger } from '../core/logger.ts'
 import { GptModel } from '../core/model/gpt.ts'
-import { modelPreset } from '../core/model/config.ts'
+import { ffnHiddenOf, modelPreset } from '../core/model/config.ts'
 import { machineInfo, medianMs, round } from './report.ts'
 import type { BenchReport, BenchResult } from './report.ts'
 import os from 'node:os'
@@ -61,6 +62,7 @@ export async function kernelsBench (backend: ComputeBackend, opts: KernelsBenchO
     reps,
     matmul: MATMULS.map(([N, C, OC]) => [N, C, OC]),
     attention: [TINY.B, TINY.T, tiny.dModel, tiny.nHead],
+    llama: llamaShape(),
     step: { vocab: tiny.vocabSize, block: tiny.blockSize, layers: tiny.nLayer, heads: tiny.nHead, d: tiny.dModel, B: TINY.B, T: TINY.T }
   }
   let baseline: Record<string, unknown> = { name: 'pytorch', missing: 'disabled (--no-baseline)' }
@@ -77,7 +79,7 @@ export async function kernelsBench (backend: ComputeBackend, opts: KernelsBenchO
       } else {
         baseline = { name: 'pytorch', torch: r.torch, blas: r.blas, threads: r.threads, rounds }
         for (const [k, v] of Object.entries(r.results)) {
-          const unit = k.startsWith('attention.') ? 'ms' : ''
+          const unit = /^(attention|rmsnorm|rope|swiglu)\./.test(k) ? 'ms' : ''
           base[k] = k in base ? (unit === 'ms' ? Math.min(base[k], v) : Math.max(base[k], v)) : v
         }
       }
@@ -114,6 +116,9 @@ async function measureOurs (backend: ComputeBackend, warmup: number, reps: numbe
   const att = await timeAttention(backend, TINY.B, TINY.T, tiny.dModel, tiny.nHead, warmup, reps)
   measures.push({ name: 'attention.fwd', value: att.fwdMs, unit: 'ms', higherIsBetter: false })
   measures.push({ name: 'attention.fwd+bwd', value: att.fwdBwdMs, unit: 'ms', higherIsBetter: false })
+  const [B, T, C, NH, H] = llamaShape()
+  log.info('llama kernels', { B, T, C, NH, H, round: pass })
+  for (const [name, ms] of await timeLlama(backend, B, T, C, NH, H, warmup, reps)) measures.push({ name, value: ms, unit: 'ms', higherIsBetter: false })
   log.info('training step', { preset: 'tiny', ...TINY, round: pass })
   const stepMs = await timeTrainStep(backend, warmup, reps)
   measures.push({ name: 'train.step.tiny', value: N_TINY / stepMs * 1e3, unit: 'tokens/s', higherIsBetter: true })
@@ -159,6 +164,31 @@ async function timeAttention (be: ComputeBackend, B: number, T: number, C: numbe
     return { fwdMs, fwdBwdMs }
   } finally {
     for (const t of [qkv, out, preatt, att, dout, dqkv, dpreatt, datt]) be.free(t)
+  }
+}
+
+/** llama-20m's widths at batch 4 x 256 tokens: [B, T, C, NH, ffnHidden]. */
+function llamaShape (): [number, number, number, number, number] {
+  const c = modelPreset('llama-20m')
+  return [4, 256, c.dModel, c.nHead, ffnHiddenOf(c)]
+}
+
+/** RMSNorm, rotary embeddings and SwiGLU, each forward + backward (ms). */
+async function timeLlama (be: ComputeBackend, B: number, T: number, C: number, NH: number, H: number, warmup: number, reps: number): Promise<Array<[string, number]>> {
+  const N = B * T
+  const x = be.upload(random(N * C, 8), [N, C]); const w = be.upload(random(C, 9), [C]); const rstd = be.alloc([N])
+  const y = be.alloc([N, C]); const dy = be.upload(random(N * C, 10), [N, C]); const dx = be.alloc([N, C]); const dw = be.alloc([C])
+  const qkv = be.upload(random(N * 3 * C, 11), [B, T, 3 * C]); const qr = be.alloc([B, T, 3 * C])
+  const dqr = be.upload(random(N * 3 * C, 12), [B, T, 3 * C]); const dqkv = be.alloc([B, T, 3 * C])
+  const gu = be.upload(random(N * 2 * H, 13), [N, 2 * H]); const h = be.alloc([N, H]); const dh = be.upload(random(N * H, 14), [N, H]); const dgu = be.alloc([N, 2 * H])
+  try {
+    return [
+      ['rmsnorm.fwd+bwd', await medianMs(async () => { await be.rmsnormForward(y, rstd, x, w, 1e-5); await be.rmsnormBackward(dx, dw, dy, x, w, rstd) }, warmup, reps)],
+      ['rope.fwd+bwd', await medianMs(async () => { await be.ropeForward(qr, qkv, NH, 10000); await be.ropeBackward(dqkv, dqr, NH, 10000) }, warmup, reps)],
+      ['swiglu.fwd+bwd', await medianMs(async () => { await be.swigluForward(h, gu); await be.swigluBackward(dgu, dh, gu) }, warmup, reps)]
+    ]
+  } finally {
+    for (const t of [x, w, rstd, y, dy, dx, dw, qkv, qr, dqr, dqkv, gu, h, dh, dgu]) be.free(t)
   }
 }
 

@@ -3,10 +3,12 @@
 
 Reads one JSON spec argument, prints one JSON object on stdout:
   spec:   {"threads": n, "warmup": w, "reps": r, "matmul": [[N, C, OC], ...],
-           "attention": [B, T, C, NH] | null, "step": {"vocab", "block", "layers", "heads", "d", "B", "T"} | null}
+           "attention": [B, T, C, NH] | null, "llama": [B, T, C, NH, H] | null,
+           "step": {"vocab", "block", "layers", "heads", "d", "B", "T"} | null}
   output: {"torch": version, "blas": library path, "threads": n, "results": {name: value}}
 Result names and units match bench/kernels.ts: matmul GFLOP/s (forward 2*N*C*OC flops; backward
-4*N*C*OC: dinp and dweight, plus dbias), attention milliseconds, training step tokens/s.
+4*N*C*OC: dinp and dweight, plus dbias), attention and the Llama kernels (rmsnorm, rope, swiglu,
+forward + backward) milliseconds, training step tokens/s.
 Timings are medians of `reps` runs after `warmup` runs.
 """
 import json
@@ -91,6 +93,46 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.view(B * T, -1), targets.view(B * T))
 
 
+def llama_kernels(results, B, T, C, NH, H, warmup, reps):
+    """RMSNorm, rotary embeddings (transformers' rotate_half on q and k of qkv) and SwiGLU, forward + backward, ms."""
+    N, hs = B * T, C // NH
+    x = torch.randn(N, C, requires_grad=True)
+    w = torch.ones(C, requires_grad=True)
+    dy = torch.randn(N, C)
+
+    def rms():
+        x.grad = None
+        w.grad = None
+        (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-5) * w).backward(dy)
+    results['rmsnorm.fwd+bwd'] = median_seconds(rms, warmup, reps) * 1e3
+
+    ang = torch.outer(torch.arange(T).float(), 1.0 / (10000 ** (torch.arange(0, hs, 2).float() / hs)))
+    cos = torch.cat([ang.cos(), ang.cos()], -1)[None, :, None, :]
+    sin = torch.cat([ang.sin(), ang.sin()], -1)[None, :, None, :]
+    qkv = torch.randn(B, T, 3 * C, requires_grad=True)
+    dq = torch.randn(B, T, 3 * C)
+
+    def rot(t):
+        t = t.reshape(B, T, NH, hs)
+        t1, t2 = t.chunk(2, -1)
+        return (t * cos + torch.cat([-t2, t1], -1) * sin).reshape(B, T, C)
+
+    def rope():
+        qkv.grad = None
+        q, k, v = qkv.split(C, -1)
+        torch.cat([rot(q), rot(k), v], -1).backward(dq)
+    results['rope.fwd+bwd'] = median_seconds(rope, warmup, reps) * 1e3
+
+    gu = torch.randn(N, 2 * H, requires_grad=True)
+    dh = torch.randn(N, H)
+
+    def swiglu():
+        gu.grad = None
+        g, u = gu.chunk(2, -1)
+        (F.silu(g) * u).backward(dh)
+    results['swiglu.fwd+bwd'] = median_seconds(swiglu, warmup, reps) * 1e3
+
+
 def main():
     spec = json.loads(sys.argv[1])
     threads = int(spec.get('threads', 1))
@@ -129,6 +171,10 @@ def main():
             attention(qkv, NH).backward(dout)
         t = median_seconds(fwd_bwd, warmup, reps)
         results['attention.fwd+bwd'] = t * 1e3
+
+    ll = spec.get('llama')
+    if ll:
+        llama_kernels(results, *ll, warmup=warmup, reps=reps)
 
     step = spec.get('step')
     if step:

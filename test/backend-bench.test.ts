@@ -11,7 +11,7 @@ const NAMES = [
   'matmul.fwd.1024x128x384', 'matmul.bwd.1024x128x384', 'matmul.fwd.1024x128x128', 'matmul.bwd.1024x128x128',
   'matmul.fwd.1024x128x512', 'matmul.bwd.1024x128x512', 'matmul.fwd.1024x512x128', 'matmul.bwd.1024x512x128',
   'matmul.fwd.1024x128x256', 'matmul.bwd.1024x128x256',
-  'attention.fwd', 'attention.fwd+bwd', 'train.step.tiny'
+  'attention.fwd', 'attention.fwd+bwd', 'rmsnorm.fwd+bwd', 'rope.fwd+bwd', 'swiglu.fwd+bwd', 'train.step.tiny'
 ]
 
 describe('layerswarm bench', function () {
