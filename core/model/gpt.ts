@@ -1,6 +1,7 @@
 // The whole GPT in one process: every stage of a split run in sequence, passing host arrays as
 // the pipeline would. With one stage (the default) this is the plain single-process model; with
-// several it is the reference the distributed pipeline must match.
+// several it is the reference the distributed pipeline must match. Either architecture (config.arch:
+// gpt2 or llama): each Stage picks its layers from the config.
 import type { ComputeBackend } from '../contracts/backend.ts'
 import type { ModelConfig } from './config.ts'
 import type { AdamWOptions, AdamWState, StepOptions, StepResult } from './optimizer.ts'

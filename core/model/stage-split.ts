@@ -1,5 +1,6 @@
 // Stage split: the model cut into S contiguous runs of transformer blocks. Stage 0 also owns the
-// token + position embeddings; the last stage owns the final LayerNorm, the LM head and the loss.
+// token (+ position, gpt2) embeddings; the last stage owns the final norm (LayerNorm, or RMSNorm for
+// llama), the LM head and the loss. The split is the same for both architectures.
 // An optional learned bottleneck of width k narrows every stage boundary (see docs/model.md).
 import { ModelConfigError, type ModelConfig } from './config.ts'
 

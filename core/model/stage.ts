@@ -6,7 +6,8 @@
 // where W is the boundary width: C, or k with a bottleneck. One microbatch is in flight at a
 // time: backward uses the activations of the latest forward. Parameter gradients accumulate
 // over backward calls until zeroGrad. Hidden inputs and output gradients are checked finite here
-// too, for callers that do not come through the codecs adapter (GptModel, tests).
+// too, for callers that do not come through the codecs adapter (GptModel, tests). The config's
+// arch picks the layers: GPT-2's (layers.ts) or Llama's (llama-layers.ts), same boundary API.
 import type { ComputeBackend, Tensor } from '../contracts/backend.ts'
 import { LayerswarmError, ShapeError } from '../errors.ts'
 // the one NaN/Inf scan (a leaf module: errors and the frame header only)
@@ -18,8 +19,14 @@ import {
   type BlockActivations, type BlockParams, type BlockScratch, type BottleneckProjection,
   type HeadActivations, type HeadParams, type Param
 } from './layers.ts'
+import {
+  allocLlamaBlockActivations, allocLlamaBlockScratch, llamaBlockBackward, llamaBlockForward, llamaEmbeddingBackward,
+  llamaEmbeddingForward, llamaHeadBackward, llamaHeadForward,
+  type LlamaBlockActivations, type LlamaBlockParams, type LlamaBlockScratch, type LlamaDims, type LlamaHeadParams
+} from './llama-layers.ts'
+import { ffnHiddenOf, isLlama, LLAMA_NORM_EPS, LLAMA_ROPE_THETA } from './config.ts'
 import { AdamW, type AdamWOptions, type StepOptions, type StepResult } from './optimizer.ts'
-import { blockParamNames, bottleneckParamNames, ParameterSet, stageParamSpecs } from './params.ts'
+import { blockParamNames, bottleneckParamNames, edgeParamNames, llamaBlockParamNames, ParameterSet, stageParamSpecs } from './params.ts'
 import { boundaryWidth, isFirstStage, isLastStage, type StageLayout } from './stage-split.ts'
 
 /** A stage method was called out of order (backward before forward, loss without targets, ...). */
@@ -68,8 +75,10 @@ interface Activations {
   tokens: Tensor | null // i32 [B,T] (stage 0)
   input: Tensor // [B,T,C] encoded tokens (stage 0) or [B,T,W] received hidden
   upOut: Tensor | null // [B,T,C] after the bottleneck up-projection
-  blocks: BlockActivations[]
-  scratch: BlockScratch
+  blocks: Array<BlockActivations | LlamaBlockActivations>
+  scratch: BlockScratch | LlamaBlockScratch
+  zeroPos: Tensor | null // [T,C] llama stage 0: the encoder's position rows, all zero
+  dposSink: Tensor | null // [T,C] llama stage 0: their gradient, discarded
   dres: Tensor // [B,T,C] residual-stream gradient, walked backward through the blocks
   dinput: Tensor | null // [B,T,W] gradient w.r.t. a bottlenecked input
   downOut: Tensor | null // [B,T,k] bottleneck output
@@ -82,11 +91,15 @@ export class Stage {
   readonly params: ParameterSet
   readonly optimizer: AdamW
   private readonly blocks: BlockParams[] = []
+  private readonly llamaBlocks: LlamaBlockParams[] = []
+  /** Non-null for arch llama: the block kernels' hyperparameters. */
+  private readonly llama: LlamaDims | null = null
   private readonly wte: Param | null = null
   private readonly wpe: Param | null = null
   private readonly up: BottleneckProjection | null = null
   private readonly down: BottleneckProjection | null = null
   private readonly head: HeadParams | null = null
+  private readonly llamaHead: LlamaHeadParams | null = null
   private acts: Activations | null = null
   /** What the latest forward left for backward. */
   private pending: { hasTargets: boolean, count: number } | null = null
@@ -98,14 +111,22 @@ export class Stage {
     const P = (name: string): Param => ({ w: this.params.value(name), g: this.params.grad(name) })
     const { range, bottleneck: k, config } = layout
     const C = config.dModel
+    const edge = edgeParamNames(isLlama(config))
+    if (isLlama(config)) this.llama = { NH: config.nHead, theta: config.ropeTheta ?? LLAMA_ROPE_THETA, eps: config.normEps ?? LLAMA_NORM_EPS }
     if (isFirstStage(layout)) {
-      this.wte = P('wte.weight')
-      this.wpe = P('wpe.weight')
+      this.wte = P(edge.embed)
+      if (edge.pos != null) this.wpe = P(edge.pos)
     } else if (k > 0) {
       const n = bottleneckParamNames(range.firstBlock, 'up')
       this.up = { w: P(n.w), b: P(n.b), eye: identityPart(backend, C, k), weff: backend.alloc([C, k]) }
     }
-    for (let i = range.firstBlock; i < range.endBlock; i++) {
+    for (let i = range.firstBlock; i < range.endBlock && this.llama != null; i++) {
+      const n = llamaBlockParamNames(i)
+      this.llamaBlocks.push({
+        attnNorm: P(n.attnNorm), qkvw: P(n.qkvw), ow: P(n.ow), ffnNorm: P(n.ffnNorm), gateUpw: P(n.gateUpw), downw: P(n.downw)
+      })
+    }
+    for (let i = range.firstBlock; i < range.endBlock && this.llama == null; i++) {
       const n = blockParamNames(i)
       this.blocks.push({
         ln1w: P(n.ln1w), ln1b: P(n.ln1b), qkvw: P(n.qkvw), qkvb: P(n.qkvb),
@@ -113,8 +134,10 @@ export class Stage {
         fcw: P(n.fcw), fcb: P(n.fcb), fcprojw: P(n.fcprojw), fcprojb: P(n.fcprojb)
       })
     }
-    if (isLastStage(layout)) {
-      this.head = { lnfw: P('ln_f.weight'), lnfb: P('ln_f.bias'), lmHead: P('lm_head.weight') }
+    if (isLastStage(layout) && this.llama != null) {
+      this.llamaHead = { norm: P(edge.normW), lmHead: P(edge.head) }
+    } else if (isLastStage(layout)) {
+      this.head = { lnfw: P(edge.normW), lnfb: P(edge.normB as string), lmHead: P(edge.head) }
     } else if (k > 0) {
       const n = bottleneckParamNames(range.endBlock - 1, 'down')
       this.down = { w: P(n.w), b: P(n.b), eye: identityPart(backend, k, C), weff: backend.alloc([k, C]) }
@@ -142,7 +165,8 @@ export class Stage {
       if (tokens == null) throw new ShapeError('stage 0 needs tokens')
       checkIds('tokens', tokens, B * T, 0, config.vocabSize)
       await be.write(a.tokens as Tensor, tokens)
-      await embeddingForward(be, this.wte as Param, this.wpe as Param, a.input, a.tokens as Tensor)
+      if (this.llama != null) await llamaEmbeddingForward(be, this.wte as Param, a.zeroPos as Tensor, a.input, a.tokens as Tensor)
+      else await embeddingForward(be, this.wte as Param, this.wpe as Param, a.input, a.tokens as Tensor)
     } else {
       const hidden = input.hidden
       if (hidden == null) throw new ShapeError(`stage ${this.layout.range.index} needs hidden input`)
@@ -155,8 +179,9 @@ export class Stage {
     }
 
     let x = a.upOut ?? a.input
-    for (let l = 0; l < this.blocks.length; l++) {
-      await blockForward(be, this.blocks[l], a.blocks[l], x, NH)
+    for (let l = 0; l < a.blocks.length; l++) {
+      if (this.llama != null) await llamaBlockForward(be, this.llamaBlocks[l], a.blocks[l] as LlamaBlockActivations, x, this.llama)
+      else await blockForward(be, this.blocks[l], a.blocks[l] as BlockActivations, x, NH)
       x = a.blocks[l].residual3
     }
 
@@ -171,7 +196,8 @@ export class Stage {
     }
 
     const h = a.head as HeadActivations
-    await headForward(be, this.head as HeadParams, h, x)
+    if (this.llama != null) await llamaHeadForward(be, this.llamaHead as LlamaHeadParams, h.lnf, h.lnfRstd, h.logits, x, this.llama.eps)
+    else await headForward(be, this.head as HeadParams, h, x)
     if (input.targets == null) {
       this.pending = { hasTargets: false, count: 0 }
       return {}
@@ -203,7 +229,7 @@ export class Stage {
     const { B, T } = a
     const NH = this.layout.config.nHead
     const be = this.backend
-    const last = this.blocks.length > 0 ? a.blocks[this.blocks.length - 1].residual3 : (a.upOut ?? a.input)
+    const last = a.blocks.length > 0 ? a.blocks[a.blocks.length - 1].residual3 : (a.upOut ?? a.input)
 
     // gradient w.r.t. the last block's output into a.dres
     await be.fill(a.dres, 0)
@@ -211,7 +237,13 @@ export class Stage {
       if (!this.pending.hasTargets) throw new StageStateError('backward() on the last stage needs a forward with targets')
       if (dout != null) throw new ShapeError('the last stage takes no dout: it starts from the loss')
       const scale = this.pending.count > 0 ? 1 / this.pending.count : 0
-      await headBackward(be, this.head as HeadParams, a.head as HeadActivations, last, a.dres, scale)
+      const h = a.head as HeadActivations
+      if (this.llama == null) await headBackward(be, this.head as HeadParams, h, last, a.dres, scale)
+      else {
+        await be.fill(h.dlogits, 0)
+        await be.crossEntropyBackward(h.dlogits, h.probs, h.targets, scale)
+        await llamaHeadBackward(be, this.llamaHead as LlamaHeadParams, h.lnf, h.lnfRstd, h.dlogits, h.dlnf, last, a.dres)
+      }
     } else {
       const W = this.boundaryWidth
       if (dout == null) throw new ShapeError(`stage ${this.layout.range.index} backward needs dout [${B},${T},${W}]`)
@@ -225,13 +257,15 @@ export class Stage {
       }
     }
 
-    for (let l = this.blocks.length - 1; l >= 0; l--) {
+    for (let l = a.blocks.length - 1; l >= 0; l--) {
       const x = l > 0 ? a.blocks[l - 1].residual3 : (a.upOut ?? a.input)
-      await blockBackward(be, this.blocks[l], a.blocks[l], a.scratch, x, a.dres, NH)
+      if (this.llama != null) await llamaBlockBackward(be, this.llamaBlocks[l], a.blocks[l] as LlamaBlockActivations, a.scratch as LlamaBlockScratch, x, a.dres, this.llama)
+      else await blockBackward(be, this.blocks[l], a.blocks[l] as BlockActivations, a.scratch as BlockScratch, x, a.dres, NH)
     }
 
     if (this.isFirst) {
-      await embeddingBackward(be, this.wte as Param, this.wpe as Param, a.dres, a.tokens as Tensor)
+      if (this.llama != null) await llamaEmbeddingBackward(be, this.wte as Param, a.dposSink as Tensor, a.dres, a.tokens as Tensor)
+      else await embeddingBackward(be, this.wte as Param, this.wpe as Param, a.dres, a.tokens as Tensor)
       return null
     }
     if (this.up != null) {
@@ -276,14 +310,19 @@ export class Stage {
     const C = config.dModel
     const NH = config.nHead
     const W = this.boundaryWidth
+    const H = ffnHiddenOf(config)
+    const llama = this.llama != null
+    const nBlocks = this.layout.range.endBlock - this.layout.range.firstBlock
     this.acts = {
       B,
       T,
       tokens: this.isFirst ? be.alloc([B, T], 'i32') : null,
       input: be.alloc(this.isFirst ? [B, T, C] : [B, T, W]),
       upOut: this.up != null ? be.alloc([B, T, C]) : null,
-      blocks: this.blocks.map(() => allocBlockActivations(be, B, T, C, NH)),
-      scratch: allocBlockScratch(be, B, T, C, NH),
+      blocks: Array.from({ length: nBlocks }, () => llama ? allocLlamaBlockActivations(be, B, T, C, NH, H) : allocBlockActivations(be, B, T, C, NH)),
+      scratch: llama ? allocLlamaBlockScratch(be, B, T, C, NH, H) : allocBlockScratch(be, B, T, C, NH),
+      zeroPos: llama && this.isFirst ? be.alloc([T, C]) : null,
+      dposSink: llama && this.isFirst ? be.alloc([T, C]) : null,
       dres: be.alloc([B, T, C]),
       dinput: this.up != null ? be.alloc([B, T, k]) : null,
       downOut: this.down != null ? be.alloc([B, T, k]) : null,
@@ -296,7 +335,7 @@ export class Stage {
   private freeActivations (): void {
     const a = this.acts
     if (a == null) return
-    const tensors: Array<Tensor | null> = [a.tokens, a.input, a.upOut, a.dres, a.dinput, a.downOut, a.ddown,
+    const tensors: Array<Tensor | null> = [a.tokens, a.input, a.upOut, a.dres, a.dinput, a.downOut, a.ddown, a.zeroPos, a.dposSink,
       ...a.blocks.flatMap(b => Object.values(b)), ...Object.values(a.scratch), ...(a.head != null ? Object.values(a.head) : [])]
     for (const t of tensors) if (t != null) this.backend.free(t)
     this.acts = null
