@@ -29,6 +29,11 @@ export interface ModelConfig {
   readonly ropeTheta?: number
   /** llama only: RMSNorm epsilon (validation fills in 1e-5). */
   readonly normEps?: number
+  /**
+   * Attention kernels: 'full' (absent, the default; validation drops an explicit 'full' so run ids
+   * stay as before) keeps [B,NH,T,T] buffers, 'flash' keeps only [B,NH,T] (layers.ts AttentionMode).
+   */
+  readonly attention?: 'flash' | 'full'
 }
 
 export type ModelArch = 'gpt2' | 'llama'
@@ -100,11 +105,11 @@ function llamaPreset (nLayer: number, nHead: number, dModel: number): ModelConfi
 const FIELDS = ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'dModel'] as const
 const LLAMA_FIELDS = ['ffnHidden', 'ropeTheta', 'normEps'] as const
 /** `tiedHead` is accepted only as false: the head is always untied (stage 0 and the last stage differ). */
-const KNOWN = [...FIELDS, 'arch', ...LLAMA_FIELDS, 'tiedHead']
+const KNOWN = [...FIELDS, 'arch', ...LLAMA_FIELDS, 'tiedHead', 'attention']
 
 /**
  * Checks every field and returns a frozen, normalized copy: gpt2 configs carry exactly the five
- * shape fields (no `arch`), llama configs every llama field with its default filled in. Throws
+ * shape fields (no `arch`; `attention` only when 'flash'), llama configs every llama field with its default filled in. Throws
  * ModelConfigError naming the bad field.
  */
 export function validateModelConfig (input: unknown): ModelConfig {
@@ -134,7 +139,13 @@ export function validateModelConfig (input: unknown): ModelConfig {
   if (cfg.dModel % cfg.nHead !== 0) {
     throw new ModelConfigError(`model config: nHead (${cfg.nHead}) must divide dModel (${cfg.dModel})`)
   }
-  const shape = { vocabSize: cfg.vocabSize, blockSize: cfg.blockSize, nLayer: cfg.nLayer, nHead: cfg.nHead, dModel: cfg.dModel }
+  if (obj.attention !== undefined && obj.attention !== 'full' && obj.attention !== 'flash') {
+    throw new ModelConfigError(`model config: attention must be "full" or "flash", got ${JSON.stringify(obj.attention)}`)
+  }
+  const shape = {
+    vocabSize: cfg.vocabSize, blockSize: cfg.blockSize, nLayer: cfg.nLayer, nHead: cfg.nHead, dModel: cfg.dModel,
+    ...(obj.attention === 'flash' ? { attention: 'flash' as const } : {})
+  }
   if (arch === 'gpt2') {
     for (const f of LLAMA_FIELDS) {
       if (obj[f] !== undefined) throw new ModelConfigError(`model config: ${f} is a llama field; set "arch": "llama" or remove it`)

@@ -26,7 +26,8 @@ export interface BlockActivations {
   ln1: Tensor, ln1Mean: Tensor, ln1Rstd: Tensor // [B,T,C], [B,T], [B,T]
   qkv: Tensor // [B,T,3C]
   atty: Tensor // [B,T,C] attention output before the projection
-  preatt: Tensor, att: Tensor // [B,NH,T,T]
+  preatt: Tensor | null, att: Tensor | null // [B,NH,T,T]; null with flash attention
+  lse: Tensor | null // [B,NH,T] flash attention only: each row's log-sum-exp, for backward
   attproj: Tensor // [B,T,C]
   residual2: Tensor // [B,T,C] x + attproj
   ln2: Tensor, ln2Mean: Tensor, ln2Rstd: Tensor // [B,T,C], [B,T], [B,T]
@@ -41,19 +42,52 @@ export interface BlockScratch {
   dln: Tensor // [B,T,C] gradient w.r.t. ln1 or ln2 output
   dqkv: Tensor // [B,T,3C]
   datty: Tensor // [B,T,C]
-  dpreatt: Tensor, datt: Tensor // [B,NH,T,T]
+  dpreatt: Tensor | null, datt: Tensor | null // [B,NH,T,T]; null with flash attention
   dfch: Tensor, dfchGelu: Tensor // [B,T,4C]
 }
 
-export function allocBlockActivations (be: ComputeBackend, B: number, T: number, C: number, NH: number): BlockActivations {
+/**
+ * How a block computes attention (the model config's `attention`): 'full' keeps preatt and att
+ * [B,NH,T,T] (and their gradients), 'flash' only lse [B,NH,T] (memory O(T), recomputed in backward).
+ */
+export type AttentionMode = 'full' | 'flash'
+
+/** The saved attention buffers of one block for `mode`. */
+export function allocAttention (be: ComputeBackend, B: number, T: number, NH: number, mode: AttentionMode): { preatt: Tensor | null, att: Tensor | null, lse: Tensor | null } {
+  return mode === 'flash'
+    ? { preatt: null, att: null, lse: be.alloc([B, NH, T]) }
+    : { preatt: be.alloc([B, NH, T, T]), att: be.alloc([B, NH, T, T]), lse: null }
+}
+
+/** The attention gradient scratch for `mode` (none with flash). */
+export function allocAttentionScratch (be: ComputeBackend, B: number, T: number, NH: number, mode: AttentionMode): { dpreatt: Tensor | null, datt: Tensor | null } {
+  return mode === 'flash' ? { dpreatt: null, datt: null } : { dpreatt: be.alloc([B, NH, T, T]), datt: be.alloc([B, NH, T, T]) }
+}
+
+/** atty [B,T,C] from qkv [B,T,3C] with whichever buffers `a` holds (lse: flash). */
+export async function attentionForward (be: ComputeBackend, a: { atty: Tensor, qkv: Tensor, preatt: Tensor | null, att: Tensor | null, lse: Tensor | null }, NH: number): Promise<void> {
+  if (a.lse != null) await be.attentionFlashForward(a.atty, a.lse, a.qkv, NH)
+  else await be.attentionForward(a.atty, a.preatt as Tensor, a.att as Tensor, a.qkv, NH)
+}
+
+/** Accumulates into dqkv [B,T,3C] from datty [B,T,C]; zeroes the full mode's scratch first. */
+export async function attentionBackward (be: ComputeBackend, a: { atty: Tensor, qkv: Tensor, att: Tensor | null, lse: Tensor | null },
+  s: { dpreatt: Tensor | null, datt: Tensor | null }, dqkv: Tensor, datty: Tensor, NH: number): Promise<void> {
+  if (a.lse != null) { await be.attentionFlashBackward(dqkv, datty, a.atty, a.qkv, a.lse, NH); return }
+  const dpreatt = s.dpreatt as Tensor; const datt = s.datt as Tensor
+  await be.fill(dpreatt, 0)
+  await be.fill(datt, 0)
+  await be.attentionBackward(dqkv, dpreatt, datt, datty, a.qkv, a.att as Tensor, NH)
+}
+
+export function allocBlockActivations (be: ComputeBackend, B: number, T: number, C: number, NH: number, mode: AttentionMode = 'full'): BlockActivations {
   return {
     ln1: be.alloc([B, T, C]),
     ln1Mean: be.alloc([B, T]),
     ln1Rstd: be.alloc([B, T]),
     qkv: be.alloc([B, T, 3 * C]),
     atty: be.alloc([B, T, C]),
-    preatt: be.alloc([B, NH, T, T]),
-    att: be.alloc([B, NH, T, T]),
+    ...allocAttention(be, B, T, NH, mode),
     attproj: be.alloc([B, T, C]),
     residual2: be.alloc([B, T, C]),
     ln2: be.alloc([B, T, C]),
@@ -66,14 +100,13 @@ export function allocBlockActivations (be: ComputeBackend, B: number, T: number,
   }
 }
 
-export function allocBlockScratch (be: ComputeBackend, B: number, T: number, C: number, NH: number): BlockScratch {
+export function allocBlockScratch (be: ComputeBackend, B: number, T: number, C: number, NH: number, mode: AttentionMode = 'full'): BlockScratch {
   return {
     dres2: be.alloc([B, T, C]),
     dln: be.alloc([B, T, C]),
     dqkv: be.alloc([B, T, 3 * C]),
     datty: be.alloc([B, T, C]),
-    dpreatt: be.alloc([B, NH, T, T]),
-    datt: be.alloc([B, NH, T, T]),
+    ...allocAttentionScratch(be, B, T, NH, mode),
     dfch: be.alloc([B, T, 4 * C]),
     dfchGelu: be.alloc([B, T, 4 * C])
   }
@@ -83,7 +116,7 @@ export function allocBlockScratch (be: ComputeBackend, B: number, T: number, C: 
 export async function blockForward (be: ComputeBackend, p: BlockParams, a: BlockActivations, x: Tensor, NH: number): Promise<void> {
   await be.layernormForward(a.ln1, a.ln1Mean, a.ln1Rstd, x, p.ln1w.w, p.ln1b.w)
   await be.matmulForward(a.qkv, a.ln1, p.qkvw.w, p.qkvb.w)
-  await be.attentionForward(a.atty, a.preatt, a.att, a.qkv, NH)
+  await attentionForward(be, a, NH)
   await be.matmulForward(a.attproj, a.atty, p.attprojw.w, p.attprojb.w)
   await be.residualForward(a.residual2, x, a.attproj)
   await be.layernormForward(a.ln2, a.ln2Mean, a.ln2Rstd, a.residual2, p.ln2w.w, p.ln2b.w)
@@ -111,9 +144,7 @@ export async function blockBackward (be: ComputeBackend, p: BlockParams, a: Bloc
   await be.fill(s.datty, 0)
   await be.matmulBackward(s.datty, p.attprojw.g, p.attprojb.g, s.dres2, a.atty, p.attprojw.w)
   await be.fill(s.dqkv, 0)
-  await be.fill(s.dpreatt, 0)
-  await be.fill(s.datt, 0)
-  await be.attentionBackward(s.dqkv, s.dpreatt, s.datt, s.datty, a.qkv, a.att, NH)
+  await attentionBackward(be, a, s, s.dqkv, s.datty, NH)
   await be.fill(s.dln, 0)
   await be.matmulBackward(s.dln, p.qkvw.g, p.qkvb.g, s.dqkv, a.ln1, p.qkvw.w)
   await be.copy(dres, s.dres2)

@@ -25,6 +25,9 @@
 // llama (config.arch, llama-layers.ts; H = ffnHidden): a block saves 9 BTC + 3 BTH + 2 BT + 2 B NH T^2,
 // the shared scratch is 9 BTC + 3 BTH + 2 B NH T^2, stage 0 adds 2 TC (the zero position rows and
 // their discarded gradient) and the workspace is 8 BT x max(2H, 3C, V on the last stage).
+// attention 'flash' (config.attention): no [B,NH,T,T] buffers; each block saves lse [B,NH,T] instead
+// of preatt and att, and the scratch has no dpreatt/datt: every 2 B NH T^2 above becomes B NH T (the
+// scratch's is then counted once more than it needs: B NH T floats, noise beside the rest).
 // The activation terms are the GPT-2 blocks' (layers.ts); a llama config gets its own parameter count
 // but the same activation formula until its layout is added here. total = the sum. Reference: test/model-memory.test.ts checks it against hand computations and a
 // measured peak (docs/model.md has the figures).
@@ -102,7 +105,7 @@ export function estimateStageMemory (config: ModelConfig, layout: StageLayout | 
   const up = !first && k > 0
   const down = !last && k > 0
   const BT = B * T
-  const att = B * NH * T * T
+  const att = config.attention === 'flash' ? B * NH * T / 2 : B * NH * T * T // counted twice: 2 att
   const blocks = range.endBlock - range.firstBlock
   const llama = isLlama(config)
   const H = ffnHiddenOf(config)
