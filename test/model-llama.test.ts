@@ -217,6 +217,29 @@ describe('model: llama architecture', function () {
     }
   })
 
+  it('attention "flash" in a llama config computes what full attention does', async () => {
+    const flashCfg = validateModelConfig({ ...CFG, attention: 'flash' })
+    assert.equal(flashCfg.attention, 'flash')
+    const models = [new GptModel(be, CFG, { seed: 9 }), new GptModel(be, flashCfg, { seed: 9 })]
+    try {
+      const { tokens, targets } = batch(CFG.vocabSize)
+      const losses: number[] = []
+      const grads: Array<Map<string, Float32Array>> = []
+      for (const m of models) {
+        losses.push(await m.forward(tokens, B, T, targets) as number)
+        await m.backward()
+        grads.push(await m.downloadGrads())
+      }
+      assert.ok(Math.abs(losses[0] - losses[1]) < 1e-5, `${losses[0]} vs ${losses[1]}`)
+      for (const [k, g] of grads[0]) {
+        const h = grads[1].get(k) as Float32Array
+        for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i] - h[i]) < 1e-5, `${k}[${i}]: ${g[i]} vs ${h[i]}`)
+      }
+    } finally {
+      for (const m of models) m.dispose()
+    }
+  })
+
   it('the stage memory estimate knows the llama layout', () => {
     const c = modelPreset('llama-20m')
     const [s0, s1] = stageLayouts(c, 2)

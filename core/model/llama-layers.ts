@@ -7,11 +7,12 @@
 //   ln1 = rmsnorm(x) * w_in                         [B,T,C], rstd [B,T]
 //   qkv = rope(ln1 @ Wqkv^T)                        [B,T,3C], rotated in place (rope is linear:
 //                                                   its backward needs no input)
-//   r2  = x + attn(qkv) @ Wo^T                      causal attention, NH heads
+//   r2  = x + attn(qkv) @ Wo^T                      causal attention, NH heads (full or flash,
+//                                                   layers.ts' attention helpers)
 //   ln2 = rmsnorm(r2) * w_post                      [B,T,C]
 //   r3  = r2 + swiglu(ln2 @ Wgu^T) @ Wdown^T        gate|up [B,T,2H] -> [B,T,H] -> [B,T,C]
 import type { ComputeBackend, Tensor } from '../contracts/backend.ts'
-import type { Param } from './layers.ts'
+import { allocAttention, allocAttentionScratch, attentionBackward, attentionForward, type AttentionMode, type Param } from './layers.ts'
 
 export interface LlamaBlockParams {
   attnNorm: Param // [C]
@@ -34,7 +35,8 @@ export interface LlamaBlockActivations {
   ln1: Tensor, ln1Rstd: Tensor // [B,T,C], [B,T]
   qkv: Tensor // [B,T,3C] after rope (what attention saw)
   atty: Tensor // [B,T,C] attention output before o_proj
-  preatt: Tensor, att: Tensor // [B,NH,T,T]
+  preatt: Tensor | null, att: Tensor | null // [B,NH,T,T]; null with flash attention
+  lse: Tensor | null // [B,NH,T] flash attention only
   attproj: Tensor // [B,T,C]
   residual2: Tensor // [B,T,C] x + attproj
   ln2: Tensor, ln2Rstd: Tensor // [B,T,C], [B,T]
@@ -51,19 +53,18 @@ export interface LlamaBlockScratch {
   dqkv: Tensor // [B,T,3C] w.r.t. the rotated qkv
   dqkvRaw: Tensor // [B,T,3C] w.r.t. qkv before rope
   datty: Tensor // [B,T,C]
-  dpreatt: Tensor, datt: Tensor // [B,NH,T,T]
+  dpreatt: Tensor | null, datt: Tensor | null // [B,NH,T,T]; null with flash attention
   dgateUp: Tensor // [B,T,2H]
   dhidden: Tensor // [B,T,H]
 }
 
-export function allocLlamaBlockActivations (be: ComputeBackend, B: number, T: number, C: number, NH: number, H: number): LlamaBlockActivations {
+export function allocLlamaBlockActivations (be: ComputeBackend, B: number, T: number, C: number, NH: number, H: number, mode: AttentionMode = 'full'): LlamaBlockActivations {
   return {
     ln1: be.alloc([B, T, C]),
     ln1Rstd: be.alloc([B, T]),
     qkv: be.alloc([B, T, 3 * C]),
     atty: be.alloc([B, T, C]),
-    preatt: be.alloc([B, NH, T, T]),
-    att: be.alloc([B, NH, T, T]),
+    ...allocAttention(be, B, T, NH, mode),
     attproj: be.alloc([B, T, C]),
     residual2: be.alloc([B, T, C]),
     ln2: be.alloc([B, T, C]),
@@ -75,15 +76,14 @@ export function allocLlamaBlockActivations (be: ComputeBackend, B: number, T: nu
   }
 }
 
-export function allocLlamaBlockScratch (be: ComputeBackend, B: number, T: number, C: number, NH: number, H: number): LlamaBlockScratch {
+export function allocLlamaBlockScratch (be: ComputeBackend, B: number, T: number, C: number, NH: number, H: number, mode: AttentionMode = 'full'): LlamaBlockScratch {
   return {
     dres2: be.alloc([B, T, C]),
     dln: be.alloc([B, T, C]),
     dqkv: be.alloc([B, T, 3 * C]),
     dqkvRaw: be.alloc([B, T, 3 * C]),
     datty: be.alloc([B, T, C]),
-    dpreatt: be.alloc([B, NH, T, T]),
-    datt: be.alloc([B, NH, T, T]),
+    ...allocAttentionScratch(be, B, T, NH, mode),
     dgateUp: be.alloc([B, T, 2 * H]),
     dhidden: be.alloc([B, T, H])
   }
@@ -94,7 +94,7 @@ export async function llamaBlockForward (be: ComputeBackend, p: LlamaBlockParams
   await be.rmsnormForward(a.ln1, a.ln1Rstd, x, p.attnNorm.w, d.eps)
   await be.matmulForward(a.qkv, a.ln1, p.qkvw.w, null)
   await be.ropeForward(a.qkv, a.qkv, d.NH, d.theta)
-  await be.attentionForward(a.atty, a.preatt, a.att, a.qkv, d.NH)
+  await attentionForward(be, a, d.NH)
   await be.matmulForward(a.attproj, a.atty, p.ow.w, null)
   await be.residualForward(a.residual2, x, a.attproj)
   await be.rmsnormForward(a.ln2, a.ln2Rstd, a.residual2, p.ffnNorm.w, d.eps)
@@ -122,9 +122,7 @@ export async function llamaBlockBackward (be: ComputeBackend, p: LlamaBlockParam
   await be.fill(s.datty, 0)
   await be.matmulBackward(s.datty, p.ow.g, null, s.dres2, a.atty, p.ow.w)
   await be.fill(s.dqkv, 0)
-  await be.fill(s.dpreatt, 0)
-  await be.fill(s.datt, 0)
-  await be.attentionBackward(s.dqkv, s.dpreatt, s.datt, s.datty, a.qkv, a.att, d.NH)
+  await attentionBackward(be, a, s, s.dqkv, s.datty, d.NH)
   await be.fill(s.dqkvRaw, 0)
   await be.ropeBackward(s.dqkvRaw, s.dqkv, d.NH, d.theta)
   await be.fill(s.dln, 0)
