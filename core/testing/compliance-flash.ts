@@ -60,6 +60,20 @@ export function flashAttentionTests (ctx: SuiteContext): void {
       assertClose(dq, numericGrad(q => R.attentionForward(q, B, T, C, NH).out, qkv, g), 1e-6, 'dqkv vs finite differences')
     })
 
+    it('a NaN in one batch row reaches only that row, without throwing', async function () {
+      const r = rng(seed + 79)
+      const B = 2; const T = 70; const C = 8; const NH = 2
+      const qkv = randF32(r, B * T * 3 * C, 1.5)
+      qkv[5 * 3 * C + C + 1] = NaN // a key of batch row 0 at t = 5
+      const out = zeros([B, T, C]); const lse = zeros([B, NH, T])
+      await ctx.be.attentionFlashForward(out, lse, up(qkv, [B, T, 3 * C]), NH)
+      const o = await get(out)
+      const half = T * C
+      assert.ok(o.subarray(0, half).some(v => !Number.isFinite(v)), 'batch row 0 must carry the NaN')
+      const clean = qkv.slice(T * 3 * C)
+      assertClose(o.subarray(half), R.attentionFlashForward(f64(clean), 1, T, C, NH).out, tol, 'batch row 1')
+    })
+
     it('shape errors', async function () {
       const B = 2; const T = 3; const C = 6; const NH = 2
       const qkv = zeros([B, T, 3 * C]); const out = up(new Float32Array(B * T * C).fill(7), [B, T, C])
