@@ -19,7 +19,7 @@ import type { Member, Membership, MembershipStats, PlacementFields, RunFields } 
 import { silentLogger } from '../logger.ts'
 import type { AdmissionState } from '../contracts/admission.ts'
 import {
-  heartbeatVerdict, HeartbeatAdmissionPendingError, HeartbeatExcludedError, HeartbeatNotAdmittedError, HeartbeatUnsignedError,
+  heartbeatVerdict, HeartbeatAdmissionPendingError, HeartbeatExcludedError, HeartbeatFloodError, HeartbeatNotAdmittedError, HeartbeatUnsignedError,
   MembershipPubsubMissingError, MembershipStateError
 } from './errors.ts'
 import { encodeHeartbeat, MAX_MEMORY, MAX_QUEUE, MAX_STEP, MAX_THROUGHPUT, membersTopic, validateHeartbeat, type Heartbeat } from './heartbeat.ts'
@@ -151,7 +151,7 @@ export class MembershipService implements Membership {
     // seq starts at the clock so a restarted node's heartbeats still count as newer
     this.seq = this.now()
     scoreInvalidDeliveries(this.pubsub, this.topic, this.log, 'heartbeats', this.init.invalidMessageWeight ?? -10)
-    this.pubsub.topicValidators.set(this.topic, (_peer, msg) => this.validate(msg))
+    this.pubsub.topicValidators.set(this.topic, (source, msg) => this.validate(msg, source.toString()))
     this.host.addEventListener('peer:disconnect', this.onDisconnect)
     this.pubsub.subscribe(this.topic)
     void this.publish()
@@ -273,7 +273,7 @@ export class MembershipService implements Membership {
   }
 
   /** Gossipsub topic validator: typed errors -> REJECT / IGNORE; accepted heartbeats enter the view here. */
-  private validate (msg: Message): TopicValidatorResult {
+  private validate (msg: Message, source: string): TopicValidatorResult {
     let hb: Heartbeat
     const now = this.now()
     try {
@@ -286,7 +286,12 @@ export class MembershipService implements Membership {
         runId: this.runId, stages: this.stages, now, ttlMs: this.view.ttlMs, maxSkewMs: this.maxSkewMs, from, lastSeq: this.view.lastSeq(from)
       })
     } catch (err) {
-      const verdict = heartbeatVerdict(err)
+      // A REJECT costs the peer that delivered the message, not its publisher. A flood is judged by this
+      // node's own clock and bucket: an honest neighbour that forwarded heartbeats its own bucket still
+      // took must not pay for it (it did, and a 20,000-heartbeat flood emptied every honest view), so
+      // only the publisher itself, delivering directly, is REJECTed for it
+      const floodForwarded = err instanceof HeartbeatFloodError && msg.type === 'signed' && msg.from.toString() !== source
+      const verdict = floodForwarded ? 'ignore' : heartbeatVerdict(err)
       const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN'
       const tally = verdict === 'reject' ? this.rejected : this.ignored
       tally[code] = (tally[code] ?? 0) + 1

@@ -228,7 +228,12 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     }),
     // a lone node (first of a swarm, or its peers all gone) publishes heartbeats without failing;
     // peers this node's judge penalized score lower (core/peer-judge.ts)
-    pubsub: gossipsub({ allowPublishToZeroTopicPeers: true, scoreParams: { appSpecificScore: peer => judge.score(peer) } })
+    // gossipsub's IP colocation penalty (many peers on one IP) protects an internet swarm from Sybils on
+    // one host, but on a LAN or loopback every honest peer shares the address and is penalised with them
+    pubsub: gossipsub({
+      allowPublishToZeroTopicPeers: true,
+      scoreParams: { appSpecificScore: peer => judge.score(peer), ...(network.lan ? { IPColocationFactorWeight: 0 } : {}) }
+    })
   }
   // AutoNAT: peers dial our public addresses back; libp2p advertises a public listen address only
   // once confirmed. DCUtR: upgrades a relayed connection to a direct one by hole punching where the
