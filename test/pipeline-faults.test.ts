@@ -91,6 +91,32 @@ describe('pipeline: faults', function () {
     assert.ok(s0.router.stats().find(s => s.peer === victim.peerId.toString())!.failures >= 1)
   })
 
+  it('a peer listed at stage 1 that does not speak the pipeline protocol is banned from routing (ERR_PIPELINE_NOT_SERVED), not retried at every microbatch', async () => {
+    const manifest = tinyManifest({ stages: 2, steps: 3, batch: 2, seqLen: 16 })
+    libp2ps = await connectedNodes(3)
+    const [n0, good, fake] = libp2ps
+    const source = new StaticSource()
+    source.set(0, [n0.peerId.toString()])
+    source.set(1, [fake.peerId.toString(), good.peerId.toString()]) // no handler on fake at all
+    const s1 = new PipelineNode({ libp2p: good, backend: be, manifest, stage: 1, source })
+    const s0 = new PipelineNode({
+      libp2p: n0, backend: be, manifest, stage: 0, source, data: corpusData(corpus, 1), microbatches: 4, maxInflight: 2, evalBatches: 0,
+      router: { rng: () => 0 }
+    })
+    pnodes = [s0, s1]
+    await s1.start()
+    await s0.start()
+    await s0.finished
+    const st = s0.status()
+    assert.equal(st.microbatchesDone, 3 * 4)
+    assert.equal(st.microbatchesDropped, 0)
+    const fakeStats = s0.router.stats().find(x => x.peer === fake.peerId.toString())
+    assert.ok(fakeStats != null && fakeStats.failures >= 1, 'the fake server was tried and failed')
+    // banned after its first failure, with a backoff: a run of 12 microbatches tries it a few times at most
+    assert.ok(fakeStats.failures <= 4, `the fake server was tried ${fakeStats.failures} times`)
+    assert.equal(st.penalties.byPeer[fake.peerId.toString()] ?? 0, 0, 'no penalty: an honest node between stages may briefly lack the handler')
+  })
+
   it('no usable peer left: the microbatch is dropped and counted, the step is not taken', async () => {
     const manifest = tinyManifest({ stages: 2, steps: 2, batch: 2, seqLen: 16 })
     libp2ps = await connectedNodes(2)

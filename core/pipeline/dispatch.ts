@@ -27,7 +27,7 @@ import { timingFor, type PeerTiming } from '../net/peer-timing.ts'
 import { pingerOf, RttProbe } from '../net/rtt-probe.ts'
 import { openFramed, RemoteError, type FramedStream } from '../wire/index.ts'
 import type { BoundaryCodecs } from '../codecs/tensor-codecs.ts'
-import { isRemoteDrop, MicrobatchDroppedError } from './errors.ts'
+import { isRemoteDrop, MicrobatchDroppedError, StageNotServedError } from './errors.ts'
 import type { PipelineMetrics } from './pipeline-metrics.ts'
 import { int32Bytes, PIPELINE_FORWARD_PROTOCOL, validateEvalReply, validateGradReply, type MicrobatchMeta, type ReplyMeta } from './protocol.ts'
 import type { Router } from './router.ts'
@@ -163,7 +163,9 @@ export class Dispatcher {
         return out
       } catch (caught) {
         // our own deadline for this peer fired (not the caller's abort): the peer's fault, mildly
-        const err = sig.aborted && !signal.aborted ? new PeerDeadlineError(peer, hopMs, `stage-${mb.stage} hop`) : caught
+        const err = sig.aborted && !signal.aborted
+          ? new PeerDeadlineError(peer, hopMs, `stage-${mb.stage} hop`)
+          : (caught as Error)?.name === 'UnsupportedProtocolError' ? new StageNotServedError(peer, mb.stage, caught) : caught
         if (fs != null && !(err instanceof RemoteError)) fs.abort(err as Error)
         if (signal.aborted) throw new AbortError('the microbatch was abandoned')
         // a drop is final unless this peer drops far more than its stage's others (router.ts): then it is judged and the next peer tried
@@ -172,7 +174,7 @@ export class Dispatcher {
         const verdict = this.init.judge.judge(peer, dropper ?? err, 'pipeline', mb.stage)
         exclude.add(peer)
         this.init.log.warn('microbatch failed at a peer; retrying elsewhere', {
-          peer, stage: mb.stage, attempt: attempt + 1, of: retry.maxAttempts, verdict, code: (err as LayerswarmError).code, error: (err as Error).message
+          peer, stage: mb.stage, attempt: attempt + 1, of: retry.maxAttempts, verdict, code: (dropper ?? err as LayerswarmError).code, error: (err as Error).message
         })
       } finally {
         attemptDeadline.clear()

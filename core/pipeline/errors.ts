@@ -45,6 +45,17 @@ export class RepeatedDropsError extends LayerswarmError {
   }
 }
 
+/**
+ * A peer the view lists at a stage does not speak the pipeline protocol (protocol negotiation failed):
+ * 'ignore', so the router bans it with its backoff without a penalty (an honest node between stages can
+ * briefly have no handler); a fake server was otherwise routed to hundreds of times in seconds.
+ */
+export class StageNotServedError extends LayerswarmError {
+  constructor (readonly peer: string, readonly stage: number, cause?: unknown) {
+    super('ERR_PIPELINE_NOT_SERVED', `peer ${peer}, listed at stage ${stage}, does not serve the pipeline protocol`, { verdict: 'ignore', cause })
+  }
+}
+
 /** A microbatch from a peer the view does not list as serving the previous stage (route-auth.ts): 'reject'. */
 export class UpstreamNotServingError extends LayerswarmError {
   constructor (readonly peer: string, readonly stage: number) {
