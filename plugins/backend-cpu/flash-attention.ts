@@ -44,14 +44,16 @@ export function flashForward (f: Float32Array, wasm: WasmKernels | null, out: nu
           s[j] = d * sc
         }
       }
-      const sj = (j: number): number => simd ? f[scratch + j] : s[j]
+      // the tile's scores: in the scratch (WASM wrote them there) or in s
+      const sv: Float32Array | Float64Array = simd ? f : s
+      const s0 = simd ? scratch : 0
       let mt = m
-      for (let j = 0; j < n; j++) if (sj(j) > mt) mt = sj(j)
+      for (let j = s0; j < s0 + n; j++) if (sv[j] > mt) mt = sv[j]
       const alpha = m === -Infinity ? 0 : Math.exp(m - mt)
       let sum = 0
-      for (let j = 0; j < n; j++) {
-        const e = Math.exp(sj(j) - mt)
-        if (simd) f[scratch + j] = e; else s[j] = e
+      for (let j = s0; j < s0 + n; j++) {
+        const e = Math.exp(sv[j] - mt)
+        sv[j] = e
         sum += e
       }
       l = l * alpha + sum
