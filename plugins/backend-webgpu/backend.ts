@@ -22,6 +22,7 @@ import type { Ref } from './memory.ts'
 import { SubmitQueue } from './queue.ts'
 import { MatmulOps } from './matmul-ops.ts'
 import { LlamaOps } from './llama-ops.ts'
+import { FlashOps } from './flash-ops.ts'
 import { grid1d } from './shaders/kernel.ts'
 import type { KernelDef } from './shaders/kernel.ts'
 import * as ew from './shaders/elementwise.ts'
@@ -29,16 +30,8 @@ import { colsum, COLSUM_ROWS, SUMSQ_MAX_GROUPS, SUMSQ_WG, sumSquares as sumSquar
 import { layernormBackwardInput, layernormBackwardParams, layernormForward } from './shaders/layernorm.ts'
 import { crossEntropyForward } from './shaders/crossentropy.ts'
 import * as att from './shaders/attention.ts'
-import * as fa from './shaders/flash-attention.ts'
 import { DEFAULT_MATMUL_TILE } from './shaders/matmul.ts'
 import type { MatmulPrecision, MatmulTile } from './shaders/matmul.ts'
-
-/** The contract's flash attention shapes, and the head size the shaders' accumulators hold. */
-function flashDims (out: Tensor, lse: Tensor, qkv: Tensor, NH: number): { B: number, T: number, C: number } {
-  const d = chk.flashAttentionDims(out, lse, qkv, NH)
-  if (d.C / NH > fa.FLASH_MAX_HS) throw new ShapeError(`flash attention on webgpu: head size C/NH=${d.C / NH} is over ${fa.FLASH_MAX_HS}`)
-  return d
-}
 
 export interface WebGpuBackendOptions {
   /** Matmul register tile (tune per GPU; default 8x8 threads, 4x4 outputs each). */
@@ -67,6 +60,7 @@ export class WebGpuBackend implements ComputeBackend {
   private readonly queue: SubmitQueue
   private readonly mm: MatmulOps
   private readonly llama: LlamaOps
+  private readonly flash: FlashOps
   private disposed = false
 
   /** Use createWebGpuBackend() (plugin index) or construct on a device you opened with openDevice(). */
@@ -91,6 +85,7 @@ export class WebGpuBackend implements ComputeBackend {
     this.memory = new DeviceMemory(device)
     this.queue = new SubmitQueue(device, this.memory, completion, options.logger)
     this.mm = new MatmulOps(device, this.queue, this.memory, tile, precision)
+    this.flash = new FlashOps({ queue: this.queue, f32: (t, n) => this.f32(t, n) })
     this.llama = new LlamaOps({ queue: this.queue, memory: this.memory, f32: (t, n) => this.f32(t, n), colsum: (...a) => { this.colsum(...a) } })
   }
 
@@ -321,29 +316,8 @@ export class WebGpuBackend implements ComputeBackend {
     await this.queue.settle(b)
   }
 
-  async attentionFlashForward (out: Tensor, lse: Tensor, qkv: Tensor, NH: number): Promise<void> {
-    const o = this.f32(out, 'out'); const l = this.f32(lse, 'lse'); const q = this.f32(qkv, 'qkv')
-    const { B, T, C } = flashDims(out, lse, qkv, NH)
-    this.distinct(['out', o], ['lse', l])
-    if (B * T * C === 0) return
-    const b = this.queue.batch()
-    this.queue.dispatch(fa.flashForward, [B * NH * T, T, C, NH, C / NH, 1 / Math.sqrt(C / NH)], [o.ref(), l.ref(), q.ref()], grid1d(B * NH * T, this.queue.maxDim))
-    await this.queue.settle(b)
-  }
-
-  async attentionFlashBackward (dqkv: Tensor, dout: Tensor, out: Tensor, qkv: Tensor, lse: Tensor, NH: number): Promise<void> {
-    const dq = this.f32(dqkv, 'dqkv'); const d = this.f32(dout, 'dout'); const o = this.f32(out, 'out'); const q = this.f32(qkv, 'qkv'); const l = this.f32(lse, 'lse')
-    const { B, T, C } = flashDims(dout, lse, qkv, NH)
-    chk.dims('out', out, dout.shape)
-    chk.dims('dqkv', dqkv, qkv.shape)
-    if (B * T * C === 0) return
-    const P = [B * NH * T, T, C, NH, C / NH, 1 / Math.sqrt(C / NH)]
-    const refs = [dq.ref(), q.ref(), d.ref(), o.ref(), l.ref()]
-    const b = this.queue.batch()
-    this.queue.dispatch(fa.flashBackwardQ, P, refs, grid1d(B * NH * T, this.queue.maxDim))
-    this.queue.dispatch(fa.flashBackwardKV, P, refs, grid1d(B * NH * T, this.queue.maxDim))
-    await this.queue.settle(b)
-  }
+  async attentionFlashForward (out: Tensor, lse: Tensor, qkv: Tensor, NH: number): Promise<void> { await this.flash.forward(out, lse, qkv, NH) }
+  async attentionFlashBackward (dqkv: Tensor, dout: Tensor, out: Tensor, qkv: Tensor, lse: Tensor, NH: number): Promise<void> { await this.flash.backward(dqkv, dout, out, qkv, lse, NH) }
 
   // ---- gelu, residual -------------------------------------------------------------------------
 
