@@ -18,7 +18,7 @@ import type { PrivateKey } from '@libp2p/interface'
 import { base64 } from 'multiformats/bases/base64'
 import { LayerswarmError } from '../errors.ts'
 import type { Stage } from '../model/stage.ts'
-import { signCommitment, verifyCommitment, type HopKind } from '../verify/commitment.ts'
+import { decodeCommitment, signCommitment, signedBody, verifyCommitment, type HopKind } from '../verify/commitment.ts'
 import { hashHexAsync } from '../verify/digest.ts'
 import { DEFAULT_RETENTION_MS, hopInputHashAsync, hopKey, type HopRecord, type HopRecordSource, type HopTensor, type ReceiptSource } from '../verify/hop-records.ts'
 import { paramsDigestAsync } from '../verify/params-digest.ts'
@@ -89,9 +89,20 @@ export interface HopStoreOptions {
   readonly now?: () => number
 }
 
-/** The hops this node sent, newest kept, for reveal to a checker. */
+/** Records kept per microbatch and kind: a retried microbatch is computed again, maybe at a later step. */
+const MAX_RECORDS_PER_HOP = 4
+
+interface StoredHop { readonly record: HopRecord, readonly at: number, readonly step: number, readonly outputHash: string }
+
+/**
+ * The hops this node sent, newest kept, for reveal to a checker. A microbatch that the pipeline
+ * retried through another peer reaches this node again under the same id and may be computed at a
+ * later step: every computation is kept (up to MAX_RECORDS_PER_HOP), and a reveal picks the one its
+ * commitment names (its step and outputHash). Keeping only the newest once convicted an honest last
+ * stage of withholding: it revealed the retry's record for the first computation's commitment.
+ */
 export class HopStore implements HopRecordSource {
-  private readonly records = new Map<string, { record: HopRecord, at: number }>()
+  private readonly records = new Map<string, StoredHop[]>()
   private bytes = 0
   private readonly retainMs: number
   private readonly maxBytes: number
@@ -105,26 +116,42 @@ export class HopStore implements HopRecordSource {
 
   add (r: HopRecord): void {
     const key = hopKey(r.microbatchId, r.kind)
-    const old = this.records.get(key)
-    if (old != null) this.bytes -= sizeOf(old.record)
-    this.records.delete(key)
-    const t = this.now()
-    this.records.set(key, { record: r, at: t })
-    this.bytes += sizeOf(r)
-    for (const [k, e] of this.records) {
-      if (t - e.at <= this.retainMs && this.bytes <= this.maxBytes) break
-      this.records.delete(k)
-      this.bytes -= sizeOf(e.record)
+    const c = decodeCommitment(signedBody(r.commitment))
+    const list: StoredHop[] = []
+    for (const e of this.records.get(key) ?? []) {
+      // the same computation again (same step and output) replaces its record
+      if (e.outputHash === c.outputHash && e.step === c.step) this.bytes -= sizeOf(e.record)
+      else list.push(e)
     }
+    list.push({ record: r, at: this.now(), step: c.step, outputHash: c.outputHash })
+    this.bytes += sizeOf(r)
+    while (list.length > MAX_RECORDS_PER_HOP) this.bytes -= sizeOf((list.shift() as StoredHop).record)
+    // re-inserted: the map stays ordered by each key's newest record, which pruning relies on
+    this.records.delete(key)
+    this.records.set(key, list)
+    this.prune(this.now())
   }
 
-  record (microbatchId: bigint, kind: HopKind): HopRecord | undefined {
-    const e = this.records.get(hopKey(microbatchId, kind))
-    return e != null && this.now() - e.at <= this.retainMs ? e.record : undefined
+  record (microbatchId: bigint, kind: HopKind, which?: { step: number, outputHash: string }): HopRecord | undefined {
+    const t = this.now()
+    const live = (this.records.get(hopKey(microbatchId, kind)) ?? []).filter(e => t - e.at <= this.retainMs)
+    const e = which == null ? live[live.length - 1] : live.find(e => e.step === which.step && e.outputHash === which.outputHash)
+    return e?.record
   }
 
   params (digest: string): ReadonlyMap<string, Float32Array> | undefined {
     return this.witness.params(digest)
+  }
+
+  // oldest first: records past the window, then any while over the byte cap (the newest record is kept)
+  private prune (t: number): void {
+    for (const [k, list] of this.records) {
+      while (list.length > 0 && (t - list[0].at > this.retainMs || this.bytes > this.maxBytes) && !(this.records.size === 1 && list.length === 1)) {
+        this.bytes -= sizeOf((list.shift() as StoredHop).record)
+      }
+      if (list.length > 0) break
+      this.records.delete(k)
+    }
   }
 }
 

@@ -45,8 +45,12 @@ export interface HopRecord {
 
 /** The producer side: the hops this node sent and the weights they used, for reveal. */
 export interface HopRecordSource {
-  /** The record of a hop this node produced, while retained. */
-  record(microbatchId: bigint, kind: HopKind): HopRecord | undefined
+  /**
+   * The record of a hop this node produced, while retained: the computation whose commitment has
+   * `which`'s step and outputHash (a retried microbatch may have been computed more than once), or
+   * without `which` the newest.
+   */
+  record(microbatchId: bigint, kind: HopKind, which?: { step: number, outputHash: string }): HopRecord | undefined
   /** The stage parameters with this digest, while retained. */
   params(digest: string): ReadonlyMap<string, Float32Array> | undefined
 }

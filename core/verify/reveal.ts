@@ -2,7 +2,9 @@
 // accuser serves as the evidence of a failed check (`/layerswarm/verify/evidence/1.0.0`). Both answer
 // with one hop in the same frames, so a bundle reads the same whoever serves it:
 //
-//   -> request  {op: "reveal", kind, params}   microbatchId, stage      (reveal: the producer looks it up)
+//   -> request  {op: "reveal", kind, params, step?, outputHash?}   microbatchId, stage
+//                 (reveal: the producer looks it up; step and outputHash pick the computation the
+//                 checked commitment names when a retried microbatch was computed more than once)
 //   -> request  {op: "evidence", id}                                    (evidence: by commitment id)
 //   <- response {op: "hop", kind, inputs: n, params}  payload: the signed commitment
 //   <- n x response (codecId, dtype, shape of one input)  payload: its bytes as they crossed the wire
@@ -152,14 +154,18 @@ export class RevealServer {
 
   private async serve (fs: FramedStream, peer: string, signal: AbortSignal): Promise<void> {
     const req = await fs.expect({ signal })
-    const m = req.header.metadata as { op?: unknown, kind?: unknown, params?: unknown } | undefined
+    const m = req.header.metadata as { op?: unknown, kind?: unknown, params?: unknown, step?: unknown, outputHash?: unknown } | undefined
     if (req.header.kind !== 'request' || m?.op !== 'reveal' || typeof m.kind !== 'string' || !KINDS.has(m.kind) || typeof m.params !== 'boolean') {
       throw new VerifyProtocolError('expected a reveal request {op, kind, params}')
+    }
+    const named = m.step !== undefined || m.outputHash !== undefined
+    if (named && (!Number.isSafeInteger(m.step) || (m.step as number) < 0 || typeof m.outputHash !== 'string' || !/^[0-9a-f]{64}$/.test(m.outputHash))) {
+      throw new VerifyProtocolError('a reveal request names its computation by step (a non-negative integer) and outputHash (64 hex), both or neither')
     }
     const id = req.header.microbatchId
     const kind = m.kind as HopKind
     const source = this.init.source()
-    const record = source?.record(id, kind)
+    const record = source?.record(id, kind, named ? { step: m.step as number, outputHash: m.outputHash as string } : undefined)
     const params = record != null && m.params ? source?.params(record.paramsDigest) : undefined
     if (record == null || (m.params && params == null)) {
       this.refused++
@@ -247,7 +253,7 @@ export interface RevealOptions extends HopRequestOptions {
 export async function requestReveal (libp2p: Dialer, peer: string, commitment: HopCommitment, opts: RevealOptions): Promise<RevealedHop> {
   const cached = opts.paramsCache?.get(commitment.paramsDigest)
   return await exchange(libp2p, peer, REVEAL_PROTOCOL, {
-    kind: 'request', microbatchId: commitment.microbatchId, stage: commitment.stage, metadata: { op: 'reveal', kind: commitment.kind, params: cached == null }
+    kind: 'request', microbatchId: commitment.microbatchId, stage: commitment.stage, metadata: { op: 'reveal', kind: commitment.kind, params: cached == null, step: commitment.step, outputHash: commitment.outputHash }
   }, opts, cached)
 }
 
