@@ -7,6 +7,8 @@ import type { Libp2p } from '@libp2p/interface'
 import {
   Averager, parseState, serializeState, sha256Hex, StateAgreementError, StateServer, syncState, type StateSnapshot
 } from '../core/averaging/index.ts'
+import { STATE_SYNC_PROTOCOL, type AgreedSnapshot } from '../core/averaging/state-server.ts'
+import { RemoteError, requestFrame, type Frame } from '../core/wire/index.ts'
 import { connectedNodes } from './pipeline-helpers.ts'
 import { stopNodes } from './wire-helpers.ts'
 import { RUN_ID, startSwarm, testVector } from './averaging-helpers.ts'
@@ -65,6 +67,37 @@ describe('averaging: state sync for joiners', function () {
       const state = parseState(r.bytes)
       assert.equal(state.step, 350)
       assert.deepEqual(state.tensors.get('params'), testVector(1, 150_000))
+    } finally {
+      await unserve()
+    }
+  })
+
+  it('an agreed version replaced by the next round stays servable for chunks; a live one and a never-served one do not', async () => {
+    let agreed: AgreedSnapshot = { ...stateOf(5, 3), digest: 'd3', group: ids().slice(1, 3), mode: 'params' }
+    let live = stateOf(6, 10)
+    const s = new StateServer(nodes[1], { runId: RUN_ID, snapshot: () => live, agreed: () => agreed, chunkBytes: CHUNK })
+    await s.start()
+    servers.push(s)
+    const ask = async (metadata: Record<string, unknown>): Promise<Frame> =>
+      await requestFrame(nodes[0], nodes[1].peerId, STATE_SYNC_PROTOCOL, { kind: 'request', stage: 2, metadata }, undefined, { runId: RUN_ID, timeoutMs: 10_000 })
+    const refused = async (metadata: Record<string, unknown>): Promise<void> => {
+      await assert.rejects(ask(metadata), (err: unknown) => err instanceof RemoteError && err.remoteCode === 'ERR_STATE_VERSION')
+    }
+    try {
+      // the joiner reads round 3's manifest (and the live one); the donor then finishes round 4 and steps on
+      assert.equal((await ask({ op: 'manifest', of: 'agreed' })).header.metadata?.version, 3)
+      assert.equal((await ask({ op: 'manifest' })).header.metadata?.version, 10)
+      const old = agreed.bytes
+      agreed = { ...stateOf(7, 4), digest: 'd4', group: ids().slice(1, 3), mode: 'params' }
+      live = stateOf(8, 11)
+      assert.equal((await ask({ op: 'manifest', of: 'agreed' })).header.metadata?.version, 4)
+      // round 3's chunks still come, with round 3's bytes
+      const chunk = await ask({ op: 'chunk', version: 3, index: 1, of: 'agreed' })
+      assert.deepEqual(chunk.payload, old.subarray(CHUNK, 2 * CHUNK))
+      assert.deepEqual((await ask({ op: 'chunk', version: 4, index: 0, of: 'agreed' })).payload, agreed.bytes.subarray(0, CHUNK))
+      await refused({ op: 'chunk', version: 2, index: 0, of: 'agreed' })
+      await ask({ op: 'manifest' })
+      await refused({ op: 'chunk', version: 10, index: 0 })
     } finally {
       await unserve()
     }

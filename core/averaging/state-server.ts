@@ -2,7 +2,11 @@
 // described in state-sync.ts): every serving node answers manifests and chunks of its live state of
 // its stage and of its agreed snapshot (the parameters it wrote back after its last averaging round
 // in which every shard arrived). A snapshot is prepared once (hashes of the whole and of every chunk)
-// and kept while its version is the one served.
+// and kept while its version is the one served; the agreed version it replaced stays servable for
+// chunks a while longer (SUPERSEDED_TTL_MS). A joiner across slow links reads the manifest, then its chunks a
+// few round trips later: on 400 ms links the donors had finished the next averaging round in between,
+// refused every chunk of the version they had just announced (ERR_STATE_VERSION), and the joiner fell
+// back to one peer's unchecked live state (docs/networks.md, "Across slow links").
 import type { Libp2p } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import { handleFramed, type FramedStream } from '../wire/index.ts'
@@ -11,6 +15,8 @@ import { StateProtocolError, StateVersionError, NoStatePeersError } from './erro
 
 export const STATE_SYNC_PROTOCOL = '/layerswarm/state-sync/1.0.0'
 export const DEFAULT_STATE_CHUNK_BYTES = 4 * 1024 * 1024
+/** How long a replaced version's chunks stay servable (ms): a joiner's manifest-to-chunks time across slow links, with margin. */
+export const SUPERSEDED_TTL_MS = 60_000
 /** Most group members an agreed manifest lists; a larger group goes unlisted (nobody can be judged against it). */
 export const MAX_GROUP_LISTED = 64
 
@@ -68,6 +74,8 @@ export class StateServer {
   private readonly chunkBytes: number
   /** Per `${of}/${stage}`. */
   private readonly prepared = new Map<string, Promise<Prepared>>()
+  /** Per `${of}/${stage}`: the version `prepared` replaced, and until when its chunks are served. */
+  private readonly superseded = new Map<string, { p: Prepared, until: number }>()
   private started = false
 
   constructor (private readonly libp2p: ServerLibp2p, private readonly init: StateServerInit) {
@@ -101,6 +109,9 @@ export class StateServer {
     if (cached != null) {
       const p = await cached
       if (p.version === snap.version && p.bytes === snap.bytes) return p
+      // agreed snapshots only: one per averaging round, a copy the joiner can check against a majority;
+      // live state changes every step, and a joiner takes whichever version most peers report
+      if (of === 'agreed' && p.version !== snap.version) this.superseded.set(key, { p, until: Date.now() + SUPERSEDED_TTL_MS })
     }
     const work = (async (): Promise<Prepared> => {
       const chunks = Math.ceil(snap.bytes.byteLength / this.chunkBytes)
@@ -122,7 +133,8 @@ export class StateServer {
     if (req.header.kind !== 'request' || m == null) throw new StateProtocolError('expected a request frame with metadata')
     if (m.of !== undefined && m.of !== 'agreed') throw new StateProtocolError(`unknown state ${String(m.of)}`)
     const stage = req.header.stage
-    const p = await this.prepare(stage, m.of === 'agreed' ? 'agreed' : 'live')
+    const of: Of = m.of === 'agreed' ? 'agreed' : 'live'
+    let p = await this.prepare(stage, of)
     if (m.op === 'manifest') {
       await fs.send({
         kind: 'response', stage,
@@ -131,7 +143,11 @@ export class StateServer {
       return
     }
     if (m.op !== 'chunk' || !Number.isSafeInteger(m.version) || !Number.isSafeInteger(m.index)) throw new StateProtocolError('bad state-sync request')
-    if (m.version !== p.version) throw new StateVersionError(`version ${String(m.version)} is not served here (now ${p.version})`)
+    if (m.version !== p.version) {
+      const old = this.superseded.get(`${of}/${stage}`)
+      if (old == null || old.p.version !== m.version || Date.now() > old.until) throw new StateVersionError(`version ${String(m.version)} is not served here (now ${p.version})`)
+      p = old.p
+    }
     const index = m.index as number
     const chunks = p.chunkHashes.byteLength / 32
     if (index < 0 || index >= chunks) throw new StateProtocolError(`chunk ${index} out of 0..${chunks - 1}`)
