@@ -109,7 +109,8 @@ export class DataRole implements Role {
     const id = init.nextId()
     const key = `${init.me}:${id}`
     init.metrics.count('microbatchesStarted')
-    const batch = await init.data.trainBatch(step, micro, B, T)
+    const prof = init.metrics.profile
+    const batch = await prof.time('data', async () => await init.data.trainBatch(step, micro, B, T))
     const tag = { origin: init.me, step, micros: init.microbatches }
     if (init.stages === 1) {
       const r = await init.worker.trainLast({ B, T, tokens: batch.inputs, targets: batch.targets }, tag)
@@ -117,10 +118,10 @@ export class DataRole implements Role {
       return Number.isFinite(r.loss)
     }
     try {
-      const meta = await this.signed({ origin: init.me, step, micro, micros: init.microbatches, mode: 'train' }, id)
+      const meta = await prof.time('verification', async () => await this.signed({ origin: init.me, step, micro, micros: init.microbatches, mode: 'train' }, id))
       const out = await init.worker.forward(key, { B, T, tokens: batch.inputs })
       // stage 0's hop input is the token ids themselves (anyone can redraw them from the sampler's key)
-      const work = !init.dispatcher.commits ? undefined : { inputs: [{ bytes: int32Bytes(batch.inputs), codecId: 0, dtype: 'i32' as const, shape: [B, T] }], paramsDigest: out.paramsDigest, step: init.worker.steps }
+      const work = !init.dispatcher.commits ? undefined : prof.timeSync('copy', () => ({ inputs: [{ bytes: int32Bytes(batch.inputs), codecId: 0, dtype: 'i32' as const, shape: [B, T] }], paramsDigest: out.paramsDigest, step: init.worker.steps }))
       const hidden = init.adversary?.forward(out.hidden as Float32Array) ?? out.hidden as Float32Array
       const reply = await init.dispatcher.send({ stage: 1, id, route: [init.me], hidden, shape: [B, T, init.width], targets: batch.targets, meta, work }, init.signal)
       await init.worker.backward(key, { B, T, tokens: batch.inputs }, reply.dout as Float32Array, { ...tag, loss: reply.meta.loss })

@@ -29,6 +29,7 @@ import { openFramed, RemoteError, type FramedStream } from '../wire/index.ts'
 import type { BoundaryCodecs } from '../codecs/tensor-codecs.ts'
 import { isRemoteDrop, MicrobatchDroppedError, StageNotServedError } from './errors.ts'
 import type { PipelineMetrics } from './pipeline-metrics.ts'
+import type { ProfileCategory } from './pipeline-profile.ts'
 import { int32Bytes, PIPELINE_FORWARD_PROTOCOL, validateEvalReply, validateGradReply, type MicrobatchMeta, type ReplyMeta } from './protocol.ts'
 import type { Router } from './router.ts'
 import type { HopCommitter } from './hop-commits.ts'
@@ -121,13 +122,18 @@ export class Dispatcher {
    */
   async send (mb: Outbound, signal: AbortSignal): Promise<Reply> {
     const { router, codecs, metrics, retry } = this.init
+    const prof = metrics.profile
+    // the codecs time themselves (encode, finiteScan, decode: profiledCodecs in pipeline-profile.ts)
     const act = codecs.encode('activation', mb.hidden, mb.shape)
+    let t = prof.start()
     const tgt = int32Bytes(mb.targets)
+    t = this.lap('copy', t)
     const train = mb.meta.mode === 'train'
     const committer = train ? this.init.committer : undefined
     const commitment = committer != null && mb.work != null
       ? await committer.commit({ kind: 'forward', microbatchId: mb.id, ...mb.work }, { bytes: act.bytes, codecId: act.codecId, dtype: 'f32', shape: [...mb.shape] })
       : undefined
+    this.lap('verification', t)
     const exclude = new Set<string>()
     for (let attempt = 0; attempt < retry.maxAttempts; attempt++) {
       const peer = router.choose(mb.stage, exclude) ?? await this.waitForPeer(mb.stage, exclude, signal)
@@ -141,19 +147,26 @@ export class Dispatcher {
       let fs: FramedStream | undefined
       this.outstanding++
       try {
+        t = prof.start()
         fs = await openFramed(this.init.libp2p, peerIdFromString(peer), PIPELINE_FORWARD_PROTOCOL, { runId: this.init.runId, signal: sig, log: this.init.wireLog })
+        t = this.lap('open', t)
         const route = [...mb.route]
         const shape = [...mb.shape]
         await fs.send({ kind: 'activation', microbatchId: mb.id, stage: mb.stage, codecId: act.codecId, dtype: 'f32', shape, route, metadata: { ...mb.meta, ...(commitment != null ? { commitment } : {}) } }, act.bytes, { signal: sig })
         await fs.send({ kind: 'request', microbatchId: mb.id, stage: mb.stage, dtype: 'i32', shape: [shape[0], shape[1]], route, metadata: { op: 'targets' } }, tgt, { signal: sig })
+        t = this.lap('send', t)
         metrics.count('bytesForward', act.bytes.byteLength + tgt.byteLength)
         metrics.boundarySent('forward', act.bytes.byteLength, shape[0] * shape[1])
         const resp = await fs.expect({ signal: sig })
+        t = this.lap('replyWait', t)
         let out: Reply
         if (train) {
           const meta = validateGradReply(resp, mb.id, mb.stage, shape)
+          t = this.lap('framing', t)
           const dout = codecs.decode('activation-grad', resp)
+          t = performance.now()
           await committer?.accept(peer, { kind: 'backward', stage: mb.stage, microbatchId: mb.id, codecId: resp.header.codecId, tokens: shape[0] * shape[1] }, resp.header.metadata?.commitment, resp.payload)
+          t = this.lap('verification', t)
           out = { meta, dout, doutTensor: { bytes: resp.payload, codecId: resp.header.codecId, dtype: 'f32', shape } }
         } else {
           out = { meta: validateEvalReply(resp, mb.id) }
@@ -182,6 +195,13 @@ export class Dispatcher {
       }
     }
     throw new MicrobatchDroppedError(mb.stage)
+  }
+
+  /** Ends a phase begun at `t0` into `cat`; returns the start of the next one. */
+  private lap (cat: ProfileCategory, t0: number): number {
+    const now = performance.now()
+    this.init.metrics.profile.add(cat, now - t0)
+    return now
   }
 
   /** Waits (bounded) for a usable peer of `stage` to appear. */

@@ -4,6 +4,7 @@
 // membership heartbeat gossips. The parts of the pipeline (dispatch, stage server, data role) only
 // call the recording methods here; TrainingStatus (training-status.ts) is built from snapshot().
 import { MetricsRegistry, type Counter } from '../metrics/registry.ts'
+import { PipelineProfile } from './pipeline-profile.ts'
 
 /** Every counter of a pipeline node: its status key, its metric name and what it counts. */
 export const PIPELINE_COUNTERS = {
@@ -39,6 +40,8 @@ export class PipelineMetrics {
   private readonly curves: CurveSnapshot = { lossLast: null, loss: [], evalLoss: null, evals: [], lr: null }
   private lastCompletion = 0
   private intervalEwma = 0
+  /** Where this node's microbatches spend their time (pipeline-profile.ts); the parts time their own phases into it. */
+  readonly profile = new PipelineProfile()
 
   /** `registry`: the node's (counts add up over the stages it serves); default a registry of its own. */
   constructor (readonly registry: MetricsRegistry = new MetricsRegistry()) {
@@ -67,6 +70,7 @@ export class PipelineMetrics {
   completed (tokens: number): void {
     this.count('microbatchesDone')
     this.count('tokens', tokens)
+    this.profile.completed()
     const now = performance.now()
     if (this.lastCompletion > 0) {
       const dt = now - this.lastCompletion

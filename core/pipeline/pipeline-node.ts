@@ -41,6 +41,7 @@ import type { HopRecordSource } from '../verify/hop-records.ts'
 import type { HopCommitment } from '../verify/commitment.ts'
 import { PipelineStoppedError } from './errors.ts'
 import { PipelineMetrics } from './pipeline-metrics.ts'
+import { profiledCodecs } from './pipeline-profile.ts'
 import { boundsFor, microbatchIdFactory, type MicrobatchMeta } from './protocol.ts'
 import { Router, type PeerSource, type RouterOptions } from './router.ts'
 import { RunEnd } from './run-end.ts'
@@ -195,9 +196,10 @@ export class PipelineNode {
       auto: this.stage > 0,
       log: init.log,
       witness,
+      profile: this.metrics.profile,
       onStep: r => { this.recordStep(r) }
     })
-    this.codecs = init.codecs ?? boundaryCodecs({ activation: m.codecs.activation, 'activation-grad': m.codecs['activation-grad'] }, init.container)
+    this.codecs = profiledCodecs(init.codecs ?? boundaryCodecs({ activation: m.codecs.activation, 'activation-grad': m.codecs['activation-grad'] }, init.container), this.metrics.profile)
     const bounds = boundsFor(m, this.stage, stage.boundaryWidth)
     ;({ membership: this.membership, own: this.ownMembership } = this.findMembership())
     const source = init.source ?? this.membership
@@ -319,6 +321,7 @@ export class PipelineNode {
       bottleneck: this.layout.bottleneck > 0 ? this.layout.bottleneck : null,
       averaging: this.averaging?.status() ?? null,
       swarm: this.rendezvous?.status() ?? null,
+      profile: this.metrics.profile.snapshot(),
       ...(this.error != null ? { error: this.error } : {})
     }
   }

@@ -22,6 +22,7 @@ import type { BoundaryCodecs } from '../codecs/tensor-codecs.ts'
 import type { Dispatcher } from './dispatch.ts'
 import { MicrobatchDroppedError, PeerConvictedError, PipelineStoppedError } from './errors.ts'
 import type { PipelineMetrics } from './pipeline-metrics.ts'
+import type { ProfileCategory } from './pipeline-profile.ts'
 import { PIPELINE_FORWARD_PROTOCOL, validateActivation, validateTargets, type MicrobatchBounds, type MicrobatchMeta } from './protocol.ts'
 import type { StageWorker } from './stage-worker.ts'
 import type { HopCommitter } from './hop-commits.ts'
@@ -111,24 +112,35 @@ export class StageServer implements Role {
     this.streams.add(fs)
     let work: Deadline | undefined
     try {
+      const prof = init.metrics.profile
+      let t = prof.start()
+      const lap = (cat: ProfileCategory): void => { const now = performance.now(); prof.add(cat, now - t); t = now }
       const reading = deadline(init.requestTimeoutMs, handlerSignal, init.signal)
       let B: number, T: number, meta: MicrobatchMeta, hidden: Float32Array, targets: Int32Array, id: bigint, route: string[]
       // what this hop's commitments need: the inputs as they crossed the wire (training hops of a committing node only)
       let actIn: HopTensor | undefined, targetsIn: HopTensor | undefined
       try {
         const act = await fs.expect({ signal: reading.signal })
+        lap('receive')
         ;({ B, T, meta } = validateActivation(act, init.bounds, from))
+        lap('framing')
         // before decoding anything: only the previous stage's peers, only microbatches their origin signed
         await init.routeAuth?.check(from, act.header.microbatchId, meta, reading.signal)
-        hidden = init.codecs.decode('activation', act)
+        lap('verification')
+        hidden = init.codecs.decode('activation', act) // timed by the codecs (profiledCodecs)
+        t = performance.now()
         const tgt = await fs.expect({ signal: reading.signal })
+        lap('receive')
         id = act.header.microbatchId
         targets = validateTargets(tgt, B, T, id, init.bounds)
         route = [...act.header.route, init.me]
+        lap('framing')
         if (meta.mode === 'train' && init.committer != null) {
           await init.committer.accept(from, { kind: 'forward', stage: init.stage - 1, microbatchId: id, codecId: act.header.codecId, tokens: B * T }, act.header.metadata?.commitment, act.payload)
+          lap('verification')
           actIn = { bytes: act.payload.slice(), codecId: act.header.codecId, dtype: 'f32', shape: [...act.header.shape] }
           targetsIn = { bytes: tgt.payload.slice(), codecId: tgt.header.codecId, dtype: 'i32', shape: [B, T] }
+          lap('copy')
         }
       } catch (err) {
         if (!init.signal.aborted) {
@@ -199,9 +211,10 @@ export class StageServer implements Role {
 
   private async replyGrad (fs: FramedStream, id: bigint, route: string[], dinput: Float32Array, shape: number[], meta: { loss: number, count: number },
     work: HopWorkIn | undefined, signal: AbortSignal): Promise<void> {
+    const prof = this.init.metrics.profile
     const enc = this.init.codecs.encode('activation-grad', dinput, shape)
-    const commitment = work == null ? undefined : await this.init.committer?.commit({ kind: 'backward', microbatchId: id, ...work }, { bytes: enc.bytes, codecId: enc.codecId, dtype: 'f32', shape })
-    await fs.send({ kind: 'activation-grad', microbatchId: id, stage: this.init.stage, codecId: enc.codecId, dtype: 'f32', shape, route, metadata: { loss: meta.loss, count: meta.count, ...(commitment != null ? { commitment } : {}) } }, enc.bytes, { signal })
+    const commitment = work == null ? undefined : await prof.time('verification', async () => await this.init.committer?.commit({ kind: 'backward', microbatchId: id, ...work }, { bytes: enc.bytes, codecId: enc.codecId, dtype: 'f32', shape }))
+    await prof.time('send', async () => await fs.send({ kind: 'activation-grad', microbatchId: id, stage: this.init.stage, codecId: enc.codecId, dtype: 'f32', shape, route, metadata: { loss: meta.loss, count: meta.count, ...(commitment != null ? { commitment } : {}) } }, enc.bytes, { signal }))
     this.init.metrics.boundarySent('backward', enc.bytes.byteLength, shape[0] * shape[1])
   }
 }

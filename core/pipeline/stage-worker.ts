@@ -22,6 +22,7 @@ import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
 import { learningRate, type LrSchedule } from '../model/lr-schedule.ts'
 import type { Stage, StageInput, StageOutput } from '../model/stage.ts'
+import type { PipelineProfile, ProfileCategory } from './pipeline-profile.ts'
 
 export interface StepRecordOut {
   /** 1-based step number (the swarm step the gradients belonged to, plus one). */
@@ -42,6 +43,8 @@ export interface StageWorkerOptions {
   readonly onStep?: (r: StepRecordOut) => void
   /** Digests of the weights each training computation used (for hop commitments); absent: none. */
   readonly witness?: ParamsWitness
+  /** Where the stage's time goes: compute, optimizer, lock waits, weight digests (pipeline-profile.ts). */
+  readonly profile?: PipelineProfile
 }
 
 /** A training computation's result and the digest of the weights it used ('' without a witness). */
@@ -70,6 +73,8 @@ export class StageWorker {
   private readonly log: Logger
   /** Bumped whenever the parameters may have changed. */
   private version = 0
+  /** ms of the running locked call already timed into other categories (digests, optimizer). */
+  private timedInside = 0
 
   constructor (readonly stage: Stage, private readonly opts: StageWorkerOptions) {
     this.log = (opts.log ?? silentLogger).forComponent('layerswarm:pipeline:stage')
@@ -82,7 +87,7 @@ export class StageWorker {
 
   /** Forward of one microbatch (kept for a backward of the same key). */
   async forward (key: string, input: StageInput): Promise<Witnessed<StageOutput>> {
-    return await this.locked(async () => {
+    return await this.locked('compute', async () => {
       this.lastKey = null
       const out = await this.stage.forward(input)
       this.lastKey = key
@@ -92,7 +97,7 @@ export class StageWorker {
 
   /** Forward only, for evaluation: nothing is kept for backward. */
   async evaluate (input: StageInput): Promise<StageOutput> {
-    return await this.locked(async () => {
+    return await this.locked('compute', async () => {
       this.lastKey = null
       return await this.stage.forward(input)
     })
@@ -100,7 +105,7 @@ export class StageWorker {
 
   /** Backward of `key`: recomputes its forward from `input` when another microbatch ran since. Returns dinput (null on stage 0). */
   async backward (key: string, input: StageInput, dout: Float32Array, tag: BackwardTag): Promise<Witnessed<{ dinput: Float32Array | null }>> {
-    return await this.locked(async () => {
+    return await this.locked('compute', async () => {
       await this.beforeAccumulate(tag)
       if (this.lastKey !== key) {
         this.lastKey = null
@@ -117,7 +122,7 @@ export class StageWorker {
 
   /** Last stage: forward with targets, then backward from the loss, as one unit. */
   async trainLast (input: StageInput, tag: Omit<BackwardTag, 'loss'>): Promise<Witnessed<{ loss: number, count: number, dinput: Float32Array | null }>> {
-    return await this.locked(async () => {
+    return await this.locked('compute', async () => {
       await this.beforeAccumulate(tag)
       this.lastKey = null
       const out = await this.stage.forward(input)
@@ -134,12 +139,12 @@ export class StageWorker {
    * the schedule's rate at `step` (0-based). Nothing accumulated: no update, returns null.
    */
   async step (step: number): Promise<StepRecordOut | null> {
-    return await this.locked(async () => await this.flush(step))
+    return await this.locked('compute', async () => await this.flush(step))
   }
 
   /** Applies what is accumulated (the run ended mid-step). */
   async flushPending (): Promise<StepRecordOut | null> {
-    return await this.locked(async () => await this.flush(this.accStep))
+    return await this.locked('compute', async () => await this.flush(this.accStep))
   }
 
   /**
@@ -148,12 +153,12 @@ export class StageWorker {
    * instead of when the next microbatch happens to arrive here (which may be never, at a run's end).
    */
   async flushThrough (step: number): Promise<StepRecordOut | null> {
-    return await this.locked(async () => this.opts.auto && this.n > 0 && this.accStep <= step ? await this.flush(this.accStep) : null)
+    return await this.locked('compute', async () => this.opts.auto && this.n > 0 && this.accStep <= step ? await this.flush(this.accStep) : null)
   }
 
   /** Runs `fn` with the stage idle (checkpoints, averaging, disposal); a kept forward is dropped, as `fn` may change the parameters. */
   async exclusive<R> (fn: () => Promise<R>): Promise<R> {
-    return await this.locked(async () => {
+    return await this.locked('averaging', async () => {
       try {
         return await fn()
       } finally {
@@ -165,7 +170,20 @@ export class StageWorker {
 
   /** Digest of the current weights (call under the lock); '' without a witness. */
   private async witness (): Promise<string> {
-    return this.opts.witness != null ? await this.opts.witness.capture(this.stage, this.version) : ''
+    if (this.opts.witness == null) return ''
+    const t0 = performance.now()
+    try {
+      return await this.opts.witness.capture(this.stage, this.version)
+    } finally {
+      this.inside('verification', t0)
+    }
+  }
+
+  /** A phase of the running locked call since `t0`, timed into `cat` (and not into the call's own category). */
+  private inside (cat: ProfileCategory, t0: number): void {
+    const ms = performance.now() - t0
+    this.timedInside += ms
+    this.opts.profile?.add(cat, ms)
   }
 
   private async beforeAccumulate (tag: BackwardTag): Promise<void> {
@@ -184,8 +202,10 @@ export class StageWorker {
     if (this.n === 0) return null
     const lr = learningRate(Math.max(0, step), this.opts.schedule)
     const n = this.n
+    const t0 = performance.now()
     const r = await this.stage.update({ lr, gradScale: 1 / n })
     await this.stage.zeroGrad()
+    this.inside('optimizer', t0)
     const rec: StepRecordOut = {
       step: step + 1,
       loss: this.lossN > 0 ? this.lossSum / this.lossN : NaN,
@@ -208,13 +228,21 @@ export class StageWorker {
     return rec
   }
 
-  private async locked<R> (fn: () => Promise<R>): Promise<R> {
+  /** Runs `fn` alone on the stage; its time goes to `cat` (less what it timed inside), the wait for the lock to lockWait. */
+  private async locked<R> (cat: ProfileCategory, fn: () => Promise<R>): Promise<R> {
+    const profile = this.opts.profile
+    const queued = profile?.start() ?? performance.now()
     const timed = async (): Promise<R> => {
       const t0 = performance.now()
+      profile?.add('lockWait', t0 - queued)
+      this.timedInside = 0
       try {
         return await fn()
       } finally {
-        this.busyMs += performance.now() - t0
+        const ms = performance.now() - t0
+        this.busyMs += ms
+        profile?.busyFor(ms)
+        profile?.add(cat, ms - this.timedInside)
       }
     }
     const run = this.tail.then(timed, timed)

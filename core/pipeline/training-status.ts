@@ -6,6 +6,7 @@ import type { StageAssignment } from '../contracts/scheduler.ts'
 import type { AveragingStatus } from './stage-averaging.ts'
 import type { RendezvousStatus } from './rendezvous.ts'
 import type { CurveSnapshot, PipelineCounters } from './pipeline-metrics.ts'
+import type { ProfileSnapshot } from './pipeline-profile.ts'
 
 export type TrainingState = 'starting' | 'waiting-peers' | 'training' | 'done' | 'failed'
 
@@ -39,6 +40,8 @@ export interface TrainingStatus extends PipelineCounters, CurveSnapshot {
   /** This node's part in verification: work ledger, convictions, evidence, validator (core/runtime/node-verification.ts). */
   verification?: Readonly<Record<string, unknown>>
   /** Budget, the served stage's estimate and the process's real peak, bytes (core/runtime/stage-memory.ts MemoryStatus). */
+  /** Where this node's microbatches spent their time, per phase (pipeline-profile.ts). */
+  profile?: ProfileSnapshot
   memory?: { readonly budget: number | null, readonly estimate: number | null, readonly stages: readonly number[], readonly rss: number, readonly peakRss: number }
   error?: string
 }
