@@ -4,7 +4,8 @@
 //   gpt2 (the default; `arch` absent): learned token + position embeddings, pre-LayerNorm blocks,
 //        causal multi-head attention, 4x GELU MLP with biases, final LayerNorm.
 //   llama: token embedding only, pre-RMSNorm blocks, rotary position embeddings on q and k,
-//        SwiGLU MLP of width ffnHidden, no biases, final RMSNorm.
+//        SwiGLU MLP of width ffnHidden, no biases, final RMSNorm; optional grouped-query attention
+//        (nKvHead K/V heads shared by groups of nHead / nKvHead query heads).
 import { ConfigError } from '../errors.ts'
 
 export interface ModelConfig {
@@ -34,6 +35,18 @@ export interface ModelConfig {
    * stay as before) keeps [B,NH,T,T] buffers, 'flash' keeps only [B,NH,T] (layers.ts AttentionMode).
    */
   readonly attention?: 'flash' | 'full'
+  /**
+   * llama only: NKV, the K/V heads of grouped-query attention (divides nHead; each group of
+   * nHead / nKvHead query heads shares one K/V head). Absent means nHead (multi-head attention):
+   * validation drops an explicit nKvHead equal to nHead, so MHA configs and their run ids stay.
+   */
+  readonly nKvHead?: number
+  /**
+   * Activation recomputation: each block keeps only its input from the forward pass and reruns
+   * its forward during backward (same kernels, same inputs: bit-identical gradients) for about
+   * one more forward of compute. Absent means off (validation drops an explicit false).
+   */
+  readonly recompute?: true
 }
 
 export type ModelArch = 'gpt2' | 'llama'
@@ -49,6 +62,11 @@ export function defaultFfnHidden (dModel: number): number {
 
 export function isLlama (c: ModelConfig): boolean {
   return c.arch === 'llama'
+}
+
+/** NKV: the K/V heads of a config (nKvHead, or nHead: multi-head attention). */
+export function kvHeadsOf (c: ModelConfig): number {
+  return c.nKvHead ?? c.nHead
 }
 
 /** H of a llama config (its ffnHidden, or the default rule for an unvalidated object). */
@@ -84,7 +102,9 @@ export const MODEL_PRESETS: Readonly<Record<string, ModelConfig>> = Object.freez
   /** 59,840,640 parameters: 12 blocks 384 wide, 6 heads of 64, SwiGLU 1024. */
   'llama-60m': llamaPreset(12, 6, 384),
   /** 123,818,880 parameters (GPT-2 small's size; 64.3M in the two embeddings): 12 blocks 640 wide, 10 heads of 64, SwiGLU 1728. */
-  'llama-125m': llamaPreset(12, 10, 640)
+  'llama-125m': llamaPreset(12, 10, 640),
+  /** 115,954,560 parameters: llama-125m with grouped-query attention, 2 K/V heads for its 10 query heads (groups of 5). */
+  'llama-125m-gqa': Object.freeze({ ...llamaPreset(12, 10, 640), nKvHead: 2 })
 })
 
 /** A llama preset: BPE vocabulary, context 1024, the default SwiGLU width, head dim C / NH. */
@@ -105,11 +125,12 @@ function llamaPreset (nLayer: number, nHead: number, dModel: number): ModelConfi
 const FIELDS = ['vocabSize', 'blockSize', 'nLayer', 'nHead', 'dModel'] as const
 const LLAMA_FIELDS = ['ffnHidden', 'ropeTheta', 'normEps'] as const
 /** `tiedHead` is accepted only as false: the head is always untied (stage 0 and the last stage differ). */
-const KNOWN = [...FIELDS, 'arch', ...LLAMA_FIELDS, 'tiedHead', 'attention']
+const KNOWN = [...FIELDS, 'arch', ...LLAMA_FIELDS, 'nKvHead', 'tiedHead', 'attention', 'recompute']
 
 /**
  * Checks every field and returns a frozen, normalized copy: gpt2 configs carry exactly the five
- * shape fields (no `arch`; `attention` only when 'flash'), llama configs every llama field with its default filled in. Throws
+ * shape fields (no `arch`; `attention` only when 'flash', `recompute` only when true), llama configs
+ * every llama field with its default filled in (but `nKvHead` only when below nHead). Throws
  * ModelConfigError naming the bad field.
  */
 export function validateModelConfig (input: unknown): ModelConfig {
@@ -142,15 +163,19 @@ export function validateModelConfig (input: unknown): ModelConfig {
   if (obj.attention !== undefined && obj.attention !== 'full' && obj.attention !== 'flash') {
     throw new ModelConfigError(`model config: attention must be "full" or "flash", got ${JSON.stringify(obj.attention)}`)
   }
+  if (obj.recompute !== undefined && typeof obj.recompute !== 'boolean') {
+    throw new ModelConfigError(`model config: recompute must be true or false, got ${JSON.stringify(obj.recompute)}`)
+  }
   const shape = {
     vocabSize: cfg.vocabSize, blockSize: cfg.blockSize, nLayer: cfg.nLayer, nHead: cfg.nHead, dModel: cfg.dModel,
     ...(obj.attention === 'flash' ? { attention: 'flash' as const } : {})
   }
+  const tail = obj.recompute === true ? { recompute: true as const } : {}
   if (arch === 'gpt2') {
-    for (const f of LLAMA_FIELDS) {
+    for (const f of [...LLAMA_FIELDS, 'nKvHead'] as const) {
       if (obj[f] !== undefined) throw new ModelConfigError(`model config: ${f} is a llama field; set "arch": "llama" or remove it`)
     }
-    return Object.freeze(shape)
+    return Object.freeze({ ...shape, ...tail })
   }
   const hd = cfg.dModel / cfg.nHead
   if (hd % 2 !== 0) {
@@ -168,10 +193,15 @@ export function validateModelConfig (input: unknown): ModelConfig {
   if (typeof normEps !== 'number' || !Number.isFinite(normEps) || normEps <= 0 || normEps >= 1) {
     throw new ModelConfigError(`model config: normEps must be a number in (0, 1), got ${JSON.stringify(obj.normEps)}`)
   }
-  return Object.freeze({ arch: 'llama', ...shape, ffnHidden, ropeTheta, normEps })
+  const nKvHead = obj.nKvHead ?? cfg.nHead
+  if (typeof nKvHead !== 'number' || !Number.isSafeInteger(nKvHead) || nKvHead < 1 || cfg.nHead % nKvHead !== 0) {
+    throw new ModelConfigError(`model config: nKvHead must be a positive integer dividing nHead (${cfg.nHead}), got ${JSON.stringify(obj.nKvHead)}`)
+  }
+  const gqa = nKvHead !== cfg.nHead ? { nKvHead } : {}
+  return Object.freeze({ arch: 'llama', ...shape, ffnHidden, ropeTheta, normEps, ...gqa, ...tail })
 }
 
-/** A preset by name (`tiny`, `small`, `gpt2-30m`, `gpt2-124m`, `llama-20m`, `llama-60m`, `llama-125m`). */
+/** A preset by name (`tiny`, `small`, `gpt2-30m`, `gpt2-124m`, `llama-20m`, `llama-60m`, `llama-125m`, `llama-125m-gqa`). */
 export function modelPreset (name: string): ModelConfig {
   const preset = Object.hasOwn(MODEL_PRESETS, name) ? MODEL_PRESETS[name] : undefined
   if (preset == null) {
@@ -203,15 +233,16 @@ export function parseModelConfig (json: string, source = 'model config'): ModelC
  * Total number of parameters of the unsplit model (no bottleneck). The LM head is untied (the
  * embedding and the head live on different stages), so this counts V x C more than GPT-2's own
  * figure; `{ tiedHead: true }` leaves the head out, as GPT-2 (and its 124,439,808) counts.
- * llama: per block 2C (two RMSNorm weights) + 4C^2 (qkv, o) + 3HC (gate|up, down); no position
- * table; final norm C.
+ * llama: per block 2C (two RMSNorm weights) + (C + 2 Ckv) C (q, k, v; Ckv = NKV x C / NH, = C
+ * without grouped-query attention) + C^2 (o) + 3HC (gate|up, down); no position table; final norm C.
  */
 export function countParameters (c: ModelConfig, opts: { tiedHead?: boolean } = {}): number {
   const C = c.dModel
   const head = opts.tiedHead === true ? 0 : c.vocabSize * C
   if (isLlama(c)) {
     const H = ffnHiddenOf(c)
-    return c.vocabSize * C + c.nLayer * (2 * C + 4 * C * C + 3 * H * C) + C + head
+    const Ckv = kvHeadsOf(c) * C / c.nHead
+    return c.vocabSize * C + c.nLayer * (2 * C + (C + 2 * Ckv) * C + C * C + 3 * H * C) + C + head
   }
   const perBlock = 2 * C + (3 * C * C + 3 * C) + (C * C + C) + 2 * C + (4 * C * C + 4 * C) + (4 * C * C + C)
   return c.vocabSize * C + c.blockSize * C + c.nLayer * perBlock + 2 * C + head

@@ -6,17 +6,20 @@
 // block:  x [B,T,C]
 //   ln1 = rmsnorm(x) * w_in                         [B,T,C], rstd [B,T]
 //   qkv = rope(ln1 @ Wqkv^T)                        [B,T,3C], rotated in place (rope is linear:
-//                                                   its backward needs no input)
+//                                                   its backward needs no input); with grouped-query
+//                                                   attention Wqkv [C + 2 Ckv, C] is first expanded
+//                                                   to [3C, C] by repeating K/V heads (gqa.ts)
 //   r2  = x + attn(qkv) @ Wo^T                      causal attention, NH heads (full or flash,
 //                                                   layers.ts' attention helpers)
 //   ln2 = rmsnorm(r2) * w_post                      [B,T,C]
 //   r3  = r2 + swiglu(ln2 @ Wgu^T) @ Wdown^T        gate|up [B,T,2H] -> [B,T,H] -> [B,T,C]
 import type { ComputeBackend, Tensor } from '../contracts/backend.ts'
+import { expandQkvWeight, qkvMatmulBackward, type KvExpansion } from './gqa.ts'
 import { allocAttention, allocAttentionScratch, attentionBackward, attentionForward, type AttentionMode, type Param } from './layers.ts'
 
 export interface LlamaBlockParams {
   attnNorm: Param // [C]
-  qkvw: Param // [3C,C]
+  qkvw: Param // [3C,C]; [C + 2 Ckv, C] with grouped-query attention
   ow: Param // [C,C]
   ffnNorm: Param // [C]
   gateUpw: Param // [2H,C]
@@ -28,6 +31,8 @@ export interface LlamaDims {
   readonly NH: number
   readonly theta: number
   readonly eps: number
+  /** Grouped-query attention's weight expansion (the stage's shared buffers); null or absent: MHA. */
+  readonly kv?: KvExpansion | null
 }
 
 /** Activations one block keeps from forward for backward. */
@@ -92,7 +97,7 @@ export function allocLlamaBlockScratch (be: ComputeBackend, B: number, T: number
 /** x [B,T,C] -> a.residual3 [B,T,C]. */
 export async function llamaBlockForward (be: ComputeBackend, p: LlamaBlockParams, a: LlamaBlockActivations, x: Tensor, d: LlamaDims): Promise<void> {
   await be.rmsnormForward(a.ln1, a.ln1Rstd, x, p.attnNorm.w, d.eps)
-  await be.matmulForward(a.qkv, a.ln1, p.qkvw.w, null)
+  await be.matmulForward(a.qkv, a.ln1, await expandQkvWeight(be, d.kv, p.qkvw), null)
   await be.ropeForward(a.qkv, a.qkv, d.NH, d.theta)
   await attentionForward(be, a, d.NH)
   await be.matmulForward(a.attproj, a.atty, p.ow.w, null)
@@ -126,7 +131,7 @@ export async function llamaBlockBackward (be: ComputeBackend, p: LlamaBlockParam
   await be.fill(s.dqkvRaw, 0)
   await be.ropeBackward(s.dqkvRaw, s.dqkv, d.NH, d.theta)
   await be.fill(s.dln, 0)
-  await be.matmulBackward(s.dln, p.qkvw.g, null, s.dqkvRaw, a.ln1, p.qkvw.w)
+  await qkvMatmulBackward(be, d.kv, p.qkvw, s.dln, s.dqkvRaw, a.ln1)
   await be.copy(dres, s.dres2)
   await be.rmsnormBackward(dres, p.attnNorm.g, s.dln, x, p.attnNorm.w, a.ln1Rstd)
 }

@@ -28,11 +28,16 @@
 // attention 'flash' (config.attention): no [B,NH,T,T] buffers; each block saves lse [B,NH,T] instead
 // of preatt and att, and the scratch has no dpreatt/datt: every 2 B NH T^2 above becomes B NH T (the
 // scratch's is then counted once more than it needs: B NH T floats, noise beside the rest).
-// The activation terms are the GPT-2 blocks' (layers.ts); a llama config gets its own parameter count
-// but the same activation formula until its layout is added here. total = the sum. Reference: test/model-memory.test.ts checks it against hand computations and a
-// measured peak (docs/model.md has the figures).
+// grouped-query attention (llama, nKvHead < nHead): P shrinks by the K/V rows; the stage adds its
+// weight expansion (gqa.ts), 9 C^2 + 5 C floats shared by its blocks.
+// recompute (config.recompute): the blocks share ONE saved set, and each of the other L_s - 1 blocks
+// keeps only its output [B,T,C] (the next block's input): L_s x (saved set) becomes
+// (saved set) + (L_s - 1) BTC.
+// total = the sum. Reference: test/model-memory.test.ts and test/model-recompute.test.ts check it
+// against hand computations and a measured peak (docs/model.md has the figures).
 import { ConfigError } from '../errors.ts'
-import { ffnHiddenOf, isLlama, type ModelConfig } from './config.ts'
+import { ffnHiddenOf, isLlama, kvHeadsOf, type ModelConfig } from './config.ts'
+import { kvExpansionFloats } from './gqa.ts'
 import { numel, stageParamSpecs } from './params.ts'
 import { isFirstStage, isLastStage, stageLayouts, type StageLayout, type StageRange } from './stage-split.ts'
 
@@ -109,9 +114,12 @@ export function estimateStageMemory (config: ModelConfig, layout: StageLayout | 
   const blocks = range.endBlock - range.firstBlock
   const llama = isLlama(config)
   const H = ffnHiddenOf(config)
-  let floats = llama
-    ? blocks * (9 * BT * C + 3 * BT * H + 2 * BT + 2 * att) + 9 * BT * C + 3 * BT * H + 2 * att + BT * C + (first ? 2 * T * C : 0)
-    : blocks * (16 * BT * C + 4 * BT + 2 * att) + 14 * BT * C + 2 * att + BT * C
+  const perBlock = llama ? 9 * BT * C + 3 * BT * H + 2 * BT + 2 * att : 16 * BT * C + 4 * BT + 2 * att
+  let floats = config.recompute === true ? perBlock + (blocks - 1) * BT * C : blocks * perBlock
+  floats += llama
+    ? 9 * BT * C + 3 * BT * H + 2 * att + BT * C + (first ? 2 * T * C : 0)
+    : 14 * BT * C + 2 * att + BT * C
+  if (llama && kvHeadsOf(config) < NH) floats += kvExpansionFloats(C)
   floats += first ? BT + BT * C : BT * (k > 0 ? k : C)
   if (up) floats += BT * C + BT * k + 2 * k * C
   if (down) floats += 2 * BT * k + 2 * k * C

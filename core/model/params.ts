@@ -8,14 +8,15 @@
 //
 // llama (see llamaBlockParamNames) takes HF LlamaForCausalLM's names without the `model.` prefix,
 // with q|k|v fused into one qkv_proj [3C, C] and gate|up into one gate_up_proj [2H, C] (Phi-3's
-// names for the same fusion); no biases, no position table, RMSNorm weights only.
+// names for the same fusion); no biases, no position table, RMSNorm weights only. With grouped-query
+// attention qkv_proj is [C + 2 Ckv, C]: q's C rows, then NKV K heads, then NKV V heads (Ckv = NKV hd).
 //
 // Init is GPT-2's: weights N(0, 0.02), residual output projections (attn.c_proj, mlp.c_proj,
 // bottleneck_up) N(0, 0.02/sqrt(2L)), biases 0, LayerNorm weight 1. Each tensor draws from its own
 // stream seeded by (seed, name), so a stage's init does not depend on how the model was split.
 import type { ComputeBackend, Tensor } from '../contracts/backend.ts'
 import { ShapeError } from '../errors.ts'
-import { ffnHiddenOf, isLlama } from './config.ts'
+import { ffnHiddenOf, isLlama, kvHeadsOf } from './config.ts'
 import { Prng } from './prng.ts'
 import { isFirstStage, isLastStage, type StageLayout } from './stage-split.ts'
 
@@ -115,7 +116,7 @@ export function stageParamSpecs (layout: StageLayout): ParamSpec[] {
     const n = llamaBlockParamNames(i)
     const H = ffnHiddenOf(c)
     add(n.attnNorm, [C], ones, false)
-    add(n.qkvw, [3 * C, C], normal(INIT_STD), true)
+    add(n.qkvw, [C + 2 * kvHeadsOf(c) * (C / c.nHead), C], normal(INIT_STD), true)
     add(n.ow, [C, C], normal(residStd), true)
     add(n.ffnNorm, [C], ones, false)
     add(n.gateUpw, [2 * H, C], normal(INIT_STD), true)

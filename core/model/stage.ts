@@ -8,6 +8,9 @@
 // over backward calls until zeroGrad. Hidden inputs and output gradients are checked finite here
 // too, for callers that do not come through the codecs adapter (GptModel, tests). The config's
 // arch picks the layers: GPT-2's (layers.ts) or Llama's (llama-layers.ts), same boundary API.
+// With config.recompute, the blocks share one set of activations: the forward keeps each block's
+// output (the next block's input) and the backward reruns each block's forward before its backward
+// (the last block's activations are still in place), trading one more forward for memory.
 import type { ComputeBackend, Tensor } from '../contracts/backend.ts'
 import { LayerswarmError, ShapeError } from '../errors.ts'
 // the one NaN/Inf scan (a leaf module: errors and the frame header only)
@@ -24,7 +27,8 @@ import {
   llamaEmbeddingForward, llamaHeadBackward, llamaHeadForward,
   type LlamaBlockActivations, type LlamaBlockParams, type LlamaBlockScratch, type LlamaDims, type LlamaHeadParams
 } from './llama-layers.ts'
-import { ffnHiddenOf, isLlama, LLAMA_NORM_EPS, LLAMA_ROPE_THETA } from './config.ts'
+import { ffnHiddenOf, isLlama, kvHeadsOf, LLAMA_NORM_EPS, LLAMA_ROPE_THETA } from './config.ts'
+import { allocKvExpansion, freeKvExpansion } from './gqa.ts'
 import { AdamW, type AdamWOptions, type StepOptions, type StepResult } from './optimizer.ts'
 import { blockParamNames, bottleneckParamNames, edgeParamNames, llamaBlockParamNames, ParameterSet, stageParamSpecs } from './params.ts'
 import { boundaryWidth, isFirstStage, isLastStage, type StageLayout } from './stage-split.ts'
@@ -75,7 +79,9 @@ interface Activations {
   tokens: Tensor | null // i32 [B,T] (stage 0)
   input: Tensor // [B,T,C] encoded tokens (stage 0) or [B,T,W] received hidden
   upOut: Tensor | null // [B,T,C] after the bottleneck up-projection
-  blocks: Array<BlockActivations | LlamaBlockActivations>
+  blocks: Array<BlockActivations | LlamaBlockActivations> // one per block, or one shared set (recompute)
+  recompute: boolean
+  saved: Tensor[] // recompute: outputs of blocks 0..n-2 [B,T,C] (the next blocks' inputs); else empty
   scratch: BlockScratch | LlamaBlockScratch
   zeroPos: Tensor | null // [T,C] llama stage 0: the encoder's position rows, all zero
   dposSink: Tensor | null // [T,C] llama stage 0: their gradient, discarded
@@ -112,7 +118,10 @@ export class Stage {
     const { range, bottleneck: k, config } = layout
     const C = config.dModel
     const edge = edgeParamNames(isLlama(config))
-    if (isLlama(config)) this.llama = { NH: config.nHead, theta: config.ropeTheta ?? LLAMA_ROPE_THETA, eps: config.normEps ?? LLAMA_NORM_EPS }
+    if (isLlama(config)) {
+      const kv = allocKvExpansion(backend, C, config.nHead, kvHeadsOf(config))
+      this.llama = { NH: config.nHead, theta: config.ropeTheta ?? LLAMA_ROPE_THETA, eps: config.normEps ?? LLAMA_NORM_EPS, kv }
+    }
     if (isFirstStage(layout)) {
       this.wte = P(edge.embed)
       if (edge.pos != null) this.wpe = P(edge.pos)
@@ -153,7 +162,6 @@ export class Stage {
   async forward (input: StageInput): Promise<StageOutput> {
     const { B, T } = input
     const { config } = this.layout
-    const NH = config.nHead
     if (!Number.isSafeInteger(B) || B < 1) throw new ShapeError(`B must be a positive integer, got ${B}`)
     if (!Number.isSafeInteger(T) || T < 1 || T > config.blockSize) throw new ShapeError(`T must be an integer in [1, ${config.blockSize}], got ${T}`)
     this.pending = null
@@ -179,10 +187,11 @@ export class Stage {
     }
 
     let x = a.upOut ?? a.input
-    for (let l = 0; l < a.blocks.length; l++) {
-      if (this.llama != null) await llamaBlockForward(be, this.llamaBlocks[l], a.blocks[l] as LlamaBlockActivations, x, this.llama)
-      else await blockForward(be, this.blocks[l], a.blocks[l] as BlockActivations, x, NH)
-      x = a.blocks[l].residual3
+    const nBlocks = this.layout.range.endBlock - this.layout.range.firstBlock
+    for (let l = 0; l < nBlocks; l++) {
+      await this.blockForward(l, x)
+      if (a.recompute && l < nBlocks - 1) await be.copy(a.saved[l], a.blocks[0].residual3)
+      x = blockOutput(a, l, nBlocks)
     }
 
     if (!this.isLast) {
@@ -229,7 +238,8 @@ export class Stage {
     const { B, T } = a
     const NH = this.layout.config.nHead
     const be = this.backend
-    const last = a.blocks.length > 0 ? a.blocks[a.blocks.length - 1].residual3 : (a.upOut ?? a.input)
+    const nBlocks = this.layout.range.endBlock - this.layout.range.firstBlock
+    const last = blockOutput(a, nBlocks - 1, nBlocks)
 
     // gradient w.r.t. the last block's output into a.dres
     await be.fill(a.dres, 0)
@@ -257,10 +267,12 @@ export class Stage {
       }
     }
 
-    for (let l = a.blocks.length - 1; l >= 0; l--) {
-      const x = l > 0 ? a.blocks[l - 1].residual3 : (a.upOut ?? a.input)
-      if (this.llama != null) await llamaBlockBackward(be, this.llamaBlocks[l], a.blocks[l] as LlamaBlockActivations, a.scratch as LlamaBlockScratch, x, a.dres, this.llama)
-      else await blockBackward(be, this.blocks[l], a.blocks[l] as BlockActivations, a.scratch as BlockScratch, x, a.dres, NH)
+    for (let l = nBlocks - 1; l >= 0; l--) {
+      const x = l > 0 ? blockOutput(a, l - 1, nBlocks) : (a.upOut ?? a.input)
+      if (a.recompute && l < nBlocks - 1) await this.blockForward(l, x) // the shared set holds the last block's
+      const acts = a.blocks[a.recompute ? 0 : l]
+      if (this.llama != null) await llamaBlockBackward(be, this.llamaBlocks[l], acts as LlamaBlockActivations, a.scratch as LlamaBlockScratch, x, a.dres, this.llama)
+      else await blockBackward(be, this.blocks[l], acts as BlockActivations, a.scratch as BlockScratch, x, a.dres, NH)
     }
 
     if (this.isFirst) {
@@ -295,11 +307,20 @@ export class Stage {
     this.freeActivations()
     this.optimizer.free()
     this.params.free()
+    freeKvExpansion(this.backend, this.llama?.kv ?? null)
     for (const p of [this.up, this.down]) {
       if (p == null) continue
       this.backend.free(p.eye)
       this.backend.free(p.weff)
     }
+  }
+
+  /** Block l's forward from x [B,T,C] into its activations (the shared set with recompute). */
+  private async blockForward (l: number, x: Tensor): Promise<void> {
+    const a = this.acts as Activations
+    const acts = a.blocks[a.recompute ? 0 : l]
+    if (this.llama != null) await llamaBlockForward(this.backend, this.llamaBlocks[l], acts as LlamaBlockActivations, x, this.llama)
+    else await blockForward(this.backend, this.blocks[l], acts as BlockActivations, x, this.layout.config.nHead)
   }
 
   private activations (B: number, T: number): Activations {
@@ -313,13 +334,16 @@ export class Stage {
     const H = ffnHiddenOf(config)
     const llama = this.llama != null
     const nBlocks = this.layout.range.endBlock - this.layout.range.firstBlock
+    const recompute = config.recompute === true
     this.acts = {
       B,
       T,
+      recompute,
+      saved: recompute ? Array.from({ length: nBlocks - 1 }, () => be.alloc([B, T, C])) : [],
       tokens: this.isFirst ? be.alloc([B, T], 'i32') : null,
       input: be.alloc(this.isFirst ? [B, T, C] : [B, T, W]),
       upOut: this.up != null ? be.alloc([B, T, C]) : null,
-      blocks: Array.from({ length: nBlocks }, () => llama ? allocLlamaBlockActivations(be, B, T, C, NH, H, config.attention ?? 'full') : allocBlockActivations(be, B, T, C, NH, config.attention ?? 'full')),
+      blocks: Array.from({ length: recompute ? 1 : nBlocks }, () => llama ? allocLlamaBlockActivations(be, B, T, C, NH, H, config.attention ?? 'full') : allocBlockActivations(be, B, T, C, NH, config.attention ?? 'full')),
       scratch: llama ? allocLlamaBlockScratch(be, B, T, C, NH, H, config.attention ?? 'full') : allocBlockScratch(be, B, T, C, NH, config.attention ?? 'full'),
       zeroPos: llama && this.isFirst ? be.alloc([T, C]) : null,
       dposSink: llama && this.isFirst ? be.alloc([T, C]) : null,
@@ -335,12 +359,18 @@ export class Stage {
   private freeActivations (): void {
     const a = this.acts
     if (a == null) return
-    const tensors: Array<Tensor | null> = [a.tokens, a.input, a.upOut, a.dres, a.dinput, a.downOut, a.ddown, a.zeroPos, a.dposSink,
+    const tensors: Array<Tensor | null> = [a.tokens, a.input, a.upOut, a.dres, a.dinput, a.downOut, a.ddown, a.zeroPos, a.dposSink, ...a.saved,
       ...a.blocks.flatMap(b => Object.values(b)), ...Object.values(a.scratch), ...(a.head != null ? Object.values(a.head) : [])]
     for (const t of tensors) if (t != null) this.backend.free(t)
     this.acts = null
     this.pending = null
   }
+}
+
+/** Output [B,T,C] of the stage's block l of n: its own residual3, or with recompute a saved copy (the last block's stays in the shared set). */
+function blockOutput (a: Activations, l: number, n: number): Tensor {
+  if (!a.recompute) return a.blocks[l].residual3
+  return l === n - 1 ? a.blocks[0].residual3 : a.saved[l]
 }
 
 /** Checks length and range [lo, hi) of integer ids; returns how many are >= 0. */
