@@ -11,6 +11,7 @@ import { register as simulate } from './simulate.ts'
 import { register as wallet } from './wallet.ts'
 import { register as chain } from './chain.ts'
 import { register as data } from './data.ts'
+import { register as join } from './join.ts'
 
 export type RegisterCommand = (program: Command) => void
 
@@ -25,5 +26,6 @@ export const commands: RegisterCommand[] = [
   simulate,
   wallet,
   chain,
-  data
+  data,
+  join
 ]
