@@ -5,14 +5,20 @@
 // plugin, loaded by the plugin host as a node loads it), a wire frame, the frame decoder, decode.
 // Settings: none (raw f32), fp16, int8-block, and the learned bottleneck k + int8-block at 32x,
 // 64x and 128x fewer bytes per boundary than f32 (k picked so the ratio is really reached).
+// Beside the bottleneck: bn*-int4 (a bottleneck twice as wide at 4 bits), and sub*-int8/int4, the
+// subspace-constrained boundary (core/codecs/subspace.ts, bench/subspace-chain.ts): the stream
+// minus the token embeddings lives in a fixed k-dim subspace, so only k coordinates cross, both ways.
 // Baseline: the uncompressed run's held-out loss on the same eval batches. Not a test: a run
 // takes minutes (the figures are deterministic on the CPU backend; only times vary with load).
+// A BPE model (vocabulary > 256) without --data trains on the shipped corpus prepared with the
+// gpt2 tokenizer into a temp folder (core/data/prepare.ts), removed at the end.
 //
-//   npx tsx bench/compression-quality.ts [--steps 200] [--model tiny] [--stages 3] [--seed 0] [--batch 8] [--lr 3e-3]
-//     [--eval-batches 64] [--block 256] [--threads N] [--configs fp16,bn32-int8]      (none always runs)
+//   npx tsx bench/compression-quality.ts [--steps 200] [--model tiny|llama-20m] [--data DIR] [--stages 3] [--seed 0]
+//     [--batch 8] [--seq-len T] [--lr 3e-3] [--eval-batches 64] [--block 256] [--threads N] [--configs fp16,bn32-int8]
 import { parseArgs } from 'node:util'
 import os from 'node:os'
-import { readFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type { ComputeBackend } from '../core/contracts/backend.ts'
 import { Tokens } from '../core/contracts/tokens.ts'
@@ -22,7 +28,8 @@ import { resolveBackend } from '../core/node/backend-choice.ts'
 import { PluginHost } from '../core/node/plugin-host.ts'
 import { boundaryCodecs } from '../core/codecs/tensor-codecs.ts'
 import { trainCompressedChain, type ChainTrainResult } from '../core/train/compressed-chain.ts'
-import { corpusData, type TrainData } from '../core/data/index.ts'
+import { corpusData, defaultCorpusPath, loadTrainData, prepareDataset, type TrainData } from '../core/data/index.ts'
+import { trainSubspaceChain } from './subspace-chain.ts'
 import { machineInfo, round } from './report.ts'
 import type { BenchReport, BenchResult } from './report.ts'
 
@@ -31,8 +38,10 @@ export interface QualitySetting {
   readonly name: string
   /** Codec name for activations and for their gradients ('none' = raw f32). */
   readonly codec: string
-  /** Target ratio vs f32 reached with the bottleneck (k chosen from it); 0 = no bottleneck. */
+  /** Target ratio vs f32 reached with the bottleneck or subspace (k chosen from it); 0 = neither. */
   readonly bottleneckRatio: number
+  /** How the boundary narrows to k: the learned bottleneck (default) or the fixed subspace. */
+  readonly method?: 'bottleneck' | 'subspace'
   /** Largest loss increase over `none` that meets the goal, in percent (null: report only). */
   readonly goalPct: number | null
 }
@@ -43,7 +52,13 @@ export const QUALITY_SETTINGS: readonly QualitySetting[] = Object.freeze([
   { name: 'int8-block', codec: 'int8-block', bottleneckRatio: 0, goalPct: 3 },
   { name: 'bn32-int8', codec: 'int8-block', bottleneckRatio: 32, goalPct: 3 },
   { name: 'bn64-int8', codec: 'int8-block', bottleneckRatio: 64, goalPct: 5 },
-  { name: 'bn128-int8', codec: 'int8-block', bottleneckRatio: 128, goalPct: null }
+  { name: 'bn128-int8', codec: 'int8-block', bottleneckRatio: 128, goalPct: 2 },
+  // a twice wider boundary at half the bits: same bytes
+  { name: 'bn128-int4', codec: 'int4-block', bottleneckRatio: 128, goalPct: 2 },
+  { name: 'sub32-int8', codec: 'int8-block', bottleneckRatio: 32, method: 'subspace', goalPct: 3 },
+  { name: 'sub64-int8', codec: 'int8-block', bottleneckRatio: 64, method: 'subspace', goalPct: 5 },
+  { name: 'sub128-int8', codec: 'int8-block', bottleneckRatio: 128, method: 'subspace', goalPct: 2 },
+  { name: 'sub128-int4', codec: 'int4-block', bottleneckRatio: 128, method: 'subspace', goalPct: 2 }
 ])
 
 export interface CompressionQualityOptions {
@@ -64,8 +79,12 @@ export interface CompressionQualityOptions {
   readonly int8BlockSize?: number
   /** Setting names to run (default all); `none` always runs, as the baseline. */
   readonly settings?: readonly string[]
-  /** Training data (default: the shipped corpus, byte tokenizer). */
+  /** Training data (default: the shipped corpus, byte tokenizer; prepared with gpt2 for a BPE model). */
   readonly data?: TrainData
+  /** A prepared shard folder (`layerswarm data prepare`) or text, when `data` is not given. */
+  readonly dataPath?: string
+  /** T, tokens per sequence (default: the model's context). */
+  readonly seqLen?: number
   /** Backend, as --backend takes it (default cpu; core/node/backend-choice.ts), and its threads. */
   readonly backendPlugin?: string
   readonly threads?: number
@@ -77,6 +96,8 @@ export interface CompressionQualityOptions {
 export interface QualityRow {
   readonly name: string
   readonly codec: string
+  /** none, bottleneck (learned, core/model) or subspace (fixed, core/codecs/subspace.ts). */
+  readonly method: 'none' | 'bottleneck' | 'subspace'
   /** k (0 = no bottleneck) and the boundary width W crossing the wire. */
   readonly bottleneck: number
   readonly boundaryWidth: number
@@ -109,12 +130,12 @@ export interface CompressionQualityReport extends BenchReport {
  * Largest k whose int8-block boundary costs at most 4C/ratio bytes per token, counting the block
  * scales (4 bytes per `block` elements) and the codec header over B*T tokens.
  */
-export function bottleneckForRatio (ratio: number, C: number, block: number, tokens: number, rank = 3): number {
+export function bottleneckForRatio (ratio: number, C: number, block: number, tokens: number, rank = 3, bits: 8 | 4 = 8): number {
   const header = 12 + 4 * rank + 4
   const budget = 4 * C / ratio
   for (let k = C; k >= 1; k--) {
     const n = tokens * k
-    const bytes = n + 4 * Math.ceil(n / block) + header
+    const bytes = Math.ceil(n * bits / 8) + 4 * Math.ceil(n / block) + header
     if (bytes / tokens <= budget) return k
   }
   throw new RangeError(`no bottleneck width reaches ${ratio}x on d=${C} with int8 blocks of ${block}`)
@@ -136,7 +157,8 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
   const lr = opts.lr ?? 3e-3
   const block = opts.int8BlockSize ?? 256
   const config = await resolveModel(opts.model)
-  const T = config.blockSize
+  const T = opts.seqLen ?? config.blockSize
+  if (!Number.isSafeInteger(T) || T < 1 || T > config.blockSize) throw new RangeError(`seqLen must be an integer in [1, ${config.blockSize}], got ${T}`)
   const C = config.dModel
   const say = opts.progress ?? (() => {})
   const wanted = opts.settings ?? QUALITY_SETTINGS.map(s => s.name)
@@ -145,6 +167,25 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
 
   let corpusInfo: Record<string, unknown> = {}
   let data = opts.data
+  const cleanup: Array<() => Promise<void> | void> = []
+  let dataPath = opts.dataPath
+  if (data == null && dataPath == null && config.vocabSize > 256) {
+    // a BPE model: the shipped corpus through the gpt2 tokenizer, as `layerswarm data prepare` writes it
+    const dir = await mkdtemp(join(os.tmpdir(), 'lsw-cq-'))
+    cleanup.push(async () => await rm(dir, { recursive: true, force: true }))
+    say(`preparing ${defaultCorpusPath()} with the gpt2 tokenizer into ${dir}`)
+    await prepareDataset({ input: defaultCorpusPath(), out: join(dir, 'data'), tokenizer: 'gpt2' })
+    dataPath = join(dir, 'data')
+  }
+  if (data == null && dataPath != null) {
+    const loaded = await loadTrainData({ path: dataPath, seed })
+    cleanup.push(() => loaded.close())
+    if (loaded.tokenizer.vocabSize > config.vocabSize) throw new RangeError(`the model's vocabulary ${config.vocabSize} is smaller than the ${loaded.tokenizer.name} tokenizer's ${loaded.tokenizer.vocabSize}`)
+    data = loaded.data
+    let unigram: number | null = null
+    try { unigram = loaded.unigramBaseline() } catch { unigram = null }
+    corpusInfo = { path: loaded.path, dataId: loaded.dataId ?? null, tokenizer: loaded.tokenizer.name, trainTokens: loaded.trainTokens, heldOutTokens: loaded.heldOutTokens, unigramEvalLoss: unigram, prepared: opts.dataPath == null }
+  }
   if (data == null) {
     const corpus = await loadCorpus({})
     if (corpus.tokenizer.vocabSize > config.vocabSize) throw new RangeError(`the model's vocabulary ${config.vocabSize} is smaller than the byte tokenizer's 256`)
@@ -172,7 +213,7 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
       let k = 0
       if (s.bottleneckRatio > 0) {
         try {
-          k = bottleneckForRatio(s.bottleneckRatio, C, block, B * T)
+          k = bottleneckForRatio(s.bottleneckRatio, C, block, B * T, 3, s.codec === 'int4-block' ? 4 : 8)
         } catch (err) {
           if (!(err instanceof RangeError)) throw err
           say(`${s.name}: skipped (${err.message})`) // a narrow model cannot reach the ratio with int8
@@ -180,22 +221,23 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
         }
       }
       const codecs = boundaryCodecs({ activation: s.codec, 'activation-grad': s.codec }, host.container)
-      say(`${s.name}: ${s.codec}${k > 0 ? `, bottleneck k=${k}` : ''}, ${steps} steps of B=${B} T=${T}, ${S} stages`)
-      const r: ChainTrainResult = await trainCompressedChain({
+      const subspace = s.method === 'subspace'
+      say(`${s.name}: ${s.codec}${k > 0 ? `, ${subspace ? 'subspace' : 'bottleneck'} k=${k}` : ''}, ${steps} steps of B=${B} T=${T}, ${S} stages`)
+      const common = {
         backend,
         config,
-        data,
+        data: data as TrainData,
         codecs,
         steps,
         stages: S,
-        bottleneck: k,
         batchSize: B,
         seqLen: T,
         schedule: { maxLr: lr, minLr: lr / 10, warmupSteps: Math.max(1, Math.floor(steps / 10)), totalSteps: steps },
         seed,
         evalBatches: opts.evalBatches ?? 64,
-        onStep: (step, loss) => { if (step % Math.max(1, Math.round(steps / 5)) === 0) say(`  ${s.name} step ${step}/${steps} loss ${loss.toFixed(4)}`) }
-      })
+        onStep: (step: number, loss: number) => { if (step % Math.max(1, Math.round(steps / 5)) === 0) say(`  ${s.name} step ${step}/${steps} loss ${loss.toFixed(4)}`) }
+      }
+      const r: ChainTrainResult = subspace ? await trainSubspaceChain({ ...common, k }) : await trainCompressedChain({ ...common, bottleneck: k })
       if (s.name === 'none') baseLoss = r.evalLoss
       const f32 = 4 * C
       const pt = r.perToken
@@ -205,6 +247,7 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
       rows.push({
         name: s.name,
         codec: s.codec,
+        method: k === 0 ? 'none' : s.method ?? 'bottleneck',
         bottleneck: k,
         boundaryWidth: r.boundaryWidth,
         targetRatio: s.bottleneckRatio > 0 ? s.bottleneckRatio : null,
@@ -226,22 +269,23 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
     }
   } finally {
     await host.stop()
+    for (const f of cleanup.reverse()) await f()
   }
 
   const base = rows.find(r => r.name === 'none') as QualityRow
   const f32 = 4 * C
   const results: BenchResult[] = []
   for (const r of rows) {
-    // ratio > 1 is better than the baseline: lower loss, fewer bytes.
+    // ratio = value / baseline: loss ratio (1.02 = +2%), and bytes as a share of f32 (1/128 at 128x)
     results.push(
-      { name: `${r.name}.eval_loss`, value: r.evalLoss, unit: 'nats/token', baseline: { name: 'none.eval_loss', value: base.evalLoss }, ratio: round(base.evalLoss / r.evalLoss, 5) },
-      { name: `${r.name}.loss_increase`, value: r.lossIncreasePct, unit: '%', baseline: r.goalPct != null ? { name: 'goal', value: r.goalPct } : null, ratio: null },
-      { name: `${r.name}.bytes_per_token_fwd`, value: r.bytesPerTokenForward, unit: 'B/token/boundary', baseline: { name: 'f32', value: f32 }, ratio: r.ratioForward },
-      { name: `${r.name}.bytes_per_token_bwd`, value: r.bytesPerTokenBackward, unit: 'B/token/boundary', baseline: { name: 'f32', value: f32 }, ratio: round(f32 / r.bytesPerTokenBackward, 3) },
-      { name: `${r.name}.bytes_per_token_total`, value: r.bytesPerTokenTotal, unit: 'B/token/boundary', baseline: { name: 'f32', value: 2 * f32 }, ratio: r.ratioTotal }
+      { name: `${r.name}.eval_loss`, value: r.evalLoss, unit: 'nats/token', baseline: { name: 'none.eval_loss', value: base.evalLoss }, ratio: round(r.evalLoss / base.evalLoss, 5) },
+      { name: `${r.name}.loss_increase`, value: r.lossIncreasePct, unit: '%', baseline: r.goalPct != null ? { name: 'goal', value: r.goalPct } : null, ratio: r.goalPct != null && r.goalPct !== 0 ? round(r.lossIncreasePct / r.goalPct, 4) : null },
+      { name: `${r.name}.bytes_per_token_fwd`, value: r.bytesPerTokenForward, unit: 'B/token/boundary', baseline: { name: 'f32', value: f32 }, ratio: round(r.bytesPerTokenForward / f32, 6) },
+      { name: `${r.name}.bytes_per_token_bwd`, value: r.bytesPerTokenBackward, unit: 'B/token/boundary', baseline: { name: 'f32', value: f32 }, ratio: round(r.bytesPerTokenBackward / f32, 6) },
+      { name: `${r.name}.bytes_per_token_total`, value: r.bytesPerTokenTotal, unit: 'B/token/boundary', baseline: { name: 'f32', value: 2 * f32 }, ratio: round(r.bytesPerTokenTotal / (2 * f32), 6) }
     )
   }
-  // 128x has no goal, so it is never recommended: its margin is the thinnest and k is tiny.
+  // the most compressed setting within its goal (32x: 3%, 64x: 5%, 128x: 2%)
   const meeting = rows.filter(r => r.meetsGoal === true).sort((a, b) => b.ratioTotal - a.ratioTotal)
   machine.loadAvgEnd = round(os.loadavg()[0], 2)
   return {
@@ -259,6 +303,7 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
       batchSize: B,
       seqLen: T,
       tokens: steps * B * T,
+      settingsRun: rows.map(r => r.name),
       seed,
       lr,
       schedule: `warmup ${Math.max(1, Math.floor(steps / 10))}, cosine to lr/10`,
@@ -281,6 +326,8 @@ if (process.argv[1] != null && import.meta.url === pathToFileURL(process.argv[1]
       stages: { type: 'string' },
       seed: { type: 'string' },
       batch: { type: 'string' },
+      'seq-len': { type: 'string' },
+      data: { type: 'string' },
       lr: { type: 'string' },
       'eval-batches': { type: 'string' },
       block: { type: 'string' },
@@ -295,6 +342,8 @@ if (process.argv[1] != null && import.meta.url === pathToFileURL(process.argv[1]
     stages: num(values.stages),
     seed: num(values.seed),
     batchSize: num(values.batch),
+    seqLen: num(values['seq-len']),
+    dataPath: values.data,
     lr: num(values.lr),
     evalBatches: num(values['eval-batches']),
     int8BlockSize: num(values.block),
