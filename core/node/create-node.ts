@@ -89,6 +89,8 @@ export interface CreateNodeOptions {
   cwd?: string
   /** Inbound bytes in flight, streams and rate limits per peer and node-wide (core/wire/budget.ts); default sized from memory. */
   wireBudget?: Partial<WireBudgetOptions>
+  /** --metrics: libp2p's metrics module (core/metrics/prometheus-exporter.ts libp2pPrometheus), passed to createLibp2p as `metrics`. */
+  libp2pMetrics?: (components: any) => unknown
 }
 
 /** The resolved configuration, bound as Tokens.NodeConfig for plugins. */
@@ -261,7 +263,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     // all-reduce and pipeline transfers mid-stream; dead peers are still found by the transfers' own
     // timeouts and TCP errors.
     connectionMonitor: { pingTimeout: { minTimeout: 30_000, maxTimeout: 120_000 } },
-    services
+    services, metrics: options.libp2pMetrics as never // --metrics only: libp2p's metrics module
   }) as unknown as Libp2p<NodeServices>
 
   const container = rootContainer.createChildContainer()
