@@ -43,7 +43,11 @@ export function kvExpansionRows (C: number, NH: number, NKV: number): Int32Array
 
 /** The expansion buffers for a llama stage with NKV < NH, or null (plain MHA: Wqkv is already [3C, C]). */
 export function allocKvExpansion (be: ComputeBackend, C: number, NH: number, NKV: number): KvExpansion | null {
-  if (NKV === NH) return null
+  return NKV === NH ? null : createKvExpansion(be, C, NH, NKV)
+}
+
+/** The expansion buffers for any NKV dividing NH (NKV = NH gives the identity: tests compare it with MHA). */
+export function createKvExpansion (be: ComputeBackend, C: number, NH: number, NKV: number): KvExpansion {
   return {
     ids: be.upload(kvExpansionRows(C, NH, NKV), [3 * C, 1]),
     zeroRow: be.alloc([1, C]),
