@@ -10,6 +10,7 @@ import { benchCodecs } from '../../bench/codecs.ts'
 import { benchAllreduce } from '../../bench/allreduce.ts'
 import { benchCompressionQuality } from '../../bench/compression-quality.ts'
 import { benchVerify } from '../../bench/verify.ts'
+import { benchTransport } from '../../bench/transport.ts'
 import { formatTable } from '../../bench/report.ts'
 import type { BenchReport } from '../../bench/report.ts'
 import { resolveBackend } from '../../core/node/backend-choice.ts'
@@ -80,6 +81,16 @@ const SUITES: Record<string, Suite> = {
     threads: flags.threads != null ? intFlag('--threads', flags.threads, 0) : undefined,
     progress: line => { if (flags.logLevel !== 'silent') process.stderr.write(line + '\n') }
   }),
+  // A 64 MiB activation to a receiver process: the framed protocol over libp2p (noise, TLS, plaintext) and bare streams vs raw TCP.
+  transport: async flags => {
+    const mb = Number(flags.mb ?? '64')
+    if (flags.mb != null && (flags.mb.trim() === '' || !(Number.isFinite(mb) && mb > 0 && mb <= 1024))) throw new ConfigError(`--mb ${flags.mb}: give the activation's size in MiB in (0, 1024]`)
+    return await benchTransport({
+      mb,
+      reps: intFlag('--reps', flags.reps, 1),
+      log: line => { if (flags.logLevel !== 'silent' && flags.json !== true) process.stderr.write(line + '\n') }
+    })
+  },
   // Byzantine peers in a real swarm: checks until each attack is caught, false convictions, verification's overhead, held-out loss attacked with and without it.
   verify: async flags => await benchVerify({
     quick: flags.quick === true,
@@ -106,7 +117,7 @@ export function register (program: Command): void {
     .option('--allow-software-gpu', 'webgpu: accept a software adapter (llvmpipe); correctness only, not speed')
     .option('--no-f16', 'webgpu: skip the f16-matmul run (made where the adapter has shader-f16)')
     .option('--peers <n>', 'allreduce: peer processes (default 4)')
-    .option('--mb <n>', 'allreduce: MiB of float32 parameters per peer (default 64)')
+    .option('--mb <n>', 'allreduce: MiB of float32 parameters per peer; transport: MiB per activation (default 64)')
     .option('--codec <name>', 'allreduce: codec of the compressed rounds (default int8-block)')
     .option('--quick', 'verify: fewer steps and one overhead pair (about half the time)')
     .option('--json', 'print one JSON object')
