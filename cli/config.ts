@@ -73,6 +73,8 @@ export interface StartFlags {
   checksPerInterval?: string
   /** --max-memory SIZE (512M, 2G): also LAYERSWARM_MAX_MEMORY and the config file's "maxMemory". */
   maxMemory?: string
+  /** --dashboard [HOST:PORT]: true when given without a value (core/dashboard/address.ts parses it). */
+  dashboard?: string | boolean
 }
 
 /** Flags of `start` that configure the training runtime; they go to CreateNodeOptions.runtime over the config file's `runtime`. */

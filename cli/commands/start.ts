@@ -3,8 +3,10 @@
 // (scripts parse it); logs go to stderr. On a signal: bootstrap dialer, control endpoint, plugins
 // (reverse order), connections; exit 0. A second signal forces exit 1 (cli/run-node.ts, shared with join).
 import type { Command } from 'commander'
-import { resolveStartConfig, type StartFlags } from '../config.ts'
-import { chainOption, runNode } from '../run-node.ts'
+import { resolveStartConfig, type StartConfig, type StartFlags } from '../config.ts'
+import { chainOption, runNode, type RunNodeHooks } from '../run-node.ts'
+import { createLogger } from '../../core/logger.ts'
+import { parseDashboardAddress, type DashboardAddress } from '../../core/dashboard/address.ts'
 
 const collect = (value: string, previous?: string[]): string[] => [...(previous ?? []), value]
 
@@ -18,6 +20,7 @@ export function register (program: Command): void {
     .option('--plugins <list>', 'comma-separated plugins: built-in names, ./paths or packages (default: backend-cpu; "" for none)')
     .option('--backend <name>', 'compute backend: cpu, webgpu, a plugin name, or the ./path or package of a backend plugin; loaded, and chosen over other backends in --plugins')
     .option('--data-dir <dir>', 'identity key, lock and control socket (default: ~/.layerswarm)')
+    .option('--dashboard [host:port]', 'serve the live dashboard web page (default 127.0.0.1:7070: this machine only; docs/dashboard.md)')
     .option('--bootstrap-node', 'only serve others: DHT server, gossip, circuit relay server; no training plugins')
     .option('--relay', 'reserve a slot on relays so peers can reach this node behind NAT')
     .option('--psk <file>', 'pre-shared key file (swarm.key format) of a private swarm; overrides the profile\'s')
@@ -71,7 +74,27 @@ export function register (program: Command): void {
 }
 
 export async function runStart (flags: StartFlags): Promise<void> {
-  await runNode(await resolveStartConfig(flags))
+  // a bad --dashboard value exits 2 before anything starts
+  const dashboard = parseDashboardAddress(flags.dashboard)
+  const config = await resolveStartConfig(flags)
+  await runNode(config, dashboard != null ? dashboardHooks(config, dashboard) : {})
+}
+
+/** Opens the dashboard once the node runs (a port in use costs the page, not the node) and prints `dashboard url=URL` on stdout. */
+function dashboardHooks (config: StartConfig, at: DashboardAddress): RunNodeHooks {
+  const logger = createLogger({ level: config.logLevel, format: config.logFormat })
+  return {
+    logger,
+    onRunning: (node, runtime) => {
+      const opening = import('../../core/dashboard/node-dashboard.ts')
+        .then(async m => await m.openNodeDashboard(node, runtime, at, { log: logger }))
+        .then(d => { process.stdout.write(`dashboard url=${d.url}\n`); return d }, err => {
+          logger.forComponent('layerswarm:cli').error('the dashboard did not start; the node runs on', { error: (err as Error).message })
+          return undefined
+        })
+      return async () => { await (await opening)?.close() }
+    }
+  }
 }
 
 // the shared part (cli/run-node.ts) has it now; kept here for callers of this module

@@ -3,3 +3,4 @@ export { startDashboard, type Dashboard, type DashboardOptions } from './server.
 export { nodeSnapshotSource, type NodeSnapshotSourceOptions } from './source.ts'
 export { buildDashboardSnapshot, type DashboardSnapshot, type SnapshotInput, type StatusJson } from './snapshot.ts'
 export { parseDashboardAddress, DashboardListenError, DEFAULT_DASHBOARD_HOST, DEFAULT_DASHBOARD_PORT, type DashboardAddress } from './address.ts'
+export { openNodeDashboard, type NodeDashboardOptions } from './node-dashboard.ts'
