@@ -21,6 +21,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type { ComputeBackend } from '../core/contracts/backend.ts'
+import { ConfigError } from '../core/errors.ts'
 import { Tokens } from '../core/contracts/tokens.ts'
 import { loadCorpus } from '../core/data/index.ts'
 import { modelPreset, parseModelConfig, type ModelConfig } from '../core/model/config.ts'
@@ -158,11 +159,11 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
   const block = opts.int8BlockSize ?? 256
   const config = await resolveModel(opts.model)
   const T = opts.seqLen ?? config.blockSize
-  if (!Number.isSafeInteger(T) || T < 1 || T > config.blockSize) throw new RangeError(`seqLen must be an integer in [1, ${config.blockSize}], got ${T}`)
+  if (!Number.isSafeInteger(T) || T < 1 || T > config.blockSize) throw new ConfigError(`--seq-len must be an integer in [1, ${config.blockSize}], got ${T}`)
   const C = config.dModel
   const say = opts.progress ?? (() => {})
   const wanted = opts.settings ?? QUALITY_SETTINGS.map(s => s.name)
-  for (const n of wanted) if (!QUALITY_SETTINGS.some(s => s.name === n)) throw new RangeError(`unknown setting "${n}" (known: ${QUALITY_SETTINGS.map(s => s.name).join(', ')})`)
+  for (const n of wanted) if (!QUALITY_SETTINGS.some(s => s.name === n)) throw new ConfigError(`unknown setting "${n}" (known: ${QUALITY_SETTINGS.map(s => s.name).join(', ')})`)
   const settings = QUALITY_SETTINGS.filter(s => s.name === 'none' || wanted.includes(s.name))
 
   let corpusInfo: Record<string, unknown> = {}
@@ -180,7 +181,7 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
   if (data == null && dataPath != null) {
     const loaded = await loadTrainData({ path: dataPath, seed })
     cleanup.push(() => loaded.close())
-    if (loaded.tokenizer.vocabSize > config.vocabSize) throw new RangeError(`the model's vocabulary ${config.vocabSize} is smaller than the ${loaded.tokenizer.name} tokenizer's ${loaded.tokenizer.vocabSize}`)
+    if (loaded.tokenizer.vocabSize > config.vocabSize) throw new ConfigError(`the model's vocabulary ${config.vocabSize} is smaller than the ${loaded.tokenizer.name} tokenizer's ${loaded.tokenizer.vocabSize}`)
     data = loaded.data
     let unigram: number | null = null
     try { unigram = loaded.unigramBaseline() } catch { unigram = null }

@@ -36,6 +36,11 @@ interface BenchFlags {
   mb?: string
   codec?: string
   quick?: boolean
+  data?: string
+  seqLen?: string
+  batch?: string
+  evalBatches?: string
+  configs?: string
 }
 
 type Suite = (flags: BenchFlags) => Promise<BenchReport>
@@ -77,6 +82,11 @@ const SUITES: Record<string, Suite> = {
     model: flags.model,
     stages: flags.stages != null ? intFlag('--stages', flags.stages, 2) : undefined,
     seed: flags.seed != null ? intFlag('--seed', flags.seed, 0) : undefined,
+    dataPath: flags.data,
+    seqLen: flags.seqLen != null ? intFlag('--seq-len', flags.seqLen, 1) : undefined,
+    batchSize: flags.batch != null ? intFlag('--batch', flags.batch, 1) : undefined,
+    evalBatches: flags.evalBatches != null ? intFlag('--eval-batches', flags.evalBatches, 1) : undefined,
+    settings: flags.configs?.split(',').map(x => x.trim()).filter(Boolean),
     backendPlugin: flags.backend,
     threads: flags.threads != null ? intFlag('--threads', flags.threads, 0) : undefined,
     progress: line => { if (flags.logLevel !== 'silent') process.stderr.write(line + '\n') }
@@ -114,6 +124,11 @@ export function register (program: Command): void {
     .option('--model <preset|file>', 'compression-quality: model preset or JSON config (default tiny)')
     .option('--stages <n>', 'compression-quality: pipeline stages (default 3)')
     .option('--seed <n>', 'compression-quality: init and data seed (default 0)')
+    .option('--data <dir>', 'compression-quality: prepared token shards (layerswarm data prepare); default: the shipped corpus (prepared with gpt2 for a BPE model)')
+    .option('--seq-len <n>', 'compression-quality: T, tokens per sequence (default: the model context)')
+    .option('--batch <n>', 'compression-quality: B, sequences per step (default 8)')
+    .option('--eval-batches <n>', 'compression-quality: held-out batches of the final eval (default 64)')
+    .option('--configs <list>', 'compression-quality: settings to run besides none, e.g. bn128-int8,sub128-int4 (default all)')
     .option('--allow-software-gpu', 'webgpu: accept a software adapter (llvmpipe); correctness only, not speed')
     .option('--no-f16', 'webgpu: skip the f16-matmul run (made where the adapter has shader-f16)')
     .option('--peers <n>', 'allreduce: peer processes (default 4)')
