@@ -194,6 +194,7 @@ export async function benchTransport (opts: BenchTransportOptions = {}): Promise
     }
     const wall = cases.map(() => [] as number[])
     const cpu = cases.map(() => [] as number[])
+    const cpuSend = cases.map(() => [] as number[])
     const once = async (i: number): Promise<void> => {
       const c0 = process.cpuUsage()
       const r0 = await receiver.cpu()
@@ -204,10 +205,11 @@ export async function benchTransport (opts: BenchTransportOptions = {}): Promise
       const r = await receiver.cpu() - r0
       wall[i].push(ms)
       cpu[i].push((c.user + c.system) / 1e6 + r)
+      cpuSend[i].push((c.user + c.system) / 1e6)
     }
     // warm-up (JIT, yamux windows, TLS session): untimed
     for (let i = 0; i < cases.length; i++) await once(i)
-    for (const xs of [...wall, ...cpu]) xs.length = 0
+    for (const xs of [...wall, ...cpu, ...cpuSend]) xs.length = 0
     for (let r = 0; r < reps; r++) {
       for (let k = 0; k < cases.length; k++) {
         const i = (k + r) % cases.length
@@ -215,6 +217,7 @@ export async function benchTransport (opts: BenchTransportOptions = {}): Promise
       }
       log(`rep ${r + 1}/${reps}: ${cases.map((c, i) => `${c.cpuName} ${(bytes / 1e6 / (wall[i].at(-1)! / 1000)).toFixed(0)}`).join(', ')} MB/s`)
     }
+    log(`CPU s/GB, sender + receiver (medians): ${cases.map((c, i) => `${c.cpuName} ${(median(cpuSend[i]) / (bytes / 1e9)).toFixed(2)} + ${((median(cpu[i]) - median(cpuSend[i])) / (bytes / 1e9)).toFixed(2)}`).join(', ')}`)
     const mbps = wall.map(w => round(bytes / 1e6 / (median(w) / 1000), 1))
     const cpuPerGB = cpu.map(c => round(median(c) / (bytes / 1e9), 3))
     const results: BenchResult[] = []

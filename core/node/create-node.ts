@@ -1,5 +1,5 @@
 // createNode: assembles one layerswarm node: identity (data dir), libp2p (TCP + WebSockets + circuit
-// relay transports, noise, yamux, optional pre-shared key, identify, ping, the network's private
+// relay transports, TLS or noise, yamux, optional pre-shared key, identify, ping, the network's private
 // Kademlia DHT, gossipsub, relay server on bootstrap nodes), the plugin host (tsyringe container), the
 // bootstrap dialer and the local control endpoint; with `chain`, the chain service (core/chain/chain-node.ts:
 // binding, metagraph, bootstrap targets, admission), up right after libp2p. start() brings them up in
@@ -9,7 +9,7 @@ import './websocket-global.ts'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
-import { noise } from '@chainsafe/libp2p-noise'
+import { connectionEncrypters } from './encrypters.ts'
 import { yamux } from '@libp2p/yamux'
 import { identify, type Identify } from '@libp2p/identify'
 import { ping, type Ping } from '@libp2p/ping'
@@ -255,7 +255,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
       announce
     },
     transports: [tcp(), webSockets(), circuitRelayTransport()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: connectionEncrypters(), // TLS first, then noise (encrypters.ts)
     streamMuxers: [yamux()],
     connectionProtector: psk != null ? preSharedKey({ psk }) : undefined,
     // libp2p aborts a connection whose keep-alive ping takes over ~5 s. A volunteer machine busy with
