@@ -12,12 +12,12 @@ import { join } from 'node:path'
 import type { ComputeBackend } from '../contracts/backend.ts'
 import type { ModelConfig } from '../model/config.ts'
 import { countParameters } from '../model/config.ts'
-import type { Corpus } from '../data/index.ts'
+import type { DemoData } from './demo-data.ts'
 import { queryControl } from '../node/control-endpoint.ts'
 import { writeFileAtomic } from '../files.ts'
 import { controlRequest } from './control-client.ts'
 import type { BytesPerToken } from './demo-compression.ts'
-import { averagingLine, buildReport, type DemoAveraging, type KilledNode } from './demo-report.ts'
+import { averagingLine, buildReport, memoryLine, type DemoAveraging, type DemoMemory, type KilledNode } from './demo-report.ts'
 import { SwarmRunError } from './demo-errors.ts'
 import { pause } from '../timers.ts'
 import { bytes, LiveDisplay } from './live-display.ts'
@@ -31,7 +31,8 @@ import { parseTrainingStatus, snapshot, type NodeView, type SwarmSnapshot } from
 export interface DemoOptions {
   readonly settings: DemoSettings
   readonly config: ModelConfig
-  readonly corpus: Corpus
+  /** Text or prepared shards (core/demo/demo-data.ts): the tokenizer, held-out batches, unigram baseline. */
+  readonly corpus: DemoData
   /** Results (model.safetensors, loss.svg, stages/, logs/); created if missing. */
   readonly outDir: string
   readonly reportFile: string
@@ -94,7 +95,9 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
     await writeFile(manifestFile, JSON.stringify(await demoManifest(s), null, 2) + '\n')
     const started = await Promise.allSettled(assignment.map(async (stage, i) => {
       const dir = join(work, names[i])
-      const n = await launcher.start({ name: names[i], args: trainingNodeArgs(s, stage, dir, configFile, boot.addrs[0], manifestFile), logFile: join(logsDir, `${names[i]}.log`) }, o.signal)
+      // the dashboard is the stage-0 node's own (node 0: never the one --kill-at-step kills): the page shows the swarm as a node's gossip sees it
+      const dashboard = i === 0 && s.dashboard != null ? ['--dashboard', s.dashboard] : []
+      const n = await launcher.start({ name: names[i], args: [...trainingNodeArgs(s, stage, dir, configFile, boot.addrs[0], manifestFile), ...dashboard], logFile: join(logsDir, `${names[i]}.log`) }, o.signal)
       const v = viewOf(names[i], stage, n, dir)
       launched.set(v, n)
       display.note(`${names[i].padEnd(4)}  stage ${stage}  pid ${n.pid}  ${n.peerId}`)
@@ -113,10 +116,15 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
     let lastProgress = { step: -1, mb: -1, at: elapsed() }
     let firstStepSeen = false
     let stageZeroDoneAt: number | null = null
+    let dashboardUrl: string | undefined
     let snap: SwarmSnapshot = snapshot(views, s.stages, s.steps, elapsed())
     for (;;) {
       check()
       await pollAll(views, o.signal)
+      if (s.dashboard != null && dashboardUrl == null) {
+        dashboardUrl = await dashboardUrlOf(workers[0], o.signal)
+        if (dashboardUrl != null) display.note(`dashboard: ${dashboardUrl}`)
+      }
       for (const v of workers) {
         const n = launched.get(v) as LaunchedNode
         if (v.alive && n.exit != null) {
@@ -199,6 +207,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
     const ev = await o.withBackend(async backend => await evaluateModel(backend, merged.checkpoint, o.corpus, {
       evalBatches: s.evalBatches,
       batch: s.batch,
+      seqLen: s.seqLen,
       sample: { prompt: o.sample.prompt, tokens: o.sample.tokens, temperature: o.sample.temperature, seed: s.seed }
     }))
     let unigram: number | null = null
@@ -219,7 +228,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
       settings: s,
       config: o.config,
       params: countParameters(o.config),
-      seqLen: o.config.blockSize,
+      seqLen: s.seqLen ?? o.config.blockSize,
       final: snap,
       views,
       seconds,
@@ -244,6 +253,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
       `microbatches: ${snap.microbatchesDone} done, ${snap.microbatchesDropped} dropped, ${snap.microbatchesRetried} retried; sent ${bytes(snap.bytesForward)} forward, ${bytes(snap.bytesBackward)} backward`,
       `boundaries: ${compressionLine(s)}; ${f(bpt.total, 1)} B/token per crossing (${f(bpt.forward, 1)} forward + ${f(bpt.backward, 1)} backward), ${f(ratio.total, 1)}x less than float32`,
       ...(report.averaging != null ? [averagingLine(report.averaging as DemoAveraging)] : []),
+      memoryLine(report.memory as DemoMemory),
       ...(killed != null ? [`killed ${killed.name} (stage ${killed.stage}) at step ${killed.atStep}; the run went on with the other nodes`] : []),
       `model:  ${modelFile}  (layerswarm sample --checkpoint ${modelFile})`,
       `chart:  ${svgFile}`,
@@ -288,6 +298,13 @@ async function pollAll (views: NodeView[], signal?: AbortSignal): Promise<void> 
       // busy or exiting: the exit is noticed through the process itself
     }
   }))
+}
+
+/** The URL of the dashboard a node serves (`dashboard.url` in its status), once it is up. */
+async function dashboardUrlOf (v: NodeView | undefined, signal?: AbortSignal): Promise<string | undefined> {
+  if (v == null || !v.alive) return undefined
+  const st = await queryControl(v.dataDir, '/status', { timeoutMs: 5000, signal }).catch(() => undefined) as { dashboard?: { url?: unknown } } | undefined
+  return typeof st?.dashboard?.url === 'string' ? st.dashboard.url : undefined
 }
 
 /** One node of the stage served by the most live nodes (never the only node of a stage). */
