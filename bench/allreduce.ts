@@ -36,7 +36,9 @@ export interface PeerProcess {
 
 /** Starts one peer process; resolves once its node is up. */
 export async function spawnPeer (cfg: PeerConfig, timeoutMs = 60_000): Promise<PeerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', PEER_SCRIPT, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'] })
+  // LSW_PEER_NODE_ARGS: extra node flags for the peer processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
+  const nodeArgs = (process.env.LSW_PEER_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', PEER_SCRIPT, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'] })
   let stderr = ''
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000)

@@ -26,23 +26,22 @@ import type { PeerTiming } from '../net/peer-timing.ts'
 import { PeerResetError, RemoteError, type FramedStream } from '../wire/index.ts'
 import type { AveragingRole } from '../codecs/tensor-codecs.ts'
 import {
-  checkAverageBounds, checkDeclaredStats, encodeParts, parseReduceResponse, receiveParts, sendParts, shardRanges,
-  shardStats, type ReduceRequest, type ShardStats
+  checkAverageStats, checkDeclaredStatsOf, encodePart, parseReduceResponse, partCount, receiveParts, sendParts, shardRanges,
+  shardStats, StatsAccumulator, type ReduceRequest, type ShardStats
 } from './butterfly.ts'
+import { ShardReducer, type ShardAverage } from './shard-reducer.ts'
 import {
   ContributionLateError, ContributionOutlierError, GroupViewMismatchError, PeerBannedError, RoundMismatchError,
   AveragingProtocolError
 } from './errors.ts'
 import type { Contributors, ExcludedPeer, LostShard, OwnShardReport, ReduceOutcome, RoundContext } from './round-types.ts'
 export type { FaultInjection, ExcludedPeer, LostShard, OwnShardReport, ReduceOutcome, RoundContext } from './round-types.ts'
-import { robustShardMean } from './robust-shard.ts'
 
 /** Longest phase the per-member rule may ask for (ms); the node's own bandwidth rule is not capped. */
 export const PEER_PHASE_CEILING_MS = 600_000
 
 interface OwnerResult {
-  parts: Array<{ codecId: number, bytes: Uint8Array, elements: number }>
-  own: Float32Array
+  average: ShardAverage
   contributors: Array<[number, number, number, number]>
   report: OwnShardReport
   outliers: ExcludedPeer[]
@@ -68,7 +67,11 @@ export class AllReduceRound {
   private ranges: Array<[number, number]> = []
   private contribDeadline = 0
   private resultDeadline = 0
-  private readonly contributions = new Map<number, { weight: number, data: Float32Array }>()
+  /** Members whose contribution to our shard arrived whole and passed the checks. */
+  private readonly contributions = new Set<number>()
+  private reducer: ShardReducer | null = null
+  /** The round's result, this node's values where nothing arrived: results are received straight into it. */
+  private averaged: Float32Array | null = null
   /** Stats each member declared to this node directly (its request to our shard). */
   private readonly declared = new Map<number, ReadonlyArray<readonly [number, number]>>()
   private readonly settled = new Set<number>()
@@ -97,6 +100,12 @@ export class AllReduceRound {
     this.me = members.indexOf(ctx.self)
     this.ranges = shardRanges(data.length, members.length)
     this.myStats = this.ranges.map(([s, e]) => shardStats(data.subarray(s, e)))
+    if (this.me >= 0) {
+      const [s, e] = this.ranges[this.me]
+      // the reference is the data itself in role 'parameter': its norm is already known
+      const refNorm = this.reference === data ? this.myStats[this.me].norm : shardStats(this.reference.subarray(s, e)).norm
+      this.reducer = new ShardReducer(ctx.codecs, this.role, members, this.me, data.subarray(s, e), this.weight, ctx.chunkElements, refNorm, ctx.robust)
+    }
     const readyAt = Date.now()
     const phaseMs = ctx.phaseTimeoutMs ?? phaseDeadlineMs(ctx, members, this.me, data.length)
     this.contribDeadline = readyAt + ctx.joinMs + phaseMs
@@ -130,6 +139,8 @@ export class AllReduceRound {
   async run (): Promise<ReduceOutcome> {
     const { members, ctx } = this
     const tr = Date.now()
+    const averaged = this.data.slice()
+    this.averaged = averaged
     const outcomes = await Promise.all(members.map(async (_, j) => j === this.me ? null : await this.contribute(j).then(v => ({ ok: true as const, ...v }), (err: Error) => ({ ok: false as const, err }))))
     const own = await Promise.race([
       this.result.promise,
@@ -143,9 +154,8 @@ export class AllReduceRound {
     // our shard's average must reach the others before this round lets go of its state
     await Promise.allSettled([...this.serving])
 
-    // assemble and check: a lost or refused shard keeps this node's values
-    const averaged = this.data.slice()
-    averaged.set(own.own, this.ranges[this.me][0])
+    // assemble and check: a lost or refused shard keeps this node's values (results were received in place)
+    averaged.set(own.average.complete(), this.ranges[this.me][0])
     const lostShards: LostShard[] = []
     const excluded: ExcludedPeer[] = []
     for (const [k, err] of this.failures) {
@@ -158,7 +168,10 @@ export class AllReduceRound {
       if (o == null) return
       const [s, e] = this.ranges[j]
       const owner = members[j]
-      const lose = (reason: string): void => { lostShards.push({ shard: j, owner, start: s, end: e, reason }) }
+      const lose = (reason: string): void => {
+        averaged.set(this.data.subarray(s, e), s)
+        lostShards.push({ shard: j, owner, start: s, end: e, reason })
+      }
       if (!o.ok) {
         if (verdictOf(o.err) === 'reject') ctx.penalize(owner, o.err)
         lose(codeOf(o.err))
@@ -182,14 +195,13 @@ export class AllReduceRound {
         return
       }
       try {
-        checkAverageBounds(o.values, inputs, rel)
+        checkAverageStats(o.stats, e - s, inputs, rel)
       } catch (err) {
         ctx.penalize(owner, err as Error)
         excluded.push({ peer: owner, reason: codeOf(err), banned: true })
         lose(codeOf(err))
         return
       }
-      averaged.set(o.values, s)
     })
     return {
       averaged,
@@ -243,13 +255,14 @@ export class AllReduceRound {
       }
     }
     try {
-      const { codecs, faults, chunkElements } = this.ctx
+      const faults = this.ctx.faults
+      const reducer = this.reducer as ShardReducer
+      const done = [...this.contributions]
+      const transform = faults?.result != null ? (avg: Float32Array) => (faults.result as NonNullable<typeof faults.result>)(this.me, avg) : undefined
+      const average = reducer.close(done, transform)
+      const r = average.decision
       const [s, e] = this.ranges[this.me]
-      const inputs: Array<{ idx: number, weight: number, data: Float32Array }> = [{ idx: this.me, weight: this.weight, data: this.data.subarray(s, e) }]
-      for (const [idx, c] of this.contributions) inputs.push({ idx, ...c })
-      inputs.sort((a, b) => a.idx - b.idx)
-      const refNorm = shardStats(this.reference.subarray(s, e)).norm
-      const r = robustShardMean(inputs.map(i => ({ peer: this.members[i.idx], weight: i.weight, data: i.data })), e - s, this.role, refNorm, this.ctx.robust)
+      const refNorm = this.reference === this.data ? this.myStats[this.me].norm : shardStats(this.reference.subarray(s, e)).norm
       const report: OwnShardReport = {
         robust: r.robust,
         medianNorm: r.medianNorm,
@@ -265,24 +278,14 @@ export class AllReduceRound {
         outliers.push({ peer: x.id, reason: 'ERR_AVG_OUTLIER', banned: true, detail })
       }
       // nothing kept (every contribution pointed away from the others' median): the shard keeps our values
-      const used = new Map(r.mean != null ? r.kept.map(k => [k.id, k.weight]) : [[this.ctx.self, this.weight]])
-      let avg = r.mean ?? this.data.slice(s, e)
-      if (faults?.result != null) avg = faults.result(this.me, avg)
-      const parts = encodeParts(codecs, this.role, avg, chunkElements)
-      // keep exactly what the others receive, so every member holds the same bits for this shard
-      const own = new Float32Array(e - s)
-      let at = 0
-      for (const p of parts) {
-        const d = codecs.decodeBytes(this.role, p.codecId, p.bytes)
-        own.set(d, at)
-        at += d.length
-      }
+      const used = new Map(r.kept.length > 0 ? r.kept.map(k => [k.id, k.weight]) : [[this.ctx.self, this.weight]])
+      const inputs = [this.me, ...done].sort((a, b) => a - b)
       // the kept contributions, with the weights the mean used: receivers check the result against their declared stats
-      const contributors = inputs.filter(i => used.has(this.members[i.idx])).map(i => {
-        const st = i.idx === this.me ? this.myStats[this.me] : toStats(this.declared.get(i.idx)?.[this.me]) as ShardStats
-        return [i.idx, used.get(this.members[i.idx]) as number, st.norm, st.maxAbs] as [number, number, number, number]
+      const contributors = inputs.filter(i => used.has(this.members[i])).map(i => {
+        const st = i === this.me ? this.myStats[this.me] : toStats(this.declared.get(i)?.[this.me]) as ShardStats
+        return [i, used.get(this.members[i]) as number, st.norm, st.maxAbs] as [number, number, number, number]
       })
-      this.result.resolve({ parts, own, contributors, report, outliers })
+      this.result.resolve({ average, contributors, report, outliers })
     } catch (err) {
       this.result.reject(err as Error)
     }
@@ -309,13 +312,19 @@ export class AllReduceRound {
     try {
       if (this.closed) throw new ContributionLateError()
       const [s, e] = this.ranges[this.me]
-      const data = await withDeadline(this.contribDeadline - Date.now(), [signal],
-        async contribSignal => await timedReceive(this.ctx.timing, peer, fs, async () => await receiveParts(fs, codecs, req.role, this.stage, req.parts, e - s, contribSignal)))
-      checkDeclaredStats(data, { norm: req.stats[this.me][0], maxAbs: req.stats[this.me][1] }, codecs.relError(req.role))
+      const reducer = this.reducer as ShardReducer
+      // each part is written into the reducer's buffer as it arrives; its stats and the robust
+      // mean's first pass keep up with what every member has sent
+      const stats = new StatsAccumulator()
+      const sink = { out: reducer.open(k, req.weight), onPart: (d: Float32Array, at: number) => { stats.add(d); reducer.progress(k, at + d.length) } }
+      await withDeadline(this.contribDeadline - Date.now(), [signal],
+        async contribSignal => await timedReceive(this.ctx.timing, peer, fs, async () => await receiveParts(fs, codecs, req.role, this.stage, req.parts, e - s, contribSignal, sink)))
+      checkDeclaredStatsOf(stats.stats, e - s, { norm: req.stats[this.me][0], maxAbs: req.stats[this.me][1] }, codecs.relError(req.role))
       if (this.closed) throw new ContributionLateError()
-      this.contributions.set(k, { weight: req.weight, data })
+      this.contributions.add(k)
       this.settle(k)
     } catch (err) {
+      this.reducer?.drop(k)
       this.settle(k, err as Error)
       throw err
     } finally {
@@ -324,14 +333,15 @@ export class AllReduceRound {
     const res = await this.result.promise
     const before = fs.stats.bytesSent
     await withDeadline(this.resultDeadline - Date.now(), [signal], async sendSignal => {
-      await fs.send({ kind: 'response', stage: this.stage, microbatchId: req.round, metadata: { op: 'result', contributors: res.contributors, parts: res.parts.length } }, undefined, { signal: sendSignal })
-      await sendParts(fs, req.role, this.stage, req.round, res.parts, sendSignal)
+      const avg = res.average
+      await fs.send({ kind: 'response', stage: this.stage, microbatchId: req.round, metadata: { op: 'result', contributors: res.contributors, parts: avg.partCount } }, undefined, { signal: sendSignal })
+      await sendParts(fs, req.role, this.stage, req.round, avg.partCount, avg.part, sendSignal)
     })
     this.bytesSent += fs.stats.bytesSent - before
   }
 
   /** Contributor side: our values of shard j to its owner, its average back. */
-  private async contribute (j: number): Promise<{ values: Float32Array, contributors: Contributors }> {
+  private async contribute (j: number): Promise<{ stats: ShardStats, contributors: Contributors }> {
     const { ctx } = this
     const owner = this.members[j]
     if (ctx.bans.isBanned(owner)) throw new PeerBannedError(owner)
@@ -353,8 +363,8 @@ export class AllReduceRound {
       let mine = this.data.subarray(s, e)
       const fault = ctx.faults?.contribution
       if (fault != null) mine = fault(j, mine.slice())
-      // the round checked its own vector before it began; injected faults go out unchecked, as a broken peer's would
-      const parts = encodeParts(ctx.codecs, this.role, mine, ctx.chunkElements, fault == null)
+      // the round checked its own vector before it began (allReduce); injected faults go out unchecked, as a broken peer's would
+      const count = partCount(mine.length, ctx.chunkElements)
       const meta: ReduceRequest = {
         op: 'reduce',
         round: this.round,
@@ -365,14 +375,17 @@ export class AllReduceRound {
         role: this.role,
         weight: this.weight,
         stats: this.myStats.map(st => [st.norm, st.maxAbs] as const),
-        parts: parts.length
+        parts: count
       }
       await fs.send({ kind: 'request', stage: this.stage, microbatchId: this.round, metadata: meta as unknown as Record<string, unknown> }, undefined, { signal })
-      await sendParts(fs, this.role, this.stage, this.round, parts, signal)
+      await sendParts(fs, this.role, this.stage, this.round, count, p => encodePart(ctx.codecs, this.role, mine, ctx.chunkElements, p, false), signal)
       const resp = parseReduceResponse(await fs.expect({ signal }), this.members.length)
-      const values = await timedReceive(ctx.timing, owner, fs, async () => await receiveParts(fs, ctx.codecs, this.role, this.stage, resp.parts, e - s, signal))
+      // the average goes straight into the round's result; run() puts our values back if it is refused
+      const stats = new StatsAccumulator()
+      const sink = { out: (this.averaged as Float32Array).subarray(s, e), onPart: (d: Float32Array) => { stats.add(d) } }
+      await timedReceive(ctx.timing, owner, fs, async () => await receiveParts(fs, ctx.codecs, this.role, this.stage, resp.parts, e - s, signal, sink))
       await fs.close({ signal })
-      return { values, contributors: resp.contributors }
+      return { stats: stats.stats, contributors: resp.contributors }
     } catch (err) {
       if (!(err instanceof RemoteError)) fs.abort(err as Error)
       // an owner that banned us will not contribute to our shard either: stop waiting for it

@@ -60,15 +60,42 @@ export interface ShardStats {
 }
 
 export function shardStats (x: Float32Array): ShardStats {
-  let ss = 0
-  let m = 0
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i]
-    ss += v * v
-    const a = v < 0 ? -v : v
-    if (a > m) m = a
+  return new StatsAccumulator().add(x).stats
+}
+
+/**
+ * Running L2 norm and max |x| over consecutive pieces of one vector (parts as they arrive). Four
+ * float64 lanes: one running sum waits on each add's latency; the order differs from a single sum by
+ * rounding only, which the checks' relative slack covers.
+ */
+export class StatsAccumulator {
+  private s0 = 0
+  private s1 = 0
+  private s2 = 0
+  private s3 = 0
+  private m = 0
+  elements = 0
+
+  add (x: Float32Array): this {
+    let s0 = this.s0; let s1 = this.s1; let s2 = this.s2; let s3 = this.s3
+    let m0 = this.m; let m1 = 0
+    const n = x.length
+    let i = 0
+    for (; i + 4 <= n; i += 4) {
+      const a = x[i]; const b = x[i + 1]; const c = x[i + 2]; const d = x[i + 3]
+      s0 += a * a; s1 += b * b; s2 += c * c; s3 += d * d
+      m0 = Math.max(m0, Math.abs(a), Math.abs(b)); m1 = Math.max(m1, Math.abs(c), Math.abs(d))
+    }
+    for (; i < n; i++) { const a = x[i]; s0 += a * a; m0 = Math.max(m0, Math.abs(a)) }
+    this.s0 = s0; this.s1 = s1; this.s2 = s2; this.s3 = s3
+    this.m = Math.max(m0, m1)
+    this.elements += n
+    return this
   }
-  return { norm: Math.sqrt(ss), maxAbs: m }
+
+  get stats (): ShardStats {
+    return { norm: Math.sqrt((this.s0 + this.s1) + (this.s2 + this.s3)), maxAbs: this.m }
+  }
 }
 
 // ---- messages ---------------------------------------------------------------------------------
@@ -148,37 +175,64 @@ export function parseReduceResponse (frame: Frame, n: number): ReduceResponse {
 
 // ---- moving shards ----------------------------------------------------------------------------
 
+export interface EncodedPart { readonly codecId: number, readonly bytes: Uint8Array, readonly elements: number }
+
 /**
  * Encoded parts of `data` (chunkElements each): the bytes to send, one entry per frame. `checked`
- * false skips the codecs adapter's finite check (fault injection only).
+ * false skips the codecs adapter's finite check (values checked before, or fault injection).
  */
 export function encodeParts (codecs: TensorCodecs<AveragingRole>, role: AveragingRole, data: Float32Array, chunkElements: number,
-  checked = true): Array<{ codecId: number, bytes: Uint8Array, elements: number }> {
-  const out: Array<{ codecId: number, bytes: Uint8Array, elements: number }> = []
-  for (let o = 0; o < data.length; o += chunkElements) {
-    const chunk = data.subarray(o, Math.min(o + chunkElements, data.length))
-    const enc = checked ? codecs.encode(role, chunk) : codecs.encodeUnchecked(role, chunk)
-    out.push({ ...enc, elements: chunk.length })
-  }
+  checked = true): EncodedPart[] {
+  const out: EncodedPart[] = []
+  for (let p = 0; p < partCount(data.length, chunkElements); p++) out.push(encodePart(codecs, role, data, chunkElements, p, checked))
   return out
 }
 
-export async function sendParts (fs: FramedStream, role: AveragingRole, stage: number, round: number,
-  parts: ReadonlyArray<{ codecId: number, bytes: Uint8Array, elements: number }>, signal: AbortSignal): Promise<void> {
-  for (let i = 0; i < parts.length; i++) {
-    const p = parts[i]
+/** Frames a shard of `length` elements takes in parts of `chunkElements`. */
+export function partCount (length: number, chunkElements: number): number {
+  return Math.ceil(length / chunkElements)
+}
+
+/** Part p of `data` in parts of `chunkElements`, encoded. */
+export function encodePart (codecs: TensorCodecs<AveragingRole>, role: AveragingRole, data: Float32Array, chunkElements: number,
+  p: number, checked = true): EncodedPart {
+  const chunk = data.subarray(p * chunkElements, Math.min((p + 1) * chunkElements, data.length))
+  const enc = checked ? codecs.encode(role, chunk) : codecs.encodeUnchecked(role, chunk)
+  return { ...enc, elements: chunk.length }
+}
+
+/**
+ * Sends `count` parts, each produced when its turn comes (`part(i)`): encoding part i+1 waits
+ * behind sending part i, so codec work and the transfer interleave and only one part is held.
+ */
+export async function sendParts (fs: FramedStream, role: AveragingRole, stage: number, round: number, count: number,
+  part: (i: number) => EncodedPart | Promise<EncodedPart>, signal: AbortSignal): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const p = await part(i)
+    signal.throwIfAborted()
     await fs.send({
       kind: shardKind(role), stage, microbatchId: round, codecId: p.codecId, dtype: 'f32', shape: [p.elements],
-      partIndex: i, partCount: parts.length
+      partIndex: i, partCount: count
     }, p.bytes, { signal })
   }
 }
 
-/** Reads `parts` data frames making up exactly `length` elements; every part validated and decoded. */
+/** Where receiveParts puts what it decodes: `out` (the shard's `length` elements), `onPart` after each part. */
+export interface PartSink {
+  readonly out: Float32Array
+  /** Called with each decoded part and its offset, in order (e.g. stats, work on what arrived). */
+  readonly onPart?: (data: Float32Array, at: number) => void
+}
+
+/**
+ * Reads `parts` data frames making up exactly `length` elements; every part validated, decoded and
+ * written into `sink.out` (default: a new array) as it arrives.
+ */
 export async function receiveParts (fs: FramedStream, codecs: TensorCodecs<AveragingRole>, role: AveragingRole, stage: number,
-  parts: number, length: number, signal: AbortSignal): Promise<Float32Array> {
+  parts: number, length: number, signal: AbortSignal, sink?: PartSink): Promise<Float32Array> {
   if ((length === 0) !== (parts === 0) || parts > length) throw new AveragingProtocolError(`${parts} parts cannot carry ${length} elements`)
-  const out = new Float32Array(length)
+  const out = sink?.out ?? new Float32Array(length)
+  if (out.length !== length) throw new ShardSizeError(length, out.length, 'output')
   let at = 0
   for (let i = 0; i < parts; i++) {
     const f = await fs.expect({ signal })
@@ -190,6 +244,7 @@ export async function receiveParts (fs: FramedStream, codecs: TensorCodecs<Avera
     if (at + h.shape[0] > length) throw new ShardSizeError(length, at + h.shape[0])
     const data = codecs.decode(role, f)
     out.set(data, at)
+    sink?.onPart?.(data, at)
     at += data.length
   }
   if (at !== length) throw new ShardSizeError(length, at)
@@ -202,9 +257,13 @@ const REL_SLACK = 1e-5
 
 /** The owner's check of a decoded contribution against what its sender declared. */
 export function checkDeclaredStats (data: Float32Array, declared: ShardStats, rel: number): void {
-  const got = shardStats(data)
+  checkDeclaredStatsOf(shardStats(data), data.length, declared, rel)
+}
+
+/** checkDeclaredStats on the stats of `length` received values. */
+export function checkDeclaredStatsOf (got: ShardStats, length: number, declared: ShardStats, rel: number): void {
   const maxAbsBound = declared.maxAbs * (1 + rel) * (1 + REL_SLACK) + 1e-30
-  const normBound = (declared.norm + Math.sqrt(data.length) * rel * declared.maxAbs) * (1 + REL_SLACK) + 1e-30
+  const normBound = (declared.norm + Math.sqrt(length) * rel * declared.maxAbs) * (1 + REL_SLACK) + 1e-30
   if (got.maxAbs > maxAbsBound) throw new ShardStatsMismatchError(`contribution max |x| ${got.maxAbs} exceeds the declared ${declared.maxAbs}`)
   if (got.norm > normBound) throw new ShardStatsMismatchError(`contribution norm ${got.norm} exceeds the declared ${declared.norm}`)
 }
@@ -215,16 +274,20 @@ export function checkDeclaredStats (data: Float32Array, declared: ShardStats, re
  * contributions and the result both crossed the codec).
  */
 export function checkAverageBounds (avg: Float32Array, inputs: readonly ShardStats[], rel: number): void {
+  checkAverageStats(shardStats(avg), avg.length, inputs, rel)
+}
+
+/** checkAverageBounds on the stats of an averaged shard of `length` values. */
+export function checkAverageStats (got: ShardStats, length: number, inputs: readonly ShardStats[], rel: number): void {
   let maxAbs = 0
   let maxNorm = 0
   for (const s of inputs) {
     if (s.maxAbs > maxAbs) maxAbs = s.maxAbs
     if (s.norm > maxNorm) maxNorm = s.norm
   }
-  const got = shardStats(avg)
   const grow = (1 + rel) * (1 + rel) * (1 + REL_SLACK)
   const maxAbsBound = maxAbs * grow + 1e-30
-  const normBound = (maxNorm + 2 * Math.sqrt(avg.length) * rel * maxAbs * (1 + rel)) * (1 + REL_SLACK) + 1e-30
+  const normBound = (maxNorm + 2 * Math.sqrt(length) * rel * maxAbs * (1 + rel)) * (1 + REL_SLACK) + 1e-30
   if (!(got.maxAbs <= maxAbsBound)) throw new ShardBoundsError(`averaged shard has max |x| ${got.maxAbs}, its inputs allow at most ${maxAbsBound}`)
   if (!(got.norm <= normBound)) throw new ShardBoundsError(`averaged shard has norm ${got.norm}, its inputs allow at most ${normBound}`)
 }
