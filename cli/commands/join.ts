@@ -72,7 +72,9 @@ export async function runJoin (flags: JoinFlags): Promise<void> {
   const startFlags = joinStartFlags(flags)
   const { parseDashboardAddress } = await dashboardModule() ?? {}
   const dashboardAt = flags.dashboard === false ? undefined : parseDashboardAddress?.(flags.dashboard ?? true)
-  await resolveStartConfig(startFlags)
+  const checked = await resolveStartConfig(startFlags)
+  const { loadNetworkProfile } = await import('../../core/node/network-profile.ts')
+  await loadNetworkProfile(checked.node.network as string)
   const out = (line: string): void => { process.stdout.write(line + '\n') }
 
   const ac = new AbortController()
@@ -86,9 +88,10 @@ export async function runJoin (flags: JoinFlags): Promise<void> {
   }
   if (startFlags.maxMemory == null) {
     const { machineMemory, memoryBudget } = await import('../../core/join/memory-budget.ts')
+    const { formatBytes } = await import('../../core/model/memory-estimate.ts')
     const budget = memoryBudget(machineMemory())
     startFlags.maxMemory = budget.flag
-    out(`memory budget: ${budget.flag}B (${budget.why}); the scheduler assigns a stage that fits it`)
+    out(`memory budget: ${formatBytes(budget.bytes)} (${budget.why}); the scheduler assigns a stage that fits it`)
   } else {
     out(`memory budget: ${startFlags.maxMemory} (--max-memory)`)
   }

@@ -67,7 +67,7 @@ export class Narrator {
   event (e: LogEvent): void {
     const f = e.fields
     const stages = this.o.status()?.stages
-    const of = (s: number): string => stages != null ? `stage ${s} of 0..${stages - 1}` : `stage ${s}`
+    const of = (s: number): string => stages != null ? `stage ${s} (stages 0-${stages - 1})` : `stage ${s}`
     if (e.msg === 'joining stage' && typeof f.stage === 'number') {
       this.stage = f.stage
       this.why = joinReason(f.stage, f.throughputs)
@@ -127,7 +127,7 @@ export class Narrator {
       const text = empty.length > 0 ? `waiting for peers: nobody serves stage ${empty.join(', ')} yet` : 'waiting for peers of the other stages'
       if (text !== this.waitingSaid) { this.waitingSaid = text; this.say(text) }
     }
-    if (st.state !== 'training' || st.step === this.lastLine.step) return
+    if (st.state !== 'training' || st.step === 0 || st.step === this.lastLine.step) return
     const dt = (now - this.lastLine.at) / 1000
     const rate = this.lastLine.at > 0 && dt > 0 ? (st.tokens - this.lastLine.tokens) / dt : null
     const text = `step ${int(st.step)}${rate != null ? `, ${int(rate)} tokens/s` : ''}${st.lossLast != null ? `, loss ${st.lossLast.toFixed(2)}` : ''}`
