@@ -11,6 +11,7 @@ import { register as simulate } from './simulate.ts'
 import { register as wallet } from './wallet.ts'
 import { register as chain } from './chain.ts'
 import { register as data } from './data.ts'
+import { register as exportCmd } from './export.ts'
 import { register as join } from './join.ts'
 
 export type RegisterCommand = (program: Command) => void
@@ -27,5 +28,6 @@ export const commands: RegisterCommand[] = [
   wallet,
   chain,
   data,
+  exportCmd,
   join
 ]

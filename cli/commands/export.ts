@@ -1,0 +1,42 @@
+// `layerswarm export --checkpoint FILE --format hf --out DIR`: a whole-model checkpoint as a Hugging
+// Face model directory (core/export/hf.ts). Every bad input is a ConfigError (exit 2): a missing or
+// unreadable checkpoint, an unknown format, an out dir that exists and is not empty.
+import { stat } from 'node:fs/promises'
+import type { Command } from 'commander'
+import { ConfigError, LayerswarmError } from '../../core/errors.ts'
+import { EXPORT_FORMATS, checkExportDir, exportHf, ExportError } from '../../core/export/hf.ts'
+import { loadCheckpoint, type Checkpoint } from '../../core/train/checkpoint.ts'
+import { resolveCheckpointPath } from '../flags.ts'
+
+export interface ExportFlags {
+  checkpoint?: string
+  format?: string
+  out?: string
+}
+
+export function register (program: Command): void {
+  program.command('export')
+    .description('write a whole-model checkpoint as a Hugging Face model directory (config.json + model.safetensors)')
+    .requiredOption('--checkpoint <file|dir>', 'whole-model checkpoint (.safetensors), or the latest in a folder')
+    .option('--format <name>', `output format: ${EXPORT_FORMATS.join(', ')} (transformers' LlamaForCausalLM / GPT2LMHeadModel)`, 'hf')
+    .requiredOption('--out <dir>', 'new or empty directory to write')
+    .action(async (flags: ExportFlags) => { await runExport(flags) })
+}
+
+export async function runExport (flags: ExportFlags): Promise<void> {
+  const format = flags.format ?? 'hf'
+  if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new ConfigError(`--format ${format} is not one of ${EXPORT_FORMATS.join(', ')}`)
+  const out = flags.out as string
+  await checkExportDir(out) // before the (possibly long) read of the checkpoint
+  const given = flags.checkpoint as string
+  if (await stat(given).catch(() => null) == null) throw new ExportError(`--checkpoint ${given} does not exist`)
+  let ckpt: Checkpoint
+  try {
+    ckpt = await loadCheckpoint(await resolveCheckpointPath(given), { optimizer: false })
+  } catch (err) {
+    if (err instanceof ConfigError || !(err instanceof LayerswarmError)) throw err
+    throw new ExportError(`--checkpoint ${given}: ${err.message}`, { cause: err })
+  }
+  const r = await exportHf(ckpt, out)
+  process.stdout.write(`exported ${r.architecture} (${r.parameters} parameters, ${r.tensors} tensors) to ${r.dir}: ${r.files.join(', ')}\n`)
+}
