@@ -16,6 +16,7 @@ import { isPathSpec } from '../core/node/plugin-registry.ts'
 import { isSwarmKeyText } from '../core/node/swarm-key.ts'
 import { withShorthandOptions } from './plugin-flags.ts'
 import { MemorySizeError, parseMemorySize } from '../core/model/memory-estimate.ts'
+import { parseMetricsAddress, type MetricsAddress } from '../core/metrics/metrics-address.ts'
 
 /** Options as commander parses them from the `start` flags. */
 export interface StartFlags {
@@ -73,6 +74,8 @@ export interface StartFlags {
   checksPerInterval?: string
   /** --max-memory SIZE (512M, 2G): also LAYERSWARM_MAX_MEMORY and the config file's "maxMemory". */
   maxMemory?: string
+  /** --metrics HOST:PORT (or PORT: loopback): serve /metrics for Prometheus; also LAYERSWARM_METRICS and the config file's "metrics". */
+  metrics?: string
   /** --dashboard [HOST:PORT]: true when given without a value (core/dashboard/address.ts parses it). */
   dashboard?: string | boolean
 }
@@ -94,6 +97,8 @@ export interface StartConfig {
   configFile?: string
   /** With --chain: the subnet to join and the hotkey to load (cli/commands/start.ts loads it). */
   chain?: ChainConfig
+  /** With --metrics: where the Prometheus endpoint listens (cli/commands/start.ts starts it; core/metrics/prometheus-exporter.ts). */
+  metrics?: MetricsAddress
 }
 
 export interface ChainConfig {
@@ -124,13 +129,14 @@ export const ENV = {
   netuid: 'LAYERSWARM_NETUID',
   wallet: 'LAYERSWARM_WALLET',
   hotkey: 'LAYERSWARM_HOTKEY',
-  maxMemory: 'LAYERSWARM_MAX_MEMORY'
+  maxMemory: 'LAYERSWARM_MAX_MEMORY',
+  metrics: 'LAYERSWARM_METRICS'
 } as const
 
 /** Keys a config file may hold. */
 const FILE_KEYS = new Set([
   'network', 'listen', 'announce', 'bootstrap', 'plugins', 'pluginOptions', 'backend', 'dataDir', 'bootstrapNode',
-  'relay', 'psk', 'logLevel', 'logFormat', 'bootstrapRetry', 'runtime', 'chain', 'netuid', 'wallet', 'hotkey', 'maxMemory'
+  'relay', 'psk', 'logLevel', 'logFormat', 'bootstrapRetry', 'runtime', 'chain', 'netuid', 'wallet', 'hotkey', 'maxMemory', 'metrics'
 ])
 const LOG_LEVELS = 'trace, debug, info, warn, error, silent'
 
@@ -158,6 +164,8 @@ interface Layer {
   hotkey?: string
   /** Text as given (a file's number becomes its text): parsed once, in resolveStartConfig. */
   maxMemory?: string
+  /** HOST:PORT or PORT as given (a file's number becomes its text): parsed once, in resolveStartConfig. */
+  metrics?: string
 }
 
 export async function resolveStartConfig (flags: StartFlags, env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Promise<StartConfig> {
@@ -206,7 +214,9 @@ export async function resolveStartConfig (flags: StartFlags, env: NodeJS.Process
     }
   }
   const chain = chainConfig(pick('chain'), pick('netuid'), pick('wallet'), pick('hotkey'))
-  return { node, logLevel, logFormat, configFile, ...(chain != null ? { chain } : {}) }
+  const metricsText = pick('metrics')
+  const metrics = metricsText == null ? undefined : parseMetricsAddress(metricsText, fromFlags.metrics != null ? '--metrics' : fromEnv.metrics != null ? ENV.metrics : `"metrics" of ${configFile ?? 'the config file'}`)
+  return { node, logLevel, logFormat, configFile, ...(chain != null ? { chain } : {}), ...(metrics != null ? { metrics } : {}) }
 }
 
 // --chain needs --netuid; --netuid, --wallet and --hotkey mean nothing without --chain
@@ -254,7 +264,8 @@ function flagLayer (f: StartFlags, cwd: string): Layer {
     netuid: f.netuid,
     wallet: f.wallet,
     hotkey: f.hotkey,
-    maxMemory: f.maxMemory
+    maxMemory: f.maxMemory,
+    metrics: f.metrics
   }
 }
 
@@ -286,7 +297,8 @@ function envLayer (env: NodeJS.ProcessEnv, cwd: string): Layer {
     netuid: get('netuid'),
     wallet: get('wallet'),
     hotkey: get('hotkey'),
-    maxMemory: get('maxMemory')
+    maxMemory: get('maxMemory'),
+    metrics: get('metrics')
   }
 }
 
@@ -358,6 +370,7 @@ async function fileLayer (file: string): Promise<Layer> {
   }
   if (o.netuid != null && typeof o.netuid !== 'number' && typeof o.netuid !== 'string') throw bad('"netuid" must be an integer')
   if (o.maxMemory != null && typeof o.maxMemory !== 'number' && typeof o.maxMemory !== 'string') throw bad('"maxMemory" must be a size such as "2G" or a number of bytes')
+  if (o.metrics != null && typeof o.metrics !== 'number' && typeof o.metrics !== 'string') throw bad('"metrics" must be "HOST:PORT" or a port number')
   const network = str('network')
   const dataDir = str('dataDir')
   const psk = str('psk')
@@ -382,7 +395,8 @@ async function fileLayer (file: string): Promise<Layer> {
     netuid: o.netuid != null ? String(o.netuid) : undefined,
     wallet: str('wallet'),
     hotkey: str('hotkey'),
-    maxMemory: o.maxMemory != null ? String(o.maxMemory) : undefined
+    maxMemory: o.maxMemory != null ? String(o.maxMemory) : undefined,
+    metrics: o.metrics != null ? String(o.metrics) : undefined
   }
 }
 

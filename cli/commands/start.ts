@@ -20,6 +20,7 @@ export function register (program: Command): void {
     .option('--plugins <list>', 'comma-separated plugins: built-in names, ./paths or packages (default: backend-cpu; "" for none)')
     .option('--backend <name>', 'compute backend: cpu, webgpu, a plugin name, or the ./path or package of a backend plugin; loaded, and chosen over other backends in --plugins')
     .option('--data-dir <dir>', 'identity key, lock and control socket (default: ~/.layerswarm)')
+    .option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT: 127.0.0.1 only; docs/metrics.md)')
     .option('--dashboard [host:port]', 'serve the live dashboard web page (default 127.0.0.1:7070: this machine only; docs/dashboard.md)')
     .option('--bootstrap-node', 'only serve others: DHT server, gossip, circuit relay server; no training plugins')
     .option('--relay', 'reserve a slot on relays so peers can reach this node behind NAT')
@@ -69,7 +70,7 @@ export function register (program: Command): void {
     .addHelpText('after', '\nEnvironment: LAYERSWARM_NETWORK, LAYERSWARM_LISTEN (comma-separated), LAYERSWARM_ANNOUNCE, ' +
       'LAYERSWARM_BOOTSTRAP, LAYERSWARM_PLUGINS, LAYERSWARM_BACKEND, LAYERSWARM_DATA_DIR, LAYERSWARM_BOOTSTRAP_NODE, ' +
       'LAYERSWARM_RELAY, LAYERSWARM_PSK, LAYERSWARM_CONFIG, LAYERSWARM_LOG_LEVEL, LAYERSWARM_LOG_FORMAT, LAYERSWARM_CHAIN, ' +
-      'LAYERSWARM_NETUID, LAYERSWARM_WALLET, LAYERSWARM_HOTKEY, LAYERSWARM_MAX_MEMORY. See docs/node.md and docs/chain.md.')
+      'LAYERSWARM_NETUID, LAYERSWARM_WALLET, LAYERSWARM_HOTKEY, LAYERSWARM_MAX_MEMORY, LAYERSWARM_METRICS. See docs/node.md, docs/chain.md and docs/metrics.md.')
     .action(async (flags: StartFlags) => { await runStart(flags) })
 }
 
@@ -77,7 +78,7 @@ export async function runStart (flags: StartFlags): Promise<void> {
   // a bad --dashboard value exits 2 before anything starts
   const dashboard = parseDashboardAddress(flags.dashboard)
   const config = await resolveStartConfig(flags)
-  await runNode(config, dashboard != null ? dashboardHooks(config, dashboard) : {})
+  await runWithMetrics(config, dashboard != null ? dashboardHooks(config, dashboard) : {})
 }
 
 /** Opens the dashboard once the node runs (a port in use costs the page, not the node) and prints `dashboard url=URL` on stdout. */
@@ -94,6 +95,25 @@ function dashboardHooks (config: StartConfig, at: DashboardAddress): RunNodeHook
         })
       return async () => { await (await opening)?.close() }
     }
+  }
+}
+
+/**
+ * runNode, with --metrics: the Prometheus endpoint binds before the node is created (a bad or busy
+ * address exits 2 at once), gets libp2p's metrics module into the node, reads the node once it runs,
+ * and closes after the node has stopped (core/metrics/node-metrics.ts).
+ */
+async function runWithMetrics (config: Parameters<typeof runNode>[0], hooks: NonNullable<Parameters<typeof runNode>[1]>): Promise<void> {
+  if (config.metrics == null) return await runNode(config, hooks)
+  const { openNodeMetrics } = await import('../../core/metrics/node-metrics.ts')
+  const metrics = await openNodeMetrics(config.metrics, { log: hooks.logger, logLevel: config.logLevel, logFormat: config.logFormat })
+  try {
+    await runNode({ ...config, node: { ...config.node, libp2pMetrics: metrics.libp2pMetrics } }, {
+      ...hooks,
+      onRunning: (node, runtime) => { metrics.attach(node, runtime); return hooks.onRunning?.(node, runtime) }
+    })
+  } finally {
+    await metrics.close()
   }
 }
 
