@@ -11,6 +11,7 @@ import { benchAllreduce } from '../../bench/allreduce.ts'
 import { benchCompressionQuality } from '../../bench/compression-quality.ts'
 import { benchVerify } from '../../bench/verify.ts'
 import { benchTransport } from '../../bench/transport.ts'
+import { benchSwarm } from '../../bench/swarm.ts'
 import { formatTable } from '../../bench/report.ts'
 import type { BenchReport } from '../../bench/report.ts'
 import { resolveBackend } from '../../core/node/backend-choice.ts'
@@ -41,6 +42,8 @@ interface BenchFlags {
   batch?: string
   evalBatches?: string
   configs?: string
+  microbatches?: string
+  pin: boolean
 }
 
 type Suite = (flags: BenchFlags) => Promise<BenchReport>
@@ -101,6 +104,19 @@ const SUITES: Record<string, Suite> = {
       log: line => { if (flags.logLevel !== 'silent' && flags.json !== true) process.stderr.write(line + '\n') }
     })
   },
+  // The same model and tokens trained by `train --local` on every core and by a swarm of one process per stage: tokens/s, held-out loss, per-stage profile.
+  swarm: async flags => await benchSwarm({
+    stages: flags.stages != null ? intFlag('--stages', flags.stages, 2) : undefined,
+    steps: flags.steps != null ? intFlag('--steps', flags.steps, 1) : undefined,
+    model: flags.model,
+    seed: flags.seed != null ? intFlag('--seed', flags.seed, 0) : undefined,
+    batch: flags.batch != null ? intFlag('--batch', flags.batch, 1) : undefined,
+    microbatches: flags.microbatches != null ? intFlag('--microbatches', flags.microbatches, 1) : undefined,
+    evalBatches: flags.evalBatches != null ? intFlag('--eval-batches', flags.evalBatches, 1) : undefined,
+    codec: flags.codec,
+    pin: flags.pin,
+    progress: line => { if (flags.logLevel !== 'silent') process.stderr.write(line + '\n') }
+  }),
   // Byzantine peers in a real swarm: checks until each attack is caught, false convictions, verification's overhead, held-out loss attacked with and without it.
   verify: async flags => await benchVerify({
     quick: flags.quick === true,
@@ -133,7 +149,9 @@ export function register (program: Command): void {
     .option('--no-f16', 'webgpu: skip the f16-matmul run (made where the adapter has shader-f16)')
     .option('--peers <n>', 'allreduce: peer processes (default 4)')
     .option('--mb <n>', 'allreduce: MiB of float32 parameters per peer; transport: MiB per activation (default 64)')
-    .option('--codec <name>', 'allreduce: codec of the compressed rounds (default int8-block)')
+    .option('--codec <name>', 'allreduce: codec of the compressed rounds (default int8-block); swarm: none turns off the default boundary compression')
+    .option('--microbatches <m>', 'swarm: microbatches per optimizer step, all in flight in the swarm (default 8)')
+    .option('--no-pin', 'swarm: do not pin each stage process to its own core')
     .option('--quick', 'verify: fewer steps and one overhead pair (about half the time)')
     .option('--json', 'print one JSON object')
     .option('--log-level <level>', 'trace, debug, info, warn, error or silent (default: info; warn with --json)')
