@@ -7,7 +7,10 @@ import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Command } from 'commander'
-import { loadCorpus } from '../../core/data/index.ts'
+import { loadDemoData } from '../../core/demo/demo-data.ts'
+import { demoMemoryPlan } from '../../core/demo/swarm-plan.ts'
+import { parseMemorySize } from '../../core/model/memory-estimate.ts'
+import { TOKENIZER_NAMES } from '../../core/data/tokenizer.ts'
 import { DemoConfigError } from '../../core/demo/demo-errors.ts'
 import { DemoInterruptedError, runDemo } from '../../core/demo/run-demo.ts'
 import type { DemoSettings } from '../../core/demo/swarm-plan.ts'
@@ -50,6 +53,9 @@ export interface DemoFlags {
   gradCodec?: string
   bottleneck?: string
   averageEvery?: string
+  maxMemory?: string
+  tokenizer?: string
+  seqLen?: string
   /** --dashboard [HOST:PORT]: true without a value. */
   dashboard?: string | boolean
 }
@@ -103,7 +109,10 @@ export function register (program: Command): void {
     .option('--average-every <n>', 'nodes of a doubled stage average their weights every n optimizer steps (0: off)', d.averageEvery)
     .option('--kill-at-step <n>', 'kill -9 one node of a doubled stage at this step, to watch the swarm route around it (0: never)', d.killAtStep)
     .option('--dashboard [host:port]', 'serve the live dashboard web page from the stage-0 node (default 127.0.0.1:7070; docs/dashboard.md)')
-    .option('--data <path>', 'training text (file or folder; default: the shipped corpus)')
+    .option('--data <path>', 'training text (file or folder) or a prepared token folder (layerswarm data prepare); default: the shipped corpus')
+    .option('--tokenizer <name>', 'tokenizer of text data: byte or gpt2 (default byte; a prepared folder names its own)')
+    .option('--seq-len <n>', 'T, tokens per sequence (default: the model\'s context)')
+    .option('--max-memory <size>', 'every node\'s memory budget, e.g. 1536M or 2G: each stage must fit it; the report shows it against the whole model\'s estimate and each node\'s peak RSS')
     .option('--prompt <text>', 'prompt of the sample printed at the end', d.prompt)
     .option('--sample-tokens <n>', 'tokens to sample at the end (0: none)', d.sampleTokens)
     .option('--temperature <x>', 'sampling temperature (0: greedy)', d.temperature)
@@ -156,6 +165,9 @@ export async function demoSettings (flags: DemoFlags, cwd = process.cwd()): Prom
       killAtStep,
       averageEvery: intFlag('--average-every', flags.averageEvery ?? d.averageEvery, 0),
       data,
+      ...(flags.maxMemory != null ? { maxMemory: memorySize(flags.maxMemory) } : {}),
+      ...(flags.tokenizer != null ? { tokenizer: tokenizerName(flags.tokenizer) } : {}),
+      ...(flags.seqLen != null ? { seqLen: intFlag('--seq-len', flags.seqLen, 1) } : {}),
       ...compression,
       ...(dashboard != null ? { dashboard: `${dashboard.host.includes(':') ? `[${dashboard.host}]` : dashboard.host}:${dashboard.port}` } : {})
     }
@@ -194,14 +206,22 @@ export async function runDemoCommand (flags: DemoFlags): Promise<void> {
   const temperature = numFlag('--temperature', flags.temperature ?? d.temperature, 0)
   const stallS = intFlag('--stall-timeout', flags.stallTimeout ?? d.stallTimeout, 10)
   // the corpus gives the vocabulary size of a preset, the held-out split and the unigram baseline
-  const corpus = await loadCorpus({ path: settings.data, tokenizer: 'byte' })
+  const corpus = await loadDemoData(settings.data, settings.tokenizer, settings.seed)
   const config = await resolveModelConfig(modelSpec, corpus.tokenizer.vocabSize)
+  const T = settings.seqLen ?? config.blockSize
+  if (T > config.blockSize) throw new DemoConfigError(`--seq-len ${T} is longer than the model's context ${config.blockSize}`)
+  // every stage within the budget (a node would refuse its stage at start); the report sets it against the whole model
+  const memory = demoMemoryPlan(settings, config)
+  if (memory.budget != null) {
+    const mib = (b: number): string => `${(b / 2 ** 20).toFixed(0)} MiB`
+    process.stderr.write(`memory: budget ${mib(memory.budget)} per node; stage estimates ${memory.stages.map(mib).join(', ')}; the whole model ${mib(memory.wholeModel)}${memory.budget < memory.wholeModel ? ' (no node could hold it)' : ''}\n`)
+  }
   if (settings.bottleneck != null && settings.bottleneck >= config.dModel) {
     throw new DemoConfigError(`--bottleneck ${settings.bottleneck} must be below the model width ${config.dModel} (it narrows the boundary from ${config.dModel} to k)`)
   }
   if (settings.stages > config.nLayer) throw new DemoConfigError(`--stages ${settings.stages} is more than the model's ${config.nLayer} layers; each stage needs at least one block`)
-  if (corpus.stats.trainTokens < config.blockSize + 1) {
-    throw new DemoConfigError(`the training text ${corpus.stats.path} has ${corpus.stats.trainTokens} tokens, fewer than one window of ${config.blockSize + 1}; give more text with --data`)
+  if (corpus.stats.trainTokens < T + 1) {
+    throw new DemoConfigError(`the training text ${corpus.stats.path} has ${corpus.stats.trainTokens} tokens, fewer than one window of ${T + 1}; give more text with --data`)
   }
   const outDir = resolve(flags.out ?? d.out)
   const reportFile = resolve(flags.report ?? resolve(outDir, 'report.json'))
@@ -247,7 +267,21 @@ export async function runDemoCommand (flags: DemoFlags): Promise<void> {
   } finally {
     process.off('SIGINT', onSignal)
     process.off('SIGTERM', onSignal)
+    corpus.close()
   }
+}
+
+function memorySize (v: string): number {
+  try {
+    return parseMemorySize(v)
+  } catch (err) {
+    throw new DemoConfigError(`--max-memory ${JSON.stringify(v)}: ${(err as Error).message}`)
+  }
+}
+
+function tokenizerName (v: string): string {
+  if (!(TOKENIZER_NAMES as readonly string[]).includes(v)) throw new DemoConfigError(`--tokenizer ${v} is not a tokenizer; use one of ${TOKENIZER_NAMES.join(', ')}`)
+  return v
 }
 
 function positive (name: string, v: string): number {

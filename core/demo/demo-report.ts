@@ -3,7 +3,7 @@
 // the assembled model.
 import type { ModelConfig } from '../model/config.ts'
 import { boundaryFigures, type BytesPerToken } from './demo-compression.ts'
-import type { DemoSettings } from './swarm-plan.ts'
+import { demoMemoryPlan, type DemoSettings } from './swarm-plan.ts'
 import type { NodeView, SwarmSnapshot } from './swarm-view.ts'
 
 export interface KilledNode { readonly name: string, readonly stage: number, readonly pid: number, readonly atStep: number }
@@ -95,8 +95,13 @@ export function buildReport (r: ReportInput): Record<string, unknown> {
       codecs: v.training?.codecs ?? null,
       bottleneck: v.training?.bottleneck ?? null,
       loss_last: v.training?.lossLast ?? null,
-      averaging_rounds: v.training?.averaging?.rounds ?? null
+      averaging_rounds: v.training?.averaging?.rounds ?? null,
+      // measured: the node process's RSS high-water mark (getrusage maxrss), against its stage's estimate and its budget
+      memory_budget: v.training?.memory?.budget ?? null,
+      memory_estimate: v.training?.memory?.estimate ?? null,
+      peak_rss: v.training?.memory?.peakRss ?? null
     })),
+    memory: memoryReport(r.settings, r.config, r.views),
     checkpoint: r.files.checkpoint,
     stage_checkpoints: r.files.stageCheckpoints,
     loss_curve_svg: r.files.lossCurveSvg,
@@ -104,6 +109,38 @@ export function buildReport (r: ReportInput): Record<string, unknown> {
     loss_curve: downsample(f.lossCurve, 100),
     sample: r.sample
   }
+}
+
+/** `memory` in the report: the budget and the whole model's estimate beside every node's measured peak (bytes). */
+export interface DemoMemory {
+  budget: number | null
+  whole_model_estimate: number
+  stage_estimates: number[]
+  /** Every node's budget is below what training the whole model would take. */
+  no_node_holds_the_model: boolean | null
+  peak_rss_max: number | null
+  per_node: Array<{ name: string, stage: number, estimate: number | null, peak_rss: number | null }>
+}
+
+export function memoryReport (s: DemoSettings, config: ModelConfig, views: readonly NodeView[]): DemoMemory {
+  const plan = demoMemoryPlan(s, config, false)
+  const per = views.filter(v => v.stage != null).map(v => ({ name: v.name, stage: v.stage as number, estimate: v.training?.memory?.estimate ?? plan.stages[v.stage as number] ?? null, peak_rss: v.training?.memory?.peakRss ?? null }))
+  const peaks = per.map(p => p.peak_rss).filter((x): x is number => x != null)
+  return {
+    budget: plan.budget,
+    whole_model_estimate: plan.wholeModel,
+    stage_estimates: plan.stages,
+    no_node_holds_the_model: plan.budget != null ? plan.budget < plan.wholeModel : null,
+    peak_rss_max: peaks.length > 0 ? Math.max(...peaks) : null,
+    per_node: per
+  }
+}
+
+/** "memory: budget 1.5 GiB per node, whole model 3.9 GiB; peak RSS s0 1.1 GiB, s1 0.9 GiB" */
+export function memoryLine (m: DemoMemory): string {
+  const gib = (b: number | null): string => b != null ? `${(b / 2 ** 30).toFixed(2)} GiB` : '--'
+  return `memory: ${m.budget != null ? `budget ${gib(m.budget)} per node` : 'no budget'}, whole model ${gib(m.whole_model_estimate)} (estimate); ` +
+    `peak RSS ${m.per_node.map(p => `${p.name} ${gib(p.peak_rss)} (est. ${gib(p.estimate)})`).join(', ')}`
 }
 
 function roundAll (o: BytesPerToken, digits: number): BytesPerToken {

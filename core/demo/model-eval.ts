@@ -1,16 +1,18 @@
 // What the demo does with the assembled model, in its own process: the held-out loss (the same
 // batches, in the same order, as `train --local`'s eval, so the figures compare) and a text sample.
 import type { ComputeBackend } from '../contracts/backend.ts'
-import type { Corpus } from '../data/index.ts'
+import type { DemoData } from './demo-data.ts'
 import type { Tokenizer } from '../data/tokenizer.ts'
 import { generate } from '../model/generate.ts'
 import { GptModel } from '../model/gpt.ts'
 import type { Checkpoint } from '../train/checkpoint.ts'
 
 export interface ModelEvalOptions {
-  /** Held-out batches of B x blockSize tokens (capped by what the split holds). */
+  /** Held-out batches of B x T tokens (capped by what the split holds). */
   readonly evalBatches: number
   readonly batch: number
+  /** T of the eval batches (default: the model's context). */
+  readonly seqLen?: number
   readonly sample: { readonly prompt: string, readonly tokens: number, readonly temperature: number, readonly seed: number }
 }
 
@@ -22,15 +24,15 @@ export interface ModelEvalResult {
   readonly sample: string
 }
 
-export async function evaluateModel (backend: ComputeBackend, ck: Checkpoint, corpus: Corpus, opts: ModelEvalOptions): Promise<ModelEvalResult> {
+export async function evaluateModel (backend: ComputeBackend, ck: Checkpoint, corpus: Pick<DemoData, 'heldOut' | 'tokenizer'>, opts: ModelEvalOptions): Promise<ModelEvalResult> {
   const model = new GptModel(backend, ck.config, { stages: ck.layout.stages, bottleneck: ck.layout.bottleneck, params: ck.params })
   try {
     const B = opts.batch
-    const T = ck.config.blockSize
+    const T = opts.seqLen ?? ck.config.blockSize
     const n = Math.min(opts.evalBatches, corpus.heldOut.evalBatchCount(B, T))
     let sum = 0
     for (let i = 0; i < n; i++) {
-      const b = corpus.heldOut.evalBatch(i, B, T)
+      const b = await corpus.heldOut.evalBatch(i, B, T)
       sum += await model.forward(b.inputs, B, T, b.targets) as number
     }
     const tok = corpus.tokenizer

@@ -12,12 +12,12 @@ import { join } from 'node:path'
 import type { ComputeBackend } from '../contracts/backend.ts'
 import type { ModelConfig } from '../model/config.ts'
 import { countParameters } from '../model/config.ts'
-import type { Corpus } from '../data/index.ts'
+import type { DemoData } from './demo-data.ts'
 import { queryControl } from '../node/control-endpoint.ts'
 import { writeFileAtomic } from '../files.ts'
 import { controlRequest } from './control-client.ts'
 import type { BytesPerToken } from './demo-compression.ts'
-import { averagingLine, buildReport, type DemoAveraging, type KilledNode } from './demo-report.ts'
+import { averagingLine, buildReport, memoryLine, type DemoAveraging, type DemoMemory, type KilledNode } from './demo-report.ts'
 import { SwarmRunError } from './demo-errors.ts'
 import { pause } from '../timers.ts'
 import { bytes, LiveDisplay } from './live-display.ts'
@@ -31,7 +31,8 @@ import { parseTrainingStatus, snapshot, type NodeView, type SwarmSnapshot } from
 export interface DemoOptions {
   readonly settings: DemoSettings
   readonly config: ModelConfig
-  readonly corpus: Corpus
+  /** Text or prepared shards (core/demo/demo-data.ts): the tokenizer, held-out batches, unigram baseline. */
+  readonly corpus: DemoData
   /** Results (model.safetensors, loss.svg, stages/, logs/); created if missing. */
   readonly outDir: string
   readonly reportFile: string
@@ -206,6 +207,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
     const ev = await o.withBackend(async backend => await evaluateModel(backend, merged.checkpoint, o.corpus, {
       evalBatches: s.evalBatches,
       batch: s.batch,
+      seqLen: s.seqLen,
       sample: { prompt: o.sample.prompt, tokens: o.sample.tokens, temperature: o.sample.temperature, seed: s.seed }
     }))
     let unigram: number | null = null
@@ -226,7 +228,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
       settings: s,
       config: o.config,
       params: countParameters(o.config),
-      seqLen: o.config.blockSize,
+      seqLen: s.seqLen ?? o.config.blockSize,
       final: snap,
       views,
       seconds,
@@ -251,6 +253,7 @@ export async function runDemo (o: DemoOptions): Promise<Record<string, unknown>>
       `microbatches: ${snap.microbatchesDone} done, ${snap.microbatchesDropped} dropped, ${snap.microbatchesRetried} retried; sent ${bytes(snap.bytesForward)} forward, ${bytes(snap.bytesBackward)} backward`,
       `boundaries: ${compressionLine(s)}; ${f(bpt.total, 1)} B/token per crossing (${f(bpt.forward, 1)} forward + ${f(bpt.backward, 1)} backward), ${f(ratio.total, 1)}x less than float32`,
       ...(report.averaging != null ? [averagingLine(report.averaging as DemoAveraging)] : []),
+      memoryLine(report.memory as DemoMemory),
       ...(killed != null ? [`killed ${killed.name} (stage ${killed.stage}) at step ${killed.atStep}; the run went on with the other nodes`] : []),
       `model:  ${modelFile}  (layerswarm sample --checkpoint ${modelFile})`,
       `chart:  ${svgFile}`,

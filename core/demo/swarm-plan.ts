@@ -5,6 +5,10 @@ import { validateModelConfig } from '../model/config.ts'
 import { validateManifest, type RunManifest } from '../run/manifest.ts'
 import { buildManifest, parseTrainingOptions } from '../runtime/training-runtime.ts'
 import { backendSpec } from '../node/backend-choice.ts'
+import { estimateStageMemory, stageMemoryTotals } from '../model/memory-estimate.ts'
+import { wholeModelLayout } from '../model/stage-split.ts'
+import type { ModelConfig } from '../model/config.ts'
+import { DemoConfigError } from './demo-errors.ts'
 
 /** Settings of a demo run, validated by the CLI. */
 export interface DemoSettings {
@@ -44,7 +48,41 @@ export interface DemoSettings {
   readonly gradCodec: string
   /** k of the learned bottleneck at every boundary, or null for none. */
   readonly bottleneck: number | null
+  /** Every node's --max-memory, bytes (undefined: no budget). */
+  readonly maxMemory?: number
+  /** Tokenizer of text data (byte, gpt2); a prepared folder names its own. Undefined: the nodes' default (byte). */
+  readonly tokenizer?: string
+  /** T, tokens per sequence (undefined: the model's context). */
+  readonly seqLen?: number
 }
+
+/** The demo's memory figures: what each stage and the whole model would need to train (bytes). */
+export interface DemoMemoryPlan {
+  readonly budget: number | null
+  /** The unsplit model's training estimate at the run's B and T (core/model/memory-estimate.ts). */
+  readonly wholeModel: number
+  readonly stages: number[]
+}
+
+/**
+ * Estimates at the run's shapes; with a budget, every stage must fit it (a node would refuse its
+ * stage at start), and the report says whether the whole model would (the point of a big-model demo).
+ */
+export function demoMemoryPlan (s: DemoSettings, config: ModelConfig, check = true): DemoMemoryPlan {
+  const shapes = { batch: s.batch, seqLen: s.seqLen ?? config.blockSize }
+  const stages = stageMemoryTotals(config, s.stages, s.bottleneck ?? 0, shapes)
+  const wholeModel = estimateStageMemory(config, wholeModelLayout(config), shapes).total
+  if (check && s.maxMemory != null) {
+    const over = stages.findIndex(b => b > s.maxMemory!)
+    if (over >= 0) {
+      throw new DemoConfigError(`--max-memory ${mib(s.maxMemory)} is below stage ${over}'s estimate of ${mib(stages[over])} (stages: ${stages.map(mib).join(', ')}); ` +
+        'raise --max-memory, or cut the model into more --stages (smaller stages), or lower --batch / --seq-len')
+    }
+  }
+  return { budget: s.maxMemory ?? null, wholeModel, stages }
+}
+
+function mib (b: number): string { return `${(b / 2 ** 20).toFixed(0)} MiB` }
 
 /**
  * Stage of each training node: the first S nodes take one stage each; extra nodes double up
@@ -99,6 +137,9 @@ export function trainingNodeArgs (s: DemoSettings, stage: number, dataDir: strin
     // the swarm's own final eval reads the same held-out batches as the demo's eval of the assembled model
     '--eval-batches', String(s.evalBatches),
     ...(s.data != null ? ['--data', s.data] : []),
+    ...(s.tokenizer != null ? ['--tokenizer', s.tokenizer] : []),
+    ...(s.seqLen != null ? ['--seq-len', String(s.seqLen)] : []),
+    ...(s.maxMemory != null ? ['--max-memory', String(s.maxMemory)] : []),
     '--log-level', 'info'
   ]
 }
@@ -121,7 +162,8 @@ export function nodeConfig (s: DemoSettings): Record<string, unknown> {
 export async function demoManifest (s: DemoSettings): Promise<RunManifest> {
   const o = parseTrainingOptions({
     stages: s.stages, model: s.model, steps: s.steps, seed: s.seed, batch: s.batch, lr: s.lr, microbatches: s.microbatches,
-    codec: s.codec, gradCodec: s.gradCodec, bottleneck: s.bottleneck ?? 0, ...(s.data != null ? { data: s.data } : {})
+    codec: s.codec, gradCodec: s.gradCodec, bottleneck: s.bottleneck ?? 0, ...(s.data != null ? { data: s.data } : {}),
+    ...(s.tokenizer != null ? { tokenizer: s.tokenizer } : {}), ...(s.seqLen != null ? { seqLen: s.seqLen } : {})
   })
   const m = await buildManifest(o)
   return validateManifest({

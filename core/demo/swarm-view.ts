@@ -20,7 +20,11 @@ export type TrainingStatus = PipelineCounters & Pick<NodeTrainingStatus, 'stages
   throughput: number | null
   /** Averaging within the stage (docs/averaging.md, "In the pipeline"); absent when off. */
   averaging?: AveragingView
+  /** The node's budget, its stage's estimate and its measured peak RSS (bytes); absent when not reported. */
+  memory?: MemoryView
 }
+
+export interface MemoryView { budget: number | null, estimate: number | null, rss: number | null, peakRss: number | null }
 
 /** The part of `training.averaging` the demo reads. */
 export type AveragingView = Pick<AveragingStatus, 'rounds' | 'alone' | 'failed' | 'lastRound' | 'paramsDigest' | 'history'>
@@ -99,8 +103,15 @@ export function parseTrainingStatus (status: unknown): TrainingStatus | undefine
     peersPerStage: pps,
     throughput: numOrNull(o.throughput),
     averaging: parseAveraging(o.averaging),
+    memory: parseMemory(o.memory),
     error: typeof o.error === 'string' ? o.error : undefined
   }
+}
+
+function parseMemory (v: unknown): MemoryView | undefined {
+  const m = v as Record<string, unknown> | null
+  if (m == null || typeof m !== 'object') return undefined
+  return { budget: numOrNull(m.budget), estimate: numOrNull(m.estimate), rss: numOrNull(m.rss), peakRss: numOrNull(m.peakRss) }
 }
 
 function parseCodecs (v: unknown): TrainingStatus['codecs'] {
