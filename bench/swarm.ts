@@ -113,8 +113,11 @@ async function evalAssembled (stageFiles: string[], dir: string, s: { batch: num
   }
 }
 
+/** A result row; ratio = value / baseline of the values as reported. */
 function row (name: string, value: number, unit: string, baseline: { name: string, value: number } | null): BenchResult {
-  return { name, value: round(value, 4), unit, baseline: baseline != null ? { name: baseline.name, value: round(baseline.value, 4) } : null, ratio: baseline != null ? round(round(value, 4) / round(baseline.value, 4), 4) : null }
+  const v = round(value, 4)
+  const b = baseline != null ? round(baseline.value, 4) : null
+  return { name, value: v, unit, baseline: baseline != null && b != null ? { name: baseline.name, value: b } : null, ratio: b != null ? v / b : null }
 }
 
 /** Rows `stage N <category>`: ms per microbatch, the categories that took any time, and each stage's busy share. */
