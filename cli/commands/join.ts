@@ -18,6 +18,7 @@ import { resolveStartConfig, type StartFlags } from '../config.ts'
 import { runNode } from '../run-node.ts'
 import type { ProgressSink } from '../../core/join/narrator.ts'
 import { Tokens } from '../../core/contracts/tokens.ts'
+import { parseDashboardAddress, type DashboardAddress } from '../../core/dashboard/address.ts'
 import type { Membership } from '../../core/contracts/membership.ts'
 import type { Scheduler } from '../../core/contracts/scheduler.ts'
 import type { LayerswarmNode } from '../../core/node/create-node.ts'
@@ -70,8 +71,7 @@ export function register (program: Command): void {
 export async function runJoin (flags: JoinFlags): Promise<void> {
   // every flag is checked before anything slow starts (exit 2)
   const startFlags = joinStartFlags(flags)
-  const { parseDashboardAddress } = await dashboardModule() ?? {}
-  const dashboardAt = flags.dashboard === false ? undefined : parseDashboardAddress?.(flags.dashboard ?? true)
+  const dashboardAt = flags.dashboard === false ? undefined : parseDashboardAddress(flags.dashboard ?? true)
   const checked = await resolveStartConfig(startFlags)
   const { loadNetworkProfile } = await import('../../core/node/network-profile.ts')
   await loadNetworkProfile(checked.node.network as string)
@@ -179,31 +179,17 @@ function schedulerPeers (node: LayerswarmNode, stage: number): string[] {
   return c.isRegistered(Tokens.Scheduler, true) ? c.resolve<Scheduler>(Tokens.Scheduler).peersForStage(stage) : []
 }
 
-type DashboardModule = typeof import('../../core/dashboard/index.ts')
-
-async function dashboardModule (): Promise<DashboardModule | undefined> {
-  try {
-    return await import('../../core/dashboard/index.ts')
-  } catch {
-    return undefined
-  }
-}
-
-/** Starts the dashboard and says where; a port in use or a missing dashboard costs the page, never the join. */
-async function openDashboard (node: LayerswarmNode, runtime: TrainingRuntime | undefined, at: { host: string, port: number }, logger: Logger,
+/** Starts the dashboard and says where; a port in use costs the page, never the join. */
+async function openDashboard (node: LayerswarmNode, runtime: TrainingRuntime | undefined, at: DashboardAddress, logger: Logger,
   signal: AbortSignal, browser: boolean, out: (line: string) => void): Promise<{ close: () => Promise<void> } | undefined> {
-  const mod = await dashboardModule()
-  if (mod == null) {
-    out('dashboard: not available in this copy of layerswarm')
-    return undefined
-  }
   try {
-    const d = await mod.startDashboard({ host: at.host, port: at.port, snapshot: mod.nodeSnapshotSource(node, { runtime }), log: logger, signal })
+    const { openNodeDashboard } = await import('../../core/dashboard/node-dashboard.ts')
+    const d = await openNodeDashboard(node, runtime, at, { log: logger, signal })
     out(`dashboard: ${d.url}`)
     if (browser) openBrowser(d.url)
     return d
   } catch (err) {
-    out(`dashboard: not started (${(err as Error).message}); pass --dashboard HOST:PORT for another address`)
+    out(`dashboard: not started (${(err as Error).message}); pass --dashboard HOST:PORT for another address, or --no-dashboard`)
     return undefined
   }
 }
