@@ -70,7 +70,7 @@ export const METRICS_PATH = '/metrics'
 const LIBP2P_TRANSFER = 'libp2p_data_transfer_bytes_total'
 
 export async function startMetricsServer (init: MetricsServerInit): Promise<MetricsServer> {
-  init.signal?.throwIfAborted()
+  if (init.signal?.aborted === true) throw new AbortError('binding the metrics server was aborted')
   const log = (init.log ?? silentLogger).forComponent('layerswarm:metrics')
   const prom = new Registry()
   collectDefaultMetrics({ register: prom })
