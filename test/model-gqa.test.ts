@@ -2,7 +2,8 @@
 // preset, a 2-layer GQA model's loss and every gradient against a float64 reference written here to
 // transformers' Llama semantics (repeat_kv: query head h reads K/V head h / (NH / NKV)) and its central
 // differences, the expansion with NKV = NH equal to plain MHA bit for bit, the stage split, a
-// checkpoint round trip, and the memory estimate's GQA term.
+// checkpoint round trip, the memory estimate's GQA term, and the WebGPU backend (the expansion uses
+// the encoder kernels every backend has) against the CPU, with recompute on.
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -17,6 +18,8 @@ import { numel, stageParamSpecs } from '../core/model/params.ts'
 import { stageLayouts, wholeModelLayout } from '../core/model/stage-split.ts'
 import { loadCheckpoint, saveCheckpoint } from '../core/train/checkpoint.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
+import { createWebGpuBackend } from '../plugins/backend-webgpu/index.ts'
+import { probeWebGpu, skipOrFail } from './backend-webgpu-helpers.ts'
 
 const CFG = validateModelConfig({ arch: 'llama', vocabSize: 16, blockSize: 8, nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, ffnHidden: 12, ropeTheta: 100 })
 const B = 2
@@ -281,6 +284,38 @@ describe('model: grouped-query attention', function () {
       whole.dispose()
       split.dispose()
       await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('on the WebGPU backend, a GQA model with recompute computes what the CPU backend does', async function () {
+    this.timeout(120_000)
+    const probe = await probeWebGpu()
+    if (probe.missing !== null) { skipOrFail(this, probe.missing); return }
+    const gpu = await createWebGpuBackend({ allowSoftwareGpu: true })
+    try {
+      const cfg = validateModelConfig({ ...CFG, recompute: true, attention: 'flash' })
+      const { tokens, targets } = batch(cfg.vocabSize)
+      const out: Array<{ loss: number, grads: Map<string, Float32Array> }> = []
+      for (const backend of [be, gpu]) {
+        const m = new GptModel(backend, cfg, { seed: 4, stages: 2 })
+        try {
+          await loudParams(m)
+          const loss = await m.forward(tokens, B, T, targets) as number
+          await m.backward()
+          out.push({ loss, grads: await m.downloadGrads() })
+        } finally {
+          m.dispose()
+        }
+      }
+      assert.ok(Math.abs(out[0].loss - out[1].loss) < 1e-4 * Math.max(1, out[0].loss), `cpu ${out[0].loss} vs webgpu ${out[1].loss}`)
+      for (const [k, g] of out[0].grads) {
+        const h = out[1].grads.get(k) as Float32Array
+        let gmax = 0
+        for (const x of g) gmax = Math.max(gmax, Math.abs(x))
+        for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i] - h[i]) < 1e-3 * gmax + 1e-6, `${k}[${i}]: cpu ${g[i]} vs webgpu ${h[i]} (max |g| ${gmax})`)
+      }
+    } finally {
+      await gpu.dispose()
     }
   })
 
