@@ -6,6 +6,8 @@
 // microbatches overlap (a reply is awaited for one while another computes), so the categories may
 // add up to more than the wall time: compare `busySeconds / wallSeconds` (how much of the time the
 // stage computed) for bubbles, and the per-microbatch figures for what each microbatch costs.
+// Eval microbatches are timed too but not counted: the per-microbatch figures are per training
+// microbatch, with any eval work of the same period spread over them.
 import type { BoundaryCodecs, BoundaryRole, TensorCodecs } from '../codecs/tensor-codecs.ts'
 import { assertFiniteF32 } from '../wire/finite.ts'
 
