@@ -7,7 +7,8 @@
 //    no console errors, shows both stages and all three peers, the loss chart gains points as
 //    training advances, and a stage-1 node killed with SIGKILL disappears from the page. A
 //    screenshot goes to a temp dir (and to $LAYERSWARM_DOCS_SCREENSHOT when set: docs/images);
-//  - a bad --dashboard value exits 2 (start and demo).
+//  - a bad --dashboard value exits 2 (start and demo);
+//  - in-process: address parsing, the history's ring and rate, the snapshot built from the status types.
 // Without chromium the browser test is skipped with the reason printed.
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
@@ -21,6 +22,11 @@ import { BIN, ROOT, runCli } from './cli-helpers.ts'
 import { removeDirs, tempDir } from './node-helpers.ts'
 import { writeMicroModel } from './swarm-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
+import { ConfigError } from '../core/errors.ts'
+import { parseDashboardAddress } from '../core/dashboard/address.ts'
+import { DashboardHistory, RingBuffer, thinCurve } from '../core/dashboard/history.ts'
+import { buildDashboardSnapshot, type StatusJson } from '../core/dashboard/snapshot.ts'
+import type { Member } from '../core/contracts/membership.ts'
 
 const CHROMIUM = [process.env.LAYERSWARM_CHROMIUM, '/usr/bin/chromium', '/usr/bin/chromium-browser'].find(p => p != null && p !== '' && existsSync(p))
 
@@ -208,5 +214,62 @@ describe('dashboard: the --dashboard flag', function () {
         assert.match(r.stderr, /--dashboard .*HOST:PORT/, r.stderr)
       }
     }
+  })
+})
+
+describe('dashboard: address, history and snapshot (no sockets)', () => {
+  it('parses --dashboard values and refuses bad ones with a ConfigError', () => {
+    assert.deepEqual(parseDashboardAddress(true), { host: '127.0.0.1', port: 7070 })
+    assert.equal(parseDashboardAddress(undefined), undefined)
+    assert.deepEqual(parseDashboardAddress('8080'), { host: '127.0.0.1', port: 8080 })
+    assert.deepEqual(parseDashboardAddress('localhost:0'), { host: 'localhost', port: 0 })
+    assert.deepEqual(parseDashboardAddress('[::1]:7071'), { host: '::1', port: 7071 })
+    for (const bad of ['', ':', 'host:', 'host:-1', 'host:65536', '::1:80', '[zz]:80', 'a b:80', 'x:1e3']) {
+      assert.throws(() => parseDashboardAddress(bad), (e: unknown) => e instanceof ConfigError && /--dashboard/.test(e.message), bad)
+    }
+  })
+
+  it('keeps the newest points of a series in a ring, and takes tokens/s over a window', () => {
+    const r = new RingBuffer(3)
+    for (let i = 1; i <= 5; i++) r.push(i, 10 * i)
+    assert.deepEqual(r.columns(), [[3, 4, 5], [30, 40, 50]])
+    assert.deepEqual(thinCurve([[1, 1], [2, 2], [3, 3], [4, 4], [5, 5]], 2), [[1, 4, 5], [1, 4, 5]])
+    const h = new DashboardHistory(10, 10)
+    assert.equal(h.sample(0, 0, 1), null)
+    assert.equal(h.sample(1000, 100, 1), 100)
+    assert.equal(h.sample(2000, 300, 1), 150)
+    assert.equal(h.sample(3000, 10, 1), null, 'a counter that went back starts the window again')
+  })
+
+  it('builds the snapshot from the status types: stages from the membership view, boundary figures, a ledger of hostile values read safely', () => {
+    const member = (peer: string, stage: number, seen: number): Member => ({
+      peer, stage, state: 'serving', pinned: true, since: 0, tput: 2, phase: 'training', step: 3, throughput: 1.5, queue: 1, version: '1', time: seen, seq: 1, seen
+    })
+    const status = {
+      peerId: 'me', network: 'local', protocolPrefix: '/x', bootstrapNode: false, started: true, addresses: ['/ip4/127.0.0.1/tcp/1'], peers: ['a', 'b'],
+      plugins: ['backend-cpu'], topics: [], dht: { mode: 'server', protocol: '/x/kad', routingTableSize: 2 }, bootstrap: [], dataDir: '/tmp/x', pid: 1, uptimeS: 5,
+      nat: { reachability: 'unknown', publicAddrs: [], translatedIps: [], relayListen: false, relayAddrs: [] },
+      connections: { direct: 2, relayed: 0, peers: [] },
+      training: {
+        runId: 'run', peerId: 'me', stage: 0, stages: 2, state: 'training', roles: ['stage'], step: 4, steps: 10,
+        microbatchesStarted: 4, microbatchesDone: 4, microbatchesDropped: 0, microbatchesRetried: 1, tokens: 512,
+        bytesForward: 0, bytesBackward: 0, boundaryBytesForward: 1024, boundaryTokensForward: 512, boundaryBytesBackward: 0, boundaryTokensBackward: 0,
+        lossLast: 5, loss: [[1, 5.5], [2, 5.2], [3, 5.1], [4, 5]], evalLoss: 5.3, evals: [[2, 5.3]], lr: 1e-3,
+        peersPerStage: { 0: 1, 1: 2 }, throughput: 2, maxInflight: 4, queue: 1, penalties: { total: 0, byPeer: {} },
+        codecs: { activation: 'int8-block', 'activation-grad': 'int8-block' }, bottleneck: 8, averaging: null, swarm: null, assignment: null, moves: 0,
+        verification: { ledger: { peers: { '<img src=x onerror=alert(1)>': { work: { 1: { forward: { microbatches: 2, tokens: 256 } } }, checks: { own: { passed: 1 }, accusation: 'junk' }, copies: 'NaN', convicted: true } }, totals: { microbatches: 2, tokens: 256, checks: { passed: 1 } } }, convictions: [{ peer: 'p', kind: 'mismatch', detail: 'd' }, null] }
+      }
+    } as unknown as StatusJson
+    const snap = buildDashboardSnapshot({ status, members: [member('b', 1, 9_000), member('a', 1, 9_500)], self: member('me', 0, 10_000), dModel: 32, now: 10_000, history: new DashboardHistory() })
+    assert.deepEqual(snap.stages.map(s => [s.stage, s.peers.map(p => p.peer)]), [[0, ['me']], [1, ['a', 'b']]])
+    assert.equal(snap.stages[0].peers[0].self, true)
+    assert.equal(snap.stages[1].peers[1].seenAgoS, 1)
+    assert.deepEqual(snap.traffic?.forward, { from: 0, to: 1, bytesPerToken: 2, ratio: 64 })
+    assert.equal(snap.traffic?.backward, null)
+    assert.deepEqual(snap.history.loss, [[1, 2, 3, 4], [5.5, 5.2, 5.1, 5]])
+    assert.deepEqual(snap.verification?.ledger, [{ peer: '<img src=x onerror=alert(1)>', microbatches: 2, tokens: 256, passed: 1, failed: 0, withheld: 0, copies: 0, convicted: true }])
+    assert.equal(snap.verification?.convictions.length, 1)
+    assert.equal(snap.run?.stage, 0)
+    assert.doesNotThrow(() => JSON.stringify(snap))
   })
 })
