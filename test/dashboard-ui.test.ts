@@ -205,11 +205,12 @@ describe('dashboard: a 3-node swarm in a real browser', function () {
 })
 
 describe('dashboard: the --dashboard flag', function () {
-  this.timeout(120_000)
+  this.timeout(400_000)
   it('a bad value exits 2 with a message saying how to write it (start and demo)', async () => {
-    for (const [cmd, bads] of [['start', ['localhost:http', 'bad host:7070', '[nope]:7070', '127.0.0.1:70000']], ['demo', ['localhost:http', '[nope]:7070']]] as const) {
+    // the in-process test below covers the parser's cases; here, that each command exits 2 on its error
+    for (const [cmd, bads] of [['start', ['localhost:http', 'bad host:7070']], ['demo', ['[nope]:7070']]] as const) {
       for (const bad of bads) {
-        const r = await runCli([cmd, '--dashboard', bad], { timeoutMs: 60_000 })
+        const r = await runCli([cmd, '--dashboard', bad], { timeoutMs: 120_000 })
         assert.equal(r.code, 2, `${cmd} --dashboard ${bad}: exit ${r.code}\n${r.stderr}`)
         assert.match(r.stderr, /--dashboard .*HOST:PORT/, r.stderr)
       }
