@@ -4,9 +4,9 @@
 // the identity key; TLS: the identity key's signature in the certificate's libp2p extension).
 //
 // TLS 1.3 first (@libp2p/tls, Node's native OpenSSL): on 127.0.0.1 it moved a 64 MiB activation
-// with ~20% less CPU on the receiving end than noise (docs/wire.md, `layerswarm bench transport`).
-// Its handshake costs more (a fresh certificate per connection: ~17-22 ms CPU for both ends against
-// noise's ~9-10 ms), paid once per connection.
+// with 15-35% less CPU (both ends) than noise, and as fast or faster, in every run of `layerswarm
+// bench transport` (docs/wire.md). Its handshake costs more (a fresh certificate per connection:
+// ~17-22 ms CPU for both ends against noise's ~9-10 ms), paid once per connection.
 import { noise } from '@chainsafe/libp2p-noise'
 import { tls } from '@libp2p/tls'
 import type { ConnectionEncrypter } from '@libp2p/interface'
