@@ -7,6 +7,8 @@
 //   stdin:   {"cmd":"round","round","stageSize","weight"} -> {"event":"round", result (no vector), sum, head, ms}
 //            {"cmd":"bulk-serve"} -> {"event":"ok"}    (accepts bulk transfers)
 //            {"cmd":"bulk-send","addrs","bytes"} -> {"event":"bulk","ms","bytes"} (one transfer, frames as the all-reduce sends them)
+//            {"cmd":"bulk-send-many","targets":[{"addrs","bytes"}]} -> {"event":"bulk","ms","bytes"} (to every target at once)
+//   a round's reply carries cpuMs: this process's CPU time (user + system) during the round
 //            {"cmd":"exit"}
 import '../core/polyfills.ts'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -86,12 +88,14 @@ async function main (): Promise<void> {
     try {
       if (cmd.cmd === 'round') {
         const t0 = performance.now()
+        const cpu0 = process.cpuUsage()
         const r = await withDeadline(COMMAND_TIMEOUT_MS, [], async signal => await averager.round({ round: cmd.round, stage: 0, params, weight: cmd.weight ?? 1, stageSize: cmd.stageSize, signal }))
         const ms = performance.now() - t0
+        const cpu = process.cpuUsage(cpu0)
         let sum = 0
         for (let i = 0; i < r.averaged.length; i++) sum += r.averaged[i]
         const { averaged, ...rest } = r
-        reply({ event: 'round', result: rest, sum, head: Array.from(averaged.subarray(0, 8)), ms })
+        reply({ event: 'round', result: rest, sum, head: Array.from(averaged.subarray(0, 8)), ms, cpuMs: (cpu.user + cpu.system) / 1000 })
       } else if (cmd.cmd === 'bulk-serve') {
         await handleFramed(node.libp2p, BULK_PROTOCOL, async (fs) => {
           let got = 0
@@ -103,23 +107,14 @@ async function main (): Promise<void> {
           await fs.send({ kind: 'ack', metadata: { got } })
         }, { runId: BENCH_RUN_ID, timeoutMs: COMMAND_TIMEOUT_MS })
         reply({ event: 'ok' })
-      } else if (cmd.cmd === 'bulk-send') {
-        const data = float32Bytes(peerVector(1, cmd.bytes / 4))
+      } else if (cmd.cmd === 'bulk-send' || cmd.cmd === 'bulk-send-many') {
+        const targets: Array<{ addrs: string[], bytes: number }> = cmd.cmd === 'bulk-send' ? [{ addrs: cmd.addrs, bytes: cmd.bytes }] : cmd.targets
+        const payloads = targets.map(t => float32Bytes(peerVector(1, t.bytes / 4)))
         const t0 = performance.now()
-        const ack = await withDeadline(COMMAND_TIMEOUT_MS, [], async signal => {
-          const fs = await openFramed(node.libp2p, multiaddr(cmd.addrs[0]), BULK_PROTOCOL, { runId: BENCH_RUN_ID, signal })
-          const frame = 4 * (1 << 20)
-          const parts = Math.ceil(data.byteLength / frame)
-          for (let i = 0; i < parts; i++) {
-            const chunk = data.subarray(i * frame, Math.min((i + 1) * frame, data.byteLength))
-            await fs.send({ kind: 'parameter-shard', dtype: 'f32', shape: [chunk.byteLength / 4], partIndex: i, partCount: parts }, chunk, { signal })
-          }
-          await fs.closeWrite()
-          return await fs.expect({ signal })
+        await withDeadline(COMMAND_TIMEOUT_MS, [], async signal => {
+          await Promise.all(targets.map(async (t, i) => { await bulkSend(node.libp2p, t.addrs[0], payloads[i], signal) }))
         })
-        const ms = performance.now() - t0
-        if ((ack.header.metadata as { got: number }).got !== data.byteLength) throw new Error('short bulk transfer')
-        reply({ event: 'bulk', ms, bytes: data.byteLength })
+        reply({ event: 'bulk', ms: performance.now() - t0, bytes: targets.reduce((a, t) => a + t.bytes, 0) })
       } else if (cmd.cmd === 'exit') {
         break
       } else {
@@ -131,6 +126,20 @@ async function main (): Promise<void> {
   }
   await shutdown()
   process.exit(0)
+}
+
+/** One bulk transfer of `data` to `addr` in 4 MiB frames; resolves when the receiver acknowledged every byte. */
+async function bulkSend (libp2p: Parameters<typeof openFramed>[0], addr: string, data: Uint8Array, signal: AbortSignal): Promise<void> {
+  const fs = await openFramed(libp2p, multiaddr(addr), BULK_PROTOCOL, { runId: BENCH_RUN_ID, signal })
+  const frame = 4 * (1 << 20)
+  const parts = Math.ceil(data.byteLength / frame)
+  for (let i = 0; i < parts; i++) {
+    const chunk = data.subarray(i * frame, Math.min((i + 1) * frame, data.byteLength))
+    await fs.send({ kind: 'parameter-shard', dtype: 'f32', shape: [chunk.byteLength / 4], partIndex: i, partCount: parts }, chunk, { signal })
+  }
+  await fs.closeWrite()
+  const ack = await fs.expect({ signal })
+  if ((ack.header.metadata as { got: number }).got !== data.byteLength) throw new Error('short bulk transfer')
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

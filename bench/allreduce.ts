@@ -1,10 +1,16 @@
 // Butterfly all-reduce benchmark: `peers` separate processes (bench/allreduce-peer.ts), each a
 // real layerswarm node (TCP + noise + yamux, the private DHT) on 127.0.0.1, average an `mb` MiB
 // float32 vector. Reported: seconds per round (the all-reduce after the group is formed, slowest
-// member, median of rounds), its ratio to the bandwidth-optimal bound 2(n-1)/n x size / link
-// bandwidth, with the link bandwidth measured in the same run by a plain bulk transfer between two
-// of the processes over the same libp2p stack and frames; then the same with int8-block shards.
-// Every round is checked: all members end with the same vector, no shard lost.
+// member, median of rounds) against two baselines measured in the same run, ratio = value /
+// baseline (lower is better):
+//   - the bandwidth-optimal bound 2(n-1)/n x size / link, the link being a plain bulk transfer
+//     between two of the processes over the same libp2p stack and frames (the issue's bound);
+//   - the all-reduce's traffic alone: every process sends 2 x size / n to every other at once, plain
+//     bulk transfers, no codec, no arithmetic: what the transport allows when all n processes share
+//     the host's cores, as they do in the all-reduce;
+// then the same with int8-block shards, and the CPU time of all members per round against wall
+// time x cores (near 1: the host's cores are the limit, not waiting). Every round is checked: all
+// members end with the same vector, no shard lost.
 //
 //   npx tsx bench/allreduce.ts --peers 4 --mb 64 [--rounds 3] [--codec int8-block] [--json]
 import '../core/polyfills.ts'
@@ -52,7 +58,7 @@ export async function spawnPeer (cfg: PeerConfig, timeoutMs = 60_000): Promise<P
     try { msg = JSON.parse(line) } catch { return }
     const p = pending.shift()
     if (p == null) return
-    if (msg.event === 'error') p.reject(new Error(`peer: ${String(msg.message)}`))
+    if (msg.event === 'error') p.reject(new Error(`peer ${cfg.seed}: ${String(msg.message)} (${String(msg.code)})`))
     else p.resolve(msg)
   })
   void exited.then(({ code, signal }) => {
@@ -124,9 +130,10 @@ export async function benchAllreduce (opts: BenchAllreduceOptions = {}): Promise
   const boot = await startBootstrap()
   const results: BenchResult[] = []
   let linkMBps = NaN
+  let patternS = NaN
   try {
     let roundBase = 0
-    const runSet = async (codecName: string): Promise<{ reduceS: number[], totalS: number[], formS: number[], sent: number, lostShards: number }> => {
+    const runSet = async (codecName: string): Promise<{ reduceS: number[], totalS: number[], formS: number[], cpuS: number[], sent: number, lostShards: number }> => {
       const procs: PeerProcess[] = []
       try {
         for (let i = 0; i < peers; i++) procs.push(await spawnPeer({ bootstrap: boot.addr, elements, seed: 1000 + i, codec: codecName, joinMs: 30_000, slackMs: 10_000 }))
@@ -140,10 +147,24 @@ export async function benchAllreduce (opts: BenchAllreduceOptions = {}): Promise
           }
           linkMBps = size / 1e6 / (median(times) / 1000)
           log(`link bandwidth ${linkMBps.toFixed(1)} MB/s (bulk ${mb} MiB, median of 3: ${times.map(t => t.toFixed(0)).join('/')} ms)`)
+          // the all-reduce's traffic, all processes at once: 2 x size / n to every other process
+          for (const p of procs.slice(1)) await p.send({ cmd: 'bulk-serve' })
+          const each = 4 * Math.floor(2 * elements / peers)
+          // connections first, one process at a time: two processes dialing each other at once may
+          // lose one of the two connections, and the streams on it
+          for (const [i, p] of procs.entries()) await p.send({ cmd: 'bulk-send-many', targets: procs.filter((_, j) => j !== i).map(q => ({ addrs: q.addrs, bytes: 4096 })) })
+          const pattern: number[] = []
+          for (let r = 0; r < 3; r++) {
+            const replies = await Promise.all(procs.map(async (p, i) => await p.send({ cmd: 'bulk-send-many', targets: procs.filter((_, j) => j !== i).map(q => ({ addrs: q.addrs, bytes: each })) })))
+            pattern.push(Math.max(...replies.map(x => x.ms as number)) / 1000)
+          }
+          patternS = median(pattern)
+          log(`all-reduce traffic alone (${peers} processes, ${(each * (peers - 1) / 1e6).toFixed(1)} MB each, at once): ${pattern.map(t => t.toFixed(2)).join('/')} s`)
         }
         const reduceS: number[] = []
         const totalS: number[] = []
         const formS: number[] = []
+        const cpuS: number[] = []
         let sent = 0
         let lostShards = 0
         roundBase += 1000 // round numbers never repeat within a run, as in training
@@ -160,10 +181,11 @@ export async function benchAllreduce (opts: BenchAllreduceOptions = {}): Promise
           reduceS.push(Math.max(...replies.map(x => x.result.reduceMs)) / 1000)
           formS.push(Math.max(...replies.map(x => x.result.formMs)) / 1000)
           totalS.push(Math.max(...replies.map(x => x.ms)) / 1000)
+          cpuS.push(replies.reduce((a, x) => a + (x.cpuMs as number), 0) / 1000)
           sent = median(replies.map(x => x.result.bytesSent))
-          log(`${codecName} round ${r}: ${lost} shards lost, all-reduce ${reduceS.at(-1)!.toFixed(2)} s, group ${formS.at(-1)!.toFixed(2)} s, total ${totalS.at(-1)!.toFixed(2)} s, ${(sent / 1e6).toFixed(1)} MB sent per peer`)
+          log(`${codecName} round ${r}: ${lost} shards lost, all-reduce ${reduceS.at(-1)!.toFixed(2)} s, group ${formS.at(-1)!.toFixed(2)} s, total ${totalS.at(-1)!.toFixed(2)} s, ${(sent / 1e6).toFixed(1)} MB sent per peer, CPU of all members ${cpuS.at(-1)!.toFixed(2)} s`)
         }
-        return { reduceS, totalS, formS, sent, lostShards }
+        return { reduceS, totalS, formS, cpuS, sent, lostShards }
       } finally {
         await Promise.all(procs.map(stopPeer))
       }
@@ -172,15 +194,22 @@ export async function benchAllreduce (opts: BenchAllreduceOptions = {}): Promise
     const raw = await runSet('none')
     const boundS = bound / linkMBps
     results.push({ name: `link bandwidth (bulk ${mb} MiB, libp2p tcp+noise+yamux, 2 processes)`, value: round(linkMBps, 1), unit: 'MB/s', baseline: null, ratio: null })
-    const add = (name: string, s: number[], sent: number, lost: number): void => {
-      const v = median(s)
-      results.push({ name: `${name}: s/round (median of ${s.length}, ${(sent / 1e6).toFixed(1)} MB sent per member, ${lost} shards lost)`, value: round(v, 3), unit: 's', baseline: { name: 'bandwidth-optimal bound 2(n-1)/n x size / link', value: round(boundS, 3) }, ratio: round(boundS / v, 3) })
+    results.push({ name: `all-reduce traffic alone: ${peers} processes each sending 2 x size / n to every other at once (bulk, median of 3)`, value: round(patternS, 3), unit: 's', baseline: { name: 'bandwidth-optimal bound 2(n-1)/n x size / link', value: round(boundS, 3) }, ratio: round(patternS / boundS, 3) })
+    const cores = os.cpus().length
+    const add = (name: string, set: Awaited<ReturnType<typeof runSet>>): void => {
+      const v = median(set.reduceS)
+      const what = `${name}: s/round (median of ${set.reduceS.length}, ${(set.sent / 1e6).toFixed(1)} MB sent per member, ${set.lostShards} shards lost)`
+      results.push({ name: what, value: round(v, 3), unit: 's', baseline: { name: 'bandwidth-optimal bound 2(n-1)/n x size / link', value: round(boundS, 3) }, ratio: round(v / boundS, 3) })
+      results.push({ name: `${name}: s/round against the traffic alone`, value: round(v, 3), unit: 's', baseline: { name: 'all-reduce traffic alone (same run)', value: round(patternS, 3) }, ratio: round(v / patternS, 3) })
+      const cpu = median(set.cpuS)
+      const total = median(set.totalS)
+      results.push({ name: `${name}: CPU time of all members per round (median)`, value: round(cpu, 3), unit: 's', baseline: { name: `round wall time x ${cores} cores`, value: round(total * cores, 3) }, ratio: round(cpu / (total * cores), 3) })
     }
-    add(`allreduce ${peers} peers x ${mb} MiB, raw f32`, raw.reduceS, raw.sent, raw.lostShards)
+    add(`allreduce ${peers} peers x ${mb} MiB, raw f32`, raw)
     results.push({ name: 'group formation through the DHT (slowest member, median)', value: round(median(raw.formS), 3), unit: 's', baseline: null, ratio: null })
     if (codec !== 'none') {
       const comp = await runSet(codec)
-      add(`allreduce ${peers} peers x ${mb} MiB, ${codec}`, comp.reduceS, comp.sent, comp.lostShards)
+      add(`allreduce ${peers} peers x ${mb} MiB, ${codec}`, comp)
     }
   } finally {
     await boot.stop()
@@ -191,7 +220,7 @@ export async function benchAllreduce (opts: BenchAllreduceOptions = {}): Promise
     backend: 'layerswarm butterfly all-reduce (libp2p tcp + noise + yamux, 127.0.0.1)',
     device: `${peers} processes on one host`,
     machine,
-    baseline: { name: 'bandwidth-optimal bound', formula: '2(n-1)/n x size / link bandwidth', linkMBps: round(linkMBps, 1), peers, mib: mb },
+    baseline: { name: 'bandwidth-optimal bound', formula: '2(n-1)/n x size / link bandwidth', linkMBps: round(linkMBps, 1), trafficAloneS: round(patternS, 3), peers, mib: mb },
     results
   }
 }
