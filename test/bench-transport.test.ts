@@ -51,7 +51,7 @@ describe('bench transport', function () {
 
   for (const bad of [['--mb', '0'], ['--mb', 'x'], ['--mb', '2000'], ['--reps', '0']]) {
     it(`${bad.join(' ')} exits with code 2 and says what to give`, async function () {
-      const r = await runCli(['bench', 'transport', ...bad])
+      const r = await runCli(['bench', 'transport', ...bad], { timeoutMs: 120_000 })
       assert.equal(r.code, 2, r.stderr)
       assert.match(r.stderr, new RegExp(`${bad[0]}.*(MiB in \\(0, 1024\\]|integer >= 1)`))
       assert.equal(r.stdout, '')
