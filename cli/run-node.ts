@@ -2,7 +2,7 @@
 // resolved StartConfig: load the plugins the run needs, create and start the node, start the
 // training runtime when the config trains, and on SIGINT/SIGTERM stop the runtime, then the node
 // (bootstrap dialer, control endpoint, plugins in reverse order, connections). A second signal
-// forces exit 1. The hooks let a command print its own words (join) without a second copy of this.
+// (more than a second after the first) forces exit 1. The hooks let a command print its own words (join) without a second copy of this.
 import { createLogger } from '../core/logger.ts'
 import type { Logger } from '../core/contracts/logger.ts'
 import { ConfigError } from '../core/errors.ts'
@@ -13,6 +13,9 @@ import type { TrainingOptions, TrainingRuntime } from '../core/runtime/training-
 
 /** How long a clean shutdown may take before the process gives up and exits 1. */
 export const STOP_TIMEOUT_MS = 20_000
+
+/** Signals this close together are one (see onSignal). */
+export const SAME_SIGNAL_MS = 1000
 
 /** What ended the node's run: a signal, or the run being over (--exit-when-done). */
 export type StopReason = NodeJS.Signals | 'done' | 'failed'
@@ -37,13 +40,16 @@ export async function runNode (config: StartConfig, hooks: RunNodeHooks = {}): P
   // handlers go in before start, so a signal while starting still shuts down cleanly
   let signalled: ((sig: NodeJS.Signals) => void) | undefined
   const received = new Promise<NodeJS.Signals>(resolve => { signalled = resolve })
-  let signals = 0
+  let firstAt: number | undefined
   const onSignal = (sig: NodeJS.Signals): void => {
-    signals++
-    if (signals > 1) {
+    // one Ctrl-C under `npx` arrives twice: from the terminal to the process group, and forwarded by
+    // npm to its child; a repeat within SAME_SIGNAL_MS is that one keypress, not a second one
+    if (firstAt != null && Date.now() - firstAt < SAME_SIGNAL_MS) return
+    if (firstAt != null) {
       log.error('second signal: exiting without a clean shutdown', { signal: sig })
       process.exit(1)
     }
+    firstAt = Date.now()
     signalled?.(sig)
   }
   process.on('SIGINT', onSignal)
