@@ -76,7 +76,7 @@ export interface CompressionQualityOptions {
   readonly lr?: number
   /** Held-out batches of the final eval, the same for every setting (default 64). */
   readonly evalBatches?: number
-  /** int8-block's block size (the compression plugin's `int8BlockSize`; default 256). */
+  /** int8-block's and int4-block's block size (the compression plugin's `int8BlockSize`, `int4BlockSize`; default 256). */
   readonly int8BlockSize?: number
   /** Setting names to run (default all); `none` always runs, as the baseline. */
   readonly settings?: readonly string[]
@@ -198,7 +198,7 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
   const choice = await resolveBackend(opts.backendPlugin ?? 'cpu')
   const host = new PluginHost({
     choices: { [Tokens.ComputeBackend]: choice.name },
-    pluginOptions: { compression: { int8BlockSize: block }, ...(opts.threads != null ? { [choice.name]: { threads: opts.threads } } : {}) }
+    pluginOptions: { compression: { int8BlockSize: block, int4BlockSize: block }, ...(opts.threads != null ? { [choice.name]: { threads: opts.threads } } : {}) }
   })
   const rows: QualityRow[] = []
   let device = 'cpu'
