@@ -105,6 +105,8 @@ export function registerStatusMetrics (registry: Registry, current: () => Scrape
   const avg = (s: ScrapeStatus): NonNullable<HostStatus['averaging']> | undefined => t(s)?.averaging ?? undefined
   counter('layerswarm_allreduce_rounds_total', 'Averaging rounds by outcome: averaged (a group of two or more), alone, retried, failed, busy (trigger dropped)', ['outcome'],
     s => { const a = avg(s); return a == null ? undefined : [[{ outcome: 'averaged' }, a.rounds], [{ outcome: 'alone' }, a.alone], [{ outcome: 'retried' }, a.retried], [{ outcome: 'failed' }, a.failed], [{ outcome: 'busy' }, a.busy]] })
+  counter('layerswarm_allreduce_seconds_total', 'Seconds averaging rounds held the stage, every round tried (group formation, all-reduce, write-back)', [],
+    s => { const ms = avg(s)?.totalMs; return ms == null ? undefined : ms / 1000 })
   gauge('layerswarm_allreduce_last_round_seconds', 'Seconds the last averaging round held the stage (group formation, all-reduce, write-back)', [], s => { const ms = avg(s)?.lastMs; return ms == null ? undefined : ms / 1000 })
   gauge('layerswarm_allreduce_group_size', 'Group size of the last averaging round tried', [], s => num(avg(s)?.lastGroupSize))
   gauge('layerswarm_allreduce_divergence', 'L2 distance of this node\'s parameters to the last round\'s average, before and after writing it back', ['when'],

@@ -106,6 +106,8 @@ export interface AveragingStatus {
   paramsDigest: string | null
   /** Milliseconds the last round held the stage (group formation + all-reduce + write-back). */
   lastMs: number | null
+  /** Milliseconds every round tried so far held the stage, together (Prometheus: layerswarm_allreduce_seconds_total). */
+  totalMs: number
   /** Per round with a group: [round, 1-based step, groupSize, divergenceBefore, divergenceAfter]. */
   history: Array<[number, number, number, number, number]>
   lastError: string | null
@@ -164,6 +166,7 @@ export class StageAveraging {
       paramNorm: null,
       paramsDigest: null,
       lastMs: null,
+      totalMs: 0,
       history: [],
       lastError: null
     }
@@ -218,6 +221,12 @@ export class StageAveraging {
       .finally(() => { this.pending = undefined })
   }
 
+  /** A round tried since `t0` is over: how long it held the stage. */
+  private held (t0: number): void {
+    this.s.lastMs = performance.now() - t0
+    this.s.totalMs += this.s.lastMs
+  }
+
   private async run (round: number, step: number, weight: number): Promise<void> {
     const signal = this.abort.signal
     if (signal.aborted) return
@@ -246,7 +255,7 @@ export class StageAveraging {
       this.s.excluded += r.excluded.length
       if (r.groupSize < 2) {
         this.s.alone++
-        this.s.lastMs = performance.now() - t0
+        this.held(t0)
         if (others.length > 0) this.log.warn('averaging round alone after its retry', { round, step, stageSize, peers: others.slice(0, 4), formMs: r.formMs })
         return
       }
@@ -261,7 +270,7 @@ export class StageAveraging {
       this.s.paramNorm = l2Distance(r.averaged, new Float32Array(0))
       this.s.paramsDigest = fnv1a(back)
       if (r.lostShards.length === 0) this.init.onAgreed?.({ round, step, group: r.group, mode: r.mode, params: r.averaged })
-      this.s.lastMs = performance.now() - t0
+      this.held(t0)
       this.s.history.push([round, step, r.groupSize, before, after])
       if (this.s.history.length > MAX_HISTORY) this.s.history.splice(0, this.s.history.length - MAX_HISTORY)
       this.log.info('averaging round', {
@@ -272,7 +281,7 @@ export class StageAveraging {
       if (signal.aborted) return
       this.s.failed++
       this.s.lastError = (err as Error).message
-      this.s.lastMs = performance.now() - t0
+      this.held(t0)
       this.log.warn('averaging round failed; training goes on', { round, step, code: (err as { code?: string }).code, error: (err as Error).message })
     }
   }
