@@ -5,6 +5,8 @@ import type { DemoData } from './demo-data.ts'
 import type { Tokenizer } from '../data/tokenizer.ts'
 import { generate } from '../model/generate.ts'
 import { GptModel } from '../model/gpt.ts'
+import { isLlama, type ModelConfig } from '../model/config.ts'
+import { edgeParamNames } from '../model/params.ts'
 import type { Checkpoint } from '../train/checkpoint.ts'
 
 export interface ModelEvalOptions {
@@ -25,10 +27,11 @@ export interface ModelEvalResult {
 }
 
 export async function evaluateModel (backend: ComputeBackend, ck: Checkpoint, corpus: Pick<DemoData, 'heldOut' | 'tokenizer'>, opts: ModelEvalOptions): Promise<ModelEvalResult> {
-  const model = new GptModel(backend, ck.config, { stages: ck.layout.stages, bottleneck: ck.layout.bottleneck, params: ck.params })
+  const T = opts.seqLen ?? ck.config.blockSize
+  const { config, params } = atContext(ck, T)
+  const model = new GptModel(backend, config, { stages: ck.layout.stages, bottleneck: ck.layout.bottleneck, params })
   try {
     const B = opts.batch
-    const T = opts.seqLen ?? ck.config.blockSize
     const n = Math.min(opts.evalBatches, corpus.heldOut.evalBatchCount(B, T))
     let sum = 0
     for (let i = 0; i < n; i++) {
@@ -42,6 +45,23 @@ export async function evaluateModel (backend: ComputeBackend, ck: Checkpoint, co
   } finally {
     model.dispose()
   }
+}
+
+/**
+ * The model at the run's context T: generation's window is the config's context, and at a BPE
+ * vocabulary a [1, 1024, V] head (logits, probabilities, their gradient) is 600 MB more than the run's
+ * T ever needed (llama-125m's sample ran the CPU backend's 4 GiB heap out). llama has no position
+ * table, so only the config changes; gpt2 keeps the first T rows of wpe.
+ */
+export function atContext (ck: Checkpoint, T: number): { config: ModelConfig, params: ReadonlyMap<string, Float32Array> } {
+  if (T >= ck.config.blockSize) return { config: ck.config, params: ck.params }
+  const config = { ...ck.config, blockSize: T }
+  const pos = edgeParamNames(isLlama(ck.config)).pos
+  const wpe = pos != null ? ck.params.get(pos) : undefined
+  if (pos == null || wpe == null) return { config, params: ck.params }
+  const params = new Map(ck.params)
+  params.set(pos, wpe.slice(0, T * ck.config.dModel))
+  return { config, params }
 }
 
 /** Text of generated ids: ids past the tokenizer's vocabulary are dropped, end-of-text shows as a newline. */
