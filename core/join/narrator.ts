@@ -146,6 +146,6 @@ export class Narrator {
 export function joinReason (stage: number, throughputs: unknown): string {
   const t = Array.isArray(throughputs) && throughputs.every(x => typeof x === 'number') ? throughputs as number[] : undefined
   if (t == null || t.length === 0) return 'it needs a node most'
-  if (t[stage] === 0) return t.every(x => x === 0) ? 'no stage is served yet, so it starts at the first free one' : 'nobody serves it yet'
+  if (t[stage] === 0) return t.every(x => x === 0) ? 'no stage is served yet: any will do, and the tie is broken by peer id' : 'nobody serves it yet'
   return `it is the slowest stage (${t.map(x => x.toFixed(2)).join(' / ')} microbatches/s per stage)`
 }
