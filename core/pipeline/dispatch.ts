@@ -9,10 +9,17 @@
 //              (core/net/peer-timing.ts: srtt + 4 rttvar + bytes / throughput); a peer that misses
 //              it (a silent one: accepts the stream, never answers) gets PeerDeadlineError ('ignore':
 //              the router bans it with a backoff that doubles while it keeps failing) and the
-//              microbatch is re-routed. Not hedged: a second copy would be trained on twice.
+//              microbatch is re-routed. Not hedged: a second copy would be trained on twice. A peer
+//              whose replies report their compute time (core/net/hop-timing.ts) is timed by that
+//              service time plus the network's share both ways, counted once.
 //   failure    a remote drop (the stages behind the peer failed) is final: MicrobatchDroppedError
 //              at once; any other failure is judged (PeerJudge: verdict on the peer, router ban)
 //              and the next attempt goes to another peer; after maxAttempts: dropped
+//   readmit    a failed peer is excluded for the rest of the microbatch's attempts, except once: when
+//              it is the only candidate its stage has left, its ban (if any) is over, RETRY_AFTER_MS
+//              have passed and it is connected again, the microbatch tries it one more time (a
+//              stream reset while connections settle must not cost a one-peer stage its peer wait
+//              and a drop); a second failure excludes it for good, and the router's bans still grow
 //   commitment a training hop carries the producer's signed commitment to the activation it sends
 //              (hop-commits.ts); the gradient that comes back must carry the next stage's, which is
 //              checked like any other part of the reply
@@ -25,6 +32,7 @@ import { deadline, pause } from '../timers.ts'
 import { PeerDeadlineError } from '../net/errors.ts'
 import { timingFor, type PeerTiming } from '../net/peer-timing.ts'
 import { pingerOf, RttProbe } from '../net/rtt-probe.ts'
+import { COMPUTE_MS_FIELD, hopRttSample, splitHop } from '../net/hop-timing.ts'
 import { openFramed, RemoteError, type FramedStream } from '../wire/index.ts'
 import type { BoundaryCodecs } from '../codecs/tensor-codecs.ts'
 import { isRemoteDrop, MicrobatchDroppedError, StageNotServedError } from './errors.ts'
@@ -44,6 +52,9 @@ export interface RetryPolicy {
   /** How often a waiting microbatch looks for a peer again (ms). Default 100. */
   readonly pollMs: number
 }
+
+/** How long a microbatch waits before it tries a failed peer again (when that peer is all its stage has left). */
+export const RETRY_AFTER_MS = 1000
 
 export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 3, peerWaitMs: 30_000, pollMs: 100 }
 
@@ -134,14 +145,18 @@ export class Dispatcher {
       ? await committer.commit({ kind: 'forward', microbatchId: mb.id, ...mb.work }, { bytes: act.bytes, codecId: act.codecId, dtype: 'f32', shape: [...mb.shape] })
       : undefined
     this.lap('verification', t)
-    const exclude = new Set<string>()
+    const exclude = new Map<string, number>()
+    const readmitted = new Set<string>()
     for (let attempt = 0; attempt < retry.maxAttempts; attempt++) {
-      const peer = router.choose(mb.stage, exclude) ?? await this.waitForPeer(mb.stage, exclude, signal)
+      const peer = router.choose(mb.stage, new Set(exclude.keys())) ?? await this.waitForPeer(mb.stage, exclude, readmitted, signal)
       if (peer == null) break
       if (attempt > 0) metrics.count('microbatchesRetried')
       const t0 = performance.now()
       this.probe.maybeProbe(peer)
-      const hopMs = router.timeoutMs(peer, mb.stage, this.timing.networkMs(peer, act.bytes.byteLength + tgt.byteLength))
+      const sent = act.bytes.byteLength + tgt.byteLength
+      // a peer timed by its reported service time also needs the reply's bytes in the network's share
+      const both = sent + (train ? act.bytes.byteLength : 0)
+      const hopMs = router.timeoutMs(peer, mb.stage, this.timing.networkMs(peer, sent), this.timing.networkMs(peer, both))
       const attemptDeadline = deadline(hopMs, signal)
       const sig = attemptDeadline.signal
       let fs: FramedStream | undefined
@@ -172,7 +187,7 @@ export class Dispatcher {
           out = { meta: validateEvalReply(resp, mb.id) }
         }
         await fs.close({ signal: sig }).catch(() => {})
-        router.succeeded(peer, mb.stage, performance.now() - t0)
+        this.sampled(peer, mb.stage, performance.now() - t0, resp.header.metadata?.[COMPUTE_MS_FIELD], both)
         return out
       } catch (caught) {
         // our own deadline for this peer fired (not the caller's abort): the peer's fault, mildly
@@ -185,7 +200,7 @@ export class Dispatcher {
         const dropper = isRemoteDrop(err) ? router.remoteDropped(peer, mb.stage) : undefined
         if (isRemoteDrop(err) && dropper == null) throw new MicrobatchDroppedError(mb.stage, `stage ${mb.stage} peer ${peer} dropped the microbatch: ${(err as Error).message}`)
         const verdict = this.init.judge.judge(peer, dropper ?? err, 'pipeline', mb.stage)
-        exclude.add(peer)
+        exclude.set(peer, Date.now())
         this.init.log.warn('microbatch failed at a peer; retrying elsewhere', {
           peer, stage: mb.stage, attempt: attempt + 1, of: retry.maxAttempts, verdict, code: (dropper ?? err as LayerswarmError).code, error: (err as Error).message
         })
@@ -197,6 +212,14 @@ export class Dispatcher {
     throw new MicrobatchDroppedError(mb.stage)
   }
 
+  /** A hop through `peer` took `totalMs`: the router's sample, and a round-trip sample net of the peer's reported compute. */
+  private sampled (peer: string, stage: number, totalMs: number, reported: unknown, bytes: number): void {
+    const split = splitHop(totalMs, reported)
+    this.init.router.succeeded(peer, stage, totalMs, split?.serviceMs)
+    const rtt = split != null ? hopRttSample(split, bytes, this.timing.throughputOf(peer)) : undefined
+    if (rtt != null) this.timing.observeRtt(peer, rtt)
+  }
+
   /** Ends a phase begun at `t0` into `cat`; returns the start of the next one. */
   private lap (cat: ProfileCategory, t0: number): number {
     const now = performance.now()
@@ -204,14 +227,40 @@ export class Dispatcher {
     return now
   }
 
-  /** Waits (bounded) for a usable peer of `stage` to appear. */
-  private async waitForPeer (stage: number, exclude: ReadonlySet<string>, signal: AbortSignal): Promise<string | undefined> {
+  /**
+   * Waits (bounded) for a usable peer of `stage` to appear: one not excluded (failed at `exclude`'s
+   * time for this microbatch), or an excluded one readmitted (see the top of this file).
+   */
+  private async waitForPeer (stage: number, exclude: Map<string, number>, readmitted: Set<string>, signal: AbortSignal): Promise<string | undefined> {
     const until = Date.now() + this.init.retry.peerWaitMs
     while (Date.now() < until && !signal.aborted) {
       await pause(this.init.retry.pollMs, signal)
-      const peer = this.init.router.choose(stage, exclude)
+      const peer = this.init.router.choose(stage, new Set(exclude.keys()))
       if (peer != null) return peer
+      const again = this.readmittable(stage, exclude, readmitted)
+      if (again == null) continue
+      readmitted.add(again)
+      exclude.delete(again)
+      this.init.log.info('retrying a failed peer: it is all its stage has left', { peer: again, stage })
+      const retried = this.init.router.choose(stage, new Set(exclude.keys()))
+      if (retried != null) return retried
     }
     return undefined
+  }
+
+  /** An excluded peer that is the only candidate of `stage`, not banned, failed RETRY_AFTER_MS ago, connected, not readmitted yet. */
+  private readmittable (stage: number, exclude: ReadonlyMap<string, number>, readmitted: ReadonlySet<string>): string | undefined {
+    const candidates = this.init.router.available(stage)
+    if (candidates.length === 0 || candidates.some(p => !exclude.has(p))) return undefined
+    const now = Date.now()
+    return candidates.find(p => !readmitted.has(p) && now - (exclude.get(p) ?? now) >= RETRY_AFTER_MS && this.connected(p))
+  }
+
+  private connected (peer: string): boolean {
+    try {
+      return this.init.libp2p.getConnections(peerIdFromString(peer)).some(c => c.status === 'open')
+    } catch {
+      return false
+    }
   }
 }

@@ -13,7 +13,10 @@
 // gets its stage's medians (a new peer, or a silent one that never answered, is expected to serve
 // like the others, so it is caught within a few of their round trips: docs/pipeline.md), and only
 // a stage where nobody was measured yet gets the initial timeout (the ceiling). The dispatcher adds
-// the network's share for the bytes it sends (core/net/peer-timing.ts). A failure bans the peer with exponential
+// the network's share for the bytes it sends (core/net/peer-timing.ts). A peer whose replies report
+// their compute time (core/net/hop-timing.ts) is timed by that service time alone (EWMA + k
+// deviations of it), and the network's share (both ways) is added once; one that does not keeps the
+// whole round trip as its service time. Routing (finish times) always uses the whole round trip. A failure bans the peer with exponential
 // backoff (base x 2^(failures-1), capped; x4 for a protocol violation); a success clears the
 // failure count. Peers come from a `PeerSource` (the node's membership view). Verdicts come from
 // the node's PeerJudge (core/peer-judge.ts), which also keeps the penalty count.
@@ -72,6 +75,8 @@ export interface PeerRouteStats {
   /** Decayed counts of recent remote drops and completions. */
   readonly drops: number
   readonly completed: number
+  /** EWMA of the service time the peer's replies report (net of the network), when they do. */
+  readonly serviceMs: number | null
 }
 
 interface PeerState {
@@ -86,6 +91,10 @@ interface PeerState {
   /** Recent remote drops and completions, each decayed by DROP_DECAY per outcome. */
   drops: number
   completed: number
+  /** Reported service time (core/net/hop-timing.ts): EWMA, mean deviation, samples. */
+  svc: number
+  svcDev: number
+  svcSamples: number
 }
 
 /** Weight kept by the older outcomes at each new one: about the last 10 outcomes count. */
@@ -165,28 +174,29 @@ export class Router {
   /**
    * How long to wait for `peer` (of `stage`) before giving up on a microbatch (ms): its service
    * time's EWMA + k deviations, else its stage's medians, else the initial timeout; within
-   * [floor, initial]. `extraMs` (the network's share for the bytes sent) is added before clamping.
+   * [floor, initial]. Added before clamping: `extraMs` (the network's share for the bytes sent) to a
+   * whole-round-trip basis, `netExtraMs` (the network's share both ways) to a reported service time.
    */
-  timeoutMs (peer: string, stage?: number, extraMs = 0): number {
+  timeoutMs (peer: string, stage?: number, extraMs = 0, netExtraMs = extraMs): number {
     const s = this.peers.get(peer)
-    let ewma: number
-    let dev: number
+    let b: { mean: number, dev: number, net: boolean }
     if (s != null && s.samples > 0) {
-      ewma = s.ewma
-      dev = s.dev
+      b = basisOf(s)
     } else {
       const st = stage ?? s?.stage
       const measured = [...this.peers.values()].filter(x => x.stage === st && x.samples > 0)
       if (measured.length === 0) return this.opts.initialTimeoutMs
-      ewma = medianOf(measured.map(x => x.ewma))
-      dev = medianOf(measured.map(x => x.dev))
+      // the peers that report their service time speak for the stage when there are any
+      const net = measured.filter(x => x.svcSamples > 0)
+      const pool = (net.length > 0 ? net : measured).map(basisOf)
+      b = { mean: medianOf(pool.map(x => x.mean)), dev: medianOf(pool.map(x => x.dev)), net: net.length > 0 }
     }
-    const ms = ewma + this.opts.timeoutK * dev + extraMs
+    const ms = b.mean + this.opts.timeoutK * b.dev + (b.net ? netExtraMs : extraMs)
     return Math.min(this.opts.initialTimeoutMs, Math.max(this.opts.timeoutFloorMs, ms))
   }
 
-  /** A round trip through `peer` finished in `ms`. */
-  succeeded (peer: string, stage: number, ms: number): void {
+  /** A round trip through `peer` finished in `ms`; `serviceMs`: the part its reply says it spent (hop-timing.ts). */
+  succeeded (peer: string, stage: number, ms: number, serviceMs?: number): void {
     const s = this.state(peer, stage)
     const a = this.opts.alpha
     if (s.samples === 0) {
@@ -197,6 +207,16 @@ export class Router {
       s.ewma = (1 - a) * s.ewma + a * ms
     }
     s.samples++
+    if (serviceMs != null && Number.isFinite(serviceMs) && serviceMs >= 0) {
+      if (s.svcSamples === 0) {
+        s.svc = serviceMs
+        s.svcDev = serviceMs / 2
+      } else {
+        s.svcDev = (1 - a) * s.svcDev + a * Math.abs(serviceMs - s.svc)
+        s.svc = (1 - a) * s.svc + a * serviceMs
+      }
+      s.svcSamples++
+    }
     s.failures = 0
     s.completed = DROP_DECAY * s.completed + 1
     s.drops *= DROP_DECAY
@@ -246,19 +266,25 @@ export class Router {
       bannedForMs: Math.max(0, s.bannedUntil - t),
       finish: s.finish,
       drops: s.drops,
-      completed: s.completed
+      completed: s.completed,
+      serviceMs: s.svcSamples > 0 ? s.svc : null
     }))
   }
 
   private state (peer: string, stage: number): PeerState {
     let s = this.peers.get(peer)
     if (s == null) {
-      s = { stage, ewma: 0, dev: 0, samples: 0, failures: 0, bannedUntil: 0, finish: 0, drops: 0, completed: 0 }
+      s = { stage, ewma: 0, dev: 0, samples: 0, failures: 0, bannedUntil: 0, finish: 0, drops: 0, completed: 0, svc: 0, svcDev: 0, svcSamples: 0 }
       this.peers.set(peer, s)
     }
     s.stage = stage
     return s
   }
+}
+
+/** What a peer's timeout grows from: its reported service time when it reports one, else its whole round trip. */
+function basisOf (s: PeerState): { mean: number, dev: number, net: boolean } {
+  return s.svcSamples > 0 ? { mean: s.svc, dev: s.svcDev, net: true } : { mean: s.ewma, dev: s.dev, net: false }
 }
 
 function medianOf (xs: number[]): number {

@@ -10,7 +10,8 @@
 //              other stages: forward, hand the output to the dispatcher for stage s+1, then
 //              backward with the gradient that comes back
 //   reply      the input gradient (encoded, with this node's commitment to it) or the loss, on the
-//              same stream
+//              same stream, with `computeMs`: this node's time from the request read to the reply
+//              (its compute and the hops behind it; core/net/hop-timing.ts)
 import type { Libp2p } from '@libp2p/interface'
 import type { Logger } from '../contracts/logger.ts'
 import type { LayerswarmError } from '../errors.ts'
@@ -29,6 +30,7 @@ import type { HopCommitter } from './hop-commits.ts'
 import type { HopTensor } from '../verify/hop-records.ts'
 import type { Adversary } from './adversary.ts'
 import type { RouteAuth } from './route-auth.ts'
+import { COMPUTE_MS_FIELD } from '../net/hop-timing.ts'
 
 export interface StageServerInit {
   readonly libp2p: Libp2p
@@ -151,6 +153,9 @@ export class StageServer implements Role {
       } finally {
         reading.clear()
       }
+      // the reply reports the time from here to itself (hop-timing.ts): the sender's deadline counts the network once
+      const readAt = performance.now()
+      const computeMs = (): number => Math.round(performance.now() - readAt)
       const train = meta.mode === 'train'
       if (train) {
         init.metrics.count('microbatchesStarted')
@@ -170,12 +175,12 @@ export class StageServer implements Role {
           const out = await init.worker.evaluate({ B, T, hidden, targets })
           const reply = { loss: out.loss as number, count: out.count as number }
           init.onEval?.(meta, reply.loss)
-          await fs.send({ kind: 'response', microbatchId: id, stage: init.stage, route, metadata: { ...reply } }, undefined, { signal })
+          await fs.send({ kind: 'response', microbatchId: id, stage: init.stage, route, metadata: { ...reply, [COMPUTE_MS_FIELD]: computeMs() } }, undefined, { signal })
           return
         }
         const r = await init.worker.trainLast({ B, T, hidden, targets }, tag)
         const hop = hopWork([actIn, targetsIn], r.paramsDigest, init.worker.steps)
-        await this.replyGrad(fs, id, route, this.tamper(r.dinput as Float32Array), shapeIn, { loss: r.loss, count: r.count }, hop, signal)
+        await this.replyGrad(fs, id, route, this.tamper(r.dinput as Float32Array), shapeIn, { loss: r.loss, count: r.count }, hop, signal, computeMs)
         init.metrics.completed(B * T)
         return
       }
@@ -191,12 +196,12 @@ export class StageServer implements Role {
         throw err
       }
       if (!train) {
-        await fs.send({ kind: 'response', microbatchId: id, stage: init.stage, route, metadata: { ...reply.meta } }, undefined, { signal })
+        await fs.send({ kind: 'response', microbatchId: id, stage: init.stage, route, metadata: { ...reply.meta, [COMPUTE_MS_FIELD]: computeMs() } }, undefined, { signal })
         return
       }
       const back = await init.worker.backward(key, { B, T, hidden }, reply.dout as Float32Array, { ...tag, loss: reply.meta.loss })
       const hop = hopWork([actIn, reply.doutTensor], back.paramsDigest, init.worker.steps)
-      await this.replyGrad(fs, id, route, this.tamper(back.dinput as Float32Array), shapeIn, reply.meta, hop, signal)
+      await this.replyGrad(fs, id, route, this.tamper(back.dinput as Float32Array), shapeIn, reply.meta, hop, signal, computeMs)
       init.metrics.completed(B * T)
     } finally {
       work?.clear()
@@ -210,11 +215,11 @@ export class StageServer implements Role {
   }
 
   private async replyGrad (fs: FramedStream, id: bigint, route: string[], dinput: Float32Array, shape: number[], meta: { loss: number, count: number },
-    work: HopWorkIn | undefined, signal: AbortSignal): Promise<void> {
+    work: HopWorkIn | undefined, signal: AbortSignal, computeMs: () => number): Promise<void> {
     const prof = this.init.metrics.profile
     const enc = this.init.codecs.encode('activation-grad', dinput, shape)
     const commitment = work == null ? undefined : await prof.time('verification', async () => await this.init.committer?.commit({ kind: 'backward', microbatchId: id, ...work }, { bytes: enc.bytes, codecId: enc.codecId, dtype: 'f32', shape }))
-    await prof.time('send', async () => await fs.send({ kind: 'activation-grad', microbatchId: id, stage: this.init.stage, codecId: enc.codecId, dtype: 'f32', shape, route, metadata: { loss: meta.loss, count: meta.count, ...(commitment != null ? { commitment } : {}) } }, enc.bytes, { signal }))
+    await prof.time('send', async () => await fs.send({ kind: 'activation-grad', microbatchId: id, stage: this.init.stage, codecId: enc.codecId, dtype: 'f32', shape, route, metadata: { loss: meta.loss, count: meta.count, [COMPUTE_MS_FIELD]: computeMs(), ...(commitment != null ? { commitment } : {}) } }, enc.bytes, { signal }))
     this.init.metrics.boundarySent('backward', enc.bytes.byteLength, shape[0] * shape[1])
   }
 }

@@ -1,7 +1,8 @@
 // The stage a training node serves, over its life: which stage (a pin, or the scheduler's
 // assignment), the PipelineNode serving it, and moves between stages.
 //
-//   assignment   pinned (--stage N): serve N for life. Otherwise Tokens.Scheduler decides: the host
+//   assignment   pinned (--stage N): serve N for life (a pinned late joiner fetches its stage's state
+//                first, as a move does: serveStage). Otherwise Tokens.Scheduler decides: the host
 //                fills its move hooks and serves what `onAssignment` / `currentStage()` say.
 //   join/move    scheduler: joining(s) -> fetchStageState(s, peers) -> serving(s) -> onAssignment.
 //                fetchStageState downloads stage s's weights over state sync (stage-state.ts: the
@@ -195,13 +196,7 @@ export class StageHost {
       const pin = this.init.pin as number
       this.unsubscribe = this.membership.providePlacement(pinnedPlacement(pin))
       this.assignment = { stage: pin, reason: 'pinned' }
-      // a late joiner takes the stage's state from the peers that have trained it (as a scheduler
-      // move does: a majority-agreed snapshot where there is one, stage-state.ts)
-      const donors = await this.trainedPeers(pin)
-      await this.serialized(async () => {
-        const fetched = donors.length > 0 ? await this.fetchState(pin, donors, this.abort.signal) : undefined
-        await this.serve(pin, fetched)
-      })
+      await this.serveStage(pin, true)
       return
     }
     if (isSteerable(s)) {
@@ -261,10 +256,18 @@ export class StageHost {
     this.assignment = a
     this.log.info('assigned', { stage: a.stage, reason: a.reason, moves: this.moves })
     // hooks normally started the pipeline already; this covers pins and a scheduler without hooks
+    await this.serveStage(a.stage, a.stage === this.init.pin)
+  }
+
+  /** Serves `stage`. A pinned node whose stage's peers trained (step > 0) takes their state first, as a scheduler move does. */
+  private async serveStage (stage: number, pinned: boolean): Promise<void> {
+    const donors = pinned && this.current == null && !this.stopped ? await this.trainedPeers(stage) : []
     await this.serialized(async () => {
-      if (this.stopped || this.current?.stage === a.stage) return
+      if (this.stopped || this.current?.stage === stage) return
       await this.retire()
-      await this.serve(a.stage)
+      const fetched = donors.length > 0 ? await this.fetchState(stage, donors, this.abort.signal) : undefined
+      if (this.stopped) return
+      await this.serve(stage, fetched)
     })
   }
 
@@ -293,10 +296,7 @@ export class StageHost {
     await this.serve(stage, fetched)
   }
 
-  /**
-   * Peers serving `stage` that have taken optimizer steps, most steps first, once the view has heard
-   * from the swarm (at most joinListenMs): empty for the first nodes of a run.
-   */
+  /** Peers serving `stage` that took optimizer steps, most first, once the view heard the swarm (joinListenMs): none for a run's first nodes. */
   private async trainedPeers (stage: number): Promise<string[]> {
     const until = Date.now() + (this.init.joinListenMs ?? 1500)
     const of = (): Member[] => this.membership.members().filter(m => m.stage === stage && m.phase !== 'failed')
@@ -356,8 +356,7 @@ export class StageHost {
         averaging: { onAgreed: a => { this.recordAgreed(p, a) }, robust: o.robust, faults: o.adversary?.averagingFaults }
       })
     } catch (err) {
-      if (fetched != null) throw new StageStateMismatchError(stage, fetched.peer, (err as Error).message)
-      throw err
+      throw fetched != null ? new StageStateMismatchError(stage, fetched.peer, (err as Error).message) : err
     }
     if (fetched != null) {
       try {
