@@ -10,6 +10,8 @@
 //   gpt2   HF's Conv1D stores c_attn, c_proj, c_fc and mlp.c_proj as [in, out]: ours are [out, in],
 //          so those four weights are transposed; everything else keeps its layout, `transformer.`
 //          prefixed. GELU is the tanh approximation ("gelu_new"), LayerNorm eps 1e-5.
+// Tokenizer files go with it where the tokenizer is GPT-2's (gpt2-tokenizer-files.ts); the byte
+// tokenizer has no transformers counterpart with our ids, so it gets none.
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ConfigError } from '../errors.ts'
@@ -17,6 +19,7 @@ import { ffnHiddenOf, isLlama, kvHeadsOf, LLAMA_NORM_EPS, LLAMA_ROPE_THETA, type
 import { blockParamNames, llamaBlockParamNames } from '../model/params.ts'
 import type { Checkpoint } from '../train/checkpoint.ts'
 import { encodeSafetensors, type StTensor } from '../train/safetensors.ts'
+import { GPT2_EOT_ID, gpt2Vocabulary, writeGpt2TokenizerFiles } from './gpt2-tokenizer-files.ts'
 
 /** An export that cannot be made from this input (a stage-only checkpoint, a bottleneck, an unusable out dir). */
 export class ExportError extends ConfigError {
@@ -25,6 +28,27 @@ export class ExportError extends ConfigError {
 
 export const EXPORT_FORMATS = ['hf'] as const
 export type ExportFormat = typeof EXPORT_FORMATS[number]
+
+export const EXPORT_TOKENIZERS = ['gpt2', 'byte', 'none'] as const
+export type ExportTokenizer = typeof EXPORT_TOKENIZERS[number]
+
+/**
+ * The tokenizer an export is for: `flag` where given, else the one the checkpoint records, else the
+ * vocabulary's size says (50257 -> gpt2, 256 -> byte; older checkpoints record nothing), else none.
+ */
+export function exportTokenizerOf (ckpt: Pick<Checkpoint, 'config' | 'info'>, flag?: string): ExportTokenizer {
+  if (flag != null && !(EXPORT_TOKENIZERS as readonly string[]).includes(flag)) throw new ExportError(`--tokenizer ${flag} is not one of ${EXPORT_TOKENIZERS.join(', ')}`)
+  const recorded = ckpt.info?.tokenizer
+  const V = ckpt.config.vocabSize
+  let name: ExportTokenizer
+  if (flag != null) name = flag as ExportTokenizer
+  else if (recorded != null) name = recorded === 'gpt2' || recorded === 'byte' ? recorded : 'none'
+  else name = V === GPT2_EOT_ID + 1 ? 'gpt2' : V === 256 ? 'byte' : 'none'
+  if (name === 'gpt2' && V <= GPT2_EOT_ID) {
+    throw new ExportError(`the gpt2 tokenizer's ids reach ${GPT2_EOT_ID} but the model's vocabulary is ${V}${flag != null ? '' : ` (the checkpoint records tokenizer ${String(recorded)})`}; give --tokenizer byte or none`)
+  }
+  return name
+}
 
 /** The token ids a tokenizer name implies (recorded in the checkpoint's info): end-of-text. */
 function eotOf (tokenizer: unknown): number | null {
@@ -153,6 +177,8 @@ export interface ExportResult {
   readonly architecture: string
   readonly tensors: number
   readonly parameters: number
+  /** The tokenizer the files are for; tokenizer files are written for gpt2 only. */
+  readonly tokenizer: ExportTokenizer
 }
 
 /** Refuses an out dir that exists as a file or holds anything: an export never mixes with other files. */
@@ -165,15 +191,17 @@ export async function checkExportDir (dir: string): Promise<void> {
 }
 
 /** Writes `ckpt` (a whole model: every stage, no bottleneck) as a Hugging Face model directory. */
-export async function exportHf (ckpt: Checkpoint, dir: string, opts: { signal?: AbortSignal } = {}): Promise<ExportResult> {
+export async function exportHf (ckpt: Checkpoint, dir: string, opts: { tokenizer?: string, signal?: AbortSignal } = {}): Promise<ExportResult> {
   if (ckpt.layout.stage !== null) {
     throw new ExportError(`the checkpoint holds stage ${ckpt.layout.stage} of ${ckpt.layout.stages} only; merge the stages into one whole-model file first (core/train/merge-checkpoints.ts; the swarm's run end writes one)`)
   }
   if (ckpt.layout.bottleneck > 0) {
     throw new ExportError(`the checkpoint was trained with a bottleneck of width ${ckpt.layout.bottleneck} at its stage boundaries: transformers' ${isLlama(ckpt.config) ? 'LlamaForCausalLM' : 'GPT2LMHeadModel'} has no such layers`)
   }
+  const tokenizer = exportTokenizerOf(ckpt, opts.tokenizer)
+  if (tokenizer === 'gpt2') await gpt2Vocabulary() // derived before anything is written: a failure leaves no half export
   const tensors = hfTensors(ckpt.config, ckpt.params)
-  const config = hfConfig(ckpt.config, ckpt.info?.tokenizer)
+  const config = hfConfig(ckpt.config, tokenizer)
   await checkExportDir(dir)
   opts.signal?.throwIfAborted()
   await mkdir(dir, { recursive: true })
@@ -181,9 +209,12 @@ export async function exportHf (ckpt: Checkpoint, dir: string, opts: { signal?: 
   opts.signal?.throwIfAborted()
   await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n', { signal: opts.signal })
   await writeFile(join(dir, 'model.safetensors'), bytes, { signal: opts.signal })
+  const files = ['config.json', 'model.safetensors']
+  if (tokenizer === 'gpt2') files.push(...await writeGpt2TokenizerFiles(dir, { modelMaxLength: ckpt.config.blockSize, signal: opts.signal }))
   return {
     dir,
-    files: ['config.json', 'model.safetensors'],
+    files,
+    tokenizer,
     architecture: (config.architectures as string[])[0],
     tensors: tensors.length,
     parameters: tensors.reduce((a, [, t]) => a + t.data.length, 0)
