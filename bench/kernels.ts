@@ -1,6 +1,8 @@
 // `layerswarm bench kernels`: a backend's matmul (at 1024^3 and at the tiny model's shapes, forward
 // and backward), attention, the Llama kernels (RMSNorm, rotary embeddings, SwiGLU at llama-20m's
-// widths, forward + backward) and full training step, against PyTorch on the same machine in the same
+// widths, forward + backward), flash attention (at llama-20m's widths, T = 256 and T = 1024, forward and
+// forward + backward, and the bytes it keeps for backward against the T x T path's) and full training
+// step, against PyTorch on the same machine in the same
 // run (bench/torch_baseline.py, float32, the same thread count). Where PyTorch is absent the
 // baseline is null and the reason is reported; it is never invented.
 // On a machine shared with other work, load comes and goes: the baseline and ours alternate for
@@ -44,7 +46,8 @@ const MATMULS: Array<[number, number, number, string]> = [
   [N_TINY, 128, 256, 'tiny lm head']
 ]
 
-interface Measure { name: string, value: number, unit: string, higherIsBetter: boolean }
+/** A measure compared with something other than PyTorch (e.g. flash's memory against the T x T path's). */
+interface Measure { name: string, value: number, unit: string, higherIsBetter: boolean, against?: { name: string, value: number } }
 
 export async function kernelsBench (backend: ComputeBackend, opts: KernelsBenchOptions = {}): Promise<BenchReport> {
   const log = (opts.logger ?? silentLogger).forComponent('layerswarm:bench')
@@ -63,6 +66,7 @@ export async function kernelsBench (backend: ComputeBackend, opts: KernelsBenchO
     matmul: MATMULS.map(([N, C, OC]) => [N, C, OC]),
     attention: [TINY.B, TINY.T, tiny.dModel, tiny.nHead],
     llama: llamaShape(),
+    flash: flashShapes(),
     step: { vocab: tiny.vocabSize, block: tiny.blockSize, layers: tiny.nLayer, heads: tiny.nHead, d: tiny.dModel, B: TINY.B, T: TINY.T }
   }
   let baseline: Record<string, unknown> = { name: 'pytorch', missing: 'disabled (--no-baseline)' }
@@ -77,9 +81,9 @@ export async function kernelsBench (backend: ComputeBackend, opts: KernelsBenchO
         baseline = { name: 'pytorch', missing: r.missing }
         log.warn('PyTorch baseline missing', { reason: r.missing })
       } else {
-        baseline = { name: 'pytorch', torch: r.torch, blas: r.blas, threads: r.threads, rounds }
+        baseline = { name: 'pytorch', torch: r.torch, blas: r.blas, threads: r.threads, rounds, ...(r.flash !== undefined ? { flash: r.flash } : {}) }
         for (const [k, v] of Object.entries(r.results)) {
-          const unit = /^(attention|rmsnorm|rope|swiglu)\./.test(k) ? 'ms' : ''
+          const unit = /^(attention|flash|rmsnorm|rope|swiglu)\./.test(k) ? 'ms' : ''
           base[k] = k in base ? (unit === 'ms' ? Math.min(base[k], v) : Math.max(base[k], v)) : v
         }
       }
@@ -89,13 +93,13 @@ export async function kernelsBench (backend: ComputeBackend, opts: KernelsBenchO
   }
 
   const results: BenchResult[] = measures.map(m => {
-    const b = base[m.name]
+    const b = m.against !== undefined ? m.against.value : base[m.name]
     const has = typeof b === 'number' && Number.isFinite(b)
     return {
       name: m.name,
       value: round(m.value),
       unit: m.unit,
-      baseline: has ? { name: 'pytorch', value: round(b) } : null,
+      baseline: has ? { name: m.against?.name ?? 'pytorch', value: round(b) } : null,
       ratio: has ? round(m.higherIsBetter ? m.value / b : b / m.value) : null
     }
   })
@@ -119,6 +123,15 @@ async function measureOurs (backend: ComputeBackend, warmup: number, reps: numbe
   const [B, T, C, NH, H] = llamaShape()
   log.info('llama kernels', { B, T, C, NH, H, round: pass })
   for (const [name, ms] of await timeLlama(backend, B, T, C, NH, H, warmup, reps)) measures.push({ name, value: ms, unit: 'ms', higherIsBetter: false })
+  for (const [fb, ft, fc, fnh] of flashShapes()) {
+    log.info('flash attention', { B: fb, T: ft, C: fc, NH: fnh, round: pass })
+    const fl = await timeFlash(backend, fb, ft, fc, fnh, warmup, reps)
+    const tag = flashTag(fb, ft)
+    measures.push({ name: `flash.fwd.${tag}`, value: fl.fwdMs, unit: 'ms', higherIsBetter: false })
+    measures.push({ name: `flash.fwd+bwd.${tag}`, value: fl.fwdBwdMs, unit: 'ms', higherIsBetter: false })
+    // what forward keeps for backward beside out: lse [B,NH,T], against preatt + att [B,NH,T,T]
+    measures.push({ name: `flash.saved.${tag}`, value: fb * fnh * ft * 4, unit: 'bytes', higherIsBetter: false, against: { name: 'T x T path', value: 2 * fb * fnh * ft * ft * 4 } })
+  }
   log.info('training step', { preset: 'tiny', ...TINY, round: pass })
   const stepMs = await timeTrainStep(backend, warmup, reps)
   measures.push({ name: 'train.step.tiny', value: N_TINY / stepMs * 1e3, unit: 'tokens/s', higherIsBetter: true })
@@ -173,6 +186,31 @@ function llamaShape (): [number, number, number, number, number] {
   return [4, 256, c.dModel, c.nHead, ffnHiddenOf(c)]
 }
 
+/** Flash attention's shapes [B, T, C, NH]: llama-20m's widths at llamaShape's B x T, and one 1024-token context. */
+function flashShapes (): Array<[number, number, number, number]> {
+  const [B, T, C, NH] = llamaShape()
+  return [[B, T, C, NH], [1, 1024, C, NH]]
+}
+
+const flashTag = (B: number, T: number): string => `B${B}xT${T}`
+
+/** attentionFlashForward, and forward + backward (ms): no [B,NH,T,T] tensor is allocated. */
+async function timeFlash (be: ComputeBackend, B: number, T: number, C: number, NH: number, warmup: number, reps: number): Promise<{ fwdMs: number, fwdBwdMs: number }> {
+  const qkv = be.upload(random(B * T * 3 * C, 15), [B, T, 3 * C])
+  const out = be.alloc([B, T, C]); const lse = be.alloc([B, NH, T])
+  const dout = be.upload(random(B * T * C, 16), [B, T, C]); const dqkv = be.alloc([B, T, 3 * C])
+  try {
+    const fwdMs = await medianMs(async () => { await be.attentionFlashForward(out, lse, qkv, NH) }, warmup, reps)
+    const fwdBwdMs = await medianMs(async () => {
+      await be.attentionFlashForward(out, lse, qkv, NH)
+      await be.attentionFlashBackward(dqkv, dout, out, qkv, lse, NH)
+    }, warmup, reps)
+    return { fwdMs, fwdBwdMs }
+  } finally {
+    for (const t of [qkv, out, lse, dout, dqkv]) be.free(t)
+  }
+}
+
 /** RMSNorm, rotary embeddings and SwiGLU, each forward + backward (ms). */
 async function timeLlama (be: ComputeBackend, B: number, T: number, C: number, NH: number, H: number, warmup: number, reps: number): Promise<Array<[string, number]>> {
   const N = B * T
@@ -212,7 +250,8 @@ async function timeTrainStep (be: ComputeBackend, warmup: number, reps: number):
   }
 }
 
-type TorchResult = { torch: string, blas: string | null, threads: number, results: Record<string, number> } | { missing: string }
+/** flash: how the baseline computed the flash rows (torch < 2.0 has no scaled_dot_product_attention). */
+type TorchResult = { torch: string, blas: string | null, threads: number, flash?: string, results: Record<string, number> } | { missing: string }
 
 /** Runs bench/torch_baseline.py; a missing python or torch gives `missing` with the reason. */
 async function runTorchBaseline (python: string, script: string, spec: object, threads: number): Promise<TorchResult> {

@@ -4,11 +4,14 @@
 Reads one JSON spec argument, prints one JSON object on stdout:
   spec:   {"threads": n, "warmup": w, "reps": r, "matmul": [[N, C, OC], ...],
            "attention": [B, T, C, NH] | null, "llama": [B, T, C, NH, H] | null,
+           "flash": [[B, T, C, NH], ...] | null,
            "step": {"vocab", "block", "layers", "heads", "d", "B", "T"} | null}
-  output: {"torch": version, "blas": library path, "threads": n, "results": {name: value}}
+  output: {"torch": version, "blas": library path, "threads": n, "flash": how, "results": {name: value}}
 Result names and units match bench/kernels.ts: matmul GFLOP/s (forward 2*N*C*OC flops; backward
 4*N*C*OC: dinp and dweight, plus dbias), attention and the Llama kernels (rmsnorm, rope, swiglu,
-forward + backward) milliseconds, training step tokens/s.
+forward + backward) milliseconds, flash attention (flash.fwd.BbxTt, flash.fwd+bwd.BbxTt: causal
+F.scaled_dot_product_attention where torch has it (>= 2.0), else the explicit T x T attention, named
+in "flash") milliseconds, training step tokens/s.
 Timings are medians of `reps` runs after `warmup` runs.
 """
 import json
@@ -133,6 +136,32 @@ def llama_kernels(results, B, T, C, NH, H, warmup, reps):
     results['swiglu.fwd+bwd'] = median_seconds(swiglu, warmup, reps) * 1e3
 
 
+def causal_sdpa(qkv, heads):
+    """F.scaled_dot_product_attention(is_causal=True) on q, k, v of qkv [B, T, 3C]."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    q, k, v = (t.view(B, T, heads, C // heads).transpose(1, 2) for t in qkv.split(C, dim=2))
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(B, T, C)
+
+
+def flash_kernels(results, shapes, warmup, reps):
+    """Causal attention at each [B, T, C, NH], forward and forward + backward, ms; returns how it ran."""
+    has_sdpa = hasattr(F, 'scaled_dot_product_attention')
+    fn = causal_sdpa if has_sdpa else attention
+    for B, T, C, NH in shapes:
+        qkv = torch.randn(B, T, 3 * C, requires_grad=True)
+        dout = torch.randn(B, T, C)
+        with torch.no_grad():
+            results[f'flash.fwd.B{B}xT{T}'] = median_seconds(lambda: fn(qkv, NH), warmup, reps) * 1e3
+
+        def fwd_bwd():
+            qkv.grad = None
+            fn(qkv, NH).backward(dout)
+        results[f'flash.fwd+bwd.B{B}xT{T}'] = median_seconds(fwd_bwd, warmup, reps) * 1e3
+    return 'F.scaled_dot_product_attention(is_causal=True)' if has_sdpa else \
+        f'explicit T x T attention (torch {torch.__version__} has no F.scaled_dot_product_attention)'
+
+
 def main():
     spec = json.loads(sys.argv[1])
     threads = int(spec.get('threads', 1))
@@ -176,6 +205,10 @@ def main():
     if ll:
         llama_kernels(results, *ll, warmup=warmup, reps=reps)
 
+    flash = None
+    if spec.get('flash'):
+        flash = flash_kernels(results, spec['flash'], warmup, reps)
+
     step = spec.get('step')
     if step:
         model = GPT(step['vocab'], step['block'], step['layers'], step['heads'], step['d'])
@@ -196,7 +229,10 @@ def main():
         t = median_seconds(train_step, warmup, reps)
         results['train.step.tiny'] = B * T / t
 
-    print(json.dumps({'torch': torch.__version__, 'blas': blas_library(), 'threads': threads, 'results': results}))
+    out = {'torch': torch.__version__, 'blas': blas_library(), 'threads': threads, 'results': results}
+    if flash is not None:
+        out['flash'] = flash
+    print(json.dumps(out))
 
 
 if __name__ == '__main__':

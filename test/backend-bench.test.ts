@@ -11,7 +11,9 @@ const NAMES = [
   'matmul.fwd.1024x128x384', 'matmul.bwd.1024x128x384', 'matmul.fwd.1024x128x128', 'matmul.bwd.1024x128x128',
   'matmul.fwd.1024x128x512', 'matmul.bwd.1024x128x512', 'matmul.fwd.1024x512x128', 'matmul.bwd.1024x512x128',
   'matmul.fwd.1024x128x256', 'matmul.bwd.1024x128x256',
-  'attention.fwd', 'attention.fwd+bwd', 'rmsnorm.fwd+bwd', 'rope.fwd+bwd', 'swiglu.fwd+bwd', 'train.step.tiny'
+  'attention.fwd', 'attention.fwd+bwd', 'rmsnorm.fwd+bwd', 'rope.fwd+bwd', 'swiglu.fwd+bwd',
+  'flash.fwd.B4xT256', 'flash.fwd+bwd.B4xT256', 'flash.saved.B4xT256',
+  'flash.fwd.B1xT1024', 'flash.fwd+bwd.B1xT1024', 'flash.saved.B1xT1024', 'train.step.tiny'
 ]
 
 describe('layerswarm bench', function () {
@@ -31,9 +33,14 @@ describe('layerswarm bench', function () {
     assert.deepEqual(report.results.map((x: { name: string }) => x.name), NAMES)
     for (const x of report.results) {
       assert.ok(Number.isFinite(x.value) && x.value > 0, `${x.name}: ${x.value}`)
+      if (x.unit === 'bytes') continue // flash's saved state: compared with the T x T path, not PyTorch
       assert.equal(x.baseline, null)
       assert.equal(x.ratio, null)
     }
+    // flash keeps lse [B,NH,T] for backward; the T x T path keeps preatt and att [B,NH,T,T]: 2T times more
+    const saved = report.results.find((x: { name: string }) => x.name === 'flash.saved.B1xT1024')
+    assert.deepEqual(saved.baseline, { name: 'T x T path', value: 2 * 1024 * saved.value })
+    assert.equal(saved.ratio, 2048)
   })
 
   it('rejects an unknown suite with exit code 2, naming the known ones', async function () {

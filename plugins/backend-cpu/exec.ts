@@ -352,7 +352,7 @@ export class Executor {
         return
       }
       default:
-        if (runLlamaChunk(f, P, c, nc, parts)) return
+        if (runLlamaChunk(f, P, c, nc, parts, this.wasm === null ? null : this.memory)) return
         throw new Error(`cpu backend: unknown op ${P[0]}`)
     }
   }

@@ -1,8 +1,13 @@
-// Plain TypeScript kernels of the Llama layers (RMSNorm, rotary embeddings, SwiGLU) and their job
-// glue for exec.ts: op numbers, chunking, work estimate, and running one chunk. Same rules as
+// TypeScript kernels of the Llama layers (RMSNorm, rotary embeddings, SwiGLU) and their job glue for
+// exec.ts: op numbers, chunking, work estimate, and running one chunk. SwiGLU, an exp per element
+// and the slowest of them in plain TypeScript (several times PyTorch's), runs in WASM SIMD
+// (wasm/llama.wat, llama-wasm.ts) for whole groups of 4 columns when the backend has SIMD. Same rules as
 // kernels.ts: no shape checks here (the backend validated), backward kernels ACCUMULATE (+=), and
 // chunks never write the same element (rows, or channel ranges for a parameter gradient).
 // Kept apart from exec.ts (which calls in here for these ops) so each file stays small.
+
+import { llamaWasm } from './llama-wasm.ts'
+import type { WasmMemory } from './wasm.ts'
 
 type F32 = Float32Array
 
@@ -84,22 +89,22 @@ export function rope (out: F32, inp: F32, T: number, C: number, NH: number, thet
   }
 }
 
-/** Rows [r0, r1): out[n, i] = silu(gate) * up, gate = inp[n, i], up = inp[n, H + i]. */
-export function swigluForward (out: F32, inp: F32, H: number, r0: number, r1: number): void {
+/** Rows [r0, r1), columns [i0, H): out[n, i] = silu(gate) * up, gate = inp[n, i], up = inp[n, H + i]. */
+export function swigluForward (out: F32, inp: F32, H: number, r0: number, r1: number, i0 = 0): void {
   for (let n = r0; n < r1; n++) {
     const g0 = n * 2 * H; const o = n * H
-    for (let i = 0; i < H; i++) {
+    for (let i = i0; i < H; i++) {
       const g = inp[g0 + i]
       out[o + i] = g / (1 + Math.exp(-g)) * inp[g0 + H + i]
     }
   }
 }
 
-/** Rows [r0, r1): dgate += dout * up * silu'(gate), dup += dout * silu(gate). */
-export function swigluBackward (dinp: F32, dout: F32, inp: F32, H: number, r0: number, r1: number): void {
+/** Rows [r0, r1), columns [i0, H): dgate += dout * up * silu'(gate), dup += dout * silu(gate). */
+export function swigluBackward (dinp: F32, dout: F32, inp: F32, H: number, r0: number, r1: number, i0 = 0): void {
   for (let n = r0; n < r1; n++) {
     const g0 = n * 2 * H; const o = n * H
-    for (let i = 0; i < H; i++) {
+    for (let i = i0; i < H; i++) {
       const g = inp[g0 + i]
       const s = 1 / (1 + Math.exp(-g))
       const d = dout[o + i]
@@ -143,8 +148,11 @@ export function llamaJobWork (P: ArrayLike<number>): number | undefined {
   }
 }
 
-/** Runs chunk c of nc of a Llama job on the float32 view f; false if P is not a Llama op. */
-export function runLlamaChunk (f: F32, P: ArrayLike<number>, c: number, nc: number, parts: number): boolean {
+/**
+ * Runs chunk c of nc of a Llama job on the float32 view f of `memory`; false if P is not a Llama op.
+ * memory null: plain TypeScript only (the backend's simd: false).
+ */
+export function runLlamaChunk (f: F32, P: ArrayLike<number>, c: number, nc: number, parts: number, memory: WasmMemory | null = null): boolean {
   const F = (off: number, n: number): F32 => f.subarray(off, off + n)
   switch (P[0]) {
     case LLAMA_OP.RMSNORM_FWD: {
@@ -176,13 +184,26 @@ export function runLlamaChunk (f: F32, P: ArrayLike<number>, c: number, nc: numb
     case LLAMA_OP.SWIGLU_FWD: {
       const N = P[3]; const H = P[4]
       const [r0, r1] = part(N, c, nc)
-      swigluForward(F(P[1], N * H), F(P[2], N * 2 * H), H, r0, r1)
+      const n4 = memory === null ? 0 : H & ~3 // bytes below: offsets are in f32 elements
+      if (n4 > 0) {
+        const w = llamaWasm(memory as WasmMemory)
+        for (let n = r0; n < r1; n++) w.swiglu_forward((P[1] + n * H) * 4, (P[2] + n * 2 * H) * 4, (P[2] + n * 2 * H + H) * 4, n4)
+      }
+      if (n4 < H) swigluForward(F(P[1], N * H), F(P[2], N * 2 * H), H, r0, r1, n4)
       return true
     }
     case LLAMA_OP.SWIGLU_BWD: {
       const N = P[4]; const H = P[5]
       const [r0, r1] = part(N, c, nc)
-      swigluBackward(F(P[1], N * 2 * H), F(P[2], N * H), F(P[3], N * 2 * H), H, r0, r1)
+      const n4 = memory === null ? 0 : H & ~3
+      if (n4 > 0) {
+        const w = llamaWasm(memory as WasmMemory)
+        for (let n = r0; n < r1; n++) {
+          const g = (P[3] + n * 2 * H) * 4; const dg = (P[1] + n * 2 * H) * 4
+          w.swiglu_backward(dg, dg + H * 4, (P[2] + n * H) * 4, g, g + H * 4, n4)
+        }
+      }
+      if (n4 < H) swigluBackward(F(P[1], N * 2 * H), F(P[2], N * H), F(P[3], N * 2 * H), H, r0, r1, n4)
       return true
     }
     default: return false
