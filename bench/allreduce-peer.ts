@@ -18,7 +18,7 @@ import { createInterface } from 'node:readline'
 import { multiaddr } from '@multiformats/multiaddr'
 import { appendFileSync } from 'node:fs'
 import { createLogger, createNode } from '../core/index.ts'
-import { Averager, shardCodecs } from '../core/averaging/index.ts'
+import { Averager, DEFAULT_CHUNK_ELEMENTS, shardCodecs } from '../core/averaging/index.ts'
 import { float32Bytes, handleFramed, openFramed } from '../core/wire/index.ts'
 import { builtinCodecs } from '../plugins/compression/index.ts'
 import { prng } from '../test/wire-helpers.ts'
@@ -105,7 +105,7 @@ async function main (): Promise<void> {
             got += f.payload.byteLength
           }
           await fs.send({ kind: 'ack', metadata: { got } })
-        }, { runId: BENCH_RUN_ID, timeoutMs: COMMAND_TIMEOUT_MS })
+        }, { runId: BENCH_RUN_ID, timeoutMs: COMMAND_TIMEOUT_MS, onError: (err, peer) => { process.stderr.write(`bulk from ${peer} failed: ${(err as { code?: string }).code ?? ''} ${err.message}\n`) } })
         reply({ event: 'ok' })
       } else if (cmd.cmd === 'bulk-send' || cmd.cmd === 'bulk-send-many') {
         const targets: Array<{ addrs: string[], bytes: number }> = cmd.cmd === 'bulk-send' ? [{ addrs: cmd.addrs, bytes: cmd.bytes }] : cmd.targets
@@ -128,10 +128,14 @@ async function main (): Promise<void> {
   process.exit(0)
 }
 
-/** One bulk transfer of `data` to `addr` in 4 MiB frames; resolves when the receiver acknowledged every byte. */
+/**
+ * One bulk transfer of `data` to `addr` in the all-reduce's frames (2^18 f32, 1 MiB; 4 MiB frames let
+ * libp2p's connection monitor drop connections on a loaded host); resolves when the receiver
+ * acknowledged every byte.
+ */
 async function bulkSend (libp2p: Parameters<typeof openFramed>[0], addr: string, data: Uint8Array, signal: AbortSignal): Promise<void> {
   const fs = await openFramed(libp2p, multiaddr(addr), BULK_PROTOCOL, { runId: BENCH_RUN_ID, signal })
-  const frame = 4 * (1 << 20)
+  const frame = 4 * DEFAULT_CHUNK_ELEMENTS
   const parts = Math.ceil(data.byteLength / frame)
   for (let i = 0; i < parts; i++) {
     const chunk = data.subarray(i * frame, Math.min((i + 1) * frame, data.byteLength))
