@@ -1,8 +1,12 @@
-// The Llama layers' WASM SIMD kernels (wasm/llama.wat: SwiGLU forward and backward). Assembled once
-// per thread at import (top-level await, so the kernels are there, synchronously, whenever a job
-// runs: a worker's chunks cannot await), instantiated lazily on each backend's shared memory.
-// Kept apart from kernels.wat so the Llama kernels change without touching the others.
-import { readFile } from 'node:fs/promises'
+// The Llama layers' WASM SIMD kernels (wasm/llama.wat: SwiGLU forward and backward). The module's
+// bytes are embedded (llama-wasm-bin.ts, generated from llama.wat by `node --import tsx
+// plugins/backend-cpu/llama-wasm.ts --emit`), so each worker compiles them synchronously at import,
+// in about a millisecond: assembling with wabt in every worker costs ~0.5 s per worker on a loaded
+// machine, and a worker's chunks cannot await. test/backend-cpu-llama-wasm.test.ts checks that the
+// embedded bytes are the assembly of llama.wat. Instantiated lazily on each backend's shared memory.
+import { readFile, writeFile } from 'node:fs/promises'
+import { pathToFileURL } from 'node:url'
+import { LLAMA_WASM_BASE64 } from './llama-wasm-bin.ts'
 import type { WasmMemory } from './wasm.ts'
 
 export interface LlamaWasm {
@@ -17,7 +21,8 @@ interface Api {
 const WA = (globalThis as unknown as { WebAssembly: Api }).WebAssembly
 const FEATURES = { simd: true, threads: true }
 
-async function assemble (): Promise<object> {
+/** wasm/llama.wat assembled with wabt (the embedded bytes' source; for the test and --emit). */
+export async function assembleLlamaWat (): Promise<Uint8Array> {
   const source = await readFile(new URL('./wasm/llama.wat', import.meta.url), 'utf8')
   const wabt = await (await import('wabt')).default()
   const parsed = wabt.parseWat('llama.wat', source, FEATURES)
@@ -25,13 +30,13 @@ async function assemble (): Promise<object> {
     parsed.resolveNames()
     // wabt's typings omit validate's features argument; without it shared memory is rejected
     ;(parsed.validate as unknown as (f: object) => void).call(parsed, FEATURES)
-    return new WA.Module(parsed.toBinary({}).buffer)
+    return parsed.toBinary({}).buffer
   } finally {
     parsed.destroy()
   }
 }
 
-const module = await assemble()
+const module = new WA.Module(Buffer.from(LLAMA_WASM_BASE64, 'base64'))
 const instances = new WeakMap<WasmMemory, LlamaWasm>()
 
 /** The Llama kernels instantiated on `memory` (one instance per memory and thread). */
@@ -42,4 +47,12 @@ export function llamaWasm (memory: WasmMemory): LlamaWasm {
     instances.set(memory, k)
   }
   return k
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href && process.argv.includes('--emit')) {
+  const b64 = Buffer.from(await assembleLlamaWat()).toString('base64')
+  const lines = b64.match(/.{1,100}/g) ?? []
+  await writeFile(new URL('./llama-wasm-bin.ts', import.meta.url),
+    '// Generated from wasm/llama.wat by `node --import tsx plugins/backend-cpu/llama-wasm.ts --emit`: do not edit.\n' +
+    `export const LLAMA_WASM_BASE64 =\n${lines.map(l => `  '${l}'`).join(' +\n')}\n`)
 }
