@@ -16,7 +16,7 @@ import { joinStartFlags, DEFAULT_JOIN_NETWORK } from '../cli/commands/join.ts'
 const GiB = 1024 ** 3
 
 describe('cli: layerswarm join', function () {
-  this.timeout(240_000)
+  this.timeout(900_000)
   const dirs: string[] = []
   const running: RunningNode[] = []
   const children: ChildProcess[] = []
@@ -28,9 +28,9 @@ describe('cli: layerswarm join', function () {
   })
 
   it('joins a running swarm: CPU backend with its reason, a stage from the scheduler, training lines; SIGINT leaves with exit 0', async () => {
-    const boot = await startCli(['--bootstrap-node', '--network', 'local', '--data-dir', await dir()])
+    const boot = await startCli(['--bootstrap-node', '--network', 'local', '--data-dir', await dir()], { timeoutMs: 180_000 })
     running.push(boot)
-    const pinned = await startCli(['--network', 'local', '--bootstrap', boot.addrs[0], '--stage', '0', '--data-dir', await dir(), '--log-level', 'warn'])
+    const pinned = await startCli(['--network', 'local', '--bootstrap', boot.addrs[0], '--stage', '0', '--data-dir', await dir(), '--log-level', 'warn'], { timeoutMs: 180_000 })
     running.push(pinned)
 
     const env: NodeJS.ProcessEnv = {}
@@ -45,7 +45,7 @@ describe('cli: layerswarm join', function () {
     const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => child.on('exit', (code, signal) => { resolve({ code, signal }) }))
     const lines = (): string[] => stdout.split('\n')
     const seen = async (re: RegExp, what: string): Promise<string> => await waitFor(() => lines().find(l => re.test(l)),
-      { what: `${what}; stdout:\n${stdout}\nstderr:\n${stderr}`, timeoutMs: 120_000, intervalMs: 200 })
+      { what: `${what}; stdout:\n${stdout}\nstderr:\n${stderr}`, timeoutMs: 300_000, intervalMs: 200 })
 
     // this machine has no hardware GPU adapter (none, or llvmpipe): the CPU, and the reason in words
     const backend = await seen(/^backend: /, 'the backend line')
