@@ -33,6 +33,10 @@
 // recompute (config.recompute): the blocks share ONE saved set, and each of the other L_s - 1 blocks
 // keeps only its output [B,T,C] (the next block's input): L_s x (saved set) becomes
 // (saved set) + (L_s - 1) BTC.
+// kept sets (opts.keptSets = k, default 1; stage.ts `keep`): a stage with several microbatches in
+// flight keeps each one's saved set until its backward: the blocks' saved sets, the stage's input,
+// the up-projection's output and the head's buffers count k times; the backward scratch, dres and
+// the bottleneck gradients (shared by all) once. k = 1 is the formula above.
 // total = the sum. Reference: test/model-memory.test.ts and test/model-recompute.test.ts check it
 // against hand computations and a measured peak (docs/model.md has the figures).
 import { ConfigError } from '../errors.ts'
@@ -61,6 +65,8 @@ export interface MemoryEstimateOptions {
   readonly optimizer?: 'adamw'
   /** k when `layout` is a bare StageRange (a StageLayout carries its own); default 0. */
   readonly bottleneck?: number
+  /** Microbatches whose activations are kept at once (stage.ts `keep`); default 1. */
+  readonly keptSets?: number
 }
 
 /** Bytes by component; `total` is what a budget must cover. */
@@ -115,15 +121,21 @@ export function estimateStageMemory (config: ModelConfig, layout: StageLayout | 
   const llama = isLlama(config)
   const H = ffnHiddenOf(config)
   const perBlock = llama ? 9 * BT * C + 3 * BT * H + 2 * BT + 2 * att : 16 * BT * C + 4 * BT + 2 * att
-  let floats = config.recompute === true ? perBlock + (blocks - 1) * BT * C : blocks * perBlock
+  const kept = opts.keptSets ?? 1
+  if (!Number.isSafeInteger(kept) || kept < 1) throw new ConfigError(`memory estimate: keptSets must be a positive integer, got ${String(kept)}`)
+  // one microbatch's saved set (stage-activations.ts allocSet), counted `kept` times
+  let set = config.recompute === true ? perBlock + (blocks - 1) * BT * C : blocks * perBlock
+  set += first ? BT + BT * C : BT * (k > 0 ? k : C)
+  if (up) set += BT * C
+  if (last) set += 2 * BT * C + 3 * BT * V + 4 * BT
+  // the shared buffers (allocShared) and constants, once
+  let floats = kept * set
   floats += llama
     ? 9 * BT * C + 3 * BT * H + 2 * att + BT * C + (first ? 2 * T * C : 0)
     : 14 * BT * C + 2 * att + BT * C
   if (llama && kvHeadsOf(config) < NH) floats += kvExpansionFloats(C)
-  floats += first ? BT + BT * C : BT * (k > 0 ? k : C)
-  if (up) floats += BT * C + BT * k + 2 * k * C
+  if (up) floats += BT * k + 2 * k * C
   if (down) floats += 2 * BT * k + 2 * k * C
-  if (last) floats += 2 * BT * C + 3 * BT * V + 4 * BT
   const weights = 4 * P
   const gradients = 4 * P
   const optimizer = 8 * P
@@ -132,6 +144,19 @@ export function estimateStageMemory (config: ModelConfig, layout: StageLayout | 
   const tensors = weights + gradients + optimizer + activations + workspace
   const margin = Math.ceil(RUNTIME_BASE_BYTES + 8 * P + MARGIN_FRACTION * tensors)
   return { parameters: P, weights, gradients, optimizer, activations, workspace, margin, total: tensors + margin }
+}
+
+/**
+ * How many microbatches' activations a stage keeps (stage.ts `keep`): `max` (its microbatches in
+ * flight) where the budget holds them, else the most that fit, at least 1 (one set is what the
+ * budget check itself counts: below that the stage does not fit at all). No budget: `max`.
+ */
+export function keptSetsThatFit (config: ModelConfig, layout: StageLayout, opts: MemoryEstimateOptions, max: number, budget: number | undefined): number {
+  if (!Number.isSafeInteger(max) || max < 1) throw new ConfigError(`kept activation sets: max must be a positive integer, got ${max}`)
+  if (budget == null) return max
+  let k = 1
+  while (k < max && estimateStageMemory(config, layout, { ...opts, keptSets: k + 1 }).total <= budget) k++
+  return k
 }
 
 /** Estimated totals (bytes) of every stage of an even split of S stages with bottleneck k (0: none). */

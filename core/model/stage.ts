@@ -3,8 +3,12 @@
 // arrays between stages (they cross the network through codecs), so the boundary API is:
 //   forward({B, T, tokens | hidden, targets?}) -> { hidden [B,T,W] } or, on the last stage, { loss }
 //   backward(dout [B,T,W] | nothing on the last stage) -> dinput [B,T,W] (null on stage 0)
-// where W is the boundary width: C, or k with a bottleneck. One microbatch is in flight at a
-// time: backward uses the activations of the latest forward. Parameter gradients accumulate
+// where W is the boundary width: C, or k with a bottleneck. Without a key, backward uses the
+// activations of the latest forward. With a key (a microbatch id), forward keeps that microbatch's
+// activations in one of `keep` sets until backward(dout, key) uses them, so a stage with several
+// microbatches in flight runs each forward once; when all sets are taken, the newest kept one is
+// given up (the pipeline's backwards come oldest first: the newest waits longest) and its owner
+// must forward again (`holds(key)` says which). Parameter gradients accumulate
 // over backward calls until zeroGrad. Hidden inputs and output gradients are checked finite here
 // too, for callers that do not come through the codecs adapter (GptModel, tests). The config's
 // arch picks the layers: GPT-2's (layers.ts) or Llama's (llama-layers.ts), same boundary API.
@@ -16,18 +20,17 @@ import { LayerswarmError, ShapeError } from '../errors.ts'
 // the one NaN/Inf scan (a leaf module: errors and the frame header only)
 import { assertFiniteF32 } from '../wire/finite.ts'
 import {
-  allocBlockActivations, allocBlockScratch, allocHeadActivations, blockBackward, blockForward,
-  bottleneckBackward, bottleneckForward, embeddingBackward, embeddingForward, headBackward,
+  blockBackward, blockForward, bottleneckBackward, bottleneckForward, embeddingBackward, embeddingForward, headBackward,
   headForward, identityPart, lossForward,
   type BlockActivations, type BlockParams, type BlockScratch, type BottleneckProjection,
   type HeadActivations, type HeadParams, type Param
 } from './layers.ts'
 import {
-  allocLlamaBlockActivations, allocLlamaBlockScratch, llamaBlockBackward, llamaBlockForward, llamaEmbeddingBackward,
-  llamaEmbeddingForward, llamaHeadBackward, llamaHeadForward,
+  llamaBlockBackward, llamaBlockForward, llamaEmbeddingBackward, llamaEmbeddingForward, llamaHeadBackward, llamaHeadForward,
   type LlamaBlockActivations, type LlamaBlockParams, type LlamaBlockScratch, type LlamaDims, type LlamaHeadParams
 } from './llama-layers.ts'
-import { ffnHiddenOf, isLlama, kvHeadsOf, LLAMA_NORM_EPS, LLAMA_ROPE_THETA } from './config.ts'
+import { allocSet, allocShared, blockOutput, setTensors, sharedTensors, type Activations, type Shared } from './stage-activations.ts'
+import { isLlama, kvHeadsOf, LLAMA_NORM_EPS, LLAMA_ROPE_THETA } from './config.ts'
 import { allocKvExpansion, freeKvExpansion } from './gqa.ts'
 import { AdamW, type AdamWOptions, type StepOptions, type StepResult } from './optimizer.ts'
 import { blockParamNames, bottleneckParamNames, edgeParamNames, llamaBlockParamNames, ParameterSet, stageParamSpecs } from './params.ts'
@@ -71,25 +74,8 @@ export interface StageOptions {
    * node (the pipeline's codec adapter refuses non-finite values on decode): skip the second scan.
    */
   readonly inputsChecked?: boolean
-}
-
-interface Activations {
-  B: number
-  T: number
-  tokens: Tensor | null // i32 [B,T] (stage 0)
-  input: Tensor // [B,T,C] encoded tokens (stage 0) or [B,T,W] received hidden
-  upOut: Tensor | null // [B,T,C] after the bottleneck up-projection
-  blocks: Array<BlockActivations | LlamaBlockActivations> // one per block, or one shared set (recompute)
-  recompute: boolean
-  saved: Tensor[] // recompute: outputs of blocks 0..n-2 [B,T,C] (the next blocks' inputs); else empty
-  scratch: BlockScratch | LlamaBlockScratch
-  zeroPos: Tensor | null // [T,C] llama stage 0: the encoder's position rows, all zero
-  dposSink: Tensor | null // [T,C] llama stage 0: their gradient, discarded
-  dres: Tensor // [B,T,C] residual-stream gradient, walked backward through the blocks
-  dinput: Tensor | null // [B,T,W] gradient w.r.t. a bottlenecked input
-  downOut: Tensor | null // [B,T,k] bottleneck output
-  ddown: Tensor | null // [B,T,k] gradient received for downOut
-  head: HeadActivations | null
+  /** Activation sets kept for keyed forwards (one per microbatch in flight); default 1. */
+  readonly keep?: number
 }
 
 export class Stage {
@@ -106,12 +92,24 @@ export class Stage {
   private readonly down: BottleneckProjection | null = null
   private readonly head: HeadParams | null = null
   private readonly llamaHead: LlamaHeadParams | null = null
+  private shared: Shared | null = null
+  /** The set of the latest forward (keyed or not). */
   private acts: Activations | null = null
-  /** What the latest forward left for backward. */
-  private pending: { hasTargets: boolean, count: number } | null = null
+  /** Sets holding a keyed forward, oldest first. */
+  private readonly kept = new Map<string, Activations>()
+  /** Allocated sets holding nothing a backward waits for. */
+  private readonly spare: Activations[] = []
+  /** The set unkeyed forwards write into (each allocated set is kept, spare or this one). */
+  private loose: Activations | null = null
+  private allocated = 0
+  private readonly keep: number
+  /** Forwards run (keyed or not): what a test counts to see that a backward did not recompute. */
+  forwards = 0
 
   constructor (private readonly backend: ComputeBackend, layout: StageLayout, private readonly opts: StageOptions = {}) {
     this.layout = layout
+    this.keep = opts.keep ?? 1
+    if (!Number.isSafeInteger(this.keep) || this.keep < 1) throw new ShapeError(`keep must be a positive integer, got ${String(opts.keep)}`)
     this.params = new ParameterSet(backend, stageParamSpecs(layout), opts.seed ?? 0, opts.params)
     this.optimizer = new AdamW(backend, this.params, opts.optimizer)
     const P = (name: string): Param => ({ w: this.params.value(name), g: this.params.grad(name) })
@@ -159,13 +157,27 @@ export class Stage {
   /** Channels of the hidden input (non-first stages) and output (non-last stages). */
   get boundaryWidth (): number { return boundaryWidth(this.layout) }
 
-  async forward (input: StageInput): Promise<StageOutput> {
+  /** Whether a keyed forward of `key` is kept for its backward. */
+  holds (key: string): boolean {
+    return this.kept.get(key)?.pending != null
+  }
+
+  /** Gives up every kept forward (the parameters changed: their activations no longer match them). */
+  dropKept (): void {
+    for (const a of this.kept.values()) { a.pending = null; this.spare.push(a) }
+    this.kept.clear()
+  }
+
+  /** Forward of one microbatch; with `key`, its activations are kept for backward(dout, key). */
+  async forward (input: StageInput, key?: string): Promise<StageOutput> {
     const { B, T } = input
     const { config } = this.layout
     if (!Number.isSafeInteger(B) || B < 1) throw new ShapeError(`B must be a positive integer, got ${B}`)
     if (!Number.isSafeInteger(T) || T < 1 || T > config.blockSize) throw new ShapeError(`T must be an integer in [1, ${config.blockSize}], got ${T}`)
-    this.pending = null
-    const a = this.activations(B, T)
+    const sh = this.sharedFor(B, T)
+    const a = this.claim(key)
+    this.acts = a
+    this.forwards++
     const be = this.backend
 
     if (this.isFirst) {
@@ -173,7 +185,7 @@ export class Stage {
       if (tokens == null) throw new ShapeError('stage 0 needs tokens')
       checkIds('tokens', tokens, B * T, 0, config.vocabSize)
       await be.write(a.tokens as Tensor, tokens)
-      if (this.llama != null) await llamaEmbeddingForward(be, this.wte as Param, a.zeroPos as Tensor, a.input, a.tokens as Tensor)
+      if (this.llama != null) await llamaEmbeddingForward(be, this.wte as Param, sh.zeroPos as Tensor, a.input, a.tokens as Tensor)
       else await embeddingForward(be, this.wte as Param, this.wpe as Param, a.input, a.tokens as Tensor)
     } else {
       const hidden = input.hidden
@@ -189,7 +201,7 @@ export class Stage {
     let x = a.upOut ?? a.input
     const nBlocks = this.layout.range.endBlock - this.layout.range.firstBlock
     for (let l = 0; l < nBlocks; l++) {
-      await this.blockForward(l, x)
+      await this.blockForward(a, l, x)
       if (a.recompute && l < nBlocks - 1) await be.copy(a.saved[l], a.blocks[0].residual3)
       x = blockOutput(a, l, nBlocks)
     }
@@ -197,10 +209,10 @@ export class Stage {
     if (!this.isLast) {
       let out = x
       if (this.down != null) {
-        await bottleneckForward(be, this.down, a.downOut as Tensor, x)
-        out = a.downOut as Tensor
+        await bottleneckForward(be, this.down, sh.downOut as Tensor, x)
+        out = sh.downOut as Tensor
       }
-      this.pending = { hasTargets: false, count: 0 }
+      a.pending = { hasTargets: false, count: 0 }
       return { hidden: await be.download(out) as Float32Array }
     }
 
@@ -208,7 +220,7 @@ export class Stage {
     if (this.llama != null) await llamaHeadForward(be, this.llamaHead as LlamaHeadParams, h.lnf, h.lnfRstd, h.logits, x, this.llama.eps)
     else await headForward(be, this.head as HeadParams, h, x)
     if (input.targets == null) {
-      this.pending = { hasTargets: false, count: 0 }
+      a.pending = { hasTargets: false, count: 0 }
       return {}
     }
     const count = checkIds('targets', input.targets, B * T, -Infinity, config.vocabSize)
@@ -217,42 +229,59 @@ export class Stage {
     const losses = await be.download(h.losses) as Float32Array
     let sum = 0
     for (let i = 0; i < losses.length; i++) sum += losses[i]
-    this.pending = { hasTargets: true, count }
+    a.pending = { hasTargets: true, count }
     return { loss: count > 0 ? sum / count : 0, count }
   }
 
   /** Logits f32 [B,T,V] of the latest forward (last stage only). */
   async logits (): Promise<Float32Array> {
     if (!this.isLast) throw new StageStateError('logits exist only on the last stage')
-    if (this.pending == null || this.acts == null) throw new StageStateError('logits() before forward()')
+    if (this.acts?.pending == null) throw new StageStateError('logits() before forward()')
     return await this.backend.download((this.acts.head as HeadActivations).logits) as Float32Array
   }
 
   /**
-   * Backward of the latest forward. Last stage: no argument (the gradient of the mean loss);
-   * otherwise dout f32 [B,T,W]. Returns the gradient w.r.t. the hidden input, or null on stage 0.
+   * Backward of the latest forward, or with `key` of that key's kept forward (its set is then free
+   * again). Last stage: no dout (the gradient of the mean loss); otherwise dout f32 [B,T,W].
+   * Returns the gradient w.r.t. the hidden input, or null on stage 0.
    */
-  async backward (dout?: Float32Array): Promise<Float32Array | null> {
-    const a = this.acts
-    if (this.pending == null || a == null) throw new StageStateError('backward() before forward()')
-    const { B, T } = a
+  async backward (dout?: Float32Array, key?: string): Promise<Float32Array | null> {
+    const a = key != null ? this.kept.get(key) : this.acts
+    const pending = a?.pending
+    if (a == null || pending == null || this.shared == null) {
+      throw new StageStateError(key != null ? `backward() of ${key}: no kept forward (never run, used, or given up: forward it again)` : 'backward() before forward()')
+    }
+    if (key != null) {
+      this.kept.delete(key)
+      this.spare.push(a)
+    }
+    try {
+      return await this.backwardOf(a, this.shared, pending, dout)
+    } finally {
+      // a keyed set is used once; the unkeyed latest one stays (logits(), a second backward)
+      if (key != null) a.pending = null
+    }
+  }
+
+  private async backwardOf (a: Activations, sh: Shared, pending: { hasTargets: boolean, count: number }, dout: Float32Array | undefined): Promise<Float32Array | null> {
+    const { B, T } = sh
     const NH = this.layout.config.nHead
     const be = this.backend
     const nBlocks = this.layout.range.endBlock - this.layout.range.firstBlock
     const last = blockOutput(a, nBlocks - 1, nBlocks)
 
-    // gradient w.r.t. the last block's output into a.dres
-    await be.fill(a.dres, 0)
+    // gradient w.r.t. the last block's output into sh.dres
+    await be.fill(sh.dres, 0)
     if (this.isLast) {
-      if (!this.pending.hasTargets) throw new StageStateError('backward() on the last stage needs a forward with targets')
+      if (!pending.hasTargets) throw new StageStateError('backward() on the last stage needs a forward with targets')
       if (dout != null) throw new ShapeError('the last stage takes no dout: it starts from the loss')
-      const scale = this.pending.count > 0 ? 1 / this.pending.count : 0
+      const scale = pending.count > 0 ? 1 / pending.count : 0
       const h = a.head as HeadActivations
-      if (this.llama == null) await headBackward(be, this.head as HeadParams, h, last, a.dres, scale)
+      if (this.llama == null) await headBackward(be, this.head as HeadParams, h, last, sh.dres, scale)
       else {
         await be.fill(h.dlogits, 0)
         await be.crossEntropyBackward(h.dlogits, h.probs, h.targets, scale)
-        await llamaHeadBackward(be, this.llamaHead as LlamaHeadParams, h.lnf, h.lnfRstd, h.dlogits, h.dlnf, last, a.dres)
+        await llamaHeadBackward(be, this.llamaHead as LlamaHeadParams, h.lnf, h.lnfRstd, h.dlogits, h.dlnf, last, sh.dres)
       }
     } else {
       const W = this.boundaryWidth
@@ -260,32 +289,32 @@ export class Stage {
       if (dout.length !== B * T * W) throw new ShapeError(`dout: expected [${B},${T},${W}] (${B * T * W} values), got ${dout.length}`)
       if (this.opts.inputsChecked !== true) assertFiniteF32(dout, 'dout')
       if (this.down != null) {
-        await be.write(a.ddown as Tensor, dout)
-        await bottleneckBackward(be, this.down, a.dres, a.ddown as Tensor, last)
+        await be.write(sh.ddown as Tensor, dout)
+        await bottleneckBackward(be, this.down, sh.dres, sh.ddown as Tensor, last)
       } else {
-        await be.write(a.dres, dout)
+        await be.write(sh.dres, dout)
       }
     }
 
     for (let l = nBlocks - 1; l >= 0; l--) {
       const x = l > 0 ? blockOutput(a, l - 1, nBlocks) : (a.upOut ?? a.input)
-      if (a.recompute && l < nBlocks - 1) await this.blockForward(l, x) // the shared set holds the last block's
+      if (a.recompute && l < nBlocks - 1) await this.blockForward(a, l, x) // the shared set holds the last block's
       const acts = a.blocks[a.recompute ? 0 : l]
-      if (this.llama != null) await llamaBlockBackward(be, this.llamaBlocks[l], acts as LlamaBlockActivations, a.scratch as LlamaBlockScratch, x, a.dres, this.llama)
-      else await blockBackward(be, this.blocks[l], acts as BlockActivations, a.scratch as BlockScratch, x, a.dres, NH)
+      if (this.llama != null) await llamaBlockBackward(be, this.llamaBlocks[l], acts as LlamaBlockActivations, sh.scratch as LlamaBlockScratch, x, sh.dres, this.llama)
+      else await blockBackward(be, this.blocks[l], acts as BlockActivations, sh.scratch as BlockScratch, x, sh.dres, NH)
     }
 
     if (this.isFirst) {
-      if (this.llama != null) await llamaEmbeddingBackward(be, this.wte as Param, a.dposSink as Tensor, a.dres, a.tokens as Tensor)
-      else await embeddingBackward(be, this.wte as Param, this.wpe as Param, a.dres, a.tokens as Tensor)
+      if (this.llama != null) await llamaEmbeddingBackward(be, this.wte as Param, sh.dposSink as Tensor, sh.dres, a.tokens as Tensor)
+      else await embeddingBackward(be, this.wte as Param, this.wpe as Param, sh.dres, a.tokens as Tensor)
       return null
     }
     if (this.up != null) {
-      await be.fill(a.dinput as Tensor, 0)
-      await bottleneckBackward(be, this.up, a.dinput as Tensor, a.dres, a.input)
-      return await be.download(a.dinput as Tensor) as Float32Array
+      await be.fill(sh.dinput as Tensor, 0)
+      await bottleneckBackward(be, this.up, sh.dinput as Tensor, sh.dres, a.input)
+      return await be.download(sh.dinput as Tensor) as Float32Array
     }
-    return await be.download(a.dres) as Float32Array
+    return await be.download(sh.dres) as Float32Array
   }
 
   async zeroGrad (): Promise<void> {
@@ -315,62 +344,61 @@ export class Stage {
     }
   }
 
-  /** Block l's forward from x [B,T,C] into its activations (the shared set with recompute). */
-  private async blockForward (l: number, x: Tensor): Promise<void> {
-    const a = this.acts as Activations
+  /** Block l's forward from x [B,T,C] into set a (its shared block set with recompute). */
+  private async blockForward (a: Activations, l: number, x: Tensor): Promise<void> {
     const acts = a.blocks[a.recompute ? 0 : l]
     if (this.llama != null) await llamaBlockForward(this.backend, this.llamaBlocks[l], acts as LlamaBlockActivations, x, this.llama)
     else await blockForward(this.backend, this.blocks[l], acts as BlockActivations, x, this.layout.config.nHead)
   }
 
-  private activations (B: number, T: number): Activations {
-    if (this.acts != null && this.acts.B === B && this.acts.T === T) return this.acts
-    this.freeActivations()
-    const be = this.backend
-    const { config, bottleneck: k } = this.layout
-    const C = config.dModel
-    const NH = config.nHead
-    const W = this.boundaryWidth
-    const H = ffnHiddenOf(config)
-    const llama = this.llama != null
-    const nBlocks = this.layout.range.endBlock - this.layout.range.firstBlock
-    const recompute = config.recompute === true
-    this.acts = {
-      B,
-      T,
-      recompute,
-      saved: recompute ? Array.from({ length: nBlocks - 1 }, () => be.alloc([B, T, C])) : [],
-      tokens: this.isFirst ? be.alloc([B, T], 'i32') : null,
-      input: be.alloc(this.isFirst ? [B, T, C] : [B, T, W]),
-      upOut: this.up != null ? be.alloc([B, T, C]) : null,
-      blocks: Array.from({ length: recompute ? 1 : nBlocks }, () => llama ? allocLlamaBlockActivations(be, B, T, C, NH, H, config.attention ?? 'full') : allocBlockActivations(be, B, T, C, NH, config.attention ?? 'full')),
-      scratch: llama ? allocLlamaBlockScratch(be, B, T, C, NH, H, config.attention ?? 'full') : allocBlockScratch(be, B, T, C, NH, config.attention ?? 'full'),
-      zeroPos: llama && this.isFirst ? be.alloc([T, C]) : null,
-      dposSink: llama && this.isFirst ? be.alloc([T, C]) : null,
-      dres: be.alloc([B, T, C]),
-      dinput: this.up != null ? be.alloc([B, T, k]) : null,
-      downOut: this.down != null ? be.alloc([B, T, k]) : null,
-      ddown: this.down != null ? be.alloc([B, T, k]) : null,
-      head: this.isLast ? allocHeadActivations(be, B, T, C, config.vocabSize) : null
+  /**
+   * The set a forward writes into: `key`'s own if it has one (a repeated forward), else a spare one,
+   * a new one while fewer than `keep` exist, else the newest kept set is given up (backwards come
+   * oldest first, so the newest is the one needed last). Unkeyed forwards reuse the latest unkeyed set.
+   */
+  private claim (key: string | undefined): Activations {
+    let a = key != null ? this.kept.get(key) : (this.loose ?? undefined)
+    if (a == null) a = this.spare.pop()
+    if (a == null && this.allocated < this.keep) {
+      a = allocSet(this.backend, this.layout, (this.shared as Shared).B, (this.shared as Shared).T)
+      this.allocated++
     }
-    return this.acts
+    if (a == null && this.loose != null) a = this.loose
+    if (a == null) {
+      const newest = [...this.kept.keys()].pop() as string
+      a = this.kept.get(newest) as Activations
+      this.kept.delete(newest)
+    }
+    a.pending = null
+    if (key != null) {
+      if (this.loose === a) this.loose = null
+      this.kept.delete(key)
+      this.kept.set(key, a)
+    } else {
+      this.loose = a
+    }
+    return a
+  }
+
+  /** The shared buffers for [B,T]; another shape frees every set (their shapes no longer fit). */
+  private sharedFor (B: number, T: number): Shared {
+    if (this.shared != null && this.shared.B === B && this.shared.T === T) return this.shared
+    this.freeActivations()
+    this.shared = allocShared(this.backend, this.layout, B, T)
+    return this.shared
   }
 
   private freeActivations (): void {
-    const a = this.acts
-    if (a == null) return
-    const tensors: Array<Tensor | null> = [a.tokens, a.input, a.upOut, a.dres, a.dinput, a.downOut, a.ddown, a.zeroPos, a.dposSink, ...a.saved,
-      ...a.blocks.flatMap(b => Object.values(b)), ...Object.values(a.scratch), ...(a.head != null ? Object.values(a.head) : [])]
+    const sets = new Set<Activations>([...this.kept.values(), ...this.spare, ...(this.loose != null ? [this.loose] : [])])
+    const tensors = [...[...sets].flatMap(setTensors), ...(this.shared != null ? sharedTensors(this.shared) : [])]
     for (const t of tensors) if (t != null) this.backend.free(t)
+    this.kept.clear()
+    this.spare.length = 0
+    this.loose = null
     this.acts = null
-    this.pending = null
+    this.shared = null
+    this.allocated = 0
   }
-}
-
-/** Output [B,T,C] of the stage's block l of n: its own residual3, or with recompute a saved copy (the last block's stays in the shared set). */
-function blockOutput (a: Activations, l: number, n: number): Tensor {
-  if (!a.recompute) return a.blocks[l].residual3
-  return l === n - 1 ? a.blocks[0].residual3 : a.saved[l]
 }
 
 /** Checks length and range [lo, hi) of integer ids; returns how many are >= 0. */

@@ -25,6 +25,7 @@ import type { MetricsRegistry } from '../metrics/registry.ts'
 import { PeerJudge } from '../peer-judge.ts'
 import { validateModelConfig, type ModelConfig } from '../model/config.ts'
 import type { LrSchedule } from '../model/lr-schedule.ts'
+import { keptSetsThatFit } from '../model/memory-estimate.ts'
 import { Stage } from '../model/stage.ts'
 import { stageLayouts, type StageLayout } from '../model/stage-split.ts'
 import { runId as manifestRunId, type RunManifest } from '../run/manifest.ts'
@@ -67,6 +68,8 @@ export interface PipelineNodeInit {
   readonly microbatches?: number
   /** Most microbatches this stage-0 node keeps in flight. 1 = synchronous. Default 4. */
   readonly maxInflight?: number
+  /** Memory budget (bytes): a non-last stage keeps up to maxInflight microbatches' activations, as many as it holds. */
+  readonly maxMemory?: number
   /** Held-out batches of the final eval (stage 0). Default 8; 0 = none. */
   readonly evalBatches?: number
   /** Eval every this many steps as well (0 = final only). */
@@ -184,7 +187,10 @@ export class PipelineNode {
       const receipts = new ReceiptStore()
       this.hops = { store, receipts, committer: new HopCommitter({ runId: this.runId, stage: this.stage, me: this.me, key: init.privateKey, store, receipts, onReceipt: init.onReceipt }) }
     }
+    // the last stage runs forward and backward as one unit: one set; the others one per microbatch in flight
+    const keep = this.stage === this.stages - 1 ? 1 : keptSetsThatFit(this.config, this.layout, { batch: m.data.batchSize, seqLen: m.data.seqLen }, this.maxInflight, init.maxMemory)
     const stage = new Stage(init.backend, this.layout, {
+      keep,
       seed: m.data.seed,
       params: init.params,
       // inputs reach the stage decoded by the codec adapter, which checked them finite

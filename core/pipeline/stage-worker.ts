@@ -1,11 +1,12 @@
 // The stage worker: this node's piece of the model (a core/model Stage) behind a lock, serving
 // microbatches one at a time, accumulating their gradients and stepping the optimizer.
 //
-// Stateless backward (docs/pipeline.md): a Stage keeps the activations of its latest forward only.
-// `backward(key, input, dout)` therefore re-runs the forward of `input` first unless the latest
-// forward was that same microbatch (always so with one microbatch in flight), then runs backward.
-// Forward, recompute and backward of one call run under one lock, so concurrent microbatches never
-// interleave inside the Stage.
+// Kept forwards (docs/pipeline.md): the Stage keeps the activations of up to `keep` keyed forwards
+// (one per microbatch in flight, as many as the memory budget allows: pipeline-node.ts).
+// `backward(key, input, dout)` uses the kept forward of `key` when the Stage still holds it, else
+// re-runs the forward of `input` first (stateless backward: a set given up for a newer microbatch,
+// or the parameters changed since), then runs backward. Forward, recompute and backward of one call
+// run under one lock, so concurrent microbatches never interleave inside the Stage.
 //
 // Steps: stage 0 steps when its data role says the step ended (`step()`); other stages step by
 // themselves (`auto`): before accumulating a backward whose step is newer than the accumulated ones
@@ -63,8 +64,9 @@ export class StageWorker {
   steps = 0
   /** Milliseconds spent running work under the lock (the scheduler's throughput is per busy second). */
   busyMs = 0
+  /** Forwards re-run by a backward because the Stage no longer held the microbatch's activations. */
+  recomputed = 0
   private tail: Promise<unknown> = Promise.resolve()
-  private lastKey: string | null = null
   private n = 0
   private lossSum = 0
   private lossN = 0
@@ -88,31 +90,25 @@ export class StageWorker {
   /** Forward of one microbatch (kept for a backward of the same key). */
   async forward (key: string, input: StageInput): Promise<Witnessed<StageOutput>> {
     return await this.locked('compute', async () => {
-      this.lastKey = null
-      const out = await this.stage.forward(input)
-      this.lastKey = key
+      const out = await this.stage.forward(input, key)
       return { ...out, paramsDigest: await this.witness() }
     })
   }
 
   /** Forward only, for evaluation: nothing is kept for backward. */
   async evaluate (input: StageInput): Promise<StageOutput> {
-    return await this.locked('compute', async () => {
-      this.lastKey = null
-      return await this.stage.forward(input)
-    })
+    return await this.locked('compute', async () => await this.stage.forward(input))
   }
 
-  /** Backward of `key`: recomputes its forward from `input` when another microbatch ran since. Returns dinput (null on stage 0). */
+  /** Backward of `key`: recomputes its forward from `input` when the Stage no longer holds it. Returns dinput (null on stage 0). */
   async backward (key: string, input: StageInput, dout: Float32Array, tag: BackwardTag): Promise<Witnessed<{ dinput: Float32Array | null }>> {
     return await this.locked('compute', async () => {
       await this.beforeAccumulate(tag)
-      if (this.lastKey !== key) {
-        this.lastKey = null
-        await this.stage.forward(input)
+      if (!this.stage.holds(key)) {
+        this.recomputed++
+        await this.stage.forward(input, key)
       }
-      this.lastKey = null
-      const dinput = await this.stage.backward(dout)
+      const dinput = await this.stage.backward(dout, key)
       // the weights of this backward, before afterAccumulate may step them
       const paramsDigest = await this.witness()
       await this.afterAccumulate(tag, tag.loss)
@@ -124,7 +120,6 @@ export class StageWorker {
   async trainLast (input: StageInput, tag: Omit<BackwardTag, 'loss'>): Promise<Witnessed<{ loss: number, count: number, dinput: Float32Array | null }>> {
     return await this.locked('compute', async () => {
       await this.beforeAccumulate(tag)
-      this.lastKey = null
       const out = await this.stage.forward(input)
       const dinput = await this.stage.backward()
       const loss = out.loss as number
@@ -162,7 +157,7 @@ export class StageWorker {
       try {
         return await fn()
       } finally {
-        this.lastKey = null
+        this.stage.dropKept()
         this.version++
       }
     })
@@ -221,7 +216,7 @@ export class StageWorker {
     this.origins.clear()
     this.steps++
     // parameters changed: a kept forward no longer matches them
-    this.lastKey = null
+    this.stage.dropKept()
     this.version++
     if (!r.applied) this.log.warn('non-finite gradient: step skipped', { step: rec.step })
     this.opts.onStep?.(rec)
