@@ -71,6 +71,8 @@ export class RunRendezvous {
   private rebootstraps = 0
   private lastSearchFound = 0
   private dials = 0
+  /** Why the last search or dial failed (the lonely warning says it: a run that never met its peers must show where it stopped). */
+  private lastFailure: string | undefined
   private lastAnnounce = 0
   private nextLonelyAt = 0
   private backoffMs: number
@@ -149,7 +151,8 @@ export class RunRendezvous {
         this.rebootstraps++
         this.log.warn('no peer of the run: re-bootstrapping and announcing again', {
           runId: this.init.runId, aloneS: Math.round((now - this.aloneSince) / 1000), peers: 0, stagePeers: JSON.stringify(stagePeers),
-          missingStages: this.missing(stagePeers).join(',') || 'none', connections: this.libp2p.getConnections().length, nextTryS: this.backoffMs / 1000
+          missingStages: this.missing(stagePeers).join(',') || 'none', connections: this.libp2p.getConnections().length, nextTryS: this.backoffMs / 1000,
+          lastSearchFound: this.lastSearchFound, dials: this.dials, lastFailure: this.lastFailure ?? 'none'
         })
         this.nextLonelyAt = now + this.backoffMs
         this.backoffMs = Math.min(this.o.maxBackoffMs, 2 * this.backoffMs)
@@ -187,7 +190,10 @@ export class RunRendezvous {
       })
     } catch (err) {
       if (signal.aborted) return
-      if (found.length === 0) this.log.debug('run key search failed', { error: (err as Error).message })
+      if (found.length === 0) {
+        this.lastFailure = `search: ${(err as Error).message}`
+        this.log.debug('run key search failed', { error: (err as Error).message })
+      }
     }
     this.lastSearchFound = found.length
     const unconnected = found.filter(p => this.libp2p.getConnections(p).length === 0).slice(0, this.o.maxDials)
@@ -197,7 +203,9 @@ export class RunRendezvous {
         this.dials++
         this.log.debug('dialed a peer of the run', { peer: p.toString() })
       } catch (err) {
-        if (!signal.aborted) this.log.debug('dialing a peer of the run failed', { peer: p.toString(), error: (err as Error).message })
+        if (signal.aborted) return
+        this.lastFailure = `dial ${p.toString()}: ${(err as Error).message}`
+        this.log.debug('dialing a peer of the run failed', { peer: p.toString(), error: (err as Error).message })
       }
     }))
   }
