@@ -89,10 +89,11 @@ describe('netns: deadlines across 200 ms links (no spurious timeout; a dead peer
   let swarm: TestSwarm | undefined
 
   before(async function () {
-    // Opt-in (npm run test:netns sets LAYERSWARM_NETNS_SLOW=1): it passed 1 of 5 runs, and the 4 failures
-    // were open findings of its own, not deadlines (a joiner's state sync racing the next round on slow
-    // links, a stage's only peer excluded after one reset, a stage-0 node that never met the swarm at load
-    // 16: docs/networks.md). Until they are fixed, `npm test` (CI) must not carry a test that fails 4 in 5.
+    // Opt-in (npm run test:netns sets LAYERSWARM_NETNS_SLOW=1): it passed 1 of its first 5 runs, then 2
+    // of 3 once the state-sync race, the one-peer reset and the pinned joiner were fixed; the third
+    // failed on a new finding (a joiner's first averaging round missing its group held its first
+    // microbatch past stage 0's deadline: docs/networks.md). Until that is fixed, `npm test` (CI) must
+    // not carry a test that fails 1 in 3.
     const why = process.env.LAYERSWARM_NETNS_SLOW !== '1' ? 'opt-in: LAYERSWARM_NETNS_SLOW=1 (npm run test:netns sets it)' : netnsUnavailable()
     if (why != null) {
       console.log(`      skipped: ${why}`)
@@ -128,7 +129,7 @@ describe('netns: deadlines across 200 ms links (no spurious timeout; a dead peer
     const settledAt = Date.now()
 
     // the late joiner on host 5, not pinned: the scheduler places it and it state-syncs its stage from
-    // the stage's peers across the links (a pinned `--stage` node serves from the seeded init, never syncs)
+    // the stage's peers across the links (a pinned `--stage` joiner does the same since the stage-host fix)
     const joiner: SwarmNode = {
       name: 'n4-join',
       stage: -1,
