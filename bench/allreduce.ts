@@ -117,6 +117,21 @@ export interface BenchAllreduceOptions {
 
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] : (s[m - 1] + s[m]) / 2 }
 
+/**
+ * A baseline transfer, tried up to 3 times: on a heavily loaded host a bulk stream's connection is
+ * sometimes dropped (ERR_WIRE_RESET); the baseline is the transfer that completed, and each failure is logged.
+ */
+async function retry<T> (log: (line: string) => void, what: string, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn()
+    } catch (err) {
+      if (attempt >= 3) throw err
+      log(`${what} failed (${(err as Error).message}), trying again`)
+    }
+  }
+}
+
 export async function benchAllreduce (opts: BenchAllreduceOptions = {}): Promise<BenchReport> {
   const peers = opts.peers ?? 4
   const mb = opts.mb ?? 64
@@ -142,7 +157,7 @@ export async function benchAllreduce (opts: BenchAllreduceOptions = {}): Promise
           await procs[0].send({ cmd: 'bulk-serve' })
           const times: number[] = []
           for (let r = 0; r < 3; r++) {
-            const reply = await procs[1].send({ cmd: 'bulk-send', addrs: procs[0].addrs, bytes: size })
+            const reply = await retry(log, 'link transfer', async () => await procs[1].send({ cmd: 'bulk-send', addrs: procs[0].addrs, bytes: size }))
             times.push(reply.ms)
           }
           linkMBps = size / 1e6 / (median(times) / 1000)
@@ -155,7 +170,7 @@ export async function benchAllreduce (opts: BenchAllreduceOptions = {}): Promise
           for (const [i, p] of procs.entries()) await p.send({ cmd: 'bulk-send-many', targets: procs.filter((_, j) => j !== i).map(q => ({ addrs: q.addrs, bytes: 4096 })) })
           const pattern: number[] = []
           for (let r = 0; r < 3; r++) {
-            const replies = await Promise.all(procs.map(async (p, i) => await p.send({ cmd: 'bulk-send-many', targets: procs.filter((_, j) => j !== i).map(q => ({ addrs: q.addrs, bytes: each })) })))
+            const replies = await retry(log, 'all-reduce traffic', async () => await Promise.all(procs.map(async (p, i) => await p.send({ cmd: 'bulk-send-many', targets: procs.filter((_, j) => j !== i).map(q => ({ addrs: q.addrs, bytes: each })) }))))
             pattern.push(Math.max(...replies.map(x => x.ms as number)) / 1000)
           }
           patternS = median(pattern)
