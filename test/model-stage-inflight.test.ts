@@ -94,7 +94,7 @@ describe('model: a stage keeps one activation set per microbatch in flight', fun
     })
   }
 
-  it('an optimizer step gives up the kept forwards (they no longer match the weights): the backward recomputes', async () => {
+  it('an optimizer step or a parameter write gives up the kept forwards (they no longer match the weights): the backward recomputes', async () => {
     const layout = CASES[0].layout
     const st = new Stage(be, layout, { seed: 7, keep: 4 })
     const worker = new StageWorker(st, { schedule: SCHEDULE, auto: false })
@@ -109,9 +109,11 @@ describe('model: a stage keeps one activation set per microbatch in flight', fun
       assert.equal(st.holds('o:1'), false)
       await worker.backward('o:1', b.input, b.dout, { origin: 'o', step: 1, micros: 1 })
       assert.equal(worker.recomputed, 1)
-      // an exclusive section (averaging write-back) may change the weights too
+      // a read-only exclusive section (a state snapshot, a checkpoint) keeps them; a write-back (averaging) gives them up
       await worker.forward('o:2', a.input)
-      await worker.exclusive(async () => {})
+      await worker.exclusive(async () => await st.params.download())
+      assert.equal(st.holds('o:2'), true)
+      await worker.exclusive(async () => { await st.params.load(await st.params.download()) })
       assert.equal(st.holds('o:2'), false)
     } finally {
       st.dispose()

@@ -177,6 +177,8 @@ export class ParameterSet {
   readonly specs: readonly ParamSpec[]
   private readonly values = new Map<string, Tensor>()
   private readonly grads = new Map<string, Tensor>()
+  /** Calls of load(): the one way values change besides the optimizer (a stage keeps forwards until either). */
+  writes = 0
 
   /** Uploads `initial` (name -> values) or, where a name is missing, the seeded init. */
   constructor (private readonly backend: ComputeBackend, specs: readonly ParamSpec[], seed: number, initial?: ReadonlyMap<string, Float32Array>) {
@@ -231,6 +233,7 @@ export class ParameterSet {
       if (d == null) throw new ShapeError(`missing parameter ${s.name}`)
       if (d.length !== numel(s.shape)) throw new ShapeError(`parameter ${s.name}: expected ${numel(s.shape)} values, got ${d.length}`)
     }
+    this.writes++
     for (const s of this.specs) await this.backend.write(this.value(s.name), data.get(s.name) as Float32Array)
   }
 

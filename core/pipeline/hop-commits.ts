@@ -3,8 +3,9 @@
 // HopCommitment (core/verify/commitment.ts) binding it to the exact inputs and weights it came
 // from; the frame's metadata field `commitment` holds its bytes, base64.
 //
-//   producer   ParamsWitness: the digest of the weights each computation used (one download and
-//              hash per parameter version, taken under the stage worker's lock); HopStore: the
+//   producer   ParamsWitness: the digest of the weights each computation used (one download per
+//              parameter version, taken under the stage worker's lock, and its hash after the lock
+//              is released: the next microbatch computes meanwhile); HopStore: the
 //              hops this node sent (inputs, output, weights by digest), so it can reveal them to a
 //              checker (HopRecordSource). Both keep what they hold for the retention the checkers
 //              rely on (core/verify DEFAULT_RETENTION_MS, plus a margin): a weights snapshot per
@@ -38,7 +39,8 @@ export class HopCommitmentError extends LayerswarmError {
 
 /** Digests of the weights each computation used, and the weights themselves while a retained hop may name them. */
 export class ParamsWitness {
-  private readonly byVersion = new Map<number, string>()
+  /** The newest version's digest, hashed or being hashed (its snapshot is stored once hashed). */
+  private readonly byVersion = new Map<number, Promise<string>>()
   private readonly snapshots = new Map<string, { values: ReadonlyMap<string, Float32Array>, used: number, bytes: number }>()
   private bytes = 0
 
@@ -46,17 +48,36 @@ export class ParamsWitness {
 
   /** The digest of `stage`'s parameters at `version`; call with the stage idle (under the worker's lock). */
   async capture (stage: Stage, version: number): Promise<string> {
+    return await (await this.begin(stage, version)).digest
+  }
+
+  /**
+   * Copies `stage`'s parameters at `version` (call with the stage idle: under the worker's lock) and
+   * returns their digest to come: the hash needs only the copy, so the caller awaits it after
+   * releasing the lock. One copy and hash per version; later calls share them.
+   */
+  async begin (stage: Stage, version: number): Promise<{ digest: Promise<string> }> {
     const t = this.now()
     const known = this.byVersion.get(version)
-    const snap = known != null ? this.snapshots.get(known) : undefined
-    if (known != null && snap != null) {
-      snap.used = t
-      return known
+    if (known != null) {
+      known.then(d => { this.touch(d, t) }, () => {})
+      return { digest: known }
     }
     const values = await stage.params.download()
-    const digest = await paramsDigestAsync(values, stage.params.specs)
+    const digest = paramsDigestAsync(values, stage.params.specs).then(d => { this.keep(d, values, t); return d })
     this.byVersion.clear()
     this.byVersion.set(version, digest)
+    // a failed hash is not remembered: the next call hashes again
+    digest.catch(() => { if (this.byVersion.get(version) === digest) this.byVersion.delete(version) })
+    return { digest }
+  }
+
+  private touch (digest: string, t: number): void {
+    const snap = this.snapshots.get(digest)
+    if (snap != null) snap.used = Math.max(snap.used, t)
+  }
+
+  private keep (digest: string, values: ReadonlyMap<string, Float32Array>, t: number): void {
     const old = this.snapshots.get(digest)
     if (old != null) this.bytes -= old.bytes
     this.snapshots.delete(digest)
@@ -64,7 +85,6 @@ export class ParamsWitness {
     this.snapshots.set(digest, { values, used: t, bytes })
     this.bytes += bytes
     this.prune(t)
-    return digest
   }
 
   params (digest: string): ReadonlyMap<string, Float32Array> | undefined {

@@ -16,8 +16,9 @@
 //
 // Weights: every change of the parameters (an optimizer step, or anything run `exclusive`, such as
 // an averaging write-back) starts a new parameter version. With a ParamsWitness, each training
-// computation also returns the digest of the weights it used, taken under the same lock (so it is
-// exactly those weights): what its hop commitment names (hop-commits.ts).
+// computation also returns the digest of the weights it used, copied under the same lock (so it is
+// exactly those weights) and hashed after the lock is released (off the stage's critical path):
+// what its hop commitment names (hop-commits.ts).
 import type { ParamsWitness } from './hop-commits.ts'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
@@ -89,10 +90,11 @@ export class StageWorker {
 
   /** Forward of one microbatch (kept for a backward of the same key). */
   async forward (key: string, input: StageInput): Promise<Witnessed<StageOutput>> {
-    return await this.locked('compute', async () => {
+    const r = await this.locked('compute', async () => {
       const out = await this.stage.forward(input, key)
-      return { ...out, paramsDigest: await this.witness() }
+      return { out, w: await this.witness() }
     })
+    return { ...r.out, paramsDigest: await this.digestOf(r.w) }
   }
 
   /** Forward only, for evaluation: nothing is kept for backward. */
@@ -102,7 +104,7 @@ export class StageWorker {
 
   /** Backward of `key`: recomputes its forward from `input` when the Stage no longer holds it. Returns dinput (null on stage 0). */
   async backward (key: string, input: StageInput, dout: Float32Array, tag: BackwardTag): Promise<Witnessed<{ dinput: Float32Array | null }>> {
-    return await this.locked('compute', async () => {
+    const r = await this.locked('compute', async () => {
       await this.beforeAccumulate(tag)
       if (!this.stage.holds(key)) {
         this.recomputed++
@@ -110,23 +112,25 @@ export class StageWorker {
       }
       const dinput = await this.stage.backward(dout, key)
       // the weights of this backward, before afterAccumulate may step them
-      const paramsDigest = await this.witness()
+      const w = await this.witness()
       await this.afterAccumulate(tag, tag.loss)
-      return { dinput, paramsDigest }
+      return { dinput, w }
     })
+    return { dinput: r.dinput, paramsDigest: await this.digestOf(r.w) }
   }
 
   /** Last stage: forward with targets, then backward from the loss, as one unit. */
   async trainLast (input: StageInput, tag: Omit<BackwardTag, 'loss'>): Promise<Witnessed<{ loss: number, count: number, dinput: Float32Array | null }>> {
-    return await this.locked('compute', async () => {
+    const r = await this.locked('compute', async () => {
       await this.beforeAccumulate(tag)
       const out = await this.stage.forward(input)
       const dinput = await this.stage.backward()
       const loss = out.loss as number
-      const paramsDigest = await this.witness()
+      const w = await this.witness()
       await this.afterAccumulate(tag, loss)
-      return { loss, count: out.count as number, dinput, paramsDigest }
+      return { loss, count: out.count as number, dinput, w }
     })
+    return { loss: r.loss, count: r.count, dinput: r.dinput, paramsDigest: await this.digestOf(r.w) }
   }
 
   /**
@@ -151,27 +155,39 @@ export class StageWorker {
     return await this.locked('compute', async () => this.opts.auto && this.n > 0 && this.accStep <= step ? await this.flush(this.accStep) : null)
   }
 
-  /** Runs `fn` with the stage idle (checkpoints, averaging, disposal); a kept forward is dropped, as `fn` may change the parameters. */
+  /**
+   * Runs `fn` with the stage idle (checkpoints, state snapshots, averaging, disposal). Kept forwards
+   * are given up only when `fn` wrote the parameters (ParameterSet.load: an averaging write-back), so
+   * a read-only section (a snapshot for a joiner, a checkpoint) costs the microbatches in flight no
+   * recompute; the weights' version is bumped either way (their digest is taken again).
+   */
   async exclusive<R> (fn: () => Promise<R>): Promise<R> {
     return await this.locked('averaging', async () => {
+      const writes = this.stage.params.writes
       try {
         return await fn()
       } finally {
-        this.stage.dropKept()
+        if (this.stage.params.writes !== writes) this.stage.dropKept()
         this.version++
       }
     })
   }
 
-  /** Digest of the current weights (call under the lock); '' without a witness. */
-  private async witness (): Promise<string> {
-    if (this.opts.witness == null) return ''
+  /** The current weights copied for their digest (call under the lock); null without a witness. */
+  private async witness (): Promise<{ digest: Promise<string> } | null> {
+    if (this.opts.witness == null) return null
     const t0 = performance.now()
     try {
-      return await this.opts.witness.capture(this.stage, this.version)
+      return await this.opts.witness.begin(this.stage, this.version)
     } finally {
       this.inside('verification', t0)
     }
+  }
+
+  /** The digest `witness()` began, awaited outside the lock (the hash overlaps the next computation); '' without a witness. */
+  private async digestOf (w: { digest: Promise<string> } | null): Promise<string> {
+    if (w == null) return ''
+    return await (this.opts.profile?.time('verification', async () => await w.digest) ?? w.digest)
   }
 
   /** A phase of the running locked call since `t0`, timed into `cat` (and not into the call's own category). */
