@@ -215,7 +215,13 @@ export class StageAveraging {
       await this.init.worker.flushThrough(round * this.period - 1)
       const weight = Math.max(1, this.samples)
       this.samples = 0
-      await this.init.worker.exclusive(async () => { await this.run(round, round * this.period, weight) })
+      const step = round * this.period
+      // the retry takes the stage again in a section of its own: microbatches that queued during the
+      // first try run in between (a late joiner that missed its peers' group held a stage-0
+      // microbatch past its deadline for both tries: docs/networks.md, "Across slow links")
+      if (await this.init.worker.exclusive(async () => await this.run(round, step, weight, false))) {
+        await this.init.worker.exclusive(async () => await this.run(round, step, weight, true))
+      }
     })()
       .catch(err => { this.log.error('averaging round crashed', { round, error: (err as Error).message }) })
       .finally(() => { this.pending = undefined })
@@ -227,28 +233,30 @@ export class StageAveraging {
     this.s.totalMs += this.s.lastMs
   }
 
-  private async run (round: number, step: number, weight: number): Promise<void> {
+  /** One try of a round (`retry`: under the retry key); true when it found no partner while the view lists some, and a retry is due. */
+  private async run (round: number, step: number, weight: number, retry: boolean): Promise<boolean> {
     const signal = this.abort.signal
-    if (signal.aborted) return
+    if (signal.aborted) return false
     const stageSize = new Set([this.me, ...this.init.source.peersForStage(this.init.stage)]).size
     if (stageSize < 2) {
       this.s.alone++
       this.log.debug('averaging round skipped: no other node serves the stage', { round, step })
-      return
+      return false
     }
     const t0 = performance.now()
     const params = this.init.worker.stage.params
     try {
       const flat = flatten(await params.download(), params.specs.map(s => s.name))
-      let r = await this.averager.round({ round, stage: this.init.stage, params: flat, weight, stageSize, signal })
+      const r = await this.averager.round({ round: retry ? retryRound(round) : round, stage: this.init.stage, params: flat, weight, stageSize, signal })
       const others = this.init.source.peersForStage(this.init.stage).filter(p => p !== this.me)
-      if (r.groupSize < 2 && others.length > 0 && !signal.aborted) {
+      if (!retry && r.groupSize < 2 && others.length > 0 && !signal.aborted) {
         // alone while the view lists others at the stage: not expected (issue 15: Sybil records, a
         // partner that came late). Said loudly and tried once more under a retry key of its own, in
         // which a partner that was alone as well meets us; the view's peers are greeted first
         this.s.retried++
+        this.held(t0)
         this.log.warn('averaging round found no partner although the view lists peers of the stage; retrying once', { round, step, stageSize, peers: others.slice(0, 4), formMs: r.formMs })
-        r = await this.averager.round({ round: retryRound(round), stage: this.init.stage, params: flat, weight, stageSize, signal })
+        return true
       }
       this.s.lastGroupSize = r.groupSize
       this.s.lostShards += r.lostShards.length
@@ -257,7 +265,7 @@ export class StageAveraging {
         this.s.alone++
         this.held(t0)
         if (others.length > 0) this.log.warn('averaging round alone after its retry', { round, step, stageSize, peers: others.slice(0, 4), formMs: r.formMs })
-        return
+        return false
       }
       const before = l2Distance(flat, r.averaged)
       await params.load(unflatten(r.averaged, params.specs))
@@ -278,12 +286,13 @@ export class StageAveraging {
         divergenceBefore: before, divergenceAfter: after, formMs: r.formMs, reduceMs: r.reduceMs
       })
     } catch (err) {
-      if (signal.aborted) return
+      if (signal.aborted) return false
       this.s.failed++
       this.s.lastError = (err as Error).message
       this.held(t0)
       this.log.warn('averaging round failed; training goes on', { round, step, code: (err as { code?: string }).code, error: (err as Error).message })
     }
+    return false
   }
 }
 
