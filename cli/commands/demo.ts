@@ -210,16 +210,16 @@ export async function runDemoCommand (flags: DemoFlags): Promise<void> {
   const config = await resolveModelConfig(modelSpec, corpus.tokenizer.vocabSize)
   const T = settings.seqLen ?? config.blockSize
   if (T > config.blockSize) throw new DemoConfigError(`--seq-len ${T} is longer than the model's context ${config.blockSize}`)
+  if (settings.bottleneck != null && settings.bottleneck >= config.dModel) {
+    throw new DemoConfigError(`--bottleneck ${settings.bottleneck} must be below the model width ${config.dModel} (it narrows the boundary from ${config.dModel} to k)`)
+  }
+  if (settings.stages > config.nLayer) throw new DemoConfigError(`--stages ${settings.stages} is more than the model's ${config.nLayer} layers; each stage needs at least one block`)
   // every stage within the budget (a node would refuse its stage at start); the report sets it against the whole model
   const memory = demoMemoryPlan(settings, config)
   if (memory.budget != null) {
     const mib = (b: number): string => `${(b / 2 ** 20).toFixed(0)} MiB`
     process.stderr.write(`memory: budget ${mib(memory.budget)} per node; stage estimates ${memory.stages.map(mib).join(', ')}; the whole model ${mib(memory.wholeModel)}${memory.budget < memory.wholeModel ? ' (no node could hold it)' : ''}\n`)
   }
-  if (settings.bottleneck != null && settings.bottleneck >= config.dModel) {
-    throw new DemoConfigError(`--bottleneck ${settings.bottleneck} must be below the model width ${config.dModel} (it narrows the boundary from ${config.dModel} to k)`)
-  }
-  if (settings.stages > config.nLayer) throw new DemoConfigError(`--stages ${settings.stages} is more than the model's ${config.nLayer} layers; each stage needs at least one block`)
   if (corpus.stats.trainTokens < T + 1) {
     throw new DemoConfigError(`the training text ${corpus.stats.path} has ${corpus.stats.trainTokens} tokens, fewer than one window of ${T + 1}; give more text with --data`)
   }
