@@ -1,7 +1,8 @@
 // TypeScript kernels of the Llama layers (RMSNorm, rotary embeddings, SwiGLU) and their job glue for
 // exec.ts: op numbers, chunking, work estimate, and running one chunk. SwiGLU, an exp per element
 // and the slowest of them in plain TypeScript (several times PyTorch's), runs in WASM SIMD
-// (wasm/llama.wat, llama-wasm.ts) for whole groups of 4 columns when the backend has SIMD. Same rules as
+// (wasm/llama.wat, llama-wasm.ts) for whole groups of 4 columns when the backend has SIMD, and so do
+// RMSNorm's forward and input gradient where C is a multiple of 4. Same rules as
 // kernels.ts: no shape checks here (the backend validated), backward kernels ACCUMULATE (+=), and
 // chunks never write the same element (rows, or channel ranges for a parameter gradient).
 // Kept apart from exec.ts (which calls in here for these ops) so each file stays small.
@@ -158,6 +159,10 @@ export function runLlamaChunk (f: F32, P: ArrayLike<number>, c: number, nc: numb
     case LLAMA_OP.RMSNORM_FWD: {
       const N = P[5]; const C = P[6]
       const [r0, r1] = part(N, c, nc)
+      if (memory !== null && C % 4 === 0) {
+        llamaWasm(memory).rmsnorm_forward(P[1] * 4, P[2] * 4, P[3] * 4, P[4] * 4, C, r0, r1, P[7])
+        return true
+      }
       rmsnormForward(F(P[1], N * C), F(P[2], N), F(P[3], N * C), F(P[4], C), C, P[7], r0, r1)
       return true
     }
@@ -166,6 +171,10 @@ export function runLlamaChunk (f: F32, P: ArrayLike<number>, c: number, nc: numb
       const rc = rowChunks(N, parts)
       if (c < rc) {
         const [r0, r1] = part(N, c, rc)
+        if (memory !== null && C % 4 === 0) {
+          llamaWasm(memory).rmsnorm_backward_input(P[1] * 4, P[3] * 4, P[4] * 4, P[5] * 4, P[6] * 4, C, r0, r1)
+          return true
+        }
         rmsnormBackwardInput(F(P[1], N * C), F(P[3], N * C), F(P[4], N * C), F(P[5], C), F(P[6], N), C, r0, r1)
       } else {
         const [c0, c1] = part(C, c - rc, nc - rc)

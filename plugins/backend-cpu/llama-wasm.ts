@@ -1,4 +1,5 @@
-// The Llama layers' WASM SIMD kernels (wasm/llama.wat: SwiGLU forward and backward). The module's
+// The Llama layers' WASM SIMD kernels (wasm/llama.wat: SwiGLU forward and backward, RMSNorm's forward
+// and input gradient). The module's
 // bytes are embedded (llama-wasm-bin.ts, generated from llama.wat by `node --import tsx
 // plugins/backend-cpu/llama-wasm.ts --emit`), so each worker compiles them synchronously at import,
 // in about a millisecond: assembling with wabt in every worker costs ~0.5 s per worker on a loaded
@@ -12,6 +13,8 @@ import type { WasmMemory } from './wasm.ts'
 export interface LlamaWasm {
   swiglu_forward(out: number, gate: number, up: number, n: number): void
   swiglu_backward(dgate: number, dup: number, dout: number, gate: number, up: number, n: number): void
+  rmsnorm_forward(out: number, rstd: number, inp: number, w: number, C: number, r0: number, r1: number, eps: number): void
+  rmsnorm_backward_input(dinp: number, dout: number, inp: number, w: number, rstd: number, C: number, r0: number, r1: number): void
 }
 
 interface Api {
