@@ -1,5 +1,5 @@
 // A Stage: one contiguous piece of the GPT (see stage-split.ts) with its parameters, gradient
-// buffers, activations for one microbatch, and its own AdamW state. The pipeline moves host
+// buffers, activations of up to `keep` microbatches, and its own AdamW state. The pipeline moves host
 // arrays between stages (they cross the network through codecs), so the boundary API is:
 //   forward({B, T, tokens | hidden, targets?}) -> { hidden [B,T,W] } or, on the last stage, { loss }
 //   backward(dout [B,T,W] | nothing on the last stage) -> dinput [B,T,W] (null on stage 0)
