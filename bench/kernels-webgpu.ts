@@ -61,8 +61,8 @@ export async function webgpuKernelsBench (opts: WebGpuKernelsBenchOptions = {}):
     // flash's saved bytes are the same on both backends: they keep their own baseline (the T x T path's)
     if (r.unit === 'bytes') return { ...r, name }
     const has = typeof b === 'number' && Number.isFinite(b) && b > 0 && r.value > 0
-    const lowerIsBetter = r.unit === 'ms'
-    return { name, value: r.value, unit: r.unit, baseline: has ? { name: base, value: b } : null, ratio: has ? round(lowerIsBetter ? b / r.value : r.value / b) : null }
+    // value / baseline for every unit: below 1 is better for ms rows, above 1 for rates
+    return { name, value: r.value, unit: r.unit, baseline: has ? { name: base, value: b } : null, ratio: has ? round(r.value / b, 6) : null }
   }
   const f32 = new Map(gpu.results.map(r => [r.name, r.value]))
   const results: BenchResult[] = [

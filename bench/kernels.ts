@@ -100,7 +100,8 @@ export async function kernelsBench (backend: ComputeBackend, opts: KernelsBenchO
       value: round(m.value),
       unit: m.unit,
       baseline: has ? { name: m.against?.name ?? 'pytorch', value: round(b) } : null,
-      ratio: has ? round(m.higherIsBetter ? m.value / b : b / m.value) : null
+      // value / baseline for every unit (the project's rule): > 1 is better for rates, < 1 for times and bytes
+      ratio: has ? round(m.value / b, 6) : null
     }
   })
   machine.loadAvgEnd = round(os.loadavg()[0], 2)

@@ -10,7 +10,7 @@ export interface BenchResult {
   unit: string
   /** The same measurement by the baseline in the same run; null when the baseline is missing. */
   baseline: BenchBaseline | null
-  /** Our performance / the baseline's (> 1: faster than the baseline); null without a baseline. */
+  /** value / baseline.value, for every unit (rates: > 1 is better; times, bytes, errors: < 1 is better); null without a baseline. */
   ratio: number | null
 }
 
@@ -87,7 +87,7 @@ export function formatTable (report: BenchReport): string {
     line(widths.map(w => '-'.repeat(w))),
     ...rows.map(line),
     '',
-    'ratio = our performance / baseline performance (> 1: faster than the baseline)'
+    'ratio = value / baseline (rates: > 1 is better; times, bytes and errors: < 1 is better)'
   ].join('\n')
 }
 
