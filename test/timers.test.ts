@@ -112,7 +112,8 @@ describe('timers: deadlines that always fire', function () {
     const finder = new DhtGroupFinder(routing as never, { pollMs: 50 })
     const found = new Set<string>(['me'])
     const { ms } = await underGc(async () => { await finder.find({ name: 'g', self: 'me', deadline: Date.now() + 400, found }) })
-    assert.ok(ms >= 390 && ms < 2000, `find() returned after ${ms.toFixed(0)} ms`)
+    // the bug this catches is never returning; a loaded machine (load 16) took 2.3 s to come back from the GCs
+    assert.ok(ms >= 390 && ms < 10_000, `find() returned after ${ms.toFixed(0)} ms`)
     gc()
     await sleep(50)
     assert.equal(providing?.aborted, true, 'the background provide was cut at the deadline too')
