@@ -66,6 +66,7 @@ export interface StageHostInit {
   readonly pipeline: {
     readonly microbatches: number
     readonly maxInflight: number
+    readonly maxMemory?: number // the node's budget: how many microbatches' activations a stage keeps
     readonly evalBatches: number
     readonly evalEvery: number
     readonly retry?: Partial<RetryPolicy>
@@ -337,7 +338,7 @@ export class StageHost {
         stage,
         data,
         microbatches: o.microbatches,
-        maxInflight: o.maxInflight,
+        maxInflight: o.maxInflight, maxMemory: o.maxMemory,
         evalBatches: o.evalBatches,
         evalEvery: o.evalEvery,
         retry: o.retry,

@@ -307,6 +307,7 @@ export async function startTrainingRuntime (node: LayerswarmNode, options: Train
       pipeline: {
         microbatches: options.microbatches,
         maxInflight: options.maxInflight,
+        ...(options.maxMemory != null ? { maxMemory: options.maxMemory } : {}),
         evalBatches: options.evalBatches,
         evalEvery: options.evalEvery,
         retry: { maxAttempts: options.maxAttempts, peerWaitMs: options.peerWait },
