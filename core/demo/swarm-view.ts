@@ -47,7 +47,7 @@ export interface NodeView {
 export interface SwarmSnapshot {
   readonly elapsedS: number
   readonly stages: number
-  /** Optimizer steps done (the furthest node) and the run's total. */
+  /** Optimizer steps done (the furthest stage-0 node; any node when no stage-0 node reports) and the run's total. */
   readonly step: number
   readonly steps: number
   /** Live nodes per stage, as the launcher knows them. */
@@ -158,7 +158,9 @@ export function snapshot (views: readonly NodeView[], stages: number, steps: num
   return {
     elapsedS,
     stages,
-    step: withT.reduce((a, v) => Math.max(a, v.training.step), 0),
+    // stage 0 drives the swarm's steps; a later stage counts the updates it applied, one more when a
+    // retried microbatch of a step it had already applied came late (a node killed mid-step)
+    step: (first.length > 0 ? first : withT).reduce((a, v) => Math.max(a, v.training.step), 0),
     steps: withT.reduce((a, v) => Math.max(a, v.training.steps), 0) || steps,
     nodesPerStage,
     peersPerStage,
