@@ -109,10 +109,12 @@ describe('deadlines under garbage collection', function () {
       source.set(1, [silent.peerId.toString(), good.peerId.toString()])
       await silent.handle(PIPELINE_FORWARD_PROTOCOL, () => {}) // accepts, never reads or answers
       const s1 = new PipelineNode({ libp2p: good, backend: be, manifest, stage: 1, source })
-      // a fractional timeout: AbortSignal.timeout(1000.5) threw ERR_OUT_OF_RANGE before any retry could run
+      // a fractional timeout: AbortSignal.timeout(1000.5) threw ERR_OUT_OF_RANGE before any retry could run.
+      // 3000.5, not 1000.5: the honest peer is unmeasured at first too, and its first hops under forced
+      // collections on a loaded machine took over a second (both microbatches of a step dropped)
       const s0 = new PipelineNode({
         libp2p: n0, backend: be, manifest, stage: 0, source, data: corpusData(corpus, 1), microbatches: 2, maxInflight: 1, evalBatches: 0,
-        router: { rng: () => 0, initialTimeoutMs: 1000.5, timeoutFloorMs: 1000.5 }
+        router: { rng: () => 0, initialTimeoutMs: 3000.5, timeoutFloorMs: 3000.5 }
       })
       pnodes = [s0, s1]
       await s1.start()
