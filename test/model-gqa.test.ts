@@ -20,106 +20,14 @@ import { loadCheckpoint, saveCheckpoint } from '../core/train/checkpoint.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
 import { createWebGpuBackend } from '../plugins/backend-webgpu/index.ts'
 import { probeWebGpu, skipOrFail } from './backend-webgpu-helpers.ts'
+import { assertSameGrads, checkCentralDifferences, llamaRefLoss, lossesAndGrads, loudParams, refBatch, spreadIndices, type RefParams } from './llama-reference.ts'
 
 const CFG = validateModelConfig({ arch: 'llama', vocabSize: 16, blockSize: 8, nLayer: 2, nHead: 4, nKvHead: 2, dModel: 16, ffnHidden: 12, ropeTheta: 100 })
 const B = 2
 const T = 5
 
-type P = ReadonlyMap<string, Float64Array>
-
-/** Mean cross-entropy of a llama model with NKV K/V heads, in float64 (the reference). */
-function refLoss (c: ModelConfig, p: P, tokens: Int32Array, targets: Int32Array): number {
-  const C = c.dModel
-  const NH = c.nHead
-  const NKV = c.nKvHead ?? NH
-  const hd = C / NH
-  const Ckv = NKV * hd
-  const H = c.ffnHidden as number
-  const eps = c.normEps as number
-  const theta = c.ropeTheta as number
-  const g = (n: string): Float64Array => p.get(n) as Float64Array
-  const rms = (x: Float64Array, w: Float64Array): Float64Array => {
-    let ss = 0
-    for (let i = 0; i < x.length; i++) ss += x[i] * x[i]
-    const r = 1 / Math.sqrt(ss / x.length + eps)
-    return x.map((v, i) => v * r * w[i])
-  }
-  const mm = (x: Float64Array, w: Float64Array, out: number): Float64Array => {
-    const y = new Float64Array(out)
-    for (let o = 0; o < out; o++) for (let i = 0; i < x.length; i++) y[o] += x[i] * w[o * x.length + i]
-    return y
-  }
-  const rotate = (v: Float64Array, heads: number, off: number, t: number): void => { // rotate_half pairs (i, i + hd/2)
-    for (let h = 0; h < heads; h++) {
-      for (let i = 0; i < hd / 2; i++) {
-        const a = t * theta ** (-2 * i / hd)
-        const j = off + h * hd + i
-        const x1 = v[j]; const x2 = v[j + hd / 2]
-        v[j] = x1 * Math.cos(a) - x2 * Math.sin(a)
-        v[j + hd / 2] = x1 * Math.sin(a) + x2 * Math.cos(a)
-      }
-    }
-  }
-  let loss = 0
-  for (let b = 0; b < B; b++) {
-    let xs: Float64Array[] = []
-    for (let t = 0; t < T; t++) xs.push(g('embed_tokens.weight').slice(tokens[b * T + t] * C, (tokens[b * T + t] + 1) * C))
-    for (let l = 0; l < c.nLayer; l++) {
-      const n = `layers.${l}`
-      // q [C], k [Ckv], v [Ckv] per position
-      const qkv = xs.map((x, t) => {
-        const v = mm(rms(x, g(`${n}.input_layernorm.weight`)), g(`${n}.self_attn.qkv_proj.weight`), C + 2 * Ckv)
-        rotate(v, NH, 0, t)
-        rotate(v, NKV, C, t)
-        return v
-      })
-      xs = xs.map((x, t) => {
-        const y = new Float64Array(C)
-        for (let h = 0; h < NH; h++) {
-          const kv = Math.floor(h / (NH / NKV))
-          const s = Array.from({ length: t + 1 }, (_, u) => {
-            let d = 0
-            for (let i = 0; i < hd; i++) d += qkv[t][h * hd + i] * qkv[u][C + kv * hd + i]
-            return d / Math.sqrt(hd)
-          })
-          const m = Math.max(...s)
-          const e = s.map(v => Math.exp(v - m))
-          const z = e.reduce((a, v) => a + v, 0)
-          for (let u = 0; u <= t; u++) for (let i = 0; i < hd; i++) y[h * hd + i] += e[u] / z * qkv[u][C + Ckv + kv * hd + i]
-        }
-        const o = mm(y, g(`${n}.self_attn.o_proj.weight`), C)
-        const r2 = x.map((v, i) => v + o[i])
-        const gu = mm(rms(r2, g(`${n}.post_attention_layernorm.weight`)), g(`${n}.mlp.gate_up_proj.weight`), 2 * H)
-        const hid = new Float64Array(H).map((_, i) => gu[i] / (1 + Math.exp(-gu[i])) * gu[H + i])
-        const down = mm(hid, g(`${n}.mlp.down_proj.weight`), C)
-        return r2.map((v, i) => v + down[i])
-      })
-    }
-    for (let t = 0; t < T; t++) {
-      const logits = mm(rms(xs[t], g('norm.weight')), g('lm_head.weight'), c.vocabSize)
-      const m = Math.max(...logits)
-      const lse = m + Math.log(logits.reduce((a, v) => a + Math.exp(v - m), 0))
-      loss += lse - logits[targets[b * T + t]]
-    }
-  }
-  return loss / (B * T)
-}
-
-function batch (V: number): { tokens: Int32Array, targets: Int32Array } {
-  const tokens = Int32Array.from({ length: B * T }, (_, i) => (i * 7 + 3) % V)
-  const targets = Int32Array.from({ length: B * T }, (_, i) => (i * 5 + 1) % V)
-  return { tokens, targets }
-}
-
-/** The model's parameters, scaled up so attention and the norms are far from trivial. */
-async function loudParams (model: GptModel): Promise<Map<string, Float32Array>> {
-  const params = new Map<string, Float32Array>()
-  for (const [k, v] of await model.downloadParams()) {
-    params.set(k, /norm\.weight$/.test(k) ? v.map((_, i) => 1 + 0.1 * Math.sin(i + 1)) : v.map(x => x * 15))
-  }
-  await model.loadParams(params)
-  return params
-}
+const refLoss = (c: ModelConfig, p: RefParams, tokens: Int32Array, targets: Int32Array): number => llamaRefLoss(c, p, tokens, targets, B, T)
+const batch = (V: number): { tokens: Int32Array, targets: Int32Array } => refBatch(V, B, T)
 
 describe('model: grouped-query attention', function () {
   let be: ComputeBackend
@@ -189,25 +97,9 @@ describe('model: grouped-query attention', function () {
         assert.ok(Math.abs(loss - ref) < 1e-5 * Math.max(1, ref), `NKV ${cfg.nKvHead}: loss ${loss} vs float64 ${ref}`)
         assert.ok(loss > 1.5, `a nontrivial loss, got ${loss}`)
         if (cfg !== CFG) continue // the gradients once, with groups of 2
-        let checked = 0
-        for (const [name, w] of p64) {
-          const g = grads.get(name) as Float32Array
-          let gmax = 0
-          for (const x of g) gmax = Math.max(gmax, Math.abs(x))
-          assert.ok(gmax > 0, `${name} has a gradient`)
-          // Wqkv: rows of q, of both K heads and of both V heads; elsewhere spread indices
-          const idx = name.endsWith('qkv_proj.weight') ? [3, 16 * 16 + 5, 20 * 16 + 7, 24 * 16 + 2, 28 * 16 + 15, 31 * 16 + 9] : [0, 1, 2, 3].map(n => (n * 7919 + 13) % w.length)
-          for (const i of idx) {
-            const h = 1e-5
-            const old = w[i]
-            w[i] = old + h; const up = refLoss(cfg, p64, tokens, targets)
-            w[i] = old - h; const dn = refLoss(cfg, p64, tokens, targets)
-            w[i] = old
-            const fd = (up - dn) / (2 * h)
-            assert.ok(Math.abs(fd - g[i]) < 2e-3 * gmax + 1e-6, `${name}[${i}]: backend ${g[i]} vs finite difference ${fd} (max |g| ${gmax})`)
-            checked++
-          }
-        }
+        // Wqkv: rows of q, of both K heads and of both V heads; elsewhere spread indices
+        const checked = checkCentralDifferences(p64, grads, () => refLoss(cfg, p64, tokens, targets),
+          (name, w) => name.endsWith('qkv_proj.weight') ? [3, 16 * 16 + 5, 20 * 16 + 7, 24 * 16 + 2, 28 * 16 + 15, 31 * 16 + 9] : spreadIndices(name, w))
         assert.ok(checked >= 4 * p64.size)
       } finally {
         model.dispose()
@@ -255,19 +147,9 @@ describe('model: grouped-query attention', function () {
     const dir = await mkdtemp(join(tmpdir(), 'ls-gqa-'))
     try {
       const { tokens, targets } = batch(CFG.vocabSize)
-      const losses: number[] = []
-      const grads: Array<Map<string, Float32Array>> = []
-      for (const m of [whole, split]) {
-        await m.zeroGrad()
-        losses.push(await m.forward(tokens, B, T, targets) as number)
-        await m.backward()
-        grads.push(await m.downloadGrads())
-      }
+      const { losses, grads } = await lossesAndGrads([whole, split], tokens, targets, B, T)
       assert.ok(Math.abs(losses[0] - losses[1]) < 1e-6, `${losses[0]} vs ${losses[1]}`)
-      for (const [k, g] of grads[0]) {
-        const h = grads[1].get(k) as Float32Array
-        for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i] - h[i]) < 1e-6, `${k}[${i}]`)
-      }
+      assertSameGrads(grads[0], grads[1], 1e-6)
       const path = join(dir, 'gqa.safetensors')
       const params = await whole.downloadParams()
       await saveCheckpoint(path, { config: CFG, layout: { stages: 1, bottleneck: 0, stage: null }, params })

@@ -5,97 +5,21 @@
 import assert from 'node:assert/strict'
 import type { ComputeBackend } from '../core/contracts/backend.ts'
 import {
-  countParameters, defaultFfnHidden, MODEL_PRESETS, ModelConfigError, modelPreset, validateModelConfig, type ModelConfig
+  countParameters, defaultFfnHidden, MODEL_PRESETS, ModelConfigError, modelPreset, validateModelConfig
 } from '../core/model/config.ts'
 import { GptModel } from '../core/model/gpt.ts'
 import { estimateStageMemory } from '../core/model/memory-estimate.ts'
 import { numel, stageParamSpecs } from '../core/model/params.ts'
 import { stageLayouts, wholeModelLayout } from '../core/model/stage-split.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
+import { assertSameGrads, checkCentralDifferences, llamaRefLoss, lossesAndGrads, loudParams, refBatch, spreadIndices, type RefParams } from './llama-reference.ts'
 
 const CFG = validateModelConfig({ arch: 'llama', vocabSize: 16, blockSize: 8, nLayer: 2, nHead: 2, dModel: 8, ffnHidden: 12, ropeTheta: 100 })
 const B = 2
 const T = 5
 
-type P = ReadonlyMap<string, Float64Array>
-
-/** Mean cross-entropy of the llama model in float64 (the reference). */
-function refLoss (c: ModelConfig, p: P, tokens: Int32Array, targets: Int32Array): number {
-  const C = c.dModel
-  const NH = c.nHead
-  const hd = C / NH
-  const H = c.ffnHidden as number
-  const eps = c.normEps as number
-  const theta = c.ropeTheta as number
-  const g = (n: string): Float64Array => p.get(n) as Float64Array
-  const rms = (x: Float64Array, w: Float64Array): Float64Array => {
-    let ss = 0
-    for (let i = 0; i < x.length; i++) ss += x[i] * x[i]
-    const r = 1 / Math.sqrt(ss / x.length + eps)
-    return x.map((v, i) => v * r * w[i])
-  }
-  const mm = (x: Float64Array, w: Float64Array, out: number): Float64Array => {
-    const inn = x.length
-    const y = new Float64Array(out)
-    for (let o = 0; o < out; o++) for (let i = 0; i < inn; i++) y[o] += x[i] * w[o * inn + i]
-    return y
-  }
-  let loss = 0
-  for (let b = 0; b < B; b++) {
-    let xs: Float64Array[] = []
-    for (let t = 0; t < T; t++) xs.push(g('embed_tokens.weight').slice(tokens[b * T + t] * C, (tokens[b * T + t] + 1) * C))
-    for (let l = 0; l < c.nLayer; l++) {
-      const n = `layers.${l}`
-      const qkv = xs.map((x, t) => {
-        const v = mm(rms(x, g(`${n}.input_layernorm.weight`)), g(`${n}.self_attn.qkv_proj.weight`), 3 * C)
-        for (const off of [0, C]) { // rotate q and k, rotate-half pairs (i, i + hd/2) per head
-          for (let h = 0; h < NH; h++) {
-            for (let i = 0; i < hd / 2; i++) {
-              const a = t * theta ** (-2 * i / hd)
-              const j = off + h * hd + i
-              const x1 = v[j]; const x2 = v[j + hd / 2]
-              v[j] = x1 * Math.cos(a) - x2 * Math.sin(a)
-              v[j + hd / 2] = x1 * Math.sin(a) + x2 * Math.cos(a)
-            }
-          }
-        }
-        return v
-      })
-      xs = xs.map((x, t) => {
-        const y = new Float64Array(C)
-        for (let h = 0; h < NH; h++) {
-          const s = Array.from({ length: t + 1 }, (_, u) => {
-            let d = 0
-            for (let i = 0; i < hd; i++) d += qkv[t][h * hd + i] * qkv[u][C + h * hd + i]
-            return d / Math.sqrt(hd)
-          })
-          const m = Math.max(...s)
-          const e = s.map(v => Math.exp(v - m))
-          const z = e.reduce((a, v) => a + v, 0)
-          for (let u = 0; u <= t; u++) for (let i = 0; i < hd; i++) y[h * hd + i] += e[u] / z * qkv[u][2 * C + h * hd + i]
-        }
-        const r2 = x.map((v, i) => v + mm(y, g(`${n}.self_attn.o_proj.weight`), C)[i])
-        const gu = mm(rms(r2, g(`${n}.post_attention_layernorm.weight`)), g(`${n}.mlp.gate_up_proj.weight`), 2 * H)
-        const hid = new Float64Array(H).map((_, i) => gu[i] / (1 + Math.exp(-gu[i])) * gu[H + i])
-        const down = mm(hid, g(`${n}.mlp.down_proj.weight`), C)
-        return r2.map((v, i) => v + down[i])
-      })
-    }
-    for (let t = 0; t < T; t++) {
-      const logits = mm(rms(xs[t], g('norm.weight')), g('lm_head.weight'), c.vocabSize)
-      const m = Math.max(...logits)
-      const lse = m + Math.log(logits.reduce((a, v) => a + Math.exp(v - m), 0))
-      loss += lse - logits[targets[b * T + t]]
-    }
-  }
-  return loss / (B * T)
-}
-
-function batch (V: number): { tokens: Int32Array, targets: Int32Array } {
-  const tokens = Int32Array.from({ length: B * T }, (_, i) => (i * 7 + 3) % V)
-  const targets = Int32Array.from({ length: B * T }, (_, i) => (i * 5 + 1) % V)
-  return { tokens, targets }
-}
+const refLoss = (p: RefParams, tokens: Int32Array, targets: Int32Array): number => llamaRefLoss(CFG, p, tokens, targets, B, T)
+const batch = (V: number): { tokens: Int32Array, targets: Int32Array } => refBatch(V, B, T)
 
 describe('model: llama architecture', function () {
   let be: ComputeBackend
@@ -143,37 +67,17 @@ describe('model: llama architecture', function () {
   it('forward loss and every gradient match a float64 reference and its central differences', async () => {
     const model = new GptModel(be, CFG, { seed: 3 })
     try {
-      // larger-than-init weights so attention and the norms are far from trivial
-      const params = new Map<string, Float32Array>()
-      for (const [k, v] of await model.downloadParams()) params.set(k, k.endsWith('norm.weight') || k.endsWith('layernorm.weight') ? v.map((x, i) => 1 + 0.1 * Math.sin(i + 1)) : v.map(x => x * 15))
-      await model.loadParams(params)
+      const params = await loudParams(model)
       const { tokens, targets } = batch(CFG.vocabSize)
       await model.zeroGrad()
       const loss = await model.forward(tokens, B, T, targets) as number
       await model.backward()
       const grads = await model.downloadGrads()
       const p64 = new Map([...params].map(([k, v]) => [k, Float64Array.from(v)]))
-      const ref = refLoss(CFG, p64, tokens, targets)
+      const ref = refLoss(p64, tokens, targets)
       assert.ok(Math.abs(loss - ref) < 1e-5 * Math.max(1, ref), `loss ${loss} vs float64 ${ref}`)
       assert.ok(loss > 1.5, `a nontrivial loss, got ${loss}`)
-      let checked = 0
-      for (const [name, w] of p64) {
-        const g = grads.get(name) as Float32Array
-        let gmax = 0
-        for (const x of g) gmax = Math.max(gmax, Math.abs(x))
-        assert.ok(gmax > 0, `${name} has a gradient`)
-        for (let n = 0; n < 4; n++) {
-          const i = (n * 7919 + 13) % w.length
-          const h = 1e-5
-          const old = w[i]
-          w[i] = old + h; const up = refLoss(CFG, p64, tokens, targets)
-          w[i] = old - h; const dn = refLoss(CFG, p64, tokens, targets)
-          w[i] = old
-          const fd = (up - dn) / (2 * h)
-          assert.ok(Math.abs(fd - g[i]) < 2e-3 * gmax + 1e-6, `${name}[${i}]: backend ${g[i]} vs finite difference ${fd} (max |g| ${gmax})`)
-          checked++
-        }
-      }
+      const checked = checkCentralDifferences(p64, grads, () => refLoss(p64, tokens, targets), spreadIndices)
       assert.equal(checked, 4 * p64.size)
     } finally {
       model.dispose()
@@ -187,19 +91,9 @@ describe('model: llama architecture', function () {
       assert.deepEqual(split.stages.map(s => s.params.specs.map(x => x.name)).flat(), whole.stages[0].params.specs.map(x => x.name))
       assert.ok(split.stages[1].params.has('norm.weight') && !split.stages[1].params.has('embed_tokens.weight'))
       const { tokens, targets } = batch(CFG.vocabSize)
-      const losses: number[] = []
-      const grads: Array<Map<string, Float32Array>> = []
-      for (const m of [whole, split]) {
-        await m.zeroGrad()
-        losses.push(await m.forward(tokens, B, T, targets) as number)
-        await m.backward()
-        grads.push(await m.downloadGrads())
-      }
+      const { losses, grads } = await lossesAndGrads([whole, split], tokens, targets, B, T)
       assert.ok(Math.abs(losses[0] - losses[1]) < 1e-6, `${losses[0]} vs ${losses[1]}`)
-      for (const [k, g] of grads[0]) {
-        const h = grads[1].get(k) as Float32Array
-        for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i] - h[i]) < 1e-6, `${k}[${i}]`)
-      }
+      assertSameGrads(grads[0], grads[1], 1e-6)
     } finally {
       whole.dispose()
       split.dispose()
@@ -223,18 +117,9 @@ describe('model: llama architecture', function () {
     const models = [new GptModel(be, CFG, { seed: 9 }), new GptModel(be, flashCfg, { seed: 9 })]
     try {
       const { tokens, targets } = batch(CFG.vocabSize)
-      const losses: number[] = []
-      const grads: Array<Map<string, Float32Array>> = []
-      for (const m of models) {
-        losses.push(await m.forward(tokens, B, T, targets) as number)
-        await m.backward()
-        grads.push(await m.downloadGrads())
-      }
+      const { losses, grads } = await lossesAndGrads(models, tokens, targets, B, T)
       assert.ok(Math.abs(losses[0] - losses[1]) < 1e-5, `${losses[0]} vs ${losses[1]}`)
-      for (const [k, g] of grads[0]) {
-        const h = grads[1].get(k) as Float32Array
-        for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i] - h[i]) < 1e-5, `${k}[${i}]: ${g[i]} vs ${h[i]}`)
-      }
+      assertSameGrads(grads[0], grads[1], 1e-5)
     } finally {
       for (const m of models) m.dispose()
     }
