@@ -13,7 +13,7 @@ import { chunkCount, Executor, INLINE_WORK, jobWork, OP, PARAMS_LENGTH, SCRATCH,
 import { Heap } from './heap.ts'
 import { LLAMA_OP } from './llama-kernels.ts'
 import { WorkerPool } from './pool.ts'
-import { createSharedMemory, instantiate, kernelModule } from './wasm.ts'
+import { createSharedMemory, instantiate, kernelModule, relaxedSimd } from './wasm.ts'
 import type { WasmMemory } from './wasm.ts'
 
 export interface CpuBackendOptions {
@@ -21,6 +21,8 @@ export interface CpuBackendOptions {
   threads?: number
   /** false: plain TypeScript kernels only, no WASM SIMD (the simple version; for comparison). */
   simd?: boolean
+  /** false: the WASM GEMM without fused multiply-add (default: relaxed SIMD's FMA where the engine has it). */
+  fma?: boolean
 }
 
 class CpuTensor implements Tensor {
@@ -54,12 +56,14 @@ export class CpuBackend implements ComputeBackend {
     /** Runs tiny jobs (and, without a pool, every job) on this thread. */
     private readonly inline: Executor,
     threads: number,
-    simd: boolean
+    simd: boolean,
+    /** What runs the kernels, for info.device (e.g. 'wasm simd128 + fma'). */
+    kernels: string
   ) {
     this.heap = new Heap(memory)
     const cpu = os.cpus()[0]?.model?.trim() ?? 'cpu'
     const mode = pool === null ? 'inline' : `${threads} worker threads`
-    this.info = { name: 'cpu', device: `${cpu} (${mode}, ${simd ? 'wasm simd128' : 'js'})`, threads, simd }
+    this.info = { name: 'cpu', device: `${cpu} (${mode}, ${kernels})`, threads, simd }
   }
 
   // ---- memory ---------------------------------------------------------------------------------
@@ -416,9 +420,10 @@ export async function createCpuBackend (options: CpuBackendOptions = {}): Promis
   const threads = options.threads ?? os.availableParallelism()
   if (!Number.isInteger(threads) || threads < 0 || threads > 256) throw new ShapeError(`threads must be an integer in [0, 256], got ${String(threads)}`)
   const simd = options.simd ?? true
-  const module = simd ? await kernelModule() : null
+  const fma = simd && (options.fma ?? true) && relaxedSimd()
+  const module = simd ? await kernelModule(fma) : null
   const memory = createSharedMemory()
   const inline = new Executor(memory, module === null ? null : instantiate(module, memory))
   const pool = threads === 0 ? null : await WorkerPool.create(threads, memory, module)
-  return new CpuBackend(memory, pool, inline, threads, simd)
+  return new CpuBackend(memory, pool, inline, threads, simd, simd ? `wasm simd128${fma ? ' + fma' : ''}` : 'js')
 }

@@ -2,6 +2,7 @@
 // no system compiler) and compiles it once per process. The compiled module is sent to each worker,
 // which instantiates it on the backend's shared memory.
 import { readFile } from 'node:fs/promises'
+import v8 from 'node:v8'
 
 // The project's lib settings (ES2023, no DOM) carry no WebAssembly types: the few used here, locally.
 /** A shared WebAssembly.Memory. */
@@ -34,27 +35,69 @@ export interface WasmKernels {
 }
 
 const FEATURES = { simd: true, threads: true }
+const FMA_FEATURES = { ...FEATURES, relaxed_simd: true }
 
-let compiled: Promise<WasmModule> | null = null
+// A module whose one function is f32x4.relaxed_madd: it validates only where the engine has relaxed SIMD.
+const RELAXED_PROBE = Uint8Array.from(Buffer.from('0061736d0100000001080160037b7b7b017b03020100070501016600000a0d010b00200020012002fd85020b', 'hex'))
+let relaxed: boolean | null = null
 
-/** The compiled kernel module (assembled on first use, then cached for the process). */
-export async function kernelModule (): Promise<WasmModule> {
-  compiled ??= (async () => {
-    const source = await readFile(new URL('./wasm/kernels.wat', import.meta.url), 'utf8')
-    const wabt = await (await import('wabt')).default()
-    const parsed = wabt.parseWat('kernels.wat', source, FEATURES)
-    try {
-      // wabt's typings omit validate's features argument; without it shared memory is rejected
-      const validate = parsed.validate as unknown as (f: object) => void
-      parsed.resolveNames()
-      validate.call(parsed, FEATURES)
-      const { buffer } = parsed.toBinary({})
-      return await WA.compile(buffer)
-    } finally {
-      parsed.destroy()
-    }
-  })()
-  return await compiled
+/**
+ * Whether the engine compiles relaxed SIMD (fused multiply-add). Node 20 has it behind a V8 flag: set here
+ * at run time, which holds for the whole process (worker threads started later too, and they only
+ * instantiate the module compiled here). LAYERSWARM_WASM_FMA=0 turns it off.
+ */
+export function relaxedSimd (): boolean {
+  if (relaxed !== null) return relaxed
+  const V = (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } }).WebAssembly
+  if (process.env.LAYERSWARM_WASM_FMA === '0') relaxed = false
+  else if (V.validate(RELAXED_PROBE)) relaxed = true
+  else {
+    v8.setFlagsFromString('--experimental-wasm-relaxed-simd')
+    relaxed = V.validate(RELAXED_PROBE)
+  }
+  return relaxed
+}
+
+// The GEMM's inner accumulations `c += a * b` (8 per k step), fused: one rounding instead of two.
+const GEMM_MAC = /\(f32x4\.add \(local\.get (\$c\d\d)\) \(f32x4\.mul \(local\.get \$a\) \(local\.get (\$b\d)\)\)\)/g
+
+/** kernels.wat with the GEMM's multiply-adds as f32x4.relaxed_madd (which lowers to an FMA instruction on x64). */
+export function fusedSource (source: string): string {
+  let n = 0
+  const out = source.replace(GEMM_MAC, (_m, c: string, b: string) => { n++; return `(f32x4.relaxed_madd (local.get $a) (local.get ${b}) (local.get ${c}))` })
+  if (n !== 8) throw new Error(`kernels.wat: expected the GEMM's 8 multiply-adds, found ${n}`)
+  return out
+}
+
+const compiled = new Map<boolean, Promise<WasmModule>>()
+
+/**
+ * The compiled kernel module (assembled on first use, then cached for the process). fma: the GEMM uses
+ * relaxed SIMD's fused multiply-add (default: where the engine has it; else plain SIMD128).
+ */
+export async function kernelModule (fma = relaxedSimd()): Promise<WasmModule> {
+  const useFma = fma && relaxedSimd()
+  let p = compiled.get(useFma)
+  if (p === undefined) {
+    p = (async () => {
+      const source = await readFile(new URL('./wasm/kernels.wat', import.meta.url), 'utf8')
+      const features = useFma ? FMA_FEATURES : FEATURES
+      const wabt = await (await import('wabt')).default()
+      const parsed = wabt.parseWat('kernels.wat', useFma ? fusedSource(source) : source, features)
+      try {
+        // wabt's typings omit validate's features argument; without it shared memory is rejected
+        const validate = parsed.validate as unknown as (f: object) => void
+        parsed.resolveNames()
+        validate.call(parsed, features)
+        const { buffer } = parsed.toBinary({})
+        return await WA.compile(buffer)
+      } finally {
+        parsed.destroy()
+      }
+    })()
+    compiled.set(useFma, p)
+  }
+  return await p
 }
 
 /** Memory for tensors, shared with the workers. 65536 pages = 4 GiB, the wasm32 limit. */
