@@ -43,12 +43,19 @@ export interface SwarmBenchSettings {
   readonly bottleneck: number | null
   /** Pin each training node to its own core (taskset) where the machine has enough. */
   readonly pin: boolean
+  /** Absolute path of the training data (a `data prepare` folder or text); undefined: the shipped corpus, bytes. */
+  readonly data?: string
+  /** T, tokens per sequence (undefined: the model's context). */
+  readonly seqLen?: number
 }
 
 export interface LocalResult {
   readonly tokensPerS: number
   readonly evalLoss: number
   readonly trainSeconds: number
+  readonly tokens: number
+  /** The data's held-out unigram loss (train --local's report). */
+  readonly unigramLoss: number
   readonly threads: number
   readonly pid: number
 }
@@ -83,7 +90,7 @@ export async function runLocal (s: SwarmBenchSettings, dir: string, threads: num
   const logFile = join(dir, 'local.log')
   const args = [BIN, 'train', '--local', '--model', s.model, '--steps', String(s.steps), '--batch', String(s.batch), '--micro', String(s.microbatches),
     '--lr', String(s.lr), '--seed', String(s.seed), '--threads', String(threads), '--stages', String(s.stages),
-    '--bottleneck', String(s.bottleneck ?? 0), '--eval-every', '0', '--report', report, '--log-level', 'warn']
+    '--bottleneck', String(s.bottleneck ?? 0), '--eval-every', '0', '--report', report, '--log-level', 'warn', ...dataArgs(s)]
   say(`local: train --local, ${threads} threads, ${s.steps} steps of ${s.microbatches} x ${s.batch} sequences`)
   const child = spawn(process.execPath, args, { cwd: ROOT, env: cleanEnv(), stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
@@ -95,14 +102,19 @@ export async function runLocal (s: SwarmBenchSettings, dir: string, threads: num
     const code = await exited
     await writeFile(logFile, stderr)
     if (code !== 0) throw new SwarmBenchError(`train --local exited with code ${code}: ${stderr.split('\n').slice(-10).join('\n')}`)
-    const r = JSON.parse(await readFile(report, 'utf8')) as { tokens_per_s: number, eval_loss: number | null, train_seconds: number }
+    const r = JSON.parse(await readFile(report, 'utf8')) as { tokens_per_s: number, eval_loss: number | null, train_seconds: number, tokens: number, unigram_eval_loss: number }
     if (r.eval_loss == null) throw new SwarmBenchError('train --local reported no held-out loss')
-    return { tokensPerS: r.tokens_per_s, evalLoss: r.eval_loss, trainSeconds: r.train_seconds, threads, pid: child.pid as number }
+    return { tokensPerS: r.tokens_per_s, evalLoss: r.eval_loss, trainSeconds: r.train_seconds, tokens: r.tokens, unigramLoss: r.unigram_eval_loss, threads, pid: child.pid as number }
   } finally {
     signal?.removeEventListener('abort', kill)
     kill()
     await exited
   }
+}
+
+/** `--data` and `--seq-len` where set: train --local and the stage nodes take the same flags. */
+function dataArgs (s: SwarmBenchSettings): string[] {
+  return [...(s.data != null ? ['--data', s.data] : []), ...(s.seqLen != null ? ['--seq-len', String(s.seqLen)] : [])]
 }
 
 /** The demo's settings for these: one node per stage, no averaging, no eval in the swarm (the bench evaluates the assembled model). */
@@ -124,7 +136,9 @@ function demoSettings (s: SwarmBenchSettings, threads: number): DemoSettings {
     averageEvery: 0,
     codec: s.codec,
     gradCodec: s.codec,
-    bottleneck: s.bottleneck
+    bottleneck: s.bottleneck,
+    ...(s.data != null ? { data: s.data } : {}),
+    ...(s.seqLen != null ? { seqLen: s.seqLen } : {})
   }
 }
 

@@ -5,30 +5,37 @@
 //   tokens_per_s   the swarm's (stage 0 training to its last step) against train --local's
 //   eval_loss      held-out loss of the swarm's assembled model against train --local's, on the
 //                  same batches (the first min(256, all) held-out batches of B x T, as train --local)
+//   tokens         training tokens stage 0 completed against train --local's (fewer: dropped microbatches)
+//   unigram_loss   the data's held-out loss of token frequencies alone: the loss to beat
 //   profile        per stage: where a microbatch's time went (core/pipeline/pipeline-profile.ts),
 //                  also as rows `stage N <category>` in ms per microbatch (no baseline)
 //
 // ratio = value / baseline for both rows (tokens/s: > 1 is faster; eval_loss: < 1 is better).
 //
-//   npx tsx bench/swarm.ts [--stages 2] [--steps 30] [--model tiny] [--codec none] [--json]
+// --data DIR (a `layerswarm data prepare` folder, or text) and --seq-len T reach both runs and the
+// eval alike; the default is the shipped corpus read as bytes at the model's context.
+//
+//   npx tsx bench/swarm.ts [--stages 2] [--steps 30] [--model tiny] [--data DIR --seq-len T] [--codec none] [--json]
 import '../core/polyfills.ts'
+import { statSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { pathToFileURL } from 'node:url'
 import type { ComputeBackend } from '../core/contracts/backend.ts'
 import { Tokens } from '../core/contracts/tokens.ts'
 import { ConfigError } from '../core/errors.ts'
-import { loadCorpus } from '../core/data/index.ts'
 import { DEMO_DEFAULT_COMPRESSION } from '../core/demo/demo-compression.ts'
+import { loadDemoData } from '../core/demo/demo-data.ts'
+import { evaluateModel } from '../core/demo/model-eval.ts'
 import { modelPreset } from '../core/model/config.ts'
-import { GptModel } from '../core/model/gpt.ts'
 import { PluginHost } from '../core/node/plugin-host.ts'
 import { PROFILE_CATEGORIES } from '../core/pipeline/pipeline-profile.ts'
 import { mergeStageCheckpoints } from '../core/train/merge-checkpoints.ts'
 import { formatTable, machineInfo, round, type BenchReport, type BenchResult } from './report.ts'
 import { runLocal, runSwarm, type StageProfile, type SwarmBenchSettings } from './swarm-run.ts'
+import { SwarmBenchError } from './swarm-errors.ts'
 
 export interface SwarmBenchOptions {
   readonly stages?: number
@@ -46,6 +53,10 @@ export interface SwarmBenchOptions {
   readonly pin?: boolean
   /** Held-out batches of the final evals (default 256, as train --local; capped by the split). */
   readonly evalBatches?: number
+  /** Training data: a `layerswarm data prepare` folder (or text); default the shipped corpus, bytes. */
+  readonly data?: string
+  /** T, tokens per sequence of both runs and the eval (default: the model's context). */
+  readonly seqLen?: number
   readonly progress?: (line: string) => void
   readonly signal?: AbortSignal
 }
@@ -61,9 +72,9 @@ export function swarmBenchSettings (o: SwarmBenchOptions): SwarmBenchSettings & 
     return x
   }
   const model = o.model ?? d.model
-  let layers: number
-  try { layers = modelPreset(model).nLayer } catch { throw new ConfigError(`--model ${model}: bench swarm takes a preset (tiny, small, ...)`) }
-  const stages = int('stages', o.stages, d.stages, 2, layers)
+  let preset: { nLayer: number, blockSize: number }
+  try { preset = modelPreset(model) } catch { throw new ConfigError(`--model ${model}: bench swarm takes a preset (tiny, small, llama-20m, ...)`) }
+  const stages = int('stages', o.stages, d.stages, 2, preset.nLayer)
   const microbatches = int('microbatches', o.microbatches, d.microbatches, 1, 1024)
   const lr = o.lr ?? d.lr
   if (!(Number.isFinite(lr) && lr > 0)) throw new ConfigError(`--lr must be a positive number, got ${String(o.lr)}`)
@@ -81,35 +92,44 @@ export function swarmBenchSettings (o: SwarmBenchOptions): SwarmBenchSettings & 
     codec,
     bottleneck: none ? null : DEMO_DEFAULT_COMPRESSION.bottleneck,
     pin: o.pin ?? true,
-    evalBatches: int('eval-batches', o.evalBatches, d.evalBatches, 1, 100_000)
+    evalBatches: int('eval-batches', o.evalBatches, d.evalBatches, 1, 100_000),
+    ...(o.data != null ? { data: dataPath(o.data) } : {}),
+    ...(o.seqLen != null ? { seqLen: int('seq-len', o.seqLen, preset.blockSize, 1, preset.blockSize) } : {})
   }
 }
 
-/** Held-out loss of the model assembled from the swarm's stage checkpoints: train --local's batches. */
-async function evalAssembled (stageFiles: string[], dir: string, s: { batch: number, evalBatches: number }, threads: number): Promise<number> {
+/** The absolute path of --data, which must exist (checked here so that nothing starts for a typo). */
+function dataPath (p: string): string {
+  if (p.trim() === '') throw new ConfigError('--data needs a folder made by `layerswarm data prepare` (or a text file or folder)')
+  const abs = resolve(p)
+  try {
+    statSync(abs)
+  } catch {
+    throw new ConfigError(`--data ${p}: no such file or folder (make one with \`layerswarm data prepare --input FILE --tokenizer gpt2 --out DIR\`)`)
+  }
+  return abs
+}
+
+/** Held-out loss of the model assembled from the swarm's stage checkpoints: train --local's data, T and batches. */
+async function evalAssembled (stageFiles: string[], dir: string, s: SwarmBenchSettings & { evalBatches: number }, threads: number): Promise<number> {
   const merged = await mergeStageCheckpoints(stageFiles, join(dir, 'model.safetensors'))
-  const ck = merged.checkpoint
-  const corpus = await loadCorpus({ tokenizer: 'byte' })
+  const data = await loadDemoData(s.data, undefined, s.seed)
   const host = new PluginHost({ choices: { [Tokens.ComputeBackend]: 'backend-cpu' }, pluginOptions: { 'backend-cpu': { threads } } })
   try {
     await host.load(['backend-cpu'])
     await host.start()
     const backend = host.container.resolve<ComputeBackend>(Tokens.ComputeBackend)
-    const model = new GptModel(backend, ck.config, { stages: ck.layout.stages, bottleneck: ck.layout.bottleneck, params: ck.params })
-    try {
-      const T = ck.config.blockSize
-      const n = Math.max(1, Math.min(s.evalBatches, corpus.heldOut.evalBatchCount(s.batch, T)))
-      let sum = 0
-      for (let i = 0; i < n; i++) {
-        const b = corpus.heldOut.evalBatch(i, s.batch, T)
-        sum += await model.forward(b.inputs, s.batch, T, b.targets) as number
-      }
-      return sum / n
-    } finally {
-      model.dispose()
-    }
+    const r = await evaluateModel(backend, merged.checkpoint, data, {
+      evalBatches: s.evalBatches,
+      batch: s.batch,
+      ...(s.seqLen != null ? { seqLen: s.seqLen } : {}),
+      sample: { prompt: '', tokens: 0, temperature: 1, seed: s.seed }
+    })
+    if (r.evalLoss == null) throw new SwarmBenchError(`the held-out split is shorter than one batch of ${s.batch} x ${s.seqLen ?? merged.checkpoint.config.blockSize} tokens`)
+    return r.evalLoss
   } finally {
     await host.stop()
+    data.close()
   }
 }
 
@@ -158,6 +178,8 @@ export async function benchSwarm (o: SwarmBenchOptions = {}): Promise<BenchRepor
       results: [
         row('tokens_per_s', swarm.tokensPerS, 'tokens/s', { name: 'train --local', value: local.tokensPerS }),
         row('eval_loss', evalLoss, 'nats/token', { name: 'train --local', value: local.evalLoss }),
+        row('tokens', swarm.tokens, 'tokens', { name: 'train --local', value: local.tokens }),
+        row('unigram_loss', local.unigramLoss, 'nats/token', null),
         ...profileRows(swarm.stages)
       ],
       profile: swarm.stages
@@ -171,12 +193,13 @@ if (process.argv[1] != null && import.meta.url === pathToFileURL(process.argv[1]
   const { values } = parseArgs({
     options: {
       stages: { type: 'string' }, steps: { type: 'string' }, model: { type: 'string' }, microbatches: { type: 'string' },
-      codec: { type: 'string' }, 'no-pin': { type: 'boolean' }, json: { type: 'boolean' }
+      codec: { type: 'string' }, data: { type: 'string' }, 'seq-len': { type: 'string' }, 'no-pin': { type: 'boolean' }, json: { type: 'boolean' }
     }
   })
   const num = (v: string | undefined): number | undefined => v != null ? Number(v) : undefined
   const report = await benchSwarm({
     stages: num(values.stages), steps: num(values.steps), model: values.model, microbatches: num(values.microbatches), codec: values.codec,
+    data: values.data, seqLen: num(values['seq-len']),
     pin: values['no-pin'] !== true, progress: line => { process.stderr.write(line + '\n') }
   })
   process.stdout.write(values.json === true ? JSON.stringify(report) + '\n' : formatTable(report) + '\n')

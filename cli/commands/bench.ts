@@ -15,7 +15,7 @@ import { benchSwarm } from '../../bench/swarm.ts'
 import { formatTable } from '../../bench/report.ts'
 import type { BenchReport } from '../../bench/report.ts'
 import { resolveBackend } from '../../core/node/backend-choice.ts'
-import { intFlag, makeLogger, withBackend } from '../flags.ts'
+import { intFlag, makeLogger, numFlag, withBackend } from '../flags.ts'
 
 interface BenchFlags {
   backend: string
@@ -39,6 +39,7 @@ interface BenchFlags {
   quick?: boolean
   data?: string
   seqLen?: string
+  lr?: string
   batch?: string
   evalBatches?: string
   configs?: string
@@ -115,6 +116,9 @@ const SUITES: Record<string, Suite> = {
     evalBatches: flags.evalBatches != null ? intFlag('--eval-batches', flags.evalBatches, 1) : undefined,
     codec: flags.codec,
     pin: flags.pin,
+    data: flags.data,
+    seqLen: flags.seqLen != null ? intFlag('--seq-len', flags.seqLen, 1) : undefined,
+    lr: flags.lr != null ? numFlag('--lr', flags.lr, 0) : undefined,
     progress: line => { if (flags.logLevel !== 'silent') process.stderr.write(line + '\n') }
   }),
   // Byzantine peers in a real swarm: checks until each attack is caught, false convictions, verification's overhead, held-out loss attacked with and without it.
@@ -140,8 +144,9 @@ export function register (program: Command): void {
     .option('--model <preset|file>', 'compression-quality: model preset or JSON config (default tiny)')
     .option('--stages <n>', 'compression-quality: pipeline stages (default 3)')
     .option('--seed <n>', 'compression-quality: init and data seed (default 0)')
-    .option('--data <dir>', 'compression-quality: prepared token shards (layerswarm data prepare); default: the shipped corpus (prepared with gpt2 for a BPE model)')
-    .option('--seq-len <n>', 'compression-quality: T, tokens per sequence (default: the model context)')
+    .option('--data <dir>', 'compression-quality, swarm: prepared token shards (layerswarm data prepare); default: the shipped corpus (compression-quality: prepared with gpt2 for a BPE model)')
+    .option('--seq-len <n>', 'compression-quality, swarm: T, tokens per sequence (default: the model context)')
+    .option('--lr <x>', 'swarm: peak learning rate of both runs (default 3e-3)')
     .option('--batch <n>', 'compression-quality: B, sequences per step (default 8)')
     .option('--eval-batches <n>', 'compression-quality: held-out batches of the final eval (default 64)')
     .option('--configs <list>', 'compression-quality: settings to run besides none, e.g. bn128-int8,sub128-int4 (default all)')
