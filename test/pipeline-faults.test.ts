@@ -2,49 +2,24 @@
 // make the microbatch go to another peer of the stage (the others never stall); with no peer left
 // the microbatch is dropped and counted.
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { Libp2p } from '@libp2p/interface'
-import type { ComputeBackend } from '../core/contracts/backend.ts'
-import type { Corpus } from '../core/data/index.ts'
 import { PipelineNode } from '../core/pipeline/pipeline-node.ts'
 import { PIPELINE_FORWARD_PROTOCOL } from '../core/pipeline/protocol.ts'
 import { corpusData } from '../core/data/index.ts'
-import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
-import { connectedNodes, StaticSource, tinyCorpus, tinyManifest } from './pipeline-helpers.ts'
+import { connectedNodes, pipelineSuite, StaticSource, tinyManifest } from './pipeline-helpers.ts'
 import { stopNodes } from './wire-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
 describe('pipeline: faults', function () {
-  let dir: string
-  let corpus: Corpus
-  let be: ComputeBackend
-  let libp2ps: Libp2p[] = []
-  let pnodes: PipelineNode[] = []
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'lsw-pipe-f-'))
-    ;({ corpus } = await tinyCorpus(dir))
-    be = await createCpuBackend({ threads: 1 })
-  })
-  afterEach(async () => {
-    await Promise.all(pnodes.map(async p => { await p.stop() }))
-    await stopNodes(...libp2ps.filter(n => n.status === 'started'))
-    pnodes = []
-    libp2ps = []
-  })
-  after(async () => {
-    await be?.dispose()
-    await rm(dir, { recursive: true, force: true })
-  })
+  const fx = pipelineSuite('lsw-pipe-f-')
 
   /** Stage 0 and the good stage-1 node are real pipeline nodes; the victim only reads requests, then `onRequest` decides. */
   async function swarm (onRequest: (victim: Libp2p) => void, over: { steps?: number, M?: number } = {}): Promise<{ s0: PipelineNode, s1: PipelineNode, victim: Libp2p }> {
     const steps = over.steps ?? 3
     const M = over.M ?? 4
     const manifest = tinyManifest({ stages: 2, steps, batch: 2, seqLen: 16 })
-    libp2ps = await connectedNodes(3)
-    const [n0, good, victim] = libp2ps
+    fx.libp2ps = await connectedNodes(3)
+    const [n0, good, victim] = fx.libp2ps
     const source = new StaticSource()
     source.set(0, [n0.peerId.toString()])
     // victim first: with rng 0 the first choice among equals goes to it
@@ -57,12 +32,12 @@ describe('pipeline: faults', function () {
         onRequest(victim)
       })
     })
-    const s1 = new PipelineNode({ libp2p: good, backend: be, manifest, stage: 1, source })
+    const s1 = new PipelineNode({ libp2p: good, backend: fx.be, manifest, stage: 1, source })
     const s0 = new PipelineNode({
-      libp2p: n0, backend: be, manifest, stage: 0, source, data: corpusData(corpus, 1), microbatches: M, maxInflight: 2, evalBatches: 0,
+      libp2p: n0, backend: fx.be, manifest, stage: 0, source, data: corpusData(fx.corpus, 1), microbatches: M, maxInflight: 2, evalBatches: 0,
       router: { rng: () => 0, initialTimeoutMs: 3000, timeoutFloorMs: 3000 }
     })
-    pnodes = [s0, s1]
+    fx.pnodes = [s0, s1]
     await s1.start()
     await s0.start()
     return { s0, s1, victim }
@@ -93,17 +68,17 @@ describe('pipeline: faults', function () {
 
   it('a peer listed at stage 1 that does not speak the pipeline protocol is banned from routing (ERR_PIPELINE_NOT_SERVED), not retried at every microbatch', async () => {
     const manifest = tinyManifest({ stages: 2, steps: 3, batch: 2, seqLen: 16 })
-    libp2ps = await connectedNodes(3)
-    const [n0, good, fake] = libp2ps
+    fx.libp2ps = await connectedNodes(3)
+    const [n0, good, fake] = fx.libp2ps
     const source = new StaticSource()
     source.set(0, [n0.peerId.toString()])
     source.set(1, [fake.peerId.toString(), good.peerId.toString()]) // no handler on fake at all
-    const s1 = new PipelineNode({ libp2p: good, backend: be, manifest, stage: 1, source })
+    const s1 = new PipelineNode({ libp2p: good, backend: fx.be, manifest, stage: 1, source })
     const s0 = new PipelineNode({
-      libp2p: n0, backend: be, manifest, stage: 0, source, data: corpusData(corpus, 1), microbatches: 4, maxInflight: 2, evalBatches: 0,
+      libp2p: n0, backend: fx.be, manifest, stage: 0, source, data: corpusData(fx.corpus, 1), microbatches: 4, maxInflight: 2, evalBatches: 0,
       router: { rng: () => 0 }
     })
-    pnodes = [s0, s1]
+    fx.pnodes = [s0, s1]
     await s1.start()
     await s0.start()
     await s0.finished
@@ -119,8 +94,8 @@ describe('pipeline: faults', function () {
 
   it('no usable peer left: the microbatch is dropped and counted, the step is not taken', async () => {
     const manifest = tinyManifest({ stages: 2, steps: 2, batch: 2, seqLen: 16 })
-    libp2ps = await connectedNodes(2)
-    const [n0, victim] = libp2ps
+    fx.libp2ps = await connectedNodes(2)
+    const [n0, victim] = fx.libp2ps
     const source = new StaticSource()
     source.set(1, [victim.peerId.toString()])
     // answers every request with garbage: a protocol violation each time
@@ -128,10 +103,10 @@ describe('pipeline: faults', function () {
       stream.addEventListener('message', () => { if (stream.writeStatus === 'writable') { stream.send(new Uint8Array(80).fill(7)); void stream.close().catch(() => {}) } })
     })
     const s0 = new PipelineNode({
-      libp2p: n0, backend: be, manifest, stage: 0, source, data: corpusData(corpus, 1), microbatches: 1, maxInflight: 1, evalBatches: 0,
+      libp2p: n0, backend: fx.be, manifest, stage: 0, source, data: corpusData(fx.corpus, 1), microbatches: 1, maxInflight: 1, evalBatches: 0,
       retry: { peerWaitMs: 200 }, router: { banBaseMs: 100 }
     })
-    pnodes = [s0]
+    fx.pnodes = [s0]
     await s0.start()
     await waitFor(() => s0.status().microbatchesDropped >= 2, { what: 'two dropped microbatches', timeoutMs: 30_000, state: () => `dropped ${s0.status().microbatchesDropped}, done ${s0.status().microbatchesDone}` })
     const st = s0.status()

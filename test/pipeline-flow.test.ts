@@ -2,51 +2,25 @@
 // node per stage and one microbatch in flight reproduces the single-process trainer's losses and
 // final parameters; three stages with several microbatches in flight train and stay consistent.
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { Libp2p } from '@libp2p/interface'
-import type { ComputeBackend } from '../core/contracts/backend.ts'
-import type { Corpus } from '../core/data/index.ts'
 import { validateModelConfig } from '../core/model/config.ts'
 import { PipelineNode } from '../core/pipeline/pipeline-node.ts'
 import { trainLocal } from '../core/train/trainer.ts'
 import { corpusData } from '../core/data/index.ts'
 import { loadCheckpoint } from '../core/train/checkpoint.ts'
-import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
-import { connectedNodes, StaticSource, TINY, tinyCorpus, tinyManifest } from './pipeline-helpers.ts'
-import { stopNodes } from './wire-helpers.ts'
+import { connectedNodes, pipelineSuite, StaticSource, TINY, tinyManifest } from './pipeline-helpers.ts'
 
 describe('pipeline: forward and backward over libp2p', function () {
-  let dir: string
-  let corpus: Corpus
-  let be: ComputeBackend
-  let libp2ps: Libp2p[] = []
-  let pnodes: PipelineNode[] = []
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'lsw-pipe-'))
-    ;({ corpus } = await tinyCorpus(dir))
-    be = await createCpuBackend({ threads: 1 })
-  })
-  afterEach(async () => {
-    await Promise.all(pnodes.map(async p => { await p.stop() }))
-    await stopNodes(...libp2ps)
-    pnodes = []
-    libp2ps = []
-  })
-  after(async () => {
-    await be?.dispose()
-    await rm(dir, { recursive: true, force: true })
-  })
+  const fx = pipelineSuite('lsw-pipe-')
 
   it('2 stages, one microbatch in flight: same losses and parameters as the single-process trainer', async () => {
     const steps = 4
     const M = 2
     const manifest = tinyManifest({ stages: 2, steps, batch: 2, seqLen: 16, lr: 3e-3, warmup: 2, clip: 0, seed: 3 })
     const local = await trainLocal({
-      backend: be,
+      backend: fx.be,
       config: validateModelConfig(TINY),
-      data: corpusData(corpus, 3, 'local'),
+      data: corpusData(fx.corpus, 3, 'local'),
       steps,
       batchSize: 2,
       seqLen: 16,
@@ -55,19 +29,19 @@ describe('pipeline: forward and backward over libp2p', function () {
       optimizer: { gradClip: 0 },
       seed: 3,
       evalBatches: 2,
-      checkpointDir: join(dir, 'local-ck')
+      checkpointDir: join(fx.dir, 'local-ck')
     })
 
-    libp2ps = await connectedNodes(2)
+    fx.libp2ps = await connectedNodes(2)
     const source = new StaticSource()
-    source.set(0, [libp2ps[0].peerId.toString()])
-    source.set(1, [libp2ps[1].peerId.toString()])
-    const s1 = new PipelineNode({ libp2p: libp2ps[1], backend: be, manifest, stage: 1, source })
+    source.set(0, [fx.libp2ps[0].peerId.toString()])
+    source.set(1, [fx.libp2ps[1].peerId.toString()])
+    const s1 = new PipelineNode({ libp2p: fx.libp2ps[1], backend: fx.be, manifest, stage: 1, source })
     const s0 = new PipelineNode({
-      libp2p: libp2ps[0], backend: be, manifest, stage: 0, source, data: corpusData(corpus, 3, 'local'),
+      libp2p: fx.libp2ps[0], backend: fx.be, manifest, stage: 0, source, data: corpusData(fx.corpus, 3, 'local'),
       microbatches: M, maxInflight: 1, evalBatches: 2
     })
-    pnodes = [s0, s1]
+    fx.pnodes = [s0, s1]
     await s1.start()
     await s0.start()
     await s0.finished
@@ -107,16 +81,16 @@ describe('pipeline: forward and backward over libp2p', function () {
     const steps = 8
     const M = 3
     const manifest = tinyManifest({ stages: 3, steps, batch: 2, seqLen: 16, lr: 1e-2, warmup: 1, clip: 1 })
-    libp2ps = await connectedNodes(3)
+    fx.libp2ps = await connectedNodes(3)
     const source = new StaticSource()
-    libp2ps.forEach((n, s) => { source.set(s, [n.peerId.toString()]) })
-    const s2 = new PipelineNode({ libp2p: libp2ps[2], backend: be, manifest, stage: 2, source })
-    const s1 = new PipelineNode({ libp2p: libp2ps[1], backend: be, manifest, stage: 1, source })
-    const s0 = new PipelineNode({ libp2p: libp2ps[0], backend: be, manifest, stage: 0, source, data: corpusData(corpus, 1), microbatches: M, maxInflight: 3, evalBatches: 0 })
-    pnodes = [s0, s1, s2]
+    fx.libp2ps.forEach((n, s) => { source.set(s, [n.peerId.toString()]) })
+    const s2 = new PipelineNode({ libp2p: fx.libp2ps[2], backend: fx.be, manifest, stage: 2, source })
+    const s1 = new PipelineNode({ libp2p: fx.libp2ps[1], backend: fx.be, manifest, stage: 1, source })
+    const s0 = new PipelineNode({ libp2p: fx.libp2ps[0], backend: fx.be, manifest, stage: 0, source, data: corpusData(fx.corpus, 1), microbatches: M, maxInflight: 3, evalBatches: 0 })
+    fx.pnodes = [s0, s1, s2]
     for (const p of [s2, s1, s0]) await p.start()
     await s0.finished
-    const [a, b, c] = pnodes.map(p => p.status())
+    const [a, b, c] = fx.pnodes.map(p => p.status())
     assert.equal(a.microbatchesDone, steps * M)
     assert.equal(b.microbatchesDone, steps * M)
     assert.equal(c.microbatchesDone, steps * M)

@@ -1,14 +1,18 @@
 // Shared by the pipeline tests: real libp2p nodes (TCP + noise + yamux) on 127.0.0.1 wired to each
 // other, a static PeerSource, a tiny model and a small repetitive corpus.
 import '../core/polyfills.ts'
-import { writeFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import type { ComputeBackend } from '../core/contracts/backend.ts'
 import { loadCorpus, type Corpus } from '../core/data/index.ts'
 import { defaultManifest, type RunManifest } from '../core/run/manifest.ts'
 import { validateModelConfig } from '../core/model/config.ts'
+import type { PipelineNode } from '../core/pipeline/pipeline-node.ts'
 import type { PeerSource } from '../core/pipeline/router.ts'
-import { createTestNode } from './wire-helpers.ts'
+import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
+import { createTestNode, stopNodes } from './wire-helpers.ts'
 
 export const TINY = { vocabSize: 256, blockSize: 16, nLayer: 3, nHead: 2, dModel: 32 }
 
@@ -60,4 +64,35 @@ export async function tinyCorpus (dir: string): Promise<{ corpus: Corpus, path: 
   const path = join(dir, 'corpus.txt')
   await writeFile(path, repetitiveText())
   return { corpus: await loadCorpus({ path, heldOutFraction: 0.05 }), path }
+}
+
+/** What a live-pipeline suite shares: a temp dir with the tiny corpus and one CPU backend for the suite; the nodes a test starts. */
+export interface PipelineSuite {
+  dir: string
+  corpus: Corpus
+  be: ComputeBackend
+  /** Set by a test; stopped (pipeline nodes first) and emptied after each test. */
+  libp2ps: Libp2p[]
+  pnodes: PipelineNode[]
+}
+
+/** Registers the suite's mocha hooks (call inside `describe`); the fields are set once `before` has run. */
+export function pipelineSuite (tmpPrefix: string): PipelineSuite {
+  const s: PipelineSuite = { dir: '', corpus: undefined as unknown as Corpus, be: undefined as unknown as ComputeBackend, libp2ps: [], pnodes: [] }
+  before(async () => {
+    s.dir = await mkdtemp(join(tmpdir(), tmpPrefix))
+    ;({ corpus: s.corpus } = await tinyCorpus(s.dir))
+    s.be = await createCpuBackend({ threads: 1 })
+  })
+  afterEach(async () => {
+    await Promise.all(s.pnodes.map(async p => { await p.stop() }))
+    await stopNodes(...s.libp2ps.filter(n => n.status === 'started'))
+    s.pnodes = []
+    s.libp2ps = []
+  })
+  after(async () => {
+    await s.be?.dispose()
+    if (s.dir !== '') await rm(s.dir, { recursive: true, force: true })
+  })
+  return s
 }

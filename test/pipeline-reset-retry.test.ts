@@ -5,18 +5,11 @@
 // peer again once it is connected and its ban is over, and nothing is dropped. A peer that resets
 // every stream is tried twice per microbatch, never more (bans and drops still follow).
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import type { Libp2p, StreamHandler } from '@libp2p/interface'
-import type { ComputeBackend } from '../core/contracts/backend.ts'
-import type { Corpus } from '../core/data/index.ts'
 import { corpusData } from '../core/data/index.ts'
 import { PipelineNode } from '../core/pipeline/pipeline-node.ts'
 import { PIPELINE_FORWARD_PROTOCOL } from '../core/pipeline/protocol.ts'
-import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
-import { connectedNodes, StaticSource, tinyCorpus, tinyManifest } from './pipeline-helpers.ts'
-import { stopNodes } from './wire-helpers.ts'
+import { connectedNodes, pipelineSuite, StaticSource, tinyManifest } from './pipeline-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
 /** Makes `node`'s pipeline handler reset the first `n` inbound streams (Infinity: all); returns the count of resets. */
@@ -40,41 +33,22 @@ function resetFirst (node: Libp2p, n: number): { resets: number } {
 
 describe('pipeline: a reset stream at a stage\'s only peer', function () {
   this.timeout(120_000)
-  let dir: string
-  let corpus: Corpus
-  let be: ComputeBackend
-  let libp2ps: Libp2p[] = []
-  let pnodes: PipelineNode[] = []
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'lsw-pipe-rr-'))
-    ;({ corpus } = await tinyCorpus(dir))
-    be = await createCpuBackend({ threads: 1 })
-  })
-  afterEach(async () => {
-    await Promise.all(pnodes.map(async p => { await p.stop() }))
-    await stopNodes(...libp2ps.filter(n => n.status === 'started'))
-    pnodes = []
-    libp2ps = []
-  })
-  after(async () => {
-    await be?.dispose()
-    await rm(dir, { recursive: true, force: true })
-  })
+  const fx = pipelineSuite('lsw-pipe-rr-')
 
   async function swarm (resets: number, over: { steps: number, retry?: object, router?: object }): Promise<{ s0: PipelineNode, s1: PipelineNode, seen: { resets: number } }> {
     const manifest = tinyManifest({ stages: 2, steps: over.steps, batch: 2, seqLen: 16 })
-    libp2ps = await connectedNodes(2)
-    const [n0, n1] = libp2ps
+    fx.libp2ps = await connectedNodes(2)
+    const [n0, n1] = fx.libp2ps
     const source = new StaticSource()
     source.set(0, [n0.peerId.toString()])
     source.set(1, [n1.peerId.toString()])
     const seen = resetFirst(n1, resets)
-    const s1 = new PipelineNode({ libp2p: n1, backend: be, manifest, stage: 1, source })
+    const s1 = new PipelineNode({ libp2p: n1, backend: fx.be, manifest, stage: 1, source })
     const s0 = new PipelineNode({
-      libp2p: n0, backend: be, manifest, stage: 0, source, data: corpusData(corpus, 1), microbatches: 2, maxInflight: 1, evalBatches: 0,
+      libp2p: n0, backend: fx.be, manifest, stage: 0, source, data: corpusData(fx.corpus, 1), microbatches: 2, maxInflight: 1, evalBatches: 0,
       retry: over.retry, router: over.router
     })
-    pnodes = [s0, s1]
+    fx.pnodes = [s0, s1]
     await s1.start()
     await s0.start()
     return { s0, s1, seen }
@@ -104,7 +78,7 @@ describe('pipeline: a reset stream at a stage\'s only peer', function () {
       `retried ${after.microbatchesRetried} for ${after.microbatchesDropped} dropped (5 attempts allowed: once per microbatch)`)
     assert.ok(seen.resets <= 2 * (after.microbatchesDropped + 1), `${seen.resets} streams for ${after.microbatchesDropped} dropped microbatches`)
     assert.equal(after.microbatchesDone, 0)
-    const stats = s0.router.stats().find(x => x.peer === libp2ps[1].peerId.toString())
+    const stats = s0.router.stats().find(x => x.peer === fx.libp2ps[1].peerId.toString())
     assert.ok(stats != null && stats.failures >= 2 * st.microbatchesDropped, `its failures count on (${stats?.failures})`)
   })
 })

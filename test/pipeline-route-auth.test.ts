@@ -2,25 +2,19 @@
 // at the previous stage, only microbatches their origin signed; a peer that drops what it is sent
 // while its stage's other peers complete theirs is judged and routed around.
 import assert from 'node:assert/strict'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import type { Libp2p, PrivateKey } from '@libp2p/interface'
-import type { ComputeBackend } from '../core/contracts/backend.ts'
-import { corpusData, type Corpus } from '../core/data/index.ts'
+import type { PrivateKey } from '@libp2p/interface'
+import { corpusData } from '../core/data/index.ts'
 import { OriginAuthError, UpstreamNotServingError } from '../core/pipeline/errors.ts'
 import { PipelineNode } from '../core/pipeline/pipeline-node.ts'
 import type { MicrobatchMeta } from '../core/pipeline/protocol.ts'
 import { OriginSigner, RouteAuth } from '../core/pipeline/route-auth.ts'
 import { Router } from '../core/pipeline/router.ts'
 import { runId } from '../core/run/manifest.ts'
-import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
 import { startDropper } from './hostile/dropper.ts'
 import { feed } from './hostile/feeder.ts'
-import { connectedNodes, StaticSource, TINY, tinyCorpus, tinyManifest } from './pipeline-helpers.ts'
-import { stopNodes } from './wire-helpers.ts'
+import { connectedNodes, pipelineSuite, StaticSource, TINY, tinyManifest } from './pipeline-helpers.ts'
 
 const RUN = '0123456789abcdef0123456789abcdef'
 const never = new AbortController().signal
@@ -91,39 +85,20 @@ describe('pipeline: route authenticity (route-auth.ts)', function () {
 })
 
 describe('pipeline: hostile peers in a live pipeline', function () {
-  let dir: string
-  let corpus: Corpus
-  let be: ComputeBackend
-  let libp2ps: Libp2p[] = []
-  let pnodes: PipelineNode[] = []
-  before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'lsw-route-auth-'))
-    ;({ corpus } = await tinyCorpus(dir))
-    be = await createCpuBackend({ threads: 1 })
-  })
-  afterEach(async () => {
-    await Promise.all(pnodes.map(async p => { await p.stop() }))
-    await stopNodes(...libp2ps.filter(n => n.status === 'started'))
-    pnodes = []
-    libp2ps = []
-  })
-  after(async () => {
-    await be?.dispose()
-    await rm(dir, { recursive: true, force: true })
-  })
+  const fx = pipelineSuite('lsw-route-auth-')
 
   it('a stage-1 node refuses a feeder that is not a stage-0 node, unsigned and forged origins', async () => {
     const manifest = tinyManifest({ stages: 2, steps: 4, batch: 2, seqLen: 16 })
     const rid = runId(manifest)
     const k = await Promise.all([0, 1, 2].map(async () => await generateKeyPair('Ed25519')))
-    libp2ps = await connectedNodes(3, k)
+    fx.libp2ps = await connectedNodes(3, k)
     // both dial the server (test nodes run no identify: a node knows only the addresses it dialled)
-    const [feeder, honest, server] = libp2ps
+    const [feeder, honest, server] = fx.libp2ps
     const [h, f] = [honest.peerId.toString(), feeder.peerId.toString()]
     const source = new StaticSource()
     source.set(0, [h])
-    const s1 = new PipelineNode({ libp2p: server, backend: be, manifest, stage: 1, source, privateKey: k[2] })
-    pnodes = [s1]
+    const s1 = new PipelineNode({ libp2p: server, backend: fx.be, manifest, stage: 1, source, privateKey: k[2] })
+    fx.pnodes = [s1]
     await s1.start()
     const shape = [2, 8, TINY.dModel] as const
     const base = { step: 0, micro: 0, micros: 1, mode: 'train' }
@@ -143,15 +118,15 @@ describe('pipeline: hostile peers in a live pipeline', function () {
     const M = 4
     const manifest = tinyManifest({ stages: 2, steps, batch: 2, seqLen: 16 })
     const k = await Promise.all([0, 1].map(async () => await generateKeyPair('Ed25519')))
-    libp2ps = await connectedNodes(3, k)
-    const [n0, good, bad] = libp2ps
+    fx.libp2ps = await connectedNodes(3, k)
+    const [n0, good, bad] = fx.libp2ps
     const dropper = await startDropper(bad, runId(manifest), 1)
     const source = new StaticSource()
     source.set(0, [n0.peerId.toString()])
     source.set(1, [bad.peerId.toString(), good.peerId.toString()])
-    const s1 = new PipelineNode({ libp2p: good, backend: be, manifest, stage: 1, source, privateKey: k[1] })
-    const s0 = new PipelineNode({ libp2p: n0, backend: be, manifest, stage: 0, source, privateKey: k[0], data: corpusData(corpus, 1), microbatches: M, maxInflight: 2, evalBatches: 0 })
-    pnodes = [s0, s1]
+    const s1 = new PipelineNode({ libp2p: good, backend: fx.be, manifest, stage: 1, source, privateKey: k[1] })
+    const s0 = new PipelineNode({ libp2p: n0, backend: fx.be, manifest, stage: 0, source, privateKey: k[0], data: corpusData(fx.corpus, 1), microbatches: M, maxInflight: 2, evalBatches: 0 })
+    fx.pnodes = [s0, s1]
     await s1.start()
     await s0.start()
     await s0.finished
