@@ -17,11 +17,12 @@ import type { ComputeBackend } from '../core/contracts/backend.ts'
 import { isLlama, ModelConfigError, type ModelConfig } from '../core/model/config.ts'
 import { GptModel } from '../core/model/gpt.ts'
 import { blockParamNames, edgeParamNames, llamaBlockParamNames } from '../core/model/params.ts'
-import { learningRate, validateLrSchedule } from '../core/model/lr-schedule.ts'
+import { validateLrSchedule } from '../core/model/lr-schedule.ts'
 import type { Stage } from '../core/model/stage.ts'
 import { BoundarySubspace } from '../core/codecs/subspace.ts'
 import type { BoundaryCodecs } from '../core/codecs/tensor-codecs.ts'
-import { decodeBoundary, encodeBoundary, perToken, type BoundaryTraffic, type ChainTrainOptions, type ChainTrainResult } from '../core/train/compressed-chain.ts'
+import type { StepOptions, StepResult } from '../core/model/optimizer.ts'
+import { boundaryTraffic, crossBoundary, runChainTraining, type BoundaryTraffic, type ChainTrainOptions, type ChainTrainResult } from '../core/train/compressed-chain.ts'
 
 export interface SubspaceChainOptions extends Omit<ChainTrainOptions, 'bottleneck'> {
   /** k: the subspace's dimension (values per token per boundary before the codec). */
@@ -66,9 +67,7 @@ export class SubspaceChain {
     this.codecs = opts.codecs
     this.edge = edgeParamNames(isLlama(config))
     this.constrained = constrainedParams(this.model)
-    this.traffic = Array.from({ length: this.model.stages.length - 1 }, (_, s) => ({
-      boundary: s, forwardBytes: 0, forwardTokens: 0, backwardBytes: 0, backwardTokens: 0, forwardFrameBytes: 0, backwardFrameBytes: 0, shape: []
-    }))
+    this.traffic = boundaryTraffic(this.model.stages.length)
   }
 
   private readonly codecs: BoundaryCodecs
@@ -162,16 +161,17 @@ export class SubspaceChain {
   }
 
   private cross (boundary: number, role: 'activation' | 'activation-grad', data: Float32Array, shape: number[], toStage: number): Float32Array {
-    const { frame, payloadBytes } = encodeBoundary(this.codecs, role, data, shape, { stage: toStage, microbatchId: this.microbatch })
-    const out = decodeBoundary(this.codecs, role, frame)
-    const t = this.traffic[boundary]
-    const tokens = data.length / shape[shape.length - 1]
-    if (role === 'activation') {
-      t.forwardBytes += payloadBytes; t.forwardFrameBytes += frame.byteLength; t.forwardTokens += tokens; t.shape = shape
-    } else {
-      t.backwardBytes += payloadBytes; t.backwardFrameBytes += frame.byteLength; t.backwardTokens += tokens
-    }
-    return out
+    return crossBoundary(this.codecs, this.traffic[boundary], role, data, shape, { stage: toStage, microbatchId: this.microbatch })
+  }
+
+  async zeroGrad (): Promise<void> { await this.model.zeroGrad() }
+
+  /** The constrained update: gradients projected onto span(U) before AdamW, values after it. */
+  async update (opts: StepOptions): Promise<StepResult> {
+    await this.project('grads')
+    const r = await this.model.update(opts)
+    await this.project('values')
+    return r
   }
 
   dispose (): void { this.model.dispose() }
@@ -179,53 +179,14 @@ export class SubspaceChain {
 
 /** trainCompressedChain's loop and eval on a SubspaceChain: same batches, schedule and update rule. */
 export async function trainSubspaceChain (opts: SubspaceChainOptions): Promise<ChainTrainResult> {
-  const { config, data } = opts
-  const B = opts.batchSize
-  const T = opts.seqLen ?? config.blockSize
+  const { config } = opts
   if (!Number.isSafeInteger(opts.steps) || opts.steps < 1) throw new ModelConfigError(`steps must be a positive integer, got ${opts.steps}`)
   if (!Number.isSafeInteger(opts.stages) || opts.stages < 2) throw new ModelConfigError(`a subspace chain needs at least 2 stages, got ${opts.stages}`)
   const schedule = validateLrSchedule(opts.schedule)
   const chain = new SubspaceChain(opts.backend, config, { stages: opts.stages, k: opts.k, basisSeed: opts.basisSeed, seed: opts.seed, optimizer: opts.optimizer, params: opts.params, codecs: opts.codecs })
   try {
     await chain.project('values')
-    const losses: number[] = []
-    let skipped = 0
-    const t0 = performance.now()
-    for (let step = 0; step < opts.steps; step++) {
-      const b = await data.trainBatch(step, 0, B, T)
-      await chain.model.zeroGrad()
-      const loss = await chain.forward(b.inputs, B, T, b.targets) as number
-      await chain.backward()
-      await chain.project('grads')
-      const r = await chain.model.update({ lr: learningRate(step, schedule) })
-      await chain.project('values')
-      if (!r.applied) skipped++
-      losses.push(loss)
-      opts.onStep?.(step + 1, loss)
-    }
-    const trainSeconds = (performance.now() - t0) / 1000
-    const traffic = chain.traffic.map(t => ({ ...t }))
-    const all = traffic.map(perToken)
-    const nb = Math.max(1, all.length)
-    const f = all.reduce((a, t) => a + t.forward, 0) / nb
-    const bw = all.reduce((a, t) => a + t.backward, 0) / nb
-    const n = Math.max(1, Math.min(opts.evalBatches ?? 8, data.evalBatchCount?.(B, T) ?? Infinity))
-    let sum = 0
-    for (let i = 0; i < n; i++) {
-      const b = await data.evalBatch(i, B, T)
-      sum += await chain.forward(b.inputs, B, T, b.targets) as number
-    }
-    return {
-      losses,
-      evalLoss: sum / n,
-      evalBatches: n,
-      traffic,
-      perToken: { forward: f, backward: bw, total: f + bw },
-      boundaryWidth: opts.k,
-      trainSeconds,
-      skippedSteps: skipped,
-      params: chain.model.numel
-    }
+    return await runChainTraining(chain, opts, { schedule, boundaryWidth: opts.k, params: chain.model.numel })
   } finally {
     chain.dispose()
   }

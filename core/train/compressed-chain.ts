@@ -85,6 +85,44 @@ export function decodeBoundary (codecs: BoundaryCodecs, role: BoundaryRole, fram
   return codecs.decode(role, frames[0])
 }
 
+/** Zeroed traffic counters of the boundaries between `stages` stages. */
+export function boundaryTraffic (stages: number): BoundaryTraffic[] {
+  return Array.from({ length: stages - 1 }, (_, s) => ({
+    boundary: s, forwardBytes: 0, forwardTokens: 0, backwardBytes: 0, backwardTokens: 0, forwardFrameBytes: 0, backwardFrameBytes: 0, shape: []
+  }))
+}
+
+/**
+ * One boundary crossing in process: encode + frame on the sending side, parse + decode on the
+ * receiving side; the bytes count in `t` (forward for activations, backward for their gradients).
+ */
+export function crossBoundary (codecs: BoundaryCodecs, t: BoundaryTraffic, role: BoundaryRole, data: Float32Array, shape: number[],
+  at: { stage: number, microbatchId: bigint }): Float32Array {
+  const { frame, payloadBytes } = encodeBoundary(codecs, role, data, shape, at)
+  const out = decodeBoundary(codecs, role, frame)
+  const tokens = data.length / shape[shape.length - 1]
+  if (role === 'activation') {
+    t.forwardBytes += payloadBytes
+    t.forwardFrameBytes += frame.byteLength
+    t.forwardTokens += tokens
+    t.shape = shape
+  } else {
+    t.backwardBytes += payloadBytes
+    t.backwardFrameBytes += frame.byteLength
+    t.backwardTokens += tokens
+  }
+  return out
+}
+
+/** Mean over boundaries of the per-token figures. */
+export function meanTrafficPerToken (traffic: readonly BoundaryTraffic[]): TrafficPerToken {
+  const all = traffic.map(perToken)
+  const n = Math.max(1, all.length)
+  const f = all.reduce((a, t) => a + t.forward, 0) / n
+  const b = all.reduce((a, t) => a + t.backward, 0) / n
+  return { forward: f, backward: b, total: f + b }
+}
+
 export interface CompressedChainOptions extends GptOptions {
   /** S >= 2 for any boundary to exist. */
   readonly stages: number
@@ -107,9 +145,7 @@ export class CompressedChain {
     this.model = new GptModel(backend, config, opts)
     this.codecs = opts.codecs
     const S = this.model.stages.length
-    this.traffic = Array.from({ length: S - 1 }, (_, s) => ({
-      boundary: s, forwardBytes: 0, forwardTokens: 0, backwardBytes: 0, backwardTokens: 0, forwardFrameBytes: 0, backwardFrameBytes: 0, shape: []
-    }))
+    this.traffic = boundaryTraffic(S)
     this.lastReceived = Array.from({ length: S - 1 }, () => null)
   }
 
@@ -152,33 +188,14 @@ export class CompressedChain {
   }
 
   /** Mean over boundaries of the per-token figures. */
-  meanPerToken (): TrafficPerToken {
-    const all = this.traffic.map(perToken)
-    const n = Math.max(1, all.length)
-    const f = all.reduce((a, t) => a + t.forward, 0) / n
-    const b = all.reduce((a, t) => a + t.backward, 0) / n
-    return { forward: f, backward: b, total: f + b }
-  }
+  meanPerToken (): TrafficPerToken { return meanTrafficPerToken(this.traffic) }
 
   dispose (): void { this.model.dispose() }
 
-  /** One boundary crossing: encode + frame on the sending side, parse + decode on the receiving side. */
+  /** One boundary crossing (crossBoundary); the decoded activation is kept for inspection. */
   private cross (boundary: number, role: BoundaryRole, data: Float32Array, shape: number[], toStage: number): Float32Array {
-    const { frame, payloadBytes } = encodeBoundary(this.codecs, role, data, shape, { stage: toStage, microbatchId: this.microbatch })
-    const out = decodeBoundary(this.codecs, role, frame)
-    const t = this.traffic[boundary]
-    const tokens = data.length / shape[shape.length - 1]
-    if (role === 'activation') {
-      t.forwardBytes += payloadBytes
-      t.forwardFrameBytes += frame.byteLength
-      t.forwardTokens += tokens
-      t.shape = shape
-      this.lastReceived[boundary] = out
-    } else {
-      t.backwardBytes += payloadBytes
-      t.backwardFrameBytes += frame.byteLength
-      t.backwardTokens += tokens
-    }
+    const out = crossBoundary(this.codecs, this.traffic[boundary], role, data, shape, { stage: toStage, microbatchId: this.microbatch })
+    if (role === 'activation') this.lastReceived[boundary] = out
     return out
   }
 }
@@ -222,9 +239,7 @@ export interface ChainTrainResult {
 
 /** trainLocal's loop (one microbatch per step) on a CompressedChain, then a held-out eval through the same boundaries. */
 export async function trainCompressedChain (opts: ChainTrainOptions): Promise<ChainTrainResult> {
-  const { config, data } = opts
-  const B = opts.batchSize
-  const T = opts.seqLen ?? config.blockSize
+  const { config } = opts
   if (!Number.isSafeInteger(opts.steps) || opts.steps < 1) throw new ModelConfigError(`steps must be a positive integer, got ${opts.steps}`)
   if (!Number.isSafeInteger(opts.stages) || opts.stages < 2) throw new ModelConfigError(`a compressed chain needs at least 2 stages, got ${opts.stages}`)
   const schedule = validateLrSchedule(opts.schedule)
@@ -232,40 +247,62 @@ export async function trainCompressedChain (opts: ChainTrainOptions): Promise<Ch
     stages: opts.stages, bottleneck: opts.bottleneck ?? 0, seed: opts.seed, optimizer: opts.optimizer, params: opts.params, codecs: opts.codecs
   })
   try {
-    const losses: number[] = []
-    let skipped = 0
-    const t0 = performance.now()
-    for (let step = 0; step < opts.steps; step++) {
-      const b = await data.trainBatch(step, 0, B, T)
-      await chain.zeroGrad()
-      const loss = await chain.forward(b.inputs, B, T, b.targets) as number
-      await chain.backward()
-      const r = await chain.update({ lr: learningRate(step, schedule) })
-      if (!r.applied) skipped++
-      losses.push(loss)
-      opts.onStep?.(step + 1, loss)
-    }
-    const trainSeconds = (performance.now() - t0) / 1000
-    const traffic = chain.traffic.map(t => ({ ...t }))
-    const perTok = chain.meanPerToken()
-    const n = Math.max(1, Math.min(opts.evalBatches ?? 8, data.evalBatchCount?.(B, T) ?? Infinity))
-    let sum = 0
-    for (let i = 0; i < n; i++) {
-      const b = await data.evalBatch(i, B, T)
-      sum += await chain.forward(b.inputs, B, T, b.targets) as number
-    }
-    return {
-      losses,
-      evalLoss: sum / n,
-      evalBatches: n,
-      traffic,
-      perToken: perTok,
-      boundaryWidth: chain.model.stages[0].boundaryWidth,
-      trainSeconds,
-      skippedSteps: skipped,
-      params: chain.model.numel
-    }
+    return await runChainTraining(chain, opts, { schedule, boundaryWidth: chain.model.stages[0].boundaryWidth, params: chain.model.numel })
   } finally {
     chain.dispose()
+  }
+}
+
+/** What runChainTraining drives: a CompressedChain, or a chain with its own boundaries and update rule (bench/subspace-chain.ts). */
+export interface TrainableChain {
+  readonly traffic: readonly BoundaryTraffic[]
+  zeroGrad (): Promise<void>
+  forward (tokens: Int32Array, B: number, T: number, targets?: Int32Array): Promise<number | undefined>
+  backward (): Promise<void>
+  update (opts: StepOptions): Promise<StepResult>
+}
+
+/**
+ * trainLocal's loop (one microbatch per step) on a chain, then a held-out eval through the same
+ * boundaries. The caller checks the options and sizes the result's boundary width and parameter count.
+ */
+export async function runChainTraining (chain: TrainableChain, opts: ChainTrainOptions,
+  run: { schedule: LrSchedule, boundaryWidth: number, params: number }): Promise<ChainTrainResult> {
+  const { data } = opts
+  const B = opts.batchSize
+  const T = opts.seqLen ?? opts.config.blockSize
+  const losses: number[] = []
+  let skipped = 0
+  const t0 = performance.now()
+  for (let step = 0; step < opts.steps; step++) {
+    const b = await data.trainBatch(step, 0, B, T)
+    await chain.zeroGrad()
+    const loss = await chain.forward(b.inputs, B, T, b.targets) as number
+    await chain.backward()
+    const r = await chain.update({ lr: learningRate(step, run.schedule) })
+    if (!r.applied) skipped++
+    losses.push(loss)
+    opts.onStep?.(step + 1, loss)
+  }
+  const trainSeconds = (performance.now() - t0) / 1000
+  // taken before the eval, whose crossings count too
+  const traffic = chain.traffic.map(t => ({ ...t }))
+  const perTok = meanTrafficPerToken(traffic)
+  const n = Math.max(1, Math.min(opts.evalBatches ?? 8, data.evalBatchCount?.(B, T) ?? Infinity))
+  let sum = 0
+  for (let i = 0; i < n; i++) {
+    const b = await data.evalBatch(i, B, T)
+    sum += await chain.forward(b.inputs, B, T, b.targets) as number
+  }
+  return {
+    losses,
+    evalLoss: sum / n,
+    evalBatches: n,
+    traffic,
+    perToken: perTok,
+    boundaryWidth: run.boundaryWidth,
+    trainSeconds,
+    skippedSteps: skipped,
+    params: run.params
   }
 }
