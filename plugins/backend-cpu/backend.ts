@@ -13,6 +13,7 @@ import { chunkCount, Executor, INLINE_WORK, jobWork, OP, PARAMS_LENGTH, SCRATCH,
 import { Heap } from './heap.ts'
 import { LLAMA_OP } from './llama-kernels.ts'
 import { WorkerPool } from './pool.ts'
+import { loadNativeGemm } from './native.ts'
 import { createSharedMemory, instantiate, kernelModule, relaxedSimd } from './wasm.ts'
 import type { WasmMemory } from './wasm.ts'
 
@@ -23,6 +24,8 @@ export interface CpuBackendOptions {
   simd?: boolean
   /** false: the WASM GEMM without fused multiply-add (default: relaxed SIMD's FMA where the engine has it). */
   fma?: boolean
+  /** false: never the native GEMM (default: native/gemm.c where it was built and the CPU has AVX2/FMA). */
+  native?: boolean
 }
 
 class CpuTensor implements Tensor {
@@ -423,7 +426,9 @@ export async function createCpuBackend (options: CpuBackendOptions = {}): Promis
   const fma = simd && (options.fma ?? true) && relaxedSimd()
   const module = simd ? await kernelModule(fma) : null
   const memory = createSharedMemory()
-  const inline = new Executor(memory, module === null ? null : instantiate(module, memory))
-  const pool = threads === 0 ? null : await WorkerPool.create(threads, memory, module)
-  return new CpuBackend(memory, pool, inline, threads, simd, simd ? `wasm simd128${fma ? ' + fma' : ''}` : 'js')
+  const native = simd && (options.native ?? true) ? loadNativeGemm() : null
+  const inline = new Executor(memory, module === null ? null : instantiate(module, memory), native)
+  const pool = threads === 0 ? null : await WorkerPool.create(threads, memory, module, native !== null)
+  const gemm = native === null ? '' : ` + native ${native.isa() ?? ''} gemm`
+  return new CpuBackend(memory, pool, inline, threads, simd, simd ? `wasm simd128${fma ? ' + fma' : ''}${gemm}` : 'js')
 }

@@ -9,6 +9,8 @@
 import { FLASH_SCRATCH, flashBackward, flashForward } from './flash-attention.ts'
 import * as K from './kernels.ts'
 import { llamaChunkCount, llamaJobWork, runLlamaChunk } from './llama-kernels.ts'
+import { GemmRunner } from './gemm.ts'
+import type { NativeGemm } from './native.ts'
 import type { WasmKernels, WasmMemory } from './wasm.ts'
 
 export const OP = {
@@ -140,8 +142,11 @@ export class Executor {
   private packedAt = -1
   private i32: Int32Array<ArrayBufferLike> = new Int32Array(0)
 
+  private readonly gemm: GemmRunner
   /** wasm null: plain TypeScript kernels only (the simple version, for comparison and debugging). */
-  constructor (private readonly memory: WasmMemory, private readonly wasm: WasmKernels | null) {}
+  constructor (private readonly memory: WasmMemory, private readonly wasm: WasmKernels | null, native: NativeGemm | null = null) {
+    this.gemm = new GemmRunner(memory, wasm as WasmKernels, wasm === null ? null : native)
+  }
 
   /** Runs every chunk of job P on this thread (inline mode). */
   runAll (P: Float64Array, parts: number, partials: Float64Array, job: number): void {
@@ -241,7 +246,7 @@ export class Executor {
           return
         }
         // out[:, cols] = inp @ W[cols, :]^T; B(k=c, j=o) = W[o*C + c]
-        this.gemmPanels(inp, C, 1, -1, w, 1, C, out, OC, N, C, OC, 0, bias, c, nc, scratch)
+        this.gemm.panels(inp, C, 1, -1, w, 1, C, out, OC, N, C, OC, 0, bias, c, nc, scratch)
         return
       }
       case OP.MATMUL_BWD: { // dinp, dweight, dbias (-1: none), dout, inp, weight, N, C, OC
@@ -252,7 +257,7 @@ export class Executor {
             const [r0, r1] = partRange(N, c, na)
             K.matmulBackwardInput(F(dinp, N * C), F(dout, N * OC), F(w, OC * C), C, OC, r0, r1)
           } else {
-            this.gemmPanels(dout, OC, 1, -1, w, C, 1, dinp, C, N, OC, C, 1, -1, c, na, scratch + packedASize(OC, N))
+            this.gemm.panels(dout, OC, 1, -1, w, C, 1, dinp, C, N, OC, C, 1, -1, c, na, scratch + packedASize(OC, N))
           }
         } else if (c < na + nb) { // dweight[OC,C] += dout^T @ inp: A(m=o, k=n) = dout[n*OC + o], B(k=n, j=c) = inp[n*C + c]
           if (this.wasm === null) {
@@ -265,7 +270,7 @@ export class Executor {
               this.packedJob = job
               this.packedAt = scratch
             }
-            this.gemmPanels(scratch, 0, 0, N, inp, C, 1, dw, C, OC, N, C, 1, -1, c - na, nb, scratch + packedASize(OC, N))
+            this.gemm.panels(scratch, 0, 0, N, inp, C, 1, dw, C, OC, N, C, 1, -1, c - na, nb, scratch + packedASize(OC, N))
           }
         } else if (db >= 0) { // dbias[OC] += sum over rows of dout
           const [o0, o1] = partRange(OC, c - na - nb, nc - na - nb, 4)
@@ -354,33 +359,6 @@ export class Executor {
       default:
         if (runLlamaChunk(f, P, c, nc, parts, this.wasm === null ? null : this.memory)) return
         throw new Error(`cpu backend: unknown op ${P[0]}`)
-    }
-  }
-
-  /**
-   * Chunk c of nch (a range of 8-column panels) of Cm[M, ncols] (+)= A[M, K] @ B[K, ncols].
-   * A(m, k) = a[m*sam + k*sak], or with aPackedK >= 0, a is A already packed in 4-row panels (K =
-   * aPackedK); B(k, j) = b[k*sbk + j*sbj]; Cm(m, j) = c[m*ldc + j]; offsets and strides in elements.
-   * The chunk's B panels are packed into `scratch` first, so the WASM kernel reads them contiguously.
-   */
-  private gemmPanels (a: number, sam: number, sak: number, aPackedK: number, b: number, sbk: number, sbj: number,
-    c: number, ldc: number, M: number, Kd: number, ncols: number, beta: number, bias: number,
-    chunk: number, nch: number, scratch: number): void {
-    const [p0, p1] = partRange(Math.ceil(ncols / 8), chunk, nch)
-    if (p1 <= p0 || M === 0 || Kd === 0) return
-    const j0 = p0 * 8
-    const cols = Math.min(ncols, p1 * 8) - j0
-    const np = p1 - p0
-    const wasm = this.wasm as WasmKernels
-    wasm.pack_b((b + j0 * sbj) * 4, sbk * 4, sbj * 4, Kd, cols, scratch * 4)
-    const tmp = scratch + np * Kd * 8
-    const nlast = cols - (np - 1) * 8
-    const biasBytes = bias < 0 ? 0 : (bias + j0) * 4
-    // (slicing K so a panel slice stays in L1 measured slower here, even at K = 1024)
-    if (aPackedK < 0) {
-      wasm.gemm(a * 4, sam * 4, sam * 4, sak * 4, scratch * 4, Kd * 32, (c + j0) * 4, ldc * 4, M, Kd, np, nlast, beta, biasBytes, tmp * 4)
-    } else {
-      wasm.gemm(a * 4, aPackedK * 4, 4, 16, scratch * 4, Kd * 32, (c + j0) * 4, ldc * 4, M, Kd, np, nlast, beta, biasBytes, tmp * 4)
     }
   }
 

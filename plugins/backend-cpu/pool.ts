@@ -36,14 +36,14 @@ export class WorkerPool {
 
   get parts (): number { return this.workers.length }
 
-  static async create (threads: number, memory: WasmMemory, module: WasmModule | null): Promise<WorkerPool> {
+  static async create (threads: number, memory: WasmMemory, module: WasmModule | null, native = false): Promise<WorkerPool> {
     const control = new SharedArrayBuffer(64 + PARAMS_LENGTH * 8 + threads * 8 + ERROR_BYTES)
     const workers: Worker[] = []
     const ready: Array<Promise<void>> = []
     for (let index = 0; index < threads; index++) {
       // execArgv [] so a parent started with `--import tsx` does not load tsx twice in the worker
       const w = new Worker(new URL('./worker-entry.mjs', import.meta.url), {
-        workerData: { memory, module, control, index, parts: threads },
+        workerData: { memory, module, native, control, index, parts: threads },
         execArgv: []
       })
       workers.push(w)

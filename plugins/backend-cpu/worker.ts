@@ -5,12 +5,15 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { Executor, PARAMS_LENGTH } from './exec.ts'
 import { instantiate } from './wasm.ts'
+import { loadNativeGemm } from './native.ts'
 import type { WasmMemory, WasmModule } from './wasm.ts'
 import { CTRL, ERROR_BYTES } from './pool.ts'
 
 interface Init {
   memory: WasmMemory
   module: WasmModule | null
+  /** Load the native GEMM in this thread (the main thread found it loadable). */
+  native: boolean
   control: SharedArrayBuffer
   index: number
   parts: number
@@ -21,7 +24,7 @@ const ctrl = new Int32Array(init.control, 0, 16)
 const params = new Float64Array(init.control, 64, PARAMS_LENGTH)
 const partials = new Float64Array(init.control, 64 + PARAMS_LENGTH * 8, init.parts)
 const errorText = new Uint8Array(init.control, 64 + PARAMS_LENGTH * 8 + init.parts * 8, ERROR_BYTES)
-const exec = new Executor(init.memory, init.module === null ? null : instantiate(init.module, init.memory))
+const exec = new Executor(init.memory, init.module === null ? null : instantiate(init.module, init.memory), init.native ? loadNativeGemm() : null)
 parentPort?.postMessage('ready')
 
 let seen = 0

@@ -1,0 +1,33 @@
+// The optional native GEMM (native/gemm.c, AVX-512 or AVX2+FMA), built by `npm install` where a C
+// compiler exists (native/build.mjs). Absent, unbuildable or on a CPU without AVX2/FMA: null, and the
+// WASM GEMM runs. Each thread (main and every worker) loads it for itself; N-API addons are per thread.
+import { createRequire } from 'node:module'
+
+export interface NativeGemm {
+  /** C(+)= A @ B (+ bias) on `view` (the whole memory); addressing as in native/gemm.c, in bytes. */
+  gemm(view: Uint8Array, A: number, sam: number, sar: number, sak: number, B: number, sbk: number, sbj: number,
+    C: number, ldc: number, M: number, K: number, N: number, beta: number, bias: number): void
+  /** 'avx512', 'avx2', or null where the CPU has neither. */
+  isa(): string | null
+}
+
+let loaded: NativeGemm | null | undefined
+
+/** The native GEMM, or null (LAYERSWARM_NATIVE=0 turns it off). */
+export function loadNativeGemm (): NativeGemm | null {
+  if (loaded !== undefined) return loaded
+  loaded = null
+  if (process.env.LAYERSWARM_NATIVE === '0') return null
+  try {
+    const m = createRequire(import.meta.url)('./native/build/gemm.node') as NativeGemm
+    if (m.isa() !== null) loaded = m
+  } catch {
+    // not built here (no compiler at install): the WASM GEMM is the fallback
+  }
+  return loaded
+}
+
+/** Columns per native micro-kernel tile (chunks of a job split on multiples of it). */
+export function nativeTileCols (n: NativeGemm): number {
+  return n.isa() === 'avx512' ? 32 : 16
+}

@@ -1,0 +1,30 @@
+// Builds the optional native GEMM (gemm.c -> build/gemm.node) with the system C compiler, against the
+// N-API headers that ship with Node. Run by `npm install`; it never fails the install: without a
+// compiler, headers or a supported OS, it says so and the CPU backend keeps its WASM GEMM.
+// node-gyp is not used: it would download Node's headers, and this is one C file.
+import { spawnSync } from 'node:child_process'
+import { existsSync, mkdirSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const here = dirname(fileURLToPath(import.meta.url))
+const out = join(here, 'build', 'gemm.node')
+const include = join(dirname(process.execPath), '..', 'include', 'node')
+const cc = process.env.CC ?? 'cc'
+
+function skip (why) {
+  console.log(`layerswarm: native GEMM not built (${why}); the CPU backend uses its WASM GEMM`)
+  process.exit(0)
+}
+
+if (process.env.LAYERSWARM_NATIVE === '0') skip('LAYERSWARM_NATIVE=0')
+if (process.arch !== 'x64') skip(`${process.arch}: the kernels are x86-64 (AVX2/AVX-512)`)
+if (process.platform !== 'linux' && process.platform !== 'darwin') skip(`${process.platform} is not supported`)
+if (!existsSync(join(include, 'node_api.h'))) skip(`no N-API headers at ${include}`)
+mkdirSync(dirname(out), { recursive: true })
+const args = ['-O3', '-std=c11', '-fPIC', '-shared', '-fvisibility=hidden', '-I', include, join(here, 'gemm.c'), '-o', out]
+if (process.platform === 'darwin') args.push('-undefined', 'dynamic_lookup')
+const r = spawnSync(cc, args, { stdio: ['ignore', 'inherit', 'inherit'], timeout: 120_000 })
+if (r.error !== undefined) skip(`${cc}: ${r.error.message}`)
+if (r.status !== 0) skip(`${cc} exited with ${String(r.status)}`)
+console.log(`layerswarm: native GEMM built (${out})`)

@@ -1,0 +1,187 @@
+// Native GEMM of the CPU backend (optional): C(+)= A @ B (+ bias) on the backend's shared WASM memory,
+// with AVX-512 or AVX2+FMA micro-kernels picked at run time. Built at `npm install` where a C compiler
+// exists (build.mjs); where it is absent or the CPU lacks AVX2/FMA, the WASM GEMM runs instead.
+// Same addressing as wasm/kernels.wat's gemm, all in BYTES from the memory's base:
+//   A(m, k) at A + (m & ~3)*sam + (m & 3)*sar + k*sak   (plain view: sar = sam; 4-row packed: sar = 4)
+//   B(k, j) at B + k*sbk + j*sbj;  C(m, j) at C + m*ldc + j*4;  bias: 0 or pointer to bias[N] (+ 1)
+// beta 0: C = A@B + bias; beta 1: C += A@B + bias. Goto-style blocking: B is packed in NR-column
+// panels per KC slice (a panel stays in L1), A in MR-row panels per MC block (a block stays in L2).
+#include <node_api.h>
+#include <immintrin.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KC 256
+#define MC 192
+
+typedef struct { const uint8_t *A; int64_t sam, sar, sak; const uint8_t *B; int64_t sbk, sbj; uint8_t *C; int64_t ldc; int M, K, N, beta; const float *bias; } Job;
+
+static _Thread_local float *scratch = NULL;
+static _Thread_local size_t scratchLen = 0;
+
+static float *scratchFor (size_t floats) {
+  if (floats > scratchLen) {
+    free(scratch);
+    scratch = aligned_alloc(64, ((floats * 4 + 63) / 64) * 64);
+    scratchLen = scratch == NULL ? 0 : floats;
+  }
+  return scratch;
+}
+
+static inline float aAt (const Job *j, int m, int k) {
+  return *(const float *)(j->A + (int64_t)(m & ~3) * j->sam + (int64_t)(m & 3) * j->sar + (int64_t)k * j->sak);
+}
+
+// dst[(p*kc + k)*MR + r] = A(i0 + p*MR + r, k0 + k), zero past row M
+static void packA (const Job *j, int i0, int mc, int k0, int kc, int MR, float *dst) {
+  for (int p = 0; p < mc; p += MR) {
+    for (int k = 0; k < kc; k++) {
+      for (int r = 0; r < MR; r++) *dst++ = p + r < mc ? aAt(j, i0 + p + r, k0 + k) : 0.0f;
+    }
+  }
+}
+
+// dst[(p*kc + k)*NR + c] = B(k0 + k, p*NR + c), zero past column N
+static void packB (const Job *j, int k0, int kc, int NR, float *dst) {
+  for (int p = 0; p < j->N; p += NR) {
+    int w = j->N - p < NR ? j->N - p : NR;
+    for (int k = 0; k < kc; k++) {
+      const uint8_t *row = j->B + (int64_t)(k0 + k) * j->sbk + (int64_t)p * j->sbj;
+      if (j->sbj == 4) { memcpy(dst, row, (size_t)w * 4); } else { for (int c = 0; c < w; c++) dst[c] = *(const float *)(row + (int64_t)c * j->sbj); }
+      for (int c = w; c < NR; c++) dst[c] = 0.0f;
+      dst += NR;
+    }
+  }
+}
+
+// Adds the MR x NR tile (row-major, ld NR) into C rows i, columns jc, only the mr x nr valid part;
+// first: the first K slice, where beta and the bias apply.
+static void storeTile (const Job *j, const float *t, int NR, int i, int jc, int mr, int nr, int first) {
+  for (int r = 0; r < mr; r++) {
+    float *c = (float *)(j->C + (int64_t)(i + r) * j->ldc) + jc;
+    for (int q = 0; q < nr; q++) {
+      float v = t[r * NR + q];
+      if (first) { if (j->bias != NULL) v += j->bias[jc + q]; if (j->beta) v += c[q]; } else v += c[q];
+      c[q] = v;
+    }
+  }
+}
+
+typedef void (*Kernel) (int kc, const float *a, const float *b, float *t);
+
+// 8 x 32 tile: 16 zmm accumulators, one broadcast of A per row and k.
+__attribute__((target("avx512f"))) static void kernel512 (int kc, const float *a, const float *b, float *t) {
+  __m512 c[8][2];
+  for (int r = 0; r < 8; r++) { c[r][0] = _mm512_setzero_ps(); c[r][1] = _mm512_setzero_ps(); }
+  for (int k = 0; k < kc; k++, a += 8, b += 32) {
+    __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+    for (int r = 0; r < 8; r++) {
+      __m512 x = _mm512_set1_ps(a[r]);
+      c[r][0] = _mm512_fmadd_ps(x, b0, c[r][0]);
+      c[r][1] = _mm512_fmadd_ps(x, b1, c[r][1]);
+    }
+  }
+  for (int r = 0; r < 8; r++) { _mm512_store_ps(t + r * 32, c[r][0]); _mm512_store_ps(t + r * 32 + 16, c[r][1]); }
+}
+
+// 6 x 16 tile: 12 ymm accumulators (of 16 registers).
+__attribute__((target("avx2,fma"))) static void kernel256 (int kc, const float *a, const float *b, float *t) {
+  __m256 c[6][2];
+  for (int r = 0; r < 6; r++) { c[r][0] = _mm256_setzero_ps(); c[r][1] = _mm256_setzero_ps(); }
+  for (int k = 0; k < kc; k++, a += 6, b += 16) {
+    __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    for (int r = 0; r < 6; r++) {
+      __m256 x = _mm256_broadcast_ss(a + r);
+      c[r][0] = _mm256_fmadd_ps(x, b0, c[r][0]);
+      c[r][1] = _mm256_fmadd_ps(x, b1, c[r][1]);
+    }
+  }
+  for (int r = 0; r < 6; r++) { _mm256_store_ps(t + r * 16, c[r][0]); _mm256_store_ps(t + r * 16 + 8, c[r][1]); }
+}
+
+static Kernel kernel = NULL;
+static int MR = 0, NR = 0;
+static const char *isa = NULL;
+
+static void pickIsa (void) {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) { kernel = kernel512; MR = 8; NR = 32; isa = "avx512"; } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) { kernel = kernel256; MR = 6; NR = 16; isa = "avx2"; }
+}
+
+static int run (const Job *j) {
+  int mcMax = (MC / MR) * MR;
+  size_t np = (size_t)(j->N + NR - 1) / NR;
+  float *bp = scratchFor(np * NR * KC + (size_t)mcMax * KC + (size_t)MR * NR + 16);
+  if (bp == NULL) return -1;
+  float *ap = bp + np * NR * KC;
+  float *tile = ap + (size_t)mcMax * KC;
+  for (int k0 = 0; k0 < j->K; k0 += KC) {
+    int kc = j->K - k0 < KC ? j->K - k0 : KC;
+    packB(j, k0, kc, NR, bp);
+    for (int i0 = 0; i0 < j->M; i0 += mcMax) {
+      int mc = j->M - i0 < mcMax ? j->M - i0 : mcMax;
+      packA(j, i0, mc, k0, kc, MR, ap);
+      for (size_t p = 0; p < np; p++) {
+        int jc = (int)p * NR;
+        int nr = j->N - jc < NR ? j->N - jc : NR;
+        for (int r = 0; r < mc; r += MR) {
+          kernel(kc, ap + (size_t)r * kc, bp + p * NR * kc, tile);
+          storeTile(j, tile, NR, i0 + r, jc, mc - r < MR ? mc - r : MR, nr, k0 == 0);
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+static napi_value fail (napi_env env, const char *code, const char *msg) {
+  napi_throw_error(env, code, msg);
+  return NULL;
+}
+
+// gemm(view: Uint8Array over the memory, A, sam, sar, sak, B, sbk, sbj, C, ldc, M, K, N, beta, bias)
+static napi_value Gemm (napi_env env, napi_callback_info info) {
+  size_t argc = 15;
+  napi_value argv[15];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 15) return fail(env, "ERR_NATIVE_GEMM_ARGS", "gemm takes 15 arguments");
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  if (napi_get_typedarray_info(env, argv[0], &type, &len, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) return fail(env, "ERR_NATIVE_GEMM_ARGS", "gemm: argument 0 must be a Uint8Array over the memory");
+  int64_t v[14];
+  for (int i = 0; i < 14; i++) {
+    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) return fail(env, "ERR_NATIVE_GEMM_ARGS", "gemm: arguments 1..14 must be numbers");
+  }
+  int64_t A = v[0], sam = v[1], sar = v[2], sak = v[3], B = v[4], sbk = v[5], sbj = v[6], C = v[7], ldc = v[8], M = v[9], K = v[10], N = v[11], bias = v[13];
+  if (M < 0 || K < 0 || N < 0 || M > 1 << 24 || K > 1 << 24 || N > 1 << 24 || sam < 0 || sar < 0 || sak < 0 || sbk < 0 || sbj < 0 || ldc < 0 || A < 0 || B < 0 || C < 0 || bias < 0) return fail(env, "ERR_NATIVE_GEMM_ARGS", "gemm: negative or huge argument");
+  if (kernel == NULL) return fail(env, "ERR_NATIVE_GEMM_ISA", "gemm: this CPU has neither AVX-512 nor AVX2+FMA");
+  if (M == 0 || K == 0 || N == 0) return NULL;
+  // every byte read or written must lie inside the memory (a bad offset must not corrupt the process)
+  int64_t aEnd = A + ((M - 1) & ~3) * sam + ((M - 1) & 3) * sar + (K - 1) * sak + 4;
+  int64_t bEnd = B + (K - 1) * sbk + (N - 1) * sbj + 4;
+  int64_t cEnd = C + (M - 1) * ldc + N * 4;
+  if (aEnd > (int64_t)len || bEnd > (int64_t)len || cEnd > (int64_t)len || (bias != 0 && bias + N * 4 > (int64_t)len)) return fail(env, "ERR_NATIVE_GEMM_BOUNDS", "gemm: an operand lies outside the memory");
+  if ((C | ldc | bias) & 3) return fail(env, "ERR_NATIVE_GEMM_ARGS", "gemm: C, ldc and bias must be 4-byte aligned");
+  uint8_t *base = data;
+  Job j = { base + A, sam, sar, sak, base + B, sbk, sbj, base + C, ldc, (int)M, (int)K, (int)N, v[12] != 0, bias == 0 ? NULL : (const float *)(base + bias) };
+  if (run(&j) != 0) return fail(env, "ERR_NATIVE_GEMM_MEMORY", "gemm: out of memory for packing buffers");
+  return NULL;
+}
+
+static napi_value Isa (napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  if (isa == NULL) napi_get_null(env, &out); else napi_create_string_utf8(env, isa, NAPI_AUTO_LENGTH, &out);
+  return out;
+}
+
+NAPI_MODULE_INIT () {
+  if (isa == NULL) pickIsa();
+  napi_value f;
+  napi_create_function(env, "gemm", NAPI_AUTO_LENGTH, Gemm, NULL, &f);
+  napi_set_named_property(env, exports, "gemm", f);
+  napi_create_function(env, "isa", NAPI_AUTO_LENGTH, Isa, NULL, &f);
+  napi_set_named_property(env, exports, "isa", f);
+  return exports;
+}
