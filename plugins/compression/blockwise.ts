@@ -19,6 +19,8 @@ import {
 } from './header.ts'
 import { absMaxFinite, bitsOf } from '../../core/wire/finite.ts'
 import { CodecIds } from './ids.ts'
+import { kernelsFor } from './kernels.ts'
+import type { CodecPath } from './kernels.ts'
 
 export interface BlockCodecOptions {
   /** Elements per block (default 64; int4 needs an even size). Decoders read it from the header. */
@@ -27,6 +29,8 @@ export interface BlockCodecOptions {
   readonly name?: string
   /** Largest element count decode accepts (default 2^28). */
   readonly maxElements?: number
+  /** 'auto' (default): WASM SIMD where present (int8; same bytes); 'js': the JS path only. */
+  readonly path?: CodecPath
 }
 
 /** A blockwise codec also says its block size, so checks can apply the bound per block. */
@@ -62,6 +66,7 @@ export function int8BlockCodec (opts: BlockCodecOptions = {}): BlockCodec {
   const maxElements = opts.maxElements ?? DEFAULT_MAX_ELEMENTS
   checkIdentity(id, name)
   assertLittleEndianHost()
+  const simd = kernelsFor(opts.path)
   return Object.freeze({
     id,
     name,
@@ -76,6 +81,8 @@ export function int8BlockCodec (opts: BlockCodecOptions = {}): BlockCodec {
       const { bytes, offset } = writeHeader(id, shape, n, 4, 4 * nb + n, (dv, at) => { dv.setUint32(at, B, true) })
       const scales = new Float32Array(bytes.buffer, offset, nb)
       const codes = new Int8Array(bytes.buffer, offset + 4 * nb, n)
+      // The SIMD kernel declines a block holding NaN/Inf: the JS loop below then throws the error.
+      if (simd?.int8Encode(data, B, scales, codes) === true) return bytes
       for (let blk = 0; blk < nb; blk++) {
         const from = blk * B
         const to = Math.min(n, from + B)
@@ -98,6 +105,8 @@ export function int8BlockCodec (opts: BlockCodecOptions = {}): BlockCodec {
       const scales = new Float32Array(hd.bytes.buffer, base, nb)
       const codes = new Int8Array(hd.bytes.buffer, base + 4 * nb, n)
       const data = new Float32Array(n)
+      // The SIMD kernel declines corrupted blocks: the JS loop below then names the error.
+      if (simd?.int8Decode(scales, codes, B, data) === true) return { data, shape: hd.shape }
       for (let blk = 0; blk < nb; blk++) {
         const a = scales[blk]
         if (!(a >= 0 && a < Infinity)) throw badScale(name, blk, a)

@@ -16,6 +16,8 @@ import {
 } from './header.ts'
 import { absMaxFinite, bitsOf, findNonFinite } from '../../core/wire/finite.ts'
 import { CodecIds } from './ids.ts'
+import { kernelsFor } from './kernels.ts'
+import type { CodecKernels, CodecPath } from './kernels.ts'
 
 export interface FloatCodecOptions {
   /** Wire id (default: the built-in id of this format). */
@@ -23,6 +25,8 @@ export interface FloatCodecOptions {
   readonly name?: string
   /** Largest element count decode accepts (default 2^28). */
   readonly maxElements?: number
+  /** 'auto' (default): WASM SIMD where present (fp16, bf16; same bytes); 'js': the JS path only. */
+  readonly path?: CodecPath
 }
 
 // ---- fp32 ------------------------------------------------------------------------------------
@@ -122,7 +126,18 @@ function valueTable (f: HalfFormat): Float32Array {
   return t
 }
 
-function halfCodec (f: HalfFormat, id: number, name: string, maxElements: number): Codec {
+const bitsF32 = new Float32Array(1)
+const bitsU32 = new Uint32Array(bitsF32.buffer)
+
+/** max|x| of finite data via the SIMD kernel; on NaN/Inf the JS scan runs and throws its error. */
+function absMaxSimd (simd: CodecKernels, data: Float32Array, bits: Uint32Array, what: string): number {
+  const m = simd.absMaxBits(data)
+  if (m >= 0x7f800000) return absMaxFinite(data, bits, 0, data.length, what)
+  bitsU32[0] = m
+  return bitsF32[0]
+}
+
+function halfCodec (f: HalfFormat, id: number, name: string, maxElements: number, simd: CodecKernels | null): Codec {
   checkIdentity(id, name)
   assertLittleEndianHost()
   // Range of k an encoder can write: max|x| spans f32's binades [-149, 127].
@@ -138,7 +153,7 @@ function halfCodec (f: HalfFormat, id: number, name: string, maxElements: number
     encode (data: Float32Array, shape: readonly number[], _role: TensorRole): Uint8Array {
       const n = checkEncodeShape(data, shape, maxElements, name)
       const bits = bitsOf(data)
-      const max = absMaxFinite(data, bits, 0, n, `${name}: input`)
+      const max = simd != null ? absMaxSimd(simd, data, bits, `${name}: input`) : absMaxFinite(data, bits, 0, n, `${name}: input`)
       const k = max === 0 ? 0 : f.top - ilog2(max)
       const { bytes, offset } = writeHeader(id, shape, n, 4, 2 * n, (dv, at) => { dv.setInt32(at, k, true) })
       const out = new Uint16Array(bytes.buffer, offset, n)
@@ -149,14 +164,18 @@ function halfCodec (f: HalfFormat, id: number, name: string, maxElements: number
       const K = (k - (127 - f.bias)) * 2 ** 23
       const T = Math.max((f.emin + 127 - k) * 2 ** 23, 0x00800000)
       const sbits = new Int32Array(bits.buffer, bits.byteOffset, n)
-      for (let i = 0; i < n; i++) {
-        const b = sbits[i]
-        const a = b & 0x7fffffff
-        if (a >= T) {
-          const s = (a + K) | 0
-          out[i] = ((b >> 16) & 0x8000) | ((s + half + ((s >> shift) & 1)) >> shift)
-        } else {
-          out[i] = ((b >> 16) & 0x8000) | (a === 0 ? 0 : halfBitsSlow(Math.abs(data[i]) * S, f))
+      if (simd != null) {
+        simd.halfEncode(data, out, K, T, shift, half, i => { out[i] = ((sbits[i] >> 16) & 0x8000) | halfBitsSlow(Math.abs(data[i]) * S, f) })
+      } else {
+        for (let i = 0; i < n; i++) {
+          const b = sbits[i]
+          const a = b & 0x7fffffff
+          if (a >= T) {
+            const s = (a + K) | 0
+            out[i] = ((b >> 16) & 0x8000) | ((s + half + ((s >> shift) & 1)) >> shift)
+          } else {
+            out[i] = ((b >> 16) & 0x8000) | (a === 0 ? 0 : halfBitsSlow(Math.abs(data[i]) * S, f))
+          }
         }
       }
       // When max|x| is in f32's top binade, the pattern 2^(top+1) would decode to 2^128 = Inf: use
@@ -175,7 +194,12 @@ function halfCodec (f: HalfFormat, id: number, name: string, maxElements: number
       const table = valueTable(f)
       const inv = 2 ** -k
       const data = new Float32Array(hd.n)
-      for (let i = 0; i < data.length; i++) {
+      // SIMD: a pattern whose value times 2^-k is a normal f32 is rebased in its bits (exact, as the
+      // table product is); zeros keep their sign; the rest (subnormal results) take the table.
+      // A pattern beyond maxBits makes the kernel decline: the JS loop below names it.
+      const Tm = Math.max(1, f.bias + k - 126) * 2 ** f.mant
+      const ok = simd?.halfDecode(src, data, f.maxBits, Tm, (127 - f.bias - k) * 2 ** 23, shift, i => { data[i] = table[src[i]] * inv })
+      for (let i = ok === true ? data.length : 0; i < data.length; i++) {
         const v = table[src[i]]
         if (v !== v) throw new CodecError(`${name}: element ${i} has bit pattern 0x${src[i].toString(16)}, beyond the scaled maximum (corrupted)`)
         data[i] = v * inv
@@ -192,11 +216,11 @@ function halfCodec (f: HalfFormat, id: number, name: string, maxElements: number
 
 /** IEEE half with a power-of-two tensor scale; |error| <= 2^-11 * max|x|. */
 export function fp16Codec (opts: FloatCodecOptions = {}): Codec {
-  return halfCodec(F16, opts.id ?? CodecIds.fp16, opts.name ?? 'fp16', opts.maxElements ?? DEFAULT_MAX_ELEMENTS)
+  return halfCodec(F16, opts.id ?? CodecIds.fp16, opts.name ?? 'fp16', opts.maxElements ?? DEFAULT_MAX_ELEMENTS, kernelsFor(opts.path))
 }
 
 /** bfloat16 with a power-of-two tensor scale; |error| <= 2^-8 * max|x|. */
 export function bf16Codec (opts: FloatCodecOptions = {}): Codec {
-  return halfCodec(BF16, opts.id ?? CodecIds.bf16, opts.name ?? 'bf16', opts.maxElements ?? DEFAULT_MAX_ELEMENTS)
+  return halfCodec(BF16, opts.id ?? CodecIds.bf16, opts.name ?? 'bf16', opts.maxElements ?? DEFAULT_MAX_ELEMENTS, kernelsFor(opts.path))
 }
 

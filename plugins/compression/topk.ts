@@ -23,6 +23,8 @@ import {
 } from './header.ts'
 import { absMaxFinite, nonFiniteAt } from '../../core/wire/finite.ts'
 import { CodecIds } from './ids.ts'
+import { kernelsFor } from './kernels.ts'
+import type { CodecKernels, CodecPath } from './kernels.ts'
 
 export interface TopKOptions {
   /** Fraction of elements kept, in (0, 1] (default 1/64). k = ceil(fraction * n), at least 1 for n > 0. */
@@ -33,6 +35,8 @@ export interface TopKOptions {
   readonly name?: string
   /** Largest element count decode accepts (default 2^28). */
   readonly maxElements?: number
+  /** 'auto' (default): the SIMD candidate scan where present (same bytes); 'js': the JS path only. */
+  readonly path?: CodecPath
 }
 
 /** A codec whose payload holds a dense float32 part that another codec may encode. */
@@ -86,6 +90,32 @@ function selectThreshold (data: Float32Array, bits: Uint32Array, n: number, k: n
   return { t: hb * 65536 + lb, ties: k - above }
 }
 
+/**
+ * SIMD path for k well below n: a lower bound L on the threshold, read from a strided sample
+ * (its rank set for ~1.5k elements at or above L), then one SIMD pass collects the indices of every
+ * element with |x| >= L (NaN/Inf included: L <= Inf's pattern), and the radix select runs on those
+ * candidates only. Returns the candidates' indices and |x| patterns, or null when the sample
+ * misled (fewer than k, or more than the cap: e.g. many ties) and the full select must run.
+ */
+function candidates (simd: CodecKernels, data: Float32Array, bits: Uint32Array, n: number, k: number, codec: string): { at: Uint32Array, abs: Uint32Array } | null {
+  const s = Math.min(n, 4096)
+  const sample = new Uint32Array(s)
+  for (let j = 0; j < s; j++) sample[j] = bits[Math.floor(j * n / s)] & 0x7fffffff
+  sample.sort()
+  const r = Math.ceil(1.5 * k * s / n) + 16
+  if (r >= s) return null
+  const L = Math.min(sample[s - 1 - r], 0x7f800000)
+  const at = simd.topkCandidates(data, L, 3 * k + Math.ceil(32 * n / s) + 1024)
+  if (at == null || at.length < k) return null
+  const abs = new Uint32Array(at.length)
+  for (let j = 0; j < at.length; j++) {
+    const a = bits[at[j]] & 0x7fffffff
+    if (a >= 0x7f800000) throw nonFiniteAt(`${codec}: input`, data, at[j]) // ascending: the first one
+    abs[j] = a
+  }
+  return { at, abs }
+}
+
 export function topkCodec (opts: TopKOptions = {}): TopKCodec {
   const fraction = opts.fraction ?? 1 / 64
   if (!(fraction > 0 && fraction <= 1)) throw new RangeError(`topk fraction must be in (0, 1], got ${fraction}`)
@@ -97,6 +127,7 @@ export function topkCodec (opts: TopKOptions = {}): TopKCodec {
   checkIdentity(id, name)
   assertLittleEndianHost()
   const innerId = inner?.id ?? 0
+  const simd = kernelsFor(opts.path)
   const kFor = (n: number): number => n === 0 ? 0 : Math.min(n, Math.max(1, Math.ceil(n * fraction)))
   // Large tensors: 4-byte indices plus 4 bytes (raw) or 4/innerRatio bytes per kept value.
   const nominalRatio = 4 / (fraction * (4 + 4 / (inner?.nominalRatio ?? 1)))
@@ -112,7 +143,7 @@ export function topkCodec (opts: TopKOptions = {}): TopKCodec {
     kFor,
     compose (next: Codec, ident: { readonly id?: number, readonly name?: string } = {}): Codec {
       if (inner != null) throw new RangeError(`${name} already encodes its values with ${inner.name}`)
-      return topkCodec({ fraction, maxElements, values: next, id: ident.id, name: ident.name ?? `${name}.${next.name}` })
+      return topkCodec({ fraction, maxElements, values: next, id: ident.id, name: ident.name ?? `${name}.${next.name}`, path: opts.path })
     },
     encode (data: Float32Array, shape: readonly number[], role: TensorRole): Uint8Array {
       const n = checkEncodeShape(data, shape, maxElements, name)
@@ -126,13 +157,20 @@ export function topkCodec (opts: TopKOptions = {}): TopKCodec {
         for (let i = 0; i < n; i++) idx[i] = i
         vals.set(data)
       } else if (k > 0) {
-        const sel = selectThreshold(data, bits, n, k, name)
+        // Select among the candidates (SIMD) or every element (JS); keep what is above the
+        // threshold t and the first `ties` equal to it, in ascending index order.
+        const cand = simd != null && 4 * k < n ? candidates(simd, data, bits, n, k, name) : null
+        const abs = cand?.abs ?? bits
+        const sel = selectThreshold(data, abs, abs.length, k, name)
         const t = sel.t
         let ties = sel.ties
         let j = 0
-        for (let i = 0; i < n; i++) {
-          const a = bits[i] & 0x7fffffff
-          if (a > t || (a === t && ties-- > 0)) { idx[j] = i; vals[j] = data[i]; j++ }
+        for (let c = 0; c < abs.length; c++) {
+          const a = abs[c] & 0x7fffffff
+          if (a > t || (a === t && ties-- > 0)) {
+            const i = cand == null ? c : cand.at[c]
+            idx[j] = i; vals[j] = data[i]; j++
+          }
         }
       }
       const valueBytes = inner?.encode(vals, [k], role)
