@@ -9,6 +9,8 @@ export interface NativeGemm {
     C: number, ldc: number, M: number, K: number, N: number, beta: number, bias: number): void
   /** 'avx512', 'avx2', or null where the CPU has neither. */
   isa(): string | null
+  /** Caps the kernel at 'avx512' or 'avx2' for the whole process (tests run the AVX2 kernel this way); returns isa(). */
+  useIsa(cap: 'avx512' | 'avx2'): string | null
 }
 
 let loaded: NativeGemm | null | undefined

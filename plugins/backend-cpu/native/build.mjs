@@ -3,7 +3,7 @@
 // compiler, headers or a supported OS, it says so and the CPU backend keeps its WASM GEMM.
 // node-gyp is not used: it would download Node's headers, and this is one C file.
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -22,9 +22,14 @@ if (process.arch !== 'x64') skip(`${process.arch}: the kernels are x86-64 (AVX2/
 if (process.platform !== 'linux' && process.platform !== 'darwin') skip(`${process.platform} is not supported`)
 if (!existsSync(join(include, 'node_api.h'))) skip(`no N-API headers at ${include}`)
 mkdirSync(dirname(out), { recursive: true })
-const args = ['-O3', '-std=c11', '-fPIC', '-shared', '-fvisibility=hidden', '-I', include, join(here, 'gemm.c'), '-o', out]
+// built beside, then renamed: a process that has the old file loaded keeps its copy intact
+const tmp = `${out}.${process.pid}.tmp`
+const args = ['-O3', '-std=c11', '-fPIC', '-shared', '-fvisibility=hidden', '-I', include, join(here, 'gemm.c'), '-o', tmp]
 if (process.platform === 'darwin') args.push('-undefined', 'dynamic_lookup')
 const r = spawnSync(cc, args, { stdio: ['ignore', 'inherit', 'inherit'], timeout: 120_000 })
-if (r.error !== undefined) skip(`${cc}: ${r.error.message}`)
-if (r.status !== 0) skip(`${cc} exited with ${String(r.status)}`)
+if (r.error !== undefined || r.status !== 0) {
+  rmSync(tmp, { force: true })
+  skip(r.error !== undefined ? `${cc}: ${r.error.message}` : `${cc} exited with ${String(r.status)}`)
+}
+renameSync(tmp, out)
 console.log(`layerswarm: native GEMM built (${out})`)

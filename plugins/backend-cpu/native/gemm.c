@@ -104,9 +104,12 @@ static Kernel kernel = NULL;
 static int MR = 0, NR = 0;
 static const char *isa = NULL;
 
-static void pickIsa (void) {
+// The widest kernel the CPU runs, no wider than `cap` ("avx2": the AVX2 kernel even on an AVX-512 CPU,
+// so tests check both). Process-wide: only call it while no GEMM runs.
+static void pickIsa (const char *cap) {
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) { kernel = kernel512; MR = 8; NR = 32; isa = "avx512"; } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) { kernel = kernel256; MR = 6; NR = 16; isa = "avx2"; }
+  int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (__builtin_cpu_supports("avx512f") && (cap == NULL || strcmp(cap, "avx512") == 0)) { kernel = kernel512; MR = 8; NR = 32; isa = "avx512"; } else if (avx2) { kernel = kernel256; MR = 6; NR = 16; isa = "avx2"; }
 }
 
 static int run (const Job *j) {
@@ -176,12 +179,25 @@ static napi_value Isa (napi_env env, napi_callback_info info) {
   return out;
 }
 
+// useIsa(cap: 'avx512' | 'avx2'): returns the kernel now in use (for tests; see pickIsa)
+static napi_value UseIsa (napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value arg;
+  char cap[16] = "";
+  size_t n;
+  if (napi_get_cb_info(env, info, &argc, &arg, NULL, NULL) != napi_ok || argc != 1 || napi_get_value_string_utf8(env, arg, cap, sizeof cap, &n) != napi_ok) return fail(env, "ERR_NATIVE_GEMM_ARGS", "useIsa takes 'avx512' or 'avx2'");
+  pickIsa(cap);
+  return Isa(env, info);
+}
+
 NAPI_MODULE_INIT () {
-  if (isa == NULL) pickIsa();
+  if (isa == NULL) pickIsa(NULL);
   napi_value f;
   napi_create_function(env, "gemm", NAPI_AUTO_LENGTH, Gemm, NULL, &f);
   napi_set_named_property(env, exports, "gemm", f);
   napi_create_function(env, "isa", NAPI_AUTO_LENGTH, Isa, NULL, &f);
   napi_set_named_property(env, exports, "isa", f);
+  napi_create_function(env, "useIsa", NAPI_AUTO_LENGTH, UseIsa, NULL, &f);
+  napi_set_named_property(env, exports, "useIsa", f);
   return exports;
 }

@@ -1,0 +1,123 @@
+// The CPU backend's faster GEMMs against its plain WASM SIMD128 GEMM: the optional native GEMM
+// (plugins/backend-cpu/native/gemm.c, built by `npm install` where a C compiler exists) and relaxed
+// SIMD's fused multiply-add. Shapes cross every edge of the native blocking (MR/NR tiles, the 192-row
+// A block, the 256-deep K slice) and of the 8-column WASM panels; bad arguments to the addon throw
+// and leave it working. Without a built addon (no compiler) those cases are skipped, said in the title.
+import assert from 'node:assert/strict'
+import { createCpuBackend } from '../plugins/backend-cpu/backend.ts'
+import { loadNativeGemm } from '../plugins/backend-cpu/native.ts'
+import { fusedSource, relaxedSimd } from '../plugins/backend-cpu/wasm.ts'
+import type { ComputeBackend } from '../core/contracts/backend.ts'
+
+function random (n: number, seed: number): Float32Array {
+  let s = seed >>> 0
+  const a = new Float32Array(n)
+  for (let i = 0; i < n; i++) { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; a[i] = s / 2 ** 31 - 1 }
+  return a
+}
+
+/** out, dinp, dweight, dbias of one matmul forward + backward. */
+async function matmulOnce (be: ComputeBackend, N: number, C: number, OC: number, bias: boolean): Promise<Float32Array[]> {
+  const x = be.upload(random(N * C, N + C), [N, C])
+  const w = be.upload(random(OC * C, OC), [OC, C])
+  const b = bias ? be.upload(random(OC, 3), [OC]) : null
+  const dout = be.upload(random(N * OC, 4), [N, OC])
+  const out = be.alloc([N, OC]); const dx = be.alloc([N, C]); const dw = be.alloc([OC, C]); const db = be.alloc([OC])
+  try {
+    await be.matmulForward(out, x, w, b)
+    await be.matmulBackward(dx, dw, db, dout, x, w)
+    return await Promise.all([out, dx, dw, db].map(async t => await be.download(t) as Float32Array))
+  } finally {
+    for (const t of [x, w, b, dout, out, dx, dw, db]) if (t !== null) be.free(t)
+  }
+}
+
+function assertClose (got: Float32Array, want: Float32Array, what: string): void {
+  assert.equal(got.length, want.length, what)
+  for (let i = 0; i < got.length; i++) {
+    const tol = 1e-5 * (1 + Math.abs(want[i])) * 8
+    if (!(Math.abs(got[i] - want[i]) <= tol)) assert.fail(`${what}[${i}]: ${got[i]} against ${want[i]}`)
+  }
+}
+
+// [N, C, OC]: N rows, K = C, OC columns forward (backward also runs K = N and K = OC)
+const SHAPES: Array<[number, number, number]> = [[1, 1, 1], [5, 7, 13], [9, 300, 33], [200, 19, 70], [13, 257, 48]]
+
+describe('backend-cpu: native GEMM and fused multiply-add against the plain WASM GEMM', function () {
+  this.timeout(60000)
+  const native = loadNativeGemm()
+  let plain: ComputeBackend
+  const others: Array<[string, ComputeBackend]> = []
+
+  before(async function () {
+    plain = await createCpuBackend({ threads: 0, fma: false, native: false })
+    if (relaxedSimd()) others.push(['wasm + fma', await createCpuBackend({ threads: 0, native: false })])
+    if (native !== null) {
+      others.push(['native inline', await createCpuBackend({ threads: 0 })])
+      others.push(['native on 2 workers', await createCpuBackend({ threads: 2 })])
+    }
+  })
+  after(async function () {
+    await plain?.dispose()
+    for (const [, be] of others) await be.dispose()
+  })
+
+  it(`agrees on odd shapes (${native === null ? 'native GEMM not built here: fma only' : `native ${native.isa() ?? ''}`})`, async function () {
+    assert.ok(others.length > 0, 'neither relaxed SIMD nor the native GEMM is available')
+    for (const [N, C, OC] of SHAPES) {
+      for (const bias of [true, false]) {
+        const want = await matmulOnce(plain, N, C, OC, bias)
+        for (const [name, be] of others) {
+          const got = await matmulOnce(be, N, C, OC, bias)
+          const names = ['out', 'dinp', 'dweight', 'dbias']
+          got.forEach((g, i) => { assertClose(g, want[i], `${name} ${N}x${C}x${OC}${bias ? ' +bias' : ''} ${names[i]}`) })
+        }
+      }
+    }
+  })
+
+  it('the AVX2 kernel agrees too (capped to it on an AVX-512 CPU)', async function () {
+    if (native?.isa() !== 'avx512') this.skip()
+    try {
+      assert.equal(native.useIsa('avx2'), 'avx2')
+      const [name, be] = others.find(([n]) => n === 'native inline') as [string, ComputeBackend]
+      for (const [N, C, OC] of SHAPES) {
+        const want = await matmulOnce(plain, N, C, OC, true)
+        const got = await matmulOnce(be, N, C, OC, true)
+        got.forEach((g, i) => { assertClose(g, want[i], `${name} avx2 ${N}x${C}x${OC} output ${i}`) })
+      }
+    } finally {
+      native.useIsa('avx512')
+    }
+  })
+
+  it('names the GEMM in info.device', function () {
+    assert.match(plain.info.device, /wasm simd128\)$/)
+    for (const [name, be] of others) assert.match(be.info.device, name.startsWith('native') ? /native avx(512|2) gemm/ : /\+ fma\)$/, name)
+  })
+
+  it('the native GEMM rejects bad arguments with a code and keeps working', function () {
+    if (native === null) this.skip()
+    const mem = new Uint8Array(new SharedArrayBuffer(4096))
+    const f = new Float32Array(mem.buffer)
+    f.set([1, 2, 3, 4], 0) // A [2, 2] at 0, B [2, 2] at 16, C at 32
+    f.set([5, 6, 7, 8], 4)
+    const args = (C: number, M: number): number[] => [0, 8, 8, 4, 16, 8, 4, C, 8, M, 2, 2, 0, 0]
+    const gemm = native.gemm as unknown as (...a: unknown[]) => void // untyped, as a bad caller would
+    assert.throws(() => { gemm(mem, ...args(4090, 2)) }, { code: 'ERR_NATIVE_GEMM_BOUNDS' })
+    assert.throws(() => { gemm(mem, ...args(32, -1)) }, { code: 'ERR_NATIVE_GEMM_ARGS' })
+    assert.throws(() => { gemm(new Float32Array(4), ...args(32, 2)) }, { code: 'ERR_NATIVE_GEMM_ARGS' })
+    assert.throws(() => { gemm(mem, 1, 2) }, { code: 'ERR_NATIVE_GEMM_ARGS' })
+    gemm(mem, ...args(32, 2))
+    assert.deepEqual(Array.from(f.subarray(8, 12)), [19, 22, 43, 50])
+  })
+
+  it('fusing rewrites exactly the GEMM\'s 8 multiply-adds, and refuses a source that drifted', function () {
+    const mac = (c: string, b: string): string => `(local.set ${c} (f32x4.add (local.get ${c}) (f32x4.mul (local.get $a) (local.get ${b}))))`
+    const src = ['$c00', '$c01', '$c10', '$c11', '$c20', '$c21', '$c30', '$c31'].map((c, i) => mac(c, `$b${i % 2}`)).join('\n')
+    const out = fusedSource(src)
+    assert.equal(out.match(/f32x4\.relaxed_madd \(local\.get \$a\) \(local\.get \$b[01]\) \(local\.get \$c\d\d\)/g)?.length, 8)
+    assert.doesNotMatch(out, /f32x4\.add/)
+    assert.throws(() => fusedSource(src.split('\n').slice(1).join('\n')), /expected the GEMM's 8 multiply-adds, found 7/)
+  })
+})
