@@ -23,6 +23,7 @@ import { float32Bytes, handleFramed, openFramed } from '../core/wire/index.ts'
 import { builtinCodecs } from '../plugins/compression/index.ts'
 import { prng } from '../test/wire-helpers.ts'
 import { withDeadline } from '../core/timers.ts'
+import { countAndAck } from './framed-sink.ts'
 
 /** Bound on one command (a round or a bulk transfer of up to a few hundred MiB on loopback). */
 const COMMAND_TIMEOUT_MS = 300_000
@@ -97,15 +98,7 @@ async function main (): Promise<void> {
         const { averaged, ...rest } = r
         reply({ event: 'round', result: rest, sum, head: Array.from(averaged.subarray(0, 8)), ms, cpuMs: (cpu.user + cpu.system) / 1000 })
       } else if (cmd.cmd === 'bulk-serve') {
-        await handleFramed(node.libp2p, BULK_PROTOCOL, async (fs) => {
-          let got = 0
-          for (;;) {
-            const f = await fs.read()
-            if (f == null) break
-            got += f.payload.byteLength
-          }
-          await fs.send({ kind: 'ack', metadata: { got } })
-        }, { runId: BENCH_RUN_ID, timeoutMs: COMMAND_TIMEOUT_MS, onError: (err, peer) => { process.stderr.write(`bulk from ${peer} failed: ${(err as { code?: string }).code ?? ''} ${err.message}\n`) } })
+        await handleFramed(node.libp2p, BULK_PROTOCOL, countAndAck, { runId: BENCH_RUN_ID, timeoutMs: COMMAND_TIMEOUT_MS, onError: (err, peer) => { process.stderr.write(`bulk from ${peer} failed: ${(err as { code?: string }).code ?? ''} ${err.message}\n`) } })
         reply({ event: 'ok' })
       } else if (cmd.cmd === 'bulk-send' || cmd.cmd === 'bulk-send-many') {
         const targets: Array<{ addrs: string[], bytes: number }> = cmd.cmd === 'bulk-send' ? [{ addrs: cmd.addrs, bytes: cmd.bytes }] : cmd.targets

@@ -18,6 +18,7 @@ import { tls } from '@libp2p/tls'
 import { plaintext } from '@libp2p/plaintext'
 import { handleFramed } from '../core/wire/index.ts'
 import type { ConnectionEncrypter, Libp2p } from '@libp2p/interface'
+import { countAndAck } from './framed-sink.ts'
 
 export const TRANSPORT_RUN_ID = '7472616e73706f72742d62656e636821'
 export const FRAMED_PROTOCOL = '/layerswarm/bench/transport/framed/1.0.0'
@@ -82,15 +83,7 @@ async function handleBare (node: Libp2p, bytes: number): Promise<void> {
 
 /** The project's framed protocol with the pipeline's defaults (window, chunk size, 64 MiB frames). */
 async function handleFramedSink (node: Libp2p): Promise<void> {
-  await handleFramed(node, FRAMED_PROTOCOL, async (fs) => {
-    let got = 0
-    for (;;) {
-      const f = await fs.read()
-      if (f == null) break
-      got += f.payload.byteLength
-    }
-    await fs.send({ kind: 'ack', metadata: { got } })
-  }, { runId: TRANSPORT_RUN_ID, timeoutMs: 300_000 })
+  await handleFramed(node, FRAMED_PROTOCOL, countAndAck, { runId: TRANSPORT_RUN_ID, timeoutMs: 300_000 })
 }
 
 async function main (): Promise<void> {

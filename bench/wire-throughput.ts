@@ -11,6 +11,7 @@ import { crc32, crc32Implementation, float32Bytes, handleFramed, openFramed } fr
 import { createTestNode, stopNodes } from '../test/wire-helpers.ts'
 import type { FlowControl } from '../core/wire/index.ts'
 import type { Libp2p } from '@libp2p/interface'
+import { countAndAck } from './framed-sink.ts'
 
 const RUN = '00112233445566778899aabbccddeeff'
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, mib: { type: 'string', default: '64' } } })
@@ -22,15 +23,7 @@ const mbps = (bytes: number, ms: number): number => bytes / 1e6 / (ms / 1000)
 
 async function framed (a: Libp2p, b: Libp2p, data: Uint8Array, frameBytes: number, flowControl: FlowControl, window: number): Promise<number> {
   const protocol = `/layerswarm/bench-wire/${flowControl}-${frameBytes}-${window}/${Math.random().toString(36).slice(2)}`
-  await handleFramed(b, protocol, async (fs) => {
-    let got = 0
-    for (;;) {
-      const f = await fs.read()
-      if (f == null) break
-      got += f.payload.byteLength
-    }
-    await fs.send({ kind: 'ack', metadata: { got } })
-  }, { runId: RUN, flowControl, window, limits: { maxPayloadBytes: Math.max(frameBytes, 1024) } })
+  await handleFramed(b, protocol, countAndAck, { runId: RUN, flowControl, window, limits: { maxPayloadBytes: Math.max(frameBytes, 1024) } })
   const fs = await openFramed(a, b.getMultiaddrs()[0], protocol, { runId: RUN, flowControl, window })
   const t0 = performance.now()
   const parts = Math.ceil(data.byteLength / frameBytes)
