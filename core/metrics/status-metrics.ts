@@ -37,34 +37,27 @@ const CHECK_OUTCOMES = ['passed', 'failed', 'withheld', 'inconclusive'] as const
 /** Registers the status families on `registry`; they read `current()` (set once per scrape) when collected. */
 export function registerStatusMetrics (registry: Registry, current: () => ScrapeStatus): void {
   const compute = new MonotonicMs()
+  /** At scrape time: read the status, reset the family, then record each labelled reading (`each`) or the plain one (`plain`). */
+  const collect = (family: { reset: () => void }, read: (s: ScrapeStatus) => Reading, each: (labels: Labels, v: number) => void, plain: (v: number | undefined) => void): void => {
+    const r = read(current())
+    family.reset()
+    if (Array.isArray(r)) for (const [labels, v] of r) each(labels, v)
+    else plain(r)
+  }
   const gauge = (name: string, help: string, labelNames: string[], read: (s: ScrapeStatus) => Reading): void => {
     // eslint-disable-next-line no-new
     new KnownGauge({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect () {
-        const r = read(current())
-        this.reset()
-        if (Array.isArray(r)) for (const [labels, v] of r) this.set(labels, v)
-        else if (labelNames.length === 0) this.set(r ?? NaN)
-      }
+      name, help, labelNames, registers: [registry],
+      collect () { collect(this, read, (labels, v) => { this.set(labels, v) }, v => { if (labelNames.length === 0) this.set(v ?? NaN) }) }
     })
   }
   const counter = (name: string, help: string, labelNames: string[], read: (s: ScrapeStatus) => Reading): void => {
     // eslint-disable-next-line no-new
     new Counter({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
+      name, help, labelNames, registers: [registry],
       collect () {
-        const r = read(current())
-        this.reset()
         const add = (labels: Labels, v: number): void => { if (Number.isFinite(v) && v > 0) this.inc(labels, v) }
-        if (Array.isArray(r)) for (const [labels, v] of r) add(labels, v)
-        else if (r != null) add({}, r)
+        collect(this, read, add, v => { if (v != null) add({}, v) })
       }
     })
   }
