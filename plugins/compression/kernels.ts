@@ -18,7 +18,7 @@ interface Exports {
   i8_decode(src: number, n: number, B: number, sc: number, dst: number): number
   half_encode(src: number, n: number, dst: number, K: number, T: number, shift: number, half: number, base: number, list: number): number
   half_decode(src: number, n: number, dst: number, maxBits: number, Tm: number, add: number, shift: number, base: number, list: number): number
-  topk_scan(src: number, n: number, L: number, base: number, list: number, cnt: number, cap: number): number
+  topk_scan(src: number, n: number, L: number, base: number, idx: number, bits: number, cnt: number, cap: number): number
 }
 interface Api {
   Module: new (bytes: Uint8Array) => object
@@ -155,18 +155,23 @@ export class CodecKernels {
     return true
   }
 
-  /** Ascending indices of the elements with (bits & 0x7fffffff) >= L (L <= 0x7f800000, so NaN/Inf too); null past `cap`. */
-  topkCandidates (data: Float32Array, L: number, cap: number): Uint32Array | null {
-    const list = 4 * CHUNK
-    this.ensure(list + 4 * cap)
+  /**
+   * Ascending indices `at` of the elements with (bits & 0x7fffffff) >= L (L <= 0x7f800000, so NaN/Inf
+   * too) and their f32 bits; null past `cap`. The bits come along so the caller never reads the
+   * tensor again at scattered indices (a cache miss each).
+   */
+  topkCandidates (data: Float32Array, L: number, cap: number): { at: Uint32Array, bits: Uint32Array } | null {
+    const idx = 4 * CHUNK
+    const bits = idx + 4 * cap
+    this.ensure(bits + 4 * cap)
     let cnt = 0
     for (let from = 0; from < data.length; from += CHUNK) {
       const len = Math.min(CHUNK, data.length - from)
       this.f32.set(data.subarray(from, from + len), 0)
-      cnt = this.ex.topk_scan(0, len, L, from, list, cnt, cap)
+      cnt = this.ex.topk_scan(0, len, L, from, idx, bits, cnt, cap)
       if (cnt < 0) return null
     }
-    return this.u32.slice(list >> 2, (list >> 2) + cnt)
+    return { at: this.u32.slice(idx >> 2, (idx >> 2) + cnt), bits: this.u32.slice(bits >> 2, (bits >> 2) + cnt) }
   }
 }
 

@@ -91,29 +91,27 @@ function selectThreshold (data: Float32Array, bits: Uint32Array, n: number, k: n
 }
 
 /**
- * SIMD path for k well below n: a lower bound L on the threshold, read from a strided sample
- * (its rank set for ~1.5k elements at or above L), then one SIMD pass collects the indices of every
+ * SIMD path for k well below n: a lower bound L on the threshold, read from a sample (its rank set
+ * for ~1.5k elements at or above L), then one SIMD pass collects the indices and bits of every
  * element with |x| >= L (NaN/Inf included: L <= Inf's pattern), and the radix select runs on those
- * candidates only. Returns the candidates' indices and |x| patterns, or null when the sample
- * misled (fewer than k, or more than the cap: e.g. many ties) and the full select must run.
+ * candidates only. The sample is spread by the golden ratio, not a stride: a stride can be a
+ * multiple of a row length and see one column only. Returns null when the sample misled (fewer
+ * than k candidates, or more than the cap: e.g. many ties) and the full select must run.
  */
-function candidates (simd: CodecKernels, data: Float32Array, bits: Uint32Array, n: number, k: number, codec: string): { at: Uint32Array, abs: Uint32Array } | null {
+function candidates (simd: CodecKernels, data: Float32Array, bits: Uint32Array, n: number, k: number, codec: string): { at: Uint32Array, bits: Uint32Array } | null {
   const s = Math.min(n, 4096)
   const sample = new Uint32Array(s)
-  for (let j = 0; j < s; j++) sample[j] = bits[Math.floor(j * n / s)] & 0x7fffffff
+  for (let j = 0; j < s; j++) sample[j] = bits[Math.floor(((j + 0.5) * 0.6180339887498949 % 1) * n)] & 0x7fffffff
   sample.sort()
   const r = Math.ceil(1.5 * k * s / n) + 16
   if (r >= s) return null
   const L = Math.min(sample[s - 1 - r], 0x7f800000)
-  const at = simd.topkCandidates(data, L, 3 * k + Math.ceil(32 * n / s) + 1024)
-  if (at == null || at.length < k) return null
-  const abs = new Uint32Array(at.length)
-  for (let j = 0; j < at.length; j++) {
-    const a = bits[at[j]] & 0x7fffffff
-    if (a >= 0x7f800000) throw nonFiniteAt(`${codec}: input`, data, at[j]) // ascending: the first one
-    abs[j] = a
+  const cand = simd.topkCandidates(data, L, 3 * k + Math.ceil(32 * n / s) + 1024)
+  if (cand == null || cand.at.length < k) return null
+  for (let j = 0; j < cand.bits.length; j++) {
+    if ((cand.bits[j] & 0x7fffffff) >= 0x7f800000) throw nonFiniteAt(`${codec}: input`, data, cand.at[j]) // ascending: the first one
   }
-  return { at, abs }
+  return cand
 }
 
 export function topkCodec (opts: TopKOptions = {}): TopKCodec {
@@ -152,6 +150,7 @@ export function topkCodec (opts: TopKOptions = {}): TopKCodec {
       const bits = new Uint32Array(data.buffer, data.byteOffset, n)
       const idx = new Uint32Array(k)
       const vals = new Float32Array(k)
+      const vbits = new Uint32Array(vals.buffer)
       if (k === n) {
         absMaxFinite(data, bits, 0, n, `${name}: input`)
         for (let i = 0; i < n; i++) idx[i] = i
@@ -160,16 +159,17 @@ export function topkCodec (opts: TopKOptions = {}): TopKCodec {
         // Select among the candidates (SIMD) or every element (JS); keep what is above the
         // threshold t and the first `ties` equal to it, in ascending index order.
         const cand = simd != null && 4 * k < n ? candidates(simd, data, bits, n, k, name) : null
-        const abs = cand?.abs ?? bits
-        const sel = selectThreshold(data, abs, abs.length, k, name)
+        const src = cand?.bits ?? bits
+        const sel = selectThreshold(data, src, src.length, k, name)
         const t = sel.t
         let ties = sel.ties
         let j = 0
-        for (let c = 0; c < abs.length; c++) {
-          const a = abs[c] & 0x7fffffff
+        for (let c = 0; c < src.length; c++) {
+          const a = src[c] & 0x7fffffff
           if (a > t || (a === t && ties-- > 0)) {
-            const i = cand == null ? c : cand.at[c]
-            idx[j] = i; vals[j] = data[i]; j++
+            idx[j] = cand == null ? c : cand.at[c]
+            vbits[j] = src[c]
+            j++
           }
         }
       }

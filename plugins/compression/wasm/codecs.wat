@@ -299,38 +299,40 @@
       (br $t)))
     (local.get $cnt))
 
-  ;; Top-k candidates: appends base + i for each of n f32 at src with (bits & 0x7fffffff) >= L (NaN
-  ;; and Inf too when L <= 0x7f800000) to the u32 list at list[cnt..], at most cap entries in all.
-  ;; Returns the new count, or -1 past cap.
-  (func (export "topk_scan") (param $src i32) (param $n i32) (param $L i32) (param $base i32) (param $list i32) (param $cnt i32) (param $cap i32) (result i32)
-    (local $i i32) (local $vn i32) (local $Lv v128) (local $j i32) (local $end i32)
-    ;; a >= L  <=>  a > L - 1 (signed: a and L - 1 are in 0..2^31-1)
+;; Top-k candidates: for each of n f32 at src with (bits & 0x7fffffff) >= L (NaN and Inf too when
+  ;; L <= 0x7f800000), appends base + i to the u32 list at idx[cnt..] and its bits to bits[cnt..], at
+  ;; most cap entries in all. Returns the new count, or -1 past cap.
+  (func (export "topk_scan") (param $src i32) (param $n i32) (param $L i32) (param $base i32) (param $idx i32) (param $bits i32) (param $cnt i32) (param $cap i32) (result i32)
+    (local $i i32) (local $vn i32) (local $Lv v128) (local $mask i32) (local $lane i32) (local $at i32) (local $b i32)
+    ;; a >= L  <=>  a > L - 1 (signed: a and L - 1 are in -1..2^31-1)
     (local.set $Lv (i32x4.splat (i32.sub (local.get $L) (i32.const 1))))
-    (local.set $vn (i32.and (local.get $n) (i32.const -8)))
+    (local.set $vn (i32.and (local.get $n) (i32.const -4)))
     (block $vd (loop $vl
       (br_if $vd (i32.ge_u (local.get $i) (local.get $vn)))
-      (if (v128.any_true (v128.or
-          (i32x4.gt_s (v128.and (v128.load (local.get $src)) (v128.const i32x4 0x7fffffff 0x7fffffff 0x7fffffff 0x7fffffff)) (local.get $Lv))
-          (i32x4.gt_s (v128.and (v128.load offset=16 (local.get $src)) (v128.const i32x4 0x7fffffff 0x7fffffff 0x7fffffff 0x7fffffff)) (local.get $Lv))))
-        (then
-          (local.set $end (i32.add (local.get $i) (i32.const 8)))
-          (local.set $j (local.get $i))
-          (block $sd (loop $sl
-            (br_if $sd (i32.ge_u (local.get $j) (local.get $end)))
-            (if (i32.ge_u (i32.and (i32.load (i32.add (local.get $src) (i32.shl (i32.sub (local.get $j) (local.get $i)) (i32.const 2)))) (i32.const 0x7fffffff)) (local.get $L)) (then
-              (if (i32.ge_u (local.get $cnt) (local.get $cap)) (then (return (i32.const -1))))
-              (i32.store (i32.add (local.get $list) (i32.shl (local.get $cnt) (i32.const 2))) (i32.add (local.get $base) (local.get $j)))
-              (local.set $cnt (i32.add (local.get $cnt) (i32.const 1)))))
-            (local.set $j (i32.add (local.get $j) (i32.const 1)))
-            (br $sl)))))
-      (local.set $src (i32.add (local.get $src) (i32.const 32)))
-      (local.set $i (i32.add (local.get $i) (i32.const 8)))
+      (local.set $mask (i32x4.bitmask (i32x4.gt_s
+        (v128.and (v128.load (local.get $src)) (v128.const i32x4 0x7fffffff 0x7fffffff 0x7fffffff 0x7fffffff)) (local.get $Lv))))
+      ;; the set lanes, lowest first (ascending indices)
+      (block $md (loop $ml
+        (br_if $md (i32.eqz (local.get $mask)))
+        (if (i32.ge_u (local.get $cnt) (local.get $cap)) (then (return (i32.const -1))))
+        (local.set $lane (i32.ctz (local.get $mask)))
+        (local.set $at (i32.shl (local.get $cnt) (i32.const 2)))
+        (i32.store (i32.add (local.get $idx) (local.get $at)) (i32.add (i32.add (local.get $base) (local.get $i)) (local.get $lane)))
+        (i32.store (i32.add (local.get $bits) (local.get $at)) (i32.load (i32.add (local.get $src) (i32.shl (local.get $lane) (i32.const 2)))))
+        (local.set $cnt (i32.add (local.get $cnt) (i32.const 1)))
+        (local.set $mask (i32.and (local.get $mask) (i32.sub (local.get $mask) (i32.const 1))))
+        (br $ml)))
+      (local.set $src (i32.add (local.get $src) (i32.const 16)))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
       (br $vl)))
     (block $td (loop $t
       (br_if $td (i32.ge_u (local.get $i) (local.get $n)))
-      (if (i32.ge_u (i32.and (i32.load (local.get $src)) (i32.const 0x7fffffff)) (local.get $L)) (then
+      (local.set $b (i32.load (local.get $src)))
+      (if (i32.ge_u (i32.and (local.get $b) (i32.const 0x7fffffff)) (local.get $L)) (then
         (if (i32.ge_u (local.get $cnt) (local.get $cap)) (then (return (i32.const -1))))
-        (i32.store (i32.add (local.get $list) (i32.shl (local.get $cnt) (i32.const 2))) (i32.add (local.get $base) (local.get $i)))
+        (local.set $at (i32.shl (local.get $cnt) (i32.const 2)))
+        (i32.store (i32.add (local.get $idx) (local.get $at)) (i32.add (local.get $base) (local.get $i)))
+        (i32.store (i32.add (local.get $bits) (local.get $at)) (local.get $b))
         (local.set $cnt (i32.add (local.get $cnt) (i32.const 1)))))
       (local.set $src (i32.add (local.get $src) (i32.const 4)))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
