@@ -36,8 +36,11 @@
     (local $blk i32) (local $from i32) (local $len i32) (local $a i32) (local $m f64) (local $mv v128)
     (local $p i32) (local $q i32) (local $vend i32) (local $end i32)
     (local $v v128) (local $r0 v128) (local $r1 v128) (local $r2 v128) (local $r3 v128)
-    (local $c v128) (local $k v128)
+    (local $c v128) (local $k v128) (local $m4 v128) (local $w v128) (local $bad v128) (local $lim v128) (local $kb v128) (local $p0 i32) (local $q0 i32)
     (local.set $c (v128.const f64x2 127.5 127.5))
+    (local.set $lim (v128.const f32x4 0.49993896484375 0.49993896484375 0.49993896484375 0.49993896484375))
+    ;; bits of 1.5 * 2^23 + c is 0x4b400000 + c; codes are c - 127
+    (local.set $kb (v128.const i32x4 0x4b40007f 0x4b40007f 0x4b40007f 0x4b40007f))
     (local.set $k (v128.const i32x4 127 127 127 127))
     (block $done (loop $blocks
       (br_if $done (i32.ge_u (local.get $from) (local.get $n)))
@@ -55,6 +58,39 @@
           (local.set $m (f64.div (f64.const 127) (f64.promote_f32 (f32.reinterpret_i32 (local.get $a)))))
           (local.set $mv (f64x2.splat (local.get $m)))
           (local.set $vend (i32.add (local.get $q) (i32.and (local.get $len) (i32.const -16))))
+          ;; Fast pass in f32: y = x * f32(m) + 127.5 is within 2.3e-5 of the f64 value, so where y
+          ;; is at least 2^-14 from an integer both floor alike. floor(y) = round(y - 0.5), read from
+          ;; the bits of (y - 0.5) + 1.5 * 2^23 (whose ulp is 1). A block with a lane nearer an
+          ;; integer (or a scale too large for f32) runs the f64 pass below instead.
+          (local.set $m4 (f32x4.splat (f32.demote_f64 (local.get $m))))
+          (local.set $bad (v128.const i32x4 0 0 0 0))
+          (local.set $p0 (local.get $p))
+          (local.set $q0 (local.get $q))
+          (if (f64.lt (local.get $m) (f64.const 3e38))
+            (then (block $fd (loop $f
+              (br_if $fd (i32.ge_u (local.get $q) (local.get $vend)))
+            (local.set $w (f32x4.sub (f32x4.add (f32x4.mul (v128.load offset=0 (local.get $p)) (local.get $m4)) (v128.const f32x4 127.5 127.5 127.5 127.5)) (v128.const f32x4 0.5 0.5 0.5 0.5)))
+            (local.set $r0 (f32x4.add (local.get $w) (v128.const f32x4 12582912 12582912 12582912 12582912)))
+            (local.set $bad (v128.or (local.get $bad) (f32x4.gt (f32x4.abs (f32x4.sub (local.get $w) (f32x4.sub (local.get $r0) (v128.const f32x4 12582912 12582912 12582912 12582912)))) (local.get $lim))))
+            (local.set $w (f32x4.sub (f32x4.add (f32x4.mul (v128.load offset=16 (local.get $p)) (local.get $m4)) (v128.const f32x4 127.5 127.5 127.5 127.5)) (v128.const f32x4 0.5 0.5 0.5 0.5)))
+            (local.set $r1 (f32x4.add (local.get $w) (v128.const f32x4 12582912 12582912 12582912 12582912)))
+            (local.set $bad (v128.or (local.get $bad) (f32x4.gt (f32x4.abs (f32x4.sub (local.get $w) (f32x4.sub (local.get $r1) (v128.const f32x4 12582912 12582912 12582912 12582912)))) (local.get $lim))))
+            (local.set $w (f32x4.sub (f32x4.add (f32x4.mul (v128.load offset=32 (local.get $p)) (local.get $m4)) (v128.const f32x4 127.5 127.5 127.5 127.5)) (v128.const f32x4 0.5 0.5 0.5 0.5)))
+            (local.set $r2 (f32x4.add (local.get $w) (v128.const f32x4 12582912 12582912 12582912 12582912)))
+            (local.set $bad (v128.or (local.get $bad) (f32x4.gt (f32x4.abs (f32x4.sub (local.get $w) (f32x4.sub (local.get $r2) (v128.const f32x4 12582912 12582912 12582912 12582912)))) (local.get $lim))))
+            (local.set $w (f32x4.sub (f32x4.add (f32x4.mul (v128.load offset=48 (local.get $p)) (local.get $m4)) (v128.const f32x4 127.5 127.5 127.5 127.5)) (v128.const f32x4 0.5 0.5 0.5 0.5)))
+            (local.set $r3 (f32x4.add (local.get $w) (v128.const f32x4 12582912 12582912 12582912 12582912)))
+            (local.set $bad (v128.or (local.get $bad) (f32x4.gt (f32x4.abs (f32x4.sub (local.get $w) (f32x4.sub (local.get $r3) (v128.const f32x4 12582912 12582912 12582912 12582912)))) (local.get $lim))))
+              (v128.store (local.get $q) (i8x16.narrow_i16x8_s
+                (i16x8.narrow_i32x4_s (i32x4.sub (local.get $r0) (local.get $kb)) (i32x4.sub (local.get $r1) (local.get $kb)))
+                (i16x8.narrow_i32x4_s (i32x4.sub (local.get $r2) (local.get $kb)) (i32x4.sub (local.get $r3) (local.get $kb)))))
+              (local.set $p (i32.add (local.get $p) (i32.const 64)))
+              (local.set $q (i32.add (local.get $q) (i32.const 16)))
+              (br $f))))
+            (else (local.set $bad (v128.const i32x4 -1 -1 -1 -1))))
+          (if (v128.any_true (local.get $bad)) (then
+            (local.set $p (local.get $p0))
+            (local.set $q (local.get $q0))))
           (block $vd (loop $v
             (br_if $vd (i32.ge_u (local.get $q) (local.get $vend)))
             (local.set $v (v128.load offset=0 (local.get $p)))
