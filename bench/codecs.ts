@@ -3,14 +3,19 @@
 // float32, median of several runs, against a memcpy of the same bytes), and the round-trip error
 // (max error relative to the block or tensor absmax, against the declared bound; relative RMSE).
 // Not a test: figures vary ~2x with machine load, so compare ratios measured in one run.
+// `fresh_output_GBps` is writing a newly allocated Float32Array of the same size: decode must return
+// a fresh tensor, so its first touch of every page (page faults) bounds decode throughput.
+// `--path js` measures the JS path (the fallback where WebAssembly SIMD is missing; same bytes).
 //
-//   npx tsx bench/codecs.ts [--elements 16777216] [--reps 5] [--warmup 1] [--codecs fp16,int8-block]
+//   npx tsx bench/codecs.ts [--elements 16777216] [--reps 5] [--warmup 1] [--codecs fp16,int8-block] [--path auto|js]
 import { parseArgs } from 'node:util'
 import os from 'node:os'
 import { pathToFileURL } from 'node:url'
 import type { Codec } from '../core/contracts/codec.ts'
 import { activationLike } from '../core/testing/codec-data.ts'
 import { builtinCodecs } from '../plugins/compression/index.ts'
+import { codecKernels } from '../plugins/compression/kernels.ts'
+import type { CodecPath } from '../plugins/compression/kernels.ts'
 import { machineInfo, medianMs, round } from './report.ts'
 import type { BenchReport, BenchResult } from './report.ts'
 
@@ -26,6 +31,8 @@ export interface CodecBenchOptions {
   /** Codecs to measure instead of the built-ins (e.g. a plugin's). */
   readonly codecList?: readonly Codec[]
   readonly seed?: number
+  /** 'auto' (default): the built-ins' WASM SIMD path where present; 'js': their JS path. */
+  readonly path?: CodecPath
 }
 
 /** Max over blocks (or the tensor) of max|x - y| / absmax, and sqrt(sum (x-y)^2 / sum x^2). */
@@ -57,7 +64,9 @@ export async function benchCodecs (opts: CodecBenchOptions = {}): Promise<BenchR
   const warmup = opts.warmup ?? 1
   const machine = machineInfo()
   const time = async (fn: () => unknown): Promise<number> => await medianMs(async () => fn(), warmup, reps)
-  const all = opts.codecList ?? builtinCodecs()
+  const path = opts.path ?? 'auto'
+  if (path !== 'auto' && path !== 'js') throw new RangeError(`path must be auto or js, got ${String(path)}`)
+  const all = opts.codecList ?? builtinCodecs({ path })
   const codecs = opts.codecs == null ? all : opts.codecs.map(name => {
     const c = all.find(x => x.name === name)
     if (c == null) throw new RangeError(`unknown codec "${name}" (known: ${all.map(x => x.name).join(', ')})`)
@@ -71,6 +80,8 @@ export async function benchCodecs (opts: CodecBenchOptions = {}): Promise<BenchR
   const copy = new Float32Array(n)
   const memcpy = { name: 'memcpy_GBps', value: round(gb / (await time(() => { copy.set(x) }) / 1000), 3) }
   results.push({ name: memcpy.name, value: memcpy.value, unit: 'GB/s', baseline: null, ratio: null })
+  const fresh = gb / (await time(() => new Float32Array(n).fill(1)) / 1000)
+  results.push({ name: 'fresh_output_GBps', value: round(fresh, 3), unit: 'GB/s', baseline: memcpy, ratio: round(fresh / memcpy.value, 4) })
 
   for (const c of codecs) {
     let bytes = c.encode(x, shape, 'activation')
@@ -95,7 +106,7 @@ export async function benchCodecs (opts: CodecBenchOptions = {}): Promise<BenchR
   machine.loadAvgEnd = round(os.loadavg()[0], 2)
   return {
     suite: 'codecs',
-    backend: 'compression (JS)',
+    backend: opts.codecList != null ? 'codecs given' : path === 'js' || codecKernels() == null ? 'compression (JS)' : 'compression (WASM SIMD; fp32, int4-block: JS)',
     device: 'cpu',
     machine,
     baseline: {
@@ -111,13 +122,14 @@ export async function benchCodecs (opts: CodecBenchOptions = {}): Promise<BenchR
 
 if (process.argv[1] != null && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const { values } = parseArgs({
-    options: { elements: { type: 'string' }, reps: { type: 'string' }, warmup: { type: 'string' }, codecs: { type: 'string' } }
+    options: { elements: { type: 'string' }, reps: { type: 'string' }, warmup: { type: 'string' }, codecs: { type: 'string' }, path: { type: 'string' } }
   })
   const report = await benchCodecs({
     elements: values.elements != null ? Number(values.elements) : undefined,
     reps: values.reps != null ? Number(values.reps) : undefined,
     warmup: values.warmup != null ? Number(values.warmup) : undefined,
-    codecs: values.codecs?.split(',').map(s => s.trim()).filter(Boolean)
+    codecs: values.codecs?.split(',').map(s => s.trim()).filter(Boolean),
+    path: values.path as CodecPath | undefined
   })
   process.stdout.write(JSON.stringify(report, null, 2) + '\n')
 }

@@ -5,6 +5,7 @@ import type { Codec } from '../../core/contracts/codec.ts'
 import { bf16Codec, fp16Codec, fp32Codec } from './float.ts'
 import { int4BlockCodec, int8BlockCodec } from './blockwise.ts'
 import { topkCodec } from './topk.ts'
+import type { CodecPath } from './kernels.ts'
 
 export interface CompressionOptions {
   /** Block size of int8-block (default 64). */
@@ -13,6 +14,8 @@ export interface CompressionOptions {
   readonly int4BlockSize?: number
   /** Fraction of elements topk keeps (default 1/64). */
   readonly topkFraction?: number
+  /** 'auto' (default): WASM SIMD where present; 'js': the JS path (same bytes; for benchmarks and tests, not a config option). */
+  readonly path?: CodecPath
 }
 
 /** Checks untyped plugin options (config file / flags); throws ConfigError naming the bad one. */
@@ -31,10 +34,11 @@ export function parseCompressionOptions (raw: Readonly<Record<string, unknown>>)
 /** fp32, fp16, bf16, int8-block, int4-block, topk, topk.fp16, topk.int8-block. */
 export function builtinCodecs (opts: CompressionOptions = {}): Codec[] {
   try {
-    const fp16 = fp16Codec()
-    const int8 = int8BlockCodec({ blockSize: opts.int8BlockSize })
-    const topk = topkCodec({ fraction: opts.topkFraction })
-    return [fp32Codec(), fp16, bf16Codec(), int8, int4BlockCodec({ blockSize: opts.int4BlockSize }), topk, topk.compose(fp16), topk.compose(int8)]
+    const path = opts.path
+    const fp16 = fp16Codec({ path })
+    const int8 = int8BlockCodec({ blockSize: opts.int8BlockSize, path })
+    const topk = topkCodec({ fraction: opts.topkFraction, path })
+    return [fp32Codec(), fp16, bf16Codec({ path }), int8, int4BlockCodec({ blockSize: opts.int4BlockSize }), topk, topk.compose(fp16), topk.compose(int8)]
   } catch (err) {
     if (err instanceof RangeError) throw new ConfigError(`compression plugin: ${err.message}`)
     throw err
