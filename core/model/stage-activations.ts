@@ -34,20 +34,23 @@ export interface Shared {
 }
 
 
+/** The sizes and kinds both allocations read from a stage's layout. */
+function dims (layout: StageLayout): { C: number, NH: number, H: number, k: number, llama: boolean, first: boolean, attention: 'full' | 'flash' } {
+  const { config } = layout
+  return {
+    C: config.dModel, NH: config.nHead, H: ffnHiddenOf(config), k: layout.bottleneck, llama: isLlama(config), first: isFirstStage(layout), attention: config.attention ?? 'full'
+  }
+}
+
 /** The shared buffers of a stage at [B,T]. */
 export function allocShared (be: ComputeBackend, layout: StageLayout, B: number, T: number): Shared {
-  const { config, bottleneck: k } = layout
-  const C = config.dModel
-  const NH = config.nHead
-  const H = ffnHiddenOf(config)
-  const llama = isLlama(config)
-  const first = isFirstStage(layout)
+  const { C, NH, H, k, llama, first, attention } = dims(layout)
   const up = !first && k > 0
   const down = !isLastStage(layout) && k > 0
   return {
     B,
     T,
-    scratch: llama ? allocLlamaBlockScratch(be, B, T, C, NH, H, config.attention ?? 'full') : allocBlockScratch(be, B, T, C, NH, config.attention ?? 'full'),
+    scratch: llama ? allocLlamaBlockScratch(be, B, T, C, NH, H, attention) : allocBlockScratch(be, B, T, C, NH, attention),
     zeroPos: llama && first ? be.alloc([T, C]) : null,
     dposSink: llama && first ? be.alloc([T, C]) : null,
     dres: be.alloc([B, T, C]),
@@ -59,13 +62,9 @@ export function allocShared (be: ComputeBackend, layout: StageLayout, B: number,
 
 /** One microbatch's saved tensors at [B,T]. */
 export function allocSet (be: ComputeBackend, layout: StageLayout, B: number, T: number): Activations {
-  const { config, bottleneck: k } = layout
-  const C = config.dModel
-  const NH = config.nHead
+  const { C, NH, H, k, llama, first, attention } = dims(layout)
+  const { config } = layout
   const W = boundaryWidth(layout)
-  const H = ffnHiddenOf(config)
-  const llama = isLlama(config)
-  const first = isFirstStage(layout)
   const nBlocks = layout.range.endBlock - layout.range.firstBlock
   const recompute = config.recompute === true
   return {
@@ -74,7 +73,7 @@ export function allocSet (be: ComputeBackend, layout: StageLayout, B: number, T:
     tokens: first ? be.alloc([B, T], 'i32') : null,
     input: be.alloc(first ? [B, T, C] : [B, T, W]),
     upOut: !first && k > 0 ? be.alloc([B, T, C]) : null,
-    blocks: Array.from({ length: recompute ? 1 : nBlocks }, () => llama ? allocLlamaBlockActivations(be, B, T, C, NH, H, config.attention ?? 'full') : allocBlockActivations(be, B, T, C, NH, config.attention ?? 'full')),
+    blocks: Array.from({ length: recompute ? 1 : nBlocks }, () => llama ? allocLlamaBlockActivations(be, B, T, C, NH, H, attention) : allocBlockActivations(be, B, T, C, NH, attention)),
     head: isLastStage(layout) ? allocHeadActivations(be, B, T, C, config.vocabSize) : null,
     pending: null
   }
