@@ -9,9 +9,12 @@ import type { WasmKernels, WasmMemory } from './wasm.ts'
 export class GemmRunner {
   private u8: Uint8Array<ArrayBufferLike> = new Uint8Array(0)
   private readonly tilePanels: number
+  /** Whether the native GEMM runs (it reads any strided A in place: no packing needed). */
+  readonly native: boolean
 
-  constructor (private readonly memory: WasmMemory, private readonly wasm: WasmKernels, private readonly native: NativeGemm | null) {
-    this.tilePanels = native === null ? 1 : nativeTileCols(native) / 8
+  constructor (private readonly memory: WasmMemory, private readonly wasm: WasmKernels, private readonly nativeGemm: NativeGemm | null) {
+    this.tilePanels = nativeGemm === null ? 1 : nativeTileCols(nativeGemm) / 8
+    this.native = nativeGemm !== null
   }
 
   /**
@@ -30,9 +33,9 @@ export class GemmRunner {
     const biasBytes = bias < 0 ? 0 : (bias + j0) * 4
     // A(m, k) at a + (m & ~3)*sam + (m & 3)*sar + k*sak (bytes): plain view sar = sam; packed sar = 4
     const [samB, sarB, sakB] = aPackedK < 0 ? [sam * 4, sam * 4, sak * 4] : [aPackedK * 4, 4, 16]
-    if (this.native !== null) {
+    if (this.nativeGemm !== null) {
       if (this.u8.byteLength !== this.memory.buffer.byteLength) this.u8 = new Uint8Array(this.memory.buffer)
-      this.native.gemm(this.u8, a * 4, samB, sarB, sakB, (b + j0 * sbj) * 4, sbk * 4, sbj * 4, (c + j0) * 4, ldc * 4, M, Kd, cols, beta, biasBytes)
+      this.nativeGemm.gemm(this.u8, a * 4, samB, sarB, sakB, (b + j0 * sbj) * 4, sbk * 4, sbj * 4, (c + j0) * 4, ldc * 4, M, Kd, cols, beta, biasBytes)
       return
     }
     const np = p1 - p0

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #define KC 256
-#define MC 192
+#define MC 192 // a multiple of both MR (8 and 6)
 
 typedef struct { const uint8_t *A; int64_t sam, sar, sak; const uint8_t *B; int64_t sbk, sbj; uint8_t *C; int64_t ldc; int M, K, N, beta; const float *bias; } Job;
 
@@ -29,17 +29,10 @@ static float *scratchFor (size_t floats) {
   return scratch;
 }
 
-static inline float aAt (const Job *j, int m, int k) {
-  return *(const float *)(j->A + (int64_t)(m & ~3) * j->sam + (int64_t)(m & 3) * j->sar + (int64_t)k * j->sak);
-}
-
-// dst[(p*kc + k)*MR + r] = A(i0 + p*MR + r, k0 + k), zero past row M
-static void packA (const Job *j, int i0, int mc, int k0, int kc, int MR, float *dst) {
-  for (int p = 0; p < mc; p += MR) {
-    for (int k = 0; k < kc; k++) {
-      for (int r = 0; r < MR; r++) *dst++ = p + r < mc ? aAt(j, i0 + p + r, k0 + k) : 0.0f;
-    }
-  }
+// Where row m of A starts (A(m, k) = rowA(m) + k*sak); rows past M repeat row M - 1 (their results are dropped)
+static inline const uint8_t *rowA (const Job *j, int m) {
+  if (m >= j->M) m = j->M - 1;
+  return j->A + (int64_t)(m & ~3) * j->sam + (int64_t)(m & 3) * j->sar;
 }
 
 // dst[(p*kc + k)*NR + c] = B(k0 + k, p*NR + c), zero past column N
@@ -68,36 +61,55 @@ static void storeTile (const Job *j, const float *t, int NR, int i, int jc, int 
   }
 }
 
-typedef void (*Kernel) (int kc, const float *a, const float *b, float *t);
+// One MR x NR tile: acc = A rows ar[0..MR) (k0.. k0+kc, stride sak) @ the packed B panel b; then
+// c[r*ldc + q] = acc (+ bias[q] where bias) (+ old c where addC). A is read in place, not packed: every
+// layout the backend passes (row-major, transposed, 4-row panels) is a row pointer plus k*sak.
+typedef void (*Kernel) (int kc, const uint8_t *const *ar, int64_t sak, const float *b, float *c, int64_t ldc, int addC, const float *bias);
 
 // 8 x 32 tile: 16 zmm accumulators, one broadcast of A per row and k.
-__attribute__((target("avx512f"))) static void kernel512 (int kc, const float *a, const float *b, float *t) {
-  __m512 c[8][2];
-  for (int r = 0; r < 8; r++) { c[r][0] = _mm512_setzero_ps(); c[r][1] = _mm512_setzero_ps(); }
-  for (int k = 0; k < kc; k++, a += 8, b += 32) {
+__attribute__((target("avx512f"))) static void kernel512 (int kc, const uint8_t *const *ar, int64_t sak, const float *b, float *c, int64_t ldc, int addC, const float *bias) {
+  __m512 acc[8][2];
+  const uint8_t *a[8];
+  for (int r = 0; r < 8; r++) { acc[r][0] = _mm512_setzero_ps(); acc[r][1] = _mm512_setzero_ps(); a[r] = ar[r]; }
+  for (int64_t off = 0, k = 0; k < kc; k++, off += sak, b += 32) {
     __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
     for (int r = 0; r < 8; r++) {
-      __m512 x = _mm512_set1_ps(a[r]);
-      c[r][0] = _mm512_fmadd_ps(x, b0, c[r][0]);
-      c[r][1] = _mm512_fmadd_ps(x, b1, c[r][1]);
+      __m512 x = _mm512_set1_ps(*(const float *)(a[r] + off));
+      acc[r][0] = _mm512_fmadd_ps(x, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(x, b1, acc[r][1]);
     }
   }
-  for (int r = 0; r < 8; r++) { _mm512_store_ps(t + r * 32, c[r][0]); _mm512_store_ps(t + r * 32 + 16, c[r][1]); }
+  for (int r = 0; r < 8; r++) {
+    for (int h = 0; h < 2; h++) {
+      __m512 v = acc[r][h];
+      if (bias != NULL) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + 16 * h));
+      if (addC) v = _mm512_add_ps(v, _mm512_loadu_ps(c + r * ldc + 16 * h));
+      _mm512_storeu_ps(c + r * ldc + 16 * h, v);
+    }
+  }
 }
 
 // 6 x 16 tile: 12 ymm accumulators (of 16 registers).
-__attribute__((target("avx2,fma"))) static void kernel256 (int kc, const float *a, const float *b, float *t) {
-  __m256 c[6][2];
-  for (int r = 0; r < 6; r++) { c[r][0] = _mm256_setzero_ps(); c[r][1] = _mm256_setzero_ps(); }
-  for (int k = 0; k < kc; k++, a += 6, b += 16) {
+__attribute__((target("avx2,fma"))) static void kernel256 (int kc, const uint8_t *const *ar, int64_t sak, const float *b, float *c, int64_t ldc, int addC, const float *bias) {
+  __m256 acc[6][2];
+  const uint8_t *a[6];
+  for (int r = 0; r < 6; r++) { acc[r][0] = _mm256_setzero_ps(); acc[r][1] = _mm256_setzero_ps(); a[r] = ar[r]; }
+  for (int64_t off = 0, k = 0; k < kc; k++, off += sak, b += 16) {
     __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
     for (int r = 0; r < 6; r++) {
-      __m256 x = _mm256_broadcast_ss(a + r);
-      c[r][0] = _mm256_fmadd_ps(x, b0, c[r][0]);
-      c[r][1] = _mm256_fmadd_ps(x, b1, c[r][1]);
+      __m256 x = _mm256_broadcast_ss((const float *)(a[r] + off));
+      acc[r][0] = _mm256_fmadd_ps(x, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(x, b1, acc[r][1]);
     }
   }
-  for (int r = 0; r < 6; r++) { _mm256_store_ps(t + r * 16, c[r][0]); _mm256_store_ps(t + r * 16 + 8, c[r][1]); }
+  for (int r = 0; r < 6; r++) {
+    for (int h = 0; h < 2; h++) {
+      __m256 v = acc[r][h];
+      if (bias != NULL) v = _mm256_add_ps(v, _mm256_loadu_ps(bias + 8 * h));
+      if (addC) v = _mm256_add_ps(v, _mm256_loadu_ps(c + r * ldc + 8 * h));
+      _mm256_storeu_ps(c + r * ldc + 8 * h, v);
+    }
+  }
 }
 
 static Kernel kernel = NULL;
@@ -113,24 +125,31 @@ static void pickIsa (const char *cap) {
 }
 
 static int run (const Job *j) {
-  int mcMax = (MC / MR) * MR;
   size_t np = (size_t)(j->N + NR - 1) / NR;
-  float *bp = scratchFor(np * NR * KC + (size_t)mcMax * KC + (size_t)MR * NR + 16);
+  float *bp = scratchFor(np * NR * KC + (size_t)MR * NR + 16);
   if (bp == NULL) return -1;
-  float *ap = bp + np * NR * KC;
-  float *tile = ap + (size_t)mcMax * KC;
+  float *tile = bp + np * NR * KC;
+  const uint8_t *ar[8];
+  int64_t ldc = j->ldc / 4;
   for (int k0 = 0; k0 < j->K; k0 += KC) {
     int kc = j->K - k0 < KC ? j->K - k0 : KC;
+    int first = k0 == 0;
     packB(j, k0, kc, NR, bp);
-    for (int i0 = 0; i0 < j->M; i0 += mcMax) {
-      int mc = j->M - i0 < mcMax ? j->M - i0 : mcMax;
-      packA(j, i0, mc, k0, kc, MR, ap);
+    for (int i0 = 0; i0 < j->M; i0 += MC) { // MC rows of A (x kc) stay in L2 while the B panels pass
+      int i1 = j->M - i0 < MC ? j->M : i0 + MC;
       for (size_t p = 0; p < np; p++) {
         int jc = (int)p * NR;
         int nr = j->N - jc < NR ? j->N - jc : NR;
-        for (int r = 0; r < mc; r += MR) {
-          kernel(kc, ap + (size_t)r * kc, bp + p * NR * kc, tile);
-          storeTile(j, tile, NR, i0 + r, jc, mc - r < MR ? mc - r : MR, nr, k0 == 0);
+        const float *bias = first && j->bias != NULL ? j->bias + jc : NULL;
+        for (int i = i0; i < i1; i += MR) {
+          int mr = i1 - i < MR ? i1 - i : MR;
+          for (int r = 0; r < MR; r++) ar[r] = rowA(j, i + r) + (int64_t)k0 * j->sak;
+          if (mr == MR && nr == NR) {
+            kernel(kc, ar, j->sak, bp + p * NR * kc, (float *)(j->C + (int64_t)i * j->ldc) + jc, ldc, first ? j->beta : 1, bias);
+          } else { // a partial tile: through the tile buffer, only its valid part stored
+            kernel(kc, ar, j->sak, bp + p * NR * kc, tile, NR, 0, NULL);
+            storeTile(j, tile, NR, i, jc, mr, nr, first);
+          }
         }
       }
     }
