@@ -5,34 +5,19 @@
 // cost their sender too.
 import '../core/polyfills.ts'
 import assert from 'node:assert/strict'
-import { createLibp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@libp2p/yamux'
-import { identify } from '@libp2p/identify'
-import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import type { GossipSub } from '@libp2p/gossipsub'
 import type { Libp2p } from '@libp2p/interface'
 import { HeartbeatFloodError, HeartbeatRateLimitedError } from '../core/membership/errors.ts'
 import { encodeHeartbeat, membersTopic, type Heartbeat } from '../core/membership/heartbeat.ts'
 import { createMembership, type MembershipHost, type MembershipService } from '../core/membership/index.ts'
 import { PublisherRates } from '../core/membership/publisher-rates.ts'
-import { stopNodes } from './wire-helpers.ts'
+import { createGossipNode, stopNodes } from './wire-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
 const RUN = 'gossip-scoring-run'
 const TOPIC = membersTopic(RUN)
 
-async function gossipNode (): Promise<Libp2p> {
-  const node = await createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    services: { identify: identify(), pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }) }
-  })
-  await node.start()
-  return node as unknown as Libp2p
-}
+const gossipNode = async (): Promise<Libp2p> => await createGossipNode()
 
 const pubsubOf = (n: Libp2p): GossipSub => (n as unknown as { services: { pubsub: GossipSub } }).services.pubsub
 /** gossipsub's score of `peer` at `n` (cached by gossipsub for one heartbeat interval). */

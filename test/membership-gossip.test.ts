@@ -6,32 +6,16 @@
 // service (core/pipeline/stage-peers.ts).
 import '../core/polyfills.ts'
 import assert from 'node:assert/strict'
-import { createLibp2p } from 'libp2p'
-import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
-import { yamux } from '@libp2p/yamux'
-import { identify } from '@libp2p/identify'
-import { gossipsub } from '@libp2p/gossipsub'
 import type { Libp2p } from '@libp2p/interface'
 import type { Member, PlacementFields, RunFields } from '../core/contracts/index.ts'
 import { createMembership, MembershipStateError, pinnedPlacement, type MembershipHost, type MembershipService } from '../core/membership/index.ts'
 import { averagingPartners, peersPerStage, runEndView } from '../core/pipeline/stage-peers.ts'
-import { stopNodes } from './wire-helpers.ts'
+import { createGossipNode, stopNodes } from './wire-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
 const RUN = 'members-test-run'
 
-async function gossipNode (): Promise<Libp2p> {
-  const node = await createLibp2p({
-    addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-    transports: [tcp()],
-    connectionEncrypters: [noise()],
-    streamMuxers: [yamux()],
-    services: { identify: identify(), pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }) }
-  })
-  await node.start()
-  return node as unknown as Libp2p
-}
+const gossipNode = async (): Promise<Libp2p> => await createGossipNode()
 
 /** n started gossip nodes, every pair connected. */
 async function gossipNodes (n: number): Promise<Libp2p[]> {

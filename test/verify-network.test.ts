@@ -6,13 +6,8 @@
 // malformed or forged accusation is REJECTed at the gossip validator.
 import '../core/polyfills.ts'
 import assert from 'node:assert/strict'
-import { noise } from '@chainsafe/libp2p-noise'
-import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
-import { identify } from '@libp2p/identify'
+import type { GossipSub } from '@libp2p/gossipsub'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
-import { tcp } from '@libp2p/tcp'
-import { yamux } from '@libp2p/yamux'
-import { createLibp2p } from 'libp2p'
 import type { ComputeBackend } from '../core/contracts/index.ts'
 import { PeerJudge } from '../core/peer-judge.ts'
 import { runId } from '../core/run/manifest.ts'
@@ -24,7 +19,7 @@ import {
 import { createCpuBackend } from '../plugins/backend-cpu/backend.ts'
 import { cheat, producer, runHops, verifyManifest, type HopSet, type Producer } from './verify-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
-import { stopNodes } from './wire-helpers.ts'
+import { createGossipNode, stopNodes } from './wire-helpers.ts'
 
 interface Peer {
   node: Libp2p<{ pubsub: GossipSub }>
@@ -65,15 +60,7 @@ describe('verify: protocols, validator, evidence (real nodes)', function () {
   let other: HopSet
 
   async function makePeer (who: Producer): Promise<Peer> {
-    const node = await createLibp2p({
-      privateKey: who.key,
-      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
-      transports: [tcp()],
-      connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-      services: { identify: identify(), pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }) }
-    }) as unknown as Libp2p<{ pubsub: GossipSub }>
-    await node.start()
+    const node = await createGossipNode(who.key) as unknown as Libp2p<{ pubsub: GossipSub }>
     const judge = new PeerJudge()
     const p: Peer = { node, key: who.key, id: who.id, judge, ledger: new WorkLedger(), evidence: undefined as unknown as EvidenceService, hops: new Map(), receipts: new Map(), servers: [], withholding: false }
     p.evidence = new EvidenceService({

@@ -3,18 +3,28 @@
 import { noise } from '@chainsafe/libp2p-noise'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
-import { createLibp2p } from 'libp2p'
+import { gossipsub } from '@libp2p/gossipsub'
+import { identify } from '@libp2p/identify'
+import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 
-/** `privateKey`: the node's identity (give one to sign with it); default a fresh one. */
-export async function createTestNode (privateKey?: PrivateKey): Promise<Libp2p> {
+/** `privateKey`: the node's identity (give one to sign with it); default a fresh one. `services`: libp2p services to add (none by default). */
+export async function createTestNode (privateKey?: PrivateKey, services?: Libp2pOptions['services']): Promise<Libp2p> {
   return createLibp2p({
     ...(privateKey != null ? { privateKey } : {}),
     addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
     transports: [tcp()],
     connectionEncrypters: [noise()],
-    streamMuxers: [yamux()]
+    streamMuxers: [yamux()],
+    ...(services != null ? { services } : {})
   })
+}
+
+/** A started test node with identify and gossipsub (publishing allowed before any peer subscribes). */
+export async function createGossipNode (privateKey?: PrivateKey): Promise<Libp2p> {
+  const node = await createTestNode(privateKey, { identify: identify(), pubsub: gossipsub({ allowPublishToZeroTopicPeers: true }) })
+  await node.start()
+  return node
 }
 
 /**
