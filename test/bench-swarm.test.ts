@@ -2,7 +2,11 @@
 // stage processes, then the report's shape (no timing assertions: figures are the bench's job).
 import '../core/polyfills.ts'
 import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import os from 'node:os'
+import { join } from 'node:path'
 import { benchSwarm, swarmBenchSettings } from '../bench/swarm.ts'
+import { defaultCorpusPath, prepareDataset } from '../core/data/index.ts'
 import { PROFILE_CATEGORIES } from '../core/pipeline/pipeline-profile.ts'
 import { ConfigError } from '../core/errors.ts'
 
@@ -27,6 +31,15 @@ describe('bench swarm', function () {
     refused({ model: 'nope' }, /--model/)
     refused({ microbatches: 0 }, /--microbatches/)
     refused({ lr: Number.NaN }, /--lr/)
+    refused({ lr: 0 }, /--lr/)
+    refused({ data: '/nonexistent/layerswarm-data' }, /--data .*no such file/)
+    refused({ data: ' ' }, /--data/)
+    refused({ seqLen: 0 }, /--seq-len/)
+    refused({ seqLen: 65 }, /--seq-len/) // tiny's context is 64
+    refused({ seqLen: 1.5 }, /--seq-len/)
+    const d = swarmBenchSettings({})
+    assert.equal(d.data, undefined) // the defaults stay the shipped corpus at the model's context
+    assert.equal(d.seqLen, undefined)
     const s = swarmBenchSettings({ codec: 'none' })
     assert.equal(s.bottleneck, null)
     assert.equal(s.maxInflight, s.microbatches)
@@ -61,5 +74,33 @@ describe('bench swarm', function () {
     const pids = report.swarm.pids as number[]
     assert.equal(pids.length, 4) // bootstrap, two stages, train --local
     for (const pid of pids) assert.equal(alive(pid), false, `pid ${pid}`)
+  })
+
+  it('trains both runs on a prepared shard folder at --seq-len and evaluates the swarm on its held-out split', async () => {
+    const dir = await mkdtemp(join(os.tmpdir(), 'lsw-bsw-test-'))
+    try {
+      const prepared = await prepareDataset({ input: defaultCorpusPath(), out: join(dir, 'data'), tokenizer: 'byte' })
+      const T = 16
+      const report = await benchSwarm({ data: prepared.dir, seqLen: T, steps: 1, microbatches: 2, evalBatches: 2 })
+      assert.equal(report.settings.data, prepared.dir)
+      assert.equal(report.settings.seqLen, T)
+      const get = (name: string): { value: number, baseline: { value: number } | null } => {
+        const r = report.results.find(x => x.name === name)
+        assert.ok(r != null, name)
+        return r
+      }
+      // every microbatch of B x T tokens came back in the swarm, as train --local trained them
+      assert.equal(get('tokens').value, 1 * 2 * 8 * T)
+      assert.equal(get('tokens').baseline?.value, 1 * 2 * 8 * T)
+      const unigram = prepared.manifest.info?.unigramEvalLoss
+      assert.equal(typeof unigram, 'number')
+      assert.equal(get('unigram_loss').value, Math.round((unigram as number) * 1e4) / 1e4)
+      assert.equal(get('unigram_loss').baseline, null)
+      const ev = get('eval_loss')
+      assert.ok(Number.isFinite(ev.value) && ev.value > 0)
+      for (const pid of report.swarm.pids as number[]) assert.equal(alive(pid), false, `pid ${pid}`)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 })
