@@ -263,8 +263,6 @@ export class Executor {
           if (this.wasm === null) {
             const [o0, o1] = partRange(OC, c - na, nb)
             K.matmulBackwardWeight(F(dw, OC * C), null, F(dout, N * OC), F(inp, N * C), N, C, OC, o0, o1)
-          } else if (this.gemm.native) { // the native GEMM reads dout^T in place (8 adjacent columns per k)
-            this.gemm.panels(dout, 1, OC, -1, inp, C, 1, dw, C, OC, N, C, 1, -1, c - na, nb, scratch)
           } else {
             // A is strided along k: packed once per thread per job, at the start of the scratch slot
             if (this.packedJob !== job || this.packedAt !== scratch) {

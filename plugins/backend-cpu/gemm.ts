@@ -9,12 +9,9 @@ import type { WasmKernels, WasmMemory } from './wasm.ts'
 export class GemmRunner {
   private u8: Uint8Array<ArrayBufferLike> = new Uint8Array(0)
   private readonly tilePanels: number
-  /** Whether the native GEMM runs (it reads any strided A in place: no packing needed). */
-  readonly native: boolean
 
   constructor (private readonly memory: WasmMemory, private readonly wasm: WasmKernels, private readonly nativeGemm: NativeGemm | null) {
     this.tilePanels = nativeGemm === null ? 1 : nativeTileCols(nativeGemm) / 8
-    this.native = nativeGemm !== null
   }
 
   /**

@@ -17,6 +17,7 @@
 
 typedef struct { const uint8_t *A; int64_t sam, sar, sak; const uint8_t *B; int64_t sbk, sbj; uint8_t *C; int64_t ldc; int M, K, N, beta; const float *bias; } Job;
 
+static int MR = 0, NR = 0; // the micro-kernel's tile, set with it (pickIsa)
 static _Thread_local float *scratch = NULL;
 static _Thread_local size_t scratchLen = 0;
 
@@ -35,16 +36,35 @@ static inline const uint8_t *rowA (const Job *j, int m) {
   return j->A + (int64_t)(m & ~3) * j->sam + (int64_t)(m & 3) * j->sar;
 }
 
+// Rows [i0, i0 + mc) of A, k in [k0, k0 + kc), packed in MR-row panels: dst[(p*kc + k)*MR + r] = A(i0 + p*MR + r, k0 + k)
+static void packA (const Job *j, int i0, int mc, int k0, int kc, float *dst) {
+  const uint8_t *rows[8];
+  for (int p = 0; p < mc; p += MR) {
+    for (int r = 0; r < MR; r++) rows[r] = rowA(j, i0 + p + r) + (int64_t)k0 * j->sak;
+    for (int k = 0; k < kc; k++) {
+      for (int r = 0; r < MR; r++) dst[r] = *(const float *)(rows[r] + (int64_t)k * j->sak);
+      dst += MR;
+    }
+  }
+}
+
 // dst[(p*kc + k)*NR + c] = B(k0 + k, p*NR + c), zero past column N
 static void packB (const Job *j, int k0, int kc, int NR, float *dst) {
   for (int p = 0; p < j->N; p += NR) {
     int w = j->N - p < NR ? j->N - p : NR;
     for (int k = 0; k < kc; k++) {
       const uint8_t *row = j->B + (int64_t)(k0 + k) * j->sbk + (int64_t)p * j->sbj;
-      if (j->sbj == 4) { memcpy(dst, row, (size_t)w * 4); } else { for (int c = 0; c < w; c++) dst[c] = *(const float *)(row + (int64_t)c * j->sbj); }
-      for (int c = w; c < NR; c++) dst[c] = 0.0f;
-      dst += NR;
+      if (j->sbj == 4) memcpy(dst + (size_t)k * NR, row, (size_t)w * 4);
+      else if (j->sbk != 4) for (int c = 0; c < w; c++) dst[(size_t)k * NR + c] = *(const float *)(row + (int64_t)c * j->sbj);
+      for (int c = w; c < NR; c++) dst[(size_t)k * NR + c] = 0.0f;
     }
+    if (j->sbj != 4 && j->sbk == 4) { // B^T row-major (W in the forward pass): read each column's run along k
+      for (int c = 0; c < w; c++) {
+        const float *col = (const float *)(j->B + (int64_t)k0 * 4 + (int64_t)(p + c) * j->sbj);
+        for (int k = 0; k < kc; k++) dst[(size_t)k * NR + c] = col[k];
+      }
+    }
+    dst += (size_t)kc * NR;
   }
 }
 
@@ -113,7 +133,6 @@ __attribute__((target("avx2,fma"))) static void kernel256 (int kc, const uint8_t
 }
 
 static Kernel kernel = NULL;
-static int MR = 0, NR = 0;
 static const char *isa = NULL;
 
 // The widest kernel the CPU runs, no wider than `cap` ("avx2": the AVX2 kernel even on an AVX-512 CPU,
@@ -125,10 +144,18 @@ static void pickIsa (const char *cap) {
 }
 
 static int run (const Job *j) {
+  // A is read in place where its rows run along k (sak 4) or it is already in 4-row panels (sar 4, sak
+  // 16: dout^T, packed once per thread per job by the caller): no packing, which small matmuls (K = 128,
+  // a chunk of 96 columns) would pay for on every chunk. Else it is packed per MC x KC block: rows
+  // strided along k (each k a new cache line), or rows a multiple of 4 KiB apart (all in one L1 set,
+  // evicting each other).
+  int panels4 = j->sar == 4 && j->sak == 16;
+  int pack = !panels4 && (j->sak != 4 || j->sam % 4096 == 0 || j->sar % 4096 == 0);
   size_t np = (size_t)(j->N + NR - 1) / NR;
-  float *bp = scratchFor(np * NR * KC + (size_t)MR * NR + 16);
+  float *bp = scratchFor(np * NR * KC + (size_t)MR * NR + (size_t)MC * KC + 16);
   if (bp == NULL) return -1;
   float *tile = bp + np * NR * KC;
+  float *ap = tile + (size_t)MR * NR;
   const uint8_t *ar[8];
   int64_t ldc = j->ldc / 4;
   for (int k0 = 0; k0 < j->K; k0 += KC) {
@@ -137,17 +164,21 @@ static int run (const Job *j) {
     packB(j, k0, kc, NR, bp);
     for (int i0 = 0; i0 < j->M; i0 += MC) { // MC rows of A (x kc) stay in L2 while the B panels pass
       int i1 = j->M - i0 < MC ? j->M : i0 + MC;
+      if (pack) packA(j, i0, i1 - i0, k0, kc, ap);
       for (size_t p = 0; p < np; p++) {
         int jc = (int)p * NR;
         int nr = j->N - jc < NR ? j->N - jc : NR;
         const float *bias = first && j->bias != NULL ? j->bias + jc : NULL;
         for (int i = i0; i < i1; i += MR) {
           int mr = i1 - i < MR ? i1 - i : MR;
-          for (int r = 0; r < MR; r++) ar[r] = rowA(j, i + r) + (int64_t)k0 * j->sak;
+          for (int r = 0; r < MR; r++) {
+            ar[r] = pack ? (const uint8_t *)(ap + (size_t)(i - i0) * kc + r) : rowA(j, i + r) + (int64_t)k0 * j->sak;
+          }
+          int64_t sak = pack ? MR * 4 : j->sak;
           if (mr == MR && nr == NR) {
-            kernel(kc, ar, j->sak, bp + p * NR * kc, (float *)(j->C + (int64_t)i * j->ldc) + jc, ldc, first ? j->beta : 1, bias);
+            kernel(kc, ar, sak, bp + p * NR * kc, (float *)(j->C + (int64_t)i * j->ldc) + jc, ldc, first ? j->beta : 1, bias);
           } else { // a partial tile: through the tile buffer, only its valid part stored
-            kernel(kc, ar, j->sak, bp + p * NR * kc, tile, NR, 0, NULL);
+            kernel(kc, ar, sak, bp + p * NR * kc, tile, NR, 0, NULL);
             storeTile(j, tile, NR, i, jc, mr, nr, first);
           }
         }
