@@ -2,19 +2,13 @@
 // connects once the bootstrap node comes up. A node whose bootstrap connection drops at once still
 // finds a peer that joined before it.
 import assert from 'node:assert/strict'
-import { createNode, loadOrCreateIdentity, type LayerswarmNode } from '../core/index.ts'
-import { freePort, recordingLogger, removeDirs, tempDir } from './node-helpers.ts'
+import { createNode, loadOrCreateIdentity } from '../core/index.ts'
+import { freePort, nodeSuite, recordingLogger } from './node-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
 describe('node: unreachable bootstrap peers', function () {
   this.timeout(60_000)
-  const dirs: string[] = []
-  const nodes: LayerswarmNode[] = []
-  after(async () => {
-    await Promise.all(nodes.map(async n => { await n.stop() }))
-    await removeDirs(dirs)
-  })
-  const dataDir = async (): Promise<string> => { const d = await tempDir(); dirs.push(d); return d }
+  const { nodes, dataDir } = nodeSuite()
 
   it('logs and retries with backoff, stays usable, and connects when the bootstrap node appears', async () => {
     const bootDir = await dataDir()

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { createServer } from 'node:net'
 import { createLogger } from '../core/logger.ts'
 import type { Logger } from '../core/contracts/logger.ts'
+import type { LayerswarmNode } from '../core/index.ts'
 
 export async function tempDir (prefix = 'lsw-node-'): Promise<string> {
   return await mkdtemp(join(tmpdir(), prefix))
@@ -12,6 +13,20 @@ export async function tempDir (prefix = 'lsw-node-'): Promise<string> {
 
 export async function removeDirs (dirs: string[]): Promise<void> {
   await Promise.all(dirs.map(async d => { await rm(d, { recursive: true, force: true }) }))
+}
+
+/**
+ * A suite's nodes and temp data dirs (call inside `describe`): a test pushes what it starts to `nodes`;
+ * after the suite every node is stopped and every dir removed. `dataDir()`: a new dir, removed then.
+ */
+export function nodeSuite (): { nodes: LayerswarmNode[], dirs: string[], dataDir: () => Promise<string> } {
+  const dirs: string[] = []
+  const nodes: LayerswarmNode[] = []
+  after(async () => {
+    await Promise.all(nodes.map(async n => { await n.stop() }))
+    await removeDirs(dirs)
+  })
+  return { nodes, dirs, dataDir: async () => { const d = await tempDir(); dirs.push(d); return d } }
 }
 
 /** A JSON logger whose lines are kept in `lines` (parsed). */

@@ -8,7 +8,7 @@ import {
   InvalidMultiaddrError, SwarmKeyError, type LayerswarmNode
 } from '../core/index.ts'
 import { backoffDelay } from '../core/node/bootstrap-dialer.ts'
-import { removeDirs, tempDir } from './node-helpers.ts'
+import { nodeSuite, removeDirs, tempDir } from './node-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
 describe('node: network profiles', function () {
@@ -93,12 +93,7 @@ describe('node: bootstrap backoff', () => {
 
 describe('node: a private swarm (pre-shared key)', function () {
   this.timeout(60_000)
-  const dirs: string[] = []
-  const nodes: LayerswarmNode[] = []
-  after(async () => {
-    await Promise.all(nodes.map(async n => { await n.stop() }))
-    await removeDirs(dirs)
-  })
+  const { nodes, dirs } = nodeSuite()
 
   it('admits a node with the key and keeps out nodes with another key or none', async () => {
     const dir = await tempDir(); dirs.push(dir)

@@ -3,20 +3,14 @@
 import assert from 'node:assert/strict'
 import { multiaddr } from '@multiformats/multiaddr'
 import { createNode, type LayerswarmNode } from '../core/index.ts'
-import { removeDirs, tempDir } from './node-helpers.ts'
+import { nodeSuite } from './node-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
 describe('node: circuit relay through the bootstrap node', function () {
   this.timeout(60_000)
-  const dirs: string[] = []
-  const nodes: LayerswarmNode[] = []
-  after(async () => {
-    await Promise.all(nodes.map(async n => { await n.stop() }))
-    await removeDirs(dirs)
-  })
+  const { nodes, dataDir } = nodeSuite()
   const make = async (opts: Parameters<typeof createNode>[0]): Promise<LayerswarmNode> => {
-    const dataDir = await tempDir(); dirs.push(dataDir)
-    const n = await createNode({ dataDir, plugins: [], ...opts })
+    const n = await createNode({ dataDir: await dataDir(), plugins: [], ...opts })
     nodes.push(n)
     await n.start()
     return n
