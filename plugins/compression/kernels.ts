@@ -124,16 +124,7 @@ export class CodecKernels {
    * each element the fast path leaves to the caller (0 < |x| below the threshold T).
    */
   halfEncode (data: Float32Array, out: Uint16Array, K: number, T: number, shift: number, half: number, slow: (i: number) => void): void {
-    const dst = 4 * CHUNK
-    const list = dst + 2 * CHUNK
-    this.ensure(list + 4 * CHUNK)
-    for (let from = 0; from < data.length; from += CHUNK) {
-      const len = Math.min(CHUNK, data.length - from)
-      this.f32.set(data.subarray(from, from + len), 0)
-      const cnt = this.ex.half_encode(0, len, dst, K, T, shift, half, from, list)
-      out.set(this.u16.subarray(dst >> 1, (dst >> 1) + len), from)
-      for (let j = 0; j < cnt; j++) slow(this.u32[(list >> 2) + j])
-    }
+    this.stream(data, out, (len, from, dst, list) => this.ex.half_encode(0, len, dst, K, T, shift, half, from, list), slow)
   }
 
   /**
@@ -141,15 +132,28 @@ export class CodecKernels {
    * `slow(i)` fills the elements with 0 < m < Tm. False if a pattern exceeds maxBits.
    */
   halfDecode (src: Uint16Array, out: Float32Array, maxBits: number, Tm: number, add: number, shift: number, slow: (i: number) => void): boolean {
-    const dst = 2 * CHUNK
-    const list = dst + 4 * CHUNK
+    return this.stream(src, out, (len, from, dst, list) => this.ex.half_decode(0, len, dst, maxBits, Tm, add, shift, from, list), slow)
+  }
+
+  /**
+   * Streams `src` through a kernel a chunk at a time: `run(len, from, dst, list)` converts the chunk
+   * (at offset 0) into `dst`, lists the indices it leaves to the caller at `list` and returns their
+   * count (< 0: declined, and so does this); `slow(i)` then gets each one.
+   */
+  private stream (src: Float32Array | Uint16Array, out: Float32Array | Uint16Array, run: (len: number, from: number, dst: number, list: number) => number, slow: (i: number) => void): boolean {
+    const dst = src.BYTES_PER_ELEMENT * CHUNK
+    const list = dst + out.BYTES_PER_ELEMENT * CHUNK
     this.ensure(list + 4 * CHUNK)
+    // Views of the same element type as the arrays: set() then copies bits, never converts.
+    const inView = src instanceof Float32Array ? this.f32 : this.u16
+    const outView = out instanceof Float32Array ? this.f32 : this.u16
+    const o = dst / out.BYTES_PER_ELEMENT
     for (let from = 0; from < src.length; from += CHUNK) {
       const len = Math.min(CHUNK, src.length - from)
-      this.u16.set(src.subarray(from, from + len), 0)
-      const cnt = this.ex.half_decode(0, len, dst, maxBits, Tm, add, shift, from, list)
+      inView.set(src.subarray(from, from + len), 0)
+      const cnt = run(len, from, dst, list)
       if (cnt < 0) return false
-      out.set(this.f32.subarray(dst >> 2, (dst >> 2) + len), from)
+      out.set(outView.subarray(o, o + len), from)
       for (let j = 0; j < cnt; j++) slow(this.u32[(list >> 2) + j])
     }
     return true
