@@ -15,7 +15,7 @@ import { gunzipSync } from 'node:zlib'
 import { createTokenizer } from '../core/data/tokenizer.ts'
 import { validateModelConfig, type ModelConfig } from '../core/model/config.ts'
 import { checkpointSpecs, saveCheckpoint } from '../core/train/checkpoint.ts'
-import { main } from '../cli/main.ts'
+import { assertBadInputExits2, runMain } from './cli-main-helpers.ts'
 import { ROOT, runCli } from './cli-helpers.ts'
 
 const PYTHON = 'python3'
@@ -119,20 +119,6 @@ async function writeCheckpoint (path: string, cfg: ModelConfig, info?: Record<st
   const params = new Map<string, Float32Array>()
   for (const s of checkpointSpecs(cfg, layout)) params.set(s.name, new Float32Array(s.shape.reduce((a, b) => a * b, 1)))
   await saveCheckpoint(path, { config: cfg, layout, params, ...(info != null ? { info } : {}) })
-}
-
-/** The CLI's main in this process (what bin/layerswarm.js runs), stdout and stderr captured. */
-async function runMain (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
-  const out = { stdout: '', stderr: '' }
-  const writes = { stdout: process.stdout.write.bind(process.stdout), stderr: process.stderr.write.bind(process.stderr) }
-  process.stdout.write = ((chunk: string | Uint8Array): boolean => { out.stdout += String(chunk); return true }) as typeof process.stdout.write
-  process.stderr.write = ((chunk: string | Uint8Array): boolean => { out.stderr += String(chunk); return true }) as typeof process.stderr.write
-  try {
-    return { code: await main(args), ...out }
-  } finally {
-    process.stdout.write = writes.stdout
-    process.stderr.write = writes.stderr
-  }
 }
 
 describe('cli: export --format hf, GPT-2 tokenizer files', function () {
@@ -256,14 +242,7 @@ describe('cli: export --format hf, GPT-2 tokenizer files', function () {
       [['--checkpoint', small, '--tokenizer', 'gpt2', '--out', fresh], /the gpt2 tokenizer's ids reach 50256 but the model's vocabulary is 40; give/],
       [['--checkpoint', gpt2Ckpt, '--out', hf], /--out .*gpt2-hf is not empty/]
     ]
-    const spawned = await runCli(['export', ...cases[0][0]], { timeoutMs: 120_000 })
-    assert.equal(spawned.code, 2, spawned.stderr)
-    assert.match(spawned.stderr, cases[0][1])
-    for (const [args, msg] of cases) {
-      const r = await runMain(['export', ...args])
-      assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}, stderr ${r.stderr}`)
-      assert.match(r.stderr, msg, args.join(' '))
-    }
+    await assertBadInputExits2('export', cases, 120_000)
     await assert.rejects(readdir(fresh), /ENOENT/)
     assert.equal((await readdir(hf)).length, 6, 'the earlier export is untouched')
   })

@@ -17,7 +17,7 @@ import { GptModel } from '../core/model/gpt.ts'
 import { saveCheckpoint } from '../core/train/checkpoint.ts'
 import { decodeSafetensors } from '../core/train/safetensors.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
-import { main } from '../cli/main.ts'
+import { assertBadInputExits2 } from './cli-main-helpers.ts'
 import { runCli } from './cli-helpers.ts'
 
 const PYTHON = '/usr/bin/python3'
@@ -184,18 +184,6 @@ describe('cli: export --format hf', function () {
     })
   }
 
-  /** The CLI's main in this process (what bin/layerswarm.js runs), stderr captured. */
-  async function runMain (args: string[]): Promise<{ code: number, stderr: string }> {
-    let stderr = ''
-    const write = process.stderr.write.bind(process.stderr)
-    process.stderr.write = ((chunk: string | Uint8Array): boolean => { stderr += String(chunk); return true }) as typeof process.stderr.write
-    try {
-      return { code: await main(args), stderr }
-    } finally {
-      process.stderr.write = write
-    }
-  }
-
   it('bad input exits 2 with a clear message and writes nothing', async () => {
     const cfg = validateModelConfig({ arch: 'llama', vocabSize: 16, blockSize: 8, nLayer: 2, nHead: 2, dModel: 8 })
     const whole = join(dir, 'whole.safetensors')
@@ -226,15 +214,7 @@ describe('cli: export --format hf', function () {
       [['--checkpoint', notCkpt, '--out', fresh], /--checkpoint .*notes\.safetensors: /],
       [['--checkpoint', whole], /required option '--out <dir>'/]
     ]
-    // the first as a real process (the exit status), the rest through the same main in this process
-    const spawned = await runCli(['export', ...cases[0][0]], { timeoutMs: 90_000 })
-    assert.equal(spawned.code, 2, spawned.stderr)
-    assert.match(spawned.stderr, cases[0][1])
-    for (const [args, msg] of cases) {
-      const r = await runMain(['export', ...args])
-      assert.equal(r.code, 2, `${args.join(' ')}: exit ${r.code}, stderr ${r.stderr}`)
-      assert.match(r.stderr, msg, args.join(' '))
-    }
+    await assertBadInputExits2('export', cases, 90_000)
     assert.deepEqual((await readFile(join(full, 'keep.txt'), 'utf8')), 'x')
     await assert.rejects(readFile(join(fresh, 'config.json')), /ENOENT/)
   })
