@@ -1,11 +1,11 @@
-// The CPU backend's faster GEMMs against its plain WASM SIMD128 GEMM: the optional native GEMM
-// (plugins/backend-cpu/native/gemm.c, built by `npm install` where a C compiler exists) and relaxed
+// The CPU backend's faster kernels against its plain WASM SIMD128 ones: the optional native GEMM and
+// attention (plugins/backend-cpu/native/, built by `npm install` where a C compiler exists) and relaxed
 // SIMD's fused multiply-add. Shapes cross every edge of the native blocking (MR/NR tiles, the 192-row
 // A block, the 256-deep K slice) and of the 8-column WASM panels; bad arguments to the addon throw
 // and leave it working. Without a built addon (no compiler) those cases are skipped, said in the title.
 import assert from 'node:assert/strict'
 import { createCpuBackend } from '../plugins/backend-cpu/backend.ts'
-import { loadNativeGemm } from '../plugins/backend-cpu/native.ts'
+import { loadNativeKernels } from '../plugins/backend-cpu/native.ts'
 import { fusedSource, relaxedSimd } from '../plugins/backend-cpu/wasm.ts'
 import type { ComputeBackend } from '../core/contracts/backend.ts'
 
@@ -45,7 +45,7 @@ const SHAPES: Array<[number, number, number]> = [[1, 1, 1], [5, 7, 13], [9, 300,
 
 describe('backend-cpu: native GEMM and fused multiply-add against the plain WASM GEMM', function () {
   this.timeout(60000)
-  const native = loadNativeGemm()
+  const native = loadNativeKernels()
   let plain: ComputeBackend
   const others: Array<[string, ComputeBackend]> = []
 
@@ -74,6 +74,40 @@ describe('backend-cpu: native GEMM and fused multiply-add against the plain WASM
         }
       }
     }
+  })
+
+  it(`attention forward and backward agree where the head size is a multiple of 8 (${native === null ? 'native kernels not built here: skipped' : 'native'})`, async function () {
+    if (native === null) this.skip()
+    const run = async (be: ComputeBackend, B: number, T: number, C: number, NH: number): Promise<Float32Array[]> => {
+      const qkv = be.upload(random(B * T * 3 * C, T), [B, T, 3 * C])
+      const dout = be.upload(random(B * T * C, C), [B, T, C])
+      const dqkv = be.upload(random(B * T * 3 * C, 9), [B, T, 3 * C]) // accumulates
+      const out = be.alloc([B, T, C]); const pre = be.alloc([B, NH, T, T]); const att = be.alloc([B, NH, T, T])
+      const dpre = be.alloc([B, NH, T, T]); const datt = be.alloc([B, NH, T, T])
+      try {
+        await be.attentionForward(out, pre, att, qkv, NH)
+        await be.attentionBackward(dqkv, dpre, datt, dout, qkv, att, NH)
+        return await Promise.all([out, pre, att, dqkv, dpre, datt].map(async t => await be.download(t) as Float32Array))
+      } finally {
+        for (const t of [qkv, dout, dqkv, out, pre, att, dpre, datt]) be.free(t)
+      }
+    }
+    const names = ['out', 'preatt', 'att', 'dqkv', 'dpreatt', 'datt']
+    for (const [B, T, C, NH] of [[2, 5, 16, 2], [1, 17, 64, 2], [3, 64, 128, 4]]) {
+      const want = await run(plain, B, T, C, NH)
+      for (const [name, be] of others.filter(([n]) => n.startsWith('native'))) {
+        const got = await run(be, B, T, C, NH)
+        got.forEach((g, i) => { assertClose(g, want[i], `${name} attention B${B} T${T} C${C} NH${NH} ${names[i]}`) })
+      }
+    }
+    const mem = new Uint8Array(new SharedArrayBuffer(1 << 16))
+    const fwd = native.attentionForward as unknown as (...a: unknown[]) => void
+    assert.throws(() => { fwd(mem, 0, 4096, 8192, 12288, 1, 4, 12, 2, 0, 2) }, { code: 'ERR_NATIVE_ATTENTION_ARGS' }) // head size 6
+    assert.throws(() => { fwd(mem, 0, 4096, 8192, 65000, 1, 4, 16, 2, 0, 2) }, { code: 'ERR_NATIVE_ATTENTION_BOUNDS' })
+    assert.throws(() => { fwd(mem, 0, 4096, 8192, 12288, 1, 4, 16, 2, 0, 3) }, { code: 'ERR_NATIVE_ATTENTION_ARGS' }) // p1 > B*NH
+    assert.throws(() => { fwd(mem, 0, 4096) }, { code: 'ERR_NATIVE_ATTENTION_ARGS' })
+    fwd(mem, 0, 4096, 8192, 12288, 1, 4, 16, 2, 0, 2) // zeros in: uniform attention, zero out
+    assert.deepEqual(Array.from(new Float32Array(mem.buffer, 8192, 4)), [1, 0, 0, 0])
   })
 
   it('the AVX2 kernel agrees too (capped to it on an AVX-512 CPU)', async function () {

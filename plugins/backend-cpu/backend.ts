@@ -13,7 +13,7 @@ import { chunkCount, Executor, INLINE_WORK, jobWork, OP, PARAMS_LENGTH, SCRATCH,
 import { Heap } from './heap.ts'
 import { LLAMA_OP } from './llama-kernels.ts'
 import { WorkerPool } from './pool.ts'
-import { loadNativeGemm } from './native.ts'
+import { loadNativeKernels } from './native.ts'
 import { createSharedMemory, instantiate, kernelModule, relaxedSimd } from './wasm.ts'
 import type { WasmMemory } from './wasm.ts'
 
@@ -426,7 +426,7 @@ export async function createCpuBackend (options: CpuBackendOptions = {}): Promis
   const fma = simd && (options.fma ?? true) && relaxedSimd()
   const module = simd ? await kernelModule(fma) : null
   const memory = createSharedMemory()
-  const native = simd && (options.native ?? true) ? loadNativeGemm() : null
+  const native = simd && (options.native ?? true) ? loadNativeKernels() : null
   const inline = new Executor(memory, module === null ? null : instantiate(module, memory), native)
   const pool = threads === 0 ? null : await WorkerPool.create(threads, memory, module, native !== null)
   const gemm = native === null ? '' : ` + native ${native.isa() ?? ''} gemm`

@@ -10,7 +10,7 @@ import { FLASH_SCRATCH, flashBackward, flashForward } from './flash-attention.ts
 import * as K from './kernels.ts'
 import { llamaChunkCount, llamaJobWork, runLlamaChunk } from './llama-kernels.ts'
 import { GemmRunner } from './gemm.ts'
-import type { NativeGemm } from './native.ts'
+import type { NativeKernels } from './native.ts'
 import type { WasmKernels, WasmMemory } from './wasm.ts'
 
 export const OP = {
@@ -144,8 +144,11 @@ export class Executor {
 
   private readonly gemm: GemmRunner
   /** wasm null: plain TypeScript kernels only (the simple version, for comparison and debugging). */
-  constructor (private readonly memory: WasmMemory, private readonly wasm: WasmKernels | null, native: NativeGemm | null = null) {
-    this.gemm = new GemmRunner(memory, wasm as WasmKernels, wasm === null ? null : native)
+  private u8: Uint8Array<ArrayBufferLike> = new Uint8Array(0)
+  private readonly native: NativeKernels | null
+  constructor (private readonly memory: WasmMemory, private readonly wasm: WasmKernels | null, native: NativeKernels | null = null) {
+    this.native = wasm === null ? null : native
+    this.gemm = new GemmRunner(memory, wasm as WasmKernels, this.native)
   }
 
   /** Runs every chunk of job P on this thread (inline mode). */
@@ -162,6 +165,7 @@ export class Executor {
     if (this.f32.buffer.byteLength !== this.memory.buffer.byteLength) {
       this.f32 = new Float32Array(this.memory.buffer)
       this.i32 = new Int32Array(this.memory.buffer)
+      this.u8 = new Uint8Array(this.memory.buffer)
     }
     const f = this.f32
     const F = (off: number, n: number): Float32Array => f.subarray(off, off + n)
@@ -291,6 +295,8 @@ export class Executor {
         const [p0, p1] = partRange(B * NH, c, nc)
         if (this.wasm === null || (C / NH) % 4 !== 0) {
           K.attentionForward(F(out, B * T * C), F(preatt, B * NH * T * T), F(att, B * NH * T * T), F(qkv, B * T * 3 * C), B, T, C, NH, p0, p1)
+        } else if (this.native !== null && (C / NH) % 8 === 0) {
+          this.native.attentionForward(this.u8, out * 4, preatt * 4, att * 4, qkv * 4, B, T, C, NH, p0, p1)
         } else {
           this.attentionForwardSimd(out, preatt, att, qkv, T, C, NH, p0, p1)
         }
@@ -302,6 +308,8 @@ export class Executor {
         if (this.wasm === null || (C / NH) % 4 !== 0) {
           const n3 = B * T * 3 * C; const nA = B * NH * T * T
           K.attentionBackward(F(dqkv, n3), F(dpreatt, nA), F(datt, nA), F(dout, B * T * C), F(qkv, n3), F(att, nA), B, T, C, NH, p0, p1)
+        } else if (this.native !== null && (C / NH) % 8 === 0) {
+          this.native.attentionBackward(this.u8, dqkv * 4, dpreatt * 4, datt * 4, dout * 4, qkv * 4, att * 4, B, T, C, NH, p0, p1)
         } else {
           this.attentionBackwardSimd(dqkv, dpreatt, datt, dout, qkv, att, T, C, NH, p0, p1)
         }

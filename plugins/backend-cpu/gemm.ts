@@ -2,7 +2,7 @@
 // GEMM where it is loaded (native.ts), else by the WASM kernels (B's panels packed into this thread's
 // scratch first, so the WASM kernel reads them contiguously).
 import { partRange } from './exec.ts'
-import type { NativeGemm } from './native.ts'
+import type { NativeKernels } from './native.ts'
 import { nativeTileCols } from './native.ts'
 import type { WasmKernels, WasmMemory } from './wasm.ts'
 
@@ -10,7 +10,7 @@ export class GemmRunner {
   private u8: Uint8Array<ArrayBufferLike> = new Uint8Array(0)
   private readonly tilePanels: number
 
-  constructor (private readonly memory: WasmMemory, private readonly wasm: WasmKernels, private readonly nativeGemm: NativeGemm | null) {
+  constructor (private readonly memory: WasmMemory, private readonly wasm: WasmKernels, private readonly nativeGemm: NativeKernels | null) {
     this.tilePanels = nativeGemm === null ? 1 : nativeTileCols(nativeGemm) / 8
   }
 

@@ -5,7 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import { Executor, PARAMS_LENGTH } from './exec.ts'
 import { instantiate } from './wasm.ts'
-import { loadNativeGemm } from './native.ts'
+import { loadNativeKernels } from './native.ts'
 import type { WasmMemory, WasmModule } from './wasm.ts'
 import { CTRL, ERROR_BYTES } from './pool.ts'
 
@@ -24,7 +24,7 @@ const ctrl = new Int32Array(init.control, 0, 16)
 const params = new Float64Array(init.control, 64, PARAMS_LENGTH)
 const partials = new Float64Array(init.control, 64 + PARAMS_LENGTH * 8, init.parts)
 const errorText = new Uint8Array(init.control, 64 + PARAMS_LENGTH * 8 + init.parts * 8, ERROR_BYTES)
-const exec = new Executor(init.memory, init.module === null ? null : instantiate(init.module, init.memory), init.native ? loadNativeGemm() : null)
+const exec = new Executor(init.memory, init.module === null ? null : instantiate(init.module, init.memory), init.native ? loadNativeKernels() : null)
 parentPort?.postMessage('ready')
 
 let seen = 0

@@ -24,7 +24,7 @@ if (!existsSync(join(include, 'node_api.h'))) skip(`no N-API headers at ${includ
 mkdirSync(dirname(out), { recursive: true })
 // built beside, then renamed: a process that has the old file loaded keeps its copy intact
 const tmp = `${out}.${process.pid}.tmp`
-const args = ['-O3', '-std=c11', '-fPIC', '-shared', '-fvisibility=hidden', '-I', include, join(here, 'gemm.c'), '-o', tmp]
+const args = ['-O3', '-std=c11', '-fPIC', '-shared', '-fvisibility=hidden', '-I', include, join(here, 'gemm.c'), join(here, 'attention.c'), '-lm', '-o', tmp]
 if (process.platform === 'darwin') args.push('-undefined', 'dynamic_lookup')
 const r = spawnSync(cc, args, { stdio: ['ignore', 'inherit', 'inherit'], timeout: 120_000 })
 if (r.error !== undefined || r.status !== 0) {

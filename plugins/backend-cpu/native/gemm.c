@@ -6,7 +6,7 @@
 //   B(k, j) at B + k*sbk + j*sbj;  C(m, j) at C + m*ldc + j*4;  bias: 0 or pointer to bias[N] (+ 1)
 // beta 0: C = A@B + bias; beta 1: C += A@B + bias. Goto-style blocking: B is packed in NR-column
 // panels per KC slice (a panel stays in L1), A in MR-row panels per MC block (a block stays in L2).
-#include <node_api.h>
+#include "addon.h"
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -188,37 +188,44 @@ static int run (const Job *j) {
   return 0;
 }
 
-static napi_value fail (napi_env env, const char *code, const char *msg) {
+napi_value nativeFail (napi_env env, const char *code, const char *msg) {
   napi_throw_error(env, code, msg);
   return NULL;
 }
 
+int nativeArgs (napi_env env, napi_callback_info info, const char *code, size_t n, uint8_t **base, int64_t *len, int64_t *v) {
+  size_t argc = 16;
+  napi_value argv[16];
+  napi_typedarray_type type;
+  size_t bytes;
+  void *data;
+  if (n + 1 > 16 || napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != n + 1) { nativeFail(env, code, "wrong number of arguments"); return -1; }
+  if (napi_get_typedarray_info(env, argv[0], &type, &bytes, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) { nativeFail(env, code, "argument 0 must be a Uint8Array over the memory"); return -1; }
+  for (size_t i = 0; i < n; i++) {
+    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) { nativeFail(env, code, "the arguments after the view must be numbers"); return -1; }
+  }
+  *base = data;
+  *len = (int64_t)bytes;
+  return 0;
+}
+
 // gemm(view: Uint8Array over the memory, A, sam, sar, sak, B, sbk, sbj, C, ldc, M, K, N, beta, bias)
 static napi_value Gemm (napi_env env, napi_callback_info info) {
-  size_t argc = 15;
-  napi_value argv[15];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 15) return fail(env, "ERR_NATIVE_GEMM_ARGS", "gemm takes 15 arguments");
-  napi_typedarray_type type;
-  size_t len;
-  void *data;
-  if (napi_get_typedarray_info(env, argv[0], &type, &len, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) return fail(env, "ERR_NATIVE_GEMM_ARGS", "gemm: argument 0 must be a Uint8Array over the memory");
-  int64_t v[14];
-  for (int i = 0; i < 14; i++) {
-    if (napi_get_value_int64(env, argv[i + 1], &v[i]) != napi_ok) return fail(env, "ERR_NATIVE_GEMM_ARGS", "gemm: arguments 1..14 must be numbers");
-  }
+  uint8_t *base;
+  int64_t len, v[14];
+  if (nativeArgs(env, info, "ERR_NATIVE_GEMM_ARGS", 14, &base, &len, v) != 0) return NULL;
   int64_t A = v[0], sam = v[1], sar = v[2], sak = v[3], B = v[4], sbk = v[5], sbj = v[6], C = v[7], ldc = v[8], M = v[9], K = v[10], N = v[11], bias = v[13];
-  if (M < 0 || K < 0 || N < 0 || M > 1 << 24 || K > 1 << 24 || N > 1 << 24 || sam < 0 || sar < 0 || sak < 0 || sbk < 0 || sbj < 0 || ldc < 0 || A < 0 || B < 0 || C < 0 || bias < 0) return fail(env, "ERR_NATIVE_GEMM_ARGS", "gemm: negative or huge argument");
-  if (kernel == NULL) return fail(env, "ERR_NATIVE_GEMM_ISA", "gemm: this CPU has neither AVX-512 nor AVX2+FMA");
+  if (M < 0 || K < 0 || N < 0 || M > 1 << 24 || K > 1 << 24 || N > 1 << 24 || sam < 0 || sar < 0 || sak < 0 || sbk < 0 || sbj < 0 || ldc < 0 || A < 0 || B < 0 || C < 0 || bias < 0) return nativeFail(env, "ERR_NATIVE_GEMM_ARGS", "gemm: negative or huge argument");
+  if (kernel == NULL) return nativeFail(env, "ERR_NATIVE_GEMM_ISA", "gemm: this CPU has neither AVX-512 nor AVX2+FMA");
   if (M == 0 || K == 0 || N == 0) return NULL;
   // every byte read or written must lie inside the memory (a bad offset must not corrupt the process)
   int64_t aEnd = A + ((M - 1) & ~3) * sam + ((M - 1) & 3) * sar + (K - 1) * sak + 4;
   int64_t bEnd = B + (K - 1) * sbk + (N - 1) * sbj + 4;
   int64_t cEnd = C + (M - 1) * ldc + N * 4;
-  if (aEnd > (int64_t)len || bEnd > (int64_t)len || cEnd > (int64_t)len || (bias != 0 && bias + N * 4 > (int64_t)len)) return fail(env, "ERR_NATIVE_GEMM_BOUNDS", "gemm: an operand lies outside the memory");
-  if ((C | ldc | bias) & 3) return fail(env, "ERR_NATIVE_GEMM_ARGS", "gemm: C, ldc and bias must be 4-byte aligned");
-  uint8_t *base = data;
+  if (aEnd > len || bEnd > len || cEnd > len || (bias != 0 && bias + N * 4 > len)) return nativeFail(env, "ERR_NATIVE_GEMM_BOUNDS", "gemm: an operand lies outside the memory");
+  if ((C | ldc | bias) & 3) return nativeFail(env, "ERR_NATIVE_GEMM_ARGS", "gemm: C, ldc and bias must be 4-byte aligned");
   Job j = { base + A, sam, sar, sak, base + B, sbk, sbj, base + C, ldc, (int)M, (int)K, (int)N, v[12] != 0, bias == 0 ? NULL : (const float *)(base + bias) };
-  if (run(&j) != 0) return fail(env, "ERR_NATIVE_GEMM_MEMORY", "gemm: out of memory for packing buffers");
+  if (run(&j) != 0) return nativeFail(env, "ERR_NATIVE_GEMM_MEMORY", "gemm: out of memory for packing buffers");
   return NULL;
 }
 
@@ -235,7 +242,7 @@ static napi_value UseIsa (napi_env env, napi_callback_info info) {
   napi_value arg;
   char cap[16] = "";
   size_t n;
-  if (napi_get_cb_info(env, info, &argc, &arg, NULL, NULL) != napi_ok || argc != 1 || napi_get_value_string_utf8(env, arg, cap, sizeof cap, &n) != napi_ok) return fail(env, "ERR_NATIVE_GEMM_ARGS", "useIsa takes 'avx512' or 'avx2'");
+  if (napi_get_cb_info(env, info, &argc, &arg, NULL, NULL) != napi_ok || argc != 1 || napi_get_value_string_utf8(env, arg, cap, sizeof cap, &n) != napi_ok) return nativeFail(env, "ERR_NATIVE_GEMM_ARGS", "useIsa takes 'avx512' or 'avx2'");
   pickIsa(cap);
   return Isa(env, info);
 }
@@ -249,5 +256,9 @@ NAPI_MODULE_INIT () {
   napi_set_named_property(env, exports, "isa", f);
   napi_create_function(env, "useIsa", NAPI_AUTO_LENGTH, UseIsa, NULL, &f);
   napi_set_named_property(env, exports, "useIsa", f);
+  napi_create_function(env, "attentionForward", NAPI_AUTO_LENGTH, AttentionForward, NULL, &f);
+  napi_set_named_property(env, exports, "attentionForward", f);
+  napi_create_function(env, "attentionBackward", NAPI_AUTO_LENGTH, AttentionBackward, NULL, &f);
+  napi_set_named_property(env, exports, "attentionBackward", f);
   return exports;
 }
