@@ -19,6 +19,7 @@ import {
   balanceOf, electedMove, joinStage, stageCosts as costsOf, type RuleConfig, type RuleEntry
 } from '../plugins/scheduler/rule.ts'
 import type { NodeState } from '../core/contracts/scheduler.ts'
+import { mulberry32 } from '../core/model/prng.ts'
 import { machineInfo, round, type BenchReport, type BenchResult } from './report.ts'
 
 export interface SimOptions {
@@ -117,18 +118,7 @@ export interface SimSummary {
   trace?: unknown[]
 }
 
-// ---- deterministic randomness -------------------------------------------------------------------
-
-function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+// ---- deterministic randomness (mulberry32: core/model/prng.ts) ----------------------------------
 
 /** A uniform in [0, 1) that is a pure function of its integer arguments (per-message randomness). */
 function hashU (a: number, b: number, c: number, d: number): number {

@@ -5,6 +5,7 @@ import {
   assignJoiners, balanceOf, bottleneck, electedMove, hash32, joinStage, planMoves, stageThroughputs, tieKey,
   type RuleConfig, type RuleEntry
 } from '../plugins/scheduler/rule.ts'
+import { mulberry32 } from '../core/model/prng.ts'
 
 const NOW = 10_000_000
 const EPOCH = 7
@@ -23,18 +24,6 @@ function apply (view: RuleEntry[], moves: ReadonlyArray<{ peer: string, to: numb
     const m = moves.find(x => x.peer === e.peer)
     return m === undefined ? e : { ...e, stage: m.to, since: now }
   })
-}
-
-/** A small seeded PRNG for property cases. */
-function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 describe('scheduler rule', () => {

@@ -7,6 +7,7 @@ import { gossipsub } from '@libp2p/gossipsub'
 import { identify } from '@libp2p/identify'
 import { createLibp2p, type Libp2pOptions } from 'libp2p'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import { mulberry32 } from '../core/model/prng.ts'
 
 /** `privateKey`: the node's identity (give one to sign with it); default a fresh one. `services`: libp2p services to add (none by default). */
 export async function createTestNode (privateKey?: PrivateKey, services?: Libp2pOptions['services']): Promise<Libp2p> {
@@ -40,16 +41,7 @@ export async function stopNodes (...nodes: Array<Libp2p | undefined>): Promise<v
 }
 
 /** mulberry32: deterministic, seedable, good enough for fuzz inputs. */
-export function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export const prng: (seed: number) => () => number = mulberry32
 
 export function randomBytes (rand: () => number, n: number): Uint8Array {
   const out = new Uint8Array(n)

@@ -64,6 +64,21 @@ export class Prng {
   }
 }
 
+/**
+ * mulberry32: a tiny seeded generator of uniform floats in [0, 1), for tests, fuzz inputs and
+ * simulations that need a reproducible stream, not Prng's quality.
+ */
+export function mulberry32 (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
 function rotl (x: number, k: number): number {
   return (x << k) | (x >>> (32 - k))
 }

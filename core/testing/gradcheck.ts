@@ -1,18 +1,10 @@
 // Helpers for the compliance suite: a seeded PRNG, random tensors, tolerant comparison, and central
 // finite differences in float64 (to check the float64 reference backward kernels).
 import assert from 'node:assert/strict'
+import { mulberry32 } from '../model/prng.ts'
 
 /** mulberry32: small, fast, seeded, so a failing case reproduces from its seed. */
-export function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export const rng: (seed: number) => () => number = mulberry32
 
 /** Uniform in [offset - scale, offset + scale), rounded to float32. */
 export function randF32 (r: () => number, n: number, scale = 1, offset = 0): Float32Array {
