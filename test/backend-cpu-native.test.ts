@@ -125,9 +125,9 @@ describe('backend-cpu: native GEMM and fused multiply-add against the plain WASM
     }
   })
 
-  it('names the GEMM in info.device', function () {
+  it('names the native kernels and FMA in info.device', function () {
     assert.match(plain.info.device, /wasm simd128\)$/)
-    for (const [name, be] of others) assert.match(be.info.device, name.startsWith('native') ? /native avx(512|2) gemm/ : /\+ fma\)$/, name)
+    for (const [name, be] of others) assert.match(be.info.device, name.startsWith('native') ? /native avx(512|2) gemm\+attention/ : /\+ fma\)$/, name)
   })
 
   it('the native GEMM rejects bad arguments with a code and keeps working', function () {
