@@ -7,7 +7,7 @@ import { CODEC_DATA_CASES, activationLike } from '../core/testing/codec-data.ts'
 import { rng } from '../core/testing/gradcheck.ts'
 import type { Codec } from '../core/contracts/codec.ts'
 import { bf16Codec, fp16Codec, int8BlockCodec, topkCodec } from '../plugins/compression/index.ts'
-import { assembleCodecsWat, codecKernels, kernelsFor } from '../plugins/compression/kernels.ts'
+import { assembleCodecsWat, codecKernels, kernelsFor, loadKernels } from '../plugins/compression/kernels.ts'
 import { CODECS_WASM_BASE64 } from '../plugins/compression/codecs-wasm-bin.ts'
 
 type Opts = { path?: 'auto' | 'js' }
@@ -43,6 +43,12 @@ describe('codecs: the WASM SIMD path', function () {
       'codecs-wasm-bin.ts is stale: run `node --import tsx plugins/compression/kernels.ts --emit`')
     assert.equal(kernelsFor('js'), null)
     assert.throws(() => kernelsFor('gpu' as 'js'), RangeError)
+  })
+
+  it('is null where WebAssembly is missing or its SIMD does not compile (the codecs then run the JS path)', function () {
+    assert.equal(loadKernels(null), null)
+    const noSimd = { Module: class { constructor () { throw new Error('CompileError: invalid opcode 0xfd') } }, Instance: class {} }
+    assert.equal(loadKernels(noSimd as never), null)
   })
 
   for (const [name, make] of PAIRS) {

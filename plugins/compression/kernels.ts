@@ -20,7 +20,7 @@ interface Exports {
   half_decode(src: number, n: number, dst: number, maxBits: number, Tm: number, add: number, shift: number, base: number, list: number): number
   topk_scan(src: number, n: number, L: number, base: number, idx: number, bits: number, cnt: number, cap: number): number
 }
-interface Api {
+export interface Api {
   Module: new (bytes: Uint8Array) => object
   Instance: new (m: object, imports: object) => { exports: unknown }
 }
@@ -179,13 +179,14 @@ export class CodecKernels {
   }
 }
 
-function load (): CodecKernels | null {
-  if (WA === undefined) return null
+/** The kernels on `wa` (this process's WebAssembly by default), or null where it is missing or has no SIMD. */
+export function loadKernels (wa: Api | null = WA ?? null): CodecKernels | null {
+  if (wa == null) return null // e.g. node --jitless
   try {
-    const module = new WA.Module(Buffer.from(CODECS_WASM_BASE64, 'base64'))
-    return new CodecKernels(new WA.Instance(module, {}).exports as Exports)
+    const module = new wa.Module(Buffer.from(CODECS_WASM_BASE64, 'base64'))
+    return new CodecKernels(new wa.Instance(module, {}).exports as Exports)
   } catch {
-    return null // no WebAssembly SIMD here: the JS path runs
+    return null // no WebAssembly SIMD here (the module does not compile): the JS path runs
   }
 }
 
@@ -193,7 +194,7 @@ let kernels: CodecKernels | null | undefined
 
 /** The process's kernels (one instance, used synchronously), or null where WASM SIMD is missing. */
 export function codecKernels (): CodecKernels | null {
-  if (kernels === undefined) kernels = load()
+  if (kernels === undefined) kernels = loadKernels()
   return kernels
 }
 
