@@ -1,7 +1,8 @@
 ;; WASM SIMD kernels of the compression plugin (kernels.ts copies a chunk of a tensor in, runs one
 ;; of these on it while it is in cache, and copies the result out). Every kernel computes exactly
 ;; what the JS path computes (same f64 products, same truncation, same int32 bit tricks), so the
-;; bytes are identical; the f64 steps run two lanes at a time for that reason. Kernels report
+;; bytes are identical; the f64 steps run two lanes at a time for that reason (int8 encode runs f32
+;; first and checks each lane, below). Kernels report
 ;; corrupted or non-finite input by a return value and the caller reruns the JS path, which throws
 ;; the precise error. Pointers are byte offsets into the module's own memory.
 (module
@@ -335,7 +336,7 @@
       (br $t)))
     (local.get $cnt))
 
-;; Top-k candidates: for each of n f32 at src with (bits & 0x7fffffff) >= L (NaN and Inf too when
+  ;; Top-k candidates: for each of n f32 at src with (bits & 0x7fffffff) >= L (NaN and Inf too when
   ;; L <= 0x7f800000), appends base + i to the u32 list at idx[cnt..] and its bits to bits[cnt..], at
   ;; most cap entries in all. Returns the new count, or -1 past cap.
   (func (export "topk_scan") (param $src i32) (param $n i32) (param $L i32) (param $base i32) (param $idx i32) (param $bits i32) (param $cnt i32) (param $cap i32) (result i32)
