@@ -95,13 +95,19 @@ export function matmulDims (out: Tensor, inp: Tensor, weight: Tensor, bias: Tens
   return { N, C, OC }
 }
 
-export function attentionDims (out: Tensor, preatt: Tensor, att: Tensor, qkv: Tensor, NH: number): { B: number, T: number, C: number } {
+/** qkv [B,T,3C] with C divisible by NH: both attention kernels' input. */
+function qkvDims (qkv: Tensor, NH: number): { B: number, T: number, C: number } {
   positiveInt('NH', NH)
   rank('qkv', qkv, 3)
   const [B, T, C3] = qkv.shape
   if (C3 % 3 !== 0) throw new ShapeError(`qkv: last dim must be 3C, got ${shapeOf(qkv.shape)}`)
   const C = C3 / 3
   if (C % NH !== 0) throw new ShapeError(`C=${C} is not divisible by NH=${NH}`)
+  return { B, T, C }
+}
+
+export function attentionDims (out: Tensor, preatt: Tensor, att: Tensor, qkv: Tensor, NH: number): { B: number, T: number, C: number } {
+  const { B, T, C } = qkvDims(qkv, NH)
   dims('out/dout', out, [B, T, C])
   dims('preatt/dpreatt', preatt, [B, NH, T, T])
   dims('att/datt', att, [B, NH, T, T])
@@ -110,12 +116,7 @@ export function attentionDims (out: Tensor, preatt: Tensor, att: Tensor, qkv: Te
 
 /** Flash attention: qkv [B,T,3C], out/dout [B,T,C], lse [B,NH,T]. */
 export function flashAttentionDims (out: Tensor, lse: Tensor, qkv: Tensor, NH: number): { B: number, T: number, C: number } {
-  positiveInt('NH', NH)
-  rank('qkv', qkv, 3)
-  const [B, T, C3] = qkv.shape
-  if (C3 % 3 !== 0) throw new ShapeError(`qkv: last dim must be 3C, got ${shapeOf(qkv.shape)}`)
-  const C = C3 / 3
-  if (C % NH !== 0) throw new ShapeError(`C=${C} is not divisible by NH=${NH}`)
+  const { B, T, C } = qkvDims(qkv, NH)
   dims('out/dout', out, [B, T, C])
   dims('lse', lse, [B, NH, T])
   return { B, T, C }
