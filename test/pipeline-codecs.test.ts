@@ -21,7 +21,7 @@ import { parseTrainingOptions, trainingPlugins } from '../core/runtime/training-
 import { corpusData } from '../core/data/index.ts'
 import { encodeHeader, FrameDecoder, openFramed, RemoteError, type Frame, type FramedStream } from '../core/wire/index.ts'
 import { createCpuBackend } from '../plugins/backend-cpu/index.ts'
-import { connectedNodes, StaticSource, TINY, tinyCorpus, tinyManifest } from './pipeline-helpers.ts'
+import { connectedNodes, exchangeMicrobatch, StaticSource, TINY, tinyCorpus, tinyManifest } from './pipeline-helpers.ts'
 import { stopNodes } from './wire-helpers.ts'
 
 const C = TINY.dModel
@@ -104,17 +104,10 @@ describe('pipeline: boundary compression', function () {
     /** Sends an activation with the given codec id and payload, then the targets; the reply frame or the error. */
     async function exchange (codecId: number, payload: Uint8Array): Promise<{ frame?: Frame, error?: Error }> {
       const fs: FramedStream = await openFramed(nodes[0], nodes[1].peerId, PIPELINE_FORWARD_PROTOCOL, { runId: rid, signal: AbortSignal.timeout(20_000) })
-      try {
-        const meta = { origin: client, step: 0, micro: 0, micros: 1, mode: 'train' }
-        await fs.send({ kind: 'activation', microbatchId: 7n, stage: 1, codecId, dtype: 'f32', shape: [B, T, C], route: [client], metadata: meta }, payload)
-        await fs.send({ kind: 'request', microbatchId: 7n, stage: 1, dtype: 'i32', shape: [B, T], route: [client], metadata: { op: 'targets' } }, new Uint8Array(targets.buffer.slice(0)))
-        const frame = await fs.expect({ signal: AbortSignal.timeout(20_000) })
-        await fs.close().catch(() => {})
-        return { frame }
-      } catch (err) {
-        fs.abort(err as Error)
-        return { error: err as Error }
-      }
+      const meta = { origin: client, step: 0, micro: 0, micros: 1, mode: 'train' }
+      return await exchangeMicrobatch(fs,
+        [{ kind: 'activation', microbatchId: 7n, stage: 1, codecId, dtype: 'f32', shape: [B, T, C], route: [client], metadata: meta }, payload],
+        [{ kind: 'request', microbatchId: 7n, stage: 1, dtype: 'i32', shape: [B, T], route: [client], metadata: { op: 'targets' } }, new Uint8Array(targets.buffer.slice(0))])
     }
     const penalties = (): number => server.status().penalties.byPeer[client] ?? 0
 

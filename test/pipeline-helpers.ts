@@ -5,6 +5,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import type { Frame, FramedStream } from '../core/wire/index.ts'
 import type { ComputeBackend } from '../core/contracts/backend.ts'
 import { loadCorpus, type Corpus } from '../core/data/index.ts'
 import { defaultManifest, type RunManifest } from '../core/run/manifest.ts'
@@ -95,4 +96,23 @@ export function pipelineSuite (tmpPrefix: string): PipelineSuite {
     if (s.dir !== '') await rm(s.dir, { recursive: true, force: true })
   })
   return s
+}
+
+type SendArgs = Parameters<FramedStream['send']>
+
+/**
+ * One microbatch by hand to a stage's pipeline handler on an open stream: the activation frame, then
+ * its targets request; returns the reply frame, or the error (the stream is aborted then).
+ */
+export async function exchangeMicrobatch (fs: FramedStream, activation: [SendArgs[0], Uint8Array], targets: [SendArgs[0], Uint8Array]): Promise<{ frame?: Frame, error?: Error }> {
+  try {
+    await fs.send(...activation)
+    await fs.send(...targets)
+    const frame = await fs.expect({ signal: AbortSignal.timeout(20_000) })
+    await fs.close().catch(() => {})
+    return { frame }
+  } catch (err) {
+    fs.abort(err as Error)
+    return { error: err as Error }
+  }
 }

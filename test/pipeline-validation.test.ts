@@ -9,7 +9,7 @@ import { PipelineNode } from '../core/pipeline/pipeline-node.ts'
 import { PIPELINE_FORWARD_PROTOCOL } from '../core/pipeline/protocol.ts'
 import { runId } from '../core/run/manifest.ts'
 import { openFramed, RemoteError, type FramedStream } from '../core/wire/index.ts'
-import { connectedNodes, StaticSource, TINY, tinyManifest } from './pipeline-helpers.ts'
+import { connectedNodes, exchangeMicrobatch, StaticSource, TINY, tinyManifest } from './pipeline-helpers.ts'
 import { stopNodes } from './wire-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
@@ -50,19 +50,12 @@ describe('pipeline: inbound validation', function () {
   /** Sends an activation + targets (each part overridable) and returns the reply frame or the error. */
   async function exchange (o: { shape?: number[], data?: Float32Array, stage?: number, route?: string[], runId?: string, tgt?: Int32Array, metadata?: Record<string, unknown> } = {}): Promise<{ frame?: any, error?: Error }> {
     const fs = await open(o.runId)
-    try {
-      const shape = o.shape ?? [B, T, C]
-      const data = o.data ?? hidden(shape.reduce((a, b) => a * b, 1))
-      const t = o.tgt ?? targets(shape[0] * shape[1])
-      await fs.send({ kind: 'activation', microbatchId: 7n, stage: o.stage ?? 1, dtype: 'f32', shape, route: o.route ?? [client], metadata: o.metadata ?? { ...meta, origin: client } }, new Uint8Array(data.buffer.slice(0)))
-      await fs.send({ kind: 'request', microbatchId: 7n, stage: o.stage ?? 1, dtype: 'i32', shape: [shape[0], shape[1]], route: o.route ?? [client], metadata: { op: 'targets' } }, new Uint8Array(t.buffer.slice(0)))
-      const frame = await fs.expect({ signal: AbortSignal.timeout(20_000) })
-      await fs.close().catch(() => {})
-      return { frame }
-    } catch (err) {
-      fs.abort(err as Error)
-      return { error: err as Error }
-    }
+    const shape = o.shape ?? [B, T, C]
+    const data = o.data ?? hidden(shape.reduce((a, b) => a * b, 1))
+    const t = o.tgt ?? targets(shape[0] * shape[1])
+    return await exchangeMicrobatch(fs,
+      [{ kind: 'activation', microbatchId: 7n, stage: o.stage ?? 1, dtype: 'f32', shape, route: o.route ?? [client], metadata: o.metadata ?? { ...meta, origin: client } }, new Uint8Array(data.buffer.slice(0))],
+      [{ kind: 'request', microbatchId: 7n, stage: o.stage ?? 1, dtype: 'i32', shape: [shape[0], shape[1]], route: o.route ?? [client], metadata: { op: 'targets' } }, new Uint8Array(t.buffer.slice(0))])
   }
 
   // the refusal as the client sees it: the remote code, or (another run) the client's own refusal of
