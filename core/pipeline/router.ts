@@ -199,22 +199,10 @@ export class Router {
   succeeded (peer: string, stage: number, ms: number, serviceMs?: number): void {
     const s = this.state(peer, stage)
     const a = this.opts.alpha
-    if (s.samples === 0) {
-      s.ewma = ms
-      s.dev = ms / 2
-    } else {
-      s.dev = (1 - a) * s.dev + a * Math.abs(ms - s.ewma)
-      s.ewma = (1 - a) * s.ewma + a * ms
-    }
+    ;({ mean: s.ewma, dev: s.dev } = ewmaStep(s.samples === 0, s.ewma, s.dev, ms, a))
     s.samples++
     if (serviceMs != null && Number.isFinite(serviceMs) && serviceMs >= 0) {
-      if (s.svcSamples === 0) {
-        s.svc = serviceMs
-        s.svcDev = serviceMs / 2
-      } else {
-        s.svcDev = (1 - a) * s.svcDev + a * Math.abs(serviceMs - s.svc)
-        s.svc = (1 - a) * s.svc + a * serviceMs
-      }
+      ;({ mean: s.svc, dev: s.svcDev } = ewmaStep(s.svcSamples === 0, s.svc, s.svcDev, serviceMs, a))
       s.svcSamples++
     }
     s.failures = 0
@@ -280,6 +268,12 @@ export class Router {
     s.stage = stage
     return s
   }
+}
+
+/** One sample `x` into a moving mean and mean deviation (weight `a`); the first sample sets the mean, and half of it the deviation. */
+function ewmaStep (first: boolean, mean: number, dev: number, x: number, a: number): { mean: number, dev: number } {
+  if (first) return { mean: x, dev: x / 2 }
+  return { mean: (1 - a) * mean + a * x, dev: (1 - a) * dev + a * Math.abs(x - mean) }
 }
 
 /** What a peer's timeout grows from: its reported service time when it reports one, else its whole round trip. */
