@@ -8,6 +8,12 @@ import { createCpuBackend } from '../plugins/backend-cpu/backend.ts'
 import { loadNativeKernels } from '../plugins/backend-cpu/native.ts'
 import { fusedSource, relaxedSimd } from '../plugins/backend-cpu/wasm.ts'
 import type { ComputeBackend } from '../core/contracts/backend.ts'
+import { backendCompliance } from '../core/testing/index.ts'
+
+// The fallbacks stay covered where the addon is built (test/backend-cpu.test.ts runs the default,
+// native where built): the WASM GEMM with FMA and no native kernels, and plain SIMD128 alone.
+backendCompliance('cpu (wasm simd + fma, no native kernels, 2 worker threads)', async () => await createCpuBackend({ threads: 2, native: false }))
+backendCompliance('cpu (wasm simd128 only: no fma, no native kernels, inline)', async () => await createCpuBackend({ threads: 0, native: false, fma: false }), { eventLoop: false })
 
 function random (n: number, seed: number): Float32Array {
   let s = seed >>> 0
