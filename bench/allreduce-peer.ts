@@ -40,6 +40,8 @@ export interface PeerConfig {
   joinMs?: number
   slackMs?: number
   bandwidth?: number
+  /** The node's data dir, made and removed by the parent (spawnPeer); a temp dir of its own where absent. */
+  dataDir?: string
   /** Kill this process (SIGKILL) the moment it is about to send its first contribution: a peer dying mid-round. */
   dieOnContribution?: boolean
 }
@@ -58,7 +60,7 @@ function fileLogger (path: string): ReturnType<typeof createLogger> {
 
 async function main (): Promise<void> {
   const cfg = JSON.parse(process.argv[2]) as PeerConfig
-  const dir = await mkdtemp(join(tmpdir(), 'lsw-allreduce-peer-'))
+  const dir = cfg.dataDir ?? await mkdtemp(join(tmpdir(), 'lsw-allreduce-peer-'))
   const node = await createNode({ dataDir: dir, plugins: [], controlEndpoint: false, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap: [cfg.bootstrap] })
   await node.start()
   const codec = cfg.codec ?? 'none'

@@ -44,13 +44,17 @@ export interface PeerProcess {
 export async function spawnPeer (cfg: PeerConfig, timeoutMs = 60_000): Promise<PeerProcess> {
   // LSW_PEER_NODE_ARGS: extra node flags for the peer processes (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
   const nodeArgs = (process.env.LSW_PEER_NODE_ARGS ?? '').split(' ').filter(a => a !== '')
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', PEER_SCRIPT, JSON.stringify(cfg)], { stdio: ['pipe', 'pipe', 'pipe'] })
+  // the parent owns the peer's data dir: a peer killed with SIGKILL cannot remove its own
+  const dataDir = await mkdtemp(join(tmpdir(), 'lsw-allreduce-peer-'))
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', PEER_SCRIPT, JSON.stringify({ ...cfg, dataDir })], { stdio: ['pipe', 'pipe', 'pipe'] })
   let stderr = ''
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000)
     if (process.env.LSW_PEER_LOG != null) appendFileSync(join(process.env.LSW_PEER_LOG, `peer-${cfg.seed}.stderr`), d)
   })
-  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => { child.on('exit', (code, signal) => { resolve({ code, signal }) }) })
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => {
+    child.on('exit', (code, signal) => { void rm(dataDir, { recursive: true, force: true }).finally(() => { resolve({ code, signal }) }) })
+  })
   const pending: Array<{ resolve: (v: Record<string, any>) => void, reject: (e: Error) => void }> = []
   const lines = createInterface({ input: child.stdout! })
   lines.on('line', line => {
