@@ -47,6 +47,11 @@ export interface SwarmBenchSettings {
   readonly data?: string
   /** T, tokens per sequence (undefined: the model's context). */
   readonly seqLen?: number
+  /**
+   * Gradient clipping norm of both runs (undefined: the default, 1). A stage clips by its own norm,
+   * train --local by the global one: 0 makes the two runs the same computation.
+   */
+  readonly gradClip?: number
 }
 
 export interface LocalResult {
@@ -112,9 +117,9 @@ export async function runLocal (s: SwarmBenchSettings, dir: string, threads: num
   }
 }
 
-/** `--data` and `--seq-len` where set: train --local and the stage nodes take the same flags. */
+/** `--data`, `--seq-len` and `--grad-clip` where set: train --local and the stage nodes take the same flags. */
 function dataArgs (s: SwarmBenchSettings): string[] {
-  return [...(s.data != null ? ['--data', s.data] : []), ...(s.seqLen != null ? ['--seq-len', String(s.seqLen)] : [])]
+  return [...(s.data != null ? ['--data', s.data] : []), ...(s.seqLen != null ? ['--seq-len', String(s.seqLen)] : []), ...(s.gradClip != null ? ['--grad-clip', String(s.gradClip)] : [])]
 }
 
 /** The demo's settings for these: one node per stage, no averaging, no eval in the swarm (the bench evaluates the assembled model). */
@@ -173,7 +178,10 @@ export async function runSwarm (s: SwarmBenchSettings, dir: string, cores: numbe
     const configFile = join(dir, 'node-config.json')
     await writeFile(configFile, JSON.stringify(nodeConfig(ds)) + '\n')
     const manifestFile = join(dir, 'run-manifest.json')
-    await writeFile(manifestFile, JSON.stringify(await demoManifest(ds), null, 2) + '\n')
+    const manifest = await demoManifest(ds)
+    // the nodes take the optimizer from this file (start has no --grad-clip beside a manifest)
+    const optimizer = { ...manifest.optimizer, ...(s.gradClip != null ? { clip: s.gradClip } : {}) }
+    await writeFile(manifestFile, JSON.stringify({ ...manifest, optimizer }, null, 2) + '\n')
     // the last stage first: stage 0 starts its microbatches as soon as it sees a peer of stage 1
     for (let stage = s.stages - 1; stage >= 0; stage--) {
       const dataDir = join(dir, `s${stage}`)

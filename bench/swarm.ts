@@ -57,6 +57,8 @@ export interface SwarmBenchOptions {
   readonly data?: string
   /** T, tokens per sequence of both runs and the eval (default: the model's context). */
   readonly seqLen?: number
+  /** Gradient clipping norm of both runs (default 1; 0: off, the swarm then computes what train --local does). */
+  readonly gradClip?: number
   readonly progress?: (line: string) => void
   readonly signal?: AbortSignal
 }
@@ -78,6 +80,7 @@ export function swarmBenchSettings (o: SwarmBenchOptions): SwarmBenchSettings & 
   const microbatches = int('microbatches', o.microbatches, d.microbatches, 1, 1024)
   const lr = o.lr ?? d.lr
   if (!(Number.isFinite(lr) && lr > 0)) throw new ConfigError(`--lr must be a positive number, got ${String(o.lr)}`)
+  if (o.gradClip != null && !(Number.isFinite(o.gradClip) && o.gradClip >= 0)) throw new ConfigError(`--grad-clip must be a number >= 0, got ${String(o.gradClip)}`)
   const codec = o.codec ?? DEMO_DEFAULT_COMPRESSION.codec
   const none = codec === 'none'
   return {
@@ -94,6 +97,7 @@ export function swarmBenchSettings (o: SwarmBenchOptions): SwarmBenchSettings & 
     pin: o.pin ?? true,
     evalBatches: int('eval-batches', o.evalBatches, d.evalBatches, 1, 100_000),
     ...(o.data != null ? { data: dataPath(o.data) } : {}),
+    ...(o.gradClip != null ? { gradClip: o.gradClip } : {}),
     ...(o.seqLen != null ? { seqLen: int('seq-len', o.seqLen, preset.blockSize, 1, preset.blockSize) } : {})
   }
 }

@@ -40,6 +40,7 @@ interface BenchFlags {
   data?: string
   seqLen?: string
   lr?: string
+  gradClip?: string
   batch?: string
   evalBatches?: string
   configs?: string
@@ -119,6 +120,7 @@ const SUITES: Record<string, Suite> = {
     data: flags.data,
     seqLen: flags.seqLen != null ? intFlag('--seq-len', flags.seqLen, 1) : undefined,
     lr: flags.lr != null ? numFlag('--lr', flags.lr, 0) : undefined,
+    gradClip: flags.gradClip != null ? numFlag('--grad-clip', flags.gradClip, 0) : undefined,
     progress: line => { if (flags.logLevel !== 'silent') process.stderr.write(line + '\n') }
   }),
   // Byzantine peers in a real swarm: checks until each attack is caught, false convictions, verification's overhead, held-out loss attacked with and without it.
@@ -147,6 +149,7 @@ export function register (program: Command): void {
     .option('--data <dir>', 'compression-quality, swarm: prepared token shards (layerswarm data prepare); default: the shipped corpus (compression-quality: prepared with gpt2 for a BPE model)')
     .option('--seq-len <n>', 'compression-quality, swarm: T, tokens per sequence (default: the model context)')
     .option('--lr <x>', 'swarm: peak learning rate of both runs (default 3e-3)')
+    .option('--grad-clip <x>', 'swarm: gradient clipping norm of both runs (default 1; 0: off, the same computation in both, as a stage clips by its own norm)')
     .option('--batch <n>', 'compression-quality: B, sequences per step (default 8)')
     .option('--eval-batches <n>', 'compression-quality: held-out batches of the final eval (default 64)')
     .option('--configs <list>', 'compression-quality: settings to run besides none, e.g. bn128-int8,sub128-int4 (default all)')
