@@ -37,6 +37,9 @@ describe('bench swarm', function () {
     refused({ seqLen: 0 }, /--seq-len/)
     refused({ seqLen: 65 }, /--seq-len/) // tiny's context is 64
     refused({ seqLen: 1.5 }, /--seq-len/)
+    refused({ gradClip: -1 }, /--grad-clip/)
+    refused({ gradClip: Number.NaN }, /--grad-clip/)
+    assert.equal(swarmBenchSettings({ gradClip: 0 }).gradClip, 0)
     const d = swarmBenchSettings({})
     assert.equal(d.data, undefined) // the defaults stay the shipped corpus at the model's context
     assert.equal(d.seqLen, undefined)
