@@ -1,5 +1,5 @@
-// The CPU backend's faster kernels against its plain WASM SIMD128 ones: the optional native GEMM and
-// attention (plugins/backend-cpu/native/, built by `npm install` where a C compiler exists) and relaxed
+// The CPU backend's faster kernels against its plain WASM SIMD128 ones: the optional native GEMM,
+// attention and GELU (plugins/backend-cpu/native/, built by `npm install` where a C compiler exists) and relaxed
 // SIMD's fused multiply-add. Shapes cross every edge of the native blocking (MR/NR tiles, the 192-row
 // A block, the 256-deep K slice) and of the 8-column WASM panels; bad arguments to the addon throw
 // and leave it working. Without a built addon (no compiler) those cases are skipped, said in the title.
@@ -116,6 +116,32 @@ describe('backend-cpu: native GEMM and fused multiply-add against the plain WASM
     assert.deepEqual(Array.from(new Float32Array(mem.buffer, 8192, 4)), [1, 0, 0, 0])
   })
 
+  it(`GELU forward and backward agree, NaN passes through (${native === null ? 'native kernels not built here: skipped' : 'native'})`, async function () {
+    if (native === null) this.skip()
+    const n = 8 * 37 + 4 // 8-lane vectors, then a 4-lane tail the native kernel runs scalar
+    const x = random(n, 11).map((v, i) => i === 5 ? NaN : i === 6 ? 40 : i === 7 ? -40 : v * 6)
+    const run = async (be: ComputeBackend): Promise<Float32Array[]> => {
+      const inp = be.upload(x, [n]); const dout = be.upload(random(n, 12), [n]); const dinp = be.upload(random(n, 13), [n]); const out = be.alloc([n])
+      try {
+        await be.geluForward(out, inp)
+        await be.geluBackward(dinp, inp, dout)
+        return await Promise.all([out, dinp].map(async t => await be.download(t) as Float32Array))
+      } finally {
+        for (const t of [inp, dout, dinp, out]) be.free(t)
+      }
+    }
+    const want = await run(plain)
+    for (const i of [0, 1]) { assert.ok(Number.isNaN(want[i][5])); want[i][5] = 0 }
+    for (const [name, be] of others.filter(([k]) => k.startsWith('native'))) {
+      const got = await run(be)
+      for (const i of [0, 1]) {
+        assert.ok(Number.isNaN(got[i][5]), `${name} gelu NaN`)
+        got[i][5] = 0
+        assertClose(got[i], want[i], `${name} gelu ${i === 0 ? 'out' : 'dinp'}`)
+      }
+    }
+  })
+
   it('the AVX2 kernel agrees too (capped to it on an AVX-512 CPU)', async function () {
     if (native?.isa() !== 'avx512') this.skip()
     try {
@@ -133,7 +159,7 @@ describe('backend-cpu: native GEMM and fused multiply-add against the plain WASM
 
   it('names the native kernels and FMA in info.device', function () {
     assert.match(plain.info.device, /wasm simd128\)$/)
-    for (const [name, be] of others) assert.match(be.info.device, name.startsWith('native') ? /native avx(512|2) gemm\+attention/ : /\+ fma\)$/, name)
+    for (const [name, be] of others) assert.match(be.info.device, name.startsWith('native') ? /native avx(512|2) gemm\+attention\+gelu/ : /\+ fma\)$/, name)
   })
 
   it('the native GEMM rejects bad arguments with a code and keeps working', function () {

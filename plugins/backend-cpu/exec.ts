@@ -319,14 +319,16 @@ export class Executor {
         const [lo, hi] = partRange(P[3], c, nc, 16)
         // WASM for whole groups of 4 (its tanh is a rational approximation: Math.tanh is slow), JS for the rest
         const mid = this.wasm === null ? lo : lo + ((hi - lo) & ~3)
-        if (mid > lo) this.wasm?.gelu_forward((P[1] + lo) * 4, (P[2] + lo) * 4, mid - lo)
+        if (mid > lo && this.native !== null) this.native.geluForward(this.u8, (P[1] + lo) * 4, (P[2] + lo) * 4, mid - lo)
+        else if (mid > lo) this.wasm?.gelu_forward((P[1] + lo) * 4, (P[2] + lo) * 4, mid - lo)
         K.geluForward(F(P[1], P[3]), F(P[2], P[3]), mid, hi)
         return
       }
       case OP.GELU_BWD: { // dinp, inp, dout, n
         const [lo, hi] = partRange(P[4], c, nc, 16)
         const mid = this.wasm === null ? lo : lo + ((hi - lo) & ~3)
-        if (mid > lo) this.wasm?.gelu_backward((P[1] + lo) * 4, (P[2] + lo) * 4, (P[3] + lo) * 4, mid - lo)
+        if (mid > lo && this.native !== null) this.native.geluBackward(this.u8, (P[1] + lo) * 4, (P[2] + lo) * 4, (P[3] + lo) * 4, mid - lo)
+        else if (mid > lo) this.wasm?.gelu_backward((P[1] + lo) * 4, (P[2] + lo) * 4, (P[3] + lo) * 4, mid - lo)
         K.geluBackward(F(P[1], P[4]), F(P[2], P[4]), F(P[3], P[4]), mid, hi)
         return
       }

@@ -1,5 +1,5 @@
-// The optional native kernels: the GEMM (native/gemm.c, AVX-512 or AVX2+FMA) and causal attention
-// (native/attention.c), built by `npm install` where a C
+// The optional native kernels: the GEMM (native/gemm.c, AVX-512 or AVX2+FMA), causal attention
+// (native/attention.c) and GELU (native/gelu.c), built by `npm install` where a C
 // compiler exists (native/build.mjs). Absent, unbuildable or on a CPU without AVX2/FMA: null, and the
 // WASM GEMM runs. Each thread (main and every worker) loads it for itself; N-API addons are per thread.
 import { createRequire } from 'node:module'
@@ -13,6 +13,10 @@ export interface NativeKernels {
   /** kernels.ts attentionBackward, the same way. */
   attentionBackward(view: Uint8Array, dqkv: number, dpreatt: number, datt: number, dout: number, qkv: number, att: number,
     B: number, T: number, C: number, NH: number, p0: number, p1: number): void
+  /** GELU (tanh approximation) of n floats: out = gelu(inp); byte offsets. */
+  geluForward(view: Uint8Array, out: number, inp: number, n: number): void
+  /** dinp += gelu'(inp) * dout over n floats; byte offsets. */
+  geluBackward(view: Uint8Array, dinp: number, inp: number, dout: number, n: number): void
   /** 'avx512', 'avx2', or null where the CPU has neither. */
   isa(): string | null
   /** Caps the kernel at 'avx512' or 'avx2' for the whole process (tests run the AVX2 kernel this way); returns isa(). */

@@ -1,4 +1,4 @@
-// Shared by the native kernels' files (gemm.c, attention.c): argument reading and typed errors.
+// Shared by the native kernels' files (gemm.c, attention.c, gelu.c): argument reading and typed errors.
 #ifndef LAYERSWARM_ADDON_H
 #define LAYERSWARM_ADDON_H
 #include <node_api.h>
@@ -13,4 +13,6 @@ int nativeArgs (napi_env env, napi_callback_info info, const char *code, size_t 
 
 napi_value AttentionForward (napi_env env, napi_callback_info info);
 napi_value AttentionBackward (napi_env env, napi_callback_info info);
+napi_value GeluForward (napi_env env, napi_callback_info info);
+napi_value GeluBackward (napi_env env, napi_callback_info info);
 #endif

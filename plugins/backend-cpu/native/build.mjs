@@ -1,7 +1,7 @@
-// Builds the optional native GEMM (gemm.c -> build/gemm.node) with the system C compiler, against the
-// N-API headers that ship with Node. Run by `npm install`; it never fails the install: without a
-// compiler, headers or a supported OS, it says so and the CPU backend keeps its WASM GEMM.
-// node-gyp is not used: it would download Node's headers, and this is one C file.
+// Builds the optional native kernels (gemm.c, attention.c, gelu.c -> build/gemm.node) with the system
+// C compiler, against the N-API headers that ship with Node. Run by `npm install`; it never fails the install: without a
+// compiler, headers or a supported OS, it says so and the CPU backend keeps its WASM kernels.
+// node-gyp is not used: it would download Node's headers, and this is three C files.
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -13,7 +13,7 @@ const include = join(dirname(process.execPath), '..', 'include', 'node')
 const cc = process.env.CC ?? 'cc'
 
 function skip (why) {
-  console.log(`layerswarm: native GEMM not built (${why}); the CPU backend uses its WASM GEMM`)
+  console.log(`layerswarm: native kernels not built (${why}); the CPU backend uses its WASM kernels`)
   process.exit(0)
 }
 
@@ -24,7 +24,7 @@ if (!existsSync(join(include, 'node_api.h'))) skip(`no N-API headers at ${includ
 mkdirSync(dirname(out), { recursive: true })
 // built beside, then renamed: a process that has the old file loaded keeps its copy intact
 const tmp = `${out}.${process.pid}.tmp`
-const args = ['-O3', '-std=c11', '-fPIC', '-shared', '-fvisibility=hidden', '-I', include, join(here, 'gemm.c'), join(here, 'attention.c'), '-lm', '-o', tmp]
+const args = ['-O3', '-std=c11', '-fPIC', '-shared', '-fvisibility=hidden', '-I', include, join(here, 'gemm.c'), join(here, 'attention.c'), join(here, 'gelu.c'), '-lm', '-o', tmp]
 if (process.platform === 'darwin') args.push('-undefined', 'dynamic_lookup')
 const r = spawnSync(cc, args, { stdio: ['ignore', 'inherit', 'inherit'], timeout: 120_000 })
 if (r.error !== undefined || r.status !== 0) {
@@ -32,4 +32,4 @@ if (r.error !== undefined || r.status !== 0) {
   skip(r.error !== undefined ? `${cc}: ${r.error.message}` : `${cc} exited with ${String(r.status)}`)
 }
 renameSync(tmp, out)
-console.log(`layerswarm: native GEMM built (${out})`)
+console.log(`layerswarm: native kernels built (${out})`)

@@ -260,5 +260,9 @@ NAPI_MODULE_INIT () {
   napi_set_named_property(env, exports, "attentionForward", f);
   napi_create_function(env, "attentionBackward", NAPI_AUTO_LENGTH, AttentionBackward, NULL, &f);
   napi_set_named_property(env, exports, "attentionBackward", f);
+  napi_create_function(env, "geluForward", NAPI_AUTO_LENGTH, GeluForward, NULL, &f);
+  napi_set_named_property(env, exports, "geluForward", f);
+  napi_create_function(env, "geluBackward", NAPI_AUTO_LENGTH, GeluBackward, NULL, &f);
+  napi_set_named_property(env, exports, "geluBackward", f);
   return exports;
 }
