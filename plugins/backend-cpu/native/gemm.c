@@ -3,9 +3,9 @@
 // exists (build.mjs); where it is absent or the CPU lacks AVX2/FMA, the WASM GEMM runs instead.
 // Same addressing as wasm/kernels.wat's gemm, all in BYTES from the memory's base:
 //   A(m, k) at A + (m & ~3)*sam + (m & 3)*sar + k*sak   (plain view: sar = sam; 4-row packed: sar = 4)
-//   B(k, j) at B + k*sbk + j*sbj;  C(m, j) at C + m*ldc + j*4;  bias: 0 or pointer to bias[N] (+ 1)
+//   B(k, j) at B + k*sbk + j*sbj;  C(m, j) at C + m*ldc + j*4;  bias: 0 (none) or pointer to bias[N]
 // beta 0: C = A@B + bias; beta 1: C += A@B + bias. Goto-style blocking: B is packed in NR-column
-// panels per KC slice (a panel stays in L1), A in MR-row panels per MC block (a block stays in L2).
+// panels per KC slice (a panel stays in L1); A is read in place or packed per MC block (see run).
 #include "addon.h"
 #include <immintrin.h>
 #include <stdint.h>
@@ -20,6 +20,14 @@ typedef struct { const uint8_t *A; int64_t sam, sar, sak; const uint8_t *B; int6
 static int MR = 0, NR = 0; // the micro-kernel's tile, set with it (pickIsa)
 static _Thread_local float *scratch = NULL;
 static _Thread_local size_t scratchLen = 0;
+
+// Frees this thread's packing buffer when its Node environment (the main thread's or a worker's) ends.
+static void freeScratch (void *unused) {
+  (void)unused;
+  free(scratch);
+  scratch = NULL;
+  scratchLen = 0;
+}
 
 static float *scratchFor (size_t floats) {
   if (floats > scratchLen) {
@@ -249,6 +257,7 @@ static napi_value UseIsa (napi_env env, napi_callback_info info) {
 
 NAPI_MODULE_INIT () {
   if (isa == NULL) pickIsa(NULL);
+  napi_add_env_cleanup_hook(env, freeScratch, NULL);
   napi_value f;
   napi_create_function(env, "gemm", NAPI_AUTO_LENGTH, Gemm, NULL, &f);
   napi_set_named_property(env, exports, "gemm", f);
