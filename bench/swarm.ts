@@ -15,7 +15,7 @@
 // --data DIR (a `layerswarm data prepare` folder, or text) and --seq-len T reach both runs and the
 // eval alike; the default is the shipped corpus read as bytes at the model's context.
 //
-//   npx tsx bench/swarm.ts [--stages 2] [--steps 30] [--model tiny] [--data DIR --seq-len T] [--codec none] [--json]
+//   npx tsx bench/swarm.ts [--stages 2] [--steps 30] [--model tiny] [--data DIR --seq-len T] [--lr X] [--grad-clip X] [--codec none] [--json]
 import '../core/polyfills.ts'
 import { statSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -197,13 +197,13 @@ if (process.argv[1] != null && import.meta.url === pathToFileURL(process.argv[1]
   const { values } = parseArgs({
     options: {
       stages: { type: 'string' }, steps: { type: 'string' }, model: { type: 'string' }, microbatches: { type: 'string' },
-      codec: { type: 'string' }, data: { type: 'string' }, 'seq-len': { type: 'string' }, 'no-pin': { type: 'boolean' }, json: { type: 'boolean' }
+      codec: { type: 'string' }, data: { type: 'string' }, 'seq-len': { type: 'string' }, lr: { type: 'string' }, 'grad-clip': { type: 'string' }, 'no-pin': { type: 'boolean' }, json: { type: 'boolean' }
     }
   })
   const num = (v: string | undefined): number | undefined => v != null ? Number(v) : undefined
   const report = await benchSwarm({
     stages: num(values.stages), steps: num(values.steps), model: values.model, microbatches: num(values.microbatches), codec: values.codec,
-    data: values.data, seqLen: num(values['seq-len']),
+    data: values.data, seqLen: num(values['seq-len']), lr: num(values.lr), gradClip: num(values['grad-clip']),
     pin: values['no-pin'] !== true, progress: line => { process.stderr.write(line + '\n') }
   })
   process.stdout.write(values.json === true ? JSON.stringify(report) + '\n' : formatTable(report) + '\n')
