@@ -5,9 +5,10 @@
 // in about a millisecond: assembling with wabt in every worker costs ~0.5 s per worker on a loaded
 // machine, and a worker's chunks cannot await. test/backend-cpu-llama-wasm.test.ts checks that the
 // embedded bytes are the assembly of llama.wat. Instantiated lazily on each backend's shared memory.
-import { readFile, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { pathToFileURL } from 'node:url'
 import { LLAMA_WASM_BASE64 } from './llama-wasm-bin.ts'
+import { assembleWat } from './wasm.ts'
 import type { WasmMemory } from './wasm.ts'
 
 export interface LlamaWasm {
@@ -26,17 +27,7 @@ const FEATURES = { simd: true, threads: true }
 
 /** wasm/llama.wat assembled with wabt (the embedded bytes' source; for the test and --emit). */
 export async function assembleLlamaWat (): Promise<Uint8Array> {
-  const source = await readFile(new URL('./wasm/llama.wat', import.meta.url), 'utf8')
-  const wabt = await (await import('wabt')).default()
-  const parsed = wabt.parseWat('llama.wat', source, FEATURES)
-  try {
-    parsed.resolveNames()
-    // wabt's typings omit validate's features argument; without it shared memory is rejected
-    ;(parsed.validate as unknown as (f: object) => void).call(parsed, FEATURES)
-    return parsed.toBinary({}).buffer
-  } finally {
-    parsed.destroy()
-  }
+  return await assembleWat('llama.wat', FEATURES)
 }
 
 const module = new WA.Module(Buffer.from(LLAMA_WASM_BASE64, 'base64'))

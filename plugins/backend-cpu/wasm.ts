@@ -69,6 +69,24 @@ export function fusedSource (source: string): string {
   return out
 }
 
+/**
+ * wasm/<file> assembled with the `wabt` npm package (no system compiler, no network); `edit` rewrites
+ * the text first. The shared memory needs the threads feature at parse and at validation.
+ */
+export async function assembleWat (file: string, features: object, edit: (source: string) => string = s => s): Promise<Uint8Array> {
+  const source = await readFile(new URL(`./wasm/${file}`, import.meta.url), 'utf8')
+  const wabt = await (await import('wabt')).default()
+  const parsed = wabt.parseWat(file, edit(source), features)
+  try {
+    parsed.resolveNames()
+    // wabt's typings omit validate's features argument; without it shared memory is rejected
+    ;(parsed.validate as unknown as (f: object) => void).call(parsed, features)
+    return parsed.toBinary({}).buffer
+  } finally {
+    parsed.destroy()
+  }
+}
+
 const compiled = new Map<boolean, Promise<WasmModule>>()
 
 /**
@@ -79,22 +97,7 @@ export async function kernelModule (fma = relaxedSimd()): Promise<WasmModule> {
   const useFma = fma && relaxedSimd()
   let p = compiled.get(useFma)
   if (p === undefined) {
-    p = (async () => {
-      const source = await readFile(new URL('./wasm/kernels.wat', import.meta.url), 'utf8')
-      const features = useFma ? FMA_FEATURES : FEATURES
-      const wabt = await (await import('wabt')).default()
-      const parsed = wabt.parseWat('kernels.wat', useFma ? fusedSource(source) : source, features)
-      try {
-        // wabt's typings omit validate's features argument; without it shared memory is rejected
-        const validate = parsed.validate as unknown as (f: object) => void
-        parsed.resolveNames()
-        validate.call(parsed, features)
-        const { buffer } = parsed.toBinary({})
-        return await WA.compile(buffer)
-      } finally {
-        parsed.destroy()
-      }
-    })()
+    p = assembleWat('kernels.wat', useFma ? FMA_FEATURES : FEATURES, useFma ? fusedSource : undefined).then(async bytes => await WA.compile(bytes))
     compiled.set(useFma, p)
   }
   return await p
