@@ -108,9 +108,9 @@ export interface AveragingStatus {
   paramNorm: number | null
   /** FNV-1a of the stage parameters' bits right after the last round: equal on members holding identical values. */
   paramsDigest: string | null
-  /** Milliseconds the last round took (group formation + all-reduce + write-back; in params mode the stage is held only from the formation on). */
+  /** Milliseconds the last round held the stage (group formation + all-reduce + write-back). */
   lastMs: number | null
-  /** Milliseconds every round tried so far took, together (Prometheus: layerswarm_allreduce_seconds_total). */
+  /** Milliseconds every round tried so far held the stage, together (Prometheus: layerswarm_allreduce_seconds_total). */
   totalMs: number
   /** Per round with a group: [round, 1-based step, groupSize, divergenceBefore, divergenceAfter]. */
   history: Array<[number, number, number, number, number]>
@@ -230,7 +230,7 @@ export class StageAveraging {
       .finally(() => { this.pending = undefined })
   }
 
-  /** A round tried since `t0` is over: how long it took. */
+  /** A round tried since `t0` is over: how long it held the stage. */
   private held (t0: number): void {
     this.s.lastMs = performance.now() - t0
     this.s.totalMs += this.s.lastMs
