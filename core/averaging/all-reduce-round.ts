@@ -90,16 +90,11 @@ export class AllReduceRound {
    * role 'parameter', theta_start for pseudo-gradients.
    */
   constructor (private readonly ctx: RoundContext, readonly stage: number, readonly round: number,
-    readonly role: AveragingRole, public data: Float32Array, readonly weight: number, public reference: Float32Array = data) {}
+    readonly role: AveragingRole, readonly data: Float32Array, readonly weight: number, readonly reference: Float32Array = data) {}
 
-  /**
-   * The group is formed (sorted members, this node included): layout, deadlines, banned members left
-   * out. `data`: this node's vector as it is now, when the caller read it only once the group formed.
-   */
-  begin (members: string[], digest: string, data = this.data): void {
-    if (this.reference === this.data) this.reference = data
-    this.data = data
-    const { ctx } = this
+  /** The group is formed (sorted members, this node included): layout, deadlines, banned members left out. */
+  begin (members: string[], digest: string): void {
+    const { ctx, data } = this
     this.members = members
     this.digest = digest
     this.me = members.indexOf(ctx.self)

@@ -4,11 +4,13 @@
 //     1. group: Moshpit grid cell of (peer, round) -> DHT key -> members found (and greeted) within
 //        a join window that follows the stage peers' round trips (join-window.ts, group.ts); a member
 //        greeted after its group formed answers ERR_AVG_CLOSED: the late one stops looking at once
-//     2. butterfly all-reduce over the group (all-reduce-round.ts), deadlines from measured bandwidth
-//        plus slack: a late member is left out of a shard's average, a failed owner's shard keeps
-//        local values. 3. mode 'params': the result is the new parameters; 'pseudo-grad' (DiLoCo):
-//        theta_start - theta_local is averaged and the outer optimizer steps on it (outer-optimizer.ts;
-//        a stage's first round averages parameters, to agree on theta_start).
+//     2. butterfly all-reduce of the flattened vector over the group: one AllReduceRound
+//        (all-reduce-round.ts) with deadlines from the measured bandwidth plus slack: a member that
+//        does not deliver in time is left out of that shard's average; a shard whose owner fails
+//        keeps local values. The bandwidth estimate is refined from every round.
+//     3. mode 'params': the result is the new parameters. Mode 'pseudo-grad' (DiLoCo): the vector
+//        averaged is theta_start - theta_local, and the outer optimizer (outer-optimizer.ts) steps
+//        on it (the first round of a stage averages parameters, to agree on theta_start).
 //
 // One protocol handler serves greetings and reduce requests; one for a round not started here yet
 // waits (bounded) for it. Inbound shards are validated (protocol, size, codec, finite, declared
@@ -26,7 +28,7 @@ import { AbortError, verdictOf } from '../errors.ts'
 import { sleep, withDeadline } from '../timers.ts'
 import { assertFiniteF32, handleFramed, openFramed, requestFrame, type Frame, type FramedStream } from '../wire/index.ts'
 import { shardCodecs, type AveragingRole, type TensorCodecs } from '../codecs/tensor-codecs.ts'
-import { AVERAGING_PROTOCOL, DEFAULT_CHUNK_ELEMENTS, dialAveraging, MAX_GROUP_SIZE, parseReduceRequest } from './butterfly.ts'
+import { AVERAGING_PROTOCOL, DEFAULT_CHUNK_ELEMENTS, MAX_GROUP_SIZE, parseReduceRequest } from './butterfly.ts'
 import { AllReduceRound, codeOf } from './all-reduce-round.ts'
 import type { AllReduceResult, AveragingMode, FaultInjection, RoundArgs, RoundContext, RoundResult } from './round-types.ts'
 export type { AllReduceResult, AveragingMode, ExcludedPeer, FaultInjection, LostShard, OwnShardReport, RoundArgs, RoundResult } from './round-types.ts'
@@ -84,13 +86,13 @@ export interface AveragerInit {
 
 /** One round on this node: the group search, then its all-reduce. */
 class RoundState {
-  /** Discovery: candidates (DHT records, greetings), greetings sent, peers confirmed by a greeting either way, those that answered ours. */
+  /** Discovery: candidates (DHT records, greetings), greetings sent, peers confirmed by a greeting either way. */
   readonly found = new Set<string>()
   readonly greeted = new Set<string>()
   readonly confirmed = new Set<string>()
-  readonly answered = new Set<string>()
-  /** Peers that answered that their group formed without us (ERR_AVG_CLOSED); greetings sent per peer (GREET_TRIES at most). */
+  /** Peers that answered that their group of the round formed without us (ERR_AVG_CLOSED). */
   readonly closed = new Set<string>()
+  /** Greetings sent per peer (a failed one is tried again, GREET_TRIES in all). */
   readonly tries = new Map<string, number>()
   discovering = true
   groupName = ''
@@ -252,9 +254,9 @@ export class Averager {
       session.groupName = name
       const expected = args.stageSize != null && grid.dims === 0 ? Math.min(args.stageSize, this.maxGroupSize) : Infinity
       const complete = new AbortController()
-      // only peers that answered (or sent) a greeting count: a DHT record may outlive its peer. The group
-      // closes early once every expected peer answered ours, either way: a greeting it sent may be stale
-      session.onFound = () => { if (session.answered.size + session.closed.size + 1 >= expected) complete.abort() }
+      // only peers that answered (or sent) a greeting count: a DHT record may outlive its peer
+      // a peer that answered "formed without you" will not join either: no use waiting for it
+      session.onFound = () => { if (session.confirmed.size + session.closed.size + 1 >= expected) complete.abort() }
       session.onFound()
       session.joinDeadline = t0 + joinMs
       await this.finder.find({
@@ -275,10 +277,7 @@ export class Averager {
         reduce.alone()
         return { averaged: data.slice(), group: members.includes(this.me) ? members : [this.me], groupSize: 1, groupIndex, contributors: 1, lostShards: [], excluded: [], ownShard: null, bytesSent: 0, bytesReceived: 0, formMs, reduceMs: 0, joinMs, closedBy: session.closed.size }
       }
-      const now = args.prepare == null || this.mode !== 'params' ? data : await args.prepare()
-      if (now.length !== data.length) throw new AveragingConfigError(`prepared ${now.length} values, params ${data.length}`)
-      assertFiniteF32(now, `this node's ${role} vector`)
-      reduce.begin(members, groupDigest(members), now)
+      reduce.begin(members, groupDigest(members))
       this.log.debug('group formed', { stage, round, groupIndex, members: members.length, me: reduce.me, formMs, joinMs })
 
       // 2. scatter-reduce + all-gather, 3. assemble and check
@@ -316,7 +315,7 @@ export class Averager {
       faults: this.init.faults,
       robust: this.init.robust,
       log: this.log,
-      dial: async (peer, signal) => await dialAveraging(this.libp2p, peer, { runId: this.init.runId, window: this.window, log: this.init.log }, this.log, signal),
+      dial: async (peer, signal) => await this.dial(peer, signal),
       penalize: (peer, err) => { this.penalize(peer, err) }
     }
   }
@@ -384,7 +383,7 @@ export class Averager {
     }, undefined, { runId: this.init.runId, timeoutMs, signal: session.reduce.abort.signal, log: this.init.log })
       .then(resp => {
         const members = parseMembers(resp, 'members', 4 * this.maxGroupSize)
-        this.addFound(session, peer, true)
+        this.addFound(session, peer)
         for (const m of members) this.greet(session, m)
       })
       .catch(err => {
@@ -400,15 +399,13 @@ export class Averager {
         // its group formed without us: not a member, even if its own greeting confirmed it here
         if (!session.discovering) return
         session.confirmed.delete(peer)
-        session.answered.delete(peer)
         session.closed.add(peer)
         session.onFound()
       })
   }
 
-  private addFound (session: RoundState, peer: string, answered: boolean): void {
-    if (!session.discovering || session.closed.has(peer)) return
-    if (answered) session.answered.add(peer)
+  private addFound (session: RoundState, peer: string): void {
+    if (!session.discovering || session.confirmed.has(peer)) return
     session.confirmed.add(peer)
     session.found.add(peer)
     session.onFound()
@@ -426,11 +423,26 @@ export class Averager {
     if (m.name !== session.groupName && session.groupName !== '') throw new GroupViewMismatchError(`join for ${m.name}, this node is in ${session.groupName}`)
     if (!session.discovering && !session.reduce.members.includes(peer)) throw new GroupClosedError(`round ${session.round} of stage ${session.stage} formed its group without ${peer}`)
     // a greeting shows its sender was looking when it sent it, not that it still is (its group may have
-    // closed while the greeting travelled or waited for our round): ours gets its answer (closed: out)
-    this.addFound(session, peer, false)
+    // closed while the greeting travelled or waited for our round): its answer to ours confirms it
     this.greet(session, peer)
     const members = session.discovering ? [this.me, ...session.confirmed] : session.reduce.members
     await fs.send({ kind: 'response', stage: session.stage, microbatchId: session.round, metadata: { op: 'members', members } }, undefined, { signal: handlerSignal })
+  }
+
+  /**
+   * Opens an averaging stream; a failed dial is retried (3 tries in all, within the deadline): a
+   * peer's record may list an address it no longer listens on, and libp2p then fails the first dial.
+   */
+  private async dial (peer: string, signal: AbortSignal): Promise<FramedStream> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await openFramed(this.libp2p, peerIdFromString(peer), AVERAGING_PROTOCOL, { runId: this.init.runId, signal, window: this.window, log: this.init.log })
+      } catch (err) {
+        if (attempt >= 3 || signal.aborted) throw err
+        this.log.debug('dial failed, retrying', { peer, attempt, error: (err as Error).message })
+        await sleep(200 * attempt, signal)
+      }
+    }
   }
 }
 

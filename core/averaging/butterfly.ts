@@ -21,11 +21,6 @@
 // (plus the codec's declared error). The owner checks each contribution against its declaration
 // (so a contributor cannot make an honest owner look dishonest by declaring small and sending large).
 import type { Frame, FramedStream, FrameKind } from '../wire/index.ts'
-import { openFramed } from '../wire/index.ts'
-import { peerIdFromString } from '@libp2p/peer-id'
-import type { Libp2p } from '@libp2p/interface'
-import type { Logger } from '../contracts/logger.ts'
-import { sleep } from '../timers.ts'
 import { AveragingProtocolError, ShardBoundsError, ShardSizeError, ShardStatsMismatchError } from './errors.ts'
 import type { AveragingRole, TensorCodecs } from '../codecs/tensor-codecs.ts'
 
@@ -311,18 +306,3 @@ export function weightedMean (inputs: ReadonlyArray<{ weight: number, data: Floa
   return out
 }
 
-/**
- * Opens an averaging stream; a failed dial is retried (3 tries in all, within the deadline): a
- * peer's record may list an address it no longer listens on, and libp2p then fails the first dial.
- */
-export async function dialAveraging (libp2p: Pick<Libp2p, 'dialProtocol'>, peer: string, opts: { runId: string, window: number, log?: Logger }, log: Logger, signal: AbortSignal): Promise<FramedStream> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await openFramed(libp2p, peerIdFromString(peer), AVERAGING_PROTOCOL, { ...opts, signal })
-    } catch (err) {
-      if (attempt >= 3 || signal.aborted) throw err
-      log.debug('dial failed, retrying', { peer, attempt, error: (err as Error).message })
-      await sleep(200 * attempt, signal)
-    }
-  }
-}

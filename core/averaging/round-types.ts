@@ -108,12 +108,6 @@ export interface RoundArgs {
   readonly stageSize?: number
   /** The peers the view lists at the stage: the join window follows their measured round trips (join-window.ts). Default: the floor alone. */
   readonly peers?: readonly string[]
-  /**
-   * Mode 'params' only: the vector to average, read once the group formed with 2+ members (e.g. after
-   * taking the stage's lock, so the join window does not hold training); `params` then only gives
-   * the length, and is what an alone round returns.
-   */
-  readonly prepare?: () => Promise<Float32Array>
 }
 
 export interface AllReduceResult {

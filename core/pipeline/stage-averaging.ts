@@ -10,14 +10,12 @@
 //              to several steps later, or never: its partner waited out the join deadline alone
 //              (docs/averaging.md, "Why rounds ran alone"). Before the round, gradients of steps the
 //              swarm has finished are applied (StageWorker.flushThrough).
-//   round      Averager.round(weight = samples since the last round, stageSize = this node + its
-//              stage peers in the directory, peers = those peers: the join window follows their
-//              round trips); once the group formed (params mode; pseudo-grad: from the start) the
-//              worker's exclusive section is taken (no microbatch runs meanwhile): flatten the stage
-//              parameters in stageParamSpecs order, all-reduce, write the result back, measure the
-//              distance before and after (docs/averaging.md, "In the pipeline")
+//   round      queued on the worker's exclusive section (no microbatch runs meanwhile): flatten the
+//              stage parameters in stageParamSpecs order, Averager.round(weight = samples since the
+//              last round, stageSize = this node + its stage peers in the directory), write the
+//              result back, measure the distance before and after (docs/averaging.md, "In the pipeline")
 //   bounded    a stage served by this node alone skips at once; a round is bounded by the Averager's
-//              deadlines (join window + 2 phases); a failure is logged and counted, training goes on
+//              deadlines (joinMs + 2 phases); a failure is logged and counted, training goes on
 //
 // Group members are found two ways at once: among the stage's peers the pipeline's PeerSource
 // (the gossiped directory) lists, and through the DHT when the node has one (libp2p.services.dht).
@@ -221,10 +219,12 @@ export class StageAveraging {
       const weight = Math.max(1, this.samples)
       this.samples = 0
       const step = round * this.period
-      // each try takes the stage only for its own exchange (params mode: once its group formed, see
-      // run()); microbatches run meanwhile (a join window that held the stage made stage 0's hops to
-      // it miss their deadlines across slow links: docs/networks.md, "Across slow links")
-      if (await this.run(round, step, weight, false)) await this.run(round, step, weight, true)
+      // the retry takes the stage again in a section of its own: microbatches that queued during the
+      // first try run in between (a late joiner that missed its peers' group held a stage-0
+      // microbatch past its deadline for both tries: docs/networks.md, "Across slow links")
+      if (await this.init.worker.exclusive(async () => await this.run(round, step, weight, false))) {
+        await this.init.worker.exclusive(async () => await this.run(round, step, weight, true))
+      }
     })()
       .catch(err => { this.log.error('averaging round crashed', { round, error: (err as Error).message }) })
       .finally(() => { this.pending = undefined })
@@ -249,15 +249,9 @@ export class StageAveraging {
     }
     const t0 = performance.now()
     const params = this.init.worker.stage.params
-    const names = params.specs.map(s => s.name)
-    // the stage is held from when the group formed (params mode: the Averager calls prepare then)
-    // or from the start (pseudo-grad needs the parameters to form its pseudo-gradient) to the write-back
-    const lock = new StageLock(this.init.worker)
-    const lazy = this.averager.mode === 'params'
     try {
-      let flat = lazy ? new Float32Array(params.specs.reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0)) : flatten(await lock.take(params), names)
-      const prepare = lazy ? async () => (flat = flatten(await lock.take(params), names)) : undefined
-      const r = await this.averager.round({ round: retry ? retryRound(round) : round, stage: this.init.stage, params: flat, weight, stageSize, peers, prepare, signal })
+      const flat = flatten(await params.download(), params.specs.map(s => s.name))
+      const r = await this.averager.round({ round: retry ? retryRound(round) : round, stage: this.init.stage, params: flat, weight, stageSize, peers, signal })
       const others = this.init.source.peersForStage(this.init.stage).filter(p => p !== this.me)
       if (r.groupSize < 2 && r.closedBy > 0 && r.closedBy >= others.length) {
         // every peer of the stage had formed its group without us (we started late, e.g. a joiner
@@ -310,34 +304,8 @@ export class StageAveraging {
       this.s.lastError = (err as Error).message
       this.held(t0)
       this.log.warn('averaging round failed; training goes on', { round, step, code: (err as { code?: string }).code, error: (err as Error).message })
-    } finally {
-      await lock.release()
     }
     return false
-  }
-}
-
-/** The worker's exclusive section (no microbatch runs on the stage) held across awaits: taken on first use, released once. */
-class StageLock {
-  private open: (() => void) | undefined
-  private section: Promise<unknown> | undefined
-  constructor (private readonly worker: StageWorker) {}
-
-  /** Waits for the stage, then reads its parameters. */
-  async take (params: StageWorker['stage']['params']): Promise<ReadonlyMap<string, Float32Array>> {
-    if (this.section == null) {
-      let entered: () => void = () => {}
-      const inside = new Promise<void>(resolve => { entered = resolve })
-      const done = new Promise<void>(resolve => { this.open = resolve })
-      this.section = this.worker.exclusive(async () => { entered(); await done })
-      await inside
-    }
-    return await params.download()
-  }
-
-  async release (): Promise<void> {
-    this.open?.()
-    await this.section
   }
 }
 
