@@ -12,12 +12,14 @@
 //        averaged is theta_start - theta_local, and the outer optimizer (outer-optimizer.ts) steps
 //        on it (the first round of a stage averages parameters, to agree on theta_start).
 //
-// One protocol handler serves greetings and reduce requests; one for a round not started here yet
-// waits (bounded) for it. Inbound shards are validated (protocol, size, codec, finite, declared
-// stats), an owner leaves outliers out of its mean (robust-shard.ts), results are checked against
-// the bounds their inputs allow. Every fault is judged by the node's PeerJudge (area 'averaging'); a
-// 'reject' puts the peer on the ban list, which follows the judge: later rounds refuse its data (it
-// stays in the shard layout, so members that have not banned it still agree on the group).
+// One protocol handler serves both greetings and reduce requests; a request for a round this node
+// has not started yet waits (bounded) for it. Inbound shards are validated (protocol, size, codec,
+// finite, declared stats), a shard owner leaves outliers out of its mean (robust-shard.ts), and
+// results are checked against the bounds their inputs allow. Every such fault is judged by the
+// node's PeerJudge (area 'averaging': one penalty counter for the node); a 'reject' puts the peer on
+// the local ban list, which subscribes to the judge: later rounds refuse its contributions and
+// ignore its results (it stays in the shard layout, so members that have not banned it still agree
+// with this node on the group).
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import { timingFor, type PeerTiming } from '../net/peer-timing.ts'
@@ -92,8 +94,6 @@ class RoundState {
   readonly confirmed = new Set<string>()
   /** Peers that answered that their group of the round formed without us (ERR_AVG_CLOSED). */
   readonly closed = new Set<string>()
-  /** Greetings sent per peer (a failed one is tried again, GREET_TRIES in all). */
-  readonly tries = new Map<string, number>()
   discovering = true
   groupName = ''
   joinDeadline = 0
@@ -387,15 +387,8 @@ export class Averager {
         for (const m of members) this.greet(session, m)
       })
       .catch(err => {
-        if (codeOf(err) !== 'ERR_AVG_CLOSED') { // anything but a GroupClosedError
-          // failed, not refused (a stream reset while two first connections settle, a dial): tried again
-          // while the window lasts; else both sides' failed greetings kept them apart for it (netns)
-          this.log.debug('greeting failed', { peer, code: codeOf(err), error: (err as Error).message })
-          session.greeted.delete(peer)
-          const tries = session.tries.set(peer, (session.tries.get(peer) ?? 0) + 1).get(peer) ?? GREET_TRIES
-          if (tries < GREET_TRIES) sleep(500 * tries, session.reduce.abort.signal).then(() => { this.greet(session, peer) }, () => {})
-          return
-        }
+        // failed (not refused): the peer's own greeting may ask again
+        if (codeOf(err) !== CLOSED_CODE) return session.greeted.delete(peer) && this.log.debug('greeting failed', { peer, code: codeOf(err), error: (err as Error).message })
         // its group formed without us: not a member, even if its own greeting confirmed it here
         if (!session.discovering) return
         session.confirmed.delete(peer)
@@ -446,4 +439,4 @@ export class Averager {
   }
 }
 
-const GREET_TRIES = 3
+const CLOSED_CODE = new GroupClosedError('').code
