@@ -42,7 +42,7 @@ import { BanList } from './ban-list.ts'
 import { checkRobustOptions, type RobustAveragingOptions } from './robust-shard.ts'
 import { CONVICTED_CODE, PeerJudge } from '../peer-judge.ts'
 import { OuterOptimizer, type OuterOptimizerOptions, type OuterState } from './outer-optimizer.ts'
-import { JOIN_WINDOW_CEILING_MS, joinWindowMs } from './join-window.ts'
+import { joinWindowMs } from './join-window.ts'
 import { DhtGroupFinder, groupDigest, parseMembers, groupName, moshpitGrid, moshpitGroupIndex, selectGroup, type GroupFinder } from './group.ts'
 
 export { BanList, OuterOptimizer, type OuterOptimizerOptions, type OuterState, type RobustAveragingOptions }
@@ -62,7 +62,7 @@ export interface AveragerInit {
   readonly maxGroupSize?: number
   /** Floor of the join window, how long members look for each other (ms; join-window.ts). Default 3000. */
   readonly joinMs?: number
-  /** Ceiling of the join window (ms). Default max(joinMs, JOIN_WINDOW_CEILING_MS = 10000). */
+  /** Ceiling of the join window (ms). Default max(joinMs, 15000). */
   readonly joinCeilingMs?: number
   /** Fixed slack added to every transfer deadline (ms). Default 2000. */
   readonly slackMs?: number
@@ -151,7 +151,7 @@ export class Averager {
     if (!(this.maxGroupSize >= 2 && this.maxGroupSize <= MAX_GROUP_SIZE)) throw new AveragingConfigError(`maxGroupSize must be in 2..${MAX_GROUP_SIZE}`)
     if (!(this.groupSize >= 2)) throw new AveragingConfigError('groupSize must be >= 2')
     this.joinMs = Math.ceil(init.joinMs ?? 3000)
-    this.joinCeilingMs = Math.max(this.joinMs, Math.ceil(init.joinCeilingMs ?? JOIN_WINDOW_CEILING_MS))
+    this.joinCeilingMs = Math.max(this.joinMs, Math.ceil(init.joinCeilingMs ?? 15_000))
     this.slackMs = Math.ceil(init.slackMs ?? 2000)
     this.bandwidth = init.bandwidth ?? 20e6
     this.chunkElements = init.chunkElements ?? DEFAULT_CHUNK_ELEMENTS

@@ -10,21 +10,19 @@
 //
 // Why these terms: members start a round on different triggers (their own step, a stage-0
 // heartbeat, a microbatch header), so one lags another by up to a heartbeat period plus a couple
-// of one-way hops, and a greeting costs up to three round trips (stream negotiation, the request, a
-// redial after a stale address). The floor (the Averager's `joinMs`, 3 s by default) covers the
-// heartbeat period and a loaded machine on loopback, where round trips add nothing; 4 RTOs cover
-// the hops and a greeting on slow links: RTO is TCP's conservative bound (with few samples it is
-// about 3 srtt), so 400 ms round trips give 3 s + 2.4 s once steady, 3 s + 4.8 s at first. (8 RTOs
-// gave 10-15 s windows at 400 ms in the netns runs.) The ceiling bounds what an absent member
-// costs: the window is waited out only when a peer the view lists does not show up (a complete
-// group closes at once), and a round holds its stage meanwhile (stage 0's hop deadline to a node
-// of the stage is 5-12 s at 400 ms round trips).
+// of one-way hops; a greeting costs up to three round trips (stream negotiation, the request, a
+// redial after a stale address) and a member found through another's answer (transitive greeting)
+// as many again. The floor (the Averager's `joinMs`, 3 s by default) covers the heartbeat period
+// and a loaded machine on loopback, where round trips add nothing; 8 RTOs cover the hops, the
+// greetings and the transitive ones on slow links (400 ms round trips: about 3 s + 3.9 s). The
+// ceiling bounds what an absent member costs: the window is waited out only when a peer the view
+// lists does not show up (a complete group closes at once), and a round holds its stage meanwhile.
 import type { PeerTiming } from '../net/peer-timing.ts'
 
 /** Retransmission timeouts (srtt + 4 rttvar) of the slowest measured peer added to the floor. */
-export const JOIN_WINDOW_RTOS = 4
+export const JOIN_WINDOW_RTOS = 8
 /** Default ceiling of the window (ms), unless the floor is higher. */
-export const JOIN_WINDOW_CEILING_MS = 10_000
+export const JOIN_WINDOW_CEILING_MS = 15_000
 
 type RttSource = Pick<PeerTiming, 'hasRtt' | 'rttOf' | 'stats'>
 

@@ -107,8 +107,8 @@ describe('netns: deadlines across 200 ms links (no spurious timeout; a dead peer
     await swarm?.stop().catch(() => {})
     bed?.destroy()
     if (dir === '') return
-    // on failure (or with LAYERSWARM_NETNS_KEEP_LOGS=1) the nodes' logs are kept beside the removed run directory
-    if (process.env.LAYERSWARM_NETNS_KEEP_LOGS === '1' || this.currentTest?.state === 'failed' || this.test?.parent?.tests.some(t => t.state === 'failed') === true) {
+    // on failure the nodes' logs are kept beside the removed run directory
+    if (this.currentTest?.state === 'failed' || this.test?.parent?.tests.some(t => t.state === 'failed') === true) {
       await mkdir(`${dir}-logs`, { recursive: true })
       for (const f of (await readdir(dir)).filter(f => f.endsWith('.log'))) await copyFile(join(dir, f), join(`${dir}-logs`, f))
       console.log(`      logs kept in ${dir}-logs`)
