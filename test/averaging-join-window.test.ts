@@ -33,12 +33,6 @@ describe('averaging: the join window follows measured round trips', () => {
     assert.equal(joinWindowMs(steady, ['near'], 3000, 15_000), Math.ceil(3000 + JOIN_WINDOW_RTOS * (steady.rttOf('near').srtt + 4 * steady.rttOf('near').rttvar)))
   })
 
-  it('a partner not measured yet counts as far as the measured peers\' median', () => {
-    const t = timingOf({ stage2a: Array(40).fill(400), stage2b: Array(40).fill(400) })
-    const { srtt, rttvar } = t.rttOf('stage2a')
-    assert.equal(joinWindowMs(t, ['partner'], 3000, 15_000), Math.ceil(3000 + JOIN_WINDOW_RTOS * (srtt + 4 * rttvar)))
-  })
-
   it('never exceeds the ceiling, and a floor above the ceiling wins', () => {
     const slow = timingOf({ a: [5000] })
     assert.equal(joinWindowMs(slow, ['a'], 3000, JOIN_WINDOW_CEILING_MS), JOIN_WINDOW_CEILING_MS)

@@ -23,7 +23,6 @@
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import { timingFor, type PeerTiming } from '../net/peer-timing.ts'
-import { pingerOf, RttProbe } from '../net/rtt-probe.ts'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
 import { AbortError, verdictOf } from '../errors.ts'
@@ -43,7 +42,7 @@ import { checkRobustOptions, type RobustAveragingOptions } from './robust-shard.
 import { CONVICTED_CODE, PeerJudge } from '../peer-judge.ts'
 import { OuterOptimizer, type OuterOptimizerOptions, type OuterState } from './outer-optimizer.ts'
 import { joinWindowMs } from './join-window.ts'
-import { DhtGroupFinder, groupDigest, parseMembers, groupName, moshpitGrid, moshpitGroupIndex, selectGroup, type GroupFinder } from './group.ts'
+import { DhtGroupFinder, groupDigest, groupName, moshpitGrid, moshpitGroupIndex, selectGroup, type GroupFinder } from './group.ts'
 
 export { BanList, OuterOptimizer, type OuterOptimizerOptions, type OuterState, type RobustAveragingOptions }
 
@@ -126,7 +125,6 @@ export class Averager {
   private readonly chunkElements: number
   private readonly window: number
   private readonly outer: OuterOptimizer
-  private readonly probe: RttProbe
   private readonly sessions = new Map<string, RoundState>()
   private readonly done: string[] = []
   private readonly waiters = new Map<string, Array<(s: RoundState) => void>>()
@@ -157,7 +155,6 @@ export class Averager {
     this.chunkElements = init.chunkElements ?? DEFAULT_CHUNK_ELEMENTS
     this.window = init.window ?? 4
     this.outer = new OuterOptimizer(init.outer)
-    this.probe = new RttProbe(timingFor(libp2p), pingerOf(libp2p))
     checkRobustOptions(init.robust)
     this.bans = new BanList(init.banMs ?? 10 * 60_000)
     this.judge = init.judge ?? new PeerJudge()
@@ -236,8 +233,6 @@ export class Averager {
     if (args.reference != null && args.reference.length !== data.length) throw new AveragingConfigError(`reference has ${args.reference.length} values, data ${data.length}`)
     const timing = timingFor(this.libp2p)
     const joinMs = joinWindowMs(timing, args.peers ?? [], this.joinMs, this.joinCeilingMs)
-    // partners never pinged (a stage's nodes send each other no microbatch) are measured for the next rounds
-    for (const p of args.peers ?? []) this.probe.maybeProbe(p)
     const reduce = new AllReduceRound(this.roundContext(timing, joinMs), stage, round, role, data, weight, args.reference)
     const session = new RoundState(reduce)
     session.found.add(this.me)
@@ -440,3 +435,13 @@ export class Averager {
 }
 
 const CLOSED_CODE = new GroupClosedError('').code
+const PEER_ID_RE = /^[A-Za-z0-9]{1,128}$/
+
+/** The member list of a join request or answer: peer-id strings, bounded. */
+function parseMembers (frame: Frame, op: string, max: number): string[] {
+  const m = frame.header.metadata as { op?: unknown, members?: unknown } | undefined
+  if (m?.op !== op || !Array.isArray(m.members) || m.members.length > max || !m.members.every(x => typeof x === 'string' && PEER_ID_RE.test(x))) {
+    throw new AveragingProtocolError(`bad ${op} member list`)
+  }
+  return m.members as string[]
+}

@@ -26,8 +26,6 @@ import { silentLogger } from '../logger.ts'
 import type { Logger } from '../contracts/logger.ts'
 import type { Libp2p } from '@libp2p/interface'
 import { deadline, sleep, withDeadline } from '../timers.ts'
-import type { Frame } from '../wire/index.ts'
-import { AveragingProtocolError } from './errors.ts'
 
 export interface MoshpitGrid {
   /** Coordinates per dim (the target group size). */
@@ -200,15 +198,4 @@ export class StaticGroupFinder implements GroupFinder {
       }
     }
   }
-}
-
-const PEER_ID_RE = /^[A-Za-z0-9]{1,128}$/
-
-/** The member list of a join request or answer: peer-id strings, bounded. */
-export function parseMembers (frame: Frame, op: string, max: number): string[] {
-  const m = frame.header.metadata as { op?: unknown, members?: unknown } | undefined
-  if (m?.op !== op || !Array.isArray(m.members) || m.members.length > max || !m.members.every(x => typeof x === 'string' && PEER_ID_RE.test(x))) {
-    throw new AveragingProtocolError(`bad ${op} member list`)
-  }
-  return m.members as string[]
 }

@@ -3,10 +3,8 @@
 // 400 ms round trips away, which started the round 2 s late, could greet anyone).
 //
 //   window = clamp(floor + JOIN_WINDOW_RTOS x max RTO, floor, ceiling)
-//   RTO    = srtt + 4 rttvar of a peer the view lists at the stage (core/net/peer-timing.ts); a
-//            partner not measured yet takes the median of the peers that are (a joiner has pinged
-//            the next stage's nodes across the same links, not yet its stage partners); nobody
-//            measured: the floor alone (not peer-timing's 250 ms guess: loopback stays at the floor)
+//   RTO    = srtt + 4 rttvar of a peer the view lists at the stage (core/net/peer-timing.ts), over
+//            the peers measured so far; none measured: the floor alone
 //
 // Why these terms: members start a round on different triggers (their own step, a stage-0
 // heartbeat, a microbatch header), so one lags another by up to a heartbeat period plus a couple
@@ -24,13 +22,14 @@ export const JOIN_WINDOW_RTOS = 8
 /** Default ceiling of the window (ms), unless the floor is higher. */
 export const JOIN_WINDOW_CEILING_MS = 15_000
 
-type RttSource = Pick<PeerTiming, 'hasRtt' | 'rttOf' | 'stats'>
+type RttSource = Pick<PeerTiming, 'hasRtt' | 'rttOf'>
 
 /** The join window (ms) for a round whose partners are `peers` (see the top of this file). */
 export function joinWindowMs (timing: RttSource | undefined, peers: Iterable<string>, floorMs: number, ceilingMs: number): number {
   let rto = 0
-  if (timing != null && timing.stats().some(s => s.rttSamples > 0)) {
+  if (timing != null) {
     for (const p of peers) {
+      if (!timing.hasRtt(p)) continue
       const { srtt, rttvar } = timing.rttOf(p)
       const r = srtt + 4 * rttvar
       if (Number.isFinite(r) && r > rto) rto = r

@@ -56,7 +56,7 @@ async function runArgs (dir: string, model: string, period: number): Promise<str
   return ['--run-manifest', file, ...Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v]), '--max-inflight', '4', '--eval-batches', '0', '--log-level', 'info']
 }
 
-interface Averaging { rounds: number, alone: number, retried: number, late?: number, failed: number, lostShards: number, excluded: number }
+interface Averaging { rounds: number, alone: number, retried: number, failed: number, lostShards: number, excluded: number }
 
 async function averagingOf (dataDir: string): Promise<Averaging | undefined> {
   const s = await queryControl(dataDir, '/status', { timeoutMs: 5000 }).catch(() => undefined) as { training?: { averaging?: Averaging } } | undefined
@@ -156,14 +156,11 @@ describe('netns: deadlines across 200 ms links (no spurious timeout; a dead peer
     const tokens0 = healthy[0].t?.tokens ?? 0
     console.log(`      links ${LINK.delayMs} ms +- ${LINK.jitterMs} ms one way, ${((LINK.rateBps ?? 0) / 1e6).toFixed(0)} Mbit/s, no loss; averaging every ${PERIOD} steps (${load()})`)
     console.log(`      first stage-1 round after ${firstRoundS.toFixed(1)} s; joiner trained and averaged ${joinedS.toFixed(1)} s after its start; its sync: ${synced.map(x => x.line.replace(/^\S+ \S+\s+\[[^\]]*\] /, '')).join(' | ') || '(nothing logged)'}`)
-    // its first round's group, form time and join window (core/averaging/join-window.ts)
-    const firstRound = (await troubleIn(join(dir, 'n4-join.log'), ['averaging round']))[0]?.line.replace(/^\S+ \S+\s+\[[^\]]*\] /, '')
-    console.log(`      joiner's first round: ${firstRound?.slice(0, 400) ?? '(none logged)'}`)
     console.log(`      ${healthyS.toFixed(1)} s healthy: stage 0 at step ${healthy[0].t?.step ?? '?'}, ${(tokens0 / healthyS).toFixed(0)} tokens/s`)
     for (const h of healthy) {
       const a = h.a
       console.log(`      ${h.n.name}: microbatches done ${h.t?.microbatchesDone ?? '?'}, retried ${h.t?.microbatchesRetried ?? '?'}, dropped ${h.t?.microbatchesDropped ?? '?'}` +
-        (a != null ? `; averaging rounds ${a.rounds}, alone ${a.alone}, retried ${a.retried}, late ${a.late ?? '?'}, failed ${a.failed}, lost shards ${a.lostShards}, excluded ${a.excluded}` : '') +
+        (a != null ? `; averaging rounds ${a.rounds}, alone ${a.alone}, retried ${a.retried}, failed ${a.failed}, lost shards ${a.lostShards}, excluded ${a.excluded}` : '') +
         `; trouble lines ${h.trouble.length}`)
       for (const x of h.trouble.slice(0, 5)) console.log(`        ${x.line.slice(0, 300)}`)
     }
