@@ -1,9 +1,8 @@
 // The averaging service: what the training runtime calls every `averaging.period` steps.
 //
 //   averager.round({ round, stage, params, weight, signal })
-//     1. group: Moshpit grid cell of (peer, round) -> DHT key -> members found (and greeted) within
-//        a join window that follows the stage peers' round trips (join-window.ts, group.ts); a member
-//        greeted after its group formed answers ERR_AVG_CLOSED: the late one stops looking at once
+//     1. group: Moshpit grid cell of (peer, round) -> DHT key -> members found (and greeted) before
+//        a deadline (group.ts, and the `join` greetings here)
 //     2. butterfly all-reduce of the flattened vector over the group: one AllReduceRound
 //        (all-reduce-round.ts) with deadlines from the measured bandwidth plus slack: a member that
 //        does not deliver in time is left out of that shard's average; a shard whose owner fails
@@ -22,7 +21,7 @@
 // with this node on the group).
 import { peerIdFromString } from '@libp2p/peer-id'
 import type { Libp2p, PeerId } from '@libp2p/interface'
-import { timingFor, type PeerTiming } from '../net/peer-timing.ts'
+import { timingFor } from '../net/peer-timing.ts'
 import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
 import { AbortError, verdictOf } from '../errors.ts'
@@ -34,14 +33,13 @@ import { AllReduceRound, codeOf } from './all-reduce-round.ts'
 import type { AllReduceResult, AveragingMode, FaultInjection, RoundArgs, RoundContext, RoundResult } from './round-types.ts'
 export type { AllReduceResult, AveragingMode, ExcludedPeer, FaultInjection, LostShard, OwnShardReport, RoundArgs, RoundResult } from './round-types.ts'
 import {
-  AveragerStoppedError, AveragingConfigError, GroupClosedError, GroupViewMismatchError, PeerBannedError,
+  AveragerStoppedError, AveragingConfigError, GroupViewMismatchError, PeerBannedError,
   RoundMismatchError, AveragingProtocolError
 } from './errors.ts'
 import { BanList } from './ban-list.ts'
 import { checkRobustOptions, type RobustAveragingOptions } from './robust-shard.ts'
 import { CONVICTED_CODE, PeerJudge } from '../peer-judge.ts'
 import { OuterOptimizer, type OuterOptimizerOptions, type OuterState } from './outer-optimizer.ts'
-import { joinWindowMs } from './join-window.ts'
 import { DhtGroupFinder, groupDigest, groupName, moshpitGrid, moshpitGroupIndex, selectGroup, type GroupFinder } from './group.ts'
 
 export { BanList, OuterOptimizer, type OuterOptimizerOptions, type OuterState, type RobustAveragingOptions }
@@ -59,10 +57,8 @@ export interface AveragerInit {
   readonly groupSize?: number
   /** Most members one group takes. Default 16 (protocol ceiling 64). */
   readonly maxGroupSize?: number
-  /** Floor of the join window, how long members look for each other (ms; join-window.ts). Default 3000. */
+  /** How long members look for each other through the DHT (ms). Default 3000. */
   readonly joinMs?: number
-  /** Ceiling of the join window (ms). Default max(joinMs, 15000). */
-  readonly joinCeilingMs?: number
   /** Fixed slack added to every transfer deadline (ms). Default 2000. */
   readonly slackMs?: number
   /** First estimate of this node's link bandwidth (bytes/s), refined from every round. Default 20e6. */
@@ -91,8 +87,6 @@ class RoundState {
   readonly found = new Set<string>()
   readonly greeted = new Set<string>()
   readonly confirmed = new Set<string>()
-  /** Peers that answered that their group of the round formed without us (ERR_AVG_CLOSED). */
-  readonly closed = new Set<string>()
   discovering = true
   groupName = ''
   joinDeadline = 0
@@ -120,7 +114,6 @@ export class Averager {
   private readonly groupSize: number
   private readonly maxGroupSize: number
   private readonly joinMs: number
-  private readonly joinCeilingMs: number
   private readonly slackMs: number
   private readonly chunkElements: number
   private readonly window: number
@@ -149,7 +142,6 @@ export class Averager {
     if (!(this.maxGroupSize >= 2 && this.maxGroupSize <= MAX_GROUP_SIZE)) throw new AveragingConfigError(`maxGroupSize must be in 2..${MAX_GROUP_SIZE}`)
     if (!(this.groupSize >= 2)) throw new AveragingConfigError('groupSize must be >= 2')
     this.joinMs = Math.ceil(init.joinMs ?? 3000)
-    this.joinCeilingMs = Math.max(this.joinMs, Math.ceil(init.joinCeilingMs ?? 15_000))
     this.slackMs = Math.ceil(init.slackMs ?? 2000)
     this.bandwidth = init.bandwidth ?? 20e6
     this.chunkElements = init.chunkElements ?? DEFAULT_CHUNK_ELEMENTS
@@ -231,9 +223,7 @@ export class Averager {
     if (this.sessions.has(k) || this.done.includes(k)) throw new AveragingConfigError(`round ${round} of stage ${stage} already ran here`)
     const t0 = Date.now()
     if (args.reference != null && args.reference.length !== data.length) throw new AveragingConfigError(`reference has ${args.reference.length} values, data ${data.length}`)
-    const timing = timingFor(this.libp2p)
-    const joinMs = joinWindowMs(timing, args.peers ?? [], this.joinMs, this.joinCeilingMs)
-    const reduce = new AllReduceRound(this.roundContext(timing, joinMs), stage, round, role, data, weight, args.reference)
+    const reduce = new AllReduceRound(this.roundContext(), stage, round, role, data, weight, args.reference)
     const session = new RoundState(reduce)
     session.found.add(this.me)
     const onAbort = (): void => { reduce.abort.abort(args.signal?.reason ?? new AbortError()) }
@@ -250,10 +240,9 @@ export class Averager {
       const expected = args.stageSize != null && grid.dims === 0 ? Math.min(args.stageSize, this.maxGroupSize) : Infinity
       const complete = new AbortController()
       // only peers that answered (or sent) a greeting count: a DHT record may outlive its peer
-      // a peer that answered "formed without you" will not join either: no use waiting for it
-      session.onFound = () => { if (session.confirmed.size + session.closed.size + 1 >= expected) complete.abort() }
+      session.onFound = () => { if (session.confirmed.size + 1 >= expected) complete.abort() }
       session.onFound()
-      session.joinDeadline = t0 + joinMs
+      session.joinDeadline = t0 + this.joinMs
       await this.finder.find({
         name,
         self: this.me,
@@ -270,10 +259,10 @@ export class Averager {
       const formMs = Date.now() - t0
       if (!members.includes(this.me) || members.length < 2) {
         reduce.alone()
-        return { averaged: data.slice(), group: members.includes(this.me) ? members : [this.me], groupSize: 1, groupIndex, contributors: 1, lostShards: [], excluded: [], ownShard: null, bytesSent: 0, bytesReceived: 0, formMs, reduceMs: 0, joinMs, closedBy: session.closed.size }
+        return { averaged: data.slice(), group: members.includes(this.me) ? members : [this.me], groupSize: 1, groupIndex, contributors: 1, lostShards: [], excluded: [], ownShard: null, bytesSent: 0, bytesReceived: 0, formMs, reduceMs: 0 }
       }
       reduce.begin(members, groupDigest(members))
-      this.log.debug('group formed', { stage, round, groupIndex, members: members.length, me: reduce.me, formMs, joinMs })
+      this.log.debug('group formed', { stage, round, groupIndex, members: members.length, me: reduce.me, formMs })
 
       // 2. scatter-reduce + all-gather, 3. assemble and check
       const r = await reduce.run()
@@ -285,7 +274,7 @@ export class Averager {
       if (r.reduceMs > 0 && r.bytesSent > 0 && r.lostShards.length === 0) {
         this.bandwidth = Math.max(1e6, 0.5 * this.bandwidth + 0.5 * r.bytesSent / (r.reduceMs / 1000))
       }
-      return { ...r, group: members, groupSize: members.length, groupIndex, formMs, joinMs, closedBy: session.closed.size }
+      return { ...r, group: members, groupSize: members.length, groupIndex, formMs }
     } finally {
       args.signal?.removeEventListener('abort', onAbort)
       reduce.end(new RoundMismatchError(`round ${round} of stage ${stage} is over`))
@@ -296,17 +285,17 @@ export class Averager {
   }
 
   /** What a round's all-reduce needs from this service (the bandwidth estimate as it is now). */
-  private roundContext (timing: PeerTiming, joinMs: number): RoundContext {
+  private roundContext (): RoundContext {
     return {
       self: this.me,
       codecs: this.codecs,
       bans: this.bans,
       chunkElements: this.chunkElements,
-      joinMs,
+      joinMs: this.joinMs,
       slackMs: this.slackMs,
       phaseTimeoutMs: this.init.phaseTimeoutMs,
       bandwidth: this.bandwidth,
-      timing,
+      timing: timingFor(this.libp2p),
       faults: this.init.faults,
       robust: this.init.robust,
       log: this.log,
@@ -381,15 +370,7 @@ export class Averager {
         this.addFound(session, peer)
         for (const m of members) this.greet(session, m)
       })
-      .catch(err => {
-        // failed (not refused): the peer's own greeting may ask again
-        if (codeOf(err) !== CLOSED_CODE) return session.greeted.delete(peer) && this.log.debug('greeting failed', { peer, code: codeOf(err), error: (err as Error).message })
-        // its group formed without us: not a member, even if its own greeting confirmed it here
-        if (!session.discovering) return
-        session.confirmed.delete(peer)
-        session.closed.add(peer)
-        session.onFound()
-      })
+      .catch(err => { this.log.debug('greeting failed', { peer, code: codeOf(err), error: (err as Error).message }) })
   }
 
   private addFound (session: RoundState, peer: string): void {
@@ -405,14 +386,9 @@ export class Averager {
     if (!Number.isSafeInteger(m.round) || typeof m.name !== 'string') throw new AveragingProtocolError('bad join request')
     parseMembers(first, 'join', 4 * this.maxGroupSize)
     if (this.bans.isBanned(peer)) throw new PeerBannedError(peer)
-    const k = key(first.header.stage, m.round as number)
-    if (this.done.includes(k)) throw new GroupClosedError(`round ${m.round as number} of stage ${first.header.stage} is over here`)
     const session = await this.waitSession(first.header.stage, m.round as number, handlerSignal)
     if (m.name !== session.groupName && session.groupName !== '') throw new GroupViewMismatchError(`join for ${m.name}, this node is in ${session.groupName}`)
-    if (!session.discovering && !session.reduce.members.includes(peer)) throw new GroupClosedError(`round ${session.round} of stage ${session.stage} formed its group without ${peer}`)
-    // a greeting shows its sender was looking when it sent it, not that it still is (its group may have
-    // closed while the greeting travelled or waited for our round): its answer to ours confirms it
-    this.greet(session, peer)
+    this.addFound(session, peer)
     const members = session.discovering ? [this.me, ...session.confirmed] : session.reduce.members
     await fs.send({ kind: 'response', stage: session.stage, microbatchId: session.round, metadata: { op: 'members', members } }, undefined, { signal: handlerSignal })
   }
@@ -434,7 +410,6 @@ export class Averager {
   }
 }
 
-const CLOSED_CODE = new GroupClosedError('').code
 const PEER_ID_RE = /^[A-Za-z0-9]{1,128}$/
 
 /** The member list of a join request or answer: peer-id strings, bounded. */

@@ -62,17 +62,6 @@ export class GroupViewMismatchError extends LayerswarmError {
   }
 }
 
-/**
- * A greeting reached a member after its group of the round had formed without the greeter (it
- * started the round late): the typed answer that lets the late member stop looking at once
- * instead of waiting out its window, and never count this member in a group it is not in.
- */
-export class GroupClosedError extends LayerswarmError {
-  constructor (message: string) {
-    super('ERR_AVG_CLOSED', message, { verdict: 'ignore' })
-  }
-}
-
 /** A contribution arrived after the shard owner closed the shard's average. */
 export class ContributionLateError extends LayerswarmError {
   constructor (message = 'the contribution arrived after the shard was averaged') {

@@ -95,6 +95,7 @@ export interface RoundContext {
 
 export type Contributors = ReadonlyArray<readonly [number, number, number, number]>
 
+
 export interface RoundArgs {
   /** Round number, the same on every member (e.g. step / averaging.period). */
   readonly round: number
@@ -106,8 +107,6 @@ export interface RoundArgs {
   readonly signal?: AbortSignal
   /** Nodes serving the stage (from the gossiped view), this one included: sizes the Moshpit grid and lets group search stop early. */
   readonly stageSize?: number
-  /** The peers the view lists at the stage: the join window follows their measured round trips (join-window.ts). Default: the floor alone. */
-  readonly peers?: readonly string[]
 }
 
 export interface AllReduceResult {
@@ -129,10 +128,6 @@ export interface AllReduceResult {
   /** ms: group formation, then the all-reduce itself. */
   readonly formMs: number
   readonly reduceMs: number
-  /** The join window this round used (ms; join-window.ts). */
-  readonly joinMs: number
-  /** Peers that answered our greeting that their group of the round had formed without us (ERR_AVG_CLOSED: we were late). */
-  readonly closedBy: number
 }
 
 export interface RoundResult extends AllReduceResult {

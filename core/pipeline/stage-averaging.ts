@@ -36,7 +36,7 @@ import type { StageWorker } from './stage-worker.ts'
 import type { PeerJudge } from '../peer-judge.ts'
 
 export interface StageAveragingOptions {
-  /** Floor of the join window (ms; it follows the stage peers' round trips: core/averaging/join-window.ts). Default 3000. */
+  /** How long members look for each other (ms). Default 3000. */
   readonly joinMs?: number
   /** A fixed per-phase deadline of the all-reduce (ms); default the Averager's bandwidth rule. */
   readonly phaseTimeoutMs?: number
@@ -85,8 +85,6 @@ export interface AveragingStatus {
   alone: number
   /** Rounds that found no partner although the view listed peers of the stage, and were tried once more (a retry round key). */
   retried: number
-  /** Rounds this node reached after the stage's group had formed without it (its peers answered ERR_AVG_CLOSED): not retried, it meets them in the next round. */
-  late: number
   /** Rounds that failed (error logged; the parameters were left as they were). */
   failed: number
   /** Round triggers dropped because the previous round was still queued or running. */
@@ -157,7 +155,6 @@ export class StageAveraging {
       rounds: 0,
       alone: 0,
       retried: 0,
-      late: 0,
       failed: 0,
       busy: 0,
       lastRound: null,
@@ -240,8 +237,7 @@ export class StageAveraging {
   private async run (round: number, step: number, weight: number, retry: boolean): Promise<boolean> {
     const signal = this.abort.signal
     if (signal.aborted) return false
-    const peers = [...new Set(this.init.source.peersForStage(this.init.stage))].filter(p => p !== this.me)
-    const stageSize = peers.length + 1
+    const stageSize = new Set([this.me, ...this.init.source.peersForStage(this.init.stage)]).size
     if (stageSize < 2) {
       this.s.alone++
       this.log.debug('averaging round skipped: no other node serves the stage', { round, step })
@@ -251,24 +247,15 @@ export class StageAveraging {
     const params = this.init.worker.stage.params
     try {
       const flat = flatten(await params.download(), params.specs.map(s => s.name))
-      const r = await this.averager.round({ round: retry ? retryRound(round) : round, stage: this.init.stage, params: flat, weight, stageSize, peers, signal })
+      const r = await this.averager.round({ round: retry ? retryRound(round) : round, stage: this.init.stage, params: flat, weight, stageSize, signal })
       const others = this.init.source.peersForStage(this.init.stage).filter(p => p !== this.me)
-      if (r.groupSize < 2 && r.closedBy > 0 && r.closedBy >= others.length) {
-        // every peer of the stage had formed its group without us (we started late, e.g. a joiner
-        // triggered by a heartbeat): a retry key would meet nobody; the next round meets them
-        this.s.late++
-        this.s.lastGroupSize = 1
-        this.held(t0)
-        this.log.info('averaging round: the stage\'s group formed before this node reached it; it joins the next round', { round, step, closedBy: r.closedBy, joinMs: r.joinMs, formMs: r.formMs })
-        return false
-      }
       if (!retry && r.groupSize < 2 && others.length > 0 && !signal.aborted) {
         // alone while the view lists others at the stage: not expected (issue 15: Sybil records, a
         // partner that came late). Said loudly and tried once more under a retry key of its own, in
         // which a partner that was alone as well meets us; the view's peers are greeted first
         this.s.retried++
         this.held(t0)
-        this.log.warn('averaging round found no partner although the view lists peers of the stage; retrying once', { round, step, stageSize, peers: others.slice(0, 4), formMs: r.formMs, joinMs: r.joinMs, closedBy: r.closedBy })
+        this.log.warn('averaging round found no partner although the view lists peers of the stage; retrying once', { round, step, stageSize, peers: others.slice(0, 4), formMs: r.formMs })
         return true
       }
       this.s.lastGroupSize = r.groupSize
@@ -296,7 +283,7 @@ export class StageAveraging {
       if (this.s.history.length > MAX_HISTORY) this.s.history.splice(0, this.s.history.length - MAX_HISTORY)
       this.log.info('averaging round', {
         round, step, mode: r.mode, groupSize: r.groupSize, weight, lostShards: r.lostShards.length, excluded: r.excluded.length,
-        divergenceBefore: before, divergenceAfter: after, formMs: r.formMs, joinMs: r.joinMs, reduceMs: r.reduceMs
+        divergenceBefore: before, divergenceAfter: after, formMs: r.formMs, reduceMs: r.reduceMs
       })
     } catch (err) {
       if (signal.aborted) return false
