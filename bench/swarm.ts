@@ -49,6 +49,8 @@ export interface SwarmBenchOptions {
   readonly seed?: number
   /** `none`: raw f32 boundaries and no bottleneck; default the demo's compression. */
   readonly codec?: string
+  /** Learned bottleneck width k at the boundaries of both runs (0: none); default the demo's (none with codec none). */
+  readonly bottleneck?: number
   /** Pin each training node to its own core where possible (default true). */
   readonly pin?: boolean
   /** Held-out batches of the final evals (default 256, as train --local; capped by the split). */
@@ -93,13 +95,20 @@ export function swarmBenchSettings (o: SwarmBenchOptions): SwarmBenchSettings & 
     lr,
     seed: int('seed', o.seed, d.seed, 0, 2 ** 31 - 1),
     codec,
-    bottleneck: none ? null : DEMO_DEFAULT_COMPRESSION.bottleneck,
+    bottleneck: bottleneckOf(o.bottleneck, none),
     pin: o.pin ?? true,
     evalBatches: int('eval-batches', o.evalBatches, d.evalBatches, 1, 100_000),
     ...(o.data != null ? { data: dataPath(o.data) } : {}),
     ...(o.gradClip != null ? { gradClip: o.gradClip } : {}),
     ...(o.seqLen != null ? { seqLen: int('seq-len', o.seqLen, preset.blockSize, 1, preset.blockSize) } : {})
   }
+}
+
+/** --bottleneck k (0: none); without it the demo's k, or none when the codec is none. */
+function bottleneckOf (k: number | undefined, none: boolean): number | null {
+  if (k == null) return none ? null : DEMO_DEFAULT_COMPRESSION.bottleneck
+  if (!Number.isSafeInteger(k) || k < 0 || k > 65536) throw new ConfigError(`--bottleneck must be an integer >= 0 (0: none), got ${String(k)}`)
+  return k === 0 ? null : k
 }
 
 /** The absolute path of --data, which must exist (checked here so that nothing starts for a typo). */

@@ -36,6 +36,7 @@ interface BenchFlags {
   peers?: string
   mb?: string
   codec?: string
+  bottleneck?: string
   quick?: boolean
   data?: string
   seqLen?: string
@@ -116,6 +117,7 @@ const SUITES: Record<string, Suite> = {
     microbatches: flags.microbatches != null ? intFlag('--microbatches', flags.microbatches, 1) : undefined,
     evalBatches: flags.evalBatches != null ? intFlag('--eval-batches', flags.evalBatches, 1) : undefined,
     codec: flags.codec,
+    bottleneck: flags.bottleneck != null ? intFlag('--bottleneck', flags.bottleneck, 0) : undefined,
     pin: flags.pin,
     data: flags.data,
     seqLen: flags.seqLen != null ? intFlag('--seq-len', flags.seqLen, 1) : undefined,
@@ -158,6 +160,7 @@ export function register (program: Command): void {
     .option('--peers <n>', 'allreduce: peer processes (default 4)')
     .option('--mb <n>', 'allreduce: MiB of float32 parameters per peer; transport: MiB per activation (default 64)')
     .option('--codec <name>', 'allreduce: codec of the compressed rounds (default int8-block); swarm: none turns off the default boundary compression')
+    .option('--bottleneck <k>', 'swarm: learned bottleneck width at the boundaries of both runs (0: none; default the demo\'s, none with --codec none)')
     .option('--microbatches <m>', 'swarm: microbatches per optimizer step, all in flight in the swarm (default 8)')
     .option('--no-pin', 'swarm: do not pin each stage process to its own core')
     .option('--quick', 'verify: fewer steps and one overhead pair (about half the time)')
