@@ -6,12 +6,16 @@
 // give the same ids on paragraphs of the bundled corpus and on tricky strings. It needs python3 (no
 // transformers); that check skips, saying so, without it. Also: the tokenizer a checkpoint records
 // or its vocabulary implies, --tokenizer none / byte (no files, said on stdout), and bad input (exit 2).
+// tokenizer.json (core/export/gpt2-tokenizer-json.ts) is read by another implementation,
+// @huggingface/tokenizers (Hugging Face's pure-JS tokenizers.js), which must encode the same texts to
+// our ids (a spelled <|endoftext|> excepted: it is the special token there) and decode them back.
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
+import { Tokenizer } from '@huggingface/tokenizers'
 import { createTokenizer } from '../core/data/tokenizer.ts'
 import { validateModelConfig, type ModelConfig } from '../core/model/config.ts'
 import { checkpointSpecs, saveCheckpoint } from '../core/train/checkpoint.ts'
@@ -113,6 +117,15 @@ const TRICKY = [
   ''
 ]
 
+/** Bundled-corpus text: its first 6 KB and four 2,500-character passages. */
+async function corpusTexts (): Promise<string[]> {
+  const kjv = gunzipSync(await readFile(join(ROOT, 'corpus', 'kjv.txt.gz'))).toString('utf8')
+  return [kjv.slice(0, 6000), ...[0.3, 0.62, 0.97].map(f => kjv.slice(Math.floor(kjv.length * f), Math.floor(kjv.length * f) + 2500))]
+}
+
+const EOT = '<|endoftext|>'
+const TOKENIZER_FILES = ['tokenizer.json', 'vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json']
+
 /** A gpt2-architecture checkpoint (zeros: the export does not look at values). */
 async function writeCheckpoint (path: string, cfg: ModelConfig, info?: Record<string, unknown>): Promise<void> {
   const layout = { stages: 1, bottleneck: 0, stage: null }
@@ -134,7 +147,7 @@ describe('cli: export --format hf, GPT-2 tokenizer files', function () {
     hf = join(dir, 'gpt2-hf')
     const r = await runCli(['export', '--checkpoint', gpt2Ckpt, '--format', 'hf', '--out', hf], { timeoutMs: 120_000 })
     assert.equal(r.code, 0, r.stderr)
-    assert.match(r.stdout, /exported GPT2LMHeadModel \(\d+ parameters, 17 tensors\) to .*: config\.json, model\.safetensors, vocab\.json, merges\.txt, tokenizer_config\.json, special_tokens_map\.json\n/)
+    assert.match(r.stdout, /exported GPT2LMHeadModel \(\d+ parameters, 17 tensors\) to .*: config\.json, model\.safetensors, generation_config\.json, tokenizer\.json, vocab\.json, merges\.txt, tokenizer_config\.json, special_tokens_map\.json\n/)
     assert.match(r.stdout, /tokenizer gpt2: GPT-2 tokenizer files written/)
   })
   after(async () => {
@@ -142,7 +155,7 @@ describe('cli: export --format hf, GPT-2 tokenizer files', function () {
   })
 
   it('vocab.json has ids 0..50256 once each, merges.txt 50000 merges in rank order, configs name <|endoftext|> = 50256', async () => {
-    assert.deepEqual((await readdir(hf)).sort(), ['config.json', 'merges.txt', 'model.safetensors', 'special_tokens_map.json', 'tokenizer_config.json', 'vocab.json'])
+    assert.deepEqual((await readdir(hf)).sort(), ['config.json', 'generation_config.json', 'model.safetensors', ...TOKENIZER_FILES].sort())
     const vocabText = await readFile(join(hf, 'vocab.json'), 'utf8')
     const vocab = JSON.parse(vocabText) as Record<string, number>
     const entries = Object.entries(vocab)
@@ -172,6 +185,7 @@ describe('cli: export --format hf, GPT-2 tokenizer files', function () {
 
     const config = JSON.parse(await readFile(join(hf, 'config.json'), 'utf8'))
     assert.deepEqual([config.vocab_size, config.bos_token_id, config.eos_token_id], [50257, 50256, 50256])
+    assert.deepEqual(JSON.parse(await readFile(join(hf, 'generation_config.json'), 'utf8')), { bos_token_id: 50256, eos_token_id: 50256 })
     const tc = JSON.parse(await readFile(join(hf, 'tokenizer_config.json'), 'utf8'))
     assert.equal(tc.tokenizer_class, 'GPT2Tokenizer')
     assert.equal(tc.model_max_length, 8, 'the model\'s context')
@@ -186,8 +200,7 @@ describe('cli: export --format hf, GPT-2 tokenizer files', function () {
   it('an independent Python BPE over vocab.json + merges.txt gives core/data/tokenizer.ts\'s ids (corpus paragraphs, unicode, spaces, digits, emoji)', async function () {
     const probe = spawnSync(PYTHON, ['-c', 'import json, unicodedata'], { stdio: 'ignore', timeout: 60_000 })
     if (probe.error != null || probe.status !== 0) { this.skip(); return } // no python3 here: the shape checks above ran
-    const kjv = gunzipSync(await readFile(join(ROOT, 'corpus', 'kjv.txt.gz'))).toString('utf8')
-    const paragraphs = [0.001, 0.3, 0.62, 0.97].map(f => kjv.slice(Math.floor(kjv.length * f), Math.floor(kjv.length * f) + 2500))
+    const paragraphs = await corpusTexts()
     const texts = [...paragraphs, ...TRICKY]
     const textsPath = join(dir, 'texts.json')
     await writeFile(textsPath, JSON.stringify(texts))
@@ -207,14 +220,50 @@ describe('cli: export --format hf, GPT-2 tokenizer files', function () {
     assert.ok(theirs[TRICKY.indexOf('text that spells <|endoftext|> is ordinary text') + paragraphs.length].every(id => id !== 50256), 'spelled end-of-text stays text')
   })
 
+  it('tokenizer.json holds the same vocabulary and merges, and @huggingface/tokenizers reading it gives core/data/tokenizer.ts\'s ids and decodes them back', async () => {
+    const text = await readFile(join(hf, 'tokenizer.json'), 'utf8')
+    const json = JSON.parse(text)
+    assert.ok(text.includes('"vocab": {"!": 0, "\\"": 1, "#": 2'), 'vocab written in id order')
+    assert.deepEqual(json.model.vocab, JSON.parse(await readFile(join(hf, 'vocab.json'), 'utf8')))
+    assert.deepEqual(json.model.merges, (await readFile(join(hf, 'merges.txt'), 'utf8')).split('\n').slice(1, -1))
+    assert.equal(json.model.type, 'BPE')
+    assert.equal(json.normalizer, null)
+    assert.deepEqual(json.pre_tokenizer, { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true })
+    assert.deepEqual([json.post_processor.type, json.decoder.type], ['ByteLevel', 'ByteLevel'])
+    assert.deepEqual(json.added_tokens, [{ id: 50256, content: EOT, single_word: false, lstrip: false, rstrip: false, normalized: true, special: true }])
+
+    const theirs = new Tokenizer(json, JSON.parse(await readFile(join(hf, 'tokenizer_config.json'), 'utf8')))
+    const ours = await createTokenizer('gpt2')
+    const texts = [...await corpusTexts(), ...TRICKY]
+    let total = 0
+    for (const t of texts) {
+      const label = JSON.stringify(t.slice(0, 60))
+      // tokenizers match a spelled <|endoftext|> as the special token; ours keeps it text
+      const expected = t.split(EOT).map(part => [...ours.encode(part)]).reduce((acc, ids) => [...acc, 50256, ...ids])
+      const ids = theirs.encode(t, { add_special_tokens: false }).ids
+      assert.deepEqual(ids, expected, label)
+      assert.deepEqual(theirs.encode(t).ids, expected, `${label}: the post-processor adds no tokens`)
+      total += ids.length
+      if (ids.length === 0) continue // tokenizers.js refuses to decode nothing
+      assert.equal(theirs.decode(ids), t, `${label}: decodes back`)
+      assert.equal(theirs.decode([...ours.encode(t)]), t, `${label}: our ids decode back`)
+    }
+    assert.ok(total > 3000, `${total} tokens compared`)
+    const spelled = `a ${EOT} b`
+    assert.deepEqual(theirs.encode(spelled).ids, [...ours.encode('a '), 50256, ...ours.encode(' b')])
+    assert.equal(theirs.decode(theirs.encode(spelled).ids, { skip_special_tokens: true }), 'a  b')
+  })
+
   it('the tokenizer comes from the checkpoint, else its vocabulary; --tokenizer none and byte write no tokenizer files and say so', async () => {
     const unrecorded = join(dir, 'unrecorded.safetensors')
     await writeCheckpoint(unrecorded, cfg)
     const byVocab = await runMain(['export', '--checkpoint', unrecorded, '--out', join(dir, 'by-vocab')])
     assert.equal(byVocab.code, 0, byVocab.stderr)
     assert.match(byVocab.stdout, /tokenizer gpt2: /)
-    assert.equal((await readdir(join(dir, 'by-vocab'))).length, 6)
-    assert.equal(await readFile(join(dir, 'by-vocab', 'merges.txt'), 'utf8'), await readFile(join(hf, 'merges.txt'), 'utf8'))
+    assert.equal((await readdir(join(dir, 'by-vocab'))).length, 8)
+    for (const name of TOKENIZER_FILES) { // a second export (in this process, the first was a CLI process): the same bytes
+      assert.ok((await readFile(join(dir, 'by-vocab', name))).equals(await readFile(join(hf, name))), name)
+    }
 
     const none = await runMain(['export', '--checkpoint', gpt2Ckpt, '--tokenizer', 'none', '--out', join(dir, 'none')])
     assert.equal(none.code, 0, none.stderr)
@@ -227,8 +276,9 @@ describe('cli: export --format hf, GPT-2 tokenizer files', function () {
     const byte = await runMain(['export', '--checkpoint', byteCkpt, '--out', join(dir, 'byte')])
     assert.equal(byte.code, 0, byte.stderr)
     assert.match(byte.stdout, /tokenizer byte: no tokenizer files \(transformers has no byte-level tokenizer with our ids/)
-    assert.deepEqual((await readdir(join(dir, 'byte'))).sort(), ['config.json', 'model.safetensors'])
+    assert.deepEqual((await readdir(join(dir, 'byte'))).sort(), ['config.json', 'generation_config.json', 'model.safetensors'])
     assert.equal(JSON.parse(await readFile(join(dir, 'byte', 'config.json'), 'utf8')).eos_token_id, 0)
+    assert.deepEqual(JSON.parse(await readFile(join(dir, 'byte', 'generation_config.json'), 'utf8')), { bos_token_id: 0, eos_token_id: 0 })
   })
 
   it('bad input exits 2 with a clear message and writes nothing', async () => {
@@ -244,6 +294,6 @@ describe('cli: export --format hf, GPT-2 tokenizer files', function () {
     ]
     await assertBadInputExits2('export', cases, 120_000)
     await assert.rejects(readdir(fresh), /ENOENT/)
-    assert.equal((await readdir(hf)).length, 6, 'the earlier export is untouched')
+    assert.equal((await readdir(hf)).length, 8, 'the earlier export is untouched')
   })
 })

@@ -7,15 +7,11 @@
 // The rank table holds token bytes only; a merge list is not in it. tiktoken merges the adjacent pair
 // whose concatenation has the lowest rank, so the pair that makes token r is what BPE over r's bytes,
 // with only ranks below r allowed, has left at the end: exactly two lower-ranked tokens.
-// No tokenizer.json: its format varies across `tokenizers` versions and none is here to check it;
-// GPT2TokenizerFast builds its own from vocab.json + merges.txt.
-import { writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+// tokenizer.json, the one-file form of the same vocabulary, is gpt2-tokenizer-json.ts's.
 import { LayerswarmError } from '../errors.ts'
 
 export const GPT2_EOT_TOKEN = '<|endoftext|>'
 export const GPT2_EOT_ID = 50256
-export const GPT2_TOKENIZER_FILES = ['vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json'] as const
 
 /** The rank table is not what GPT-2's is (a changed gpt-tokenizer): no files rather than wrong ones. */
 export class Gpt2RanksError extends LayerswarmError {
@@ -130,17 +126,13 @@ export function gpt2TokenizerConfig (modelMaxLength: number): Record<string, unk
 
 export const GPT2_SPECIAL_TOKENS_MAP = { bos_token: GPT2_EOT_TOKEN, eos_token: GPT2_EOT_TOKEN, unk_token: GPT2_EOT_TOKEN }
 
-/** Writes GPT2_TOKENIZER_FILES into `dir` (which exists); returns their names. */
-export async function writeGpt2TokenizerFiles (dir: string, opts: { modelMaxLength: number, signal?: AbortSignal }): Promise<string[]> {
-  const { tokens, merges } = await gpt2Vocabulary()
-  opts.signal?.throwIfAborted()
+/** vocab.json, merges.txt, tokenizer_config.json and special_tokens_map.json: [name, text] each. */
+export function gpt2TokenizerFileTexts ({ tokens, merges }: Gpt2Vocabulary, modelMaxLength: number): Array<[string, string]> {
   const json = (o: unknown): string => JSON.stringify(o, null, 2) + '\n'
-  const contents: Record<typeof GPT2_TOKENIZER_FILES[number], string> = {
-    'vocab.json': vocabJson(tokens),
-    'merges.txt': mergesTxt(merges),
-    'tokenizer_config.json': json(gpt2TokenizerConfig(opts.modelMaxLength)),
-    'special_tokens_map.json': json(GPT2_SPECIAL_TOKENS_MAP)
-  }
-  for (const name of GPT2_TOKENIZER_FILES) await writeFile(join(dir, name), contents[name], { signal: opts.signal })
-  return [...GPT2_TOKENIZER_FILES]
+  return [
+    ['vocab.json', vocabJson(tokens)],
+    ['merges.txt', mergesTxt(merges)],
+    ['tokenizer_config.json', json(gpt2TokenizerConfig(modelMaxLength))],
+    ['special_tokens_map.json', json(GPT2_SPECIAL_TOKENS_MAP)]
+  ]
 }

@@ -10,8 +10,9 @@
 //   gpt2   HF's Conv1D stores c_attn, c_proj, c_fc and mlp.c_proj as [in, out]: ours are [out, in],
 //          so those four weights are transposed; everything else keeps its layout, `transformer.`
 //          prefixed. GELU is the tanh approximation ("gelu_new"), LayerNorm eps 1e-5.
-// Tokenizer files go with it where the tokenizer is GPT-2's (gpt2-tokenizer-files.ts); the byte
-// tokenizer has no transformers counterpart with our ids, so it gets none.
+// generation_config.json (bos/eos) goes with it where the tokenizer's end-of-text is known, and the
+// tokenizer files where the tokenizer is GPT-2's (gpt2-tokenizer-files.ts, gpt2-tokenizer-json.ts);
+// the byte tokenizer has no transformers counterpart with our ids, so it gets none.
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { ConfigError } from '../errors.ts'
@@ -19,7 +20,8 @@ import { ffnHiddenOf, isLlama, kvHeadsOf, LLAMA_NORM_EPS, LLAMA_ROPE_THETA, type
 import { blockParamNames, llamaBlockParamNames } from '../model/params.ts'
 import type { Checkpoint } from '../train/checkpoint.ts'
 import { encodeSafetensors, type StTensor } from '../train/safetensors.ts'
-import { GPT2_EOT_ID, gpt2Vocabulary, writeGpt2TokenizerFiles } from './gpt2-tokenizer-files.ts'
+import { GPT2_EOT_ID, gpt2TokenizerFileTexts, gpt2Vocabulary } from './gpt2-tokenizer-files.ts'
+import { gpt2TokenizerJson } from './gpt2-tokenizer-json.ts'
 
 /** An export that cannot be made from this input (a stage-only checkpoint, a bottleneck, an unusable out dir). */
 export class ExportError extends ConfigError {
@@ -190,6 +192,24 @@ export async function checkExportDir (dir: string): Promise<void> {
   if (entries.length > 0) throw new ExportError(`--out ${dir} is not empty (${entries.length} entries, e.g. ${entries[0]}); give a new or empty directory`)
 }
 
+/**
+ * The text files of an export, [name, text] in write order: config.json, generation_config.json
+ * where end-of-text is known (what transformers' save_pretrained writes beside a generative model),
+ * and for gpt2 tokenizer.json then the files of the slow tokenizer. Each is a pure function of the
+ * model config and tokenizer, so the same checkpoint gives the same bytes.
+ */
+export async function exportTexts (config: ModelConfig, tokenizer: ExportTokenizer): Promise<Array<[string, string]>> {
+  const json = (o: unknown): string => JSON.stringify(o, null, 2) + '\n'
+  const hf = hfConfig(config, tokenizer)
+  const texts: Array<[string, string]> = [['config.json', json(hf)]]
+  if (hf.eos_token_id != null) texts.push(['generation_config.json', json({ bos_token_id: hf.bos_token_id, eos_token_id: hf.eos_token_id })])
+  if (tokenizer === 'gpt2') {
+    const vocab = await gpt2Vocabulary()
+    texts.push(['tokenizer.json', gpt2TokenizerJson(vocab)], ...gpt2TokenizerFileTexts(vocab, config.blockSize))
+  }
+  return texts
+}
+
 /** Writes `ckpt` (a whole model: every stage, no bottleneck) as a Hugging Face model directory. */
 export async function exportHf (ckpt: Checkpoint, dir: string, opts: { tokenizer?: string, signal?: AbortSignal } = {}): Promise<ExportResult> {
   if (ckpt.layout.stage !== null) {
@@ -199,21 +219,21 @@ export async function exportHf (ckpt: Checkpoint, dir: string, opts: { tokenizer
     throw new ExportError(`the checkpoint was trained with a bottleneck of width ${ckpt.layout.bottleneck} at its stage boundaries: transformers' ${isLlama(ckpt.config) ? 'LlamaForCausalLM' : 'GPT2LMHeadModel'} has no such layers`)
   }
   const tokenizer = exportTokenizerOf(ckpt, opts.tokenizer)
-  if (tokenizer === 'gpt2') await gpt2Vocabulary() // derived before anything is written: a failure leaves no half export
+  // every text is made before anything is written: a failure (e.g. the gpt2 derivation) leaves no half export
+  const texts = await exportTexts(ckpt.config, tokenizer)
   const tensors = hfTensors(ckpt.config, ckpt.params)
-  const config = hfConfig(ckpt.config, tokenizer)
   await checkExportDir(dir)
   opts.signal?.throwIfAborted()
   await mkdir(dir, { recursive: true })
   const bytes = encodeSafetensors(tensors, { format: 'pt' })
   opts.signal?.throwIfAborted()
-  await writeFile(join(dir, 'config.json'), JSON.stringify(config, null, 2) + '\n', { signal: opts.signal })
-  await writeFile(join(dir, 'model.safetensors'), bytes, { signal: opts.signal })
-  const files = ['config.json', 'model.safetensors']
-  if (tokenizer === 'gpt2') files.push(...await writeGpt2TokenizerFiles(dir, { modelMaxLength: ckpt.config.blockSize, signal: opts.signal }))
+  const [configFile, ...rest] = texts
+  const files: Array<[string, string | Uint8Array]> = [configFile, ['model.safetensors', bytes], ...rest]
+  for (const [name, data] of files) await writeFile(join(dir, name), data, { signal: opts.signal })
+  const config = hfConfig(ckpt.config, tokenizer)
   return {
     dir,
-    files,
+    files: files.map(([name]) => name),
     tokenizer,
     architecture: (config.architectures as string[])[0],
     tensors: tensors.length,
