@@ -2,7 +2,8 @@
 // `status --json` and for the scheduler's capacity discount of nodes reachable only via relays.
 // A connection is relayed when its remote address runs through a relay (`/p2p-circuit`); libp2p
 // also marks relayed connections that carry a relay's limits (`limits`), but our own relays relay
-// without limits (create-node.ts), so the address is the test that holds for both.
+// without limits (create-node.ts), so the address is the test that holds for both. A WebRTC connection
+// signalled through a relay (`.../p2p-circuit/webrtc/...`) is direct: its data flows peer to peer over UDP.
 
 /** What summarizeConnections reads of a libp2p Connection. */
 export interface ConnectionLike {
@@ -34,13 +35,18 @@ export function isRelayedAddr (addr: string): boolean {
   return addr.includes('/p2p-circuit')
 }
 
+/** True when `addr` is a WebRTC one (`/webrtc`, also through a relay: `.../p2p-circuit/webrtc/p2p/<id>`). */
+export function isWebRTCAddr (addr: string): boolean {
+  return /\/webrtc(\/|$)/.test(addr)
+}
+
 /** One entry per peer (a peer with a direct and a relayed connection counts as direct), sorted by peer id. */
 export function summarizeConnections (conns: readonly ConnectionLike[]): ConnectionSummary {
   const byPeer = new Map<string, PeerConnection>()
   for (const c of conns) {
     const peer = c.remotePeer.toString()
     const addr = c.remoteAddr.toString()
-    const direct = !isRelayedAddr(addr)
+    const direct = !isRelayedAddr(addr) || isWebRTCAddr(addr)
     const seen = byPeer.get(peer)
     if (seen != null && (seen.direct || !direct)) continue
     byPeer.set(peer, { peer, direct, addr, limited: !direct && c.limits != null })

@@ -1,5 +1,5 @@
 // createNode: assembles one layerswarm node: identity (data dir), libp2p (TCP + WebSockets + circuit
-// relay transports, TLS or noise, yamux, optional pre-shared key, identify, ping, the network's private
+// relay + WebRTC transports, TLS or noise, yamux, optional pre-shared key, identify, ping, the network's private
 // Kademlia DHT, gossipsub, relay server on bootstrap nodes), the plugin host (tsyringe container), the
 // bootstrap dialer and the local control endpoint; with `chain`, the chain service (core/chain/chain-node.ts:
 // binding, metagraph, bootstrap targets, admission), up right after libp2p. start() brings them up in
@@ -19,6 +19,7 @@ import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay
 import { autoNATFreshDialBack } from './autonat-dial-back.ts'
 import { dcutr } from '@libp2p/dcutr'
 import { preSharedKey } from '@libp2p/pnet'
+import { webrtcParts, type WebRTCOptions } from './webrtc-transport.ts'
 import type { AbortOptions, PrivateKey, ServiceMap } from '@libp2p/interface'
 import { PeerJudge } from '../peer-judge.ts'
 import { timingFor } from '../net/peer-timing.ts'
@@ -51,7 +52,7 @@ export const DEFAULT_BACKEND_PLUGIN = 'backend-cpu'
 /** How often the DHT looks itself up (refreshing its neighbourhood); kad-dht's default is 5 min. */
 export const QUERY_SELF_INTERVAL_MS = 30_000
 
-export interface CreateNodeOptions {
+export interface CreateNodeOptions extends WebRTCOptions {
   /** Identity key, lock and control socket live here. Default ~/.layerswarm. */
   dataDir?: string
   /** Built-in network name ('local', 'testnet'), a profile file path, or a loaded profile. Default 'local'. */
@@ -237,24 +238,23 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
       scoreParams: { appSpecificScore: peer => judge.score(peer), ...(network.lan ? { IPColocationFactorWeight: 0 } : {}) }
     })
   }
-  // AutoNAT: peers dial our public addresses back; libp2p advertises a public listen address only
-  // once confirmed. DCUtR: upgrades a relayed connection to a direct one by hole punching where the
-  // NAT lets it (docs/node.md, NAT). The dial-back opens a fresh connection (autonat-dial-back.ts:
-  // libp2p's would close the connection we already had to the asking peer).
+  // AutoNAT: peers dial our public addresses back (a fresh connection: autonat-dial-back.ts). DCUtR
+  // (TCP) cannot go direct in js-libp2p 3; WebRTC punches UDP holes instead (docs/networks.md, NAT).
   services.autoNAT = autoNATFreshDialBack({ protocolPrefix: network.protocolPrefix.replace(/^\//, '') })
   services.dcutr = dcutr()
-  // the swarm's relays carry training traffic for nodes that no direct path reaches, so they relay
-  // without the circuit v2 default limits (2 min, 128 KiB per connection: a transfer cut mid-tensor)
+  // relays carry training where no direct path exists: no circuit v2 limits (2 min, 128 KiB cut tensors)
   if (relayServer) services.relay = circuitRelayServer({ reservations: { maxReservations: 128, applyDefaultLimit: false } })
+  const webrtc = await webrtcParts(options, network, logger)
+  Object.assign(services, webrtc.services)
 
   const libp2p = await createLibp2p({
     start: false,
     privateKey: identity.privateKey,
     addresses: {
-      listen: relayListen ? [...listen, '/p2p-circuit'] : listen,
+      listen: [...(relayListen ? [...listen, '/p2p-circuit'] : listen), ...webrtc.listen],
       announce
     },
-    transports: [tcp(), webSockets(), circuitRelayTransport()],
+    transports: [tcp(), webSockets(), circuitRelayTransport(), ...webrtc.transports],
     connectionEncrypters: connectionEncrypters(), // TLS first, then noise (encrypters.ts)
     streamMuxers: [yamux()],
     connectionProtector: psk != null ? preSharedKey({ psk }) : undefined,

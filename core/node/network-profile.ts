@@ -1,6 +1,7 @@
 // Named networks. A profile (JSON) gives the network's name, bootstrap addresses, protocol prefix,
 // default listen addresses, whether private/loopback addresses are kept in the DHT (lan), and an
-// optional pre-shared key (inline swarm.key text or a path to one, relative to the profile file).
+// optional pre-shared key (inline swarm.key text or a path to one, relative to the profile file), and
+// the STUN servers WebRTC hole punching asks (core/node/stun-servers.ts; default: public ones).
 // Built-in profiles live in ./networks/*.json; `--network <file>` loads any other.
 import { readFile } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
@@ -9,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { NetworkProfileError } from './node-errors.ts'
 import { parseMultiaddr } from './multiaddrs.ts'
 import { isSwarmKeyText, parseSwarmKey } from './swarm-key.ts'
+import { parseStunServers } from './stun-servers.ts'
 
 export interface NetworkProfile {
   readonly name: string
@@ -22,13 +24,15 @@ export interface NetworkProfile {
   readonly lan: boolean
   /** Pre-shared key in canonical swarm.key bytes; absent for an open network. */
   readonly psk?: Uint8Array
+  /** STUN servers (stun:HOST[:PORT]) for WebRTC; absent: createNode's default (DEFAULT_STUN_SERVERS). */
+  readonly stun?: readonly string[]
   /** Where the profile came from ('built-in local' or a file path). */
   readonly source: string
 }
 
 export const BUILTIN_NETWORKS = ['local', 'testnet'] as const
 
-const FIELDS = new Set(['name', 'description', 'protocolPrefix', 'bootstrap', 'listen', 'lan', 'psk'])
+const FIELDS = new Set(['name', 'description', 'protocolPrefix', 'bootstrap', 'listen', 'lan', 'psk', 'stun'])
 const NAME_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/
 const PREFIX_RE = /^(\/[A-Za-z0-9._-]+)+$/
 const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/0', '/ip4/0.0.0.0/tcp/0/ws']
@@ -82,6 +86,7 @@ export async function parseNetworkProfile (text: string, source: string, baseDir
   bootstrap.forEach(a => parseMultiaddr(a, `"bootstrap" of network profile ${source}`))
   const listen = stringList(o.listen ?? DEFAULT_LISTEN, 'listen', source)
   listen.forEach(a => parseMultiaddr(a, `"listen" of network profile ${source}`))
+  const stun = o.stun == null ? undefined : parseStunServers(stringList(o.stun, 'stun', source), `"stun" of network profile ${source}`)
   if (o.lan != null && typeof o.lan !== 'boolean') throw new NetworkProfileError(source, '"lan" must be true or false')
   if (o.description != null && typeof o.description !== 'string') throw new NetworkProfileError(source, '"description" must be a string')
 
@@ -98,6 +103,7 @@ export async function parseNetworkProfile (text: string, source: string, baseDir
     listen,
     lan: o.lan === true,
     psk,
+    ...(stun != null ? { stun } : {}),
     source
   }
 }
@@ -117,7 +123,7 @@ export async function loadSwarmKey (textOrPath: string, baseDir: string, where: 
 
 function stringList (v: unknown, field: string, source: string): string[] {
   if (!Array.isArray(v) || v.some(x => typeof x !== 'string')) {
-    throw new NetworkProfileError(source, `"${field}" must be an array of multiaddr strings`)
+    throw new NetworkProfileError(source, `"${field}" must be an array of ${field === 'stun' ? 'stun:HOST[:PORT]' : 'multiaddr'} strings`)
   }
   return v as string[]
 }

@@ -1,0 +1,140 @@
+// WebRTC between nodes behind NAT (private-to-private, @libp2p/webrtc). Two homes that meet through a
+// circuit relay exchange SDP offers and ICE candidates over the relayed connection, then ICE punches a
+// UDP hole between their routers (their public address:port comes from a STUN server,
+// core/node/stun-servers.ts) and a direct connection of SCTP data channels replaces the relay for
+// new streams. A node with a relay reservation advertises `<relay>/p2p-circuit/webrtc/p2p/<id>`.
+// libp2p counts such a connection as direct and opens new streams on a direct connection first, so
+// pipeline and averaging traffic moves to it without any change of theirs. Where the NAT maps each
+// destination to another port (symmetric NAT) ICE fails and the relayed connection stays.
+import type { Connection, PeerId, Transport } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import type { Logger } from '../contracts/logger.ts'
+import { DEFAULT_STUN_SERVERS, parseStunServers } from './stun-servers.ts'
+import { isWebRTCAddr } from './connections.ts'
+
+type TransportFactory = (components: any) => Transport
+export interface WebRTCModule { webRTC: (init: { rtcConfiguration?: { iceServers: Array<{ urls: string[] }> } }) => TransportFactory }
+
+/**
+ * The WebRTC transport with these STUN servers, or undefined where @libp2p/webrtc or its native
+ * node-datachannel binary cannot load (another platform, a broken install): the node then runs
+ * without it, and peers behind NAT stay on the relay. Loaded on demand: the import takes ~0.6 s.
+ */
+export async function loadWebRTCTransport (stun: readonly string[], log: Logger,
+  importer: () => Promise<WebRTCModule> = async () => await import('@libp2p/webrtc') as unknown as WebRTCModule): Promise<TransportFactory | undefined> {
+  try {
+    const mod = await importer()
+    // always explicit: libp2p's default list would send STUN requests to four public servers
+    return mod.webRTC({ rtcConfiguration: { iceServers: stun.map(url => ({ urls: [url] })) } })
+  } catch (err) {
+    log.warn('WebRTC transport cannot load; running without it (peers behind NAT stay relayed)', { error: (err as Error).message })
+    return undefined
+  }
+}
+
+export interface WebRTCUpgraderInit {
+  log: Logger
+  /** Give up one attempt after this long (ICE through a NAT that will not open). Default 30 s. */
+  attemptTimeoutMs?: number
+  /** After a failed attempt, wait this long before trying the same peer again. Default 5 min. */
+  retryAfterMs?: number
+  /** Look over all relayed-only peers this often (catches addresses learned late). Default 30 s. */
+  sweepMs?: number
+}
+
+/** What the upgrader uses of libp2p's components (it runs as a libp2p service: starts and stops with it). */
+export interface UpgraderComponents {
+  peerId: PeerId
+  events: EventTarget
+  connectionManager: { getConnections: (peer?: PeerId) => Connection[], openConnection: (ma: Multiaddr, o: { signal: AbortSignal }) => Promise<Connection> }
+  peerStore: { get: (peer: PeerId) => Promise<{ addresses: Array<{ multiaddr: Multiaddr }> }> }
+  addressManager: { getAddresses: () => Multiaddr[] }
+}
+
+/**
+ * Upgrades relayed-only connections to WebRTC: libp2p's dialer tries a peer's /webrtc address first
+ * only when it has no connection yet; a connection opened before the peer advertised one (its
+ * reservation came later) or opened by the other side stays relayed without this. When both
+ * advertise /webrtc, the smaller peer id dials, so the two do not open two connections.
+ */
+export class WebRTCUpgrader {
+  private readonly inFlight = new Map<string, AbortController>()
+  private readonly failedAt = new Map<string, number>()
+  private timer: ReturnType<typeof setInterval> | undefined
+  private running = false
+  private readonly onEvent = (evt: Event): void => {
+    const d = (evt as CustomEvent<Connection | { peerId: PeerId }>).detail
+    void this.consider('peerId' in d ? d.peerId : d.remotePeer)
+  }
+
+  constructor (private readonly c: UpgraderComponents, private readonly init: WebRTCUpgraderInit) {}
+
+  start (): void {
+    if (this.running) return
+    this.running = true
+    this.c.events.addEventListener('connection:open', this.onEvent)
+    this.c.events.addEventListener('peer:identify', this.onEvent)
+    this.timer = setInterval(() => { for (const conn of this.c.connectionManager.getConnections()) void this.consider(conn.remotePeer) }, this.init.sweepMs ?? 30_000)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    this.running = false
+    this.c.events.removeEventListener('connection:open', this.onEvent)
+    this.c.events.removeEventListener('peer:identify', this.onEvent)
+    clearInterval(this.timer)
+    for (const ac of this.inFlight.values()) ac.abort()
+    this.inFlight.clear()
+  }
+
+  private async consider (peer: PeerId): Promise<void> {
+    const key = peer.toString()
+    if (!this.running || this.inFlight.has(key)) return
+    if (Date.now() - (this.failedAt.get(key) ?? -Infinity) < (this.init.retryAfterMs ?? 300_000)) return
+    const conns = this.c.connectionManager.getConnections(peer).filter(conn => conn.status === 'open')
+    if (conns.length === 0 || conns.some(conn => conn.direct)) return
+    const ac = new AbortController()
+    this.inFlight.set(key, ac)
+    const timer = setTimeout(() => { ac.abort() }, this.init.attemptTimeoutMs ?? 30_000)
+    try {
+      const known = await this.c.peerStore.get(peer).catch(() => undefined)
+      const theirs = (known?.addresses ?? []).map(a => a.multiaddr).filter(ma => isWebRTCAddr(ma.toString()))
+      const mine = this.c.addressManager.getAddresses().some(a => isWebRTCAddr(a.toString()))
+      // both reachable by WebRTC: one dials (libp2p would keep both connections otherwise)
+      if (theirs.length === 0 || (mine && this.c.peerId.toString() > key)) return
+      const conn = await this.c.connectionManager.openConnection(theirs[0], { signal: ac.signal })
+      this.init.log.info('upgraded a relayed connection to a direct WebRTC one (UDP hole punched)', { peer: key, addr: conn.remoteAddr.toString() })
+    } catch (err) {
+      this.failedAt.set(key, Date.now())
+      if (this.running) this.init.log.info('WebRTC upgrade failed; staying on the relay', { peer: key, error: (err as Error).message })
+    } finally {
+      clearTimeout(timer)
+      this.inFlight.delete(key)
+    }
+  }
+}
+
+/** What createNode adds to libp2p for WebRTC: the transport, its /webrtc listen address and the upgrader. */
+export interface WebRTCParts {
+  transports: TransportFactory[]
+  listen: string[]
+  services: Record<string, (components: any) => unknown>
+}
+
+/** createNode's WebRTC options. */
+export interface WebRTCOptions {
+  /** WebRTC hole punching between peers behind NAT; default on unless the network is a LAN one. */
+  webrtc?: boolean
+  /** STUN servers (stun:HOST[:PORT]) ICE asks; default the network profile's, else DEFAULT_STUN_SERVERS. */
+  stun?: readonly string[]
+}
+
+/** The WebRTC pieces of a node; none when disabled or when the transport cannot load. */
+export async function webrtcParts (options: WebRTCOptions, network: { lan: boolean, stun?: readonly string[] }, logger: Logger,
+  importer?: () => Promise<WebRTCModule>): Promise<WebRTCParts> {
+  const log = logger.forComponent('layerswarm:webrtc')
+  const stun = parseStunServers(options.stun ?? network.stun ?? DEFAULT_STUN_SERVERS, 'the STUN servers')
+  const transport = (options.webrtc ?? !network.lan) ? await loadWebRTCTransport(stun, log, importer) : undefined
+  if (transport == null) return { transports: [], listen: [], services: {} }
+  return { transports: [transport], listen: ['/webrtc'], services: { webrtcUpgrade: (c: UpgraderComponents) => new WebRTCUpgrader(c, { log }) } }
+}
