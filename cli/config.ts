@@ -12,6 +12,7 @@ import type { LogLevel } from '../core/contracts/logger.ts'
 import type { CreateNodeOptions } from '../core/node/create-node.ts'
 import { BUILTIN_NETWORKS } from '../core/node/network-profile.ts'
 import { parseMultiaddrs } from '../core/node/multiaddrs.ts'
+import { parseStunServers } from '../core/node/stun-servers.ts'
 import { isPathSpec } from '../core/node/plugin-registry.ts'
 import { isSwarmKeyText } from '../core/node/swarm-key.ts'
 import { withShorthandOptions } from './plugin-flags.ts'
@@ -29,6 +30,9 @@ export interface StartFlags {
   dataDir?: string
   bootstrapNode?: boolean
   relay?: boolean
+  /** --stun URL (repeat): STUN servers for WebRTC hole punching; --no-webrtc turns WebRTC off. */
+  stun?: string[]
+  webrtc?: boolean
   psk?: string
   config?: string
   logLevel?: string
@@ -123,6 +127,8 @@ export const ENV = {
   bootstrapNode: 'LAYERSWARM_BOOTSTRAP_NODE',
   relay: 'LAYERSWARM_RELAY',
   psk: 'LAYERSWARM_PSK',
+  stun: 'LAYERSWARM_STUN',
+  webrtc: 'LAYERSWARM_WEBRTC',
   logLevel: 'LAYERSWARM_LOG_LEVEL',
   logFormat: 'LAYERSWARM_LOG_FORMAT',
   chain: 'LAYERSWARM_CHAIN',
@@ -136,7 +142,8 @@ export const ENV = {
 /** Keys a config file may hold. */
 const FILE_KEYS = new Set([
   'network', 'listen', 'announce', 'bootstrap', 'plugins', 'pluginOptions', 'backend', 'dataDir', 'bootstrapNode',
-  'relay', 'psk', 'logLevel', 'logFormat', 'bootstrapRetry', 'runtime', 'chain', 'netuid', 'wallet', 'hotkey', 'maxMemory', 'metrics'
+  'relay', 'psk', 'logLevel', 'logFormat', 'bootstrapRetry', 'runtime', 'chain', 'netuid', 'wallet', 'hotkey', 'maxMemory', 'metrics',
+  'stun', 'webrtc'
 ])
 const LOG_LEVELS = 'trace, debug, info, warn, error, silent'
 
@@ -152,6 +159,8 @@ interface Layer {
   dataDir?: string
   bootstrapNode?: boolean
   relay?: boolean
+  stun?: string[]
+  webrtc?: boolean
   psk?: string
   logLevel?: string
   logFormat?: string
@@ -189,6 +198,8 @@ export async function resolveStartConfig (flags: StartFlags, env: NodeJS.Process
     bootstrap: pick('bootstrap'),
     bootstrapNode: pick('bootstrapNode') ?? false,
     relayListen: pick('relay') ?? false,
+    stun: pick('stun'),
+    webrtc: pick('webrtc'),
     psk: pick('psk'),
     plugins: pick('plugins'),
     backend: pick('backend'),
@@ -203,6 +214,7 @@ export async function resolveStartConfig (flags: StartFlags, env: NodeJS.Process
     const where = fromFlags[key] != null ? `--${key}` : fromEnv[key] != null ? ENV[key] : `"${key}" of ${configFile ?? 'the config file'}`
     parseMultiaddrs(node[key] ?? [], where)
   }
+  parseStunServers(node.stun ?? [], fromFlags.stun != null ? '--stun' : fromEnv.stun != null ? ENV.stun : `"stun" of ${configFile ?? 'the config file'}`)
   // --max-memory: the training runtime's budget (bytes); a node that does not train ignores it
   const mem = pick('maxMemory')
   if (mem != null && node.runtime != null) {
@@ -257,6 +269,8 @@ function flagLayer (f: StartFlags, cwd: string): Layer {
     dataDir: f.dataDir != null ? resolve(cwd, expandHome(f.dataDir)) : undefined,
     bootstrapNode: f.bootstrapNode === true ? true : undefined,
     relay: f.relay === true ? true : undefined,
+    stun: f.stun != null ? splitList(f.stun.join(',')) : undefined,
+    webrtc: f.webrtc === false ? false : undefined,
     psk: f.psk != null ? pskSpec(f.psk, cwd) : undefined,
     logLevel: f.logLevel,
     logFormat: f.logFormat,
@@ -290,6 +304,8 @@ function envLayer (env: NodeJS.ProcessEnv, cwd: string): Layer {
     dataDir: dataDir != null ? resolve(cwd, expandHome(dataDir)) : undefined,
     bootstrapNode: envBool(env, ENV.bootstrapNode),
     relay: envBool(env, ENV.relay),
+    stun: list('stun'),
+    webrtc: envBool(env, ENV.webrtc),
     psk: psk != null ? pskSpec(psk, cwd) : undefined,
     logLevel: get('logLevel'),
     logFormat: get('logFormat'),
@@ -386,6 +402,8 @@ async function fileLayer (file: string): Promise<Layer> {
     dataDir: dataDir != null ? resolve(base, expandHome(dataDir)) : undefined,
     bootstrapNode: bool('bootstrapNode'),
     relay: bool('relay'),
+    stun: strList('stun'),
+    webrtc: bool('webrtc'),
     psk: psk != null ? pskSpec(psk, base) : undefined,
     logLevel: str('logLevel'),
     logFormat: str('logFormat'),

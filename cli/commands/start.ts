@@ -24,6 +24,8 @@ export function register (program: Command): void {
     .option('--dashboard [host:port]', 'serve the live dashboard web page (default 127.0.0.1:7070: this machine only; docs/dashboard.md)')
     .option('--bootstrap-node', 'only serve others: DHT server, gossip, circuit relay server; no training plugins')
     .option('--relay', 'reserve a slot on relays so peers can reach this node behind NAT')
+    .option('--stun <url>', 'STUN server for WebRTC hole punching behind NAT, stun:HOST[:PORT] (repeat; default: the network profile\'s, public ones on internet networks)', collect)
+    .option('--no-webrtc', 'no WebRTC transport: peers behind NAT then talk through relays only')
     .option('--psk <file>', 'pre-shared key file (swarm.key format) of a private swarm; overrides the profile\'s')
     .option('--config <file>', 'JSON config file (flags > LAYERSWARM_* env > config file > defaults)')
     .option('--chain <url>', 'join a Bittensor subnet through this subtensor endpoint (ws:// or wss://; "testnet": the Bittensor testnet): bootstrap from its metagraph, admit only peers bound to its registered hotkeys (docs/chain.md)')
