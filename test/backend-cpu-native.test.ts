@@ -142,6 +142,40 @@ describe('backend-cpu: native GEMM and fused multiply-add against the plain WASM
     }
   })
 
+  it(`softmax + cross-entropy agree on a BPE-sized row, NaN and -Infinity logits, ignored targets (${native === null ? 'native kernels not built here: skipped' : 'native'})`, async function () {
+    if (native === null) this.skip()
+    const N = 5; const V = 50_257 // 8-lane vectors, 512-element sum blocks, then a 1-element tail
+    const logits = random(N * V, 21).map(v => v * 30)
+    logits[1 * V + 7] = NaN // row 1: NaN probs and loss
+    logits[2 * V + 9] = -Infinity // row 2: that prob exactly 0
+    logits[4 * V + V - 1] = 80 // row 4: the tail element dominates
+    const targets = Int32Array.from([3, 8, 10, -1, V - 1]) // row 3 ignored: loss 0, no gradient
+    const run = async (be: ComputeBackend): Promise<Float32Array[]> => {
+      const lg = be.upload(logits, [N, V]); const tg = be.upload(targets, [N]); const probs = be.alloc([N, V]); const losses = be.alloc([N])
+      const dl = be.upload(random(N * V, 22), [N, V])
+      try {
+        await be.crossEntropyForward(losses, probs, lg, tg)
+        await be.crossEntropyBackward(dl, probs, tg, 1 / 7)
+        return await Promise.all([losses, probs, dl].map(async t => await be.download(t) as Float32Array))
+      } finally {
+        for (const t of [lg, tg, probs, losses, dl]) be.free(t)
+      }
+    }
+    const masked = (name: string, out: Float32Array[]): Float32Array[] => {
+      assert.ok(Number.isNaN(out[0][1]), `${name} row 1 loss NaN`)
+      assert.ok(out[1].subarray(V, 2 * V).every(Number.isNaN), `${name} row 1 probs NaN`)
+      assert.equal(out[1][2 * V + 9], 0, `${name} exp(-inf)`)
+      assert.equal(out[0][3], 0, `${name} ignored target`)
+      out[0][1] = 0; out[1].fill(0, V, 2 * V); out[2].fill(0, V, 2 * V)
+      return out
+    }
+    const want = masked('plain', await run(plain))
+    for (const [name, be] of others.filter(([k]) => k.startsWith('native'))) {
+      const got = masked(name, await run(be))
+      got.forEach((g, i) => { assertClose(g, want[i], `${name} cross-entropy ${['losses', 'probs', 'dlogits'][i]}`) })
+    }
+  })
+
   it('the AVX2 kernel agrees too (capped to it on an AVX-512 CPU)', async function () {
     if (native?.isa() !== 'avx512') this.skip()
     try {

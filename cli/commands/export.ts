@@ -19,7 +19,7 @@ export interface ExportFlags {
 /** What the export says about tokenizer files, after its file list. */
 function tokenizerNote (t: ExportTokenizer): string {
   switch (t) {
-    case 'gpt2': return 'tokenizer gpt2: GPT-2 tokenizer files written (vocab.json, merges.txt; GPT2Tokenizer / GPT2TokenizerFast load them)'
+    case 'gpt2': return 'tokenizer gpt2: GPT-2 tokenizer files written (tokenizer.json, vocab.json, merges.txt, tokenizer_config.json; AutoTokenizer / GPT2TokenizerFast load them)'
     case 'byte': return 'tokenizer byte: no tokenizer files (transformers has no byte-level tokenizer with our ids without a custom one: id = UTF-8 byte, end-of-text 0)'
     case 'none': return 'tokenizer none: no tokenizer files'
   }

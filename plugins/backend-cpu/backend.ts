@@ -429,6 +429,6 @@ export async function createCpuBackend (options: CpuBackendOptions = {}): Promis
   const native = simd && (options.native ?? true) ? loadNativeKernels() : null
   const inline = new Executor(memory, module === null ? null : instantiate(module, memory), native)
   const pool = threads === 0 ? null : await WorkerPool.create(threads, memory, module, native !== null)
-  const gemm = native === null ? '' : ` + native ${native.isa() ?? ''} gemm+attention+gelu`
+  const gemm = native === null ? '' : ` + native ${native.isa() ?? ''} gemm+attention+gelu+xent`
   return new CpuBackend(memory, pool, inline, threads, simd, simd ? `wasm simd128${fma ? ' + fma' : ''}${gemm}` : 'js')
 }

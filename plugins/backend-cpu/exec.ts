@@ -340,13 +340,15 @@ export class Executor {
       case OP.CROSSENTROPY_FWD: { // losses, probs, logits, targets, N, V
         const N = P[5]; const V = P[6]
         const [r0, r1] = partRange(N, c, nc)
-        K.crossEntropyForward(F(P[1], N), F(P[2], N * V), F(P[3], N * V), I(P[4], N), V, r0, r1)
+        if (this.native !== null) this.native.crossEntropyForward(this.u8, P[1] * 4, P[2] * 4, P[3] * 4, P[4] * 4, N, V, r0, r1)
+        else K.crossEntropyForward(F(P[1], N), F(P[2], N * V), F(P[3], N * V), I(P[4], N), V, r0, r1)
         return
       }
       case OP.CROSSENTROPY_BWD: { // dlogits, probs, targets, scale, N, V
         const N = P[5]; const V = P[6]
         const [r0, r1] = partRange(N, c, nc)
-        K.crossEntropyBackward(F(P[1], N * V), F(P[2], N * V), I(P[3], N), P[4], V, r0, r1)
+        if (this.native !== null) this.native.crossEntropyBackward(this.u8, P[1] * 4, P[2] * 4, P[3] * 4, P[4], N, V, r0, r1)
+        else K.crossEntropyBackward(F(P[1], N * V), F(P[2], N * V), I(P[3], N), P[4], V, r0, r1)
         return
       }
       case OP.ADAMW: { // params, grads, m, v, n, lr, beta1, beta2, eps, weightDecay, step, gradScale

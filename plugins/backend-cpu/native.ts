@@ -1,5 +1,5 @@
 // The optional native kernels: the GEMM (native/gemm.c, AVX-512 or AVX2+FMA), causal attention
-// (native/attention.c) and GELU (native/gelu.c), built by `npm install` where a C
+// (native/attention.c), GELU (native/gelu.c) and softmax + cross-entropy (native/xent.c), built by `npm install` where a C
 // compiler exists (native/build.mjs). Absent, unbuildable or on a CPU without AVX2/FMA: null, and the
 // WASM GEMM runs. Each thread (main and every worker) loads it for itself; N-API addons are per thread.
 import { createRequire } from 'node:module'
@@ -17,6 +17,10 @@ export interface NativeKernels {
   geluForward(view: Uint8Array, out: number, inp: number, n: number): void
   /** dinp += gelu'(inp) * dout over n floats; byte offsets. */
   geluBackward(view: Uint8Array, dinp: number, inp: number, dout: number, n: number): void
+  /** kernels.ts crossEntropyForward for rows [r0, r1) of N; tensors as byte offsets. */
+  crossEntropyForward(view: Uint8Array, losses: number, probs: number, logits: number, targets: number, N: number, V: number, r0: number, r1: number): void
+  /** kernels.ts crossEntropyBackward for rows [r0, r1) of N, the same way. */
+  crossEntropyBackward(view: Uint8Array, dlogits: number, probs: number, targets: number, scale: number, N: number, V: number, r0: number, r1: number): void
   /** 'avx512', 'avx2', or null where the CPU has neither. */
   isa(): string | null
   /** Caps the kernel at 'avx512' or 'avx2' for the whole process (tests run the AVX2 kernel this way); returns isa(). */

@@ -1,4 +1,4 @@
-// Shared by the native kernels' files (gemm.c, attention.c, gelu.c): argument reading and typed errors.
+// Shared by the native kernels' files (gemm.c, attention.c, gelu.c, xent.c): argument reading and typed errors.
 #ifndef LAYERSWARM_ADDON_H
 #define LAYERSWARM_ADDON_H
 #include <node_api.h>
@@ -15,4 +15,6 @@ napi_value AttentionForward (napi_env env, napi_callback_info info);
 napi_value AttentionBackward (napi_env env, napi_callback_info info);
 napi_value GeluForward (napi_env env, napi_callback_info info);
 napi_value GeluBackward (napi_env env, napi_callback_info info);
+napi_value CrossEntropyForward (napi_env env, napi_callback_info info);
+napi_value CrossEntropyBackward (napi_env env, napi_callback_info info);
 #endif

@@ -273,5 +273,9 @@ NAPI_MODULE_INIT () {
   napi_set_named_property(env, exports, "geluForward", f);
   napi_create_function(env, "geluBackward", NAPI_AUTO_LENGTH, GeluBackward, NULL, &f);
   napi_set_named_property(env, exports, "geluBackward", f);
+  napi_create_function(env, "crossEntropyForward", NAPI_AUTO_LENGTH, CrossEntropyForward, NULL, &f);
+  napi_set_named_property(env, exports, "crossEntropyForward", f);
+  napi_create_function(env, "crossEntropyBackward", NAPI_AUTO_LENGTH, CrossEntropyBackward, NULL, &f);
+  napi_set_named_property(env, exports, "crossEntropyBackward", f);
   return exports;
 }
