@@ -1,4 +1,4 @@
-// Where a training step's time goes, per backend method: `npx tsx bench/profile-step.ts [threads] [js]`.
+// Where a training step's time goes, per backend method: `[PRESET=llama-20m B=8 T=128 REPS=2] npx tsx bench/profile-step.ts [threads] [js]`.
 // Wraps the CPU backend so every awaited call is timed, runs tiny-preset steps (B=16, T=64, AdamW)
 // through core/model, and prints ms per step, calls per step and us per call for each method.
 import { createCpuBackend } from '../plugins/backend-cpu/backend.ts'
@@ -29,9 +29,9 @@ const be = new Proxy(raw, {
   }
 }) as ComputeBackend
 
-const config = modelPreset('tiny')
+const config = modelPreset(process.env.PRESET ?? 'tiny')
 const model = new GptModel(be, config, { seed: 1 })
-const B = 16; const T = 64
+const B = Number(process.env.B ?? 16); const T = Number(process.env.T ?? 64)
 const tokens = Int32Array.from({ length: B * T }, (_, i) => (i * 7919) % config.vocabSize)
 const targets = Int32Array.from({ length: B * T }, (_, i) => (i * 104729) % config.vocabSize)
 const step = async (): Promise<void> => {
@@ -42,7 +42,7 @@ const step = async (): Promise<void> => {
 }
 for (let i = 0; i < 2; i++) await step()
 acc.clear()
-const reps = 5
+const reps = Number(process.env.REPS ?? 5)
 const t0 = performance.now()
 for (let i = 0; i < reps; i++) await step()
 const total = (performance.now() - t0) / reps
