@@ -1,5 +1,5 @@
 // Where a training step's time goes, per backend method: `[PRESET=llama-20m B=8 T=128 REPS=2] npx tsx bench/profile-step.ts [threads] [js]`.
-// Wraps the CPU backend so every awaited call is timed, runs tiny-preset steps (B=16, T=64, AdamW)
+// Wraps the CPU backend so every awaited call is timed, runs steps of a preset (default tiny, B=16, T=64; AdamW)
 // through core/model, and prints ms per step, calls per step and us per call for each method.
 import { createCpuBackend } from '../plugins/backend-cpu/backend.ts'
 import { GptModel } from '../core/model/gpt.ts'
