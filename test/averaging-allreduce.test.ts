@@ -3,7 +3,8 @@
 // the mean within the codec's error with int8-block, DiLoCo's outer step, and members that send
 // garbage (wrong size, NaN, a dishonest average) left out and banned.
 import assert from 'node:assert/strict'
-import { Averager, type FaultInjection, type RoundResult } from '../core/averaging/index.ts'
+import { Averager, type FaultInjection, type GroupFinder, type RoundResult } from '../core/averaging/index.ts'
+import { sleep } from '../core/timers.ts'
 import { shardCodecs } from '../core/codecs/tensor-codecs.ts'
 import { int8BlockCodec } from '../plugins/compression/index.ts'
 import { shardRanges } from '../core/averaging/butterfly.ts'
@@ -140,6 +141,50 @@ describe('averaging: butterfly all-reduce over DHT groups', function () {
         assert.deepEqual(r.lostShards, [])
       }
       for (const a of list.slice(0, 2)) assert.ok(!a.bans.isBanned(silent), 'silence is not a ban')
+    } finally {
+      await stopAll(list)
+    }
+  })
+
+  it('a member that has not started a round hears of it from a partner\'s greeting (onAsked) and joins the partner\'s group', async () => {
+    // B never starts round 40 on its own: only A's greeting tells it (StageAveraging starts the round
+    // then, so a member that got no microbatch of the boundary step still meets its partners' window)
+    const [na, nb] = swarm.nodes
+    const asked: Array<[number, number, string]> = []
+    let roundB: Promise<RoundResult> | undefined
+    const inputs = [testVector(900, N), testVector(901, N)]
+    const lists = (peer: string): GroupFinder => ({
+      async find (q) {
+        if (!q.found.has(peer)) { q.found.add(peer); q.onFound?.(peer) }
+        while (Date.now() < q.deadline && q.stop?.aborted !== true) await sleep(Math.min(50, q.deadline - Date.now()), q.signal)
+      }
+    })
+    const a = new Averager(na.libp2p, { runId: RUN_ID, finder: lists(nb.peerId), joinMs: 8000, slackMs: 4000 })
+    const b: Averager = new Averager(nb.libp2p, {
+      runId: RUN_ID,
+      finder: lists(na.peerId),
+      joinMs: 8000,
+      slackMs: 4000,
+      onAsked: (stage, round, peer) => {
+        asked.push([stage, round, peer])
+        roundB ??= b.round({ round, stage, params: inputs[1], weight: 1, stageSize: 2, signal: AbortSignal.timeout(60_000) })
+      }
+    })
+    const list = [a, b]
+    averagers.push(a, b)
+    try {
+      await a.start()
+      await b.start()
+      const ra = await a.round({ round: 40, stage: 1, params: inputs[0], weight: 1, stageSize: 2, signal: AbortSignal.timeout(60_000) })
+      assert.ok(roundB != null, 'B was asked for the round')
+      const rb = await roundB
+      assert.deepEqual(asked[0], [1, 40, na.peerId])
+      const want = expectedMean(new Map([[na.peerId, { data: inputs[0], weight: 1 }], [nb.peerId, { data: inputs[1], weight: 1 }]]))
+      for (const r of [ra, rb]) {
+        assert.equal(r.groupSize, 2)
+        assert.deepEqual(r.lostShards, [])
+        assert.deepEqual(r.averaged, want)
+      }
     } finally {
       await stopAll(list)
     }

@@ -77,6 +77,13 @@ export interface AveragerInit {
   readonly robust?: RobustAveragingOptions
   /** The node's judge (Tokens.PeerJudge): averaging's verdicts count there, and its averaging rejects ban. Default: one of its own. */
   readonly judge?: PeerJudge
+  /**
+   * A peer greeted us (or asked for our shard) for a round of `stage` this node has not started: it
+   * heard of the round first. The request waits for the round (bounded); a caller that runs rounds
+   * on a trigger of its own may start it now (StageAveraging: a member that got no microbatch of the
+   * boundary step learnt the step seconds later from a heartbeat, after its partners' join window).
+   */
+  readonly onAsked?: (stage: number, round: number, peer: string) => void
   readonly log?: Logger
   readonly faults?: FaultInjection
 }
@@ -311,7 +318,7 @@ export class Averager {
     this.judge.judge(peer, err, 'averaging')
   }
 
-  private async waitSession (stage: number, round: number, signal: AbortSignal): Promise<RoundState> {
+  private async waitSession (stage: number, round: number, peer: string, signal: AbortSignal): Promise<RoundState> {
     const k = key(stage, round)
     const s = this.sessions.get(k)
     if (s != null) return s
@@ -333,6 +340,12 @@ export class Averager {
       signal.addEventListener('abort', onAbort, { once: true })
       list.push(entry)
       this.waiters.set(k, list)
+      // after the entry: a round the listener starts finds this request waiting
+      try {
+        this.init.onAsked?.(stage, round, peer)
+      } catch (err) {
+        this.log.warn('onAsked listener failed', { error: (err as Error).message })
+      }
     })
   }
 
@@ -345,7 +358,7 @@ export class Averager {
     }
     const req = parseReduceRequest(first)
     if (this.bans.isBanned(peer)) throw new PeerBannedError(peer)
-    const session = await this.waitSession(first.header.stage, req.round, handlerSignal)
+    const session = await this.waitSession(first.header.stage, req.round, peer, handlerSignal)
     await session.reduce.serve(fs, req, peer, handlerSignal)
   }
 
@@ -386,7 +399,7 @@ export class Averager {
     if (!Number.isSafeInteger(m.round) || typeof m.name !== 'string') throw new AveragingProtocolError('bad join request')
     parseMembers(first, 'join', 4 * this.maxGroupSize)
     if (this.bans.isBanned(peer)) throw new PeerBannedError(peer)
-    const session = await this.waitSession(first.header.stage, m.round as number, handlerSignal)
+    const session = await this.waitSession(first.header.stage, m.round as number, peer, handlerSignal)
     if (m.name !== session.groupName && session.groupName !== '') throw new GroupViewMismatchError(`join for ${m.name}, this node is in ${session.groupName}`)
     this.addFound(session, peer)
     const members = session.discovering ? [this.me, ...session.confirmed] : session.reduce.members

@@ -3,7 +3,8 @@
 // all-reduce; `params` or DiLoCo `pseudo-grad` mode, as the manifest says).
 //
 //   trigger    the swarm's step, from whichever source tells this node first: its own step record
-//              (StageAveraging.stepped), a stage-0 heartbeat or a microbatch header (observe()):
+//              (StageAveraging.stepped), a stage-0 heartbeat or a microbatch header (observe()), or
+//              a stage partner's greeting for the next round (asked()):
 //              round = floor(step / period) (1-based swarm step), once per round number. A node of a
 //              doubled stage that gets no microbatch of the boundary step (the router sent them all to
 //              its partner; the run ended) used to reach the round only with its next microbatch, up
@@ -124,6 +125,8 @@ export class StageAveraging {
   private lastRound: number
   private samples = 0
   private pending: Promise<void> | undefined
+  /** The last round a partner's greeting started here (logged with the round). */
+  private askedRound = -1
   private readonly s: AveragingStatus
 
   constructor (private readonly init: StageAveragingInit) {
@@ -145,6 +148,7 @@ export class StageAveraging {
       joinMs: init.joinMs,
       phaseTimeoutMs: init.phaseTimeoutMs,
       judge: init.judge,
+      onAsked: (stage, round, peer) => { this.asked(stage, round, peer) },
       robust: init.robust,
       faults: init.faults,
       log: init.log
@@ -227,6 +231,23 @@ export class StageAveraging {
       .finally(() => { this.pending = undefined })
   }
 
+  /**
+   * A stage partner greeted us for a round we have not started: it learnt the boundary step first.
+   * Started now, the round meets the partners' join window; otherwise a member that got no microbatch
+   * of the boundary step (three nodes of a stage, two microbatches a step) learnt it from stage 0's
+   * next heartbeat, ~1-2 s later across 400 ms round trips, and met nobody: its partners' 3 s window
+   * had closed (docs/networks.md, "Across slow links"). Only the next round, only from a peer the view
+   * lists at the stage, and not while a round runs: a hostile greeter can start one round early, never
+   * make this node skip rounds or queue them.
+   */
+  private asked (stage: number, round: number, peer: string): void {
+    if (stage !== this.init.stage || round !== this.lastRound + 1 || this.pending != null || this.abort.signal.aborted) return
+    if (!this.init.source.peersForStage(stage).includes(peer)) return
+    this.log.debug('averaging round started by a partner\'s greeting', { round, peer })
+    this.askedRound = round
+    this.observe(round * this.period)
+  }
+
   /** A round tried since `t0` is over: how long it held the stage. */
   private held (t0: number): void {
     this.s.lastMs = performance.now() - t0
@@ -283,7 +304,7 @@ export class StageAveraging {
       if (this.s.history.length > MAX_HISTORY) this.s.history.splice(0, this.s.history.length - MAX_HISTORY)
       this.log.info('averaging round', {
         round, step, mode: r.mode, groupSize: r.groupSize, weight, lostShards: r.lostShards.length, excluded: r.excluded.length,
-        divergenceBefore: before, divergenceAfter: after, formMs: r.formMs, reduceMs: r.reduceMs
+        divergenceBefore: before, divergenceAfter: after, formMs: r.formMs, reduceMs: r.reduceMs, byGreeting: round === this.askedRound
       })
     } catch (err) {
       if (signal.aborted) return false
