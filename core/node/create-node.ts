@@ -219,7 +219,11 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   const metrics = new MetricsRegistry()
   const services: Record<string, (components: any) => unknown> = {
     identify: identify(),
-    ping: ping(),
+    // the connection monitor's keep-alive ping and the RTT probes (core/net/rtt-probe.ts) share the
+    // ping protocol's stream limit (default 1 out, 2 in): at 400 ms round trips they overlapped, the
+    // monitor's ping failed with TooManyOutboundProtocolStreams and libp2p aborted the whole
+    // connection, resetting every pipeline stream on it (docs/networks.md, "Across slow links")
+    ping: ping({ maxOutboundStreams: 4, maxInboundStreams: 4 }),
     dht: kadDHT({
       protocol: dhtProtocol(network),
       // a node of a private swarm is dialable by its peers, so serve the DHT from the start
