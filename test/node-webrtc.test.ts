@@ -104,9 +104,9 @@ describe('node: which nodes load WebRTC', () => {
     assert.deepEqual(given, { rtcConfiguration: { iceServers: [] } }, 'an empty list means no STUN server')
   })
 
-  it('LAN networks and webrtc: false load nothing (no import, no start-up cost)', async () => {
+  it('LAN networks, bootstrap nodes and webrtc: false load nothing (no import, no start-up cost)', async () => {
     const refuse = async (): Promise<WebRTCModule> => { throw new Error('must not be imported') }
-    for (const [opts, net] of [[{}, { lan: true }], [{ webrtc: false }, { lan: false }]] as const) {
+    for (const [opts, net] of [[{}, { lan: true }], [{ webrtc: false }, { lan: false }], [{ bootstrapNode: true }, { lan: false }]] as const) {
       assert.deepEqual(await webrtcParts(opts, net, logger, refuse), { transports: [], listen: [], services: {} })
     }
     assert.equal(lines.length, 0)
@@ -152,7 +152,7 @@ describe('node: WebRTC connections', () => {
         openConnection: async (ma: Multiaddr) => {
           dials.push(ma.toString())
           if (fail) throw new Error('ICE failed')
-          return { remoteAddr: ma } as never
+          return { remoteAddr: ma, direct: true } as never
         }
       },
       peerStore: { get: async () => ({ addresses: theirs.map(a => ({ multiaddr: multiaddr(a) })) }) },
@@ -171,6 +171,8 @@ describe('node: WebRTC connections', () => {
   it('dials a relayed-only peer\'s /webrtc address; not when a direct connection exists or the peer has none', async () => {
     const cases: Array<[Array<{ direct: boolean }>, string[], number]> = [
       [[{ direct: false }], [`${RELAY}/p2p-circuit/p2p/${B}`, webrtcOf(B)], 1],
+      // as the peer store holds them: without the peer's id (which must be added, or the relay is dialed)
+      [[{ direct: false }], [`${RELAY}/p2p-circuit`, `${RELAY}/p2p-circuit/webrtc`], 1],
       [[{ direct: false }, { direct: true }], [webrtcOf(B)], 0],
       [[{ direct: false }], [`${RELAY}/p2p-circuit/p2p/${B}`], 0],
       [[], [webrtcOf(B)], 0]

@@ -98,11 +98,16 @@ export class WebRTCUpgrader {
     const timer = setTimeout(() => { ac.abort() }, this.init.attemptTimeoutMs ?? 30_000)
     try {
       const known = await this.c.peerStore.get(peer).catch(() => undefined)
+      // the peer store keeps addresses without the peer's /p2p/<id>: without it, libp2p would take the
+      // relay's id (the last /p2p in the address) for the target and dial the relay
       const theirs = (known?.addresses ?? []).map(a => a.multiaddr).filter(ma => isWebRTCAddr(ma.toString()))
+        .map(ma => ma.getComponents().at(-1)?.name === 'p2p' ? ma : ma.encapsulate(`/p2p/${key}`))
       const mine = this.c.addressManager.getAddresses().some(a => isWebRTCAddr(a.toString()))
       // both reachable by WebRTC: one dials (libp2p would keep both connections otherwise)
       if (theirs.length === 0 || (mine && this.c.peerId.toString() > key)) return
       const conn = await this.c.connectionManager.openConnection(theirs[0], { signal: ac.signal })
+      // a dial already under way to the peer (over the relay) is joined and answers with its connection
+      if (!conn.direct) throw new Error(`the dial returned a relayed connection (${conn.remoteAddr.toString()})`)
       this.init.log.info('upgraded a relayed connection to a direct WebRTC one (UDP hole punched)', { peer: key, addr: conn.remoteAddr.toString() })
     } catch (err) {
       this.failedAt.set(key, Date.now())
@@ -123,18 +128,18 @@ export interface WebRTCParts {
 
 /** createNode's WebRTC options. */
 export interface WebRTCOptions {
-  /** WebRTC hole punching between peers behind NAT; default on unless the network is a LAN one. */
+  /** WebRTC hole punching between peers behind NAT; default on, except on LAN networks and bootstrap nodes (public relays). */
   webrtc?: boolean
   /** STUN servers (stun:HOST[:PORT]) ICE asks; default the network profile's, else DEFAULT_STUN_SERVERS. */
   stun?: readonly string[]
 }
 
 /** The WebRTC pieces of a node; none when disabled or when the transport cannot load. */
-export async function webrtcParts (options: WebRTCOptions, network: { lan: boolean, stun?: readonly string[] }, logger: Logger,
+export async function webrtcParts (options: WebRTCOptions & { bootstrapNode?: boolean }, network: { lan: boolean, stun?: readonly string[] }, logger: Logger,
   importer?: () => Promise<WebRTCModule>): Promise<WebRTCParts> {
   const log = logger.forComponent('layerswarm:webrtc')
   const stun = parseStunServers(options.stun ?? network.stun ?? DEFAULT_STUN_SERVERS, 'the STUN servers')
-  const transport = (options.webrtc ?? !network.lan) ? await loadWebRTCTransport(stun, log, importer) : undefined
+  const transport = (options.webrtc ?? (!network.lan && options.bootstrapNode !== true)) ? await loadWebRTCTransport(stun, log, importer) : undefined
   if (transport == null) return { transports: [], listen: [], services: {} }
   return { transports: [transport], listen: ['/webrtc'], services: { webrtcUpgrade: (c: UpgraderComponents) => new WebRTCUpgrader(c, { log }) } }
 }
