@@ -146,16 +146,16 @@ describe('averaging: butterfly all-reduce over DHT groups', function () {
     }
   })
 
-  it('a member that has not started a round hears of it from a partner\'s greeting (onAsked) and joins the partner\'s group', async () => {
+  it('a member that has not started a round hears of it from a partner\'s greeting (onAsked) and joins the group; a latecomer is told the round is over', async () => {
     // B never starts round 40 on its own: only A's greeting tells it (StageAveraging starts the round
     // then, so a member that got no microbatch of the boundary step still meets its partners' window)
     const [na, nb] = swarm.nodes
     const asked: Array<[number, number, string]> = []
     let roundB: Promise<RoundResult> | undefined
     const inputs = [testVector(900, N), testVector(901, N)]
-    const lists = (peer: string): GroupFinder => ({
+    const lists = (...peers: string[]): GroupFinder => ({
       async find (q) {
-        if (!q.found.has(peer)) { q.found.add(peer); q.onFound?.(peer) }
+        for (const peer of peers) if (!q.found.has(peer)) { q.found.add(peer); q.onFound?.(peer) }
         while (Date.now() < q.deadline && q.stop?.aborted !== true) await sleep(Math.min(50, q.deadline - Date.now()), q.signal)
       }
     })
@@ -184,7 +184,19 @@ describe('averaging: butterfly all-reduce over DHT groups', function () {
         assert.equal(r.groupSize, 2)
         assert.deepEqual(r.lostShards, [])
         assert.deepEqual(r.averaged, want)
+        assert.deepEqual(r.over, [])
       }
+      // a latecomer greets both for the finished round: each answers ERR_AVG_ROUND_OVER, so it knows
+      // why it is alone, and stops looking once every expected partner answered (not at its 8 s deadline)
+      const nc = swarm.nodes[2]
+      const c = new Averager(nc.libp2p, { runId: RUN_ID, finder: lists(na.peerId, nb.peerId), joinMs: 8000, slackMs: 4000 })
+      list.push(c)
+      averagers.push(c)
+      await c.start()
+      const rc = await c.round({ round: 40, stage: 1, params: testVector(902, N), weight: 1, stageSize: 3, signal: AbortSignal.timeout(60_000) })
+      assert.equal(rc.groupSize, 1)
+      assert.deepEqual([...(rc.over ?? [])].sort(), [na.peerId, nb.peerId].sort())
+      assert.ok(rc.formMs < 8000, `the latecomer stopped looking once both answered (formed after ${rc.formMs} ms)`)
     } finally {
       await stopAll(list)
     }

@@ -26,7 +26,7 @@ import type { Logger } from '../contracts/logger.ts'
 import { silentLogger } from '../logger.ts'
 import { AbortError, verdictOf } from '../errors.ts'
 import { sleep, withDeadline } from '../timers.ts'
-import { assertFiniteF32, handleFramed, openFramed, requestFrame, type Frame, type FramedStream } from '../wire/index.ts'
+import { assertFiniteF32, handleFramed, openFramed, RemoteError, requestFrame, type Frame, type FramedStream } from '../wire/index.ts'
 import { shardCodecs, type AveragingRole, type TensorCodecs } from '../codecs/tensor-codecs.ts'
 import { AVERAGING_PROTOCOL, DEFAULT_CHUNK_ELEMENTS, MAX_GROUP_SIZE, parseReduceRequest } from './butterfly.ts'
 import { AllReduceRound, codeOf } from './all-reduce-round.ts'
@@ -34,7 +34,7 @@ import type { AllReduceResult, AveragingMode, FaultInjection, RoundArgs, RoundCo
 export type { AllReduceResult, AveragingMode, ExcludedPeer, FaultInjection, LostShard, OwnShardReport, RoundArgs, RoundResult } from './round-types.ts'
 import {
   AveragerStoppedError, AveragingConfigError, GroupViewMismatchError, PeerBannedError,
-  RoundMismatchError, AveragingProtocolError
+  RoundMismatchError, RoundOverError, AveragingProtocolError
 } from './errors.ts'
 import { BanList } from './ban-list.ts'
 import { checkRobustOptions, type RobustAveragingOptions } from './robust-shard.ts'
@@ -94,6 +94,8 @@ class RoundState {
   readonly found = new Set<string>()
   readonly greeted = new Set<string>()
   readonly confirmed = new Set<string>()
+  /** Peers that answered our greeting that this round was over there. */
+  readonly over = new Set<string>()
   discovering = true
   groupName = ''
   joinDeadline = 0
@@ -247,7 +249,8 @@ export class Averager {
       const expected = args.stageSize != null && grid.dims === 0 ? Math.min(args.stageSize, this.maxGroupSize) : Infinity
       const complete = new AbortController()
       // only peers that answered (or sent) a greeting count: a DHT record may outlive its peer
-      session.onFound = () => { if (session.confirmed.size + 1 >= expected) complete.abort() }
+      // a peer that answered that the round is over there will not join: it no longer holds the window open
+      session.onFound = () => { if (session.confirmed.size + session.over.size + 1 >= expected) complete.abort() }
       session.onFound()
       session.joinDeadline = t0 + this.joinMs
       await this.finder.find({
@@ -266,7 +269,7 @@ export class Averager {
       const formMs = Date.now() - t0
       if (!members.includes(this.me) || members.length < 2) {
         reduce.alone()
-        return { averaged: data.slice(), group: members.includes(this.me) ? members : [this.me], groupSize: 1, groupIndex, contributors: 1, lostShards: [], excluded: [], ownShard: null, bytesSent: 0, bytesReceived: 0, formMs, reduceMs: 0 }
+        return { averaged: data.slice(), group: members.includes(this.me) ? members : [this.me], groupSize: 1, groupIndex, contributors: 1, lostShards: [], excluded: [], ownShard: null, bytesSent: 0, bytesReceived: 0, formMs, reduceMs: 0, over: [...session.over] }
       }
       reduce.begin(members, groupDigest(members))
       this.log.debug('group formed', { stage, round, groupIndex, members: members.length, me: reduce.me, formMs })
@@ -281,7 +284,7 @@ export class Averager {
       if (r.reduceMs > 0 && r.bytesSent > 0 && r.lostShards.length === 0) {
         this.bandwidth = Math.max(1e6, 0.5 * this.bandwidth + 0.5 * r.bytesSent / (r.reduceMs / 1000))
       }
-      return { ...r, group: members, groupSize: members.length, groupIndex, formMs }
+      return { ...r, group: members, groupSize: members.length, groupIndex, formMs, over: [...session.over] }
     } finally {
       args.signal?.removeEventListener('abort', onAbort)
       reduce.end(new RoundMismatchError(`round ${round} of stage ${stage} is over`))
@@ -322,7 +325,7 @@ export class Averager {
     const k = key(stage, round)
     const s = this.sessions.get(k)
     if (s != null) return s
-    if (this.done.includes(k)) throw new RoundMismatchError(`round ${round} of stage ${stage} is over here`)
+    if (this.done.includes(k)) throw new RoundOverError(round, stage)
     if (this.stopped) throw new AveragerStoppedError()
     const list = this.waiters.get(k) ?? []
     if (list.length >= 2 * MAX_GROUP_SIZE) throw new RoundMismatchError(`too many requests wait for round ${round} of stage ${stage}`)
@@ -383,7 +386,13 @@ export class Averager {
         this.addFound(session, peer)
         for (const m of members) this.greet(session, m)
       })
-      .catch(err => { this.log.debug('greeting failed', { peer, code: codeOf(err), error: (err as Error).message }) })
+      .catch(err => {
+        this.log.debug('greeting failed', { peer, code: codeOf(err), error: (err as Error).message })
+        if (err instanceof RemoteError && err.remoteCode === 'ERR_AVG_ROUND_OVER' && session.discovering && !session.confirmed.has(peer)) {
+          session.over.add(peer)
+          session.onFound()
+        }
+      })
   }
 
   private addFound (session: RoundState, peer: string): void {

@@ -55,6 +55,17 @@ export class RoundMismatchError extends LayerswarmError {
   }
 }
 
+/**
+ * A greeting or request for a round this node has finished: the sender came late (a joiner that
+ * synced the previous round's state while its partners ran this one). Its own code, so the late one
+ * can tell this answer from other mismatches (StageAveraging counts the round as joined late).
+ */
+export class RoundOverError extends LayerswarmError {
+  constructor (round: number, stage: number) {
+    super('ERR_AVG_ROUND_OVER', `round ${round} of stage ${stage} is over here`, { verdict: 'ignore' })
+  }
+}
+
 /** The sender's view of the group (members, order, size) differs from this node's. */
 export class GroupViewMismatchError extends LayerswarmError {
   constructor (message: string) {

@@ -128,6 +128,8 @@ export interface AllReduceResult {
   /** ms: group formation, then the all-reduce itself. */
   readonly formMs: number
   readonly reduceMs: number
+  /** Peers that answered our greeting that this round was over there (ERR_AVG_ROUND_OVER): we came late. */
+  readonly over?: readonly string[]
 }
 
 export interface RoundResult extends AllReduceResult {
