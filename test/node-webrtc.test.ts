@@ -11,7 +11,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import { ConfigError } from '../core/errors.ts'
 import { DEFAULT_STUN_SERVERS, InvalidStunServerError, parseStunServer } from '../core/node/stun-servers.ts'
-import { WebRTCUpgrader, webrtcParts, type UpgraderComponents, type WebRTCModule } from '../core/node/webrtc-transport.ts'
+import { WEBRTC_SIGNALING, WebRTCUpgrader, webrtcAddrOf, webrtcParts, type UpgraderComponents, type WebRTCModule } from '../core/node/webrtc-transport.ts'
 import { summarizeConnections } from '../core/node/connections.ts'
 import { parseNetworkProfile } from '../core/node/network-profile.ts'
 import { resolveStartConfig } from '../cli/config.ts'
@@ -92,10 +92,9 @@ describe('node: which nodes load WebRTC', () => {
   const fake = async (): Promise<WebRTCModule> => ({ webRTC: init => { given = init; return () => ({}) as never } })
   beforeEach(() => { lines.length = 0; given = undefined })
 
-  it('internet networks: the transport with the profile\'s STUN servers (else the public ones), a /webrtc listen address and the upgrader', async () => {
+  it('internet networks: the transport with the profile\'s STUN servers (else the public ones) and the upgrader', async () => {
     const parts = await webrtcParts({}, { lan: false, stun: ['stun:7.77.0.5:3478'] }, logger, fake)
     assert.equal(parts.transports.length, 1)
-    assert.deepEqual(parts.listen, ['/webrtc'])
     assert.deepEqual(Object.keys(parts.services), ['webrtcUpgrade'])
     assert.deepEqual(given, { rtcConfiguration: { iceServers: [{ urls: ['stun:7.77.0.5:3478'] }] } })
     await webrtcParts({}, { lan: false }, logger, fake)
@@ -107,14 +106,14 @@ describe('node: which nodes load WebRTC', () => {
   it('LAN networks, bootstrap nodes and webrtc: false load nothing (no import, no start-up cost)', async () => {
     const refuse = async (): Promise<WebRTCModule> => { throw new Error('must not be imported') }
     for (const [opts, net] of [[{}, { lan: true }], [{ webrtc: false }, { lan: false }], [{ bootstrapNode: true }, { lan: false }]] as const) {
-      assert.deepEqual(await webrtcParts(opts, net, logger, refuse), { transports: [], listen: [], services: {} })
+      assert.deepEqual(await webrtcParts(opts, net, logger, refuse), { transports: [], services: {} })
     }
     assert.equal(lines.length, 0)
   })
 
   it('where the transport cannot load (native binary missing), runs without it and says so in one line', async () => {
     const broken = async (): Promise<WebRTCModule> => { throw new Error('Cannot load native addon for node-datachannel on sunos (x64)') }
-    assert.deepEqual(await webrtcParts({}, { lan: false }, logger, broken), { transports: [], listen: [], services: {} })
+    assert.deepEqual(await webrtcParts({}, { lan: false }, logger, broken), { transports: [], services: {} })
     assert.equal(lines.length, 1)
     assert.match(lines[0], /WebRTC transport cannot load; running without it.*node-datachannel on sunos/)
   })
@@ -138,25 +137,24 @@ describe('node: WebRTC connections', () => {
     assert.equal(s.peers[1].addr, `${RELAY}/p2p-circuit/webrtc/p2p/${B}`)
   })
 
-  /** Fake components: `self` with `mine` addresses; one peer with the given connections and addresses. */
-  function fakeLibp2p (self: string, mine: string[], peer: string, conns: Array<{ direct: boolean }>, theirs: string[], fail = false) {
+  /** Fake components: `self` with one peer, its connections (relayed ones by `relayed`) and whether it answers WebRTC signalling. */
+  function fakeLibp2p (self: string, peer: string, conns: Array<{ direct: boolean }>, answers: boolean, fail = false) {
     const events = new EventTarget()
     const dials: string[] = []
     const remotePeer = peerIdFromString(peer)
-    const connections = conns.map(c => ({ ...c, status: 'open', remotePeer }))
+    const connections = conns.map(c => ({ ...c, status: 'open', remotePeer, remoteAddr: multiaddr(c.direct ? '/ip4/7.77.0.3/tcp/5555' : `${RELAY}/p2p-circuit/p2p/${peer}`) }))
     const c: UpgraderComponents = {
       peerId: peerIdFromString(self),
       events,
-      connectionManager: {
-        getConnections: () => connections as never,
-        openConnection: async (ma: Multiaddr) => {
+      connectionManager: { getConnections: () => connections as never },
+      transportManager: {
+        dial: async (ma: Multiaddr) => {
           dials.push(ma.toString())
           if (fail) throw new Error('ICE failed')
           return { remoteAddr: ma, direct: true } as never
         }
       },
-      peerStore: { get: async () => ({ addresses: theirs.map(a => ({ multiaddr: multiaddr(a) })) }) },
-      addressManager: { getAddresses: () => mine.map(a => multiaddr(a)) }
+      peerStore: { get: async () => ({ protocols: answers ? ['/ipfs/id/1.0.0', WEBRTC_SIGNALING] : ['/ipfs/id/1.0.0'] }) }
     }
     const open = async (): Promise<void> => {
       events.dispatchEvent(new CustomEvent('connection:open', { detail: connections[0] ?? { remotePeer } }))
@@ -165,39 +163,34 @@ describe('node: WebRTC connections', () => {
     return { c, dials, open }
   }
   const logger = createLogger({ level: 'silent' })
-  const webrtcOf = (id: string): string => `${RELAY}/p2p-circuit/webrtc/p2p/${id}`
   const [low, high] = A < B ? [A, B] : [B, A]
 
-  it('dials a relayed-only peer\'s /webrtc address; not when a direct connection exists or the peer has none', async () => {
-    const cases: Array<[Array<{ direct: boolean }>, string[], number]> = [
-      [[{ direct: false }], [`${RELAY}/p2p-circuit/p2p/${B}`, webrtcOf(B)], 1],
-      // as the peer store holds them: without the peer's id (which must be added, or the relay is dialed)
-      [[{ direct: false }], [`${RELAY}/p2p-circuit`, `${RELAY}/p2p-circuit/webrtc`], 1],
-      [[{ direct: false }, { direct: true }], [webrtcOf(B)], 0],
-      [[{ direct: false }], [`${RELAY}/p2p-circuit/p2p/${B}`], 0],
-      [[], [webrtcOf(B)], 0]
+  it('builds the WebRTC address from the relayed connection\'s', () => {
+    assert.equal(webrtcAddrOf(multiaddr(`${RELAY}/p2p-circuit/p2p/${B}`), B).toString(), `${RELAY}/p2p-circuit/webrtc/p2p/${B}`)
+    assert.equal(webrtcAddrOf(multiaddr(`${RELAY}/p2p-circuit`), B).toString(), `${RELAY}/p2p-circuit/webrtc/p2p/${B}`)
+  })
+
+  it('the smaller peer id dials a relayed-only peer that answers WebRTC; not when a direct connection exists or the peer cannot answer', async () => {
+    const cases: Array<[string, string, Array<{ direct: boolean }>, boolean, number]> = [
+      [low, high, [{ direct: false }], true, 1],
+      [high, low, [{ direct: false }], true, 0],
+      [low, high, [{ direct: false }, { direct: true }], true, 0],
+      [low, high, [{ direct: false }], false, 0],
+      [low, high, [], true, 0]
     ]
-    for (const [conns, theirs, want] of cases) {
-      const f = fakeLibp2p(A, [], B, conns, theirs)
+    for (const [self, other, conns, answers, want] of cases) {
+      const f = fakeLibp2p(self, other, conns, answers)
       const up = new WebRTCUpgrader(f.c, { log: logger })
       up.start()
       await f.open()
       up.stop()
-      assert.equal(f.dials.length, want, JSON.stringify({ conns, theirs }))
-      if (want > 0) assert.equal(f.dials[0], webrtcOf(B))
+      assert.equal(f.dials.length, want, JSON.stringify({ self: self === low ? 'smaller' : 'larger', conns, answers }))
+      if (want > 0) assert.equal(f.dials[0], `${RELAY}/p2p-circuit/webrtc/p2p/${other}`)
     }
   })
 
-  it('when both advertise /webrtc, only the smaller peer id dials; a failed attempt is not retried at once', async () => {
-    for (const [self, other, want] of [[low, high, 1], [high, low, 0]] as const) {
-      const f = fakeLibp2p(self, [webrtcOf(self)], other, [{ direct: false }], [webrtcOf(other)])
-      const up = new WebRTCUpgrader(f.c, { log: logger })
-      up.start()
-      await f.open()
-      up.stop()
-      assert.equal(f.dials.length, want, `self ${self === low ? 'smaller' : 'larger'}`)
-    }
-    const f = fakeLibp2p(A, [], B, [{ direct: false }], [webrtcOf(B)], true)
+  it('a failed attempt is not retried at once', async () => {
+    const f = fakeLibp2p(low, high, [{ direct: false }], true, true)
     const up = new WebRTCUpgrader(f.c, { log: logger, retryAfterMs: 60_000 })
     up.start()
     await f.open()

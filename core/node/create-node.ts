@@ -23,7 +23,7 @@ import { webrtcParts, type WebRTCOptions } from './webrtc-transport.ts'
 import type { AbortOptions, PrivateKey, ServiceMap } from '@libp2p/interface'
 import { PeerJudge } from '../peer-judge.ts'
 import { timingFor } from '../net/peer-timing.ts'
-import { createMembership, membershipInit } from '../membership/index.ts'
+import { createMembership, FloodBans, membershipInit } from '../membership/index.ts'
 import { MetricsRegistry } from '../metrics/registry.ts'
 import { container as rootContainer, type DependencyContainer } from 'tsyringe'
 import type { Logger } from '../contracts/logger.ts'
@@ -216,6 +216,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
 
   // the node's one judge of peers and one metrics registry, shared by every part through the container
   const judge = new PeerJudge()
+  const floodBans = new FloodBans()
   const metrics = new MetricsRegistry()
   const services: Record<string, (components: any) => unknown> = {
     identify: identify(),
@@ -255,7 +256,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     start: false,
     privateKey: identity.privateKey,
     addresses: {
-      listen: [...(relayListen ? [...listen, '/p2p-circuit'] : listen), ...webrtc.listen],
+      listen: relayListen ? [...listen, '/p2p-circuit'] : listen,
       announce
     },
     transports: [tcp(), webSockets(), circuitRelayTransport(), ...webrtc.transports],
@@ -267,6 +268,8 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     // all-reduce and pipeline transfers mid-stream; dead peers are still found by the transfers' own
     // timeouts and TCP errors.
     connectionMonitor: { pingTimeout: { minTimeout: 30_000, maxTimeout: 120_000 } },
+    // a peer cut off for flooding the membership topic stays off for a while (core/membership/flood-bans.ts)
+    connectionGater: { denyInboundEncryptedConnection: p => floodBans.isBanned(p.toString()), denyOutboundEncryptedConnection: p => floodBans.isBanned(p.toString()) },
     services, metrics: options.libp2pMetrics as never // --metrics only: libp2p's metrics module
   }) as unknown as Libp2p<NodeServices>
 
@@ -287,7 +290,9 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   // a training node (its runtime names a run) has the run's one membership view, for the runtime and
   // the plugins (the scheduler) alike; it starts with libp2p, before the plugins
   const mInit = bootstrapNode ? undefined : membershipInit(config.runtime, logger)
-  const membership = mInit != null ? createMembership(libp2p as never, { ...mInit, admission: judge }) : undefined
+  const membership = mInit != null
+    ? createMembership(libp2p as never, { ...mInit, admission: judge, floodBans, onFlood: peer => { judge.record({ peer, verdict: 'reject', area: 'gossip', code: 'ERR_MEMBER_HB_FLOOD' }) } })
+    : undefined
   if (membership != null) container.register(Tokens.Membership, { useValue: membership })
   const choices: Record<string, string> = {}
   if (backendChoice != null) choices[Tokens.ComputeBackend] = backendChoice.name

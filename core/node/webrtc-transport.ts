@@ -2,15 +2,19 @@
 // circuit relay exchange SDP offers and ICE candidates over the relayed connection, then ICE punches a
 // UDP hole between their routers (their public address:port comes from a STUN server,
 // core/node/stun-servers.ts) and a direct connection of SCTP data channels replaces the relay for
-// new streams. A node with a relay reservation advertises `<relay>/p2p-circuit/webrtc/p2p/<id>`.
-// libp2p counts such a connection as direct and opens new streams on a direct connection first, so
-// pipeline and averaging traffic moves to it without any change of theirs. Where the NAT maps each
-// destination to another port (symmetric NAT) ICE fails and the relayed connection stays.
+// new streams. libp2p counts such a connection as direct and opens new streams on a direct connection
+// first, so pipeline and averaging traffic moves to it without any change of theirs. Where the NAT maps
+// each destination to another port (symmetric NAT) ICE fails and the relayed connection stays.
+// Nodes do NOT advertise /webrtc addresses: libp2p's dialer would then dial one from both ends at once
+// whenever two homes look each other up, and in the NAT test bed such crossed attempts each took ~6 s
+// (ICE under load), ran into libp2p's 6 s per-address dial timeout, and left each side holding the
+// other's half-made connection, on which no data channel ever opened (all streams to the peer then
+// hung). The upgrader below makes one attempt per pair instead, from the smaller peer id, with a
+// timeout of its own.
 import type { Connection, PeerId, Transport } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from '../contracts/logger.ts'
 import { DEFAULT_STUN_SERVERS, parseStunServers } from './stun-servers.ts'
-import { isWebRTCAddr } from './connections.ts'
 
 type TransportFactory = (components: any) => Transport
 export interface WebRTCModule { webRTC: (init: { rtcConfiguration?: { iceServers: Array<{ urls: string[] }> } }) => TransportFactory }
@@ -38,24 +42,35 @@ export interface WebRTCUpgraderInit {
   attemptTimeoutMs?: number
   /** After a failed attempt, wait this long before trying the same peer again. Default 5 min. */
   retryAfterMs?: number
-  /** Look over all relayed-only peers this often (catches addresses learned late). Default 30 s. */
+  /** Look over all relayed-only peers this often (catches peers identified late). Default 30 s. */
   sweepMs?: number
 }
+
+/** The protocol over which @libp2p/webrtc exchanges SDP and ICE candidates: a peer that handles it can answer. */
+export const WEBRTC_SIGNALING = '/webrtc-signaling/0.0.1'
 
 /** What the upgrader uses of libp2p's components (it runs as a libp2p service: starts and stops with it). */
 export interface UpgraderComponents {
   peerId: PeerId
   events: EventTarget
-  connectionManager: { getConnections: (peer?: PeerId) => Connection[], openConnection: (ma: Multiaddr, o: { signal: AbortSignal }) => Promise<Connection> }
-  peerStore: { get: (peer: PeerId) => Promise<{ addresses: Array<{ multiaddr: Multiaddr }> }> }
-  addressManager: { getAddresses: () => Multiaddr[] }
+  connectionManager: { getConnections: (peer?: PeerId) => Connection[] }
+  /** Dials the transport straight (libp2p's dial queue would cut ICE off at its 6 s per-address timeout). */
+  transportManager: { dial: (ma: Multiaddr, o: { signal: AbortSignal }) => Promise<Connection> }
+  peerStore: { get: (peer: PeerId) => Promise<{ protocols: string[] }> }
+}
+
+/** `<relay>/p2p-circuit/p2p/<peer>` -> `<relay>/p2p-circuit/webrtc/p2p/<peer>`. */
+export function webrtcAddrOf (relayed: Multiaddr, peer: string): Multiaddr {
+  const parts = relayed.getComponents()
+  const last = parts.at(-1)
+  const base = last?.name === 'p2p' && last.value === peer ? relayed.decapsulateCode(last.code) : relayed
+  return base.encapsulate(`/webrtc/p2p/${peer}`)
 }
 
 /**
- * Upgrades relayed-only connections to WebRTC: libp2p's dialer tries a peer's /webrtc address first
- * only when it has no connection yet; a connection opened before the peer advertised one (its
- * reservation came later) or opened by the other side stays relayed without this. When both
- * advertise /webrtc, the smaller peer id dials, so the two do not open two connections.
+ * Upgrades relayed-only connections to WebRTC, once per pair: when a peer that can answer WebRTC
+ * signalling is reached only through a relay, the node with the smaller peer id dials it over the
+ * relayed connection; a failed attempt waits retryAfterMs before the next.
  */
 export class WebRTCUpgrader {
   private readonly inFlight = new Map<string, AbortController>()
@@ -89,25 +104,19 @@ export class WebRTCUpgrader {
 
   private async consider (peer: PeerId): Promise<void> {
     const key = peer.toString()
-    if (!this.running || this.inFlight.has(key)) return
+    // the larger id only answers: two crossed attempts both fail (see the top of this file)
+    if (!this.running || this.inFlight.has(key) || this.c.peerId.toString() > key) return
     if (Date.now() - (this.failedAt.get(key) ?? -Infinity) < (this.init.retryAfterMs ?? 300_000)) return
     const conns = this.c.connectionManager.getConnections(peer).filter(conn => conn.status === 'open')
-    if (conns.length === 0 || conns.some(conn => conn.direct)) return
+    const relayed = conns.find(conn => !conn.direct)
+    if (relayed == null || conns.some(conn => conn.direct)) return
     const ac = new AbortController()
     this.inFlight.set(key, ac)
     const timer = setTimeout(() => { ac.abort() }, this.init.attemptTimeoutMs ?? 30_000)
     try {
       const known = await this.c.peerStore.get(peer).catch(() => undefined)
-      // the peer store keeps addresses without the peer's /p2p/<id>: without it, libp2p would take the
-      // relay's id (the last /p2p in the address) for the target and dial the relay
-      const theirs = (known?.addresses ?? []).map(a => a.multiaddr).filter(ma => isWebRTCAddr(ma.toString()))
-        .map(ma => ma.getComponents().at(-1)?.name === 'p2p' ? ma : ma.encapsulate(`/p2p/${key}`))
-      const mine = this.c.addressManager.getAddresses().some(a => isWebRTCAddr(a.toString()))
-      // both reachable by WebRTC: one dials (libp2p would keep both connections otherwise)
-      if (theirs.length === 0 || (mine && this.c.peerId.toString() > key)) return
-      const conn = await this.c.connectionManager.openConnection(theirs[0], { signal: ac.signal })
-      // a dial already under way to the peer (over the relay) is joined and answers with its connection
-      if (!conn.direct) throw new Error(`the dial returned a relayed connection (${conn.remoteAddr.toString()})`)
+      if (known?.protocols.includes(WEBRTC_SIGNALING) !== true) return
+      const conn = await this.c.transportManager.dial(webrtcAddrOf(relayed.remoteAddr, key), { signal: ac.signal })
       this.init.log.info('upgraded a relayed connection to a direct WebRTC one (UDP hole punched)', { peer: key, addr: conn.remoteAddr.toString() })
     } catch (err) {
       this.failedAt.set(key, Date.now())
@@ -119,10 +128,9 @@ export class WebRTCUpgrader {
   }
 }
 
-/** What createNode adds to libp2p for WebRTC: the transport, its /webrtc listen address and the upgrader. */
+/** What createNode adds to libp2p for WebRTC: the transport and the upgrader. */
 export interface WebRTCParts {
   transports: TransportFactory[]
-  listen: string[]
   services: Record<string, (components: any) => unknown>
 }
 
@@ -140,6 +148,6 @@ export async function webrtcParts (options: WebRTCOptions & { bootstrapNode?: bo
   const log = logger.forComponent('layerswarm:webrtc')
   const stun = parseStunServers(options.stun ?? network.stun ?? DEFAULT_STUN_SERVERS, 'the STUN servers')
   const transport = (options.webrtc ?? (!network.lan && options.bootstrapNode !== true)) ? await loadWebRTCTransport(stun, log, importer) : undefined
-  if (transport == null) return { transports: [], listen: [], services: {} }
-  return { transports: [transport], listen: ['/webrtc'], services: { webrtcUpgrade: (c: UpgraderComponents) => new WebRTCUpgrader(c, { log }) } }
+  if (transport == null) return { transports: [], services: {} }
+  return { transports: [transport], services: { webrtcUpgrade: (c: UpgraderComponents) => new WebRTCUpgrader(c, { log }) } }
 }

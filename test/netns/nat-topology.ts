@@ -1,6 +1,6 @@
 // Two homes behind NAT and an "internet", built from network namespaces with `ip` and `iptables`:
 //
-//   inet (bridge br0, 7.77.0.0/24; the relay 7.77.0.1 runs here)
+//   inet (bridge br0, 7.77.0.0/24; the relay 7.77.0.1 and a STUN server 7.77.0.5 run here)
 //    |-- pub: 7.77.0.4 (a public node: a host of its own, so its connections come from its address)
 //    |-- natA: public leg 7.77.0.2 -- MASQUERADE -- private leg 10.78.1.1 -- homeA: 10.78.1.2
 //    `-- natB: public leg 7.77.0.3 -- MASQUERADE -- private leg 10.78.2.1 -- homeB: 10.78.2.2
@@ -9,13 +9,19 @@
 // on purpose: AutoNAT and DCUtR ignore private addresses, so an "internet" on 10.x would test nothing.
 // A home reaches the internet through its router; nothing reaches a home (the routers have no route
 // to the other home's 10.78.x network and MASQUERADE maps only replies), so the homes meet only through
-// the relay. Each router counts the bytes its home exchanges with the relay, with the other home's
-// public address (a direct, hole-punched path) and with the public node.
-import { execFileSync } from 'node:child_process'
+// the relay, and then, by WebRTC, directly: ICE learns each home's public address:port from the STUN
+// server (coturn, `turnserver --stun-only`) and both send UDP to the other's mapping at once; Linux
+// MASQUERADE keeps the source port and lets the replies in. Each router counts the bytes its home
+// exchanges with the relay, with the other home's public address (the hole-punched path) and with the
+// public node.
+import { execFileSync, type ChildProcess } from 'node:child_process'
 import { Netns } from '../netns-helpers.ts'
 
 export const RELAY_IP = '7.77.0.1'
 export const PUBLIC_IP = '7.77.0.4'
+/** The STUN server's address (on the internet's bridge; not the relay's, so the routers' relay counters leave it out). */
+export const STUN_IP = '7.77.0.5'
+export const STUN_URL = `stun:${STUN_IP}:3478`
 
 export interface Home {
   readonly router: Netns
@@ -48,6 +54,11 @@ export function natUnavailable (): string | undefined {
   } catch {
     return 'iptables is not installed (apt-get install iptables)'
   }
+  try {
+    execFileSync('turnserver', ['--help'], { stdio: 'ignore' })
+  } catch (err: any) {
+    if (err?.code === 'ENOENT') return 'coturn\'s turnserver (the STUN server) is not installed (apt-get install coturn)'
+  }
   return undefined
 }
 
@@ -61,6 +72,7 @@ export class NatTopology {
       const inet = make(`${tag}i`)
       ipIn(inet, 'link', 'add', 'br0', 'type', 'bridge')
       ipIn(inet, 'addr', 'add', `${RELAY_IP}/24`, 'dev', 'br0')
+      ipIn(inet, 'addr', 'add', `${STUN_IP}/24`, 'dev', 'br0')
       ipIn(inet, 'link', 'set', 'br0', 'up')
       // the public node on a host of its own: on the relay's host, its connections to the relay would
       // leave from the relay's address, and AutoNAT could never confirm the public node's
@@ -101,6 +113,17 @@ export class NatTopology {
       for (const n of made) n.destroy()
       throw err
     }
+  }
+
+  /** Starts the STUN server (killed by destroy()); resolves once it listens. */
+  async startStun (signal: AbortSignal): Promise<ChildProcess> {
+    const child = this.inet.spawn('turnserver', ['-n', '--stun-only', '-L', STUN_IP, '-p', '3478', '--no-cli', '--no-tls', '--no-dtls', '--log-file', 'stdout', '--simple-log'], { stdio: 'ignore' })
+    while (!run(this.inet, 'ss', '-uln').includes(`${STUN_IP}:3478`)) {
+      if (child.exitCode != null) throw new Error(`turnserver exited with ${child.exitCode}`)
+      signal.throwIfAborted()
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    return child
   }
 
   /** Bytes home `i` (0 or 1) exchanged through its router, by the other end. */

@@ -3,11 +3,13 @@
 // the homes stages 1 and 2, so every activation between stages 1 and 2 crosses the NATs. Checked:
 // the homes find out on their own that they are behind NAT (status nat.reachability 'private') and
 // take a relay reservation, the relay and the public node are 'public' (AutoNAT: a peer dialed them
-// back), status shows the homes' connection to each other as relayed unless DCUtR upgraded it, home A
-// talks to the public node directly, and the run finishes.
-// Printed: whether DCUtR went direct, the bytes each home exchanged with the relay, the other home
-// and the public node (router counters), the run's tokens/s and held-out loss. On failure the nodes'
-// logs are kept and their tails printed. Needs root and iptables; skips otherwise.
+// back), the homes' connection to each other ends up direct (WebRTC, signalled through the relay: ICE
+// punches a UDP hole between the routers, with the STUN server on the internet bridge), the direct
+// path carried bytes, home A talks to the public node directly, and the run finishes.
+// Printed: when A <-> B went direct, the bytes each home exchanged with the relay, the other home and
+// the public node (router counters), the share of home-to-home traffic that went direct, the run's
+// tokens/s and held-out loss. On failure the nodes' logs are kept and their tails printed. Needs root,
+// iptables and coturn; skips otherwise.
 import assert from 'node:assert/strict'
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -20,7 +22,7 @@ import { BIN, ROOT } from '../cli-helpers.ts'
 import { netnsUnavailable, type Netns } from '../netns-helpers.ts'
 import { startSwarm, waitForTraining, writeMicroModel, type SwarmNode, type TestSwarm } from '../swarm-helpers.ts'
 import { waitFor } from '../wait-helpers.ts'
-import { NatTopology, natUnavailable, PUBLIC_IP, RELAY_IP } from './nat-topology.ts'
+import { NatTopology, natUnavailable, PUBLIC_IP, RELAY_IP, STUN_URL } from './nat-topology.ts'
 
 const IN_NETNS = join(dirname(fileURLToPath(import.meta.url)), 'in-netns.mjs')
 const STEPS = 20
@@ -75,8 +77,9 @@ describe('netns: two nodes behind NAT train through a relay', function () {
     if (dir !== '') await rm(dir, { recursive: true, force: true })
   })
 
-  it('finds the NAT, joins through circuit relay v2, tries DCUtR and serves stages', async () => {
+  it('finds the NAT, joins through circuit relay v2, goes direct by WebRTC hole punching and serves stages', async () => {
     const t = topo!
+    await t.startStun(AbortSignal.timeout(10_000))
     launcher = new SwarmLauncher({ bin: IN_NETNS, cwd: ROOT })
     const env = (ns: Netns): Record<string, string> => ({ LSW_NETNS: ns.name, LSW_NETNS_BIN: BIN })
     const model = await writeMicroModel(dir)
@@ -84,9 +87,9 @@ describe('netns: two nodes behind NAT train through a relay', function () {
     await writeFile(config, JSON.stringify({ pluginOptions: { 'backend-cpu': { threads: 1 } } }))
     // an internet network, not the built-in LAN one: the DHT hands out no private addresses (a home's
     // 10.78.x address is useless to the other home), so a peer known without a public address is
-    // looked up again when dialed and found at its relay address
+    // looked up again when dialed and found at its relay address; WebRTC's ICE asks the bridge's STUN server
     const network = join(dir, 'nat-net.json')
-    await writeFile(network, JSON.stringify({ name: 'nat-test', lan: false, listen: [] }))
+    await writeFile(network, JSON.stringify({ name: 'nat-test', lan: false, listen: [], stun: [STUN_URL] }))
     const run = ['--network', network, ...runArgs(model)]
     const relayDir = join(dir, 'relay')
     const relay = await launcher.start({
@@ -103,13 +106,14 @@ describe('netns: two nodes behind NAT train through a relay', function () {
       })
       return { name, stage, dataDir, node }
     }
+    // the homes first: the data node (stage 0) starts once they are up, so the run's home-to-home
+    // traffic tells how much of a run goes direct once WebRTC is up (20 steps of this model take a few
+    // seconds, about as long as the homes take to go direct)
     const t0 = performance.now()
-    const nodes = await Promise.all([
-      start('public-s0', t.pub, PUBLIC_IP, 0),
+    const [homeA, homeB] = await Promise.all([
       start('homeA-s1', t.homes[0].host, t.homes[0].ip, 1),
       start('homeB-s2', t.homes[1].host, t.homes[1].ip, 2)
     ])
-    const [pub, homeA, homeB] = nodes
 
     // the homes learn they are behind NAT and take a relay reservation on their own
     for (const h of [homeA, homeB]) {
@@ -120,10 +124,16 @@ describe('netns: two nodes behind NAT train through a relay', function () {
       assert.equal(s.nat.relayReason, 'private')
       assert.ok(s.nat.relayAddrs[0].startsWith(relay.addrs[0]), `reserved on the relay: ${s.nat.relayAddrs[0]}`)
     }
-    // the homes reach each other: through the relay, or directly once DCUtR punched a hole
+    // the homes reach each other through the relay first, then directly once WebRTC punched a hole
     const link = await waitFor(async () => (await statusOf(homeA.dataDir))?.connections.peers.find(p => p.peer === homeB.node.peerId),
       { what: 'home A connected to home B', timeoutMs: 120_000, intervalMs: 500 })
-    console.log(`      home A -> home B: ${link.direct ? 'direct' : 'relayed'} (${link.addr})`)
+    const tLink = performance.now()
+    const directLink = await waitFor(async () => (await statusOf(homeA.dataDir))?.connections.peers.find(p => p.peer === homeB.node.peerId && p.direct),
+      { what: 'home A <-> home B direct (WebRTC)', timeoutMs: 120_000, intervalMs: 500 })
+    console.log(`      home A -> home B: first ${link.direct ? 'direct' : 'relayed'} (${link.addr}); direct ${((performance.now() - tLink) / 1000).toFixed(1)} s later (${directLink.addr}), ${((performance.now() - t0) / 1000).toFixed(1)} s after launch`)
+    const tPub = performance.now()
+    const pub = await start('public-s0', t.pub, PUBLIC_IP, 0)
+    const nodes = [pub, homeA, homeB]
     // training time: from the first step the data node (stage 0) starts, once it has its peers
     await waitForTraining([pub], 'stage 0 training', ts => ts[0] != null && ts[0].state !== 'starting' && ts[0].state !== 'waiting-peers', 240_000)
     const tTrain = performance.now()
@@ -146,7 +156,9 @@ describe('netns: two nodes behind NAT train through a relay', function () {
     const aToB = a?.connections.peers.find(p => p.peer === homeB.node.peerId)
     const aToRelay = a?.connections.peers.find(p => p.peer === relay.peerId)
     assert.equal(aToRelay?.direct, true, 'a home dials the relay directly (out through its NAT)')
+    assert.equal(aToB?.direct, true, `home A <-> home B direct after the run (${aToB?.addr ?? 'closed'})`)
     const [ta, tb] = [t.traffic(0), t.traffic(1)]
+    assert.ok(ta.otherHome > 0 && tb.otherHome > 0, `the hole-punched path carried bytes (home A ${ta.otherHome} B, home B ${tb.otherHome} B)`)
     // stage 0 -> stage 1 goes straight from the public node to home A: its address is confirmed, so a
     // home dials it (or DCUtR upgrades the relayed connection the public node opened)
     assert.ok(ta.publicNode > 0, `home A exchanged bytes with the public node directly (${ta.publicNode} B)`)
@@ -154,7 +166,8 @@ describe('netns: two nodes behind NAT train through a relay', function () {
     const viaRelay = ta.relay + tb.relay
     const allDirect = direct + ta.publicNode + tb.publicNode
     const pct = (x: number, y: number): string => (100 * x / Math.max(1, x + y)).toFixed(1)
-    console.log(`      ${STEPS} steps: ${seconds.toFixed(1)} s from launch, ${trainSeconds.toFixed(1)} s training, ${(tokens / trainSeconds).toFixed(0)} tokens/s while training; held-out loss ${evalLoss?.toFixed(4)}`)
+    const pubSeconds = (now - tPub) / 1000
+    console.log(`      ${STEPS} steps: ${seconds.toFixed(1)} s from launch, ${pubSeconds.toFixed(1)} s from stage 0's launch (${(tokens / pubSeconds).toFixed(0)} tokens/s), ${trainSeconds.toFixed(1)} s training, ${(tokens / trainSeconds).toFixed(0)} tokens/s while training; held-out loss ${evalLoss?.toFixed(4)}`)
     console.log(`      reachability: relay ${rs.nat.reachability}, public node public, homes ${a?.nat.reachability}/${b?.nat.reachability}`)
     console.log(`      home A connections: ${a?.connections.direct} direct, ${a?.connections.relayed} relayed; A <-> B ${aToB == null ? 'closed' : aToB.direct ? 'direct' : 'relayed'}`)
     console.log(`      bytes through the NATs: home A relay ${ta.relay}, home B ${ta.otherHome}, public node ${ta.publicNode}; home B relay ${tb.relay}, home A ${tb.otherHome}, public node ${tb.publicNode}`)
