@@ -93,33 +93,35 @@ describe('node: which nodes load WebRTC', () => {
   beforeEach(() => { lines.length = 0; given = undefined })
 
   it('internet networks: the transport with the profile\'s STUN servers (else the public ones) and the upgrader', async () => {
-    const parts = await webrtcParts({}, { lan: false, stun: ['stun:7.77.0.5:3478'] }, logger, fake)
+    const services = {}
+    const parts = await webrtcParts({}, { lan: false, stun: ['stun:7.77.0.5:3478'] }, logger, services, fake)
     assert.equal(parts.transports.length, 1)
-    assert.deepEqual(Object.keys(parts.services), ['webrtcUpgrade'])
+    assert.deepEqual(parts.connectionManager, { inboundUpgradeTimeout: 30_000 })
+    assert.deepEqual(Object.keys(services), ['webrtcUpgrade'])
     assert.deepEqual(given, { rtcConfiguration: { iceServers: [{ urls: ['stun:7.77.0.5:3478'] }] } })
-    await webrtcParts({}, { lan: false }, logger, fake)
+    await webrtcParts({}, { lan: false }, logger, {}, fake)
     assert.deepEqual((given as any).rtcConfiguration.iceServers.map((s: any) => s.urls[0]), DEFAULT_STUN_SERVERS)
-    await webrtcParts({ stun: [] }, { lan: false, stun: ['stun:x.org'] }, logger, fake)
+    await webrtcParts({ stun: [] }, { lan: false, stun: ['stun:x.org'] }, logger, {}, fake)
     assert.deepEqual(given, { rtcConfiguration: { iceServers: [] } }, 'an empty list means no STUN server')
   })
 
   it('LAN networks, bootstrap nodes and webrtc: false load nothing (no import, no start-up cost)', async () => {
     const refuse = async (): Promise<WebRTCModule> => { throw new Error('must not be imported') }
     for (const [opts, net] of [[{}, { lan: true }], [{ webrtc: false }, { lan: false }], [{ bootstrapNode: true }, { lan: false }]] as const) {
-      assert.deepEqual(await webrtcParts(opts, net, logger, refuse), { transports: [], services: {} })
+      assert.deepEqual(await webrtcParts(opts, net, logger, {}, refuse), { transports: [] })
     }
     assert.equal(lines.length, 0)
   })
 
   it('where the transport cannot load (native binary missing), runs without it and says so in one line', async () => {
     const broken = async (): Promise<WebRTCModule> => { throw new Error('Cannot load native addon for node-datachannel on sunos (x64)') }
-    assert.deepEqual(await webrtcParts({}, { lan: false }, logger, broken), { transports: [], services: {} })
+    assert.deepEqual(await webrtcParts({}, { lan: false }, logger, {}, broken), { transports: [] })
     assert.equal(lines.length, 1)
     assert.match(lines[0], /WebRTC transport cannot load; running without it.*node-datachannel on sunos/)
   })
 
   it('a bad STUN server given to createNode\'s options is a ConfigError before anything loads', async () => {
-    await assert.rejects(webrtcParts({ stun: ['nope'] }, { lan: false }, logger, fake), InvalidStunServerError)
+    await assert.rejects(webrtcParts({ stun: ['nope'] }, { lan: false }, logger, {}, fake), InvalidStunServerError)
   })
 })
 

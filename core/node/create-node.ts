@@ -249,8 +249,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   services.dcutr = dcutr()
   // relays carry training where no direct path exists: no circuit v2 limits (2 min, 128 KiB cut tensors)
   if (relayServer) services.relay = circuitRelayServer({ reservations: { maxReservations: 128, applyDefaultLimit: false } })
-  const webrtc = await webrtcParts(options, network, logger)
-  Object.assign(services, webrtc.services)
+  const webrtc = await webrtcParts(options, network, logger, services)
 
   const libp2p = await createLibp2p({
     start: false,
@@ -261,6 +260,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     },
     transports: [tcp(), webSockets(), circuitRelayTransport(), ...webrtc.transports],
     connectionEncrypters: connectionEncrypters(), // TLS first, then noise (encrypters.ts)
+    connectionManager: webrtc.connectionManager,
     streamMuxers: [yamux()],
     connectionProtector: psk != null ? preSharedKey({ psk }) : undefined,
     // libp2p aborts a connection whose keep-alive ping takes over ~5 s. A volunteer machine busy with

@@ -40,7 +40,7 @@ export interface WebRTCUpgraderInit {
   log: Logger
   /** Give up one attempt after this long (ICE through a NAT that will not open). Default 30 s. */
   attemptTimeoutMs?: number
-  /** After a failed attempt, wait this long before trying the same peer again. Default 5 min. */
+  /** After a failed attempt, wait this long before trying the same peer again. Default 1 min. */
   retryAfterMs?: number
   /** Look over all relayed-only peers this often (catches peers identified late). Default 30 s. */
   sweepMs?: number
@@ -106,7 +106,7 @@ export class WebRTCUpgrader {
     const key = peer.toString()
     // the larger id only answers: two crossed attempts both fail (see the top of this file)
     if (!this.running || this.inFlight.has(key) || this.c.peerId.toString() > key) return
-    if (Date.now() - (this.failedAt.get(key) ?? -Infinity) < (this.init.retryAfterMs ?? 300_000)) return
+    if (Date.now() - (this.failedAt.get(key) ?? -Infinity) < (this.init.retryAfterMs ?? 60_000)) return
     const conns = this.c.connectionManager.getConnections(peer).filter(conn => conn.status === 'open')
     const relayed = conns.find(conn => !conn.direct)
     if (relayed == null || conns.some(conn => conn.direct)) return
@@ -128,12 +128,6 @@ export class WebRTCUpgrader {
   }
 }
 
-/** What createNode adds to libp2p for WebRTC: the transport and the upgrader. */
-export interface WebRTCParts {
-  transports: TransportFactory[]
-  services: Record<string, (components: any) => unknown>
-}
-
 /** createNode's WebRTC options. */
 export interface WebRTCOptions {
   /** WebRTC hole punching between peers behind NAT; default on, except on LAN networks and bootstrap nodes (public relays). */
@@ -142,12 +136,29 @@ export interface WebRTCOptions {
   stun?: readonly string[]
 }
 
-/** The WebRTC pieces of a node; none when disabled or when the transport cannot load. */
-export async function webrtcParts (options: WebRTCOptions & { bootstrapNode?: boolean }, network: { lan: boolean, stun?: readonly string[] }, logger: Logger,
-  importer?: () => Promise<WebRTCModule>): Promise<WebRTCParts> {
+/** What createNode adds to libp2p for WebRTC. */
+export interface WebRTCParts {
+  transports: TransportFactory[]
+  /**
+   * The answering side of a WebRTC dial must finish ICE within libp2p's inbound upgrade timeout
+   * (10 s by default): ICE through two NATs on a loaded machine took 6 s to over 10 s in the NAT test.
+   */
+  connectionManager?: { inboundUpgradeTimeout: number }
+}
+
+/** How long the answering side gives ICE (libp2p's inbound upgrade timeout, for every transport). */
+export const WEBRTC_ANSWER_TIMEOUT_MS = 30_000
+
+/**
+ * The WebRTC pieces of a node (none when disabled or when the transport cannot load); adds the
+ * upgrader to `services`.
+ */
+export async function webrtcParts (options: WebRTCOptions & { bootstrapNode?: boolean }, network: { lan: boolean, stun?: readonly string[] },
+  logger: Logger, services: Record<string, (components: any) => unknown>, importer?: () => Promise<WebRTCModule>): Promise<WebRTCParts> {
   const log = logger.forComponent('layerswarm:webrtc')
   const stun = parseStunServers(options.stun ?? network.stun ?? DEFAULT_STUN_SERVERS, 'the STUN servers')
   const transport = (options.webrtc ?? (!network.lan && options.bootstrapNode !== true)) ? await loadWebRTCTransport(stun, log, importer) : undefined
-  if (transport == null) return { transports: [], services: {} }
-  return { transports: [transport], services: { webrtcUpgrade: (c: UpgraderComponents) => new WebRTCUpgrader(c, { log }) } }
+  if (transport == null) return { transports: [] }
+  services.webrtcUpgrade = (c: UpgraderComponents) => new WebRTCUpgrader(c, { log })
+  return { transports: [transport], connectionManager: { inboundUpgradeTimeout: WEBRTC_ANSWER_TIMEOUT_MS } }
 }
