@@ -1,6 +1,7 @@
 // Every gossip topic scored (issue 15): the membership topic limits each publisher's heartbeat rate
 // before parsing (beyond it IGNORE, far beyond REJECT: publisher-rates.ts), so a flood of valid
-// heartbeats from a fresh identity costs the node little and the flooder its gossipsub score; absurd
+// heartbeats from a fresh identity costs the node little and the flooder its gossipsub score and its
+// connection (flood-bans.ts: hung up on, refused for a while by createNode's connection gater); absurd
 // heartbeats (throughput 1e308, stage -1 serving, 100 KB, another peer's id) never enter the view and
 // cost their sender too.
 import '../core/polyfills.ts'
@@ -11,6 +12,7 @@ import { HeartbeatFloodError, HeartbeatRateLimitedError } from '../core/membersh
 import { encodeHeartbeat, membersTopic, type Heartbeat } from '../core/membership/heartbeat.ts'
 import { createMembership, type MembershipHost, type MembershipService } from '../core/membership/index.ts'
 import { PublisherRates } from '../core/membership/publisher-rates.ts'
+import { FloodBans } from '../core/membership/flood-bans.ts'
 import { createGossipNode, stopNodes } from './wire-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
@@ -47,10 +49,34 @@ describe('gossip scoring: publisher rates (unit)', () => {
   })
 })
 
+describe('gossip scoring: flood bans (unit)', () => {
+  it('a ban holds for banMs, is reported new once, and is bounded', () => {
+    let t = 0
+    const b = new FloodBans({ banMs: 1000, maxBans: 3, now: () => t })
+    assert.equal(b.ban('a'), true)
+    assert.equal(b.ban('a'), false, 'already banned')
+    assert.equal(b.isBanned('a'), true)
+    assert.equal(b.isBanned('b'), false)
+    t += 1000
+    assert.equal(b.isBanned('a'), false, 'expired')
+    assert.equal(b.ban('a'), true, 'new again after it expired')
+    for (const p of ['b', 'c', 'd']) b.ban(p)
+    assert.equal(b.size, 3)
+    assert.equal(b.isBanned('a'), false, 'the oldest ban went first')
+    assert.throws(() => new FloodBans({ banMs: 0 }), RangeError)
+  })
+})
+
 describe('gossip scoring: the membership topic under attack (real gossipsub)', function () {
   this.timeout(120_000)
   let nodes: Libp2p[] = []
   let view: MembershipService | undefined
+  let bans = new FloodBans()
+  let flooded: string[] = []
+  beforeEach(() => {
+    bans = new FloodBans()
+    flooded = []
+  })
   afterEach(async () => {
     view?.stop()
     await stopNodes(...nodes)
@@ -62,7 +88,7 @@ describe('gossip scoring: the membership topic under attack (real gossipsub)', f
     nodes = [await gossipNode(), await gossipNode()]
     const [honest, attacker] = nodes
     await attacker.dial(honest.getMultiaddrs()[0])
-    view = createMembership(honest as unknown as MembershipHost, { runId: RUN, stages: 3, intervalMs: 1000 })
+    view = createMembership(honest as unknown as MembershipHost, { runId: RUN, stages: 3, intervalMs: 1000, floodBans: bans, onFlood: p => { flooded.push(p) } })
     view.start()
     pubsubOf(attacker).subscribe(TOPIC)
     await waitFor(() => pubsubOf(attacker).getSubscribers(TOPIC).length > 0, { what: 'the attacker to see the honest node subscribed' })
@@ -87,6 +113,10 @@ describe('gossip scoring: the membership topic under attack (real gossipsub)', f
     assert.ok((s.ignored.ERR_MEMBER_HB_RATE ?? 0) > 0, 'over the rate: ignored')
     assert.ok((s.rejected.ERR_MEMBER_HB_FLOOD ?? 0) > 0, 'far over the rate: rejected')
     assert.ok(score < 0, `the flooder's score ${score}`)
+    // the publisher itself flooded: banned, reported once, hung up on (what it sends no longer costs the node anything)
+    assert.deepEqual(flooded, [me])
+    assert.ok(bans.isBanned(me))
+    await waitFor(() => honest.getConnections(attacker.peerId).length === 0, { what: 'the flooder hung up on', timeoutMs: 10_000 })
   })
 
   it('absurd heartbeats never enter the view and cost their sender', async () => {

@@ -4,7 +4,8 @@
 //            the placement provider's fields (scheduler or pin) and the run provider's (pipeline)
 //   enters   the gossipsub topic validator (`validate`): the publisher's rate first (publisher-rates.ts:
 //            beyond it IGNORE, far beyond REJECT, before any parsing), then typed errors -> REJECT /
-//            IGNORE, counted by code; an accepted heartbeat enters the MemberView and goes to every
+//            IGNORE, counted by code; a publisher that floods directly is hung up on and banned
+//            (flood-bans.ts); an accepted heartbeat enters the MemberView and goes to every
 //            onMember listener
 //   expires  `ttlMs` after it arrived, or at once when the peer's last connection closes (a killed
 //            node drops out of routing in milliseconds, not seconds)
@@ -25,6 +26,7 @@ import {
 import { encodeHeartbeat, MAX_MEMORY, MAX_QUEUE, MAX_STEP, MAX_THROUGHPUT, membersTopic, validateHeartbeat, type Heartbeat } from './heartbeat.ts'
 import { MemberView } from './view.ts'
 import { PublisherRates } from './publisher-rates.ts'
+import { FloodBans } from './flood-bans.ts'
 
 export const MEMBERSHIP_VERSION = '0.1.0'
 
@@ -47,6 +49,13 @@ export interface MembershipInit {
   readonly heartbeatHardExcess?: number
   /** Software version published. */
   readonly version?: string
+  /**
+   * Flooders cut off (createNode shares them with its connection gater, which refuses their
+   * connections). Default: the service's own, 10-minute bans.
+   */
+  readonly floodBans?: FloodBans
+  /** Told once per ban, when a publisher is cut off for flooding (createNode: a 'reject' judgement). */
+  readonly onFlood?: (peer: string) => void
   readonly log?: Logger
   /**
    * Admission (the node's PeerJudge, with --chain): a refused publisher's heartbeats are REJECTed, an
@@ -64,6 +73,8 @@ export interface MembershipInit {
 export interface MembershipHost {
   readonly peerId: PeerId
   readonly services: { readonly pubsub?: GossipSub }
+  /** Closes every connection to `peer` (a flooder's). */
+  hangUp?: (peer: PeerId) => Promise<void>
   addEventListener(type: 'peer:disconnect', listener: (evt: CustomEvent<PeerId>) => void): void
   removeEventListener(type: 'peer:disconnect', listener: (evt: CustomEvent<PeerId>) => void): void
 }
@@ -108,6 +119,7 @@ export class MembershipService implements Membership {
   private readonly ignored: Record<string, number> = {}
   private readonly excluded = new Set<string>()
   private readonly rates: PublisherRates
+  private readonly bans: FloodBans
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
     const peer = evt.detail.toString()
     if (this.view.drop(peer)) this.log.debug('member disconnected', { peer })
@@ -136,6 +148,7 @@ export class MembershipService implements Membership {
       hardExcess: init.heartbeatHardExcess ?? 100,
       now: this.now
     })
+    this.bans = init.floodBans ?? new FloodBans({ now: this.now })
   }
 
   get ttlMs (): number {
@@ -291,6 +304,7 @@ export class MembershipService implements Membership {
       // took must not pay for it (it did, and a 20,000-heartbeat flood emptied every honest view), so
       // only the publisher itself, delivering directly, is REJECTed for it
       const floodForwarded = err instanceof HeartbeatFloodError && msg.type === 'signed' && msg.from.toString() !== source
+      if (err instanceof HeartbeatFloodError && !floodForwarded && msg.type === 'signed') this.cutOff(msg.from)
       const verdict = floodForwarded ? 'ignore' : heartbeatVerdict(err)
       const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN'
       const tally = verdict === 'reject' ? this.rejected : this.ignored
@@ -310,6 +324,23 @@ export class MembershipService implements Membership {
       }
     }
     return TopicValidatorResult.Accept
+  }
+
+  /**
+   * A publisher flooding its own heartbeats: banned, hung up on. Its score alone (REJECT) graylists it
+   * within about a second, but its connection stays, and every frame it sends is still decrypted and
+   * decoded before gossipsub drops it.
+   */
+  private cutOff (peer: PeerId): void {
+    const id = peer.toString()
+    if (!this.bans.ban(id)) return
+    this.log.info('heartbeat flood: publisher cut off', { peer: id, banMs: this.bans.banMs })
+    try {
+      this.init.onFlood?.(id)
+    } catch (err) {
+      this.log.warn('onFlood threw', { error: (err as Error).message })
+    }
+    this.host.hangUp?.(peer).catch((err: Error) => { this.log.debug('hang-up failed', { peer: id, error: err.message }) })
   }
 
   /** Throws when `from` may not take part (see MembershipInit.admission); asks an unknown one in the background. */

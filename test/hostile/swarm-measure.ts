@@ -22,6 +22,14 @@ export function memoryOf (pid: number): { rss: number, hwm: number } {
   return { rss: kb('VmRSS'), hwm: kb('VmHWM') }
 }
 
+/** CPU time (user + system) `pid` has used, in seconds (/proc/PID/stat, clock ticks of 1/100 s). */
+export function cpuSecondsOf (pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  // the fields after the command name, which may itself hold spaces: state is field 3, utime 14, stime 15
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return (Number(f[11]) + Number(f[12])) / 100
+}
+
 /**
  * The run flags every node gets, plus a run manifest file (`--run-manifest`) with averaging every
  * `period` steps in params mode (0: never). `start` has no averaging flag.
@@ -83,6 +91,8 @@ export interface Window {
   /** Per watched pid: its peak sampled RSS (MiB) over the window and its VmHWM at the end. */
   readonly rss: number[]
   readonly hwm: number[]
+  /** Per watched pid: CPU seconds it used over the window. */
+  readonly cpu: number[]
 }
 
 /** Stage 0's steps and the watched nodes' memory over `ms`. */
@@ -90,15 +100,19 @@ export async function measure (s0: SwarmNode, watch: readonly SwarmNode[], ms: n
   const stepOf = async (): Promise<number> => (await trainingOf(s0.dataDir))?.step ?? 0
   const a = await stepOf()
   const rss = watch.map(() => 0)
+  const cpu0 = watch.map(n => cpuSecondsOf(n.node.pid))
   const until = Date.now() + ms
   while (Date.now() < until) {
     watch.forEach((n, i) => { rss[i] = Math.max(rss[i], memoryOf(n.node.pid).rss) })
     await sleep(250)
   }
-  return { steps: (await stepOf()) - a, rss, hwm: watch.map(n => memoryOf(n.node.pid).hwm) }
+  const cpu = watch.map((n, i) => cpuSecondsOf(n.node.pid) - cpu0[i])
+  return { steps: (await stepOf()) - a, rss, hwm: watch.map(n => memoryOf(n.node.pid).hwm), cpu }
 }
 
-/** "12.3 steps/s, RSS peak 300 MiB, VmHWM 310 MiB" of one window. */
+/** "12.3 steps/s, RSS peak 300 MiB, VmHWM 310 MiB, CPU 41/38 % (64 ms CPU per step, together)" of one window (CPU: % of one core). */
 export function describeWindow (w: Window, ms: number): string {
-  return `${(w.steps / (ms / 1000)).toFixed(2)} steps/s, RSS peak ${w.rss.map(x => x.toFixed(0)).join('/')} MiB, VmHWM ${w.hwm.map(x => x.toFixed(0)).join('/')} MiB`
+  return `${(w.steps / (ms / 1000)).toFixed(2)} steps/s, RSS peak ${w.rss.map(x => x.toFixed(0)).join('/')} MiB, VmHWM ${w.hwm.map(x => x.toFixed(0)).join('/')} MiB, ` +
+    `CPU ${w.cpu.map(x => (100 * x / (ms / 1000)).toFixed(0)).join('/')} %` +
+    (w.steps > 0 ? ` (${(1000 * w.cpu.reduce((a, b) => a + b, 0) / w.steps).toFixed(0)} ms CPU per step, together)` : '')
 }
