@@ -101,6 +101,12 @@ export class NatTopology {
         ipIn(host, 'route', 'add', 'default', 'via', `${lan}.1`)
         run(router, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
         run(router, 'iptables', '-t', 'nat', '-A', 'POSTROUTING', '-o', 'pub', '-j', 'MASQUERADE')
+        // a home router's firewall: unsolicited packets to the router itself are dropped. Without it, the
+        // first hole-punching packet from the other home (arriving before ours left) was answered with a
+        // port-unreachable and left a conntrack entry for that address pair, so our own packet to that
+        // peer then left from another port and ICE through the two NATs never completed (a dropped
+        // packet's conntrack entry is never confirmed)
+        run(router, 'iptables', '-A', 'INPUT', '-i', 'pub', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'DROP')
         // byte counters (no target: count only), in the order traffic() reads them
         for (const peer of [RELAY_IP, i === 1 ? '7.77.0.3' : '7.77.0.2', PUBLIC_IP]) {
           run(router, 'iptables', '-A', 'FORWARD', '-i', 'lan', '-d', peer)
