@@ -146,7 +146,7 @@ describe('averaging: butterfly all-reduce over DHT groups', function () {
     }
   })
 
-  it('a member that has not started a round hears of it from a partner\'s greeting (onAsked) and joins the group; a latecomer is told the round is over', async () => {
+  it('a member that has not started a round hears of it from a partner\'s greeting (onAsked) and joins the group; a latecomer is told the round is over; a partner not averaging yet is reported', async () => {
     // B never starts round 40 on its own: only A's greeting tells it (StageAveraging starts the round
     // then, so a member that got no microbatch of the boundary step still meets its partners' window)
     const [na, nb] = swarm.nodes
@@ -197,6 +197,16 @@ describe('averaging: butterfly all-reduce over DHT groups', function () {
       assert.equal(rc.groupSize, 1)
       assert.deepEqual([...(rc.over ?? [])].sort(), [na.peerId, nb.peerId].sort())
       assert.ok(rc.formMs < 8000, `the latecomer stopped looking once both answered (formed after ${rc.formMs} ms)`)
+      // a partner that does not run averaging yet (a joiner still fetching its state) is reported as not ready
+      const idle = swarm.nodes[4].peerId
+      const d = new Averager(swarm.nodes[3].libp2p, { runId: RUN_ID, finder: lists(idle), joinMs: 1500, slackMs: 1000 })
+      list.push(d)
+      averagers.push(d)
+      await d.start()
+      const rd = await d.round({ round: 41, stage: 1, params: testVector(903, N), weight: 1, stageSize: 2, signal: AbortSignal.timeout(60_000) })
+      assert.equal(rd.groupSize, 1)
+      assert.deepEqual(rd.notReady, [idle])
+      assert.deepEqual(rd.over, [])
     } finally {
       await stopAll(list)
     }

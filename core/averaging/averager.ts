@@ -96,6 +96,8 @@ class RoundState {
   readonly confirmed = new Set<string>()
   /** Peers that answered our greeting that this round was over there. */
   readonly over = new Set<string>()
+  /** Peers that did not serve the averaging protocol when greeted (not started yet: a joiner syncing). */
+  readonly notReady = new Set<string>()
   discovering = true
   groupName = ''
   joinDeadline = 0
@@ -269,7 +271,7 @@ export class Averager {
       const formMs = Date.now() - t0
       if (!members.includes(this.me) || members.length < 2) {
         reduce.alone()
-        return { averaged: data.slice(), group: members.includes(this.me) ? members : [this.me], groupSize: 1, groupIndex, contributors: 1, lostShards: [], excluded: [], ownShard: null, bytesSent: 0, bytesReceived: 0, formMs, reduceMs: 0, over: [...session.over] }
+        return { averaged: data.slice(), group: members.includes(this.me) ? members : [this.me], groupSize: 1, groupIndex, contributors: 1, lostShards: [], excluded: [], ownShard: null, bytesSent: 0, bytesReceived: 0, formMs, reduceMs: 0, over: [...session.over], notReady: [...session.notReady] }
       }
       reduce.begin(members, groupDigest(members))
       this.log.debug('group formed', { stage, round, groupIndex, members: members.length, me: reduce.me, formMs })
@@ -284,7 +286,7 @@ export class Averager {
       if (r.reduceMs > 0 && r.bytesSent > 0 && r.lostShards.length === 0) {
         this.bandwidth = Math.max(1e6, 0.5 * this.bandwidth + 0.5 * r.bytesSent / (r.reduceMs / 1000))
       }
-      return { ...r, group: members, groupSize: members.length, groupIndex, formMs, over: [...session.over] }
+      return { ...r, group: members, groupSize: members.length, groupIndex, formMs, over: [...session.over], notReady: [...session.notReady] }
     } finally {
       args.signal?.removeEventListener('abort', onAbort)
       reduce.end(new RoundMismatchError(`round ${round} of stage ${stage} is over`))
@@ -391,6 +393,8 @@ export class Averager {
         if (err instanceof RemoteError && err.remoteCode === 'ERR_AVG_ROUND_OVER' && session.discovering && !session.confirmed.has(peer)) {
           session.over.add(peer)
           session.onFound()
+        } else if ((err as Error)?.name === 'UnsupportedProtocolError' && session.discovering) {
+          session.notReady.add(peer)
         }
       })
   }

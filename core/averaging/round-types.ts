@@ -130,6 +130,8 @@ export interface AllReduceResult {
   readonly reduceMs: number
   /** Peers that answered our greeting that this round was over there (ERR_AVG_ROUND_OVER): we came late. */
   readonly over?: readonly string[]
+  /** Peers that do not serve the averaging protocol (yet) when greeted: a joiner still fetching its state. */
+  readonly notReady?: readonly string[]
 }
 
 export interface RoundResult extends AllReduceResult {

@@ -86,7 +86,7 @@ export interface AveragingStatus {
   alone: number
   /** Rounds that found no partner although the view listed peers of the stage, and were tried once more (a retry round key). */
   retried: number
-  /** Rounds skipped because every partner answered that it had finished them: this node came late (a joiner's first round). */
+  /** Rounds skipped because every partner had finished them (this node came late: a joiner's first round) or did not run averaging yet (a joiner syncing its state). */
   late: number
   /** Rounds that failed (error logged; the parameters were left as they were). */
   failed: number
@@ -273,14 +273,18 @@ export class StageAveraging {
       const flat = flatten(await params.download(), params.specs.map(s => s.name))
       const r = await this.averager.round({ round: retry ? retryRound(round) : round, stage: this.init.stage, params: flat, weight, stageSize, signal })
       const others = this.init.source.peersForStage(this.init.stage).filter(p => p !== this.me)
-      if (r.groupSize < 2 && others.length > 0 && others.every(p => r.over?.includes(p) === true)) {
-        // every partner the view lists answered that it had finished this round: we came late (a
-        // joiner that synced round r-1's agreed state while its partners ran round r). Explained, so
-        // no warning and no retry; the next round meets them. A lonely round any partner did not
-        // explain stays a warning below (issue 15: Sybil records, a partner gone quiet)
+      if (r.groupSize < 2 && others.length > 0 && others.every(p => r.over?.includes(p) === true || r.notReady?.includes(p) === true)) {
+        // every partner the view lists answered that it had finished this round (we came late: a
+        // joiner that synced round r-1's agreed state while its partners ran round r) or did not run
+        // averaging yet (it came late: the view lists a joiner at its stage while it fetches the
+        // stage's state). Explained, so no warning and no retry; the next round meets them. A lonely
+        // round any partner did not explain stays a warning below (issue 15: Sybil records, a
+        // partner gone quiet)
         this.s.late++
         this.held(t0)
-        this.log.info('averaging round skipped: joined late (every partner had finished it)', { round, step, partners: others.length, formMs: r.formMs })
+        this.log.info('averaging round skipped: joined late (every partner had finished it or was still joining)', {
+          round, step, finished: others.filter(p => r.over?.includes(p) === true).length, joining: others.filter(p => r.notReady?.includes(p) === true).length, formMs: r.formMs
+        })
         return false
       }
       if (!retry && r.groupSize < 2 && others.length > 0 && !signal.aborted) {
