@@ -1,7 +1,7 @@
 // Every gossip topic scored (issue 15): the membership topic limits each publisher's heartbeat rate
 // before parsing (beyond it IGNORE, far beyond REJECT: publisher-rates.ts), so a flood of valid
 // heartbeats from a fresh identity costs the node little and the flooder its gossipsub score and its
-// connection (flood-bans.ts: hung up on, refused for a while by createNode's connection gater); absurd
+// connection (flood-bans.ts: aborted, refused for a while by createNode's connection gater); absurd
 // heartbeats (throughput 1e308, stage -1 serving, 100 KB, another peer's id) never enter the view and
 // cost their sender too.
 import '../core/polyfills.ts'
@@ -113,10 +113,10 @@ describe('gossip scoring: the membership topic under attack (real gossipsub)', f
     assert.ok((s.ignored.ERR_MEMBER_HB_RATE ?? 0) > 0, 'over the rate: ignored')
     assert.ok((s.rejected.ERR_MEMBER_HB_FLOOD ?? 0) > 0, 'far over the rate: rejected')
     assert.ok(score < 0, `the flooder's score ${score}`)
-    // the publisher itself flooded: banned, reported once, hung up on (what it sends no longer costs the node anything)
+    // the publisher itself flooded: banned, reported once, its connection aborted (what it sends no longer costs the node anything)
     assert.deepEqual(flooded, [me])
     assert.ok(bans.isBanned(me))
-    await waitFor(() => honest.getConnections(attacker.peerId).length === 0, { what: 'the flooder hung up on', timeoutMs: 10_000 })
+    await waitFor(() => honest.getConnections(attacker.peerId).length === 0, { what: 'the flooder cut off', timeoutMs: 10_000 })
   })
 
   it('absurd heartbeats never enter the view and cost their sender', async () => {

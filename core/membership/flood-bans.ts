@@ -1,5 +1,5 @@
 // Publishers cut off for flooding the membership topic. A publisher that delivers its own heartbeats
-// far beyond its rate (publisher-rates.ts: REJECT) is hung up on and its connections refused for
+// far beyond its rate (publisher-rates.ts: REJECT) has its connections aborted and refused for
 // `banMs`, both ways (createNode's connection gater reads `isBanned`): gossipsub's graylist only stops
 // the validation of what a flooder sends, while its connection still makes the node decrypt and
 // decode every frame of the flood. Only a publisher's own deliveries count (membership-service.ts),
@@ -24,7 +24,7 @@ export class FloodBans {
     this.now = opts.now ?? Date.now
   }
 
-  /** Bans `peer` from now on; true when it was not banned already (the caller then hangs up). */
+  /** Bans `peer` from now on; true when it was not banned already (the caller then cuts it off). */
   ban (peer: string): boolean {
     const t = this.now()
     const was = this.isBanned(peer)

@@ -4,7 +4,7 @@
 //            the placement provider's fields (scheduler or pin) and the run provider's (pipeline)
 //   enters   the gossipsub topic validator (`validate`): the publisher's rate first (publisher-rates.ts:
 //            beyond it IGNORE, far beyond REJECT, before any parsing), then typed errors -> REJECT /
-//            IGNORE, counted by code; a publisher that floods directly is hung up on and banned
+//            IGNORE, counted by code; a publisher that floods directly is cut off and banned
 //            (flood-bans.ts); an accepted heartbeat enters the MemberView and goes to every
 //            onMember listener
 //   expires  `ttlMs` after it arrived, or at once when the peer's last connection closes (a killed
@@ -73,8 +73,8 @@ export interface MembershipInit {
 export interface MembershipHost {
   readonly peerId: PeerId
   readonly services: { readonly pubsub?: GossipSub }
-  /** Closes every connection to `peer` (a flooder's). */
-  hangUp?: (peer: PeerId) => Promise<void>
+  /** The connections to `peer` (a flooder's are aborted). */
+  getConnections?: (peer: PeerId) => Array<{ abort: (err: Error) => void }>
   addEventListener(type: 'peer:disconnect', listener: (evt: CustomEvent<PeerId>) => void): void
   removeEventListener(type: 'peer:disconnect', listener: (evt: CustomEvent<PeerId>) => void): void
 }
@@ -304,7 +304,7 @@ export class MembershipService implements Membership {
       // took must not pay for it (it did, and a 20,000-heartbeat flood emptied every honest view), so
       // only the publisher itself, delivering directly, is REJECTed for it
       const floodForwarded = err instanceof HeartbeatFloodError && msg.type === 'signed' && msg.from.toString() !== source
-      if (err instanceof HeartbeatFloodError && !floodForwarded && msg.type === 'signed') this.cutOff(msg.from)
+      if (err instanceof HeartbeatFloodError && !floodForwarded && msg.type === 'signed') this.cutOff(msg.from, err)
       const verdict = floodForwarded ? 'ignore' : heartbeatVerdict(err)
       const code = (err as { code?: string }).code ?? 'ERR_UNKNOWN'
       const tally = verdict === 'reject' ? this.rejected : this.ignored
@@ -327,11 +327,11 @@ export class MembershipService implements Membership {
   }
 
   /**
-   * A publisher flooding its own heartbeats: banned, hung up on. Its score alone (REJECT) graylists it
+   * A publisher flooding its own heartbeats: banned, its connections aborted. Its score alone (REJECT) graylists it
    * within about a second, but its connection stays, and every frame it sends is still decrypted and
    * decoded before gossipsub drops it.
    */
-  private cutOff (peer: PeerId): void {
+  private cutOff (peer: PeerId, err: Error): void {
     const id = peer.toString()
     if (!this.bans.ban(id)) return
     this.log.info('heartbeat flood: publisher cut off', { peer: id, banMs: this.bans.banMs })
@@ -340,7 +340,9 @@ export class MembershipService implements Membership {
     } catch (err) {
       this.log.warn('onFlood threw', { error: (err as Error).message })
     }
-    this.host.hangUp?.(peer).catch((err: Error) => { this.log.debug('hang-up failed', { peer: id, error: err.message }) })
+    // aborted, not closed: a graceful close waits on the flooder's own streams, and its flood kept
+    // arriving (and being decrypted) for 13 s after the cut in a live swarm
+    for (const c of this.host.getConnections?.(peer) ?? []) c.abort(err)
   }
 
   /** Throws when `from` may not take part (see MembershipInit.admission); asks an unknown one in the background. */
