@@ -143,7 +143,7 @@ describe('hostile peers against a live swarm (real processes)', function () {
     const pct = (x: number): string => `${(100 * x / (WINDOW_MS / 1000)).toFixed(0)}%`
     const show = (name: string, f: Awaited<ReturnType<typeof flooded>>): void => {
       console.log(`      ${name}: ${describeWindow(f.during, WINDOW_MS)} (${f.load}); ${f.sent} heartbeats in the window (${f.stats.reached ?? 0} of 20,000 went to a node), flooder CPU ${pct(f.cpu)} of a core` +
-        `${f.stats.signMs != null ? ` (signing all 20,000 beforehand took ${(f.stats.signMs / 1000).toFixed(1)} s CPU)` : ''}; 20,000 sent in ${(f.ms / 1000).toFixed(1)} s; ` +
+        `${f.stats.signMs != null ? ` (signing all 20,000 beforehand took ${(f.stats.signMs / 1000).toFixed(1)} s CPU; dated ${f.stats.lateMs ?? 0} ms before they went out)` : ''}; 20,000 sent in ${(f.ms / 1000).toFixed(1)} s; ` +
         `nodes that logged cutting it off: ${f.cut.filter(x => x > 0).length} of ${f.cut.length}`)
     }
 
