@@ -11,21 +11,21 @@ import { tcp } from '@libp2p/tcp'
 import { webSockets } from '@libp2p/websockets'
 import { connectionEncrypters } from './encrypters.ts'
 import { yamux } from '@libp2p/yamux'
-import { identify, type Identify } from '@libp2p/identify'
-import { ping, type Ping } from '@libp2p/ping'
+import { identify } from '@libp2p/identify'
+import { ping } from '@libp2p/ping'
 import { kadDHT, passthroughMapper, removePrivateAddressesMapper, type KadDHT } from '@libp2p/kad-dht'
-import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { gossipsub } from '@libp2p/gossipsub'
 import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { autoNATFreshDialBack } from './autonat-dial-back.ts'
 import { dcutr } from '@libp2p/dcutr'
 import { preSharedKey } from '@libp2p/pnet'
 import { webrtcParts, type WebRTCOptions } from './webrtc-transport.ts'
-import type { AbortOptions, PrivateKey, ServiceMap } from '@libp2p/interface'
+import type { AbortOptions } from '@libp2p/interface'
 import { PeerJudge } from '../peer-judge.ts'
 import { timingFor } from '../net/peer-timing.ts'
 import { createMembership, FloodBans, membershipInit } from '../membership/index.ts'
 import { MetricsRegistry } from '../metrics/registry.ts'
-import { container as rootContainer, type DependencyContainer } from 'tsyringe'
+import { container as rootContainer } from 'tsyringe'
 import type { Logger } from '../contracts/logger.ts'
 import { Tokens } from '../contracts/tokens.ts'
 import { silentLogger } from '../logger.ts'
@@ -38,14 +38,15 @@ import { loadOrCreateIdentity } from './identity.ts'
 import { lockDataDir, type DataDirLock } from './data-dir-lock.ts'
 import { loadNetworkProfile, loadSwarmKey, type NetworkProfile } from './network-profile.ts'
 import { parseMultiaddrs } from './multiaddrs.ts'
-import { BootstrapDialer, selfLookup, type BootstrapDialerInit, type BootstrapPeerState } from './bootstrap-dialer.ts'
+import { BootstrapDialer, selfLookup, type BootstrapDialerInit } from './bootstrap-dialer.ts'
 import { startControlServer, type ControlServer } from './control-endpoint.ts'
 import { NodeStateError } from './node-errors.ts'
-import { summarizeConnections, type ConnectionSummary } from './connections.ts'
-import { dialableAddrs, NatMonitor, NAT_MONITOR_TOKEN, type NatStatus } from './nat-status.ts'
+import { summarizeConnections } from './connections.ts'
+import { dialableAddrs, NatMonitor, NAT_MONITOR_TOKEN } from './nat-status.ts'
 import { attachWireBudget, WireBudget, type WireBudgetOptions } from '../wire/budget.ts'
 import { deadline } from '../timers.ts'
-import type { ChainNode, ChainOptions, ChainStatus } from '../chain/chain-node.ts'
+import type { ChainNode, ChainOptions } from '../chain/chain-node.ts'
+import type { LayerswarmNode, NodeConfig, NodeServices, NodeStatus } from './node-types.ts'
 
 /** The plugin a training node loads when none are named. */
 export const DEFAULT_BACKEND_PLUGIN = 'backend-cpu'
@@ -94,72 +95,7 @@ export interface CreateNodeOptions extends WebRTCOptions {
   libp2pMetrics?: (components: any) => unknown
 }
 
-/** The resolved configuration, bound as Tokens.NodeConfig for plugins. */
-export interface NodeConfig {
-  readonly dataDir: string
-  readonly network: { readonly name: string, readonly protocolPrefix: string, readonly lan: boolean, readonly private: boolean }
-  readonly listen: readonly string[]
-  readonly announce: readonly string[]
-  readonly bootstrap: readonly string[]
-  readonly bootstrapNode: boolean
-  readonly relayServer: boolean
-  readonly relayListen: boolean
-  readonly plugins: readonly string[]
-  readonly backend?: string
-  readonly runtime: Readonly<Record<string, unknown>>
-}
-
-export interface NodeServices extends ServiceMap {
-  identify: Identify
-  ping: Ping
-  dht: KadDHT
-  pubsub: GossipSub
-}
-
-export interface NodeStatus {
-  peerId: string
-  network: string
-  protocolPrefix: string
-  bootstrapNode: boolean
-  started: boolean
-  addresses: string[]
-  peers: string[]
-  plugins: string[]
-  topics: string[]
-  dht: { mode: 'client' | 'server', protocol: string, routingTableSize: number }
-  bootstrap: BootstrapPeerState[]
-  dataDir: string
-  pid: number
-  uptimeS: number
-  chain?: ChainStatus
-  /** Reachability (AutoNAT, observed addresses) and relay listening (core/node/nat-status.ts). */
-  nat: NatStatus
-  /** Direct vs relayed connections, one entry per connected peer (core/node/connections.ts). */
-  connections: ConnectionSummary
-}
-
-export interface LayerswarmNode {
-  readonly peerId: string
-  readonly libp2p: Libp2p<NodeServices>
-  readonly plugins: PluginHost
-  readonly container: DependencyContainer
-  readonly config: NodeConfig
-  readonly network: NetworkProfile
-  /** The node's identity key (its peer id's): signs the node's work (hop commitments). Never sent anywhere. */
-  readonly privateKey: PrivateKey
-  /** Multiaddr strings (with /p2p/<peerId>) others can dial; empty until started. */
-  addresses(): string[]
-  status(): NodeStatus
-  /**
-   * Redials every bootstrap peer it is not connected to now (skipping the back-off) and runs a DHT
-   * self-lookup: what a node cut off from its run does (core/pipeline/rendezvous.ts). No-op unless started.
-   */
-  rebootstrap(): void
-  isStarted(): boolean
-  start(options?: AbortOptions): Promise<void>
-  /** Idempotent. Order: bootstrap dialer, control endpoint, plugins (reverse), libp2p, lock. */
-  stop(): Promise<void>
-}
+export type { NodeConfig, NodeServices, NodeStatus, LayerswarmNode } from './node-types.ts'
 
 /** Protocol id of a network's DHT; never the public IPFS one. */
 export function dhtProtocol (profile: Pick<NetworkProfile, 'protocolPrefix'>): string {
