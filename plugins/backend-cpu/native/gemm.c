@@ -258,24 +258,16 @@ static napi_value UseIsa (napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT () {
   if (isa == NULL) pickIsa(NULL);
   napi_add_env_cleanup_hook(env, freeScratch, NULL);
-  napi_value f;
-  napi_create_function(env, "gemm", NAPI_AUTO_LENGTH, Gemm, NULL, &f);
-  napi_set_named_property(env, exports, "gemm", f);
-  napi_create_function(env, "isa", NAPI_AUTO_LENGTH, Isa, NULL, &f);
-  napi_set_named_property(env, exports, "isa", f);
-  napi_create_function(env, "useIsa", NAPI_AUTO_LENGTH, UseIsa, NULL, &f);
-  napi_set_named_property(env, exports, "useIsa", f);
-  napi_create_function(env, "attentionForward", NAPI_AUTO_LENGTH, AttentionForward, NULL, &f);
-  napi_set_named_property(env, exports, "attentionForward", f);
-  napi_create_function(env, "attentionBackward", NAPI_AUTO_LENGTH, AttentionBackward, NULL, &f);
-  napi_set_named_property(env, exports, "attentionBackward", f);
-  napi_create_function(env, "geluForward", NAPI_AUTO_LENGTH, GeluForward, NULL, &f);
-  napi_set_named_property(env, exports, "geluForward", f);
-  napi_create_function(env, "geluBackward", NAPI_AUTO_LENGTH, GeluBackward, NULL, &f);
-  napi_set_named_property(env, exports, "geluBackward", f);
-  napi_create_function(env, "crossEntropyForward", NAPI_AUTO_LENGTH, CrossEntropyForward, NULL, &f);
-  napi_set_named_property(env, exports, "crossEntropyForward", f);
-  napi_create_function(env, "crossEntropyBackward", NAPI_AUTO_LENGTH, CrossEntropyBackward, NULL, &f);
-  napi_set_named_property(env, exports, "crossEntropyBackward", f);
+  static const struct { const char *name; napi_callback fn; } fns[] = {
+    { "gemm", Gemm }, { "isa", Isa }, { "useIsa", UseIsa },
+    { "attentionForward", AttentionForward }, { "attentionBackward", AttentionBackward },
+    { "geluForward", GeluForward }, { "geluBackward", GeluBackward },
+    { "crossEntropyForward", CrossEntropyForward }, { "crossEntropyBackward", CrossEntropyBackward }
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value f;
+    napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f);
+    napi_set_named_property(env, exports, fns[i].name, f);
+  }
   return exports;
 }
