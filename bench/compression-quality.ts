@@ -244,7 +244,6 @@ export async function benchCompressionQuality (opts: CompressionQualityOptions =
       const pt = r.perToken
       const lossRatio = r.evalLoss / baseLoss
       const pct = (lossRatio - 1) * 100
-      say(`  ${s.name}: held-out loss ${r.evalLoss.toFixed(4)}${s.name === 'none' ? '' : ` (${pct >= 0 ? '+' : ''}${pct.toFixed(2)}% against none)`}`)
       const tail = r.losses.slice(-10)
       rows.push({
         name: s.name,
