@@ -1,7 +1,7 @@
 // Every gossip topic scored (issue 15): the membership topic limits each publisher's heartbeat rate
 // before parsing (beyond it IGNORE, far beyond REJECT: publisher-rates.ts), so a flood of valid
 // heartbeats from a fresh identity costs the node little and the flooder its gossipsub score and its
-// connection (flood-bans.ts: aborted, refused for a while by createNode's connection gater); absurd
+// connection (core/timed-bans.ts: aborted, refused for a while by createNode's connection gater); absurd
 // heartbeats (throughput 1e308, stage -1 serving, 100 KB, another peer's id) never enter the view and
 // cost their sender too.
 import '../core/polyfills.ts'
@@ -12,7 +12,7 @@ import { HeartbeatFloodError, HeartbeatRateLimitedError } from '../core/membersh
 import { encodeHeartbeat, membersTopic, type Heartbeat } from '../core/membership/heartbeat.ts'
 import { createMembership, type MembershipHost, type MembershipService } from '../core/membership/index.ts'
 import { PublisherRates } from '../core/membership/publisher-rates.ts'
-import { FloodBans } from '../core/membership/flood-bans.ts'
+import { TimedBans } from '../core/timed-bans.ts'
 import { createGossipNode, stopNodes } from './wire-helpers.ts'
 import { waitFor } from './wait-helpers.ts'
 
@@ -49,32 +49,14 @@ describe('gossip scoring: publisher rates (unit)', () => {
   })
 })
 
-describe('gossip scoring: flood bans (unit)', () => {
-  it('a ban holds for banMs, is reported new once, and is bounded', () => {
-    let t = 0
-    const b = new FloodBans({ banMs: 1000, maxBans: 3, now: () => t })
-    assert.equal(b.ban('a'), true)
-    assert.equal(b.ban('a'), false, 'already banned')
-    assert.equal(b.isBanned('a'), true)
-    assert.equal(b.isBanned('b'), false)
-    t += 1000
-    assert.equal(b.isBanned('a'), false, 'expired')
-    assert.equal(b.ban('a'), true, 'new again after it expired')
-    for (const p of ['b', 'c', 'd']) b.ban(p)
-    assert.equal(b.size, 3)
-    assert.equal(b.isBanned('a'), false, 'the oldest ban went first')
-    assert.throws(() => new FloodBans({ banMs: 0 }), RangeError)
-  })
-})
-
 describe('gossip scoring: the membership topic under attack (real gossipsub)', function () {
   this.timeout(120_000)
   let nodes: Libp2p[] = []
   let view: MembershipService | undefined
-  let bans = new FloodBans()
+  let bans = new TimedBans()
   let flooded: string[] = []
   beforeEach(() => {
-    bans = new FloodBans()
+    bans = new TimedBans()
     flooded = []
   })
   afterEach(async () => {

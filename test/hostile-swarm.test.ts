@@ -166,7 +166,7 @@ describe('hostile peers against a live swarm (real processes)', function () {
     for (const n of swarm.nodes) assert.equal(n.node.exit, null, `${n.name} is still running`)
     for (const f of [signing, presigned]) {
       assert.equal(f.stats.sent, 20_000, 'the flood went out')
-      // every stage node cut the flooder off (core/membership/flood-bans.ts)
+      // every stage node cut the flooder off (core/timed-bans.ts, membership-service.ts)
       f.cut.forEach((lines, i) => { assert.ok(lines >= 1, `${nodes[i].name} cut the flooder off`) })
     }
     // views kept: stage 0 still completes steps through stages 1 and 2, during the floods and after them

@@ -77,6 +77,33 @@ describe('pipeline: router', function () {
     assert.equal(router.choose(1, new Set(['a'])), undefined, 'b banned, a excluded: nobody')
   })
 
+  it('a peer back after an outage (gone from the source, then listed again) starts its backoff again; a rejected one does not', function () {
+    const { router, source, clock } = setup(['a', 'b', 'c'], { banBaseMs: 1000, banMaxMs: 60_000 })
+    router.succeeded('a', 1, 100)
+    router.succeeded('b', 1, 100)
+    router.succeeded('c', 1, 100)
+    for (let i = 0; i < 5; i++) router.failed('a', 1, 'ignore') // missed deadlines while its link was down: banned 16 s
+    router.failed('c', 1, 'ignore')
+    router.failed('c', 1, 'reject') // banned 8 s
+    source.set(1, ['b']) // both stop heartbeating
+    router.choose(1)
+    clock.t += 5000
+    assert.ok(router.isBanned('a') && router.isBanned('c'))
+    source.set(1, ['a', 'b', 'c']) // back
+    assert.equal(router.choose(1), 'a', 'the returning peer is tried next')
+    assert.equal(router.stats().find(s => s.peer === 'a')!.failures, 0)
+    router.failed('a', 1, 'ignore')
+    clock.t += 1001
+    assert.ok(!router.isBanned('a'), 'its next failure bans for the first length again')
+    assert.ok(router.isBanned('c'), 'a rejection\'s ban outlives the absence')
+    // a peer that never left the source keeps its growing ban
+    router.failed('b', 1, 'ignore')
+    router.failed('b', 1, 'ignore')
+    router.choose(1)
+    clock.t += 1001
+    assert.ok(router.isBanned('b'))
+  })
+
   it('sets timeouts from measured round trips, with a floor', function () {
     const { router } = setup(['a'], { timeoutFloorMs: 500, initialTimeoutMs: 7000, timeoutK: 4, alpha: 0.5 })
     assert.equal(router.timeoutMs('a'), 7000, 'unmeasured: the initial timeout')

@@ -36,13 +36,13 @@ import {
   AveragerStoppedError, AveragingConfigError, GroupViewMismatchError, PeerBannedError,
   RoundMismatchError, RoundOverError, AveragingProtocolError
 } from './errors.ts'
-import { BanList } from './ban-list.ts'
+import { TimedBans } from '../timed-bans.ts'
 import { checkRobustOptions, type RobustAveragingOptions } from './robust-shard.ts'
 import { CONVICTED_CODE, PeerJudge } from '../peer-judge.ts'
 import { OuterOptimizer, type OuterOptimizerOptions, type OuterState } from './outer-optimizer.ts'
 import { DhtGroupFinder, groupDigest, groupName, moshpitGrid, moshpitGroupIndex, selectGroup, type GroupFinder } from './group.ts'
 
-export { BanList, OuterOptimizer, type OuterOptimizerOptions, type OuterState, type RobustAveragingOptions }
+export { OuterOptimizer, type OuterOptimizerOptions, type OuterState, type RobustAveragingOptions }
 
 export interface AveragerInit {
   /** The run id (32 hex chars): every frame carries it; groups are per run. */
@@ -113,7 +113,7 @@ const key = (stage: number, round: number): string => `${stage}/${round}`
 type AveragerLibp2p = Pick<Libp2p, 'handle' | 'unhandle' | 'dialProtocol' | 'contentRouting' | 'peerId' | 'addEventListener' | 'removeEventListener'>
 
 export class Averager {
-  readonly bans: BanList
+  readonly bans: TimedBans
   readonly judge: PeerJudge
   readonly mode: AveragingMode
   /** Bytes/s, refined after every round. */
@@ -159,7 +159,7 @@ export class Averager {
     this.window = init.window ?? 4
     this.outer = new OuterOptimizer(init.outer)
     checkRobustOptions(init.robust)
-    this.bans = new BanList(init.banMs ?? 10 * 60_000)
+    this.bans = new TimedBans({ banMs: init.banMs ?? 10 * 60_000 })
     this.judge = init.judge ?? new PeerJudge()
   }
 

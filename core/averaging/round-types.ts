@@ -4,7 +4,7 @@
 import type { Logger } from '../contracts/logger.ts'
 import type { FramedStream } from '../wire/index.ts'
 import type { AveragingRole, TensorCodecs } from '../codecs/tensor-codecs.ts'
-import type { BanList } from './ban-list.ts'
+import type { TimedBans } from '../timed-bans.ts'
 import type { PeerTiming } from '../net/peer-timing.ts'
 import type { RobustAveragingOptions } from './robust-shard.ts'
 
@@ -74,7 +74,7 @@ export interface RoundContext {
   /** This node's peer id. */
   readonly self: string
   readonly codecs: TensorCodecs<AveragingRole>
-  readonly bans: BanList
+  readonly bans: TimedBans
   readonly chunkElements: number
   readonly joinMs: number
   readonly slackMs: number

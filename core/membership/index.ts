@@ -3,7 +3,6 @@
 export * from './errors.ts'
 export * from './heartbeat.ts'
 export { MemberView } from './view.ts'
-export { FloodBans, type FloodBanOptions } from './flood-bans.ts'
 export { createMembership, MEMBERSHIP_VERSION, MembershipService, pinnedPlacement } from './membership-service.ts'
 export type { MembershipHost, MembershipInit } from './membership-service.ts'
 export { membershipInit } from './membership-options.ts'

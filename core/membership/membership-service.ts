@@ -5,7 +5,7 @@
 //   enters   the gossipsub topic validator (`validate`): the publisher's rate first (publisher-rates.ts:
 //            beyond it IGNORE, far beyond REJECT, before any parsing), then typed errors -> REJECT /
 //            IGNORE, counted by code; a publisher that floods directly is cut off and banned
-//            (flood-bans.ts); an accepted heartbeat enters the MemberView and goes to every
+//            (core/timed-bans.ts); an accepted heartbeat enters the MemberView and goes to every
 //            onMember listener
 //   expires  `ttlMs` after it arrived, or at once when the peer's last connection closes (a killed
 //            node drops out of routing in milliseconds, not seconds)
@@ -26,7 +26,7 @@ import {
 import { encodeHeartbeat, MAX_MEMORY, MAX_QUEUE, MAX_STEP, MAX_THROUGHPUT, membersTopic, validateHeartbeat, type Heartbeat } from './heartbeat.ts'
 import { MemberView } from './view.ts'
 import { PublisherRates } from './publisher-rates.ts'
-import { FloodBans } from './flood-bans.ts'
+import { TimedBans } from '../timed-bans.ts'
 
 export const MEMBERSHIP_VERSION = '0.1.0'
 
@@ -53,7 +53,7 @@ export interface MembershipInit {
    * Flooders cut off (createNode shares them with its connection gater, which refuses their
    * connections). Default: the service's own, 10-minute bans.
    */
-  readonly floodBans?: FloodBans
+  readonly floodBans?: TimedBans
   /** Told once per ban, when a publisher is cut off for flooding (createNode: a 'reject' judgement). */
   readonly onFlood?: (peer: string) => void
   readonly log?: Logger
@@ -119,7 +119,7 @@ export class MembershipService implements Membership {
   private readonly ignored: Record<string, number> = {}
   private readonly excluded = new Set<string>()
   private readonly rates: PublisherRates
-  private readonly bans: FloodBans
+  private readonly bans: TimedBans
   private readonly onDisconnect = (evt: CustomEvent<PeerId>): void => {
     const peer = evt.detail.toString()
     if (this.view.drop(peer)) this.log.debug('member disconnected', { peer })
@@ -148,7 +148,7 @@ export class MembershipService implements Membership {
       hardExcess: init.heartbeatHardExcess ?? 100,
       now: this.now
     })
-    this.bans = init.floodBans ?? new FloodBans({ now: this.now })
+    this.bans = init.floodBans ?? new TimedBans({ now: this.now })
   }
 
   get ttlMs (): number {
@@ -333,7 +333,7 @@ export class MembershipService implements Membership {
    */
   private cutOff (peer: PeerId, err: Error): void {
     const id = peer.toString()
-    if (!this.bans.ban(id)) return
+    if (!this.bans.ban(id, 'ERR_MEMBER_HB_FLOOD')) return
     this.log.info('heartbeat flood: publisher cut off', { peer: id, banMs: this.bans.banMs })
     try {
       this.init.onFlood?.(id)

@@ -23,7 +23,8 @@ import { webrtcParts, type WebRTCOptions } from './webrtc-transport.ts'
 import type { AbortOptions } from '@libp2p/interface'
 import { PeerJudge } from '../peer-judge.ts'
 import { timingFor } from '../net/peer-timing.ts'
-import { createMembership, FloodBans, membershipInit } from '../membership/index.ts'
+import { createMembership, membershipInit } from '../membership/index.ts'
+import { TimedBans } from '../timed-bans.ts'
 import { MetricsRegistry } from '../metrics/registry.ts'
 import { container as rootContainer } from 'tsyringe'
 import type { Logger } from '../contracts/logger.ts'
@@ -152,7 +153,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
 
   // the node's one judge of peers and one metrics registry, shared by every part through the container
   const judge = new PeerJudge()
-  const floodBans = new FloodBans()
+  const floodBans = new TimedBans()
   const metrics = new MetricsRegistry()
   const services: Record<string, (components: any) => unknown> = {
     identify: identify(),
@@ -204,7 +205,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     // all-reduce and pipeline transfers mid-stream; dead peers are still found by the transfers' own
     // timeouts and TCP errors.
     connectionMonitor: { pingTimeout: { minTimeout: 30_000, maxTimeout: 120_000 } },
-    // a peer cut off for flooding the membership topic stays off for a while (core/membership/flood-bans.ts)
+    // a peer cut off for flooding the membership topic stays off for a while (core/timed-bans.ts, membership-service.ts)
     connectionGater: { denyInboundEncryptedConnection: p => floodBans.isBanned(p.toString()), denyOutboundEncryptedConnection: p => floodBans.isBanned(p.toString()) },
     services, metrics: options.libp2pMetrics as never // --metrics only: libp2p's metrics module
   }) as unknown as Libp2p<NodeServices>

@@ -21,6 +21,13 @@
 // failure count. Peers come from a `PeerSource` (the node's membership view). Verdicts come from
 // the node's PeerJudge (core/peer-judge.ts), which also keeps the penalty count.
 //
+// A peer that drops out of the source (its heartbeats stopped: a link outage) and comes back starts
+// its backoff again, unless its last failure was a rejection: the deadlines it missed while
+// unreachable say nothing of how it serves now, and after an outage its first hops are often slow
+// (TCP retransmits with backed-off timers), so an inherited backoff of tens of seconds would keep a
+// recovered peer idle. A silent peer that keeps heartbeating never leaves the source and keeps its
+// growing ban; one that goes quiet to shed it is absent from routing meanwhile anyway.
+//
 // Remote drops (a peer answers ERR_PIPELINE_DROPPED: the stages behind it failed) are free while
 // occasional, since an honest peer drops under load too; but each peer's recent drops and
 // completions are counted (decaying per outcome), and a peer that dropped at least `dropShare` of
@@ -86,6 +93,8 @@ interface PeerState {
   samples: number
   failures: number
   bannedUntil: number
+  /** The last failure was a rejection (its ban survives the peer's absence from the source). */
+  rejected: boolean
   /** Virtual finish time: cumulative expected ms of the work sent to it. */
   finish: number
   /** Recent remote drops and completions, each decayed by DROP_DECAY per outcome. */
@@ -106,6 +115,8 @@ export class Router {
   private readonly peers = new Map<string, PeerState>()
   /** Candidates of the previous choice per stage: a peer not among them is (re)entering. */
   private readonly lastCandidates = new Map<number, Set<string>>()
+  /** The source's peers of each stage at the previous choice, banned ones included: one not among them is back. */
+  private readonly lastListed = new Map<number, Set<string>>()
   private readonly rng: () => number
   private readonly now: () => number
   private readonly opts: Required<Omit<RouterOptions, 'rng' | 'now'>>
@@ -136,6 +147,7 @@ export class Router {
    * undefined when there is none. Charges the peer its expected run time.
    */
   choose (stage: number, exclude: ReadonlySet<string> = new Set()): string | undefined {
+    this.noticeReturns(stage)
     const candidates = this.available(stage).filter(p => !exclude.has(p))
     const previous = this.lastCandidates.get(stage) ?? new Set()
     this.lastCandidates.set(stage, new Set(candidates))
@@ -206,6 +218,7 @@ export class Router {
       s.svcSamples++
     }
     s.failures = 0
+    s.rejected = false
     s.completed = DROP_DECAY * s.completed + 1
     s.drops *= DROP_DECAY
   }
@@ -234,8 +247,23 @@ export class Router {
     if (verdict === 'none') return
     const s = this.state(peer, stage)
     s.failures++
+    if (verdict === 'reject') s.rejected = true
     const base = this.opts.banBaseMs * 2 ** Math.min(s.failures - 1, 30) * (verdict === 'reject' ? 4 : 1)
     s.bannedUntil = this.now() + Math.min(this.opts.banMaxMs, base)
+  }
+
+  /** Peers back in the source since the previous choice for `stage` start their backoff again (top of this file). */
+  private noticeReturns (stage: number): void {
+    const listed = this.source.peersForStage(stage)
+    const before = this.lastListed.get(stage)
+    this.lastListed.set(stage, new Set(listed))
+    if (before == null) return
+    for (const p of listed) {
+      const s = this.peers.get(p)
+      if (before.has(p) || s == null || s.rejected) continue
+      s.failures = 0
+      s.bannedUntil = 0
+    }
   }
 
   isBanned (peer: string): boolean {
@@ -262,7 +290,7 @@ export class Router {
   private state (peer: string, stage: number): PeerState {
     let s = this.peers.get(peer)
     if (s == null) {
-      s = { stage, ewma: 0, dev: 0, samples: 0, failures: 0, bannedUntil: 0, finish: 0, drops: 0, completed: 0, svc: 0, svcDev: 0, svcSamples: 0 }
+      s = { stage, ewma: 0, dev: 0, samples: 0, failures: 0, bannedUntil: 0, rejected: false, finish: 0, drops: 0, completed: 0, svc: 0, svcDev: 0, svcSamples: 0 }
       this.peers.set(peer, s)
     }
     s.stage = stage

@@ -9,7 +9,7 @@
 // Figures (tokens/s, held-out losses, reconnect times) are printed, not asserted: the machine is
 // shared. Needs root (namespaces, TUN); skips with the reason where netnsUnavailable() says so.
 import assert from 'node:assert/strict'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { sleep } from '../../core/timers.ts'
@@ -70,10 +70,22 @@ describe('netns: training across hosts with 50 ms delay, 10 ms jitter, 1% loss, 
     bed = await Testbed.create({ tag: 'trn', hosts: STAGES.length + 1, link: LINK, seed: 7 })
   })
 
-  after(async () => {
+  after(async function () {
     for (const s of swarms) await s.stop().catch(() => {})
     bed?.destroy()
-    if (dir !== '') await rm(dir, { recursive: true, force: true })
+    if (dir === '') return
+    // on failure (or with LAYERSWARM_NETNS_KEEP_LOGS=1) the nodes' logs are kept beside the removed run directory
+    if (process.env.LAYERSWARM_NETNS_KEEP_LOGS === '1' || this.test?.parent?.tests.some(t => t.state === 'failed') === true) {
+      for (const run of await readdir(dir, { withFileTypes: true })) {
+        if (!run.isDirectory()) continue
+        const logs = (await readdir(join(dir, run.name))).filter(f => f.endsWith('.log'))
+        if (logs.length === 0) continue
+        await mkdir(join(`${dir}-logs`, run.name), { recursive: true })
+        for (const f of logs) await copyFile(join(dir, run.name, f), join(`${dir}-logs`, run.name, f))
+      }
+      console.log(`      logs kept in ${dir}-logs`)
+    }
+    await rm(dir, { recursive: true, force: true })
   })
 
   it('reaches the loopback run\'s held-out loss within 5%', async () => {
