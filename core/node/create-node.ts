@@ -44,6 +44,7 @@ import { startControlServer, type ControlServer } from './control-endpoint.ts'
 import { NodeStateError } from './node-errors.ts'
 import { summarizeConnections } from './connections.ts'
 import { dialableAddrs, NatMonitor, NAT_MONITOR_TOKEN } from './nat-status.ts'
+import { GossipStreamKeeper, type GossipInternals } from './gossip-streams.ts'
 import { attachWireBudget, WireBudget, type WireBudgetOptions } from '../wire/budget.ts'
 import { deadline } from '../timers.ts'
 import type { ChainNode, ChainOptions } from '../chain/chain-node.ts'
@@ -223,6 +224,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
   attachWireBudget(libp2p, wireBudget)
   container.register(Tokens.WireBudget, { useValue: wireBudget })
   const nat = new NatMonitor(libp2p as unknown as Libp2p, { relayListen, log: logger.forComponent('layerswarm:nat') })
+  const gossipStreams = new GossipStreamKeeper(libp2p as unknown as Libp2p, libp2p.services.pubsub as unknown as GossipInternals, logger.forComponent('layerswarm:gossip'))
   container.register(NAT_MONITOR_TOKEN, { useValue: nat })
   // a training node (its runtime names a run) has the run's one membership view, for the runtime and
   // the plugins (the scheduler) alike; it starts with libp2p, before the plugins
@@ -309,6 +311,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
     await host.stop().catch(err => { log.warn('stopping plugins failed', { error: (err as Error).message }) })
     membership?.stop()
     nat.stop()
+    gossipStreams.stop()
     await chain?.stop().catch(err => { log.warn('stopping the chain service failed', { error: (err as Error).message }) })
     await stopQuietly(libp2p, err => { log.warn('stopping libp2p failed', { error: String(err) }) })
     await lock?.release()
@@ -363,6 +366,7 @@ export async function createNode (options: CreateNodeOptions = {}): Promise<Laye
       lock = await lockDataDir(dataDir)
       await libp2p.start()
       nat.start()
+      gossipStreams.start()
       await chain?.start(signal)
       membership?.start()
       signal.throwIfAborted()

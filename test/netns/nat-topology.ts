@@ -11,7 +11,10 @@
 // to the other home's 10.78.x network and MASQUERADE maps only replies), so the homes meet only through
 // the relay, and then, by WebRTC, directly: ICE learns each home's public address:port from the STUN
 // server (coturn, `turnserver --stun-only`) and both send UDP to the other's mapping at once; Linux
-// MASQUERADE keeps the source port and lets the replies in. Each router counts the bytes its home
+// MASQUERADE keeps the source port and lets the replies in. A home created `symmetric` has a router
+// that maps every new flow to a random port (MASQUERADE --random-fully, a symmetric NAT): the port
+// STUN saw is not the one its packets to the other home leave from, so no hole can be punched and
+// the homes stay on the relay. Each router counts the bytes its home
 // exchanges with the relay, with the other home's public address (the hole-punched path) and with the
 // public node.
 import { execFileSync, type ChildProcess } from 'node:child_process'
@@ -65,7 +68,8 @@ export function natUnavailable (): string | undefined {
 export class NatTopology {
   private constructor (readonly inet: Netns, readonly pub: Netns, readonly homes: readonly [Home, Home]) {}
 
-  static create (tag: string): NatTopology {
+  /** `symmetric`: which homes' routers are symmetric NATs (default neither). */
+  static create (tag: string, symmetric: readonly [boolean, boolean] = [false, false]): NatTopology {
     const made: Netns[] = []
     const make = (t: string): Netns => { const n = Netns.create(t); made.push(n); return n }
     try {
@@ -100,7 +104,7 @@ export class NatTopology {
         ipIn(host, 'link', 'set', 'eth0', 'up')
         ipIn(host, 'route', 'add', 'default', 'via', `${lan}.1`)
         run(router, 'sysctl', '-qw', 'net.ipv4.ip_forward=1')
-        run(router, 'iptables', '-t', 'nat', '-A', 'POSTROUTING', '-o', 'pub', '-j', 'MASQUERADE')
+        run(router, 'iptables', '-t', 'nat', '-A', 'POSTROUTING', '-o', 'pub', '-j', 'MASQUERADE', ...(symmetric[i - 1] ? ['--random-fully'] : []))
         // a home router's firewall: unsolicited packets to the router itself are dropped. Without it, the
         // first hole-punching packet from the other home (arriving before ours left) was answered with a
         // port-unreachable and left a conntrack entry for that address pair, so our own packet to that

@@ -11,48 +11,22 @@
 // tokens/s and held-out loss. On failure the nodes' logs are kept and their tails printed. Needs root,
 // iptables and coturn; skips otherwise.
 import assert from 'node:assert/strict'
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { SwarmLauncher, type LaunchedNode } from '../../core/demo/swarm-launcher.ts'
-import { queryControl } from '../../core/node/control-endpoint.ts'
+import { join } from 'node:path'
 import type { TrainingStatus } from '../../core/demo/swarm-view.ts'
-import { BIN, ROOT } from '../cli-helpers.ts'
-import { netnsUnavailable, type Netns } from '../netns-helpers.ts'
-import { startSwarm, waitForTraining, writeMicroModel, type SwarmNode, type TestSwarm } from '../swarm-helpers.ts'
+import { netnsUnavailable } from '../netns-helpers.ts'
+import { startSwarm, waitForTraining, writeMicroModel, type TestSwarm } from '../swarm-helpers.ts'
 import { waitFor } from '../wait-helpers.ts'
-import { NatTopology, natUnavailable, PUBLIC_IP, RELAY_IP, STUN_URL } from './nat-topology.ts'
+import { NatTopology, natUnavailable, PUBLIC_IP } from './nat-topology.ts'
+import { keepLogs, runArgs, startNatSwarm, statusOf, type NatStatus, type NatSwarm } from './nat-swarm.ts'
 
-const IN_NETNS = join(dirname(fileURLToPath(import.meta.url)), 'in-netns.mjs')
 const STEPS = 20
-const runArgs = (model: string): string[] => ['--stages', '3', '--model', model, '--steps', String(STEPS), '--seed', '3', '--batch', '4',
-  '--lr', '1e-2', '--microbatches', '2', '--eval-batches', '4', '--log-level', 'info']
-
-interface Status {
-  nat: { reachability: string, relayAddrs: string[], relayReason?: string }
-  connections: { direct: number, relayed: number, peers: Array<{ peer: string, direct: boolean, addr: string }> }
-}
-
-async function statusOf (dataDir: string): Promise<Status | undefined> {
-  return await queryControl(dataDir, '/status', { timeoutMs: 5000 }).catch(() => undefined) as Status | undefined
-}
-
-/** On failure: the nodes' logs go to a kept directory, and their tails to the test's output. */
-async function keepLogs (dir: string): Promise<void> {
-  const kept = `${dir}-logs`
-  const logs = (await readdir(dir)).filter(f => f.endsWith('.log'))
-  for (const f of logs) {
-    await cp(join(dir, f), join(kept, f)).catch(() => {})
-    const tail = (await readFile(join(dir, f), 'utf8').catch(() => '')).split('\n').slice(-40).join('\n')
-    console.log(`      --- ${f} (last 40 lines; all of it in ${kept}) ---\n${tail}`)
-  }
-}
 
 describe('netns: two nodes behind NAT train through a relay', function () {
   this.timeout(600_000)
   let topo: NatTopology | undefined
-  let launcher: SwarmLauncher | undefined
+  let swarm: NatSwarm | undefined
   let loop: TestSwarm | undefined
   /** The NAT run's held-out loss, for the loopback comparison. */
   let natLoss: number | undefined
@@ -70,42 +44,17 @@ describe('netns: two nodes behind NAT train through a relay', function () {
   let failed = false
   afterEach(function () { if (this.currentTest?.state === 'failed') failed = true })
   after(async () => {
-    await launcher?.stopAll(10_000).catch(() => {})
+    await swarm?.launcher.stopAll(10_000).catch(() => {})
     await loop?.stop().catch(() => {})
     topo?.destroy()
-    if (dir !== '' && failed) await keepLogs(dir)
+    if (dir !== '' && (failed || process.env.LAYERSWARM_NETNS_KEEP_LOGS === '1')) await keepLogs(dir)
     if (dir !== '') await rm(dir, { recursive: true, force: true })
   })
 
   it('finds the NAT, joins through circuit relay v2, goes direct by WebRTC hole punching and serves stages', async () => {
     const t = topo!
-    await t.startStun(AbortSignal.timeout(10_000))
-    launcher = new SwarmLauncher({ bin: IN_NETNS, cwd: ROOT })
-    const env = (ns: Netns): Record<string, string> => ({ LSW_NETNS: ns.name, LSW_NETNS_BIN: BIN })
-    const model = await writeMicroModel(dir)
-    const config = join(dir, 'node-config.json')
-    await writeFile(config, JSON.stringify({ pluginOptions: { 'backend-cpu': { threads: 1 } } }))
-    // an internet network, not the built-in LAN one: the DHT hands out no private addresses (a home's
-    // 10.78.x address is useless to the other home), so a peer known without a public address is
-    // looked up again when dialed and found at its relay address; WebRTC's ICE asks the bridge's STUN server
-    const network = join(dir, 'nat-net.json')
-    await writeFile(network, JSON.stringify({ name: 'nat-test', lan: false, listen: [], stun: [STUN_URL] }))
-    const run = ['--network', network, ...runArgs(model)]
-    const relayDir = join(dir, 'relay')
-    const relay = await launcher.start({
-      name: 'relay', args: ['--bootstrap-node', '--network', network, '--data-dir', relayDir, '--listen', `/ip4/${RELAY_IP}/tcp/4001`, '--log-level', 'info'],
-      logFile: join(dir, 'relay.log'), env: env(t.inet)
-    })
-    const start = async (name: string, ns: Netns, ip: string, stage: number): Promise<SwarmNode> => {
-      const dataDir = join(dir, name)
-      const node: LaunchedNode = await launcher!.start({
-        name,
-        args: ['--data-dir', dataDir, '--config', config, '--listen', `/ip4/${ip}/tcp/0`, '--bootstrap', relay.addrs[0], '--stage', String(stage), ...run],
-        logFile: join(dir, `${name}.log`),
-        env: env(ns)
-      })
-      return { name, stage, dataDir, node }
-    }
+    swarm = await startNatSwarm(t, dir, STEPS)
+    const { relay, relayDir, start } = swarm
     // the homes first: the data node (stage 0) starts once they are up, so the run's home-to-home
     // traffic tells how much of a run goes direct once WebRTC is up (20 steps of this model take a few
     // seconds, about as long as the homes take to go direct)
@@ -149,7 +98,7 @@ describe('netns: two nodes behind NAT train through a relay', function () {
 
     // after the run: AutoNAT confirmed the public addresses of the relay and of the public node (a peer
     // dialed them back); status tells direct from relayed
-    const isPublic = async (d: string): Promise<Status | undefined> => { const s = await statusOf(d); return s?.nat.reachability === 'public' ? s : undefined }
+    const isPublic = async (d: string): Promise<NatStatus | undefined> => { const s = await statusOf(d); return s?.nat.reachability === 'public' ? s : undefined }
     const rs = await waitFor(async () => await isPublic(relayDir), { what: 'the relay: reachability public (AutoNAT)', timeoutMs: 60_000, intervalMs: 1000 })
     await waitFor(async () => await isPublic(pub.dataDir), { what: 'the public node: reachability public (AutoNAT)', timeoutMs: 60_000, intervalMs: 1000 })
     const [a, b] = await Promise.all([statusOf(homeA.dataDir), statusOf(homeB.dataDir)])
@@ -181,7 +130,7 @@ describe('netns: two nodes behind NAT train through a relay', function () {
     if (natLoss == null) this.skip() // the NAT run failed: nothing to compare
     const d = join(dir, 'loopback')
     await mkdir(d)
-    loop = await startSwarm(d, [0, 1, 2], runArgs(await writeMicroModel(d)))
+    loop = await startSwarm(d, [0, 1, 2], runArgs(await writeMicroModel(d), STEPS))
     const last = await waitForTraining(loop.nodes, `loopback: ${STEPS} steps`, ts => ts.every(x => x?.state === 'done') &&
       ts.some(x => x?.stage === 2 && x.evalLoss != null), 300_000) as TrainingStatus[]
     const lo = last.find(x => x.stage === 2 && x.evalLoss != null)?.evalLoss as number
