@@ -2,6 +2,7 @@
 // random tie-break, bans with exponential backoff, timeouts that follow measurement.
 import assert from 'node:assert/strict'
 import { Router } from '../core/pipeline/router.ts'
+import { AVERAGING_HOLD_MS, averagingHoldMs } from '../core/pipeline/dispatch.ts'
 import { StaticSource } from './pipeline-helpers.ts'
 
 function setup (peers: string[], opts: ConstructorParameters<typeof Router>[1] = {}): { router: Router, source: StaticSource, clock: { t: number } } {
@@ -112,5 +113,10 @@ describe('pipeline: router', function () {
     for (let i = 0; i < 6; i++) router.succeeded('a', 1, 2000)
     const t = router.timeoutMs('a')
     assert.ok(t > 2000 && t < 4000, `slow peer: ${t}`)
+  })
+
+  it('a hop of a step that starts an averaging period gets the averaging hold\'s allowance (dispatch.ts)', function () {
+    assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map(step => averagingHoldMs(3, step)), [0, 0, 0, AVERAGING_HOLD_MS, 0, 0, AVERAGING_HOLD_MS])
+    assert.equal(averagingHoldMs(0, 6), 0, 'a run that never averages')
   })
 })

@@ -20,6 +20,11 @@
 //              have passed and it is connected again, the microbatch tries it one more time (a
 //              stream reset while connections settle must not cost a one-peer stage its peer wait
 //              and a drop); a second failure excludes it for good, and the router's bans still grow
+//   holds      a stage averages every `period` steps, and its nodes serve no microbatch during the
+//              round (the worker is held: stage-averaging.ts); microbatches of a step that starts a
+//              period are given AVERAGING_HOLD_MS more, so that the hold is not taken for a silent
+//              peer (the last stage's 2 s deadline floor was shorter than a round across 400 ms round
+//              trips). A peer that dies during such a step is caught that much later.
 //   commitment a training hop carries the producer's signed commitment to the activation it sends
 //              (hop-commits.ts); the gradient that comes back must carry the next stage's, which is
 //              checked like any other part of the reply
@@ -55,6 +60,17 @@ export interface RetryPolicy {
 
 /** How long a microbatch waits before it tries a failed peer again (when that peer is all its stage has left). */
 export const RETRY_AFTER_MS = 1000
+
+/**
+ * Extra time for a hop of a microbatch whose step starts an averaging period (see "holds" above):
+ * over twice the longest hold measured across 400 ms round trips (a round of the micro model, 1.3-2.2 s).
+ */
+export const AVERAGING_HOLD_MS = 5000
+
+/** The extra time a hop of a microbatch of `step` gets, for a run that averages every `period` steps (0: never). */
+export function averagingHoldMs (period: number, step: number): number {
+  return period > 0 && step > 0 && step % period === 0 ? AVERAGING_HOLD_MS : 0
+}
 
 export const DEFAULT_RETRY_POLICY: RetryPolicy = { maxAttempts: 3, peerWaitMs: 30_000, pollMs: 100 }
 
@@ -105,6 +121,8 @@ export interface DispatcherInit {
   readonly log: Logger
   /** The node's logger for the framed streams (wire-level logs). */
   readonly wireLog?: Logger
+  /** The run's averaging period in steps (0 or absent: no averaging, no holds). */
+  readonly averagingPeriod?: number
 }
 
 export class Dispatcher {
@@ -156,7 +174,8 @@ export class Dispatcher {
       const sent = act.bytes.byteLength + tgt.byteLength
       // a peer timed by its reported service time also needs the reply's bytes in the network's share
       const both = sent + (train ? act.bytes.byteLength : 0)
-      const hopMs = router.timeoutMs(peer, mb.stage, this.timing.networkMs(peer, sent), this.timing.networkMs(peer, both))
+      const hopMs = router.timeoutMs(peer, mb.stage, this.timing.networkMs(peer, sent), this.timing.networkMs(peer, both)) +
+        (train ? averagingHoldMs(this.init.averagingPeriod ?? 0, mb.meta.step) : 0)
       const attemptDeadline = deadline(hopMs, signal)
       const sig = attemptDeadline.signal
       let fs: FramedStream | undefined

@@ -216,7 +216,8 @@ export class PipelineNode {
     // the router bans whom the judge finds at fault in the pipeline (inbound or on a reply)
     this.unjudge = this.judge.onJudgement(j => { if (j.area === 'pipeline' && j.stage != null) this.router.failed(j.peer, j.stage, j.verdict) })
     const nextId = microbatchIdFactory()
-    this.dispatcher = new Dispatcher({ libp2p: init.libp2p, runId: this.runId, router: this.router, codecs: this.codecs, metrics: this.metrics, judge: this.judge, retry, committer: this.hops?.committer, log: this.log, wireLog: init.log })
+    this.dispatcher = new Dispatcher({ libp2p: init.libp2p, runId: this.runId, router: this.router, codecs: this.codecs, metrics: this.metrics, judge: this.judge, retry, committer: this.hops?.committer, log: this.log, wireLog: init.log,
+      averagingPeriod: init.averaging === false || m.averaging.period > m.optimizer.steps ? 0 : m.averaging.period })
     // a period beyond the run's last step would never fire: no averager then
     this.averaging = init.averaging === false || m.averaging.period > m.optimizer.steps ? undefined : new StageAveraging({
       ...init.averaging, libp2p: init.libp2p, runId: this.runId, manifest: m, stage: this.stage, worker: this.worker,
