@@ -118,5 +118,11 @@ describe('pipeline: router', function () {
   it('a hop of a step that starts an averaging period gets the averaging hold\'s allowance (dispatch.ts)', function () {
     assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map(step => averagingHoldMs(3, step)), [0, 0, 0, AVERAGING_HOLD_MS, 0, 0, AVERAGING_HOLD_MS])
     assert.equal(averagingHoldMs(0, 6), 0, 'a run that never averages')
+    // only a peer that has answered gets it (dispatch.ts asks the router): a silent one never has
+    const { router } = setup(['a', 'silent'])
+    router.succeeded('a', 1, 100)
+    router.failed('silent', 1, 'ignore')
+    assert.equal(router.measured('a'), true)
+    assert.equal(router.measured('silent'), false)
   })
 })

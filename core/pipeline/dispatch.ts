@@ -24,7 +24,8 @@
 //              round (the worker is held: stage-averaging.ts); microbatches of a step that starts a
 //              period are given AVERAGING_HOLD_MS more, so that the hold is not taken for a silent
 //              peer (the last stage's 2 s deadline floor was shorter than a round across 400 ms round
-//              trips). A peer that dies during such a step is caught that much later.
+//              trips). Only a peer that has answered before gets it: a silent one never has, and
+//              keeps its stage's normal time. A peer that dies during such a step is caught that much later.
 //   commitment a training hop carries the producer's signed commitment to the activation it sends
 //              (hop-commits.ts); the gradient that comes back must carry the next stage's, which is
 //              checked like any other part of the reply
@@ -175,7 +176,7 @@ export class Dispatcher {
       // a peer timed by its reported service time also needs the reply's bytes in the network's share
       const both = sent + (train ? act.bytes.byteLength : 0)
       const hopMs = router.timeoutMs(peer, mb.stage, this.timing.networkMs(peer, sent), this.timing.networkMs(peer, both)) +
-        (train ? averagingHoldMs(this.init.averagingPeriod ?? 0, mb.meta.step) : 0)
+        (train && router.measured(peer) ? averagingHoldMs(this.init.averagingPeriod ?? 0, mb.meta.step) : 0)
       const attemptDeadline = deadline(hopMs, signal)
       const sig = attemptDeadline.signal
       let fs: FramedStream | undefined

@@ -266,6 +266,11 @@ export class Router {
     }
   }
 
+  /** Whether `peer` has completed a round trip (it serves: a silent peer never has). */
+  measured (peer: string): boolean {
+    return (this.peers.get(peer)?.samples ?? 0) > 0
+  }
+
   isBanned (peer: string): boolean {
     return (this.peers.get(peer)?.bannedUntil ?? 0) > this.now()
   }
