@@ -80,7 +80,10 @@ describe('pipeline: a silent stage-1 peer (real processes)', function () {
     assert.ok(before >= 5, `training ran before the attack: ${before} steps`)
     assert.ok(accepted >= 1, 'the silent peer was routed to')
     assert.ok(deadlines >= 1, 'stage 0 gave up on the silent peer by its deadline')
-    // the issue's stall: 0.15 steps/s against 4.4 (3%); here training goes on at a healthy share
-    assert.ok(during >= Math.max(3, 0.25 * before), `training went on during the attack: ${during} steps against ${before} before`)
+    // the issue's stall: 0.15 steps/s against 4.4 (3%); here training goes on. The share during the
+    // window swings with the load (each deadline failure stalls stage 0's step for that deadline):
+    // 0.20-0.41 in six runs at load 1.6-3.9 (CI and local, 2026-12-07), so the bound is 0.15, five
+    // times the stall's share, not the 0.25 it was (two CI runs at load 2.6-3.3 measured 0.20 and 0.22)
+    assert.ok(during >= Math.max(3, 0.15 * before), `training went on during the attack: ${during} steps against ${before} before`)
   })
 })
